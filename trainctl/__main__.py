@@ -1,0 +1,3 @@
+from trainctl.cli import app
+
+app(prog_name="trainctl")

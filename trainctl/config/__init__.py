@@ -1,0 +1,1 @@
+"""Config: YAML loading with source positions, pydantic schema, overrides, located errors."""

@@ -1,0 +1,21 @@
+"""Expected failures. The CLI prints each as one red line and exits 1; anything else is a bug."""
+
+
+class TrainctlError(Exception):
+    """A failure the user can fix: bad config, missing file, bad data, damaged run."""
+
+
+class ConfigError(TrainctlError):
+    """One or more config problems, each already formatted as `FILE:LINE:COL: path: message`."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class DataError(TrainctlError):
+    """Data that cannot be used: unreadable file, bad row, wrong shape, labels out of range."""
+
+
+class ArtifactError(TrainctlError):
+    """A run directory or weights file that is missing, damaged or does not match its model."""

@@ -1,0 +1,81 @@
+"""String ids → classes. Config values are only ever looked up here, never imported as paths.
+
+Ids are snake_case; the TF.js camelCase spelling of an id is accepted too
+(`categoricalCrossentropy` → `categorical_crossentropy`, `glorotUniform` → `glorot_uniform`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Callable, Generic, TypeVar
+
+from trainctl.errors import TrainctlError
+
+T = TypeVar("T")
+
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def snake_case(name: str) -> str:
+    """`glorotUniform` → `glorot_uniform`, `relu6` → `relu6`, `MSE` → `mse`, `l1l2` → `l1l2`."""
+    return _CAMEL_BOUNDARY.sub("_", name.strip()).replace("-", "_").lower()
+
+
+def did_you_mean(name: str, choices: list[str]) -> str | None:
+    """The closest valid choice to a misspelled `name`, or None when nothing is close."""
+    matches = difflib.get_close_matches(snake_case(name), choices, n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+class UnknownIdError(TrainctlError):
+    def __init__(self, kind: str, name: str, choices: list[str]):
+        self.kind, self.name, self.choices = kind, name, choices
+        hint = did_you_mean(name, choices)
+        message = f"unknown {kind} {name!r}"
+        message += f"; did you mean {hint!r}?" if hint else f"; valid: {', '.join(choices)}"
+        super().__init__(message)
+
+
+class Registry(Generic[T]):
+    """A named table of ids. `register` adds one under its id and any extra aliases."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+        self._aliases: dict[str, str] = {}
+
+    def register(self, name: str, *aliases: str) -> Callable[[T], T]:
+        def add(entry: T) -> T:
+            if name in self._entries:
+                raise ValueError(f"{self.kind} {name!r} registered twice")
+            self._entries[name] = entry
+            for alias in aliases:
+                self._aliases[snake_case(alias)] = name
+            return entry
+
+        return add
+
+    def resolve(self, name: str) -> str:
+        """The canonical id for `name` (any accepted spelling); UnknownIdError otherwise."""
+        if not isinstance(name, str):
+            raise UnknownIdError(self.kind, str(name), self.names())
+        key = snake_case(name)
+        if key in self._entries:
+            return key
+        if key in self._aliases:
+            return self._aliases[key]
+        raise UnknownIdError(self.kind, name, self.names())
+
+    def get(self, name: str) -> T:
+        return self._entries[self.resolve(name)]
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        try:
+            self.resolve(name)  # type: ignore[arg-type]
+        except UnknownIdError:
+            return False
+        return True

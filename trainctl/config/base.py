@@ -55,3 +55,40 @@ NonNegativeFloat = Annotated[float, Field(ge=0), AfterValidator(_finite)]
 UnitInterval = Annotated[float, Field(ge=0, lt=1), AfterValidator(_finite)]  # rates like dropout
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
+
+
+def typed_spec(registry: Registry, *, allow_null: bool = False) -> Any:
+    """A field holding an id (`glorot_uniform`) or a mapping with `type` and parameters
+    (`{type: random_normal, stddev: 0.1}`). Normalised to `{"type": id, **params}` with the
+    entry's defaults filled, validated against the entry's `Params` model."""
+    from pydantic import ValidationError
+
+    def normalise(value: Any) -> Any:
+        if value is None and allow_null:
+            return None
+        if isinstance(value, str):
+            type_name, params = value, {}
+        elif isinstance(value, dict) and "type" in value:
+            type_name, params = value["type"], {k: v for k, v in value.items() if k != "type"}
+        else:
+            raise ValueError(f"expected a {registry.kind} id or a mapping with 'type', got {value!r}")
+        try:
+            canonical = registry.resolve(type_name)
+        except Exception as error:
+            raise ValueError(str(error)) from None
+        entry = registry.get(canonical)
+        try:
+            validated = entry.Params.model_validate(params)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            message = first["msg"]
+            if first["type"] == "extra_forbidden":
+                from trainctl.registry import did_you_mean
+
+                hint = did_you_mean(str(first["loc"][-1]), sorted(entry.Params.model_fields))
+                message = f"unknown key for {canonical}" + (f"; did you mean {hint!r}?" if hint else "")
+            raise ValueError(f"{canonical}.{where}: {message}" if where else message) from None
+        return {"type": canonical, **validated.to_dict()}
+
+    return Annotated[Any, BeforeValidator(normalise)]

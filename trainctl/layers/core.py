@@ -1,0 +1,283 @@
+"""Core layers: Dense, Activation, Dropout, Flatten, Reshape (TF.js names and semantics)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from pydantic import model_validator
+
+from trainctl.activations import ACTIVATIONS
+from trainctl.config.base import PositiveInt, UnitInterval, registry_id, typed_spec
+from trainctl.errors import TrainctlError
+from trainctl.initializers import INITIALIZERS, build_initializer
+from trainctl.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape, Weight, auto_name
+from trainctl.regularizers import REGULARIZERS, build_regularizer
+from trainctl.seeding import rng_for
+
+
+def _kernels():
+    from trainctl.kernels import activations, layers
+
+    return activations, layers
+
+
+@LAYERS.register("dense")
+class Dense(Layer):
+    """y = activation(x @ kernel + bias) over the last axis; kernel is [in, units]."""
+
+    type_id = "dense"
+    class_name = "Dense"
+
+    class Params(LayerParams):
+        units: PositiveInt
+        activation: registry_id(ACTIVATIONS) = "linear"  # TF.js default: no activation
+        use_bias: bool = True
+        kernel_initializer: typed_spec(INITIALIZERS) = "glorot_uniform"  # TF.js default
+        bias_initializer: typed_spec(INITIALIZERS) = "zeros"  # TF.js default
+        kernel_regularizer: typed_spec(REGULARIZERS, allow_null=True) = None
+        bias_regularizer: typed_spec(REGULARIZERS, allow_null=True) = None
+        activity_regularizer: typed_spec(REGULARIZERS, allow_null=True) = None
+
+    def build(self, input_shape: Shape, context: BuildContext) -> Shape:
+        if len(input_shape) < 1:
+            raise TrainctlError(f"{self.name}: Dense needs an input with at least one feature axis")
+        super().build(input_shape, context)
+        p = self.params
+        n_in = int(input_shape[-1])
+        self.activation = ACTIVATIONS.get(p.activation)
+        kernel_init = build_initializer(p.kernel_initializer)
+        kernel = kernel_init((n_in, p.units), rng_for(context.seed, "init", f"{self.name}/kernel"), context.dtype)
+        self.kernel = Weight(
+            f"{self.name}/kernel", np.ascontiguousarray(kernel, dtype=context.dtype),
+            np.zeros((n_in, p.units), context.dtype), self.trainable, build_regularizer(p.kernel_regularizer),
+        )
+        self.weights = [self.kernel]
+        self.bias = None
+        if p.use_bias:
+            bias_init = build_initializer(p.bias_initializer)
+            bias = bias_init((p.units,), rng_for(context.seed, "init", f"{self.name}/bias"), context.dtype)
+            self.bias = Weight(
+                f"{self.name}/bias", np.ascontiguousarray(bias, dtype=context.dtype),
+                np.zeros(p.units, context.dtype), self.trainable, build_regularizer(p.bias_regularizer),
+            )
+            self.weights.append(self.bias)
+        self.activity_regularizer = build_regularizer(p.activity_regularizer)
+        self._zero_bias = np.zeros(p.units, context.dtype)  # stands in for a missing bias
+        self._scratch_bias_grad = np.zeros(p.units, context.dtype)
+        return self.output_shape
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        return (*input_shape[:-1], self.params.units)
+
+    def allocate(self, batch_size: int) -> None:
+        super().allocate(batch_size)
+        rows = batch_size * math.prod(self.input_shape[:-1])
+        dtype = self.kernel.value.dtype
+        units, n_in = self.params.units, self.input_shape[-1]
+        self._z = np.empty((rows, units), dtype)  # pre-activation, kept for backward
+        self._y = np.empty((rows, units), dtype)
+        self._dz = np.empty((rows, units), dtype)
+        self._dx = np.empty((rows, n_in), dtype)
+        self._x2d: np.ndarray | None = None
+        self._act_kernels, _ = _kernels()
+
+    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        n = x.shape[0]
+        x2d = x.reshape(-1, x.shape[-1])
+        rows = x2d.shape[0]
+        z, y = self._z[:rows], self._y[:rows]
+        np.matmul(x2d, self.kernel.value, out=z)
+        bias = self.bias.value if self.bias is not None else self._zero_bias
+        self._act_kernels.bias_activation_forward(z, bias, y, self.activation.code)
+        self._x2d = x2d
+        return y.reshape(n, *self.output_shape)
+
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+        return self._backward(dy, self.activation.code, need_dx)
+
+    def backward_from_preactivation(self, dz: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+        """Backward when the loss already gave dLoss/dz (softmax fused with cross-entropy)."""
+        return self._backward(dz, ACTIVATIONS.get("linear").code, need_dx)
+
+    def _backward(self, dy: np.ndarray, activation_code: int, need_dx: bool) -> np.ndarray | None:
+        rows = self._x2d.shape[0]
+        dy2d = dy.reshape(rows, -1)
+        z, y, dz = self._z[:rows], self._y[:rows], self._dz[:rows]
+        if self.activity_regularizer is not None:
+            dy2d = self._add_activity_grad(y, dy2d)
+        bias_grad = self.bias.grad if self.bias is not None else self._scratch_bias_grad
+        self._act_kernels.activation_backward_bias_grad(z, y, dy2d, dz, bias_grad, activation_code)
+        np.matmul(self._x2d.T, dz, out=self.kernel.grad)
+        if not need_dx:
+            return None
+        dx = self._dx[:rows]
+        np.matmul(dz, self.kernel.value.T, out=dx)
+        return dx.reshape(dy.shape[0], *self.input_shape)
+
+    # Activity regularization: TF.js adds penalty(output) / batch_size to the loss.
+    def activity_loss(self, n: int) -> float:
+        if self.activity_regularizer is None:
+            return 0.0
+        rows = self._x2d.shape[0]
+        return self.activity_regularizer.penalty(self._y[:rows]) / n
+
+    def _add_activity_grad(self, y: np.ndarray, dy2d: np.ndarray) -> np.ndarray:
+        # grad of penalty(y)/n is added to dL/dy; done on a copy so the caller's dy is intact
+        n = self._batch_rows_to_samples(y.shape[0])
+        extra = np.zeros_like(y)
+        self.activity_regularizer.add_grad(y, extra)
+        return dy2d + extra / n
+
+    def _batch_rows_to_samples(self, rows: int) -> int:
+        return rows // max(1, math.prod(self.input_shape[:-1]))
+
+    def flops_per_sample(self) -> int:
+        positions = math.prod(self.input_shape[:-1])
+        return positions * (2 * self.input_shape[-1] * self.params.units + (self.params.units if self.bias else 0))
+
+
+@LAYERS.register("activation")
+class Activation(Layer):
+    type_id = "activation"
+    class_name = "Activation"
+
+    class Params(LayerParams):
+        activation: registry_id(ACTIVATIONS)
+
+    def build(self, input_shape: Shape, context: BuildContext) -> Shape:
+        self.activation = ACTIVATIONS.get(self.params.activation)
+        self.dtype = context.dtype
+        return super().build(input_shape, context)
+
+    def allocate(self, batch_size: int) -> None:
+        super().allocate(batch_size)
+        rows = batch_size * math.prod(self.input_shape[:-1]) if self.input_shape else batch_size
+        last = self.input_shape[-1] if self.input_shape else 1
+        self._y = np.empty((rows, last), self.dtype)
+        self._dx = np.empty((rows, last), self.dtype)
+        self._act_kernels, _ = _kernels()
+
+    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        self._x2d = x.reshape(-1, self._y.shape[1])
+        y = self._y[: self._x2d.shape[0]]
+        self._act_kernels.activation_forward(self._x2d, y, self.activation.code)
+        return y.reshape(x.shape)
+
+    def backward_from_preactivation(self, dz: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+        return dz
+
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+        rows = self._x2d.shape[0]
+        dx = self._dx[:rows]
+        self._act_kernels.activation_backward(self._x2d, self._y[:rows], dy.reshape(rows, -1), dx, self.activation.code)
+        return dx.reshape(dy.shape)
+
+
+@LAYERS.register("dropout")
+class Dropout(Layer):
+    """Zeroes a `rate` fraction of inputs in training and scales the rest by 1/(1-rate)
+    (TF.js: keep where uniform >= rate); identity at inference."""
+
+    type_id = "dropout"
+    class_name = "Dropout"
+
+    class Params(LayerParams):
+        rate: UnitInterval
+        seed: int | None = None  # default: derived from the config seed and the layer name
+        noise_shape: list[int] | None = None
+
+        @model_validator(mode="after")
+        def _no_noise_shape(self):
+            if self.noise_shape is not None:
+                raise ValueError("noise_shape is not supported yet; remove it")
+            return self
+
+    def build(self, input_shape: Shape, context: BuildContext) -> Shape:
+        seed = self.params.seed if self.params.seed is not None else context.seed
+        self.rng = rng_for(seed, "dropout", self.name)
+        self.dtype = context.dtype
+        return super().build(input_shape, context)
+
+    def allocate(self, batch_size: int) -> None:
+        super().allocate(batch_size)
+        size = batch_size * math.prod(self.input_shape)
+        self._uniform = np.empty(size, np.float64)
+        self._mask = np.empty(size, self.dtype)
+        self._y = np.empty(size, self.dtype)
+        self._dx = np.empty(size, self.dtype)
+        _, self._layer_kernels = _kernels()
+        self._active = False
+
+    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        self._active = training and self.params.rate > 0
+        if not self._active:
+            return x
+        size = x.size
+        self.rng.random(out=self._uniform[:size])
+        y = self._y[:size]
+        self._layer_kernels.dropout_forward(x.reshape(-1), self._uniform[:size], self.params.rate, self._mask[:size], y)
+        return y.reshape(x.shape)
+
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+        if not self._active:
+            return dy
+        size = dy.size
+        dx = self._dx[:size]
+        np.multiply(dy.reshape(-1), self._mask[:size], out=dx)
+        return dx.reshape(dy.shape)
+
+    def rng_state(self) -> dict[str, Any]:
+        return self.rng.bit_generator.state
+
+    def set_rng_state(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state
+
+
+@LAYERS.register("flatten")
+class Flatten(Layer):
+    type_id = "flatten"
+    class_name = "Flatten"
+
+    class Params(LayerParams):
+        data_format: str | None = None  # accepted for TF.js compatibility; channels_last only
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        return (math.prod(input_shape),)
+
+    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+        return dy.reshape(dy.shape[0], *self.input_shape)
+
+
+@LAYERS.register("reshape")
+class Reshape(Layer):
+    type_id = "reshape"
+    class_name = "Reshape"
+
+    class Params(LayerParams):
+        target_shape: list[int]
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        target = list(self.params.target_shape)
+        size = math.prod(input_shape)
+        unknown = [i for i, d in enumerate(target) if d == -1]
+        if len(unknown) > 1 or any(d == 0 or d < -1 for d in target):
+            raise TrainctlError(f"{self.name}: target_shape {target} may hold one -1 and positive sizes only")
+        if unknown:
+            known = math.prod(d for d in target if d != -1)
+            if size % known:
+                raise TrainctlError(f"{self.name}: cannot reshape {list(input_shape)} ({size} values) to {target}")
+            target[unknown[0]] = size // known
+        if math.prod(target) != size:
+            raise TrainctlError(f"{self.name}: cannot reshape {list(input_shape)} ({size} values) to {target}")
+        return tuple(target)
+
+    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        return x.reshape(x.shape[0], *self.output_shape)
+
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+        return dy.reshape(dy.shape[0], *self.input_shape)

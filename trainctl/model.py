@@ -1,0 +1,237 @@
+"""Sequential: a stack of layers built from config, with TF.js's compile/fit/evaluate/predict.
+
+Weights are named `<layer>/<weight>` (dense_Dense1/kernel) everywhere: summary, safetensors
+files, optimizer state. Importing this module does not import numba.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import numpy as np
+
+from trainctl.errors import TrainctlError
+from trainctl.layers import LAYERS, BuildContext, Layer, Weight
+from trainctl.layers.base import auto_name
+
+MODEL_FORMAT = "trainctl-model/1"
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    name: str
+    class_name: str
+    output_shape: tuple[int | None, ...]  # with None for the batch axis
+    n_params: int
+
+
+@dataclass(frozen=True)
+class ParamTotals:
+    total: int
+    trainable: int
+    non_trainable: int
+
+
+def _layer_from_spec(spec: Any, index: int) -> Layer:
+    """A layer from `{type: dense, units: 32, ...}` or from an already validated spec."""
+    if isinstance(spec, Layer):
+        return spec
+    if isinstance(spec, dict):
+        spec = dict(spec)
+        if "type" not in spec:
+            raise TrainctlError(f"model.layers.{index}: missing key 'type'")
+        layer_cls = LAYERS.get(spec.pop("type"))
+        try:
+            params = layer_cls.Params.model_validate(spec)
+        except Exception as error:  # pydantic ValidationError: report its first problem in one line
+            first = error.errors()[0] if hasattr(error, "errors") else {"loc": (), "msg": str(error)}
+            where = ".".join(str(p) for p in first["loc"])
+            raise TrainctlError(f"model.layers.{index}.{where}: {first['msg']}") from None
+        return layer_cls(params)
+    layer_cls = LAYERS.get(spec.type)  # a validated TypedSpec from the config package
+    return layer_cls(spec.params)
+
+
+class Sequential:
+    """Layers applied in order. Built (shapes inferred, weights initialised) on construction."""
+
+    def __init__(self, layers: Iterable[Any], *, name: str = "sequential", seed: int = 0, dtype=np.float32):
+        self.layers: list[Layer] = [_layer_from_spec(spec, i) for i, spec in enumerate(layers)]
+        if not self.layers:
+            raise TrainctlError("model.layers: a model needs at least one layer")
+        self.name, self.seed, self.dtype = name, int(seed), np.dtype(dtype)
+        self.stop_training = False
+        self.optimizer: Any = None
+        self.loss: Any = None
+        self.metrics: list[Any] = []
+        self._build()
+
+    # -- construction ------------------------------------------------------------------
+    def _build(self) -> None:
+        first = self.layers[0].params
+        if first.input_shape is not None:
+            shape = tuple(first.input_shape)
+        elif first.batch_input_shape is not None:
+            shape = tuple(first.batch_input_shape[1:])
+        else:
+            raise TrainctlError("model.layers.0: the first layer needs input_shape (e.g. input_shape: [784])")
+        if any(d is None or d <= 0 for d in shape):
+            raise TrainctlError(f"model.layers.0.input_shape: sizes must be positive integers, got {list(shape)}")
+        self.input_shape: tuple[int, ...] = shape
+        context = BuildContext(seed=self.seed, dtype=self.dtype)
+        seen: set[str] = set()
+        for index, layer in enumerate(self.layers):
+            if index > 0 and layer.params.input_shape is not None and tuple(layer.params.input_shape) != shape:
+                raise TrainctlError(
+                    f"model.layers.{index}.input_shape: {list(layer.params.input_shape)} does not match "
+                    f"the previous layer's output {list(shape)}"
+                )
+            layer.name = layer.params.name or auto_name(layer, context)
+            if layer.name in seen:
+                raise TrainctlError(f"model.layers.{index}.name: duplicate layer name {layer.name!r}")
+            seen.add(layer.name)
+            shape = layer.build(shape, context)
+        self.output_shape: tuple[int, ...] = shape
+        self._allocated = 0
+
+    @classmethod
+    def from_json(cls, architecture: dict[str, Any], *, seed: int = 0) -> "Sequential":
+        """Rebuild from model.json (weights are initialised; load the saved ones after)."""
+        if architecture.get("format") != MODEL_FORMAT:
+            raise TrainctlError(f"model.json: unsupported format {architecture.get('format')!r}")
+        return cls(architecture["layers"], name=architecture.get("name", "sequential"), seed=seed,
+                   dtype=np.dtype(architecture.get("dtype", "float32")))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": MODEL_FORMAT,
+            "class_name": "Sequential",
+            "name": self.name,
+            "dtype": self.dtype.name,
+            "input_shape": list(self.input_shape),
+            "output_shape": list(self.output_shape),
+            "layers": [layer.get_config() for layer in self.layers],
+            "weights": [{"name": w.name, "shape": list(w.value.shape), "dtype": w.value.dtype.name,
+                         "trainable": w.trainable} for w in self.weights],
+        }
+
+    # -- weights -----------------------------------------------------------------------
+    @property
+    def weights(self) -> list[Weight]:
+        return [w for layer in self.layers for w in layer.weights]
+
+    @property
+    def trainable_weights(self) -> list[Weight]:
+        return [w for layer in self.layers if layer.trainable for w in layer.weights if w.trainable]
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return {w.name: w.value for w in self.weights}
+
+    def set_weights(self, arrays: dict[str, np.ndarray], *, source: str = "weights") -> None:
+        """Copy `arrays` into the weights, matched by name and shape; any mismatch is an error."""
+        expected = {w.name: w for w in self.weights}
+        missing = [name for name in expected if name not in arrays]
+        unknown = [name for name in arrays if name not in expected]
+        if missing or unknown:
+            parts = []
+            if missing:
+                parts.append(f"missing {', '.join(missing)}")
+            if unknown:
+                parts.append(f"unexpected {', '.join(unknown)}")
+            raise TrainctlError(f"{source}: weights do not match the model: {'; '.join(parts)}")
+        for name, weight in expected.items():
+            value = np.asarray(arrays[name])
+            if value.shape != weight.value.shape:
+                raise TrainctlError(
+                    f"{source}: {name} has shape {list(value.shape)}, the model expects {list(weight.value.shape)}"
+                )
+        for name, weight in expected.items():
+            weight.value[...] = arrays[name]
+
+    # -- summary -----------------------------------------------------------------------
+    def summary_rows(self) -> list[SummaryRow]:
+        return [SummaryRow(l.name, l.class_name, (None, *l.output_shape), l.count_params()) for l in self.layers]
+
+    def param_totals(self) -> ParamTotals:
+        total = sum(int(w.value.size) for w in self.weights)
+        trainable = sum(int(w.value.size) for w in self.trainable_weights)
+        return ParamTotals(total, trainable, total - trainable)
+
+    def flops_per_sample(self) -> int:
+        return sum(layer.flops_per_sample() for layer in self.layers)
+
+    # -- running -----------------------------------------------------------------------
+    def allocate(self, batch_size: int) -> None:
+        """Size every layer's buffers for at least `batch_size` rows (they only grow)."""
+        if batch_size > self._allocated:
+            for layer in self.layers:
+                layer.allocate(batch_size)
+            self._allocated = batch_size
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """x: [n, *input_shape] with n <= allocated batch size → [n, *output_shape] (a buffer view)."""
+        for layer in self.layers:
+            x = layer.forward(x, training)
+        return x
+
+    def backward(self, dy: np.ndarray, *, through_last_activation: bool = True) -> None:
+        """Back-propagate dLoss/dOutput (or dLoss/dLogits when the last activation was fused
+        into the loss) and fill every weight's grad."""
+        last = len(self.layers) - 1
+        for index in range(last, -1, -1):
+            layer = self.layers[index]
+            need_dx = index > 0
+            if index == last and not through_last_activation:
+                dy = layer.backward_from_preactivation(dy, need_dx)
+            else:
+                dy = layer.backward(dy, need_dx)
+
+    def regularization_loss(self) -> float:
+        return sum(layer.regularization_loss() for layer in self.layers)
+
+    def activity_loss(self, n: int) -> float:
+        return sum(layer.activity_loss(n) for layer in self.layers if hasattr(layer, "activity_loss"))
+
+    @property
+    def has_regularizers(self) -> bool:
+        return any(w.regularizer is not None for w in self.weights)
+
+    @property
+    def has_activity_regularizers(self) -> bool:
+        return any(getattr(layer, "activity_regularizer", None) is not None for layer in self.layers)
+
+    # -- compile / fit / evaluate / predict (TF.js names) ------------------------------
+    def compile(self, optimizer: Any = "sgd", loss: Any = "mean_squared_error", metrics: Iterable[str] = ()) -> None:
+        from trainctl.training import compile_model
+
+        compile_model(self, optimizer, loss, list(metrics))
+
+    def fit(self, x=None, y=None, **options):
+        from trainctl.training import fit
+
+        return fit(self, x, y, **options)
+
+    def evaluate(self, x, y, *, batch_size: int = 32, sample_weight=None) -> dict[str, float]:
+        from trainctl.data.source import ArraySource
+        from trainctl.training import Trainer
+
+        return Trainer(self).evaluate(ArraySource(x, y, sample_weight), batch_size)
+
+    def predict(self, x: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
+        """Outputs for x [n, *input_shape], computed in batches (memory bounded by batch_size)."""
+        from trainctl.training import predict
+
+        return predict(self, x, batch_size=batch_size)
+
+    def count_params(self) -> int:
+        return self.param_totals().total
+
+
+def weights_nbytes(model: Sequential) -> int:
+    return sum(int(w.value.nbytes) for w in model.weights)
+
+
+def input_size(model: Sequential) -> int:
+    return math.prod(model.input_shape)

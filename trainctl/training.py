@@ -1,0 +1,346 @@
+"""The fit / evaluate / predict loops. They emit events to callbacks and never print.
+
+One training step = forward ► loss (+ its gradient) ► metrics ► backward ► optimizer update,
+on buffers allocated once per batch size. Logged values follow TF.js: a batch's loss and
+metrics are computed before that batch's update, an epoch's are the size-weighted means of
+its batches, validation runs after the epoch's last update.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+import numpy as np
+
+from trainctl.callbacks import Callback, CallbackList, History
+from trainctl.data.source import ArraySource, BatchSource, split_validation
+from trainctl.errors import DataError, TrainctlError
+
+
+# -- compile ------------------------------------------------------------------------------
+def compile_model(model, optimizer: Any, loss: Any, metrics: list[Any]) -> None:
+    """Resolve optimizer/loss/metric ids, check they suit the model's output, build slots."""
+    from trainctl.losses import LOSSES
+    from trainctl.metrics import check_metric_applicable, resolve_metric
+    from trainctl.optimizers import Optimizer, build_optimizer
+
+    loss_obj = LOSSES.get(loss) if isinstance(loss, str) else loss
+    problems = check_loss_applicable(model, loss_obj)
+    resolved = []
+    for metric in metrics:
+        resolved_metric = resolve_metric(metric, loss_obj.name, (None, *model.output_shape))
+        problem = check_metric_applicable(resolved_metric, loss_obj.name, (None, *model.output_shape))
+        if problem:
+            problems.append(f"metrics: {metric}: {problem}")
+        resolved.append(resolved_metric)
+    if problems:
+        raise TrainctlError("; ".join(problems))
+    model.loss = loss_obj
+    model.metrics = resolved
+    model.optimizer = optimizer if isinstance(optimizer, Optimizer) else build_optimizer(optimizer)
+    model.optimizer.build(model.trainable_weights)
+
+
+def _last_activation(model) -> str | None:
+    for layer in reversed(model.layers):
+        activation = getattr(layer, "activation", None)
+        if activation is not None:
+            return activation.name
+        if layer.weights:  # a weighted layer without activation ends the search
+            return None
+    return None
+
+
+def check_loss_applicable(model, loss) -> list[str]:
+    """Loss vs output activation and width, as far as it can be told without data."""
+    problems = []
+    units = model.output_shape[-1]
+    activation = _last_activation(model)
+    if loss.name == "categorical_crossentropy" and units < 2:
+        problems.append("loss: categorical_crossentropy needs an output with at least 2 units "
+                        f"(one per class), the model outputs {units}; use binary_crossentropy for 1 unit")
+    if loss.name == "sparse_categorical_crossentropy" and units < 2:
+        problems.append("loss: sparse_categorical_crossentropy needs an output with one unit per class, "
+                        f"the model outputs {units}")
+    if getattr(loss, "needs_probabilities", False) and activation not in (None, "softmax", "sigmoid"):
+        problems.append(f"loss: {loss.name} expects probabilities, but the last activation is "
+                        f"{activation!r}; use softmax (or sigmoid for binary_crossentropy)")
+    if loss.name in ("categorical_crossentropy", "sparse_categorical_crossentropy") and activation == "sigmoid" and units > 1:
+        problems.append(f"loss: {loss.name} expects a softmax output, the last activation is sigmoid")
+    return problems
+
+
+def check_targets(model, y: np.ndarray, where: str) -> None:
+    """Targets vs model output and loss: shape, label ranges, one-hot width."""
+    loss = model.loss
+    out = model.output_shape
+    if loss.name == "sparse_categorical_crossentropy":
+        expected = (*out[:-1], 1)
+        if tuple(y.shape[1:]) not in (expected, tuple(out[:-1])):
+            raise DataError(f"{where}: sparse_categorical_crossentropy needs integer class labels of shape "
+                            f"[n,{','.join(map(str, expected))}], got {list(y.shape)}")
+        if y.size:
+            labels = np.asarray(y)
+            low, high = float(labels.min()), float(labels.max())
+            if low < 0 or high >= out[-1] or not np.all(labels == np.floor(labels)):
+                raise DataError(f"{where}: labels must be integers in [0, {out[-1] - 1}] for a "
+                                f"{out[-1]}-unit output, found values in [{low:g}, {high:g}]")
+        return
+    if tuple(y.shape[1:]) != tuple(out):
+        hint = ""
+        if loss.name == "categorical_crossentropy" and y.ndim == 2 and y.shape[1] == 1:
+            hint = " (targets look like class labels: use sparse_categorical_crossentropy or one-hot them)"
+        raise DataError(f"{where}: targets have shape [n,{','.join(map(str, y.shape[1:]))}] but the model "
+                        f"outputs [n,{','.join(map(str, out))}]{hint}")
+    if loss.name == "binary_crossentropy" and y.size and (float(np.min(y)) < 0 or float(np.max(y)) > 1):
+        raise DataError(f"{where}: binary_crossentropy needs targets in [0, 1], found values in "
+                        f"[{float(np.min(y)):g}, {float(np.max(y)):g}]")
+
+
+def check_inputs(model, x: np.ndarray, where: str) -> None:
+    if tuple(x.shape[1:]) != tuple(model.input_shape):
+        raise DataError(f"{where}: inputs have shape [n,{','.join(map(str, x.shape[1:]))}] but the model "
+                        f"expects [n,{','.join(map(str, model.input_shape))}]")
+
+
+def class_weight_to_sample_weight(y: np.ndarray, class_weight: dict[int, float], loss_name: str) -> np.ndarray:
+    """TF.js standardizeClassWeights: each sample's weight is its class's weight (argmax of a
+    one-hot target, the label itself for sparse or single-unit targets)."""
+    if y.ndim == 2 and y.shape[1] > 1:
+        classes = np.argmax(y, axis=1)
+    else:
+        classes = np.rint(y.reshape(y.shape[0], -1)[:, 0]).astype(np.int64)
+    weights = np.ones(y.shape[0], np.float32)
+    for cls, weight in class_weight.items():
+        weights[classes == int(cls)] = weight
+    return weights
+
+
+# -- the step ------------------------------------------------------------------------------
+class Trainer:
+    """Owns the per-batch buffers and runs train/test steps for a compiled model."""
+
+    def __init__(self, model):
+        if model.loss is None:
+            raise TrainctlError("the model must be compiled (optimizer, loss, metrics) before training")
+        self.model = model
+        self.loss = model.loss
+        self.metrics = model.metrics
+        self.fused = getattr(self.loss, "fused_activation", None) is not None and \
+            _last_activation(model) == self.loss.fused_activation and \
+            getattr(model.layers[-1], "activation", None) is not None
+        self.positions = math.prod(model.output_shape[:-1])  # rows per sample in the 2-D view
+        self.regularized = model.has_regularizers
+        self.activity_regularized = model.has_activity_regularizers
+        self.trainable = model.trainable_weights
+        self._capacity = 0
+        self._scale_key: tuple[int, bool] | None = None
+
+    @property
+    def log_keys(self) -> list[str]:
+        return ["loss", *[m.key for m in self.metrics]]
+
+    def _ensure(self, batch_size: int) -> None:
+        if batch_size > self._capacity:
+            self.model.allocate(batch_size)
+            rows = batch_size * self.positions
+            units = self.model.output_shape[-1]
+            dtype = self.model.dtype
+            self._per_row = np.empty(rows, dtype)
+            self._grad = np.empty((rows, units), dtype)
+            self._scale = np.empty(rows, dtype)
+            self._capacity = batch_size
+            self._scale_key = None
+
+    def _row_scale(self, n: int, weights: np.ndarray | None) -> np.ndarray:
+        rows = n * self.positions
+        scale = self._scale[:rows]
+        if weights is None:
+            if self._scale_key != (n, False):
+                scale.fill(1.0 / rows)
+                self._scale_key = (n, False)
+        else:
+            per_sample = np.asarray(weights, dtype=scale.dtype) / rows
+            scale.reshape(n, self.positions)[...] = per_sample[:, None]
+            self._scale_key = None
+        return scale
+
+    def train_batch(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> list[float]:
+        """One step; returns [loss, *metrics] computed before the update."""
+        n = x.shape[0]
+        self._ensure(n)
+        model = self.model
+        out = model.forward(x, training=True)
+        out2d = out.reshape(-1, out.shape[-1])
+        rows = out2d.shape[0]
+        y2d = y.reshape(rows, -1)
+        scale = self._row_scale(n, weights)
+        per_row, grad = self._per_row[:rows], self._grad[:rows]
+        if self.fused:
+            self.loss.fused_backward(y2d, out2d, scale, per_row, grad)
+        else:
+            self.loss.compute(y2d, out2d, scale, grad, per_row)
+        loss_value = float(np.dot(per_row, scale))
+        if self.regularized:
+            loss_value += model.regularization_loss()
+        if self.activity_regularized:
+            loss_value += model.activity_loss(n)
+        values = [loss_value]
+        for metric in self.metrics:
+            values.append(metric.compute(y2d, out2d))
+        model.backward(grad.reshape(out.shape), through_last_activation=not self.fused)
+        if self.regularized:
+            for layer in model.layers:
+                layer.add_regularization_grads()
+        model.optimizer.apply(self.trainable)
+        return values
+
+    def test_batch(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> list[float]:
+        n = x.shape[0]
+        self._ensure(n)
+        out = self.model.forward(x, training=False)
+        out2d = out.reshape(-1, out.shape[-1])
+        rows = out2d.shape[0]
+        y2d = y.reshape(rows, -1)
+        scale = self._row_scale(n, weights)
+        per_row = self._per_row[:rows]
+        self.loss.compute(y2d, out2d, scale, None, per_row)
+        values = [float(np.dot(per_row, scale))]
+        for metric in self.metrics:
+            values.append(metric.compute(y2d, out2d))
+        return values
+
+    def evaluate(self, source: BatchSource, batch_size: int, max_batches: int | None = None) -> dict[str, float]:
+        """Size-weighted means of loss and metrics over the source's batches (one pass)."""
+        totals = np.zeros(1 + len(self.metrics))
+        seen = 0
+        for index, (x, y, weights) in enumerate(source.batches(0, batch_size)):
+            if max_batches is not None and index >= max_batches:
+                break
+            totals += np.asarray(self.test_batch(x, y, weights)) * x.shape[0]
+            seen += x.shape[0]
+        if seen == 0:
+            raise DataError("evaluation data has no samples")
+        return dict(zip(self.log_keys, (totals / seen).tolist()))
+
+
+# -- fit -------------------------------------------------------------------------------
+def fit(model, x: np.ndarray | None = None, y: np.ndarray | None = None, *, epochs: int = 1,
+        batch_size: int = 32, shuffle: bool = True, validation_split: float = 0.0,
+        validation_data: Any = None, initial_epoch: int = 0, class_weight: dict | None = None,
+        sample_weight: np.ndarray | None = None, callbacks: Iterable[Callback] = (),
+        source: BatchSource | None = None, steps_per_epoch: int | None = None,
+        validation_batch_size: int | None = None, validation_freq: int = 1,
+        validation_steps: int | None = None, seed: int | None = None,
+        start_batch: int = 0) -> History:
+    """Train `model` (compiled) on arrays x, y or on a BatchSource; returns the History.
+
+    TF.js semantics: validation_split takes the LAST fraction of x/y before shuffling;
+    shuffling is per epoch after the split, seeded by `seed` (default: the model's seed).
+    `start_batch` skips the first batches of `initial_epoch` (exact resume).
+    """
+    seed = model.seed if seed is None else seed
+    if source is None:
+        if x is None or y is None:
+            raise TrainctlError("fit needs x and y, or a source")
+        x, y = np.asarray(x) if not isinstance(x, np.memmap) else x, np.asarray(y)
+        check_inputs(model, x, "training data")
+        check_targets(model, y, "training data")
+        if class_weight:
+            class_sw = class_weight_to_sample_weight(y, class_weight, model.loss.name)
+            sample_weight = class_sw if sample_weight is None else np.asarray(sample_weight) * class_sw
+        if validation_split:
+            if validation_data is not None:
+                raise TrainctlError("give validation_split or validation_data, not both")
+            if not 0 < validation_split < 1:
+                raise TrainctlError(f"validation_split must be in (0, 1), got {validation_split}")
+            (x, y, sample_weight), (xv, yv, _) = split_validation(x, y, sample_weight, validation_split)
+            if xv.shape[0] == 0 or x.shape[0] == 0:
+                raise DataError(f"validation_split {validation_split} leaves no training or no validation samples")
+            validation_data = (xv, yv)
+        if x.shape[0] == 0:
+            raise DataError("training data has no samples")
+        source = ArraySource(x, y, sample_weight, shuffle=shuffle, seed=seed, dtype=model.dtype)
+    val_source = _validation_source(model, validation_data)
+
+    trainer = Trainer(model)
+    history = History()
+    callback_list = CallbackList([history, *callbacks])
+    callback_list.set_model(model)
+    steps = source.n_batches(batch_size)
+    if steps_per_epoch is not None:
+        steps = steps_per_epoch if steps is None else min(steps, steps_per_epoch)
+    callback_list.set_params({
+        "epochs": epochs, "initial_epoch": initial_epoch, "steps": steps, "batch_size": batch_size,
+        "samples": getattr(source, "n_samples", None), "metrics": trainer.log_keys,
+        "do_validation": val_source is not None,
+    })
+    model.stop_training = False
+    callback_list.on_train_begin({})
+    compiling = True
+    callback_list.on_compile_begin({})
+    epoch_logs: dict[str, float] = {}
+    for epoch in range(initial_epoch, epochs):
+        callback_list.on_epoch_begin(epoch, {})
+        totals = np.zeros(1 + len(trainer.metrics))
+        seen = 0
+        first_batch = start_batch if epoch == initial_epoch else 0
+        for index, (xb, yb, wb) in enumerate(source.batches(epoch, batch_size, first_batch), start=first_batch):
+            if steps_per_epoch is not None and index >= steps_per_epoch:
+                break
+            n = xb.shape[0]
+            callback_list.on_batch_begin(index, {"batch": index, "size": n})
+            values = trainer.train_batch(xb, yb, wb)
+            if compiling:
+                compiling = False
+                callback_list.on_compile_end({})
+            logs = dict(zip(trainer.log_keys, values))
+            logs["batch"], logs["size"] = index, n
+            callback_list.on_batch_end(index, logs)
+            for i, value in enumerate(values):
+                totals[i] += value * n
+            seen += n
+            if model.stop_training:
+                break
+        epoch_logs = dict(zip(trainer.log_keys, (totals / max(seen, 1)).tolist()))
+        if val_source is not None and (epoch + 1) % validation_freq == 0 and not _nonfinite(epoch_logs):
+            val = trainer.evaluate(val_source, validation_batch_size or batch_size, validation_steps)
+            epoch_logs.update({f"val_{key}": value for key, value in val.items()})
+        callback_list.on_epoch_end(epoch, epoch_logs)
+        if model.stop_training:
+            break
+    if compiling:
+        callback_list.on_compile_end({})
+    callback_list.on_train_end(epoch_logs)
+    return history
+
+
+def _nonfinite(logs: dict[str, float]) -> bool:
+    return not all(math.isfinite(v) for v in logs.values())
+
+
+def _validation_source(model, validation_data: Any) -> BatchSource | None:
+    if validation_data is None:
+        return None
+    if hasattr(validation_data, "batches"):
+        return validation_data
+    xv, yv = validation_data[0], validation_data[1]
+    weights = validation_data[2] if len(validation_data) > 2 else None
+    check_inputs(model, np.asarray(xv), "validation data")
+    check_targets(model, np.asarray(yv), "validation data")
+    return ArraySource(np.asarray(xv), np.asarray(yv), weights, shuffle=False, dtype=model.dtype)
+
+
+# -- predict --------------------------------------------------------------------------
+def predict(model, x: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
+    """Outputs for x [n, *input_shape] in batches of `batch_size`; returns [n, *output_shape]."""
+    check_inputs(model, x, "predict input")
+    n = x.shape[0]
+    out = np.empty((n, *model.output_shape), model.dtype)
+    model.allocate(max(1, min(batch_size, n)))
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        chunk = np.ascontiguousarray(x[start:stop], dtype=model.dtype)
+        out[start:stop] = model.forward(chunk, training=False)
+    return out

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from trainctl.config.base import StrictModel
 from trainctl.registry import Registry
 
 Logs = dict[str, float]
@@ -107,3 +108,46 @@ class History(Callback):
 
 
 CALLBACKS: Registry[type[Callback]] = Registry("callback")
+
+
+class WeightHistory(Callback):
+    """Records chosen weights at the end of every epoch (the "basic training loops" guide
+    tracks W and b this way). Single-value weights are also put into the epoch logs, so the
+    progress display and history.csv show them (`dense_Dense1/kernel 3.0812`)."""
+
+    class Params(StrictModel):
+        weights: list[str] | None = None  # weight names; default: every weight
+        reference: dict[str, float] = {}  # true values to plot against (e.g. true_w, true_b)
+
+    def __init__(self, weights: list[str] | None = None, reference: dict[str, float] | None = None):
+        super().__init__()
+        self.names = weights
+        self.reference = dict(reference or {})
+        self.epochs: list[int] = []
+        self.values: dict[str, list[list[float]]] = {}
+
+    def _tracked(self):
+        weights = {w.name: w for w in self.model.weights}
+        if self.names is None:
+            return list(weights.values())
+        unknown = [n for n in self.names if n not in weights]
+        if unknown:
+            from trainctl.errors import TrainctlError
+
+            raise TrainctlError(f"callbacks.weight_history: unknown weight {unknown[0]!r}; "
+                                f"the model has {', '.join(weights)}")
+        return [weights[n] for n in self.names]
+
+    def on_train_begin(self, logs=None):
+        self._weights = self._tracked()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs.append(epoch)
+        for weight in self._weights:
+            values = weight.value.reshape(-1).astype(float).tolist()
+            self.values.setdefault(weight.name, []).append(values)
+            if logs is not None and len(values) == 1:
+                logs[weight.name] = values[0]
+
+
+CALLBACKS.register("weight_history")(WeightHistory)

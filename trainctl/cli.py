@@ -1,0 +1,185 @@
+"""The `trainctl` command: thin typer commands that parse, call the library and render.
+
+Module import stays light (no numpy, no numba) so `trainctl --help` is instant; each
+command imports what it needs. Expected failures (TrainctlError) print one red line on
+stderr and exit 1; usage errors exit 2 (typer); anything else is a bug and shows a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import typer
+
+app = typer.Typer(
+    name="trainctl",
+    help="Train neural networks described in YAML files, with numba-compiled kernels on the CPU.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class LogFormat(str, Enum):
+    text = "text"
+    jsonl = "jsonl"
+
+
+def _stderr():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _stdout():
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def expected_failures(command: Callable) -> Callable:
+    """Run a command; a TrainctlError becomes one red line on stderr and exit code 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from trainctl.errors import TrainctlError
+
+        try:
+            return command(*args, **kwargs)
+        except TrainctlError as error:
+            from trainctl.render import render_error
+
+            render_error(_stderr(), error)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            _stderr().print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _limit_threads(threads: Optional[int]) -> None:
+    """Set BLAS thread counts before numpy is first imported (it reads them once)."""
+    if threads is not None:
+        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+            os.environ[name] = str(threads)
+
+
+SET_HELP = "Override a config key: --set fit.epochs=10, --set model.layers.0.units=64 (repeatable)."
+
+
+@app.command()
+@expected_failures
+def train(
+    config: Path = typer.Argument(..., help="The YAML config to train."),
+    set_: List[str] = typer.Option([], "--set", help=SET_HELP),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<name>/<timestamp>)."),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start from these weights (.safetensors or a run directory)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Override the config's seed."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+    log_format: LogFormat = typer.Option(LogFormat.text, "--log-format", help="text (human) or jsonl (one JSON event per epoch)."),
+    print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="BLAS threads (default: all cores)."),
+    runs_root: Path = typer.Option(Path("runs"), "--runs-root", help="Where default run directories go."),
+) -> None:
+    """Train a model from a YAML config and write a run directory."""
+    _limit_threads(threads)
+    from trainctl.config import config_to_yaml, load_config
+    from trainctl.render import ProgressDisplay, render_summary_line
+
+    loaded = load_config(config, set_)
+    if seed is not None:
+        loaded = loaded.with_seed(seed)
+    if print_config:
+        sys.stdout.write(config_to_yaml(loaded.config))
+        return
+    from trainctl.run import train_from_config
+
+    console = _stdout()
+    mode = "quiet" if quiet else ("jsonl" if log_format is LogFormat.jsonl else "auto")
+    with ProgressDisplay(console, mode) as display:
+        outcome = train_from_config(loaded, out=out, runs_root=runs_root, init_from=init_from, callbacks=[display])
+    if mode != "jsonl":
+        render_summary_line(console, outcome.summary_line(), str(outcome.run_dir.path))
+
+
+@app.command()
+@expected_failures
+def summary(
+    target: Path = typer.Argument(..., help="A YAML config or a run directory."),
+    set_: List[str] = typer.Option([], "--set", help=SET_HELP),
+    weights: bool = typer.Option(False, "--weights", help="Also list every weight with its shape."),
+) -> None:
+    """Show the model table (computed from the config alone: no data, no kernels)."""
+    from trainctl.render import render_summary
+    from trainctl.run import describe_model, model_from_target
+
+    model, compile_info = model_from_target(target, set_)
+    rows, totals, weight_list, extras = describe_model(model, compile_info)
+    render_summary(_stdout(), rows, totals, weights=weight_list if weights else None, extras=extras)
+
+
+@app.command()
+@expected_failures
+def validate(
+    config: Path = typer.Argument(..., help="The YAML config to check."),
+    set_: List[str] = typer.Option([], "--set", help=SET_HELP),
+    print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config."),
+) -> None:
+    """Check a config (schema, ids, model shapes, loss vs output); print "ok" or every error."""
+    from trainctl.config import config_to_yaml, load_config
+    from trainctl.run import check_config
+
+    loaded = load_config(config, set_)
+    check_config(loaded)
+    if print_config:
+        sys.stdout.write(config_to_yaml(loaded.config))
+    else:
+        typer.echo("ok")
+
+
+@app.command()
+@expected_failures
+def predict(
+    run_dir: Path = typer.Argument(..., help="A run directory written by trainctl train."),
+    input: Path = typer.Option(..., "--input", "-i", help="Inputs: .npy, .npz (key x or the only array) or .csv."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write predictions to .npy or .csv (default: print)."),
+    batch_size: int = typer.Option(256, "--batch-size", min=1, help="Rows per forward pass (bounds memory)."),
+) -> None:
+    """Run a trained model on new inputs."""
+    from trainctl.run import open_run, predict_file
+
+    run = open_run(run_dir)
+    result = predict_file(run, input, output, batch_size)
+    if output is None:
+        from trainctl.render import render_predictions
+
+        render_predictions(_stdout(), result)
+    else:
+        _stderr().print(f"wrote {result.n_rows} predictions to {output}")
+
+
+@app.command()
+@expected_failures
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="A run directory written by trainctl train."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Evaluate on this file (.csv/.npy/.npz) instead of the run's validation data."),
+    batch_size: int = typer.Option(256, "--batch-size", min=1),
+) -> None:
+    """Loss and metrics of a trained model, as a table."""
+    from trainctl.render import render_metrics_table
+    from trainctl.run import evaluate_run, open_run
+
+    run = open_run(run_dir)
+    title, metrics = evaluate_run(run, data, batch_size)
+    render_metrics_table(_stdout(), title, metrics)
+
+
+def main() -> None:  # pragma: no cover - the console script entry point is `app`
+    app()

@@ -282,6 +282,7 @@ class ProgressDisplay(Callback):
         self._epochs_done = 0
         self._last_epoch_logs: Logs = {}
         self._epoch = 0
+        self._in_epoch = False
         self._reset_epoch(0.0)
 
     # -- epoch state
@@ -328,6 +329,7 @@ class ProgressDisplay(Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+        self._in_epoch = True
         self._reset_epoch(self.clock())
         if self.mode == "rich":
             self._start_live()
@@ -356,6 +358,7 @@ class ProgressDisplay(Callback):
     def on_epoch_end(self, epoch, logs=None):
         now = self.clock()
         seconds = now - self._epoch_start
+        self._in_epoch = False
         logs = dict(logs or {})
         self._epochs_done += 1
         self._last_epoch_logs = logs
@@ -416,8 +419,9 @@ class ProgressDisplay(Callback):
             if self._status is not None:
                 self._status.stop()
                 self._status = None
-            self._start_live()
-            self._refresh(now)
+            if self._in_epoch:  # compiles outside an epoch (evaluate, predict) have no bar
+                self._start_live()
+                self._refresh(now)
 
     # -- output
 

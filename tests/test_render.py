@@ -1,0 +1,496 @@
+"""trainctl.render: summary anchors, progress modes, throttling, running means, tables."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from trainctl.callbacks import CallbackList
+from trainctl.errors import ConfigError, TrainctlError
+from trainctl.render import (
+    ProgressDisplay,
+    format_duration,
+    format_shape,
+    format_value,
+    human_bytes,
+    human_count,
+    mean_std,
+    render_compare_table,
+    render_error,
+    render_metrics_table,
+    render_summary,
+)
+
+ESC = "\x1b"
+COLOR_CODE = re.compile(r"\x1b\[(?:[0-9;]*;)?(?:3[0-7]|9[0-7]|38;[25];[0-9;]+)m")
+
+
+def plain_console(width: int = 120) -> Console:
+    return Console(file=io.StringIO(), width=width, color_system=None)
+
+
+def terminal_console(width: int = 120, **kwargs) -> Console:
+    return Console(file=io.StringIO(), width=width, force_terminal=True, **kwargs)
+
+
+class FakeClock:
+    def __init__(self, start: float = 100.0):
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+@pytest.mark.parametrize(
+    "shape, text",
+    [
+        ((None, 32), "[null,32]"),
+        ((None, 28, 28, 1), "[null,28,28,1]"),
+        ((784, 32), "[784,32]"),
+        ((32,), "[32]"),
+        ([None, 10], "[null,10]"),
+        ((), "[]"),
+        ((np.int64(3), None), "[3,null]"),
+    ],
+)
+def test_format_shape(shape, text):
+    assert format_shape(shape) == text
+
+
+@pytest.mark.parametrize(
+    "value, text",
+    [
+        (0.12344, "0.1234"),
+        (0.0, "0.0000"),
+        (-2.5, "-2.5000"),
+        (1e-6, "1.000e-06"),
+        (3.2e7, "3.200e+07"),
+        (float("nan"), "nan"),
+        (float("inf"), "inf"),
+        (np.float32(0.5), "0.5000"),
+    ],
+)
+def test_format_value(value, text):
+    assert format_value(value) == text
+
+
+def test_format_duration_and_units():
+    assert format_duration(0.421) == "0.42s"
+    assert format_duration(12.34) == "12.3s"
+    assert format_duration(125) == "2:05"
+    assert format_duration(3725) == "1:02:05"
+    assert human_bytes(512) == "512 B"
+    assert human_bytes(101800) == "99.4 KiB"
+    assert human_bytes(3 * 1024**3) == "3.0 GiB"
+    assert human_count(50800) == "50.8K"
+    assert human_count(1.2e9) == "1.2G"
+    assert human_count(999) == "999"
+
+
+def test_mean_std_matches_numpy_sample_std():
+    values = [0.31, 0.27, 0.35, 0.29]
+    mean, std = np.mean(values), np.std(values, ddof=1)
+    assert mean_std(values) == f"{mean:.4f} ± {std:.4f}"
+    assert mean_std([0.5]) == "0.5000"
+    assert mean_std([]) == "–"
+
+
+# --------------------------------------------------------------------------- summary
+
+TFJS_ROWS = [
+    SimpleNamespace(name="dense_Dense1", class_name="Dense", output_shape=(None, 32), n_params=25120),
+    SimpleNamespace(name="dense_Dense2", class_name="Dense", output_shape=(None, 10), n_params=330),
+]
+TFJS_TOTALS = SimpleNamespace(total=25450, trainable=25450, non_trainable=0)
+
+
+def test_summary_anchors_exact():
+    console = plain_console()
+    render_summary(console, TFJS_ROWS, TFJS_TOTALS)
+    text = console.file.getvalue()
+    assert ESC not in text
+    for header in ("Layer (type)", "Output shape", "Param #"):
+        assert header in text
+    # Each row keeps its three cells together, in order, on one line.
+    assert re.search(r"dense_Dense1 \(Dense\)\s*│\s*\[null,32\]\s*│\s*25120\s*│", text)
+    assert re.search(r"dense_Dense2 \(Dense\)\s*│\s*\[null,10\]\s*│\s*330\s*│", text)
+    lines = text.splitlines()
+    assert "Total params: 25450" in lines
+    assert "Trainable params: 25450" in lines
+    assert "Non-trainable params: 0" in lines
+    assert lines.index("Total params: 25450") < lines.index("Non-trainable params: 0")
+
+
+def test_summary_accepts_dicts_weights_and_extras():
+    rows = [
+        {"name": "conv2d_Conv2D1", "class_name": "Conv2D", "output_shape": (None, 26, 26, 8), "n_params": 80}
+    ]
+    console = plain_console()
+    render_summary(
+        console,
+        rows,
+        {"total": 80, "trainable": 72, "non_trainable": 8},
+        weights=[("dense_Dense1/kernel", (784, 32)), ("dense_Dense1/bias", (32,))],
+        extras={"Optimizer": "sgd", "Weights size": f"320 bytes ({human_bytes(320)})"},
+    )
+    text = console.file.getvalue()
+    assert "conv2d_Conv2D1 (Conv2D)" in text and "[null,26,26,8]" in text
+    assert "Trainable params: 72" in text and "Non-trainable params: 8" in text
+    assert re.search(r"Weight\s*┃\s*Shape", text)
+    assert re.search(r"dense_Dense1/kernel\s*│\s*\[784,32\]", text)
+    assert re.search(r"dense_Dense1/bias\s*│\s*\[32\]", text)
+    lines = text.splitlines()
+    assert lines[-2:] == ["Optimizer: sgd", "Weights size: 320 bytes (320 B)"]
+
+
+def test_summary_without_weights_has_no_weight_table():
+    console = plain_console()
+    render_summary(console, TFJS_ROWS, TFJS_TOTALS)
+    assert "Weight" not in console.file.getvalue()
+
+
+# --------------------------------------------------------------------------- progress helpers
+
+PARAMS = {"epochs": 3, "initial_epoch": 0, "steps": 4, "samples": 100, "batch_size": 32, "metrics": ["acc"]}
+BATCH_SIZES = [32, 32, 32, 4]
+
+
+def run_fake_training(display, clock, *, epochs=2, compile_in_first=True, epoch_logs=None):
+    """Drive the display like training.py would, through a CallbackList, 0.5 s per batch."""
+    callbacks = CallbackList([display])
+    callbacks.set_params(dict(PARAMS, epochs=epochs))
+    callbacks.on_train_begin({})
+    for epoch in range(epochs):
+        callbacks.on_epoch_begin(epoch, {})
+        for batch, size in enumerate(BATCH_SIZES):
+            callbacks.on_batch_begin(batch, {"batch": batch, "size": size})
+            if compile_in_first and epoch == 0 and batch == 0:
+                callbacks.on_compile_begin({})
+                clock.now += 2.0
+                callbacks.on_compile_end({})
+            clock.now += 0.5
+            callbacks.on_batch_end(batch, {"batch": batch, "size": size, "loss": 1.0 / (batch + 1), "acc": 0.5})
+        logs = (epoch_logs or {}).get(epoch) or {
+            "loss": 0.25 / (epoch + 1),
+            "acc": 0.9,
+            "val_loss": 0.3 / (epoch + 1),
+            "val_acc": 0.85,
+        }
+        callbacks.on_epoch_end(epoch, logs)
+    callbacks.on_train_end({})
+
+
+# --------------------------------------------------------------------------- plain mode
+
+
+def test_auto_mode_follows_the_terminal():
+    assert ProgressDisplay(plain_console()).mode == "plain"
+    assert ProgressDisplay(terminal_console()).mode == "rich"
+    with pytest.raises(ValueError, match="unknown progress mode"):
+        ProgressDisplay(plain_console(), "fancy")
+
+
+def test_plain_mode_one_line_per_epoch():
+    console, clock = plain_console(), FakeClock()
+    display = ProgressDisplay(console, "plain", clock=clock)
+    run_fake_training(display, clock)
+    text = console.file.getvalue()
+    assert ESC not in text
+    assert text.splitlines() == [
+        "compiling kernels…",
+        "epoch 1/2  loss 0.2500  acc 0.9000  val_loss 0.3000  val_acc 0.8500  4.0s",
+        "epoch 2/2  loss 0.1250  acc 0.9000  val_loss 0.1500  val_acc 0.8500  2.0s",
+    ]
+
+
+def test_plain_mode_orders_loss_then_metrics_then_validation():
+    console, clock = plain_console(), FakeClock()
+    display = ProgressDisplay(console, "plain", clock=clock)
+    logs = {0: {"val_acc": 0.5, "lr": 0.01, "val_loss": 0.7, "acc": 0.6, "loss": 0.8}}
+    run_fake_training(display, clock, epochs=1, compile_in_first=False, epoch_logs=logs)
+    assert console.file.getvalue().splitlines() == [
+        "epoch 1/1  loss 0.8000  acc 0.6000  lr 0.0100  val_loss 0.7000  val_acc 0.5000  2.0s"
+    ]
+
+
+def test_plain_lines_are_not_wrapped_on_narrow_consoles():
+    console, clock = plain_console(width=30), FakeClock()
+    run_fake_training(ProgressDisplay(console, "plain", clock=clock), clock, epochs=1)
+    lines = console.file.getvalue().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("epoch 1/1  loss") and lines[1].endswith("4.0s")
+
+
+# --------------------------------------------------------------------------- jsonl mode
+
+
+def test_jsonl_mode_emits_one_object_per_epoch_and_one_at_train_end():
+    console, clock = plain_console(), FakeClock()
+    display = ProgressDisplay(console, "jsonl", clock=clock)
+    run_fake_training(display, clock)
+    lines = console.file.getvalue().splitlines()
+    records = [json.loads(line) for line in lines]  # every line parses, nothing else printed
+    assert [r["event"] for r in records] == ["epoch_end", "epoch_end", "train_end"]
+    first, second, end = records
+    assert first == {
+        "event": "epoch_end",
+        "epoch": 1,
+        "epochs": 2,
+        "loss": 0.25,
+        "acc": 0.9,
+        "val_loss": 0.3,
+        "val_acc": 0.85,
+        "seconds": 4.0,
+    }
+    assert second["epoch"] == 2 and second["seconds"] == 2.0
+    assert end["epochs_completed"] == 2
+    assert end["seconds"] == 6.0
+    assert end["val_loss"] == pytest.approx(0.15)  # falls back to the last epoch's logs
+
+
+def test_jsonl_non_finite_values_become_null():
+    console, clock = plain_console(), FakeClock()
+    display = ProgressDisplay(console, "jsonl", clock=clock)
+    logs = {0: {"loss": float("nan"), "val_loss": float("inf")}}
+    run_fake_training(display, clock, epochs=1, compile_in_first=False, epoch_logs=logs)
+    first = json.loads(console.file.getvalue().splitlines()[0])
+    assert first["loss"] is None and first["val_loss"] is None
+
+
+# --------------------------------------------------------------------------- quiet mode
+
+
+def test_quiet_mode_prints_nothing(capsys):
+    for console in (plain_console(), terminal_console()):
+        clock = FakeClock()
+        display = ProgressDisplay(console, "quiet", clock=clock)
+        run_fake_training(display, clock)
+        display.close()
+        assert console.file.getvalue() == ""
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+# --------------------------------------------------------------------------- rich mode
+
+
+def test_rich_mode_keeps_one_line_per_epoch_and_shows_compile_status():
+    console, clock = terminal_console(), FakeClock()
+    display = ProgressDisplay(console, "rich", clock=clock)
+    run_fake_training(display, clock)
+    text = console.file.getvalue()
+    assert "compiling kernels…" in text
+    assert "batch 4/4" in text and "━" in text and "ETA" in text and "samples/s" in text
+    # The finished epoch lines are the last things printed (live lines are transient).
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+    finished = [line for line in plain.splitlines() if "val_loss" in line]
+    assert finished == [
+        "Epoch 1/2  4.0s  loss 0.2500  acc 0.9000  val_loss 0.3000  val_acc 0.8500",
+        "Epoch 2/2  2.0s  loss 0.1250  acc 0.9000  val_loss 0.1500  val_acc 0.8500",
+    ]
+    assert text.rstrip().endswith("val_acc 0.8500\x1b[0m")
+
+
+def test_rich_rate_and_eta_leave_out_compile_time():
+    console, clock = terminal_console(), FakeClock()
+    display = ProgressDisplay(console, "rich", clock=clock, refresh_interval=0.0)
+    callbacks = CallbackList([display])
+    callbacks.set_params(dict(PARAMS, epochs=1))
+    callbacks.on_train_begin({})
+    callbacks.on_epoch_begin(0, {})
+    callbacks.on_compile_begin({})
+    clock.now += 30.0
+    callbacks.on_compile_end({})
+    clock.now += 1.0
+    callbacks.on_batch_end(0, {"batch": 0, "size": 32, "loss": 1.0})
+    text = console.file.getvalue()
+    # 32 samples in 1 s of compute (not 31 s); 3 batches left at 1 s each.
+    assert "32 samples/s" in text and "ETA 3.0s" in text
+    display.close()
+
+
+def test_rich_unknown_length_stream_shows_count_and_throughput_without_total():
+    console, clock = terminal_console(), FakeClock()
+    display = ProgressDisplay(console, "rich", clock=clock, refresh_interval=0.0)
+    display.set_params(dict(PARAMS, steps=None, epochs=1))
+    display.on_train_begin({})
+    display.on_epoch_begin(0, {})
+    for batch in range(7):
+        clock.now += 0.25
+        display.on_batch_end(batch, {"batch": batch, "size": 8, "loss": 0.5})
+    display.close()
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", console.file.getvalue())
+    assert "batch 7 · loss 0.5000 · 32 samples/s" in text
+    assert "ETA" not in text and "━" not in text and "batch 7/" not in text
+
+
+def test_throttle_limits_refreshes_to_the_interval():
+    console, clock = terminal_console(), FakeClock()
+    display = ProgressDisplay(console, "rich", clock=clock, refresh_interval=0.1)
+    display.set_params(dict(PARAMS, steps=10_000, epochs=1))
+    display.on_train_begin({})
+    display.on_epoch_begin(0, {})
+    assert display.refreshes == 1  # the empty bar at epoch start
+    for batch in range(10_000):  # 1 ms per batch: 10 s -> about 100 redraws, not 10,000
+        clock.now += 0.001
+        display.on_batch_end(batch, {"batch": batch, "size": 1, "loss": 0.1})
+    assert 95 <= display.refreshes <= 101
+    display.close()
+
+
+def test_no_refresh_while_the_clock_stands_still():
+    console, clock = terminal_console(), FakeClock()
+    display = ProgressDisplay(console, "rich", clock=clock)
+    display.set_params(PARAMS)
+    display.on_epoch_begin(0, {})
+    before = console.file.tell()
+    for batch in range(1000):
+        display.on_batch_end(batch, {"batch": batch, "size": 1, "loss": 0.1})
+    assert display.refreshes == 1
+    assert console.file.tell() == before  # nothing written between refreshes
+    display.close()
+
+
+def test_running_mean_is_size_weighted_and_resets_each_epoch():
+    rng = np.random.default_rng(0)
+    sizes = rng.integers(1, 64, size=50)
+    losses = rng.random(50) * 3
+    accs = rng.random(50)
+    console, clock = terminal_console(), FakeClock()
+    display = ProgressDisplay(console, "rich", clock=clock, refresh_interval=1e9)
+    display.set_params(dict(PARAMS, steps=50))
+    display.on_epoch_begin(0, {})
+    for batch in range(50):
+        display.on_batch_end(
+            batch, {"batch": batch, "size": int(sizes[batch]), "loss": float(losses[batch]), "acc": float(accs[batch])}
+        )
+        if batch in (0, 9, 49):
+            seen = slice(0, batch + 1)
+            running = display.running_logs()
+            assert running["loss"] == pytest.approx(np.average(losses[seen], weights=sizes[seen]), rel=1e-12)
+            assert running["acc"] == pytest.approx(np.average(accs[seen], weights=sizes[seen]), rel=1e-12)
+            assert set(running) == {"loss", "acc"}
+    # The shown value is the running mean, not the last batch's.
+    display.refresh_interval = 0.0
+    clock.now += 1.0
+    display.on_batch_end(50, {"batch": 50, "size": 0, "loss": 99.0, "acc": 0.0})
+    expected = format_value(np.average(losses, weights=sizes))
+    assert f"loss {expected}" in console.file.getvalue()
+    display.on_epoch_end(0, {"loss": 1.0})
+    display.on_epoch_begin(1, {})
+    assert display.running_logs() == {}
+    display.close()
+
+
+def test_close_restores_the_terminal_after_an_interrupted_epoch():
+    console, clock = terminal_console(), FakeClock()
+    with ProgressDisplay(console, "rich", clock=clock) as display:
+        display.set_params(PARAMS)
+        display.on_epoch_begin(0, {})
+        display.on_compile_begin({})
+    text = console.file.getvalue()
+    assert text.rfind("\x1b[?25h") > text.rfind("\x1b[?25l") >= 0  # cursor shown again
+    assert display._live is None and display._status is None
+
+
+def test_no_color_is_honoured(monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    console, clock = terminal_console(color_system="truecolor"), FakeClock()
+    run_fake_training(ProgressDisplay(console, "rich", clock=clock), clock)
+    render_error(console, "bad")
+    text = console.file.getvalue()
+    assert "val_loss" in text and "error: bad" in text
+    assert not COLOR_CODE.search(text)
+
+
+def test_colors_are_used_when_allowed(monkeypatch):
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    console = terminal_console(color_system="standard")
+    render_error(console, "bad")
+    assert "\x1b[31m" in console.file.getvalue()
+
+
+# --------------------------------------------------------------------------- errors and tables
+
+
+def test_render_error_one_line_per_problem_markup_safe():
+    console = plain_console(width=40)
+    problems = [
+        "cfg.yaml:3:5: model.layers.0.unit: unknown key 'unit'; did you mean 'units'?",
+        "cfg.yaml:7:14: fit.batch_size: expected an integer, got [bold]32[/bold]",
+    ]
+    render_error(console, ConfigError(problems))
+    render_error(console, "no such file: data/[train].csv")
+    lines = console.file.getvalue().splitlines()
+    assert lines == [f"error: {p}" for p in problems] + ["error: no such file: data/[train].csv"]
+
+
+def test_render_error_accepts_a_plain_exception():
+    console = plain_console()
+    render_error(console, TrainctlError("run directory runs/x is damaged"))
+    assert console.file.getvalue() == "error: run directory runs/x is damaged\n"
+
+
+def test_render_metrics_table():
+    console = plain_console()
+    render_metrics_table(console, "evaluate runs/mlp", {"loss": 0.12344, "acc": 0.95, "val_[x]": 1e-7})
+    text = console.file.getvalue()
+    assert "evaluate runs/mlp" in text
+    assert re.search(r"loss\s*│\s*0\.1234", text)
+    assert re.search(r"acc\s*│\s*0\.9500", text)
+    assert re.search(r"val_\[x\]\s*│\s*1\.000e-07", text)
+
+
+COMPARE_ROWS = [
+    {"config": "a", "lr": 0.1, "val_loss": mean_std([0.30, 0.32])},
+    {"config": "b", "lr": 0.01, "val_loss": mean_std([0.20, 0.22])},
+    {"config": "c", "lr": 0.001, "val_loss": None},
+    {"config": "d", "lr": 0.5, "val_loss": 0.25},
+]
+
+
+def _column_order(text: str) -> list[str]:
+    return [m.group(1) for m in re.finditer(r"^│ (\w) ", text, flags=re.M)]
+
+
+def test_render_compare_table_sorts_best_first_missing_last():
+    console = plain_console()
+    render_compare_table(console, COMPARE_ROWS, ["config", "lr", "val_loss"], "val_loss", "min")
+    text = console.file.getvalue()
+    assert _column_order(text) == ["b", "d", "a", "c"]
+    assert "0.2100 ± 0.0141" in text and "–" in text
+    console = plain_console()
+    render_compare_table(console, COMPARE_ROWS, ["config", "lr", "val_loss"], "val_loss", "max")
+    assert _column_order(console.file.getvalue()) == ["a", "d", "b", "c"]
+    console = plain_console()
+    render_compare_table(console, COMPARE_ROWS, ["config", "lr"], None)
+    assert _column_order(console.file.getvalue()) == ["a", "b", "c", "d"]
+
+
+def test_render_compare_table_rejects_unknown_column_and_mode():
+    with pytest.raises(TrainctlError, match="cannot sort by 'val_acc'"):
+        render_compare_table(plain_console(), COMPARE_ROWS, ["config", "val_loss"], "val_acc", "min")
+    with pytest.raises(TrainctlError, match="'min' or 'max'"):
+        render_compare_table(plain_console(), COMPARE_ROWS, ["config", "val_loss"], "val_loss", "best")
+
+
+def test_library_modules_do_not_import_rich_or_render():
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[1] / "trainctl"
+    imports = re.compile(r"^\s*(?:from|import)\s+(?:rich\b|trainctl\.render\b|trainctl import render\b)", re.M)
+    offenders = [
+        str(path.relative_to(root))
+        for path in root.rglob("*.py")
+        if path.name != "render.py" and not str(path.relative_to(root)).startswith("cli")
+        and imports.search(path.read_text())
+    ]
+    assert offenders == []

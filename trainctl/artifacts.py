@@ -914,8 +914,9 @@ class RunDir:
             try:
                 return tag, self._read_checkpoint(sequence, tag, path)
             except ArtifactError as exc:
+                detail = str(exc).replace(f"{path}{os.sep}", "")
                 warnings.warn(
-                    f"skipping damaged checkpoint {path}: {exc}; falling back to an older one",
+                    f"skipping damaged checkpoint {path} ({detail}); falling back to an older one",
                     CheckpointWarning,
                     stacklevel=2,
                 )

@@ -1,0 +1,431 @@
+"""Loss kernels: per-row loss and its gradient, plus fused output-layer backward passes.
+
+Arrays are 2-D C-contiguous `[rows, cols]` of one float dtype (float32 or float64); the
+loss reduces over the last axis (cols) exactly as tfjs-layers/src/losses.ts does, with
+its epsilon (1e-7) clipping and categorical_crossentropy's normalisation of y_pred by
+its row sum. Gradients are the exact derivative of that formula, with tfjs-core's
+conventions where a function has no derivative: clipByValue passes the gradient at and
+inside its bounds and blocks it outside; maximum(0, x) passes only where x > 0; abs'(0)
+is -1 (tf.step(x, -1)); max over a row sends the gradient to every tied maximum.
+
+Batch convention: the caller passes row_scale [rows]; the batch loss is
+`sum_i row_scale[i] * per_row[i]` and grad[i, :] = row_scale[i] * d per_row[i] / d y_pred[i, :].
+For a plain mean, row_scale = 1 / rows; with sample weights, sample_weight / rows.
+Accumulations run in float64 in a fixed order and are rounded once when stored.
+"""
+
+from __future__ import annotations
+
+import math
+
+from trainctl.kernels.activations import sigmoid, softplus
+from trainctl.kernels.codes import (
+    BINARY_CROSSENTROPY,
+    CATEGORICAL_CROSSENTROPY,
+    CATEGORICAL_HINGE,
+    COSINE_PROXIMITY,
+    HINGE,
+    KULLBACK_LEIBLER_DIVERGENCE,
+    LOGCOSH,
+    MEAN_ABSOLUTE_ERROR,
+    MEAN_ABSOLUTE_PERCENTAGE_ERROR,
+    MEAN_SQUARED_ERROR,
+    MEAN_SQUARED_LOGARITHMIC_ERROR,
+    POISSON,
+    SPARSE_CATEGORICAL_CROSSENTROPY,
+    SQUARED_HINGE,
+)
+from trainctl.kernels.jit import njit
+
+EPSILON = 1e-7  # tfjs-layers backend/common.ts epsilon()
+ONE_MINUS_EPSILON = 1.0 - EPSILON
+MAX_VALUE = 1.7976931348623157e308  # JavaScript Number.MAX_VALUE, the clip ceiling TF.js uses
+LOG_2 = 0.6931471805599453
+
+# What the row functions write into `out`.
+_LOSS_ONLY = 0
+_GRAD_WRT_PRED = 1  # out = row_scale * dLoss/dy_pred
+_GRAD_WRT_LOGITS = 2  # out = row_scale * dLoss/dz through the output activation
+
+
+@njit
+def _abs_grad(x):
+    """tf abs gradient: step(x, -1), so -1 at x = 0."""
+    return 1.0 if x > 0.0 else -1.0
+
+
+# -- element-wise losses, mean over the row --------------------------------------------------
+@njit
+def _mean_squared_error(t, p, g, i, scale, need_grad):
+    n = p.shape[1]
+    f = 2.0 * scale / n
+    acc = 0.0
+    for j in range(n):
+        d = p[i, j] - t[i, j]
+        acc += d * d
+        if need_grad:
+            g[i, j] = f * d
+    return acc / n
+
+
+@njit
+def _mean_absolute_error(t, p, g, i, scale, need_grad):
+    n = p.shape[1]
+    f = scale / n
+    acc = 0.0
+    for j in range(n):
+        d = p[i, j] - t[i, j]
+        acc += abs(d)
+        if need_grad:
+            g[i, j] = f * _abs_grad(d)
+    return acc / n
+
+
+@njit
+def _mean_absolute_percentage_error(t, p, g, i, scale, need_grad):
+    # 100 * mean(|(t - p) / clip(|t|, eps, MAX)|)
+    n = p.shape[1]
+    f = 100.0 * scale / n
+    acc = 0.0
+    for j in range(n):
+        c = abs(t[i, j])
+        c = EPSILON if c < EPSILON else (MAX_VALUE if c > MAX_VALUE else c)
+        x = (t[i, j] - p[i, j]) / c
+        acc += abs(x)
+        if need_grad:
+            g[i, j] = -f * _abs_grad(x) / c
+    return 100.0 * acc / n
+
+
+@njit
+def _mean_squared_logarithmic_error(t, p, g, i, scale, need_grad):
+    # mean((log(1 + clip(p, eps, MAX)) - log(1 + clip(t, eps, MAX)))^2)
+    n = p.shape[1]
+    f = 2.0 * scale / n
+    acc = 0.0
+    for j in range(n):
+        pj = p[i, j]
+        inside = pj >= EPSILON and pj <= MAX_VALUE
+        cp = pj if inside else (EPSILON if pj < EPSILON else MAX_VALUE)
+        tj = t[i, j]
+        ct = EPSILON if tj < EPSILON else (MAX_VALUE if tj > MAX_VALUE else tj)
+        d = math.log1p(cp) - math.log1p(ct)
+        acc += d * d
+        if need_grad:
+            g[i, j] = f * d / (1.0 + cp) if inside else 0.0
+    return acc / n
+
+
+@njit
+def _squared_hinge(t, p, g, i, scale, need_grad):
+    n = p.shape[1]
+    f = 2.0 * scale / n
+    acc = 0.0
+    for j in range(n):
+        m = 1.0 - t[i, j] * p[i, j]
+        if m > 0.0:
+            acc += m * m
+            if need_grad:
+                g[i, j] = -f * m * t[i, j]
+        elif need_grad:
+            g[i, j] = 0.0
+    return acc / n
+
+
+@njit
+def _hinge(t, p, g, i, scale, need_grad):
+    n = p.shape[1]
+    f = scale / n
+    acc = 0.0
+    for j in range(n):
+        m = 1.0 - t[i, j] * p[i, j]
+        if m > 0.0:
+            acc += m
+            if need_grad:
+                g[i, j] = -f * t[i, j]
+        elif need_grad:
+            g[i, j] = 0.0
+    return acc / n
+
+
+@njit
+def _logcosh(t, p, g, i, scale, need_grad):
+    # mean(d + softplus(-2 d) - log 2), d = p - t; its derivative is tanh(d)
+    n = p.shape[1]
+    f = scale / n
+    acc = 0.0
+    for j in range(n):
+        d = p[i, j] - t[i, j]
+        acc += d + softplus(-2.0 * d) - LOG_2
+        if need_grad:
+            g[i, j] = f * math.tanh(d)
+    return acc / n
+
+
+@njit
+def _poisson(t, p, g, i, scale, need_grad):
+    # mean(p - t * log(eps + p))
+    n = p.shape[1]
+    f = scale / n
+    acc = 0.0
+    for j in range(n):
+        shifted = EPSILON + p[i, j]
+        acc += p[i, j] - t[i, j] * math.log(shifted)
+        if need_grad:
+            g[i, j] = f * (1.0 - t[i, j] / shifted)
+    return acc / n
+
+
+@njit
+def _binary_crossentropy(t, p, out, i, scale, mode):
+    # c = clip(p, eps, 1 - eps); x = log(c / (1 - c));
+    # mean(max(x, 0) - x t + log1p(exp(-|x|)))   (sigmoidCrossEntropyWithLogits)
+    # d/dx = sigmoid(x) - t = c - t for every x under tf's relu/abs gradients.
+    n = p.shape[1]
+    f = scale / n
+    acc = 0.0
+    for j in range(n):
+        pj = p[i, j]
+        tj = t[i, j]
+        inside = pj >= EPSILON and pj <= ONE_MINUS_EPSILON
+        c = pj if inside else (EPSILON if pj < EPSILON else ONE_MINUS_EPSILON)
+        x = math.log(c / (1.0 - c))
+        acc += (x if x > 0.0 else 0.0) - x * tj + math.log1p(math.exp(-abs(x)))
+        if mode == _GRAD_WRT_PRED:
+            out[i, j] = f * (c - tj) / (c * (1.0 - c)) if inside else 0.0
+        elif mode == _GRAD_WRT_LOGITS:
+            # chained with sigmoid' = p (1 - p); inside the clip c = p, so it cancels
+            out[i, j] = f * (pj - tj) if inside else 0.0
+    return acc / n
+
+
+# -- row reductions --------------------------------------------------------------------------
+@njit
+def _categorical_hinge(t, p, g, i, scale, need_grad):
+    # max(0, 1 + max_j((1 - t_j) p_j) - sum_j t_j p_j)
+    n = p.shape[1]
+    pos = 0.0
+    neg = (1.0 - t[i, 0]) * p[i, 0]
+    for j in range(n):
+        pos += t[i, j] * p[i, j]
+        w = (1.0 - t[i, j]) * p[i, j]
+        if w > neg:
+            neg = w
+    v = 1.0 + (neg - pos)
+    active = v > 0.0
+    if need_grad:
+        for j in range(n):
+            if active:
+                w = (1.0 - t[i, j]) * p[i, j]
+                tied = 1.0 if w == neg else 0.0
+                g[i, j] = scale * (-t[i, j] + (1.0 - t[i, j]) * tied)
+            else:
+                g[i, j] = 0.0
+    return v if active else 0.0
+
+
+@njit
+def _kullback_leibler_divergence(t, p, g, i, scale, need_grad):
+    # sum(t * log(clip(t, eps, 1) / clip(p, eps, 1)))
+    n = p.shape[1]
+    acc = 0.0
+    for j in range(n):
+        tj = t[i, j]
+        pj = p[i, j]
+        inside = pj >= EPSILON and pj <= 1.0
+        cp = pj if inside else (EPSILON if pj < EPSILON else 1.0)
+        ct = EPSILON if tj < EPSILON else (1.0 if tj > 1.0 else tj)
+        acc += tj * math.log(ct / cp)
+        if need_grad:
+            g[i, j] = -scale * tj / cp if inside else 0.0
+    return acc
+
+
+@njit
+def _cosine_proximity(t, p, g, i, scale, need_grad):
+    # -sum(l2Normalize(t) * l2Normalize(p)), l2Normalize(x) = x / sqrt(max(sum(x^2), eps))
+    n = p.shape[1]
+    sum_tt = 0.0
+    sum_pp = 0.0
+    for j in range(n):
+        sum_tt += t[i, j] * t[i, j]
+        sum_pp += p[i, j] * p[i, j]
+    norm_t = math.sqrt(sum_tt if sum_tt > EPSILON else EPSILON)
+    norm_p = math.sqrt(sum_pp if sum_pp > EPSILON else EPSILON)
+    dot = 0.0
+    for j in range(n):
+        dot += (t[i, j] / norm_t) * (p[i, j] / norm_p)
+    if need_grad:
+        # maximum(sum_pp, eps) passes its gradient to sum_pp when sum_pp >= eps
+        through_norm = 1.0 if sum_pp >= EPSILON else 0.0
+        for j in range(n):
+            g[i, j] = -scale * (t[i, j] / norm_t - through_norm * dot * (p[i, j] / norm_p)) / norm_p
+    return -dot
+
+
+@njit
+def _crossentropy(t, p, out, i, scale, mode, sparse):
+    """categorical / sparse categorical crossentropy of row i, as TF.js computes it.
+
+    categorical: q = p / sum(p); L = -sum_j t_j log(clip(q_j, eps, 1 - eps)).
+    sparse: p is first clipped to [eps, 1 - eps] (the gradient blocked outside), the
+    label floor(t[i, 0]) becomes a one-hot row (a label outside [0, cols) gives a zero
+    row, as tf.oneHot does), then the categorical formula runs on the clipped p.
+
+    With m1 the first clip's pass-through (sparse only), m2 the second's and
+    A = -sum_k t_k m2_k, the exact gradients are
+        dL/dp_j = m1_j (g_j - A) / s          with g_j = -t_j m2_j / q_j
+        through softmax: dL/dz_j = P_j - p_j sum_k P_k,  P_j = m1_j (-t_j m2_j - q_j A)
+    (P_j = p_j dL/dp_j); written this way the fused form needs no division by q.
+    """
+    n = p.shape[1]
+    label = -1
+    if sparse:
+        raw = t[i, 0]
+        if raw >= 0.0 and raw < n:
+            label = int(math.floor(raw))
+    # pass 1: the row sum of the (sparse: clipped) prediction
+    s = 0.0
+    for j in range(n):
+        v = p[i, j]
+        if sparse:
+            v = EPSILON if v < EPSILON else (ONE_MINUS_EPSILON if v > ONE_MINUS_EPSILON else v)
+        s += v
+    # pass 2: the loss and A
+    loss = 0.0
+    a_sum = 0.0
+    for j in range(n):
+        tj = (1.0 if j == label else 0.0) if sparse else t[i, j]
+        if tj != 0.0:  # 0 * log(clipped) is exactly 0: skip the log
+            v = p[i, j]
+            if sparse:
+                v = EPSILON if v < EPSILON else (ONE_MINUS_EPSILON if v > ONE_MINUS_EPSILON else v)
+            q = v / s
+            if q < EPSILON:
+                loss -= tj * math.log(EPSILON)
+            elif q > ONE_MINUS_EPSILON:
+                loss -= tj * math.log(ONE_MINUS_EPSILON)
+            else:
+                loss -= tj * math.log(q)
+                a_sum -= tj
+    if mode == _LOSS_ONLY:
+        return loss
+    # pass 3 (fused): S = sum_k P_k
+    big_s = 0.0
+    if mode == _GRAD_WRT_LOGITS:
+        for j in range(n):
+            big_s += _crossentropy_p_times_grad(t, p, i, j, s, a_sum, label, sparse)
+    # pass 4: the gradient (out may be p when fused: p[i, j] is read before out[i, j] is written)
+    for j in range(n):
+        if mode == _GRAD_WRT_LOGITS:
+            pj = p[i, j]
+            out[i, j] = scale * (_crossentropy_p_times_grad(t, p, i, j, s, a_sum, label, sparse) - pj * big_s)
+        else:
+            v = p[i, j]
+            m1 = True
+            if sparse:
+                m1 = v >= EPSILON and v <= ONE_MINUS_EPSILON
+                v = EPSILON if v < EPSILON else (ONE_MINUS_EPSILON if v > ONE_MINUS_EPSILON else v)
+            if not m1:
+                out[i, j] = 0.0
+                continue
+            q = v / s
+            tj = (1.0 if j == label else 0.0) if sparse else t[i, j]
+            g = 0.0
+            if tj != 0.0 and q >= EPSILON and q <= ONE_MINUS_EPSILON:
+                g = -tj / q
+            out[i, j] = scale * (g - a_sum) / s
+    return loss
+
+
+@njit
+def _crossentropy_p_times_grad(t, p, i, j, s, a_sum, label, sparse):
+    """P_j = p_j dL/dp_j = m1_j (-t_j m2_j - q_j A) for the crossentropy above."""
+    v = p[i, j]
+    if sparse:
+        if v < EPSILON or v > ONE_MINUS_EPSILON:
+            return 0.0
+    q = v / s
+    tj = (1.0 if j == label else 0.0) if sparse else t[i, j]
+    a = -tj if (q >= EPSILON and q <= ONE_MINUS_EPSILON) else 0.0
+    return a - q * a_sum
+
+
+# -- the kernels ---------------------------------------------------------------------------
+@njit
+def loss_forward_backward(code, y_true, y_pred, row_scale, per_row, grad, need_grad):
+    """per_row[i] = loss of row i; when need_grad, grad[i, :] = row_scale[i] * dloss_i/dy_pred[i, :].
+
+    y_pred, grad: [rows, cols]; y_true: [rows, cols], or [rows, 1] class indices (as
+    floats) for sparse_categorical_crossentropy; row_scale, per_row: [rows].
+    `grad` must not be `y_pred`; it is untouched when need_grad is False.
+    """
+    rows = y_pred.shape[0]
+    mode = _GRAD_WRT_PRED if need_grad else _LOSS_ONLY
+    for i in range(rows):
+        scale = row_scale[i]
+        if code == MEAN_SQUARED_ERROR:
+            loss = _mean_squared_error(y_true, y_pred, grad, i, scale, need_grad)
+        elif code == CATEGORICAL_CROSSENTROPY:
+            loss = _crossentropy(y_true, y_pred, grad, i, scale, mode, False)
+        elif code == SPARSE_CATEGORICAL_CROSSENTROPY:
+            loss = _crossentropy(y_true, y_pred, grad, i, scale, mode, True)
+        elif code == BINARY_CROSSENTROPY:
+            loss = _binary_crossentropy(y_true, y_pred, grad, i, scale, mode)
+        elif code == MEAN_ABSOLUTE_ERROR:
+            loss = _mean_absolute_error(y_true, y_pred, grad, i, scale, need_grad)
+        elif code == MEAN_ABSOLUTE_PERCENTAGE_ERROR:
+            loss = _mean_absolute_percentage_error(y_true, y_pred, grad, i, scale, need_grad)
+        elif code == MEAN_SQUARED_LOGARITHMIC_ERROR:
+            loss = _mean_squared_logarithmic_error(y_true, y_pred, grad, i, scale, need_grad)
+        elif code == SQUARED_HINGE:
+            loss = _squared_hinge(y_true, y_pred, grad, i, scale, need_grad)
+        elif code == HINGE:
+            loss = _hinge(y_true, y_pred, grad, i, scale, need_grad)
+        elif code == CATEGORICAL_HINGE:
+            loss = _categorical_hinge(y_true, y_pred, grad, i, scale, need_grad)
+        elif code == LOGCOSH:
+            loss = _logcosh(y_true, y_pred, grad, i, scale, need_grad)
+        elif code == KULLBACK_LEIBLER_DIVERGENCE:
+            loss = _kullback_leibler_divergence(y_true, y_pred, grad, i, scale, need_grad)
+        elif code == POISSON:
+            loss = _poisson(y_true, y_pred, grad, i, scale, need_grad)
+        elif code == COSINE_PROXIMITY:
+            loss = _cosine_proximity(y_true, y_pred, grad, i, scale, need_grad)
+        else:
+            loss = math.nan  # unknown code: poison rather than guess
+        per_row[i] = loss
+
+
+@njit
+def softmax_crossentropy_backward(code, y_true, probs, row_scale, per_row, dz):
+    """Fused softmax output + (sparse) categorical crossentropy.
+
+    probs = softmax(logits): [rows, cols]; y_true: [rows, cols] (categorical) or [rows, 1]
+    (sparse); per_row: [rows] the loss; dz: [rows, cols] = row_scale[i] * dloss_i/dlogits,
+    exactly the chain of the loss gradient (with TF.js's clip and normalisation) and the
+    softmax backward. Without active clips and with targets summing to 1 this is
+    row_scale * (p - t). `dz` may be `probs`.
+    """
+    rows = probs.shape[0]
+    sparse = code == SPARSE_CATEGORICAL_CROSSENTROPY
+    known = sparse or code == CATEGORICAL_CROSSENTROPY
+    for i in range(rows):
+        if known:
+            per_row[i] = _crossentropy(y_true, probs, dz, i, row_scale[i], _GRAD_WRT_LOGITS, sparse)
+        else:
+            per_row[i] = math.nan
+
+
+@njit
+def sigmoid_binary_crossentropy_backward(y_true, probs, row_scale, per_row, dz):
+    """Fused sigmoid output + binary crossentropy.
+
+    probs = sigmoid(logits), y_true, dz: [rows, cols]; per_row, row_scale: [rows].
+    dz = row_scale[i] * dloss_i/dlogits = row_scale * (p - t) / cols where p lies inside
+    [eps, 1 - eps] and 0 where the clip is active, exactly as chaining the gradients gives.
+    `dz` may be `probs`.
+    """
+    rows = probs.shape[0]
+    for i in range(rows):
+        per_row[i] = _binary_crossentropy(y_true, probs, dz, i, row_scale[i], _GRAD_WRT_LOGITS)

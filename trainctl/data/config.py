@@ -1,0 +1,475 @@
+"""The `data:` section of the config: where the samples come from and what is done to them.
+
+```yaml
+data:
+  train: {generator: teacher, n_samples: 60000, n_features: 784, n_classes: 10}
+  # or {csv: data/iris.csv, target: species, labels: one_hot}
+  # or {npy: x.npy, targets: y.npy}  /  {npz: file.npz, x_key: x, y_key: y}
+  # or {shards: dir/, target: -1}    /  {zip: {x: SOURCE, y: SOURCE}}
+  # or {stream: {source: SOURCE, shuffle: {buffer_size: 10000}, drop_remainder: false}}
+  validation: {...same forms...}       # explicit validation data (TF.js validationData)
+  validation_split: 0.2                # or hold out the last 20% of train (TF.js validationSplit)
+  preprocessing: [{type: standardize}, {type: one_hot}, {type: reshape, target_shape: [8, 8, 1]}]
+```
+
+A source's form is chosen by its one key among `generator`, `csv`, `npy`, `npz`, `shards`,
+`zip` and `stream`. Paths are relative to the config file's directory unless absolute.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BeforeValidator, Field, PlainValidator, field_validator, model_validator
+
+from trainctl.config.base import (
+    FiniteFloat,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    StrictModel,
+    UnitInterval,
+)
+from trainctl.registry import did_you_mean, snake_case
+
+# How class labels become targets. auto: one-hot for 3+ classes, a single 0/1 column for
+# 2 (binary_crossentropy); when the loss is known it decides (sparse_* → sparse indices).
+LabelMode = Literal["auto", "one_hot", "sparse", "binary", "none"]
+Column = Union[int, str]  # a column by header name, or by 0-based index (negative from the end)
+Shape = list[PositiveInt]
+
+
+def _snake(value: Any) -> Any:
+    return snake_case(value) if isinstance(value, str) else value
+
+
+def _id(name: str) -> Any:
+    """A Literal id field that also accepts the TF.js camelCase spelling (`randomNormal`)."""
+    return Annotated[Literal[name], BeforeValidator(_snake)]  # type: ignore[valid-type]
+
+
+# ---------------------------------------------------------------- generators
+
+
+class _Generator(StrictModel):
+    n_samples: PositiveInt = 1000  # enough points to see the shape of a toy problem
+    labels: LabelMode = "auto"
+
+
+class RandomNormalGenerator(_Generator):
+    """x ~ N(mean, stddev) of `shape`; y of `target_shape` drawn separately (tf.randomNormal)."""
+
+    generator: _id("random_normal")
+    shape: Shape = [1]
+    target_shape: Shape = [1]
+    mean: FiniteFloat = 0.0
+    stddev: PositiveFloat = 1.0
+
+
+class RandomUniformGenerator(_Generator):
+    """x ~ U[minval, maxval) of `shape`; y of `target_shape` drawn separately (tf.randomUniform)."""
+
+    generator: _id("random_uniform")
+    shape: Shape = [1]
+    target_shape: Shape = [1]
+    minval: FiniteFloat = 0.0  # TF.js defaults
+    maxval: FiniteFloat = 1.0
+
+    @model_validator(mode="after")
+    def _range(self) -> "RandomUniformGenerator":
+        if not self.maxval > self.minval:
+            raise ValueError(f"maxval ({self.maxval}) must be greater than minval ({self.minval})")
+        return self
+
+
+class LinearGenerator(_Generator):
+    """y = x·true_w + true_b + N(0, noise). A scalar true_w gives the "basic training loops"
+    data: n_samples points evenly spaced on [x_min, x_max]; a list draws x uniformly."""
+
+    generator: _id("linear")
+    n_samples: PositiveInt = 201  # the TF guide's tf.linspace(-2, 2, 201)
+    x_min: FiniteFloat = -2.0
+    x_max: FiniteFloat = 2.0
+    true_w: Union[FiniteFloat, list[FiniteFloat]] = 3.0
+    true_b: FiniteFloat = 2.0
+    noise: NonNegativeFloat = 1.0  # stddev of the Gaussian noise added to y
+
+
+class PolynomialGenerator(_Generator):
+    """y = Σ coefficients[i]·x^i + N(0, noise), x uniform on [x_min, x_max]."""
+
+    generator: _id("polynomial")
+    coefficients: list[FiniteFloat] = [0.0, 1.0, -0.5, 0.25]  # lowest power first
+    x_min: FiniteFloat = -2.0
+    x_max: FiniteFloat = 2.0
+    noise: NonNegativeFloat = 0.1
+
+
+class SineGenerator(_Generator):
+    """y = amplitude·sin(frequency·x + phase) + N(0, noise), x uniform on [x_min, x_max]."""
+
+    generator: _id("sine")
+    x_min: FiniteFloat = -math.pi
+    x_max: FiniteFloat = math.pi
+    amplitude: FiniteFloat = 1.0
+    frequency: FiniteFloat = 1.0
+    phase: FiniteFloat = 0.0
+    noise: NonNegativeFloat = 0.05
+
+
+class BlobsGenerator(_Generator):
+    """Gaussian clusters, one per class, centres uniform in center_box (sklearn make_blobs)."""
+
+    generator: _id("blobs")
+    n_features: PositiveInt = 2
+    n_classes: Annotated[int, Field(ge=2)] = 3
+    cluster_std: PositiveFloat = 1.0
+    center_box: tuple[FiniteFloat, FiniteFloat] = (-10.0, 10.0)
+
+
+class MoonsGenerator(_Generator):
+    """Two interleaving half circles, 2 classes (sklearn make_moons)."""
+
+    generator: _id("moons")
+    noise: NonNegativeFloat = 0.1
+
+
+class CirclesGenerator(_Generator):
+    """A small circle inside a large one, 2 classes (sklearn make_circles)."""
+
+    generator: _id("circles")
+    noise: NonNegativeFloat = 0.05
+    factor: Annotated[float, Field(gt=0, lt=1)] = 0.5  # inner radius / outer radius
+
+
+class SpiralsGenerator(_Generator):
+    """n_classes interleaved arms of an Archimedean spiral (the cs231n / playground spiral)."""
+
+    generator: _id("spirals")
+    n_classes: Annotated[int, Field(ge=2)] = 2
+    turns: PositiveFloat = 1.0
+    noise: NonNegativeFloat = 0.1
+
+
+class XorGenerator(_Generator):
+    """x uniform on [-1, 1]², label 1 where the two coordinates differ in sign."""
+
+    generator: _id("xor")
+    noise: NonNegativeFloat = 0.0  # Gaussian jitter added to x after labelling
+
+
+class TeacherGenerator(_Generator):
+    """x ~ N(0, 1); labels are the argmax of a fixed random tanh network, so a task of any
+    width (784 features, 10 classes) is learnable. The teacher depends only on the seed,
+    so train and validation share it."""
+
+    generator: _id("teacher")
+    n_features: PositiveInt = 784
+    n_classes: Annotated[int, Field(ge=2)] = 10
+    hidden: PositiveInt = 32
+
+
+GENERATOR_CONFIGS: dict[str, type[_Generator]] = {
+    "random_normal": RandomNormalGenerator,
+    "random_uniform": RandomUniformGenerator,
+    "linear": LinearGenerator,
+    "polynomial": PolynomialGenerator,
+    "sine": SineGenerator,
+    "blobs": BlobsGenerator,
+    "moons": MoonsGenerator,
+    "circles": CirclesGenerator,
+    "spirals": SpiralsGenerator,
+    "xor": XorGenerator,
+    "teacher": TeacherGenerator,
+}
+
+GeneratorConfig = Union[tuple(GENERATOR_CONFIGS.values())]  # type: ignore[valid-type]
+
+
+# ---------------------------------------------------------------- files
+
+
+class _Labelled(StrictModel):
+    labels: LabelMode = "auto"
+    class_names: list[str] | None = None  # fixes the class order (and is needed to stream string labels)
+
+
+class _Table(_Labelled):
+    """Column selection shared by CSV files and shard directories."""
+
+    target: Union[Column, list[Column], None] = None  # None: no targets (predict inputs)
+    features: list[Column] | None = None  # None: every column that is not a target or weight
+    sample_weight: Column | None = None  # a column of per-sample weights
+
+
+class CsvSource(_Table):
+    csv: str
+    delimiter: str = ","
+    header: bool = True  # first line names the columns
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_char(cls, value: str) -> str:
+        if len(value) != 1:
+            raise ValueError("delimiter must be a single character")
+        return value
+
+
+class NpySource(_Labelled):
+    npy: str  # x, any shape [n, ...]; memory-mapped
+    targets: str | None = None  # y, [n] class indices or [n, ...] values
+    sample_weight: str | None = None  # [n]
+
+
+class NpzSource(_Labelled):
+    npz: str
+    x_key: str = "x"
+    y_key: str | None = "y"
+    sample_weight_key: str | None = None
+
+
+class ShardsSource(_Table):
+    """A directory of .csv files (each with the same header) or of 2-D .npy tables, read in
+    name order; columns are chosen as for CSV (names for .csv, indices for .npy)."""
+
+    shards: str
+    pattern: str | None = None  # glob inside the directory; default *.csv, else *.npy
+    delimiter: str = ","
+
+
+class ZipSource(_Labelled):
+    """x from one source and y from another (each source's x), as tf.data.zip({xs, ys})."""
+
+    zip: "ZipParts"
+
+
+# ---------------------------------------------------------------- streaming
+
+
+class ShuffleConfig(StrictModel):
+    buffer_size: PositiveInt  # tf.data shuffle(bufferSize): ≥ n_samples is a full shuffle
+    reshuffle_each_iteration: bool = True  # a different order every epoch
+
+
+class StreamConfig(StrictModel):
+    """The fitDataset path: source → map (preprocessing) → shuffle → batch → repeat / take.
+    The batch size comes from fit.batch_size."""
+
+    source: "FileOrGenerator"
+    shuffle: ShuffleConfig | None = None
+    drop_remainder: bool = False  # drop a final short batch
+    repeat: PositiveInt = 1  # passes over the source per epoch
+    take: PositiveInt | None = None  # at most this many batches per epoch
+    chunk_rows: PositiveInt = 65536  # rows read from the file at a time
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shuffle_shorthand(cls, data: Any) -> Any:
+        # `shuffle: 10000` means `shuffle: {buffer_size: 10000}`, as tf.data's shuffle(10000)
+        if isinstance(data, dict):
+            for key in ("shuffle",):
+                if isinstance(data.get(key), int) and not isinstance(data.get(key), bool):
+                    data = {**data, key: {"buffer_size": data[key]}}
+        return data
+
+
+class StreamSource(StrictModel):
+    stream: StreamConfig
+
+
+# ---------------------------------------------------------------- source forms
+
+_FORMS = ("generator", "csv", "npy", "npz", "shards", "zip", "stream")
+
+
+def _form_of(value: Any) -> str | None:
+    if isinstance(value, dict):
+        present = [key for key in _FORMS if key in value]
+        return present[0] if len(present) == 1 else None
+    for key in _FORMS:
+        if key in type(value).model_fields:
+            return key
+    return None
+
+
+def _check_form(allowed: tuple[str, ...]):
+    def check(value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        present = [key for key in _FORMS if key in value]
+        if len(present) > 1:
+            raise ValueError(f"give one of {', '.join(allowed)}, not both {present[0]} and {present[1]}")
+        if not present:
+            camel = {snake_case(str(key)) for key in value}
+            hint = next((did_you_mean(str(key), list(allowed)) for key in value if did_you_mean(str(key), list(allowed))), None)
+            message = f"a data source needs one of: {', '.join(allowed)}"
+            raise ValueError(message + (f"; did you mean {hint!r}?" if hint and hint not in camel else ""))
+        if present[0] not in allowed:
+            raise ValueError(f"{present[0]!r} cannot be used here; expected one of: {', '.join(allowed)}")
+        if present[0] == "generator":
+            name = value["generator"]
+            if not isinstance(name, str) or _snake(name) not in GENERATOR_CONFIGS:
+                choices = list(GENERATOR_CONFIGS)
+                hint = did_you_mean(str(name), choices)
+                raise ValueError(
+                    f"unknown generator {name!r}"
+                    + (f"; did you mean {hint!r}?" if hint else f"; valid: {', '.join(choices)}")
+                )
+        return value
+
+    return check
+
+
+_ARRAY_FORMS = ("generator", "csv", "npy", "npz", "shards", "zip")
+_FORM_MODELS: dict[str, type[StrictModel]] = {
+    "csv": CsvSource,
+    "npy": NpySource,
+    "npz": NpzSource,
+    "shards": ShardsSource,
+    "zip": ZipSource,
+    "stream": StreamSource,
+}
+
+
+def _source_validator(allowed: tuple[str, ...]):
+    """Dispatch on the form key. Plain dispatch (not a tagged union) keeps error locations
+    free of union tags, so `train.target` maps back to its line in the YAML."""
+    check = _check_form(allowed)
+
+    def validate(value: Any) -> Any:
+        if isinstance(value, StrictModel) and _form_of(value) in allowed:
+            return value
+        if not isinstance(value, dict):
+            raise ValueError(f"a data source is a mapping with one of: {', '.join(allowed)}")
+        check(value)
+        form = _form_of(value)
+        if form == "generator":
+            return GENERATOR_CONFIGS[_snake(value["generator"])].model_validate(value)
+        return _FORM_MODELS[form].model_validate(value)  # type: ignore[index]
+
+    return validate
+
+
+_ArrayForms = Union[GeneratorConfig, CsvSource, NpySource, NpzSource, ShardsSource, ZipSource]  # type: ignore[valid-type]
+# Declared as Any so the serializer dumps whichever model was validated (a Union of models
+# would try each member and warn); the precise types are _ArrayForms / + StreamSource.
+FileOrGenerator = Annotated[Any, PlainValidator(_source_validator(_ARRAY_FORMS))]
+SourceConfig = Annotated[Any, PlainValidator(_source_validator(_FORMS))]
+
+
+class ZipParts(StrictModel):
+    x: FileOrGenerator
+    y: FileOrGenerator
+
+
+# ---------------------------------------------------------------- preprocessing
+
+
+class Standardize(StrictModel):
+    """x ← (x − mean) / std, per feature, statistics from the training split."""
+
+    type: _id("standardize")
+    epsilon: PositiveFloat = 1e-7  # floor on std, so a constant feature does not divide by 0
+
+
+class MinMax(StrictModel):
+    """x ← scaled so each feature spans feature_range on the training split."""
+
+    type: _id("min_max")
+    feature_range: tuple[FiniteFloat, FiniteFloat] = (0.0, 1.0)
+
+    @model_validator(mode="after")
+    def _range(self) -> "MinMax":
+        if not self.feature_range[1] > self.feature_range[0]:
+            raise ValueError("feature_range must be [low, high] with high > low")
+        return self
+
+
+class Rescale(StrictModel):
+    """x ← x·scale + offset (Keras Rescaling), e.g. scale: 0.00392156862745098 for pixels."""
+
+    type: _id("rescale")
+    scale: FiniteFloat
+    offset: FiniteFloat = 0.0
+
+
+class OneHot(StrictModel):
+    """y class indices [n, 1] ← one-hot [n, num_classes]."""
+
+    type: _id("one_hot")
+    num_classes: Annotated[int, Field(ge=2)] | None = None  # default: from the training labels
+
+
+class Flatten(StrictModel):
+    """x [n, d1, ..., dk] ← [n, d1·...·dk]."""
+
+    type: _id("flatten")
+
+
+class Reshape(StrictModel):
+    """x [n, ...] ← [n, *target_shape] (the same number of values per sample)."""
+
+    type: _id("reshape")
+    target_shape: Shape
+
+
+PREPROCESSING_CONFIGS: dict[str, type[StrictModel]] = {
+    "standardize": Standardize,
+    "min_max": MinMax,
+    "rescale": Rescale,
+    "one_hot": OneHot,
+    "flatten": Flatten,
+    "reshape": Reshape,
+}
+
+
+def _check_step(value: Any) -> Any:
+    if isinstance(value, str):  # `- standardize` is short for `- {type: standardize}`
+        value = {"type": value}
+    if isinstance(value, dict):
+        name = value.get("type")
+        if name is None:
+            raise ValueError(f"a preprocessing step needs a type: one of {', '.join(PREPROCESSING_CONFIGS)}")
+        if not isinstance(name, str) or _snake(name) not in PREPROCESSING_CONFIGS:
+            choices = list(PREPROCESSING_CONFIGS)
+            hint = did_you_mean(str(name), choices)
+            raise ValueError(
+                f"unknown preprocessing step {name!r}"
+                + (f"; did you mean {hint!r}?" if hint else f"; valid: {', '.join(choices)}")
+            )
+    return value
+
+
+def _validate_step(value: Any) -> Any:
+    if isinstance(value, tuple(PREPROCESSING_CONFIGS.values())):
+        return value
+    value = _check_step(value)
+    if not isinstance(value, dict):
+        raise ValueError("a preprocessing step is a mapping like {type: standardize}")
+    return PREPROCESSING_CONFIGS[_snake(value["type"])].model_validate(value)
+
+
+PreprocessingStep = Annotated[Any, PlainValidator(_validate_step)]  # one of PREPROCESSING_CONFIGS
+
+
+# ---------------------------------------------------------------- the section
+
+
+class DataConfig(StrictModel):
+    train: SourceConfig
+    validation: SourceConfig | None = None  # explicit validation data (TF.js validationData)
+    validation_split: UnitInterval = 0.0  # hold out this last fraction of train (TF.js validationSplit)
+    preprocessing: list[PreprocessingStep] = []
+
+    @model_validator(mode="after")
+    def _one_validation(self) -> "DataConfig":
+        if self.validation is not None and self.validation_split > 0:
+            raise ValueError("give validation or validation_split, not both")
+        return self
+
+
+ZipSource.model_rebuild()
+StreamConfig.model_rebuild()
+StreamSource.model_rebuild()
+DataConfig.model_rebuild()

@@ -1,0 +1,172 @@
+"""Seeded synthetic datasets of any size, one function per generator id.
+
+Each generator returns (x [n, ...] float32, y [n, ...] float32 or class indices [n] int64,
+n_classes or None). Samples are drawn from rng_for(seed, "data", split, id, ...), so train
+and validation differ; the ground truth (teacher network, blob centres) is drawn from
+rng_for(seed, "data", id, "truth"), so train and validation share it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+from trainctl.data.config import (
+    BlobsGenerator,
+    CirclesGenerator,
+    LinearGenerator,
+    MoonsGenerator,
+    PolynomialGenerator,
+    RandomNormalGenerator,
+    RandomUniformGenerator,
+    SineGenerator,
+    SpiralsGenerator,
+    TeacherGenerator,
+    XorGenerator,
+)
+from trainctl.registry import Registry
+from trainctl.seeding import rng_for
+
+Generated = tuple[np.ndarray, np.ndarray, "int | None"]
+GENERATORS: Registry[Callable[..., Generated]] = Registry("generator")
+
+
+def _rng(seed: int, split: str, name: str, part: str) -> np.random.Generator:
+    return rng_for(seed, "data", split, name, part)
+
+
+def _truth(seed: int, name: str) -> np.random.Generator:
+    return rng_for(seed, "data", name, "truth")
+
+
+def _f32(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+@GENERATORS.register("random_normal")
+def random_normal(cfg: RandomNormalGenerator, seed: int, split: str) -> Generated:
+    n = cfg.n_samples
+    x = _rng(seed, split, "random_normal", "x").normal(cfg.mean, cfg.stddev, (n, *cfg.shape))
+    y = _rng(seed, split, "random_normal", "y").normal(cfg.mean, cfg.stddev, (n, *cfg.target_shape))
+    return _f32(x), _f32(y), None
+
+
+@GENERATORS.register("random_uniform")
+def random_uniform(cfg: RandomUniformGenerator, seed: int, split: str) -> Generated:
+    n = cfg.n_samples
+    x = _rng(seed, split, "random_uniform", "x").uniform(cfg.minval, cfg.maxval, (n, *cfg.shape))
+    y = _rng(seed, split, "random_uniform", "y").uniform(cfg.minval, cfg.maxval, (n, *cfg.target_shape))
+    return _f32(x), _f32(y), None
+
+
+@GENERATORS.register("linear")
+def linear(cfg: LinearGenerator, seed: int, split: str) -> Generated:
+    n = cfg.n_samples
+    if isinstance(cfg.true_w, list):
+        w = np.asarray(cfg.true_w, dtype=np.float64)
+        x = _rng(seed, split, "linear", "x").uniform(cfg.x_min, cfg.x_max, (n, w.size))
+        y = x @ w + cfg.true_b
+    else:
+        x = np.linspace(cfg.x_min, cfg.x_max, n)[:, None]
+        y = x[:, 0] * cfg.true_w + cfg.true_b
+    y = y + _rng(seed, split, "linear", "noise").normal(0.0, 1.0, n) * cfg.noise
+    return _f32(x), _f32(y[:, None]), None
+
+
+@GENERATORS.register("polynomial")
+def polynomial(cfg: PolynomialGenerator, seed: int, split: str) -> Generated:
+    n = cfg.n_samples
+    x = _rng(seed, split, "polynomial", "x").uniform(cfg.x_min, cfg.x_max, n)
+    y = np.polynomial.polynomial.polyval(x, cfg.coefficients)
+    y = y + _rng(seed, split, "polynomial", "noise").normal(0.0, 1.0, n) * cfg.noise
+    return _f32(x[:, None]), _f32(y[:, None]), None
+
+
+@GENERATORS.register("sine")
+def sine(cfg: SineGenerator, seed: int, split: str) -> Generated:
+    n = cfg.n_samples
+    x = _rng(seed, split, "sine", "x").uniform(cfg.x_min, cfg.x_max, n)
+    y = cfg.amplitude * np.sin(cfg.frequency * x + cfg.phase)
+    y = y + _rng(seed, split, "sine", "noise").normal(0.0, 1.0, n) * cfg.noise
+    return _f32(x[:, None]), _f32(y[:, None]), None
+
+
+def _balanced_labels(n: int, n_classes: int, rng: np.random.Generator) -> np.ndarray:
+    """Class indices with counts as equal as possible, in random order."""
+    return rng.permutation(np.arange(n) % n_classes).astype(np.int64)
+
+
+@GENERATORS.register("blobs")
+def blobs(cfg: BlobsGenerator, seed: int, split: str) -> Generated:
+    low, high = cfg.center_box
+    centers = _truth(seed, "blobs").uniform(low, high, (cfg.n_classes, cfg.n_features))
+    labels = _balanced_labels(cfg.n_samples, cfg.n_classes, _rng(seed, split, "blobs", "labels"))
+    noise = _rng(seed, split, "blobs", "x").normal(0.0, cfg.cluster_std, (cfg.n_samples, cfg.n_features))
+    return _f32(centers[labels] + noise), labels, cfg.n_classes
+
+
+@GENERATORS.register("moons")
+def moons(cfg: MoonsGenerator, seed: int, split: str) -> Generated:
+    labels = _balanced_labels(cfg.n_samples, 2, _rng(seed, split, "moons", "labels"))
+    t = _rng(seed, split, "moons", "t").uniform(0.0, math.pi, cfg.n_samples)
+    outer = np.stack([np.cos(t), np.sin(t)], axis=1)
+    inner = np.stack([1.0 - np.cos(t), 0.5 - np.sin(t)], axis=1)
+    x = np.where(labels[:, None] == 0, outer, inner)
+    x = x + _rng(seed, split, "moons", "noise").normal(0.0, 1.0, x.shape) * cfg.noise
+    return _f32(x), labels, 2
+
+
+@GENERATORS.register("circles")
+def circles(cfg: CirclesGenerator, seed: int, split: str) -> Generated:
+    labels = _balanced_labels(cfg.n_samples, 2, _rng(seed, split, "circles", "labels"))
+    t = _rng(seed, split, "circles", "t").uniform(0.0, 2.0 * math.pi, cfg.n_samples)
+    radius = np.where(labels == 0, 1.0, cfg.factor)  # class 1 is the inner circle, as sklearn
+    x = np.stack([np.cos(t), np.sin(t)], axis=1) * radius[:, None]
+    x = x + _rng(seed, split, "circles", "noise").normal(0.0, 1.0, x.shape) * cfg.noise
+    return _f32(x), labels, 2
+
+
+@GENERATORS.register("spirals")
+def spirals(cfg: SpiralsGenerator, seed: int, split: str) -> Generated:
+    k = cfg.n_classes
+    labels = _balanced_labels(cfg.n_samples, k, _rng(seed, split, "spirals", "labels"))
+    r = _rng(seed, split, "spirals", "r").uniform(0.0, 1.0, cfg.n_samples)
+    angle = r * cfg.turns * 2.0 * math.pi + labels * (2.0 * math.pi / k)
+    x = np.stack([r * np.sin(angle), r * np.cos(angle)], axis=1)
+    x = x + _rng(seed, split, "spirals", "noise").normal(0.0, 1.0, x.shape) * cfg.noise * 0.1
+    return _f32(x), labels, k
+
+
+@GENERATORS.register("xor")
+def xor(cfg: XorGenerator, seed: int, split: str) -> Generated:
+    x = _rng(seed, split, "xor", "x").uniform(-1.0, 1.0, (cfg.n_samples, 2))
+    labels = ((x[:, 0] > 0) != (x[:, 1] > 0)).astype(np.int64)
+    x = x + _rng(seed, split, "xor", "noise").normal(0.0, 1.0, x.shape) * cfg.noise
+    return _f32(x), labels, 2
+
+
+@GENERATORS.register("teacher")
+def teacher(cfg: TeacherGenerator, seed: int, split: str) -> Generated:
+    truth = _truth(seed, "teacher")
+    w1 = truth.normal(0.0, 1.0 / math.sqrt(cfg.n_features), (cfg.n_features, cfg.hidden))
+    w2 = truth.normal(0.0, 1.0, (cfg.hidden, cfg.n_classes))
+    # Centre the logits on a reference sample so no class is left (nearly) empty.
+    reference = truth.standard_normal((2048, cfg.n_features))
+    b2 = -(np.tanh(reference @ w1) @ w2).mean(axis=0)
+    rng = _rng(seed, split, "teacher", "x")
+    x = np.empty((cfg.n_samples, cfg.n_features), dtype=np.float32)
+    labels = np.empty(cfg.n_samples, dtype=np.int64)
+    step = max(1, 4_000_000 // cfg.n_features)  # bounded temporaries for huge n_samples
+    for start in range(0, cfg.n_samples, step):
+        stop = min(cfg.n_samples, start + step)
+        block = rng.standard_normal((stop - start, cfg.n_features), dtype=np.float32)
+        x[start:stop] = block
+        labels[start:stop] = np.argmax(np.tanh(block @ w1) @ w2 + b2, axis=1)
+    return x, labels, cfg.n_classes
+
+
+def generate(cfg, seed: int, split: str = "train") -> Generated:
+    """(x, y or class indices, n_classes) for a generator config; `split` names the stream."""
+    return GENERATORS.get(cfg.generator)(cfg, seed, split)

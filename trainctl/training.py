@@ -139,7 +139,7 @@ class Trainer:
 
     @property
     def log_keys(self) -> list[str]:
-        return ["loss", *[m.key for m in self.metrics]]
+        return ["loss", *[m.log_key for m in self.metrics]]
 
     def _ensure(self, batch_size: int) -> None:
         if batch_size > self._capacity:

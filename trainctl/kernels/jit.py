@@ -1,6 +1,6 @@
 """JIT flags in one place, and trainctl's own numba cache directory.
 
-`njit` here is the only decorator kernels use: nopython, cache=True, no fastmath (results
+`njit` here is the only decorator kernels use: cache=True, no fastmath (results
 must be reproducible and match references), no parallel (numba threads beside a
 multi-threaded BLAS oversubscribe the cores: measured 500k → 21k samples/s).
 """
@@ -38,7 +38,7 @@ def clear_cache() -> None:
     configure_cache()
 
 
-JIT_OPTIONS = dict(nopython=True, cache=True, fastmath=False, nogil=True, error_model="numpy")
+JIT_OPTIONS = dict(cache=True, fastmath=False, nogil=True, error_model="numpy")
 
 
 def njit(*args, **overrides):

@@ -1,1 +1,134 @@
-"""Config: YAML loading with source positions, pydantic schema, overrides, located errors."""
+"""Config: YAML loading with source positions, pydantic schema, overrides, located errors.
+
+    loaded = load_config("configs/mlp.yaml", ["fit.epochs=10"])
+    loaded.config.fit.epochs          # 10
+    config_to_yaml(loaded.config)     # the resolved config, as saved with a run
+
+Every problem in the file and the --set values is reported at once, as a ConfigError whose
+lines read `FILE:LINE:COL: dotted.path: message` or `--set dotted.path: message`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from trainctl.config.loader import Positions, dump_yaml, load_yaml, parse_yaml, read_yaml
+from trainctl.config.overrides import Override, apply_overrides, apply_overrides_located, parse_overrides
+from trainctl.config.problems import Problem, RawProblem, raise_problems, show
+from trainctl.errors import ConfigError
+from trainctl.config.schema import (
+    Config,
+    FitConfig,
+    ModelConfig,
+    Registries,
+    TypedSpec,
+    default_registries,
+    dispatch_by_type,
+    validate_config,
+)
+
+__all__ = [
+    "Config",
+    "FitConfig",
+    "LoadedConfig",
+    "ModelConfig",
+    "Override",
+    "Positions",
+    "Registries",
+    "TypedSpec",
+    "apply_overrides",
+    "config_from_dict",
+    "config_hash",
+    "config_to_yaml",
+    "default_registries",
+    "dispatch_by_type",
+    "load_config",
+    "load_yaml",
+    "parse_overrides",
+    "parse_yaml",
+    "validate_config",
+]
+
+
+@dataclass
+class LoadedConfig:
+    config: Config
+    path: str
+    raw: dict[str, Any]  # the file's data after --set overrides, before validation
+    positions: Positions  # where each dotted path of the file sits (not the --set values)
+
+
+def _locate(problem: RawProblem, positions: Positions, overrides: list[Override],
+            resolved: list[tuple], file_paths: set[str]) -> Problem:
+    """A RawProblem with its place: inside a --set value, at a key a --set created, or in the file."""
+    path = tuple(problem.path)
+    dotted = problem.dotted
+    # The last --set that wrote this path or an ancestor of it owns the value.
+    for override, written in reversed(list(zip(overrides, resolved))):
+        if path[: len(written)] == tuple(written):
+            shown = "" if path == tuple(written) else dotted
+            return override.problem(problem.message, shown)
+    # A key the file does not have, created on the way to a --set value.
+    if dotted not in file_paths:
+        for override, written in reversed(list(zip(overrides, resolved))):
+            if tuple(written)[: len(path)] == path:
+                return override.problem(problem.message, dotted)
+    mark = positions.key(dotted) if problem.at == "key" else positions.value(dotted)
+    return Problem(positions.source, mark.line, mark.col, dotted, problem.message)
+
+
+def load_config(path: str | os.PathLike, overrides: Iterable[str] = (),
+                registries: Registries | None = None) -> LoadedConfig:
+    """Read, override and validate a config file. Raises ConfigError with every problem."""
+    source = os.fspath(path)
+    document = read_yaml(source)
+    problems = list(document.problems)
+    parsed: list[Override] = []
+    set_lines: list[str] = []  # malformed --set options, already formatted
+    try:
+        parsed = parse_overrides(overrides)
+    except ConfigError as error:
+        set_lines = error.problems
+    if document.data is not None and not isinstance(document.data, dict):
+        problems.append(Problem(source, 1, 1, "", "the config must be a mapping of sections "
+                                f"(name, model, optimizer, ...), got {show(document.data)}"))
+    if set_lines or not isinstance(document.data, dict):
+        lines = [p.format() for p in sorted(problems, key=Problem.sort_key)]
+        raise ConfigError(lines + set_lines)
+    raw, resolved = apply_overrides_located(document.data, parsed)
+    config, raw_problems = validate_config(raw, registries)
+    # Duplicate keys and refused tags are already reported; what the schema says about the
+    # value left in their place would only repeat them.
+    reported = [p.path for p in problems if p.path]
+    raw_problems = [p for p in raw_problems
+                    if not any(p.dotted == r or p.dotted.startswith(r + ".") for r in reported)]
+    file_paths = set(document.positions.values)
+    problems += [_locate(p, document.positions, parsed, resolved, file_paths) for p in raw_problems]
+    raise_problems(problems)
+    assert config is not None
+    return LoadedConfig(config=config, path=source, raw=raw, positions=document.positions)
+
+
+def config_from_dict(data: dict[str, Any], source: str = "<config>",
+                     registries: Registries | None = None) -> Config:
+    """Validate plain data (e.g. a saved resolved config); ConfigError names paths, not lines."""
+    config, raw_problems = validate_config(data, registries)
+    raise_problems([Problem(source, None, None, p.dotted, p.message) for p in raw_problems])
+    assert config is not None
+    return config
+
+
+def config_to_yaml(config: Config) -> str:
+    """The resolved config as YAML; `load_config` on it gives an equal Config."""
+    return dump_yaml(config.to_dict())
+
+
+def config_hash(config: Config) -> str:
+    """sha256 (hex) of the canonical resolved config: equal configs, however spelled, hash equal."""
+    canonical = json.dumps(config.to_dict(), sort_keys=True, separators=(",", ":"),
+                           ensure_ascii=False, allow_nan=True)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

@@ -1,0 +1,426 @@
+"""The config schema: top-level sections, `fit` options, and dispatch of typed sections
+(layers, optimizer, callbacks, loss, metrics, data) to the registries that own them.
+
+`validate_config(raw)` checks everything and returns `(Config, [])` or `(None, problems)`
+with every problem found, each tied to a path in `raw`. Problems get their file positions
+in `trainctl.config.load_config`.
+
+Registries are imported lazily (`default_registries`), so this module imports before the
+layer, optimizer, callback, loss, metric and data modules exist, and never imports numba.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+import typing
+from dataclasses import dataclass
+from typing import Annotated, Any, Union
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SerializeAsAny, ValidationError
+
+from trainctl.config.base import NonNegativeFloat, NonNegativeInt, PositiveInt, StrictModel, UnitInterval
+from trainctl.config.problems import RawProblem, describe, show
+from trainctl.registry import Registry, UnknownIdError, did_you_mean, snake_case
+
+# -- typed sections ----------------------------------------------------------------------
+
+
+class TypedSpec(BaseModel):
+    """A registry entry chosen by `type` (canonical id) with its validated `Params`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: str
+    params: SerializeAsAny[BaseModel]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, **dump_model(self.params)}
+
+
+class NoParams(StrictModel):
+    """Params of a registry entry that declares none: any key is unknown."""
+
+
+def dump_model(model: BaseModel) -> dict[str, Any]:
+    """snake_case JSON-able dict of `model`, leaving out keys that are null by default."""
+    data = model.model_dump(mode="json", by_alias=False)
+    fields = type(model).model_fields
+    return {
+        key: value
+        for key, value in data.items()
+        if not (value is None and key in fields and fields[key].default is None)
+    }
+
+
+# -- fit ---------------------------------------------------------------------------------
+
+_YIELD_WORDS = ("auto", "batch", "epoch", "never")
+
+
+def _yield_every(value: Any) -> Any:
+    if isinstance(value, str) and value in _YIELD_WORDS:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ValueError(f"must be 'auto', 'batch', 'epoch', 'never' or a number of milliseconds "
+                     f">= 0, got {show(value)}")
+
+
+YieldEvery = Annotated[Union[str, int], BeforeValidator(_yield_every)]
+
+
+class FitConfig(StrictModel):
+    """Every option of TF.js `model.fit` / `model.fitDataset`, snake_case (camelCase accepted).
+
+    Inputs (x, y, validationData, sampleWeight) live in `data`; `callbacks` is top-level.
+    """
+
+    epochs: PositiveInt = 1  # TF.js default; with initial_epoch, the index of the last epoch
+    batch_size: PositiveInt = 32  # TF.js and Keras default
+    shuffle: bool = True  # reshuffle the training rows every epoch, as TF.js
+    validation_split: UnitInterval = 0.0  # fraction held out from the end, before shuffling
+    validation_batch_size: PositiveInt | None = None  # None: same as batch_size
+    validation_freq: PositiveInt = 1  # validate every n-th epoch
+    initial_epoch: NonNegativeInt = 0  # epoch to start from (resuming)
+    class_weight: dict[NonNegativeInt, NonNegativeFloat] | None = None  # class index → weight
+    steps_per_epoch: PositiveInt | None = None  # Keras name; None: one pass over the data
+    validation_steps: PositiveInt | None = None  # Keras name; None: all validation data
+    batches_per_epoch: PositiveInt | None = None  # TF.js fitDataset name of steps_per_epoch
+    validation_batches: PositiveInt | None = None  # TF.js fitDataset name of validation_steps
+    verbose: Annotated[int, Field(ge=0, le=2)] = 1  # accepted for TF.js; display is a callback
+    yield_every: YieldEvery = "auto"  # accepted for TF.js; there is no event loop to yield to
+
+
+# -- the config ----------------------------------------------------------------------------
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def _run_name(value: Any) -> Any:
+    if isinstance(value, str) and not _NAME.match(value):
+        raise ValueError(f"must be a simple name (letters, digits, '.', '_', '-'; it names the "
+                         f"run directory), got {show(value)}")
+    return value
+
+
+class ModelConfig(StrictModel):
+    layers: list[TypedSpec] = Field(min_length=1)  # a Sequential stack, input first
+
+
+class Config(StrictModel):
+    """The validated config. Build it with `validate_config` (or `load_config`), which
+    dispatches layers, optimizer, callbacks, loss, metrics and data to their registries."""
+
+    name: Annotated[str, BeforeValidator(_run_name)]
+    seed: NonNegativeInt = 0  # drives every random stream (trainctl.seeding)
+    model: ModelConfig
+    optimizer: TypedSpec
+    loss: str
+    metrics: list[str] = Field(default_factory=list)
+    data: SerializeAsAny[BaseModel]
+    fit: FitConfig = Field(default_factory=FitConfig)
+    callbacks: list[TypedSpec] = Field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config: snake_case keys, canonical ids, every default filled in.
+        Saved as YAML and loaded back, it gives an equal Config."""
+        return {
+            "name": self.name,
+            "seed": self.seed,
+            "model": {"layers": [layer.to_dict() for layer in self.model.layers]},
+            "optimizer": self.optimizer.to_dict(),
+            "loss": self.loss,
+            "metrics": list(self.metrics),
+            "data": dump_model(self.data),
+            "fit": dump_model(self.fit),
+            "callbacks": [callback.to_dict() for callback in self.callbacks],
+        }
+
+
+# -- registries ------------------------------------------------------------------------------
+
+
+@dataclass
+class Registries:
+    """Where typed sections are looked up. Tests pass small fakes; the CLI uses the real ones."""
+
+    layers: Registry
+    optimizers: Registry
+    callbacks: Registry
+    losses: Registry
+    metrics: Registry
+    data_model: type[BaseModel]
+
+
+def default_registries() -> Registries:
+    """The real registries, imported here so that importing the config package stays cheap."""
+    from trainctl.callbacks import CALLBACKS
+    from trainctl.data.config import DataConfig
+    from trainctl.layers import LAYERS
+    from trainctl.losses import LOSSES
+    from trainctl.metrics import METRICS
+    from trainctl.optimizers import OPTIMIZERS
+
+    return Registries(LAYERS, OPTIMIZERS, CALLBACKS, LOSSES, METRICS, DataConfig)
+
+
+# -- validation ------------------------------------------------------------------------------
+
+Path = tuple[Any, ...]
+
+
+def resolve_id(registry: Registry, value: Any, path: Path) -> tuple[str | None, list[RawProblem]]:
+    """The canonical id for `value`, or a problem at `path` (with "did you mean")."""
+    if not isinstance(value, str):
+        return None, [RawProblem(path, "value", f"must be a {registry.kind} id (a string), "
+                                 f"got {show(value)}")]
+    try:
+        return registry.resolve(value), []
+    except UnknownIdError as error:
+        return None, [RawProblem(path, "value", str(error))]
+
+
+def dispatch_by_type(registry: Registry, value: Any, path: Path) -> tuple[TypedSpec | None,
+                                                                            list[RawProblem]]:
+    """Validate `id` or `{type: id, **params}` against `registry.get(id).Params`.
+
+    Returns the TypedSpec, or None and every problem found, located by path.
+    """
+    if isinstance(value, str):
+        type_value, params, type_path = value, {}, path
+    elif isinstance(value, dict):
+        if "type" not in value:
+            return None, [RawProblem(path, "parent", f"missing required key 'type' (the "
+                                     f"{registry.kind})", missing="type")]
+        type_value, type_path = value["type"], path + ("type",)
+        params = {key: item for key, item in value.items() if key != "type"}
+    else:
+        return None, [RawProblem(path, "value", f"must be a {registry.kind} id or a mapping "
+                                 f"with 'type', got {show(value)}")]
+    type_id, problems = resolve_id(registry, type_value, type_path)
+    if type_id is None:
+        return None, problems
+    params_model = getattr(registry.get(type_id), "Params", None) or NoParams
+    model, problems = validate_model(params_model, params, path, extra_keys=("type",))
+    return (TypedSpec(type=type_id, params=model) if model is not None else None), problems
+
+
+def validate_model(model_cls: type[BaseModel], value: Any, path: Path,
+                   extra_keys: tuple[str, ...] = ()) -> tuple[BaseModel | None, list[RawProblem]]:
+    """`model_cls.model_validate(value)`, with its errors as problems under `path`."""
+    try:
+        return model_cls.model_validate(value), []
+    except ValidationError as error:
+        return None, pydantic_problems(error, value, path, model_cls, extra_keys)
+
+
+_MISSING = object()
+
+
+def _find_key(mapping: dict, part: Any) -> Any:
+    """The key of `mapping` that pydantic's loc `part` names (loc may use the alias)."""
+    if part in mapping:
+        return part
+    for key in mapping:
+        if str(key) == str(part):
+            return key
+    for key in mapping:
+        if isinstance(key, str) and isinstance(part, str) and snake_case(key) == snake_case(part):
+            return key
+    return _MISSING
+
+
+def _clean_loc(loc: tuple, raw: Any, kind: str) -> tuple[list[Any], list[tuple[int, str]]]:
+    """pydantic's loc → the path of keys in `raw`, and the union branches skipped on the way
+    (pydantic puts a branch's name, like 'CsvSource' or 'list[int]', into the loc)."""
+    path: list[Any] = []
+    branches: list[tuple[int, str]] = []
+    node = raw
+    for index, part in enumerate(loc):
+        last = index == len(loc) - 1
+        if isinstance(node, dict):
+            key = _find_key(node, part)
+            if key is not _MISSING:
+                path.append(key)
+                node = node[key]
+                continue
+            if last and kind == "missing":
+                path.append(part)
+                node = _MISSING
+                continue
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            path.append(part)
+            node = node[part]
+            continue
+        if isinstance(part, str):
+            branches.append((len(path), part))
+            continue
+        path.append(part)
+        node = _MISSING
+    return path, branches
+
+
+def _unwrap(annotation: Any) -> list[type[BaseModel]]:
+    """The model classes an annotation may hold (through Optional, Union, list, dict)."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in (Union, types.UnionType, list, tuple, set, frozenset, dict):
+        args = typing.get_args(annotation)
+        if origin is dict:
+            args = args[1:]
+        return [model for arg in args for model in _unwrap(arg)]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return []
+
+
+def _models_at(model_cls: type[BaseModel], path: list[Any]) -> list[type[BaseModel]]:
+    models = [model_cls]
+    for part in path:
+        if not isinstance(part, str):
+            continue  # a list index or dict key: the item type was unwrapped already
+        found = []
+        for model in models:
+            for name, info in model.model_fields.items():
+                if part in (name, info.alias) or snake_case(part) == name:
+                    found.extend(_unwrap(info.annotation))
+        models = found
+        if not models:
+            break
+    return models
+
+
+def pydantic_problems(error: ValidationError, raw: Any, prefix: Path,
+                      model_cls: type[BaseModel], extra_keys: tuple[str, ...] = ()) -> list[RawProblem]:
+    """Each of pydantic's errors as a RawProblem in plain English, under `prefix`.
+
+    Where a union was tried, only the errors of its closest branch (fewest errors) are kept.
+    """
+    entries = []
+    for err in error.errors(include_url=False):
+        path, branches = _clean_loc(tuple(err["loc"]), raw, err["type"])
+        entries.append((path, branches, err))
+    counts: dict[tuple, int] = {}
+    for path, branches, _ in entries:
+        for depth, branch in branches:
+            point = (tuple(path[:depth]), branch)
+            counts[point] = counts.get(point, 0) + 1
+    best: dict[tuple, tuple[int, str]] = {}
+    for (point, branch), count in counts.items():
+        if point not in best or count < best[point][0]:
+            best[point] = (count, branch)
+
+    problems: list[RawProblem] = []
+    for path, branches, err in entries:
+        if any(best[tuple(path[:depth])][1] != branch for depth, branch in branches):
+            continue
+        kind = err["type"]
+        full = tuple(prefix) + tuple(path)
+        if kind == "missing" and path:
+            name = snake_case(str(path[-1]))
+            problems.append(RawProblem(full[:-1], "parent", f"missing required key {name!r}",
+                                       missing=name))
+        elif kind == "extra_forbidden" and path:
+            key = path[-1]
+            choices = sorted({name for model in _models_at(model_cls, path[:-1])
+                              for name in model.model_fields})
+            if len(path) == 1:
+                choices = sorted(set(choices) | set(extra_keys))
+            hint = did_you_mean(str(key), choices) if choices else None
+            if hint:
+                message = f"unknown key {str(key)!r}; did you mean {hint!r}?"
+            elif choices:
+                message = f"unknown key {str(key)!r}; valid keys: {', '.join(choices)}"
+            else:
+                message = f"unknown key {str(key)!r}"
+            problems.append(RawProblem(full, "key", message, suggestion=hint))
+        else:
+            problems.append(RawProblem(full, "value", describe(err)))
+    return problems
+
+
+def _under(path: Path, prefixes: set[Path]) -> bool:
+    return any(path[: len(prefix)] == prefix for prefix in prefixes)
+
+
+def _cross_checks(config: Config) -> list[RawProblem]:
+    """Rules that tie two keys together."""
+    problems = []
+    fit = config.fit
+    if fit.initial_epoch >= fit.epochs:
+        problems.append(RawProblem(("fit", "initial_epoch"), "value",
+                                   f"must be less than epochs ({fit.epochs}), got "
+                                   f"{fit.initial_epoch}; epochs counts from 0, not from "
+                                   "initial_epoch"))
+    for keras, tfjs in (("steps_per_epoch", "batches_per_epoch"),
+                        ("validation_steps", "validation_batches")):
+        if getattr(fit, keras) is not None and getattr(fit, tfjs) is not None:
+            problems.append(RawProblem(("fit", tfjs), "value", f"set either {keras} or {tfjs} "
+                                       "(the TF.js name for the same thing), not both"))
+    return problems
+
+
+def validate_config(raw: Any, registries: Registries | None = None) -> tuple[Config | None,
+                                                                             list[RawProblem]]:
+    """Validate a whole config (plain data as loaded from YAML). Every problem is collected:
+    returns (Config, []) or (None, problems)."""
+    if not isinstance(raw, dict):
+        return None, [RawProblem((), "value", f"the config must be a mapping of sections "
+                                 f"(name, model, optimizer, ...), got {show(raw)}")]
+    registries = registries or default_registries()
+    work = dict(raw)
+    problems: list[RawProblem] = []
+    failed: set[Path] = set()  # dispatched paths with problems: pydantic's view is not wanted
+
+    def keep(path: Path, result: Any, found: list[RawProblem]) -> Any:
+        problems.extend(found)
+        if found:
+            failed.add(path)
+        return result
+
+    model = work.get("model")
+    if isinstance(model, dict):
+        layers_key = _find_key(model, "layers")
+        if layers_key is not _MISSING and isinstance(model[layers_key], list):
+            model = dict(model)
+            model[layers_key] = [
+                keep(("model", layers_key, index),
+                     *dispatch_by_type(registries.layers, item, ("model", layers_key, index)))
+                for index, item in enumerate(model[layers_key])
+            ]
+            work["model"] = model
+    if "optimizer" in work:
+        work["optimizer"] = keep(("optimizer",),
+                                 *dispatch_by_type(registries.optimizers, work["optimizer"],
+                                                   ("optimizer",)))
+    if isinstance(work.get("callbacks"), list):
+        work["callbacks"] = [
+            keep(("callbacks", index),
+                 *dispatch_by_type(registries.callbacks, item, ("callbacks", index)))
+            for index, item in enumerate(work["callbacks"])
+        ]
+    if "loss" in work:
+        work["loss"] = keep(("loss",), *resolve_id(registries.losses, work["loss"], ("loss",)))
+    if isinstance(work.get("metrics"), list):
+        work["metrics"] = [
+            keep(("metrics", index), *resolve_id(registries.metrics, item, ("metrics", index)))
+            for index, item in enumerate(work["metrics"])
+        ]
+    if "data" in work:
+        work["data"] = keep(("data",), *validate_model(registries.data_model, work["data"],
+                                                        ("data",)))
+
+    config = None
+    try:
+        config = Config.model_validate(work)
+    except ValidationError as error:
+        problems.extend(p for p in pydantic_problems(error, work, (), Config)
+                        if not _under(p.path, failed))
+    if config is not None and not problems:
+        problems.extend(_cross_checks(config))
+    # "missing 'units'" says nothing new next to "unknown key 'unts'; did you mean 'units'?"
+    suggested = {(p.path[:-1], p.suggestion) for p in problems if p.suggestion}
+    problems = [p for p in problems if not (p.at == "parent" and (p.path, p.missing) in suggested)]
+    return (config if not problems else None), problems

@@ -1,0 +1,1 @@
+"""Slow, plain-numpy reference implementations written from the TF.js formulas."""

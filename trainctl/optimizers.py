@@ -109,10 +109,8 @@ class Optimizer:
             self._kernel = self.kernel()
         kernel = self._kernel
         constants: dict[np.dtype, tuple] = {}
-        for w in weights:
-            if not w.trainable:
-                continue
-            slots = self._slots_for(w)
+        trainable = [(w, self._slots_for(w)) for w in weights if w.trainable]  # checks all before any update
+        for w, slots in trainable:
             dtype = w.value.dtype
             if dtype not in constants:
                 constants[dtype] = self.constants(dtype.type)

@@ -326,8 +326,8 @@ def load_data(data_config: DataConfig, seed: int, base_dir: Path, loss: str | No
     x_val = y_val = w_val = None
     val_description = None
     if data_config.validation_split > 0:
-        n_val = int(round(len(x) * data_config.validation_split))
-        n_train = len(x) - n_val
+        n_train = int(np.floor(len(x) * (1.0 - data_config.validation_split)))  # as source.split_validation
+        n_val = len(x) - n_train
         if n_val == 0 or n_train == 0:
             raise DataError(f"{train.description}: validation_split {data_config.validation_split} of {len(x)} samples leaves an empty split")
         # TF.js/Keras take the *last* fraction, before any shuffling.

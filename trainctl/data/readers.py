@@ -251,7 +251,10 @@ class NpyArray:
         try:
             with open(path, "rb") as f:
                 version = np.lib.format.read_magic(f)
-                shape, fortran, dtype = np.lib.format._read_array_header(f, version)  # noqa: SLF001
+                if version == (1, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+                else:
+                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
                 self.offset = f.tell()
         except (ValueError, OSError) as error:
             raise DataError(f"{shown}: not a readable .npy file ({error})") from None

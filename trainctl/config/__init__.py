@@ -16,10 +16,15 @@ import os
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from trainctl.config.loader import Positions, dump_yaml, load_yaml, parse_yaml, read_yaml
-from trainctl.config.overrides import Override, apply_overrides, apply_overrides_located, parse_overrides
+from trainctl.config.loader import Positions, YamlDocument, dump_yaml, load_yaml, parse_yaml, read_yaml
+from trainctl.config.overrides import (
+    Override,
+    apply_overrides,
+    apply_overrides_located,
+    parse_overrides,
+    parse_overrides_collecting,
+)
 from trainctl.config.problems import Problem, RawProblem, raise_problems, show
-from trainctl.errors import ConfigError
 from trainctl.config.schema import (
     Config,
     FitConfig,
@@ -30,6 +35,7 @@ from trainctl.config.schema import (
     dispatch_by_type,
     validate_config,
 )
+from trainctl.errors import ConfigError
 
 __all__ = [
     "Config",
@@ -47,6 +53,7 @@ __all__ = [
     "default_registries",
     "dispatch_by_type",
     "load_config",
+    "load_config_text",
     "load_yaml",
     "parse_overrides",
     "parse_yaml",
@@ -85,21 +92,28 @@ def load_config(path: str | os.PathLike, overrides: Iterable[str] = (),
                 registries: Registries | None = None) -> LoadedConfig:
     """Read, override and validate a config file. Raises ConfigError with every problem."""
     source = os.fspath(path)
-    document = read_yaml(source)
+    return _load(read_yaml(source), source, overrides, registries)
+
+
+def load_config_text(text: str, source: str = "<config>", overrides: Iterable[str] = (),
+                     registries: Registries | None = None) -> LoadedConfig:
+    """`load_config` for YAML text already in memory (e.g. a run's saved config); problems
+    are located in `source`."""
+    return _load(parse_yaml(text, source), source, overrides, registries)
+
+
+def _load(document: YamlDocument, source: str, overrides: Iterable[str],
+          registries: Registries | None) -> LoadedConfig:
     problems = list(document.problems)
-    parsed: list[Override] = []
-    set_lines: list[str] = []  # malformed --set options, already formatted
-    try:
-        parsed = parse_overrides(overrides)
-    except ConfigError as error:
-        set_lines = error.problems
+    parsed, set_problems = parse_overrides_collecting(overrides)
+    problems += set_problems
     if document.data is not None and not isinstance(document.data, dict):
         problems.append(Problem(source, 1, 1, "", "the config must be a mapping of sections "
                                 f"(name, model, optimizer, ...), got {show(document.data)}"))
-    if set_lines or not isinstance(document.data, dict):
-        lines = [p.format() for p in sorted(problems, key=Problem.sort_key)]
-        raise ConfigError(lines + set_lines)
-    raw, resolved = apply_overrides_located(document.data, parsed)
+    if not isinstance(document.data, dict):
+        raise_problems(problems)
+    raw, resolved, set_problems = apply_overrides_located(document.data, parsed)
+    problems += set_problems
     config, raw_problems = validate_config(raw, registries)
     # Duplicate keys and refused tags are already reported; what the schema says about the
     # value left in their place would only repeat them.

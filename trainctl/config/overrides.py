@@ -44,6 +44,13 @@ class Override:
 
 def parse_overrides(items: Iterable[str]) -> list[Override]:
     """Parse `PATH=VALUE` strings; ConfigError listing every malformed one."""
+    overrides, problems = parse_overrides_collecting(items)
+    raise_problems(problems)
+    return overrides
+
+
+def parse_overrides_collecting(items: Iterable[str]) -> tuple[list[Override], list[Problem]]:
+    """Parse `PATH=VALUE` strings: the good ones, and a problem for each malformed one."""
     overrides: list[Override] = []
     problems: list[Problem] = []
     for index, item in enumerate(items):
@@ -65,8 +72,7 @@ def parse_overrides(items: Iterable[str]) -> list[Override]:
                                     f"{value_text!r})", rank=rank) for p in document.problems)
             continue
         overrides.append(Override(path, document.data, index))
-    raise_problems(problems)
-    return overrides
+    return overrides, problems
 
 
 def _find_key(mapping: dict, segment: str) -> Any:
@@ -81,9 +87,11 @@ def _find_key(mapping: dict, segment: str) -> Any:
     return None
 
 
-def apply_overrides_located(data: Any, overrides: list[Override]) -> tuple[Any, list[tuple]]:
-    """Apply overrides to a deep copy of `data`. Returns the new data and, for each override,
-    the path of keys it actually set (its spelling in the data). ConfigError on bad paths."""
+def apply_overrides_located(data: Any, overrides: list[Override]) -> tuple[Any, list[tuple],
+                                                                          list[Problem]]:
+    """Apply overrides to a deep copy of `data`. Returns the new data; for each override the
+    path of keys it set (spelled as in the data); and a problem for each bad path (that
+    override is then skipped, the others still apply)."""
     data = copy.deepcopy(data)
     problems: list[Problem] = []
     resolved: list[tuple] = []
@@ -136,8 +144,7 @@ def apply_overrides_located(data: Any, overrides: list[Override]) -> tuple[Any, 
                                              f"{show(node)}, not a mapping or a list"))
             break
         resolved.append(tuple(walked) if len(walked) == len(override.path) else override.path)
-    raise_problems(problems)
-    return data, resolved
+    return data, resolved, problems
 
 
 def apply_overrides(data: Any, overrides: Iterable[Override | str]) -> Any:
@@ -147,4 +154,6 @@ def apply_overrides(data: Any, overrides: Iterable[Override | str]) -> Any:
     parsed = iter(parse_overrides(strings))
     ordered = [next(parsed) if isinstance(item, str) else item for item in items]
     ordered = [Override(item.path, item.value, index) for index, item in enumerate(ordered)]
-    return apply_overrides_located(data, ordered)[0]
+    data, _, problems = apply_overrides_located(data, ordered)
+    raise_problems(problems)
+    return data

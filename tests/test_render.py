@@ -24,7 +24,9 @@ from trainctl.render import (
     render_compare_table,
     render_error,
     render_metrics_table,
+    render_predictions,
     render_summary,
+    render_summary_line,
 )
 
 ESC = "\x1b"
@@ -494,3 +496,35 @@ def test_library_modules_do_not_import_rich_or_render():
         and imports.search(path.read_text())
     ]
     assert offenders == []
+
+
+def test_render_summary_line_prints_line_and_run_path():
+    console = plain_console(width=30)
+    render_summary_line(console, "trained 5 epochs in 2.1s  loss 0.1234  acc [0.95]", "runs/tfjs-mlp/20250101-120000")
+    assert console.file.getvalue().splitlines() == [
+        "trained 5 epochs in 2.1s  loss 0.1234  acc [0.95]",
+        "run: runs/tfjs-mlp/20250101-120000",
+    ]
+
+
+def test_render_predictions_classifier_shows_class_names_and_probabilities():
+    outputs = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]], dtype=np.float32)
+    result = SimpleNamespace(outputs=outputs, classes=np.argmax(outputs, axis=1), class_names=["cat", "dog"])
+    console = plain_console()
+    render_predictions(console, result, max_rows=2)
+    text = console.file.getvalue()
+    assert re.search(r"#\s*┃\s*class\s*┃\s*p_cat\s*┃\s*p_dog", text)
+    assert re.search(r"0\s*│\s*dog\s*│\s*0\.1\s*│\s*0\.9\s*│", text)
+    assert re.search(r"1\s*│\s*cat\s*│\s*0\.8\s*│\s*0\.2\s*│", text)
+    assert "0.7" not in text  # third row elided
+    assert "… 1 more rows of 3; --output FILE writes them all" in text
+
+
+def test_render_predictions_regression_elides_wide_outputs():
+    outputs = np.arange(24, dtype=np.float32).reshape(2, 12)
+    console = plain_console(width=200)
+    render_predictions(console, SimpleNamespace(outputs=outputs, classes=None, class_names=None))
+    text = console.file.getvalue()
+    assert "y9" in text and "y10" not in text and "… 2 more" in text
+    assert re.search(r"1\s*│\s*12\s*│\s*13\s*│", text)
+    assert "class" not in text and "more rows" not in text

@@ -33,7 +33,9 @@ __all__ = [
     "render_compare_table",
     "render_error",
     "render_metrics_table",
+    "render_predictions",
     "render_summary",
+    "render_summary_line",
 ]
 
 MODES = ("auto", "rich", "plain", "jsonl", "quiet")
@@ -225,6 +227,58 @@ def render_compare_table(
             cells.append(Text(text, style="bold green" if is_best else ""))
         table.add_row(*cells)
     console.print(table)
+
+
+def render_summary_line(console: Console, line: str, run_path: str) -> None:
+    """The end of `trainctl train`: one line of final values, then where the run went."""
+    console.print(Text(line), soft_wrap=True)
+    console.print(Text(f"run: {run_path}"), soft_wrap=True)
+
+
+_PREDICTION_ROWS = 20  # rows shown on screen; --output writes them all
+_PREDICTION_COLUMNS = 10  # output columns shown before eliding the rest
+
+
+def render_predictions(console: Console, result: Any, *, max_rows: int = _PREDICTION_ROWS) -> None:
+    """`trainctl predict` without --output: the first rows as a table.
+
+    result: has outputs [n, ...] and, for classifiers, classes [n] (ints) and optional
+    class_names. A classifier shows its class (by name when known) and probabilities.
+    """
+    outputs = result.outputs
+    n_rows = int(outputs.shape[0])
+    flat = outputs.reshape(n_rows, -1)
+    classes = getattr(result, "classes", None)
+    names = getattr(result, "class_names", None)
+    n_columns = flat.shape[1]
+    if classes is not None and n_columns > 1:
+        labels = [f"p_{name}" for name in names] if names else [f"p_{i}" for i in range(n_columns)]
+    elif classes is not None:
+        labels = ["p"]
+    else:
+        labels = [f"y{i}" for i in range(n_columns)]
+    shown_columns = min(n_columns, _PREDICTION_COLUMNS)
+    table = Table()
+    table.add_column("#", justify="right", no_wrap=True)
+    if classes is not None:
+        table.add_column("class", no_wrap=True)
+    for label in labels[:shown_columns]:
+        table.add_column(Text(label), justify="right", no_wrap=True)
+    if shown_columns < n_columns:
+        table.add_column(Text(f"… {n_columns - shown_columns} more"), no_wrap=True)
+    for index in range(min(n_rows, max_rows)):
+        cells = [Text(str(index))]
+        if classes is not None:
+            cls = int(classes[index])
+            label = names[cls] if names and n_columns > 1 and cls < len(names) else str(cls)
+            cells.append(Text(label))
+        cells += [Text(f"{float(v):.4g}") for v in flat[index, :shown_columns]]
+        if shown_columns < n_columns:
+            cells.append(Text("…"))
+        table.add_row(*cells)
+    console.print(table)
+    if n_rows > max_rows:
+        console.print(Text(f"… {n_rows - max_rows} more rows of {n_rows}; --output FILE writes them all"))
 
 
 def render_error(console_stderr: Console, message: str | BaseException) -> None:

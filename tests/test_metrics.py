@@ -181,6 +181,12 @@ def test_tfjs_categorical_crossentropy():
     assert metric.compute(y_true, y_pred) == pytest.approx((2.995732 + 0.22314353) / 2, rel=1e-6)
 
 
+def test_categorical_crossentropy_propagates_nan_predictions():
+    # A NaN prediction under a 0 target still poisons the row, as 0 * log(NaN) does in TF.js.
+    metric = METRICS.get("categorical_crossentropy")
+    assert math.isnan(metric.compute([[0.0, 1.0, 0.0]], [[0.2, 0.5, np.nan]]))
+
+
 def test_categorical_crossentropy_rescales_rows():
     metric = METRICS.get("categorical_crossentropy")
     assert metric.compute([[0, 1]], [[2.0, 6.0]]) == pytest.approx(-math.log(0.75), rel=1e-6)

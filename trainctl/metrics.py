@@ -21,7 +21,8 @@ from trainctl.registry import Registry, UnknownIdError, snake_case
 BINARY_CROSSENTROPY = "binary_crossentropy"
 SPARSE_CATEGORICAL_CROSSENTROPY = "sparse_categorical_crossentropy"
 
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_FLOAT32 = np.dtype(np.float32)
+_FLOAT64 = np.dtype(np.float64)
 _kernel: Any = None
 _codes: dict[str, int] = {}
 
@@ -59,10 +60,9 @@ class Metric:
         """The metric on one batch. y_pred [n, ..., k]; y_true the same shape, or for
         sparse metrics [n, ..., 1] / [n, ...] float class indices. N-D batches are taken
         as 2-D [rows, k] over the last axis. Returns a Python float."""
-        kernel = _kernel if _kernel is not None else _load_kernel()
         code = self._code if self._code >= 0 else self.code
         y_true2d, y_pred2d = _as_2d(self, y_true, y_pred)
-        return kernel(code, y_true2d, y_pred2d)
+        return _kernel(code, y_true2d, y_pred2d)
 
     def __repr__(self) -> str:
         return f"Metric({self.name!r})"
@@ -169,6 +169,7 @@ class ResolvedMetric:
         return self.metric.sparse_targets
 
     def compute(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+        """The concrete metric's batch value (see Metric.compute)."""
         return self.metric.compute(y_true, y_pred)
 
 
@@ -269,9 +270,20 @@ def _target_kind(loss_id: str | None, output_shape: Sequence[int | None]) -> str
 
 
 def _as_2d(metric: Metric, y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
-    # Casts only when the loop feeds other dtypes: the kernel then compiles for just
-    # (float32, float32) and (float64, float64), and float32 keeps TF.js's clip values.
-    if not isinstance(y_pred, np.ndarray) or y_pred.dtype not in _FLOATS:
+    # Fast path first: the loop's own 2-D float batches pass through untouched.
+    if type(y_pred) is np.ndarray and type(y_true) is np.ndarray and y_pred.ndim == 2 and y_true.ndim == 2:
+        kind = y_pred.dtype
+        if (kind is _FLOAT32 or kind is _FLOAT64) and y_true.dtype is kind:
+            rows, width = y_pred.shape
+            if y_true.shape[0] == rows and y_true.shape[1] == (1 if metric.sparse_targets else width) and width:
+                return y_true, y_pred
+    return _as_2d_general(metric, y_true, y_pred)
+
+
+def _as_2d_general(metric: Metric, y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
+    # Casts only when fed other dtypes: the kernel then compiles for just (float32, float32)
+    # and (float64, float64), and float32 predictions keep TF.js's float32 clip values.
+    if not isinstance(y_pred, np.ndarray) or y_pred.dtype not in (_FLOAT32, _FLOAT64):
         y_pred = np.asarray(y_pred, dtype=np.float32)
     if not isinstance(y_true, np.ndarray) or y_true.dtype != y_pred.dtype:
         y_true = np.asarray(y_true, dtype=y_pred.dtype)

@@ -241,7 +241,11 @@ def _categorical_crossentropy(y_true, y_pred):
         cross = 0.0
         for j in range(width):
             p = _clip(y_pred[r, j] / scale, eps, high)
-            cross += y_true[r, j] * math.log(p)
+            target = y_true[r, j]
+            # 0 * log(p) adds nothing for clipped p, so skip the log (most of the cost
+            # with one-hot targets); a NaN p still propagates, as 0 * log(NaN) does in TF.js.
+            if target != 0 or p != p:
+                cross += target * math.log(p)
         total -= cross
     return total / rows
 

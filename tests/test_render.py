@@ -528,3 +528,30 @@ def test_render_predictions_regression_elides_wide_outputs():
     assert "y9" in text and "y10" not in text and "… 2 more" in text
     assert re.search(r"1\s*│\s*12\s*│\s*13\s*│", text)
     assert "class" not in text and "more rows" not in text
+
+
+def test_compile_announced_before_the_first_epoch_as_the_loop_does():
+    """training.fit emits on_compile_begin before on_epoch_begin and ends it after batch 0."""
+    console, clock = terminal_console(), FakeClock()
+    display = ProgressDisplay(console, "rich", clock=clock, refresh_interval=0.0)
+    callbacks = CallbackList([display])
+    callbacks.set_params(dict(PARAMS, epochs=1))
+    callbacks.on_train_begin({})
+    callbacks.on_compile_begin({})
+    clock.now += 5.0  # compiling before the epoch: not part of the epoch at all
+    callbacks.on_epoch_begin(0, {})
+    assert display._live is None and display._status is not None  # spinner only, no bar yet
+    callbacks.on_batch_begin(0, {"batch": 0, "size": 32})
+    clock.now += 10.0  # the first batch is mostly compilation
+    callbacks.on_compile_end({})
+    assert display._status is None and display._live is not None
+    clock.now += 1.0
+    callbacks.on_batch_end(0, {"batch": 0, "size": 32, "loss": 1.0})
+    text = console.file.getvalue()
+    assert "compiling kernels…" in text
+    assert "32 samples/s" in text and "ETA 3.0s" in text
+    callbacks.on_epoch_end(0, {"loss": 1.0})
+    callbacks.on_train_end({"loss": 1.0})
+    assert display._live is None
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", console.file.getvalue())
+    assert "Epoch 1/1  11.0s  loss 1.0000" in plain

@@ -337,6 +337,7 @@ class ProgressDisplay(Callback):
         self._last_epoch_logs: Logs = {}
         self._epoch = 0
         self._in_epoch = False
+        self._compile_start: float | None = None  # set while kernels compile
         self._reset_epoch(0.0)
 
     # -- epoch state
@@ -345,7 +346,6 @@ class ProgressDisplay(Callback):
         self._epoch_start = now
         self._last_refresh = now
         self._compile_seconds = 0.0  # compile time inside this epoch, left out of rates
-        self._compile_start: float | None = None
         self._batches = 0
         self._samples = 0.0
         self._keys: tuple[str, ...] | None = None
@@ -385,7 +385,9 @@ class ProgressDisplay(Callback):
         self._epoch = epoch
         self._in_epoch = True
         self._reset_epoch(self.clock())
-        if self.mode == "rich":
+        # The loop may announce compiling before the first epoch begins; the bar then
+        # waits for on_compile_end instead of competing with the spinner.
+        if self.mode == "rich" and self._status is None:
             self._start_live()
             self._refresh(self._epoch_start)
 
@@ -467,7 +469,8 @@ class ProgressDisplay(Callback):
     def on_compile_end(self, logs=None):
         now = self.clock()
         if self._compile_start is not None:
-            self._compile_seconds += now - self._compile_start
+            if self._in_epoch:  # only the part inside this epoch skews its rate
+                self._compile_seconds += now - max(self._compile_start, self._epoch_start)
             self._compile_start = None
         if self.mode == "rich":
             if self._status is not None:

@@ -182,9 +182,13 @@ def test_tfjs_categorical_crossentropy():
 
 
 def test_categorical_crossentropy_propagates_nan_predictions():
-    # A NaN prediction under a 0 target still poisons the row, as 0 * log(NaN) does in TF.js.
+    # Terms under a 0 target still count when they are NaN, as 0 * log(NaN) does in TF.js:
+    # an inf prediction rescales to inf / inf = NaN there while the target's own term is finite.
     metric = METRICS.get("categorical_crossentropy")
-    assert math.isnan(metric.compute([[0.0, 1.0, 0.0]], [[0.2, 0.5, np.nan]]))
+    assert math.isnan(metric.compute([[0.0, 1.0, 0.0]], [[0.2, 0.5, np.inf]]))
+    assert math.isnan(metric.compute([[0.0, 0.0, 0.0]], [[0.2, 0.5, np.nan]]))
+    with np.errstate(invalid="ignore"):
+        assert math.isnan(reference.categorical_crossentropy([[0.0, 1.0, 0.0]], [[0.2, 0.5, np.inf]]))
 
 
 def test_categorical_crossentropy_rescales_rows():

@@ -145,6 +145,7 @@ class _Builder:
         self.problems: list[Problem] = []
         self.expanded = 0  # values produced while inside an alias
         self.alias_depth = 0
+        self.outer_alias: tuple[Mark, str] = (Mark(1, 1), "")  # where alias expansion began
         self.in_progress: set[int] = set()  # node ids being built: a repeat means a cycle
 
     def problem(self, mark: Mark, path: str, message: str) -> None:
@@ -160,8 +161,9 @@ class _Builder:
         if self.alias_depth:
             self.expanded += 1
             if self.expanded > MAX_ALIAS_EXPANSION:
-                self.problem(mark, path, f"aliases expand to more than {MAX_ALIAS_EXPANSION} "
-                             "values; write the values out instead of nesting aliases")
+                outer_mark, outer_path = self.outer_alias
+                self.problem(outer_mark, outer_path, f"aliases here expand to more than "
+                             f"{MAX_ALIAS_EXPANSION} values; write the values out instead")
                 raise _Abort
         if node.tag not in _PLAIN_TAGS:
             self.problem(mark, path, f"tag {_short_tag(node.tag)} is not allowed; a config holds "
@@ -181,6 +183,8 @@ class _Builder:
         """Build a child node; through an alias, count what it expands to."""
         if not isinstance(node, _AliasNode):
             return self.build(node, path, mark)
+        if not self.alias_depth:
+            self.outer_alias = (mark, path)
         self.alias_depth += 1
         try:
             return self.build(node.target, path, mark)
@@ -379,8 +383,8 @@ def read_yaml(path: str | os.PathLike) -> YamlDocument:
     if len(data) > MAX_FILE_BYTES:
         size = os.path.getsize(source) if os.path.isfile(source) else len(data)
         return YamlDocument(None, Positions(source), [Problem(source, 1, 1, "",
-                            f"the file is too large ({size / 1e6:.1f} MB); config files are "
-                            f"limited to {MAX_FILE_BYTES / 1e6:.1f} MB")])
+                            f"the file is too large ({size:,} bytes); a config may have at "
+                            f"most {MAX_FILE_BYTES:,} bytes")])
     text, problem = _decode(data, source)
     if problem is not None:
         return YamlDocument(None, Positions(source), [problem])

@@ -419,7 +419,9 @@ def validate_config(raw: Any, registries: Registries | None = None) -> tuple[Con
         problems.extend(p for p in pydantic_problems(error, work, (), Config)
                         if not _under(p.path, failed))
     if config is not None and not problems:
-        problems.extend(_cross_checks(config))
+        # Cross-checks name fields by their snake_case names; point at the key as spelled.
+        problems.extend(RawProblem(tuple(_clean_loc(p.path, raw, p.at)[0]), p.at, p.message)
+                        for p in _cross_checks(config))
     # "missing 'units'" says nothing new next to "unknown key 'unts'; did you mean 'units'?"
     suggested = {(p.path[:-1], p.suggestion) for p in problems if p.suggestion}
     problems = [p for p in problems if not (p.at == "parent" and (p.path, p.missing) in suggested)]

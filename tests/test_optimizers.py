@@ -201,10 +201,10 @@ def test_clipping_matches_keras_semantics(name, clip, dtype):
 
 def test_clipnorm_below_threshold_changes_nothing():
     rng = np.random.default_rng(5)
-    plain, clipped = make_weights(rng, np.float32), None
+    plain = make_weights(rng, np.float32)
     clipped = [W(w.name, w.value.copy(), w.grad.copy()) for w in plain]
     a = build_optimizer({"type": "adam", "learning_rate": 0.1})
-    b = build_optimizer({"type": "adam", "learning_rate": 0.1, "clipnorm": 1e6, })
+    b = build_optimizer({"type": "adam", "learning_rate": 0.1, "clipnorm": 1e6})
     for _ in range(3):
         fill_grads(plain, rng)
         for p, c in zip(plain, clipped):

@@ -12,7 +12,6 @@ TF.js does in float32; epsilon defaults to TF.js's float32 backend epsilon, 1e-7
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 

@@ -248,3 +248,46 @@ def test_importing_registries_does_not_import_numba():
         "assert 'numba' not in sys.modules, 'numba imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+TORCH_EQUIVALENTS = {  # hard_sigmoid is left out: torch's is x/6 + 1/2, TF.js's 0.2x + 1/2
+    "elu": "elu",
+    "selu": "selu",
+    "relu": "relu",
+    "relu6": "relu6",
+    "sigmoid": "sigmoid",
+    "softplus": "softplus",
+    "softsign": "softsign",
+    "tanh": "tanh",
+    "softmax": "softmax",
+    "log_softmax": "log_softmax",
+    "gelu": "gelu",
+    "gelu_new": "gelu_tanh",
+    "mish": "mish",
+    "swish": "silu",
+}
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", sorted(TORCH_EQUIVALENTS))
+def test_forward_and_backward_agree_with_torch(name):
+    torch = pytest.importorskip("torch")
+    functional = torch.nn.functional
+    torch_fn = {
+        "softmax": lambda x: functional.softmax(x, dim=-1),
+        "log_softmax": lambda x: functional.log_softmax(x, dim=-1),
+        "gelu_tanh": lambda x: functional.gelu(x, approximate="tanh"),
+        "tanh": torch.tanh,
+        "sigmoid": torch.sigmoid,
+    }.get(TORCH_EQUIVALENTS[name], getattr(functional, TORCH_EQUIVALENTS[name], None))
+    rng = np.random.default_rng(7)
+    z = away_from_kinks(rng, (5, 6))
+    dy = rng.normal(size=z.shape)
+    zt = torch.tensor(z, requires_grad=True)
+    yt = torch_fn(zt)
+    yt.backward(torch.tensor(dy))
+    y = forward(name, z)
+    dz = np.empty_like(z)
+    ACTIVATIONS.get(name).backward(z, y, dy, dz)
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(dz, zt.grad.numpy(), rtol=1e-10, atol=1e-13)

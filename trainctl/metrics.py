@@ -62,7 +62,7 @@ class Metric:
         as 2-D [rows, k] over the last axis. Returns a Python float."""
         code = self._code if self._code >= 0 else self.code
         y_true2d, y_pred2d = _as_2d(self, y_true, y_pred)
-        return _kernel(code, y_true2d, y_pred2d)
+        return float(_kernel(code, y_true2d, y_pred2d))
 
     def __repr__(self) -> str:
         return f"Metric({self.name!r})"

@@ -7,7 +7,9 @@ TF.js `tfjs-layers/src/metrics.ts` and `losses.ts`; r2 follows Keras `R2Score`.
 Element-wise arithmetic runs in y_pred's dtype, so float32 inputs reproduce TF.js's float32
 results (clipping at 1e-7 and 1 - 1e-7 is not the same number in float32 and float64, and
 changes binary crossentropy at the clip by ~0.2). Sums accumulate in float64, as the TF.js
-CPU backend does before storing each reduction as float32. Nothing is allocated.
+CPU backend does before storing each reduction as float32 (the explicit `float(...)` keeps
+that true under NUMBA_DISABLE_JIT, where NumPy would sum float32 in float32). Nothing is
+allocated.
 """
 
 from __future__ import annotations
@@ -150,7 +152,7 @@ def _mean_squared_error(y_true, y_pred):
         row_sum = 0.0
         for j in range(width):
             diff = y_pred[r, j] - y_true[r, j]
-            row_sum += diff * diff
+            row_sum += float(diff * diff)
         total += row_sum / width
     return total / rows
 
@@ -162,7 +164,7 @@ def _mean_absolute_error(y_true, y_pred):
     for r in range(rows):
         row_sum = 0.0
         for j in range(width):
-            row_sum += abs(y_pred[r, j] - y_true[r, j])
+            row_sum += float(abs(y_pred[r, j] - y_true[r, j]))
         total += row_sum / width
     return total / rows
 
@@ -179,7 +181,7 @@ def _mean_absolute_percentage_error(y_true, y_pred):
             magnitude = abs(target)
             if magnitude < eps:
                 magnitude = eps
-            row_sum += abs((target - y_pred[r, j]) / magnitude)
+            row_sum += float(abs((target - y_pred[r, j]) / magnitude))
         total += 100.0 * (row_sum / width)
     return total / rows
 
@@ -194,13 +196,13 @@ def _cosine_proximity(y_true, y_pred):
         true_squares = 0.0
         pred_squares = 0.0
         for j in range(width):
-            true_squares += y_true[r, j] * y_true[r, j]
-            pred_squares += y_pred[r, j] * y_pred[r, j]
+            true_squares += float(y_true[r, j] * y_true[r, j])
+            pred_squares += float(y_pred[r, j] * y_pred[r, j])
         true_norm = math.sqrt(max(kind(true_squares), eps))
         pred_norm = math.sqrt(max(kind(pred_squares), eps))
         row_sum = 0.0
         for j in range(width):
-            row_sum += (y_true[r, j] / true_norm) * (y_pred[r, j] / pred_norm)
+            row_sum += float((y_true[r, j] / true_norm) * (y_pred[r, j] / pred_norm))
         total -= row_sum
     return total / rows
 
@@ -220,7 +222,7 @@ def _binary_crossentropy(y_true, y_pred):
         for j in range(width):
             p = _clip(y_pred[r, j], eps, high)
             logit = math.log(p / (one - p))
-            row_sum += max(logit, zero) - logit * y_true[r, j] + math.log1p(math.exp(-abs(logit)))
+            row_sum += float(max(logit, zero) - logit * y_true[r, j] + math.log1p(math.exp(-abs(logit))))
         total += row_sum / width
     return total / rows
 
@@ -236,7 +238,7 @@ def _categorical_crossentropy(y_true, y_pred):
     for r in range(rows):
         row_sum = 0.0
         for j in range(width):
-            row_sum += y_pred[r, j]
+            row_sum += float(y_pred[r, j])
         scale = kind(row_sum)
         cross = 0.0
         for j in range(width):
@@ -245,7 +247,7 @@ def _categorical_crossentropy(y_true, y_pred):
             # 0 * log(p) adds nothing for clipped p, so skip the log (most of the cost
             # with one-hot targets); a NaN p still propagates, as 0 * log(NaN) does in TF.js.
             if target != 0 or p != p:
-                cross += target * math.log(p)
+                cross += float(target * math.log(p))
         total -= cross
     return total / rows
 
@@ -265,10 +267,10 @@ def _sparse_categorical_crossentropy(y_true, y_pred):
             continue
         row_sum = 0.0
         for j in range(width):
-            row_sum += _clip(y_pred[r, j], eps, high)
+            row_sum += float(_clip(y_pred[r, j], eps, high))
         scale = kind(row_sum)
         p = _clip(_clip(y_pred[r, int(label)], eps, high) / scale, eps, high)
-        total -= math.log(p)
+        total -= float(math.log(p))
     return total / rows
 
 
@@ -282,18 +284,23 @@ def _r2_score(y_true, y_pred):
     for j in range(width):
         column_sum = 0.0
         for r in range(rows):
-            column_sum += y_true[r, j]
+            column_sum += float(y_true[r, j])
         mean = column_sum / rows
         residual = 0.0
         spread = 0.0
         for r in range(rows):
             target = float(y_true[r, j])
-            miss = target - y_pred[r, j]
+            miss = target - float(y_pred[r, j])
             residual += miss * miss
             spread += (target - mean) * (target - mean)
-        score = 1.0 - residual / spread
-        if math.isinf(score):
-            score = 0.0
+        if spread == 0.0:
+            # Keras: -inf (residuals left) becomes 0; 0/0 stays NaN. Spelled out so the
+            # pure-Python run (NUMBA_DISABLE_JIT) does not raise ZeroDivisionError.
+            score = 0.0 if residual > 0.0 else math.nan
+        else:
+            score = 1.0 - residual / spread
+            if math.isinf(score):
+                score = 0.0
         total += score
     return total / width
 

@@ -328,18 +328,26 @@ def parse_yaml(text: str, source: str, *, allow_empty: bool = False) -> YamlDocu
         col = index - (text.rfind("\n", 0, index) + 1) + 1
         return YamlDocument(None, positions, [Problem(source, line, col, "",
                             "contains a NUL byte; a config is a text file")])
-    loader = ConfigYamlLoader(text)
+    loader = None
     try:
+        loader = ConfigYamlLoader(text)
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as error:
         return YamlDocument(None, positions, [_syntax_problem(error, source)])
+    except yaml.reader.ReaderError as error:  # a control character, found before any parsing
+        line = text.count("\n", 0, error.position) + 1
+        col = error.position - (text.rfind("\n", 0, error.position) + 1) + 1
+        code = error.character if isinstance(error.character, int) else ord(error.character)
+        return YamlDocument(None, positions, [Problem(source, line, col, "", f"control character "
+                            f"U+{code:04X} is not allowed in YAML text")])
     except yaml.YAMLError as error:
         return YamlDocument(None, positions, [Problem(source, 1, 1, "", f"YAML error: {error}")])
     except RecursionError:
         return YamlDocument(None, positions, [Problem(source, 1, 1, "",
                             "lists or mappings are nested too deeply")])
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if node is None:
         if allow_empty:
             return YamlDocument(None, positions, [])

@@ -89,7 +89,7 @@ def _mean_absolute_percentage_error(t, p, g, i, scale, need_grad):
     acc = 0.0
     for j in range(n):
         c = abs(t[i, j])
-        c = EPSILON if c < EPSILON else (MAX_VALUE if c > MAX_VALUE else c)
+        c = EPSILON if c < EPSILON else (MAX_VALUE if math.isinf(c) else c)
         x = (t[i, j] - p[i, j]) / c
         acc += abs(x)
         if need_grad:
@@ -105,10 +105,10 @@ def _mean_squared_logarithmic_error(t, p, g, i, scale, need_grad):
     acc = 0.0
     for j in range(n):
         pj = p[i, j]
-        inside = pj >= EPSILON and pj <= MAX_VALUE
+        inside = pj >= EPSILON and not math.isinf(pj)  # only +inf exceeds MAX_VALUE
         cp = pj if inside else (EPSILON if pj < EPSILON else MAX_VALUE)
         tj = t[i, j]
-        ct = EPSILON if tj < EPSILON else (MAX_VALUE if tj > MAX_VALUE else tj)
+        ct = EPSILON if tj < EPSILON else (MAX_VALUE if math.isinf(tj) else tj)
         d = math.log1p(cp) - math.log1p(ct)
         acc += d * d
         if need_grad:

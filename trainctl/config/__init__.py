@@ -70,18 +70,19 @@ class LoadedConfig:
 
 
 def _locate(problem: RawProblem, positions: Positions, overrides: list[Override],
-            resolved: list[tuple], file_paths: set[str]) -> Problem:
+            resolved: list[tuple | None], file_paths: set[str]) -> Problem:
     """A RawProblem with its place: inside a --set value, at a key a --set created, or in the file."""
     path = tuple(problem.path)
     dotted = problem.dotted
+    applied = [(o, written) for o, written in zip(overrides, resolved) if written is not None]
     # The last --set that wrote this path or an ancestor of it owns the value.
-    for override, written in reversed(list(zip(overrides, resolved))):
+    for override, written in reversed(applied):
         if path[: len(written)] == tuple(written):
             shown = "" if path == tuple(written) else dotted
             return override.problem(problem.message, shown)
     # A key the file does not have, created on the way to a --set value.
     if dotted not in file_paths:
-        for override, written in reversed(list(zip(overrides, resolved))):
+        for override, written in reversed(applied):
             if tuple(written)[: len(path)] == path:
                 return override.problem(problem.message, dotted)
     mark = positions.key(dotted) if problem.at == "key" else positions.value(dotted)

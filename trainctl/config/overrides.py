@@ -87,18 +87,18 @@ def _find_key(mapping: dict, segment: str) -> Any:
     return None
 
 
-def apply_overrides_located(data: Any, overrides: list[Override]) -> tuple[Any, list[tuple],
+def apply_overrides_located(data: Any, overrides: list[Override]) -> tuple[Any, list[tuple | None],
                                                                           list[Problem]]:
     """Apply overrides to a deep copy of `data`. Returns the new data; for each override the
-    path of keys it set (spelled as in the data); and a problem for each bad path (that
-    override is then skipped, the others still apply)."""
+    path of keys it set (spelled as in the data), or None when its path is bad; and a problem
+    for each bad path (that override is skipped, the others still apply)."""
     data = copy.deepcopy(data)
     problems: list[Problem] = []
-    resolved: list[tuple] = []
+    resolved: list[tuple | None] = []
     for override in overrides:
         if not isinstance(data, dict):
             problems.append(override.problem("the config is not a mapping; nothing to set"))
-            resolved.append(override.path)
+            resolved.append(None)
             continue
         node: Any = data
         walked: list[Any] = []
@@ -143,7 +143,7 @@ def apply_overrides_located(data: Any, overrides: list[Override]) -> tuple[Any, 
             problems.append(override.problem(f"cannot set {segment!r} inside {here}, which is "
                                              f"{show(node)}, not a mapping or a list"))
             break
-        resolved.append(tuple(walked) if len(walked) == len(override.path) else override.path)
+        resolved.append(tuple(walked) if len(walked) == len(override.path) else None)
     return data, resolved, problems
 
 

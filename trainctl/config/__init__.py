@@ -35,7 +35,6 @@ from trainctl.config.schema import (
     dispatch_by_type,
     validate_config,
 )
-from trainctl.errors import ConfigError
 
 __all__ = [
     "Config",

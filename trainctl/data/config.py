@@ -301,10 +301,10 @@ def _check_form(allowed: tuple[str, ...]):
         if len(present) > 1:
             raise ValueError(f"give one of {', '.join(allowed)}, not both {present[0]} and {present[1]}")
         if not present:
-            camel = {snake_case(str(key)) for key in value}
-            hint = next((did_you_mean(str(key), list(allowed)) for key in value if did_you_mean(str(key), list(allowed))), None)
+            hints = [did_you_mean(str(key), list(allowed)) for key in value]
+            hint = next((h for h in hints if h), None)
             message = f"a data source needs one of: {', '.join(allowed)}"
-            raise ValueError(message + (f"; did you mean {hint!r}?" if hint and hint not in camel else ""))
+            raise ValueError(message + (f"; did you mean {hint!r}?" if hint else ""))
         if present[0] not in allowed:
             raise ValueError(f"{present[0]!r} cannot be used here; expected one of: {', '.join(allowed)}")
         if present[0] == "generator":

@@ -345,10 +345,11 @@ def describe_model(model, config):
     rows = model.summary_rows()
     totals = model.param_totals()
     weights = [(w.name, list(w.value.shape)) for w in model.weights]
-    optimizer = config.optimizer if isinstance(config.optimizer, str) else dict(config.optimizer)
+    optimizer = config.optimizer.to_dict()
+    optimizer_text = optimizer.pop("type") + "".join(
+        f", {key}={value}" for key, value in optimizer.items() if value is not None)
     extras = {
-        "Optimizer": optimizer if isinstance(optimizer, str) else
-        optimizer.get("type", "") + " " + ", ".join(f"{k}={v}" for k, v in optimizer.items() if k != "type" and v is not None),
+        "Optimizer": optimizer_text,
         "Loss": config.loss,
         "Metrics": ", ".join(config.metrics) or "none",
         "FLOPs per sample (forward)": f"{model.flops_per_sample():,}",

@@ -38,6 +38,8 @@ def compile_model(model, optimizer: Any, loss: Any, metrics: list[Any]) -> None:
         raise TrainctlError("; ".join(problems))
     model.loss = loss_obj
     model.metrics = resolved
+    if hasattr(optimizer, "to_dict"):  # a validated TypedSpec from the config
+        optimizer = optimizer.to_dict()
     model.optimizer = optimizer if isinstance(optimizer, Optimizer) else build_optimizer(optimizer)
     model.optimizer.build(model.trainable_weights)
 

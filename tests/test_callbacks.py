@@ -578,3 +578,14 @@ def test_callbacks_inside_the_real_fit_loop():
               callbacks=[ExponentialDecay(decay_steps=8, decay_rate=0.5)])
     for name, value in fresh.get_weights().items():
         np.testing.assert_array_equal(model.get_weights()[name], value)
+
+
+def test_check_monitors_before_training():
+    from trainctl.callbacks import check_monitors
+
+    check_monitors([EarlyStopping(), ReduceLROnPlateau(monitor="acc"), TerminateOnNaN()], ["loss", "acc"], True)
+    with pytest.raises(TrainctlError, match="callbacks.reduce_lr_on_plateau.monitor: 'val_loss' needs validation"):
+        check_monitors([ReduceLROnPlateau()], ["loss"], False)
+    check_monitors([ModelCheckpoint()], ["loss"], False)  # not save_best_only: the monitor is unused
+    with pytest.raises(TrainctlError, match="callbacks.model_checkpoint.monitor: 'mae' is not logged"):
+        check_monitors([ModelCheckpoint(save_best_only=True, monitor="mae")], ["loss"], False)

@@ -804,3 +804,16 @@ class ModelCheckpoint(Callback):
 
 
 CALLBACKS.register("model_checkpoint")(ModelCheckpoint)
+
+
+def check_monitors(callbacks: list[Callback], log_keys: list[str], do_validation: bool) -> None:
+    """Before any work: refuse a monitor no epoch will log (TrainctlError naming the callback).
+    `log_keys` is what each batch logs (loss, then metric keys), as params['metrics']."""
+    params = {"metrics": list(log_keys), "do_validation": do_validation}
+    for callback in callbacks:
+        if isinstance(callback, EarlyStopping):
+            _check_monitor("early_stopping", callback.monitor, params)
+        elif isinstance(callback, ReduceLROnPlateau):
+            _check_monitor("reduce_lr_on_plateau", callback.monitor, params)
+        elif isinstance(callback, ModelCheckpoint) and callback.save_best_only:
+            _check_monitor("model_checkpoint", callback.monitor, params, per_batch=callback.save_freq != "epoch")

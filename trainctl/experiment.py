@@ -33,7 +33,7 @@ import re
 import shutil
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -391,7 +391,7 @@ class RunResult:
         return self.status in ("ok", "skipped") and self.final is not None
 
 
-def _finite_or_none(value: Any) -> float | None:
+def _float_or_none(value: Any) -> float | None:
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -417,7 +417,7 @@ def summarise_run_dir(path: Path, metric: str, mode: str) -> dict[str, Any]:
     best_epoch, best = min(finite, key=lambda ev: sign * ev[1]) if finite else (None, math.nan)
     return {"final": values[-1][1], "best": best, "best_epoch": best_epoch,
             "epochs": int(metrics.get("epochs", len(history))),
-            "train_seconds": _finite_or_none(metrics.get("seconds"))}
+            "train_seconds": _float_or_none(metrics.get("seconds"))}
 
 
 def _is_complete(path: Path, state_hash: str | None = None) -> bool:
@@ -552,6 +552,11 @@ def _plan_runs(experiment: Experiment, directory: Path) -> tuple[list[RunResult]
             run.path = complete[variant.state_hash]
             run.run_id = run.path.name
             run.wall_seconds = previous.get(variant.config_hash)
+            try:
+                for key, value in summarise_run_dir(run.path, experiment.metric, experiment.mode).items():
+                    setattr(run, key, value)
+            except TrainctlError as error:
+                run.error = str(error)
         else:
             path = runs_root / variant.run_id
             if path.exists() and _is_complete(path):  # a finished run of another config
@@ -575,7 +580,7 @@ def _read_previous_results(path: Path) -> dict[str, float]:
         return {}
     found = {}
     for row in rows:
-        seconds = _finite_or_none(row.get("wall_seconds"))
+        seconds = _float_or_none(row.get("wall_seconds"))
         if row.get("config_hash") and seconds is not None:
             found[row["config_hash"]] = seconds
     return found
@@ -710,9 +715,12 @@ def _count_running(client, pending: set) -> int:
     keys = {future.key for future in pending}
     try:
         processing = client.processing()
+        threads = client.nthreads()
     except Exception:  # the scheduler went away; the futures will report it
         return 0
-    return sum(1 for tasks in processing.values() for key in tasks if key in keys)
+    # A worker may hold more tasks than threads (queued on it); only `threads` of them run.
+    return sum(min(sum(key in keys for key in tasks), threads.get(worker, 1))
+               for worker, tasks in processing.items())
 
 
 def _record(run: RunResult, future) -> None:
@@ -819,7 +827,9 @@ class Comparison:
         return list(grouped.values())
 
     def columns(self) -> list[str]:
-        return [*self.keys, "seeds", self.metric, f"best {self.metric}", "train s", "runs"]
+        labels = _short_labels(self.keys)
+        return [*(labels[key] for key in self.keys), "seeds", self.metric, f"best {self.metric}",
+                "train s", "runs"]
 
     def table(self, spread: Callable[[Sequence[float]], str]) -> tuple[list[dict[str, Any]], list[str]]:
         """(rows, columns) for a compare table: per configuration, `spread(values)` of the final
@@ -828,7 +838,9 @@ class Comparison:
         rows = []
         for group in self.groups():
             good = [run for run in group if run.succeeded]
-            row: dict[str, Any] = {key: _show_value(group[0].overrides.get(key)) for key in self.keys}
+            labels = _short_labels(self.keys)
+            row: dict[str, Any] = {labels[key]: _show_value(group[0].overrides.get(key))
+                                   for key in self.keys}
             seeds = [str(run.seed) for run in group if run.seed is not None]
             row["seeds"] = ",".join(seeds) if len(seeds) <= 4 else f"{len(seeds)} seeds"
             row[self.metric] = spread([run.final for run in good]) if good else None
@@ -966,7 +978,8 @@ def _differing_keys(configs: list[dict[str, Any]]) -> list[str]:
     ordered: dict[str, None] = {}
     for flat in configs:
         ordered.update(dict.fromkeys(flat))
-    missing = object()
-    return [key for key in ordered if key != "seed"
-            and len({json.dumps(flat.get(key, missing) if key in flat else "<absent>", sort_keys=True,
-                                default=str) for flat in configs}) > 1]
+    def spelled(flat: dict[str, Any], key: str) -> str:
+        return json.dumps([key in flat, flat.get(key)], sort_keys=True, default=str)
+
+    return [key for key in ordered
+            if key != "seed" and len({spelled(flat, key) for flat in configs}) > 1]

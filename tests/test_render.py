@@ -344,7 +344,8 @@ def test_throttle_limits_refreshes_to_the_interval():
     for batch in range(10_000):  # 1 ms per batch: 10 s -> about 100 redraws, not 10,000
         clock.now += 0.001
         display.on_batch_end(batch, {"batch": batch, "size": 1, "loss": 0.1})
-    assert 95 <= display.refreshes <= 101
+    # At most one redraw per interval (+1 at epoch start); and it does keep redrawing.
+    assert 85 <= display.refreshes <= 101
     display.close()
 
 
@@ -367,10 +368,11 @@ def test_running_mean_is_size_weighted_and_resets_each_epoch():
     losses = rng.random(50) * 3
     accs = rng.random(50)
     console, clock = terminal_console(), FakeClock()
-    display = ProgressDisplay(console, "rich", clock=clock, refresh_interval=1e9)
+    display = ProgressDisplay(console, "rich", clock=clock, refresh_interval=0.0)
     display.set_params(dict(PARAMS, steps=50))
     display.on_epoch_begin(0, {})
     for batch in range(50):
+        clock.now += 0.01
         display.on_batch_end(
             batch, {"batch": batch, "size": int(sizes[batch]), "loss": float(losses[batch]), "acc": float(accs[batch])}
         )
@@ -381,11 +383,10 @@ def test_running_mean_is_size_weighted_and_resets_each_epoch():
             assert running["acc"] == pytest.approx(np.average(accs[seen], weights=sizes[seen]), rel=1e-12)
             assert set(running) == {"loss", "acc"}
     # The shown value is the running mean, not the last batch's.
-    display.refresh_interval = 0.0
-    clock.now += 1.0
-    display.on_batch_end(50, {"batch": 50, "size": 0, "loss": 99.0, "acc": 0.0})
+    last_line = console.file.getvalue().rsplit("\x1b[2K", 1)[-1]
     expected = format_value(np.average(losses, weights=sizes))
-    assert f"loss {expected}" in console.file.getvalue()
+    assert "batch 50/50" in last_line and f"loss {expected}" in last_line
+    assert f"loss {format_value(losses[-1])}" not in last_line
     display.on_epoch_end(0, {"loss": 1.0})
     display.on_epoch_begin(1, {})
     assert display.running_logs() == {}

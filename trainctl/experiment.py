@@ -611,7 +611,7 @@ def _open_client(workers: int, scheduler: str | None):
     }
     with dask.config.set(settings):
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.ERROR)
+                               dashboard_address=None, silence_logs=logging.CRITICAL)
         try:
             return Client(cluster), cluster
         except BaseException:
@@ -730,7 +730,7 @@ def _record(run: RunResult, future) -> None:
         outcome = future.result()
     except KilledWorker:
         run.status = "failed"
-        run.error = (f"the worker running it died {RUN_RETRIES + 1} times (killed, or out of memory); "
+        run.error = (f"the worker running it died ({RUN_RETRIES + 1}×: killed, or out of memory); "
                      "not retried again")
         return
     except Exception as error:

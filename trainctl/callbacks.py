@@ -149,14 +149,22 @@ class WeightHistory(Callback):
 
     def on_train_begin(self, logs=None):
         self._weights = self._tracked()
+        if not self.epochs:  # the starting point (epoch 0), as the guide's plot shows W=5, b=0
+            self._record(self.params.get("initial_epoch", 0) - 1)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def _record(self, epoch: int) -> list[tuple[str, list[float]]]:
         self.epochs.append(epoch)
+        recorded = []
         for weight in self._weights:
             values = weight.value.reshape(-1).astype(float).tolist()
             self.values.setdefault(weight.name, []).append(values)
+            recorded.append((weight.name, values))
+        return recorded
+
+    def on_epoch_end(self, epoch, logs=None):
+        for name, values in self._record(epoch):
             if logs is not None and len(values) == 1:
-                logs[weight.name] = values[0]
+                logs[name] = values[0]
 
 
 CALLBACKS.register("weight_history")(WeightHistory)

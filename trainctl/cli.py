@@ -93,9 +93,8 @@ def train(
     from trainctl.config import config_to_yaml, load_config
     from trainctl.render import ProgressDisplay, render_summary_line
 
-    loaded = load_config(config, set_)
-    if seed is not None:
-        loaded = loaded.with_seed(seed)
+    overrides = [*set_, f"seed={seed}"] if seed is not None else set_
+    loaded = load_config(config, overrides)
     if print_config:
         sys.stdout.write(config_to_yaml(loaded.config))
         return
@@ -183,3 +182,16 @@ def evaluate(
 
 def main() -> None:  # pragma: no cover - the console script entry point is `app`
     app()
+
+
+@app.command()
+@expected_failures
+def plot(
+    run_dir: Path = typer.Argument(..., help="A run directory written by trainctl train."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="PNG file to write (default RUN_DIR/plot.png)."),
+    terminal: bool = typer.Option(False, "--terminal", help="Draw the curves in the terminal instead of a PNG."),
+) -> None:
+    """Loss and metric curves (train and validation) and recorded weight trajectories."""
+    from trainctl.plot import plot_run
+
+    typer.echo(plot_run(run_dir, out, terminal))

@@ -41,7 +41,7 @@ __all__ = [
 MODES = ("auto", "rich", "plain", "jsonl", "quiet")
 _BATCH_KEYS = frozenset(("batch", "size"))
 _BAR_WIDTH = 20  # characters of the live progress bar
-_MAX_CHECK_EVERY = 1000  # batches between clock reads at most (so a stall shows soon)
+_MAX_CHECK_EVERY = 200  # at most this many batches between clock reads, so a slowdown shows soon
 
 
 # --------------------------------------------------------------------------- formatting

@@ -195,3 +195,58 @@ def plot(
     from trainctl.plot import plot_run
 
     typer.echo(plot_run(run_dir, out, terminal))
+
+
+@app.command()
+@expected_failures
+def experiment(
+    file: Path = typer.Argument(..., help="An experiment YAML file (base config, grid/random, seeds, metric)."),
+    workers: int = typer.Option(2, "--workers", min=1, help="Worker processes of the local dask cluster."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Address of an existing dask scheduler (tcp://host:8786)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the runs and their overrides; run nothing."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Experiment directory (default experiments/<name>)."),
+) -> None:
+    """Run every variant of a config (grid, random search, seeds) on dask and compare them."""
+    from trainctl.experiment import run_experiment
+    from trainctl.render import ExperimentProgressLine, mean_std, render_compare_table
+
+    console = _stdout()
+    with ExperimentProgressLine(console) as progress:
+        result = run_experiment(file, workers=workers, scheduler=scheduler, dry_run=dry_run, out=out,
+                                progress=None if dry_run else progress)
+    if dry_run:
+        for run in result.runs:
+            overrides = " ".join(f"{key}={value}" for key, value in run.overrides.items())
+            typer.echo(f"{run.run_id}  [{run.status}]  seed={run.seed}  {overrides}")
+        typer.echo(f"{len(result.runs)} runs; nothing was run (--dry-run)")
+        return
+    for run in result.failed:
+        _stderr().print(f"[red]failed[/red] {run.run_id}: {run.error}", markup=True)
+    comparison = result.comparison()
+    rows, columns = comparison.table(mean_std)
+    render_compare_table(console, rows, columns, sort_by=comparison.sort_column, mode=comparison.mode,
+                         title=result.experiment.name)
+    if result.best is not None:
+        console.print(f"best run: {result.best.path}", highlight=False)
+    console.print(f"results: {result.results_csv}", highlight=False)
+    if result.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+@expected_failures
+def compare(
+    paths: List[Path] = typer.Argument(..., help="Run directories, or an experiment directory."),
+    metric: Optional[str] = typer.Option(None, "--metric", help="Rank by this logged value (default: val_loss or loss)."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="min or max (default: from the metric)."),
+) -> None:
+    """Compare finished runs in one table, mean ± std over seeds."""
+    from trainctl.experiment import compare_runs
+    from trainctl.render import mean_std, render_compare_table
+
+    comparison = compare_runs(paths, metric=metric, mode=mode)
+    rows, columns = comparison.table(mean_std)
+    console = _stdout()
+    render_compare_table(console, rows, columns, sort_by=comparison.sort_column, mode=comparison.mode)
+    if comparison.best is not None:
+        console.print(f"best run: {comparison.best.path}", highlight=False)

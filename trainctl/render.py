@@ -579,3 +579,36 @@ class ProgressDisplay(Callback):
         if self._batches:
             line.append(f" · {human_count(self._samples / elapsed)} samples/s", style="dim")
         return line
+
+
+class ExperimentProgressLine:
+    """Live `runs done/total · running · failed · best so far` line for `trainctl experiment`
+    (a plain line per finished run when the console is not a terminal)."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self._live: Live | None = None
+
+    def __enter__(self) -> "ExperimentProgressLine":
+        if self.console.is_terminal:
+            self._live = Live(Text(""), console=self.console, refresh_per_second=4, transient=False)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._live is not None:
+            self._live.__exit__(*exc_info)
+            self._live = None
+
+    def __call__(self, progress: Any) -> None:
+        best = progress.best
+        best_text = (f"best {progress.metric} {format_value(best.final)} ({best.run_id})"
+                     if best is not None and best.final is not None else "best: none yet")
+        line = (f"runs {progress.done + progress.failed}/{progress.total}  running {progress.running}  "
+                f"failed {progress.failed}  skipped {progress.skipped}  {best_text}")
+        if self._live is not None:
+            self._live.update(Text(line))
+        elif progress.last is not None:
+            last = progress.last
+            outcome = last.status if last.final is None else f"{progress.metric} {format_value(last.final)}"
+            self.console.print(Text(f"{last.run_id}: {outcome}  ({line})"))

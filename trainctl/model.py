@@ -95,6 +95,22 @@ class Sequential:
             shape = layer.build(shape, context)
         self.output_shape: tuple[int, ...] = shape
         self._allocated = 0
+        self._gather_trainable_weights()
+
+    def _gather_trainable_weights(self) -> None:
+        """Move every trainable weight (and its grad) into one flat buffer, each weight a view
+        of its slice, so the optimizer updates all of them in one kernel call per step."""
+        trainable = self.trainable_weights
+        total = sum(w.value.size for w in trainable)
+        self.flat_values = np.empty(total, self.dtype)
+        self.flat_grads = np.zeros(total, self.dtype)
+        offset = 0
+        for w in trainable:
+            size, shape = w.value.size, w.value.shape
+            self.flat_values[offset:offset + size] = w.value.reshape(-1)
+            w.value = self.flat_values[offset:offset + size].reshape(shape)
+            w.grad = self.flat_grads[offset:offset + size].reshape(shape)
+            offset += size
 
     @classmethod
     def from_json(cls, architecture: dict[str, Any], *, seed: int = 0) -> "Sequential":

@@ -77,6 +77,9 @@ class Optimizer:
         self._slots: dict[str, _Slots] = {}
         self._scalars: dict[str, np.ndarray] = {}  # 1-element arrays in the scalar dtype
         self._kernel: Any = None
+        # When every trainable weight lives in one flat buffer (Sequential arranges that),
+        # one kernel call updates them all: (names, value, grad, slot arrays).
+        self._flat: tuple[frozenset[str], np.ndarray, np.ndarray, tuple[np.ndarray, ...]] | None = None
 
     # -- what subclasses state ----------------------------------------------------------
     def initial_slot_value(self, slot: str) -> float:
@@ -102,11 +105,39 @@ class Optimizer:
             if w.trainable:
                 self._slots_for(w)
 
+    def build_flat(self, weights: list[Weight], flat_value: np.ndarray, flat_grad: np.ndarray) -> None:
+        """Like build, for weights whose values and grads are consecutive views of
+        `flat_value`/`flat_grad` (in order): slots become views of flat slot arrays too, so
+        `apply` makes one kernel call per step instead of one per weight."""
+        dtype = flat_value.dtype
+        flat_slots = tuple(np.full(flat_value.shape, self.initial_slot_value(s), dtype) for s in self.slot_names)
+        offset = 0
+        for w in weights:
+            size = w.value.size
+            if not np.shares_memory(w.value, flat_value[offset:offset + size]):
+                raise ValueError(f"{w.name} is not at offset {offset} of the flat buffer")
+            self._slots[w.name] = _Slots([a[offset:offset + size].reshape(w.value.shape) for a in flat_slots])
+            offset += size
+        if offset != flat_value.size:
+            raise ValueError("the flat buffer holds more than the given weights")
+        self._ensure_scalars(dtype)
+        self._flat = (frozenset(w.name for w in weights), flat_value, flat_grad, flat_slots)
+
     def apply(self, weights: list[Weight]) -> None:
         """value -= update(grad) for every trainable weight, in place; then iterations += 1."""
         if self._kernel is None:
             self._kernel = self.kernel()
         kernel = self._kernel
+        flat = self._flat
+        if flat is not None and self.params.clipnorm is None and len(weights) == len(flat[0]):
+            # clipnorm is per weight (Keras), so it takes the per-weight path below
+            names, value, grad, slots = flat
+            dtype = value.dtype.type
+            scale, clip = dtype(1.0), dtype(self.params.clipvalue or 0.0)
+            kernel(value, grad, *slots, *self.constants(dtype), scale, clip)
+            self.end_step()
+            self.iterations += 1
+            return
         constants: dict[np.dtype, tuple] = {}
         trainable = [(w, self._slots_for(w)) for w in weights if w.trainable]  # checks all before any update
         for w, slots in trainable:

@@ -41,7 +41,10 @@ def compile_model(model, optimizer: Any, loss: Any, metrics: list[Any]) -> None:
     if hasattr(optimizer, "to_dict"):  # a validated TypedSpec from the config
         optimizer = optimizer.to_dict()
     model.optimizer = optimizer if isinstance(optimizer, Optimizer) else build_optimizer(optimizer)
-    model.optimizer.build(model.trainable_weights)
+    if hasattr(model.optimizer, "build_flat") and model.trainable_weights:
+        model.optimizer.build_flat(model.trainable_weights, model.flat_values, model.flat_grads)
+    else:
+        model.optimizer.build(model.trainable_weights)
 
 
 def _last_activation(model) -> str | None:
@@ -137,7 +140,25 @@ class Trainer:
         self.activity_regularized = model.has_activity_regularizers
         self.trainable = model.trainable_weights
         self._capacity = 0
+        self._bind_loss_kernels()
         self._scale_key: tuple[int, bool] | None = None
+
+    def _bind_loss_kernels(self) -> None:
+        """Call the loss kernels directly in the hot loop: the data were checked against the
+        model before training, so the per-call argument checks of Loss.compute are skipped."""
+        from trainctl.kernels import losses as kernels
+
+        code = self.loss.code
+        generic = kernels.loss_forward_backward
+        self._loss_only = lambda y2d, out2d, scale, per_row: generic(code, y2d, out2d, scale, per_row, out2d, False)
+        if not self.fused:
+            self._loss_and_grad = lambda y2d, out2d, scale, per_row, grad: generic(code, y2d, out2d, scale, per_row, grad, True)
+        elif self.loss.fused_activation == "softmax":
+            fused = kernels.softmax_crossentropy_backward
+            self._loss_and_grad = lambda y2d, out2d, scale, per_row, dz: fused(code, y2d, out2d, scale, per_row, dz)
+        else:
+            fused = kernels.sigmoid_binary_crossentropy_backward
+            self._loss_and_grad = lambda y2d, out2d, scale, per_row, dz: fused(y2d, out2d, scale, per_row, dz)
 
     @property
     def log_keys(self) -> list[str]:
@@ -179,10 +200,7 @@ class Trainer:
         y2d = y.reshape(rows, -1)
         scale = self._row_scale(n, weights)
         per_row, grad = self._per_row[:rows], self._grad[:rows]
-        if self.fused:
-            self.loss.fused_backward(y2d, out2d, scale, per_row, grad)
-        else:
-            self.loss.compute(y2d, out2d, scale, grad, per_row)
+        self._loss_and_grad(y2d, out2d, scale, per_row, grad)
         loss_value = float(np.dot(per_row, scale))
         if self.regularized:
             loss_value += model.regularization_loss()
@@ -207,7 +225,7 @@ class Trainer:
         y2d = y.reshape(rows, -1)
         scale = self._row_scale(n, weights)
         per_row = self._per_row[:rows]
-        self.loss.compute(y2d, out2d, scale, None, per_row)
+        self._loss_only(y2d, out2d, scale, per_row)
         values = [float(np.dot(per_row, scale))]
         for metric in self.metrics:
             values.append(metric.compute(y2d, out2d))

@@ -160,7 +160,8 @@ def render_summary(
 
 def render_metrics_table(console: Console, title: str, metrics: Mapping[str, float]) -> None:
     """`trainctl evaluate`: one row per loss/metric."""
-    table = Table(title=Text(title) if title else None, title_justify="left")
+    # no_wrap: a title wider than the table (a long data description) stays on one line.
+    table = Table(title=Text(title, no_wrap=True, overflow="ignore") if title else None, title_justify="left")
     table.add_column("Metric", no_wrap=True)
     table.add_column("Value", justify="right", no_wrap=True)
     for name, value in metrics.items():

@@ -48,7 +48,12 @@ def expected_failures(command: Callable) -> Callable:
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        import warnings
+
         from trainctl.errors import TrainctlError
+
+        # A warning is one line for the user (a damaged checkpoint or kernel cache), not a source excerpt.
+        warnings.formatwarning = lambda message, category, filename, lineno, line=None: f"warning: {message}\n"
 
         try:
             return command(*args, **kwargs)

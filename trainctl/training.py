@@ -9,6 +9,7 @@ its batches, validation runs after the epoch's last update.
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any, Iterable
 
 import numpy as np
@@ -246,6 +247,35 @@ class Trainer:
 
 
 # -- fit -------------------------------------------------------------------------------
+class CompileNotice:
+    """Sends on_compile_begin/end only when the first step is slow enough to be compiling
+    kernels (a cold cache): a warm cache loads in well under `delay` and shows nothing."""
+
+    def __init__(self, callbacks: Callback, delay: float = 0.4):
+        self.callbacks = callbacks
+        self.done = False
+        self._fired = False
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(delay, self._fire)
+        self._timer.daemon = True
+
+    def start(self) -> None:
+        self._timer.start()
+
+    def _fire(self) -> None:
+        with self._lock:
+            if not self.done:
+                self._fired = True
+                self.callbacks.on_compile_begin({})
+
+    def finish(self) -> None:
+        self._timer.cancel()
+        with self._lock:
+            if not self.done and self._fired:
+                self.callbacks.on_compile_end({})
+            self.done = True
+
+
 def fit(model, x: np.ndarray | None = None, y: np.ndarray | None = None, *, epochs: int = 1,
         batch_size: int = 32, shuffle: bool = True, validation_split: float = 0.0,
         validation_data: Any = None, initial_epoch: int = 0, class_weight: dict | None = None,
@@ -298,8 +328,8 @@ def fit(model, x: np.ndarray | None = None, y: np.ndarray | None = None, *, epoc
     })
     model.stop_training = False
     callback_list.on_train_begin({})
-    compiling = True
-    callback_list.on_compile_begin({})
+    compile_notice = CompileNotice(callback_list)
+    compile_notice.start()
     epoch_logs: dict[str, float] = {}
     for epoch in range(initial_epoch, epochs):
         callback_list.on_epoch_begin(epoch, {})
@@ -312,9 +342,8 @@ def fit(model, x: np.ndarray | None = None, y: np.ndarray | None = None, *, epoc
             n = xb.shape[0]
             callback_list.on_batch_begin(index, {"batch": index, "size": n})
             values = trainer.train_batch(xb, yb, wb)
-            if compiling:
-                compiling = False
-                callback_list.on_compile_end({})
+            if not compile_notice.done:
+                compile_notice.finish()
             logs = dict(zip(trainer.log_keys, values))
             logs["batch"], logs["size"] = index, n
             callback_list.on_batch_end(index, logs)
@@ -330,8 +359,7 @@ def fit(model, x: np.ndarray | None = None, y: np.ndarray | None = None, *, epoc
         callback_list.on_epoch_end(epoch, epoch_logs)
         if model.stop_training:
             break
-    if compiling:
-        callback_list.on_compile_end({})
+    compile_notice.finish()
     callback_list.on_train_end(epoch_logs)
     return history
 

@@ -41,9 +41,43 @@ def clear_cache() -> None:
 JIT_OPTIONS = dict(cache=True, fastmath=False, nogil=True, error_model="numpy")
 
 
+_cache_guard_installed = False
+
+
+def _install_cache_guard() -> None:
+    """A damaged cache entry (truncated or garbage index/data file) must cost a recompile,
+    never a crash: numba raises from inside its loader, so loading is wrapped once here.
+    The damaged entry's index is reset and numba compiles and saves a fresh one."""
+    global _cache_guard_installed
+    if _cache_guard_installed:
+        return
+    import warnings
+
+    from numba.core import caching
+
+    original = caching.Cache.load_overload
+
+    def load_overload_or_recompile(self, sig, target_context):
+        try:
+            return original(self, sig, target_context)
+        except Exception as error:  # any damage: unpickling errors, bad magic, short reads
+            warnings.warn(f"trainctl: damaged kernel cache entry ({type(error).__name__}); recompiling",
+                          RuntimeWarning, stacklevel=2)
+            try:
+                self.flush()
+            except OSError:
+                pass  # an unwritable cache only costs compile time
+            return None
+
+    caching.Cache.load_overload = load_overload_or_recompile
+    _cache_guard_installed = True
+
+
 def njit(*args, **overrides):
     """numba.njit with trainctl's flags; use bare (`@njit`) or with overrides (`@njit(inline="always")`)."""
     import numba
+
+    _install_cache_guard()
 
     options = {**JIT_OPTIONS, **overrides}
     if args and callable(args[0]):

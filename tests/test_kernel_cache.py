@@ -1,0 +1,49 @@
+"""The numba kernel cache: compiled once into trainctl's own directory; a damaged cache
+entry is recompiled with a warning, never a crash."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+TRAIN = """
+import numpy as np
+from trainctl.model import Sequential
+m = Sequential([{"type": "dense", "units": 4, "activation": "relu", "input_shape": [3]},
+                {"type": "dense", "units": 2, "activation": "softmax"}], seed=0)
+m.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+rng = np.random.default_rng(0)
+x = rng.random((10, 3), dtype=np.float32); y = np.eye(2, dtype=np.float32)[rng.integers(0, 2, 10)]
+print(repr(m.fit(x, y, epochs=2).history["loss"]))
+"""
+
+
+def run(cache: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TRAINCTL_CACHE_DIR": str(cache)}
+    env.pop("NUMBA_CACHE_DIR", None)
+    return subprocess.run([sys.executable, "-c", TRAIN], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_kernels_are_cached_in_trainctl_cache_dir_and_damage_is_recompiled(tmp_path):
+    cache = tmp_path / "cache"
+    first = run(cache)
+    assert first.returncode == 0, first.stderr
+    index_files = sorted(cache.rglob("*.nbi"))
+    data_files = sorted(cache.rglob("*.nbc"))
+    assert index_files and data_files, "kernels were not cached in TRAINCTL_CACHE_DIR"
+
+    for path in index_files[::2]:
+        path.write_bytes(b"garbage")
+    for path in data_files[1::2]:
+        path.write_bytes(path.read_bytes()[:20])  # truncated
+    damaged = run(cache)
+    assert damaged.returncode == 0, damaged.stderr
+    assert "Traceback" not in damaged.stderr
+    assert "damaged kernel cache entry" in damaged.stderr
+    assert damaged.stdout == first.stdout  # same numbers after recompiling
+
+    repaired = run(cache)
+    assert repaired.returncode == 0 and "damaged" not in repaired.stderr
+    assert repaired.stdout == first.stdout

@@ -184,9 +184,9 @@ class Trainer:
             if self._scale_key != (n, False):
                 scale.fill(1.0 / rows)
                 self._scale_key = (n, False)
-        else:
-            per_sample = np.asarray(weights, dtype=scale.dtype) / rows
-            scale.reshape(n, self.positions)[...] = per_sample[:, None]
+        else:  # no allocation: weights / rows written straight into the buffer
+            scale.reshape(n, self.positions)[...] = weights[:, None]
+            np.multiply(scale, scale.dtype.type(1.0 / rows), out=scale)
             self._scale_key = None
         return scale
 

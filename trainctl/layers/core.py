@@ -80,6 +80,7 @@ class Dense(Layer):
         self._y = np.empty((rows, units), dtype)
         self._dz = np.empty((rows, units), dtype)
         self._dx = np.empty((rows, n_in), dtype)
+        self._activity_grad = np.empty((rows, units), dtype) if self.activity_regularizer is not None else None
         self._x2d: np.ndarray | None = None
         self._act_kernels, _ = _kernels()
 
@@ -124,11 +125,14 @@ class Dense(Layer):
         return self.activity_regularizer.penalty(self._y[:rows]) / n
 
     def _add_activity_grad(self, y: np.ndarray, dy2d: np.ndarray) -> np.ndarray:
-        # grad of penalty(y)/n is added to dL/dy; done on a copy so the caller's dy is intact
+        # grad of penalty(y)/n added to dL/dy, in a buffer of this layer's (the caller's dy is intact)
         n = self._batch_rows_to_samples(y.shape[0])
-        extra = np.zeros_like(y)
-        self.activity_regularizer.add_grad(y, extra)
-        return dy2d + extra / n
+        total = self._activity_grad[: y.shape[0]]
+        total.fill(0)
+        self.activity_regularizer.add_grad(y, total)
+        total *= total.dtype.type(1.0 / n)
+        total += dy2d
+        return total
 
     def _batch_rows_to_samples(self, rows: int) -> int:
         return rows // max(1, math.prod(self.input_shape[:-1]))

@@ -82,7 +82,7 @@ SET_HELP = "Override a config key: --set fit.epochs=10, --set model.layers.0.uni
 @app.command()
 @expected_failures
 def train(
-    config: Path = typer.Argument(..., help="The YAML config to train."),
+    config: Optional[Path] = typer.Argument(None, help="The YAML config to train (with --resume: optional, default the run's own)."),
     set_: List[str] = typer.Option([], "--set", help=SET_HELP),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<name>/<timestamp>)."),
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start from these weights (.safetensors or a run directory)."),
@@ -92,23 +92,69 @@ def train(
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="BLAS threads (default: all cores)."),
     runs_root: Path = typer.Option(Path("runs"), "--runs-root", help="Where default run directories go."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this interrupted run directory from its newest checkpoint."),
+    force: bool = typer.Option(False, "--force", help="With --resume: accept a config that differs from the run's."),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", min=1, help="Also checkpoint every N optimizer steps (always: every epoch)."),
+    keep_checkpoints: Optional[int] = typer.Option(None, "--keep-checkpoints", min=1, help="Checkpoints kept (default 3)."),
 ) -> None:
-    """Train a model from a YAML config and write a run directory."""
+    """Train a model from a YAML config and write a run directory (or --resume one)."""
     _limit_threads(threads)
     from trainctl.config import config_to_yaml, load_config
+    from trainctl.errors import TrainctlError
     from trainctl.render import ProgressDisplay, render_summary_line
 
     overrides = [*set_, f"seed={seed}"] if seed is not None else set_
-    loaded = load_config(config, overrides)
-    if print_config:
-        sys.stdout.write(config_to_yaml(loaded.config))
-        return
-    from trainctl.run import train_from_config
+    if resume is None and config is None:
+        raise TrainctlError("give a CONFIG to train, or --resume RUN_DIR to continue a run")
+    if resume is not None and (out is not None or init_from is not None):
+        raise TrainctlError("--resume continues a run in its own directory from its checkpoint; "
+                            "drop --out and --init-from")
+    if force and resume is None:
+        raise TrainctlError("--force only applies to --resume")
+    if print_config or resume is None:
+        if config is None:
+            raise TrainctlError("--print-config needs a CONFIG")
+        loaded = load_config(config, overrides)
+        if print_config:
+            sys.stdout.write(config_to_yaml(loaded.config))
+            return
+    from trainctl.resume import TrainingInterrupted
+    from trainctl.run import resume_training, train_from_config
 
-    console = _stdout()
+    console, errors = _stdout(), _stderr()
     mode = "quiet" if quiet else ("jsonl" if log_format is LogFormat.jsonl else "auto")
-    with ProgressDisplay(console, mode) as display:
-        outcome = train_from_config(loaded, out=out, runs_root=runs_root, init_from=init_from, callbacks=[display])
+
+    def warn(line: str) -> None:
+        from rich.text import Text
+
+        errors.print(Text(f"warning: {line}", style="yellow"), soft_wrap=True)
+
+    try:
+        with ProgressDisplay(console, mode) as display:
+            if resume is not None:
+                outcome = resume_training(resume, config_path=config, overrides=overrides, force=force,
+                                          callbacks=[display], checkpoint_every=checkpoint_every,
+                                          keep_checkpoints=keep_checkpoints, handle_signals=True, warn=warn)
+            else:
+                outcome = train_from_config(loaded, out=out, runs_root=runs_root, init_from=init_from,
+                                            callbacks=[display], checkpoint_every=checkpoint_every,
+                                            keep_checkpoints=keep_checkpoints or 3, handle_signals=True)
+    except TrainingInterrupted as stop:
+        import shlex
+        import signal
+
+        where = f"after epoch {stop.epoch + 1}" if stop.batch < 0 else f"at epoch {stop.epoch + 1}, batch {stop.batch + 1}"
+        saved = f"checkpoint {stop.checkpoint}" if stop.checkpoint is not None else "no new checkpoint"
+        errors.print(f"stopped by {signal.Signals(stop.signum).name} {where}; {saved}", highlight=False, soft_wrap=True)
+        command = "trainctl train --resume " + shlex.quote(str(stop.run_path))
+        if threads is not None:
+            command += f" --threads {threads}"
+        errors.print(f"resume with: {command}", highlight=False, soft_wrap=True)
+        raise typer.Exit(stop.exit_code) from None
+    for line in outcome.messages:
+        errors.print(line, highlight=False, soft_wrap=True)
+    if outcome.already_complete:
+        return
     if mode != "jsonl":
         render_summary_line(console, outcome.summary_line(), str(outcome.run_dir.path))
 

@@ -28,8 +28,21 @@ def build_model(config):
     return Sequential(config.model.layers, name=config.name, seed=config.seed)
 
 
-def compile_from_config(model, config) -> None:
-    model.compile(optimizer=config.optimizer, loss=config.loss, metrics=config.metrics)
+def compile_from_config(model, config, loaded=None) -> None:
+    """compile() with the config's choices; with `loaded`, a loss or metric that does not
+    suit the model is reported at its place in the file (FILE:LINE:COL: loss: ...)."""
+    from trainctl.training import CompileError
+
+    try:
+        model.compile(optimizer=config.optimizer, loss=config.loss, metrics=config.metrics)
+    except CompileError as error:
+        if loaded is None:
+            raise
+        from trainctl.config.problems import Problem, raise_problems
+
+        raise_problems([Problem(str(loaded.path), mark.line, mark.col, path, message)
+                        for path, message in error.problems
+                        for mark in [loaded.positions.value(path)]])
 
 
 def build_callbacks(config) -> list[Callback]:
@@ -44,10 +57,16 @@ def build_callbacks(config) -> list[Callback]:
 
 
 def check_config(loaded) -> None:
-    """Everything that can be checked without data: model shapes, loss vs output, metrics."""
-    model = build_model(loaded.config)
-    compile_from_config(model, loaded.config)
-    build_callbacks(loaded.config)
+    """Everything that can be checked without data: model shapes, loss vs output, metrics,
+    callbacks and the values they monitor."""
+    from trainctl.callbacks import check_monitors
+
+    config = loaded.config
+    model = build_model(config)
+    compile_from_config(model, config, loaded)
+    callbacks = build_callbacks(config)
+    do_validation = validation_split_of(config) > 0 or getattr(config.data, "validation", None) is not None
+    check_monitors(callbacks, ["loss", *[m.log_key for m in model.metrics]], do_validation)
 
 
 # -- data -----------------------------------------------------------------------------
@@ -101,6 +120,8 @@ class TrainOutcome:
     metrics: dict[str, float]
     seconds: float
     epochs: int
+    messages: list[str] = field(default_factory=list)  # lines for the user (early stopping, ...)
+    already_complete: bool = False  # --resume of a run that had finished
 
     def summary_line(self) -> str:
         shown = "  ".join(f"{key} {value:.4g}" for key, value in self.metrics.items()
@@ -129,6 +150,8 @@ def load_init_weights(path: Path, model) -> dict[str, np.ndarray]:
     from trainctl.artifacts import RunDir, load_weights
 
     path = Path(path)
+    if not path.exists():
+        raise ArtifactError(f"--init-from {path}: file not found")
     file = RunDir.open(path).file("weights.safetensors") if path.is_dir() else path
     expected = {w.name: (tuple(w.value.shape), w.value.dtype.name) for w in model.weights}
     try:
@@ -137,60 +160,225 @@ def load_init_weights(path: Path, model) -> dict[str, np.ndarray]:
         raise ArtifactError(f"--init-from {error}") from None
 
 
-def train_from_config(loaded, *, out: Path | None = None, runs_root: Path = Path("runs"),
-                      init_from: Path | None = None, callbacks: Iterable[Callback] = ()) -> TrainOutcome:
-    """Build, check, train and save. Everything that can fail on bad input fails before
-    the run directory is created."""
-    from trainctl.artifacts import RunDir, atomic_write_json
-    from trainctl.config import config_to_yaml
+def log_keys(model) -> list[str]:
+    """What each batch logs: loss, then the metric keys (params['metrics'] of the loop)."""
+    return ["loss", *[m.log_key for m in model.metrics]]
+
+
+@dataclass
+class _Prepared:
+    config: Any
+    config_dir: Path
+    model: Any
+    callbacks: list[Callback]  # the config's, plus terminate_on_nan unless listed
+    data: Any
+
+
+def _prepare(loaded, config_dir: Path, init_from: Path | None = None) -> _Prepared:
+    """Model, callbacks and data, all checked: everything that can fail on bad input."""
+    from trainctl.callbacks import TerminateOnNaN, check_monitors
 
     config = loaded.config
-    config_dir = Path(loaded.path).resolve().parent
     model = build_model(config)
-    compile_from_config(model, config)
+    compile_from_config(model, config, loaded)
     user_callbacks = build_callbacks(config)
     data = load_training_data(config, config_dir, model)
+    do_validation = data.x_val is not None or data.validation_stream is not None
+    check_monitors(user_callbacks, log_keys(model), do_validation)
+    if not any(isinstance(c, TerminateOnNaN) for c in user_callbacks):
+        user_callbacks.append(TerminateOnNaN())  # on by default: a diverged run stops at once
     if init_from is not None:
         model.set_weights(load_init_weights(init_from, model), source=str(init_from))
+    return _Prepared(config, config_dir, model, user_callbacks, data)
 
-    run_dir = RunDir.create(runs_root, config.name, out)
-    run_dir.write_config(config_to_yaml(config))
-    run_dir.write_model(model.to_json())
+
+def _write_run_files(run_dir, prepared: _Prepared, settings: dict[str, Any]) -> None:
+    """Everything a resume needs besides checkpoints. config.yaml is written after the files
+    it implies, so a run directory with a config.yaml is always complete enough to resume."""
+    from trainctl.artifacts import atomic_write_json
+    from trainctl.config import config_to_yaml
+
+    data = prepared.data
+    atomic_write_json(run_dir.file(DATA_FILE), {
+        "config_dir": str(prepared.config_dir), "class_names": data.class_names,
+        "label_encoding": data.label_encoding, "feature_names": data.feature_names})
+    run_dir.write_model(prepared.model.to_json())
     preprocessing = data.preprocessing.to_arrays()
     if preprocessing:
         run_dir.write_preprocessing(preprocessing)
-    atomic_write_json(run_dir.file(DATA_FILE), {
-        "config_dir": str(config_dir), "class_names": data.class_names,
-        "label_encoding": data.label_encoding, "feature_names": data.feature_names})
+    run_dir.write_config(config_to_yaml(prepared.config))
+    run_dir.write_state({"completed": False, **settings})
 
+
+def train_from_config(loaded, *, out: Path | None = None, runs_root: Path = Path("runs"),
+                      init_from: Path | None = None, callbacks: Iterable[Callback] = (),
+                      checkpoint_every: int | None = None, keep_checkpoints: int = 3,
+                      handle_signals: bool = False) -> TrainOutcome:
+    """Build, check, train and save. Everything that can fail on bad input fails before
+    the run directory is created. Checkpoints (for `resume_training`) are written at the
+    start, at the end of every epoch and every `checkpoint_every` steps; the last
+    `keep_checkpoints` are kept. With `handle_signals` (main thread only), SIGINT/SIGTERM
+    stop after the current batch with a checkpoint (TrainingInterrupted)."""
+    from trainctl.artifacts import RunDir
+
+    prepared = _prepare(loaded, Path(loaded.path).resolve().parent, init_from)
+    run_dir = RunDir.create(runs_root, prepared.config.name, out)
+    settings = {"checkpoint_every": checkpoint_every, "keep_checkpoints": keep_checkpoints}
+    _write_run_files(run_dir, prepared, settings)
+    return _run_training(run_dir, prepared, list(callbacks), settings, None, handle_signals)
+
+
+def _config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        found = []
+        for key in list(old) + [k for k in new if k not in old]:
+            found += _config_differences(old.get(key), new.get(key), f"{prefix}{key}.")
+        return found
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        found = []
+        for index, (a, b) in enumerate(zip(old, new)):
+            found += _config_differences(a, b, f"{prefix}{index}.")
+        return found
+    return [] if old == new else [f"{prefix[:-1]} ({old!r} -> {new!r})"]
+
+
+def resume_training(run_path: Path, *, config_path: Path | None = None, overrides: Iterable[str] = (),
+                    force: bool = False, callbacks: Iterable[Callback] = (),
+                    checkpoint_every: int | None = None, keep_checkpoints: int | None = None,
+                    handle_signals: bool = False, warn: Any = None) -> TrainOutcome:
+    """Continue an interrupted run from its newest intact checkpoint (a damaged one is
+    skipped: `warn(line)`), ending exactly where an uninterrupted run ends. The config is
+    the run's saved one, or `config_path`, with `overrides`; one that differs from the
+    saved config is refused unless `force`."""
+    import warnings
+
+    from trainctl.artifacts import STATE_FILE, CheckpointWarning, RunDir, read_json
+    from trainctl.config import config_hash, load_config, load_config_text
+
+    run_dir = RunDir.open(run_path, require_weights=False)
+    saved_source = str(run_dir.file("config.yaml"))
+    saved = load_config_text(run_dir.read_config_text(), saved_source)
+    overrides = list(overrides)
+    if config_path is not None:
+        loaded = load_config(config_path, overrides)
+        config_dir = Path(config_path).resolve().parent
+    else:
+        loaded = load_config_text(run_dir.read_config_text(), saved_source, overrides)
+        data_file = run_dir.file(DATA_FILE)
+        info = read_json(data_file) if data_file.exists() else {}
+        config_dir = Path(info.get("config_dir") or run_dir.path)
+    changed = config_hash(loaded.config) != config_hash(saved.config)
+    if changed and not force:
+        differences = _config_differences(saved.config.to_dict(), loaded.config.to_dict())
+        shown = ", ".join(differences[:3]) + (f" and {len(differences) - 3} more" if len(differences) > 3 else "")
+        raise TrainctlError(f"{run_dir.path}: the config differs from the run's config.yaml ({shown}); "
+                            "pass --force to resume with it anyway")
+    state_file = run_dir.file(STATE_FILE)
+    state = read_json(state_file) if state_file.exists() else {}
+    if not isinstance(state, dict):
+        raise ArtifactError(f"{state_file}: expected a JSON object")
+    settings = {"checkpoint_every": checkpoint_every if checkpoint_every is not None else state.get("checkpoint_every"),
+                "keep_checkpoints": keep_checkpoints or state.get("keep_checkpoints") or 3}
+    if state.get("completed") and not changed:
+        epochs = int(state.get("epoch", 0))
+        return TrainOutcome(run_dir, None, {}, 0.0, epochs, messages=[
+            f"{run_dir.path}: training already finished ({epochs} epochs); nothing to resume"],
+            already_complete=True)
+
+    prepared = _prepare(loaded, config_dir)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CheckpointWarning)
+        latest = run_dir.latest_checkpoint()
+    for warning in caught:
+        if warn is not None and issubclass(warning.category, CheckpointWarning):
+            warn(str(warning.message))
+    checkpoint = None
+    if latest is not None:
+        tag, files = latest
+        path = next(p for _, t, p in reversed(run_dir.list_checkpoints()) if t == tag)
+        checkpoint = (str(path), files)
+    elif run_dir.list_checkpoints():
+        raise ArtifactError(f"{run_dir.checkpoints_path}: every checkpoint is damaged; cannot resume")
+    if changed:  # forced: the run continues under the new config
+        from trainctl.config import config_to_yaml
+
+        run_dir.write_config(config_to_yaml(prepared.config))
+        run_dir.write_model(prepared.model.to_json())
+    run_dir.write_state({"completed": False, **settings})
+    return _run_training(run_dir, prepared, list(callbacks), settings, checkpoint, handle_signals)
+
+
+def _run_training(run_dir, prepared: _Prepared, extra: list[Callback], settings: dict[str, Any],
+                  checkpoint: tuple[str, dict[str, bytes]] | None, handle_signals: bool) -> TrainOutcome:
+    import contextlib
+
+    from trainctl.artifacts import HISTORY_FILE, atomic_write_json
+    from trainctl.callbacks import EarlyStopping, History, ModelCheckpoint, TerminateOnNaN
+    from trainctl.config import config_hash
+    from trainctl.resume import (Checkpointer, CheckpointWriter, EpochTotals, StopOnSignal, model_checkpoint_saver,
+                                 prepare_csv_loggers, trim_history)
+
+    config, model, data, user_callbacks = prepared.config, prepared.model, prepared.data, prepared.callbacks
     fit = config.fit
+    totals = EpochTotals()
+    writer = CheckpointWriter(run_dir, model, user_callbacks, totals, config_hash(config))
+    initial_epoch, start_batch, stopped = fit.initial_epoch, 0, False
+    resumed_epoch = None
+    if checkpoint is not None:
+        position = writer.restore(checkpoint[1], checkpoint[0])
+        initial_epoch, start_batch, stopped = int(position["epoch"]), int(position["batch"]), bool(position["stopped"])
+        resumed_epoch = initial_epoch
+        trim_history(run_dir.file(HISTORY_FILE), initial_epoch, 1)
+    for callback in user_callbacks:
+        if isinstance(callback, ModelCheckpoint):
+            callback.set_saver(model_checkpoint_saver(writer, callback, run_dir))
+    prepare_csv_loggers(user_callbacks, run_dir.path, resumed_epoch)
+    checkpointer = Checkpointer(writer, settings.get("checkpoint_every"), int(settings["keep_checkpoints"]),
+                                resumed=checkpoint is not None)
+    stopper = StopOnSignal(checkpointer, run_dir.path)
+
     validation = None
     if data.x_val is not None:
         validation = (data.x_val, data.y_val, data.sample_weight_val)
     elif data.validation_stream is not None:
         validation = data.validation_stream
+    guard = contextlib.nullcontext() if not handle_signals else stopper.installed()
     start = time.perf_counter()
-    history = model.fit(
-        data.x, data.y, source=data.stream, epochs=fit.epochs, batch_size=fit.batch_size,
-        shuffle=fit.shuffle, validation_data=validation, initial_epoch=fit.initial_epoch,
-        class_weight=fit.class_weight, sample_weight=data.sample_weight,
-        callbacks=[*user_callbacks, HistoryWriter(run_dir), *callbacks],
-        steps_per_epoch=fit.steps_per_epoch or fit.batches_per_epoch,
-        validation_batch_size=fit.validation_batch_size, validation_freq=fit.validation_freq or 1,
-        validation_steps=fit.validation_steps or fit.validation_batches,
-    )
+    with guard:
+        model.fit(
+            data.x, data.y, source=data.stream, epochs=initial_epoch if stopped else fit.epochs,
+            batch_size=fit.batch_size, shuffle=fit.shuffle, validation_data=validation,
+            initial_epoch=initial_epoch, start_batch=start_batch,
+            class_weight=fit.class_weight, sample_weight=data.sample_weight,
+            # EpochTotals first (it fixes a resumed epoch's logs before anyone reads them),
+            # the checkpointer after every callback that reacts to an epoch.
+            callbacks=[totals, *user_callbacks, HistoryWriter(run_dir), *extra, checkpointer, stopper],
+            steps_per_epoch=fit.steps_per_epoch or fit.batches_per_epoch,
+            validation_batch_size=fit.validation_batch_size, validation_freq=fit.validation_freq or 1,
+            validation_steps=fit.validation_steps or fit.validation_batches,
+        )
     seconds = time.perf_counter() - start
+    for callback in user_callbacks:
+        if isinstance(callback, TerminateOnNaN) and callback.stopped_at is not None:
+            last = run_dir.list_checkpoints()
+            where = f"; the last good checkpoint is {last[-1][2]}" if last else ""
+            raise TrainctlError(f"{callback.message}{where}")
     save_model_files(run_dir, model)
     for callback in user_callbacks:
         if isinstance(callback, WeightHistory):
             atomic_write_json(run_dir.file(WEIGHT_HISTORY_FILE), {
                 "epochs": [e + 1 for e in callback.epochs], "weights": callback.values,
                 "reference": callback.reference})
-    final = {key: values[-1] for key, values in history.history.items()}
-    epochs_run = len(history.epoch)
-    run_dir.write_state({"epoch": fit.initial_epoch + epochs_run, "batch": 0, "completed": True})
+    history = History()
+    for epoch, row in zip(totals.epochs, totals.rows):
+        history.on_epoch_end(epoch, row)
+    final = totals.final_metrics()
+    epochs_run = len(totals.epochs)
+    last_epoch = (totals.epochs[-1] + 1) if totals.epochs else initial_epoch
+    run_dir.write_state({"epoch": last_epoch, "batch": 0, "completed": True, **settings})
     run_dir.write_metrics({**final, "epochs": epochs_run, "seconds": seconds})
-    return TrainOutcome(run_dir, history, final, seconds, epochs_run)
+    messages = [c.message for c in user_callbacks if isinstance(c, EarlyStopping) and c.message]
+    return TrainOutcome(run_dir, history, final, seconds, epochs_run, messages=messages)
 
 
 # -- opening a run --------------------------------------------------------------------

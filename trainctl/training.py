@@ -20,6 +20,15 @@ from trainctl.errors import DataError, TrainctlError
 
 
 # -- compile ------------------------------------------------------------------------------
+class CompileError(TrainctlError):
+    """Loss or metrics that do not suit the model; `problems` holds (config path, message)
+    pairs so the config layer can point at the place in the file."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        super().__init__("; ".join(f"{path}: {message}" for path, message in problems))
+
+
 def compile_model(model, optimizer: Any, loss: Any, metrics: list[Any]) -> None:
     """Resolve optimizer/loss/metric ids, check they suit the model's output, build slots."""
     from trainctl.losses import LOSSES
@@ -27,16 +36,16 @@ def compile_model(model, optimizer: Any, loss: Any, metrics: list[Any]) -> None:
     from trainctl.optimizers import Optimizer, build_optimizer
 
     loss_obj = LOSSES.get(loss) if isinstance(loss, str) else loss
-    problems = check_loss_applicable(model, loss_obj)
+    problems = [("loss", message) for message in check_loss_applicable(model, loss_obj)]
     resolved = []
-    for metric in metrics:
+    for index, metric in enumerate(metrics):
         resolved_metric = resolve_metric(metric, loss_obj.name, (None, *model.output_shape))
         problem = check_metric_applicable(resolved_metric, loss_obj.name, (None, *model.output_shape))
         if problem:
-            problems.append(f"metrics: {metric}: {problem}")
+            problems.append((f"metrics.{index}", f"{metric}: {problem}"))
         resolved.append(resolved_metric)
     if problems:
-        raise TrainctlError("; ".join(problems))
+        raise CompileError(problems)
     model.loss = loss_obj
     model.metrics = resolved
     if hasattr(optimizer, "to_dict"):  # a validated TypedSpec from the config
@@ -60,20 +69,20 @@ def _last_activation(model) -> str | None:
 
 def check_loss_applicable(model, loss) -> list[str]:
     """Loss vs output activation and width, as far as it can be told without data."""
-    problems = []
+    problems: list[str] = []
     units = model.output_shape[-1]
     activation = _last_activation(model)
     if loss.name == "categorical_crossentropy" and units < 2:
-        problems.append("loss: categorical_crossentropy needs an output with at least 2 units "
+        problems.append("categorical_crossentropy needs an output with at least 2 units "
                         f"(one per class), the model outputs {units}; use binary_crossentropy for 1 unit")
     if loss.name == "sparse_categorical_crossentropy" and units < 2:
-        problems.append("loss: sparse_categorical_crossentropy needs an output with one unit per class, "
+        problems.append("sparse_categorical_crossentropy needs an output with one unit per class, "
                         f"the model outputs {units}")
     if getattr(loss, "needs_probabilities", False) and activation not in (None, "softmax", "sigmoid"):
-        problems.append(f"loss: {loss.name} expects probabilities, but the last activation is "
+        problems.append(f"{loss.name} expects probabilities, but the last activation is "
                         f"{activation!r}; use softmax (or sigmoid for binary_crossentropy)")
     if loss.name in ("categorical_crossentropy", "sparse_categorical_crossentropy") and activation == "sigmoid" and units > 1:
-        problems.append(f"loss: {loss.name} expects a softmax output, the last activation is sigmoid")
+        problems.append(f"{loss.name} expects a softmax output, the last activation is sigmoid")
     return problems
 
 

@@ -286,6 +286,10 @@ def encode_targets(raw: RawData, encoding: str, n_classes: int | None, class_nam
                 raise DataError(f"{raw.description}: text class labels cannot be used as numeric targets (labels: none)")
             return raw.labels.astype(np.float32)[:, None], raw.n_classes, raw.class_names
         return raw.targets, None, None
+    if raw.labels is None and encoding == "one_hot" and raw.targets.ndim == 2 and raw.targets.shape[1] > 1:
+        # already one-hot (the usual TF.js form): keep it; the model check compares widths
+        width = raw.targets.shape[1]
+        return raw.targets.astype(np.float32, copy=False), width, class_names or [str(i) for i in range(width)]
     if raw.labels is not None:
         indices, k, names = raw.labels, n_classes or raw.n_classes, class_names or raw.class_names
         if k is not None and indices.size and indices.max() >= k:

@@ -49,10 +49,11 @@ def _finite(value: float) -> float:
     return value
 
 
-FiniteFloat = Annotated[float, AfterValidator(_finite)]
-PositiveFloat = Annotated[float, Field(gt=0), AfterValidator(_finite)]
-NonNegativeFloat = Annotated[float, Field(ge=0), AfterValidator(_finite)]
-UnitInterval = Annotated[float, Field(ge=0, lt=1), AfterValidator(_finite)]  # rates like dropout
+# The finite check runs before the range check, so `.nan` and `.inf` get the same message.
+FiniteFloat = Annotated[float, BeforeValidator(_finite)]
+PositiveFloat = Annotated[float, Field(gt=0), BeforeValidator(_finite)]
+NonNegativeFloat = Annotated[float, Field(ge=0), BeforeValidator(_finite)]
+UnitInterval = Annotated[float, Field(ge=0, lt=1), BeforeValidator(_finite)]  # rates like dropout
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 

@@ -100,20 +100,21 @@ def train(
     """Train a model from a YAML config and write a run directory (or --resume one)."""
     _limit_threads(threads)
     from trainctl.config import config_to_yaml, load_config
-    from trainctl.errors import TrainctlError
     from trainctl.render import ProgressDisplay, render_summary_line
 
     overrides = [*set_, f"seed={seed}"] if seed is not None else set_
+    UsageError = typer.BadParameter.__mro__[1]  # typer's own UsageError: exit code 2
+
     if resume is None and config is None:
-        raise TrainctlError("give a CONFIG to train, or --resume RUN_DIR to continue a run")
+        raise UsageError("Missing argument 'CONFIG' (or --resume RUN_DIR to continue a run).")
     if resume is not None and (out is not None or init_from is not None):
-        raise TrainctlError("--resume continues a run in its own directory from its checkpoint; "
-                            "drop --out and --init-from")
+        raise UsageError("--resume continues a run in its own directory from its checkpoint; "
+                         "drop --out and --init-from")
     if force and resume is None:
-        raise TrainctlError("--force only applies to --resume")
+        raise UsageError("--force only applies to --resume")
     if print_config or resume is None:
         if config is None:
-            raise TrainctlError("--print-config needs a CONFIG")
+            raise UsageError("--print-config needs a CONFIG")
         loaded = load_config(config, overrides)
         if print_config:
             sys.stdout.write(config_to_yaml(loaded.config))

@@ -154,6 +154,10 @@ def _all_finite(values: Any) -> bool:
     return True
 
 
+def _configured_rate(optimizer) -> float:
+    return float(getattr(optimizer.params, "learning_rate", optimizer.learning_rate))
+
+
 class CheckpointWriter:
     """Snapshots the whole training state into checkpoint files and restores it."""
 
@@ -187,6 +191,7 @@ class CheckpointWriter:
             "epoch": epoch, "batch": batch, "step": int(optimizer.iterations),
             "stopped": bool(getattr(model, "stop_training", False)),
             "learning_rate": float(optimizer.learning_rate),
+            "configured_learning_rate": _configured_rate(optimizer),
             "callbacks": callback_states, "rng": dropout,
             **self.totals.state(mid_epoch=batch > 0),
         }
@@ -249,7 +254,12 @@ class CheckpointWriter:
                     callback.values = {k: [list(v) for v in vals] for k, vals in entry["state"]["values"].items()}
                 elif hasattr(callback, "set_state"):
                     callback.set_state(entry["state"])
-            optimizer.learning_rate = float(state["learning_rate"])  # after reduce_lr_on_plateau's own
+            # After reduce_lr_on_plateau's own restore. A rate the config now sets differently
+            # (a forced resume with a new learning_rate) wins over the saved live rate.
+            if state.get("configured_learning_rate") == _configured_rate(optimizer):
+                optimizer.learning_rate = float(state["learning_rate"])
+            else:
+                optimizer.learning_rate = _configured_rate(optimizer)
             self.totals.restore(state)
         except ArtifactError:
             raise

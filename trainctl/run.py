@@ -22,10 +22,23 @@ DATA_FILE = "data.json"  # where the data came from and how its labels were enco
 
 
 # -- model and compile from a config ---------------------------------------------------
-def build_model(config):
+def build_model(config, loaded=None):
+    """The model; with `loaded`, an error naming a config path ("model.layers.0.input_shape:
+    ...") is reported at its place in the file, as schema errors are."""
+    import re
+
     from trainctl.model import Sequential
 
-    return Sequential(config.model.layers, name=config.name, seed=config.seed)
+    try:
+        return Sequential(config.model.layers, name=config.name, seed=config.seed)
+    except TrainctlError as error:
+        match = re.match(r"^(model(?:\.\w+)*): (.*)$", str(error))
+        if loaded is None or match is None or getattr(error, "problems", None):
+            raise
+        from trainctl.config.problems import Problem, raise_problems
+
+        mark = loaded.positions.value(match.group(1))
+        raise_problems([Problem(str(loaded.path), mark.line, mark.col, match.group(1), match.group(2))])
 
 
 def compile_from_config(model, config, loaded=None) -> None:
@@ -62,7 +75,7 @@ def check_config(loaded) -> None:
     from trainctl.callbacks import check_monitors
 
     config = loaded.config
-    model = build_model(config)
+    model = build_model(config, loaded)
     compile_from_config(model, config, loaded)
     callbacks = build_callbacks(config)
     do_validation = validation_split_of(config) > 0 or getattr(config.data, "validation", None) is not None
@@ -179,7 +192,7 @@ def _prepare(loaded, config_dir: Path, init_from: Path | None = None) -> _Prepar
     from trainctl.callbacks import TerminateOnNaN, check_monitors
 
     config = loaded.config
-    model = build_model(config)
+    model = build_model(config, loaded)
     compile_from_config(model, config, loaded)
     user_callbacks = build_callbacks(config)
     data = load_training_data(config, config_dir, model)

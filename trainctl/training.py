@@ -99,8 +99,11 @@ def check_targets(model, y: np.ndarray, where: str) -> None:
             labels = np.asarray(y)
             low, high = float(labels.min()), float(labels.max())
             if low < 0 or high >= out[-1] or not np.all(labels == np.floor(labels)):
-                raise DataError(f"{where}: labels must be integers in [0, {out[-1] - 1}] for a "
-                                f"{out[-1]}-unit output, found values in [{low:g}, {high:g}]")
+                flat = labels.reshape(labels.shape[0], -1)
+                bad = (flat < 0) | (flat >= out[-1]) | (flat != np.floor(flat))
+                row = int(np.argmax(bad.any(axis=1)))
+                raise DataError(f"{where}: row {row + 1}: label {float(flat[row][bad[row]][0]):g} is not an "
+                                f"integer in [0, {out[-1] - 1}] for a {out[-1]}-unit output")
         return
     if tuple(y.shape[1:]) != tuple(out):
         hint = ""

@@ -272,6 +272,7 @@ class StreamSource:
 
         size = self.shuffle.buffer_size if self.n_samples is None else min(self.shuffle.buffer_size, self.n_samples)
         buffers: list[np.ndarray] | None = None
+        spare: list[np.ndarray] = []  # the emitted rows; reused chunk after chunk (see batches())
         filled = 0
         for parts in self._mapped():
             parts2d = _as_2d(parts, self.has_weights)
@@ -286,7 +287,9 @@ class StreamSource:
             if take == n:
                 continue
             slots = rng.integers(0, size, n - take, dtype=np.int64)
-            outs = [np.empty((n - take, p.shape[1]), dtype=np.float32) for p in parts2d]
+            if not spare or len(spare[0]) < n - take:
+                spare = [np.empty((n - take, p.shape[1]), dtype=np.float32) for p in parts2d]
+            outs = [out[: n - take] for out in spare]
             for buffer, p, out in zip(buffers, parts2d, outs):
                 shuffle_exchange(buffer, np.ascontiguousarray(p[take:]), slots, out)
             yield tuple(outs)
@@ -303,7 +306,9 @@ class StreamSource:
             yield _as_2d(parts, self.has_weights)
 
     def batches(self, epoch: int, batch_size: int, start_batch: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
-        """→ batch → repeat → take. Yielded arrays are reused buffers, valid until the next batch."""
+        """→ batch → repeat → take. Yielded arrays are reused buffers or views into the current
+        block, valid until the next batch. A batch that lies whole inside a block is handed out
+        as a view (no copy); only batches that straddle two blocks are copied together."""
         if not self.has_targets:
             raise DataError(f"{self.description}: a training stream needs targets")
         x_width, y_width = int(np.prod(self.x_shape, dtype=np.int64)), int(np.prod(self.y_shape, dtype=np.int64))
@@ -319,6 +324,11 @@ class StreamSource:
             y = y_buf[:count].reshape(count, *self.y_shape)
             return x, y, (w_buf[:count, 0] if w_buf is not None else None)
 
+        def view(block: tuple[np.ndarray, ...], pos: int, count: int):
+            x = block[0][pos : pos + count].reshape(count, *self.x_shape)
+            y = block[1][pos : pos + count].reshape(count, *self.y_shape)
+            return x, y, (block[2][pos : pos + count, 0] if self.has_weights else None)
+
         for repetition in range(self.config.repeat):
             if self.shuffle is not None:
                 shuffle_epoch = epoch if self.shuffle.reshuffle_each_iteration else 0
@@ -330,6 +340,14 @@ class StreamSource:
             for block in blocks:
                 n, pos = len(block[0]), 0
                 while pos < n:
+                    if held == 0 and n - pos >= batch_size:
+                        if emitted >= start_batch:
+                            yield view(block, pos, batch_size)
+                        pos += batch_size
+                        emitted += 1
+                        if limit is not None and emitted >= limit:
+                            return
+                        continue
                     take = min(batch_size - held, n - pos)
                     for buf, part in zip(bufs, block):
                         buf[held : held + take] = part[pos : pos + take]

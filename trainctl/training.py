@@ -102,8 +102,8 @@ def check_targets(model, y: np.ndarray, where: str) -> None:
                 flat = labels.reshape(labels.shape[0], -1)
                 bad = (flat < 0) | (flat >= out[-1]) | (flat != np.floor(flat))
                 row = int(np.argmax(bad.any(axis=1)))
-                raise DataError(f"{where}: row {row + 1}: label {float(flat[row][bad[row]][0]):g} is not an "
-                                f"integer in [0, {out[-1] - 1}] for a {out[-1]}-unit output")
+                raise DataError(f"{where}: row {row + 1}: labels must be integers in [0, {out[-1] - 1}] for a "
+                                f"{out[-1]}-unit output, found {float(flat[row][bad[row]][0]):g}")
         return
     if tuple(y.shape[1:]) != tuple(out):
         hint = ""

@@ -89,8 +89,7 @@ def test_digits_reaches_97_percent_on_a_random_held_out_split(tmp_path):
 @pytest.mark.slow
 def test_mnist_10k_reaches_92_percent_held_out(tmp_path):
     metrics = train(CONFIGS / "mnist.yaml", tmp_path / "mnist")
-    assert metrics["val_accuracy"] >= 0.92, metrics
-    assert metrics["seconds"] < 30, metrics
+    assert metrics["val_accuracy"] >= 0.92, metrics  # speed is benchmarked, never asserted here
 
 
 def test_every_dataset_in_data_has_a_config():

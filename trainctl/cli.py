@@ -89,6 +89,12 @@ def _limit_threads(threads: Optional[int]) -> None:
         os.environ[name] = str(threads)
 
 
+def _usage_error(message: str) -> typer.Exit:
+    """A usage mistake the parser cannot see (options that exclude each other): exit code 2."""
+    _stderr().print(f"Usage: trainctl train [OPTIONS] CONFIG\nError: {message}", highlight=False, markup=False)
+    return typer.Exit(2)
+
+
 SET_HELP = "Override a config key: --set fit.epochs=10, --set model.layers.0.units=64 (repeatable)."
 
 
@@ -116,18 +122,17 @@ def train(
     from trainctl.render import ProgressDisplay, render_summary_line
 
     overrides = [*set_, f"seed={seed}"] if seed is not None else set_
-    from typer._click.exceptions import UsageError  # typer's vendored click: exit code 2
 
     if resume is None and config is None:
-        raise UsageError("Missing argument 'CONFIG' (or --resume RUN_DIR to continue a run).")
+        raise _usage_error("Missing argument 'CONFIG' (or --resume RUN_DIR to continue a run).")
     if resume is not None and (out is not None or init_from is not None):
-        raise UsageError("--resume continues a run in its own directory from its checkpoint; "
+        raise _usage_error("--resume continues a run in its own directory from its checkpoint; "
                          "drop --out and --init-from")
     if force and resume is None:
-        raise UsageError("--force only applies to --resume")
+        raise _usage_error("--force only applies to --resume")
     if print_config or resume is None:
         if config is None:
-            raise UsageError("--print-config needs a CONFIG")
+            raise _usage_error("--print-config needs a CONFIG")
         loaded = load_config(config, overrides)
         if print_config:
             sys.stdout.write(config_to_yaml(loaded.config))

@@ -214,7 +214,6 @@ def test_predict_with_a_stream_run_gives_its_validation_accuracy(runs, workdir, 
     assert accuracy == pytest.approx(metrics["val_accuracy"], abs=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="run.evaluate_run reads only data.x_val, not data.validation_stream")
 def test_evaluate_a_stream_run_on_its_own_validation_split(runs):
     run_dir, metrics = runs["npy_stream"]
     result = CliRunner().invoke(app, ["evaluate", str(run_dir)], env=PLAIN_ENV)
@@ -223,7 +222,6 @@ def test_evaluate_a_stream_run_on_its_own_validation_split(runs):
     assert table_values(result.stdout) == {"loss": f"{metrics['val_loss']:.4f}", "accuracy": f"{metrics['val_accuracy']:.4f}"}
 
 
-@pytest.mark.xfail(strict=True, reason="run._file_source reads data.train, not data.train.stream.source, for the target column")
 def test_evaluate_a_csv_stream_run_on_a_csv_file(runs, workdir):
     run_dir, metrics = runs["csv_stream"]
     result = CliRunner().invoke(app, ["evaluate", str(run_dir), "--data", str(workdir / "val.csv")], env=PLAIN_ENV)

@@ -445,6 +445,8 @@ def _file_source(path: Path, run: Run, with_targets: bool):
     from trainctl.data.config import CsvSource, NpySource, NpzSource
 
     train = run.config.data.train
+    if hasattr(train, "stream"):  # a streamed run reads files the way its stream's source did
+        train = train.stream.source
     suffix = path.suffix.lower()
     if suffix == ".csv":
         target = getattr(train, "target", None) if with_targets else None
@@ -552,10 +554,14 @@ def evaluate_run(run: Run, data_path: Path | None, batch_size: int) -> tuple[str
         x, title, where = raw.x, f"evaluation on {data_path}", str(data_path)
     else:
         data = load_training_data(run.config, run.config_dir, run.model)
+        where = data.validation_description or "validation data"
+        if data.x_val is None and data.validation_stream is not None:
+            from trainctl.training import Trainer
+
+            return f"evaluation on {where}", Trainer(run.model).evaluate(data.validation_stream, batch_size)
         if data.x_val is None:
             raise TrainctlError(f"{run.run_dir.path}: the run has no validation data; pass --data FILE")
-        x, y, where = data.x_val, data.y_val, data.validation_description or "validation data"
-        title = f"evaluation on {where}"
+        x, y, title = data.x_val, data.y_val, f"evaluation on {where}"
     check_inputs(run.model, x, where)
     check_targets(run.model, y, where)
     return title, run.model.evaluate(x, y, batch_size=batch_size)

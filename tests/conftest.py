@@ -1,8 +1,14 @@
 """Shared test setup: the repository root on sys.path, so `tests.reference` imports work
 however pytest is started."""
 
+import os
 import sys
 from pathlib import Path
+
+# One BLAS thread, as the CLI defaults to: the suite's layers are small, and a second
+# thread only spins beside pytest's other work. Set before anything imports numpy.
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
 
 ROOT = str(Path(__file__).resolve().parent.parent)
 if ROOT not in sys.path:

@@ -5,7 +5,7 @@
     python data/build_datasets.py /tmp/skl/sklearn/datasets/data /tmp/mnist/package/src/digits
 
 Writes iris.csv, wine.csv, breast_cancer.csv (rows shuffled with a fixed seed, class names as
-text), digits.csv (upstream order; CSV files with a header) and
+text), digits.csv (rows shuffled likewise; CSV files with a header) and
 mnist_10k.npz (x uint8 [10000, 28, 28], y uint8 [10000], shuffled with a fixed seed).
 """
 
@@ -55,6 +55,8 @@ def main(sklearn_data: Path, mnist_digits: Path) -> None:
     _sklearn_csv(sklearn_data / "breast_cancer.csv", CANCER, "diagnosis", HERE / "breast_cancer.csv")
     digits = gzip.decompress((sklearn_data / "digits.csv.gz").read_bytes()).decode().strip().splitlines()
     rows = [",".join(str(int(float(v))) for v in line.split(",")) for line in digits]
+    # upstream order is grouped by writer; shuffle once (fixed seed) so a held-out tail is a random sample
+    rows = [rows[i] for i in np.random.default_rng(20240601).permutation(len(rows))]
     (HERE / "digits.csv").write_text(",".join(DIGITS + ["digit"]) + "\n" + "\n".join(rows) + "\n")
 
     xs, ys = [], []

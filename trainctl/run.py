@@ -454,8 +454,9 @@ def _file_source(path: Path, run: Run, with_targets: bool):
             raise TrainctlError(f"{path}: the run was not trained from CSV, so the target column is unknown; "
                                 "pass a .npz with x and y arrays")
         features = getattr(train, "features", None)
-        if not with_targets and features is None and isinstance(train, CsvSource) and train.target is not None:
-            features = None  # all columns; a file that still has the target column is reported by shape
+        if features is None and isinstance(train, CsvSource) and train.header:
+            # the columns training used, by name: a file that still has the target column works
+            features = run.data_info.get("feature_names")
         return CsvSource(csv=str(path), target=target, features=features,
                          labels=getattr(train, "labels", "auto"), class_names=run.class_names)
     if suffix == ".npz":

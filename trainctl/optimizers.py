@@ -316,22 +316,25 @@ class Adam(Optimizer):
         return {"acc_beta1": self.params.beta1, "acc_beta2": self.params.beta2}
 
     def constants(self, dtype):
-        p = self.params
-        one = dtype(1)
-        return (
-            dtype(-self.learning_rate), dtype(p.beta1), dtype(p.beta2),
-            dtype(1 - p.beta1), dtype(1 - p.beta2),
-            one - self._scalar("acc_beta1", dtype), one - self._scalar("acc_beta2", dtype),
-            dtype(p.epsilon),
-        )
+        # Called every step: the fixed part is rounded to `dtype` once per (dtype, rate).
+        key = (dtype, self.learning_rate)
+        if getattr(self, "_fixed_key", None) != key:
+            p = self.params
+            self._fixed = (dtype(-self.learning_rate), dtype(p.beta1), dtype(p.beta2),
+                           dtype(1 - p.beta1), dtype(1 - p.beta2))
+            self._epsilon, self._one, self._fixed_key = dtype(p.epsilon), dtype(1), key
+        one = self._one
+        return (*self._fixed, one - self._scalar("acc_beta1", dtype), one - self._scalar("acc_beta2", dtype),
+                self._epsilon)
 
     def kernel(self):
         return _load_kernel("adam_update")
 
     def end_step(self):
         acc1, acc2 = self._scalars["acc_beta1"], self._scalars["acc_beta2"]
-        acc1 *= acc1.dtype.type(self.params.beta1)
-        acc2 *= acc2.dtype.type(self.params.beta2)
+        # element-wise, in the scalars' own dtype (same rounding as the in-place array multiply)
+        acc1[0] = acc1[0] * acc1.dtype.type(self.params.beta1)
+        acc2[0] = acc2[0] * acc2.dtype.type(self.params.beta2)
 
 
 @_register("adamax")

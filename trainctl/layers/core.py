@@ -82,40 +82,51 @@ class Dense(Layer):
         self._dx = np.empty((rows, n_in), dtype)
         self._activity_grad = np.empty((rows, units), dtype) if self.activity_regularizer is not None else None
         self._x2d: np.ndarray | None = None
-        self._act_kernels, _ = _kernels()
+        self._views: dict[int, tuple[np.ndarray, ...]] = {}
+        kernels, _ = _kernels()
+        self._forward_kernel = kernels.bias_activation_forward
+        self._backward_kernel = kernels.activation_backward_bias_grad
+        self._activation_code = self.activation.code
+        self._linear_code = ACTIVATIONS.get("linear").code
+
+    def _buffers(self, rows: int) -> tuple[np.ndarray, ...]:
+        """(z, y, dz, dx) views for `rows` rows, made once per row count (the hot loop reuses them)."""
+        views = self._views.get(rows)
+        if views is None:
+            views = self._views[rows] = (self._z[:rows], self._y[:rows], self._dz[:rows], self._dx[:rows])
+        return views
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
-        n = x.shape[0]
-        x2d = x.reshape(-1, x.shape[-1])
-        rows = x2d.shape[0]
-        z, y = self._z[:rows], self._y[:rows]
+        flat = x.ndim == 2
+        x2d = x if flat else x.reshape(-1, x.shape[-1])
+        z, y, _, _ = self._buffers(x2d.shape[0])
         np.matmul(x2d, self.kernel.value, out=z)
         bias = self.bias.value if self.bias is not None else self._zero_bias
-        self._act_kernels.bias_activation_forward(z, bias, y, self.activation.code)
+        self._forward_kernel(z, bias, y, self._activation_code)
         self._x2d = x2d
-        return y.reshape(n, *self.output_shape)
+        return y if flat else y.reshape(x.shape[0], *self.output_shape)
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
-        return self._backward(dy, self.activation.code, need_dx)
+        return self._backward(dy, self._activation_code, need_dx)
 
     def backward_from_preactivation(self, dz: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         """Backward when the loss already gave dLoss/dz (softmax fused with cross-entropy)."""
-        return self._backward(dz, ACTIVATIONS.get("linear").code, need_dx)
+        return self._backward(dz, self._linear_code, need_dx)
 
     def _backward(self, dy: np.ndarray, activation_code: int, need_dx: bool) -> np.ndarray | None:
-        rows = self._x2d.shape[0]
-        dy2d = dy.reshape(rows, -1)
-        z, y, dz = self._z[:rows], self._y[:rows], self._dz[:rows]
+        x2d = self._x2d
+        z, y, dz, dx = self._buffers(x2d.shape[0])
+        flat = dy.ndim == 2  # Dense keeps the rank, so the input was 2-D too
+        dy2d = dy if flat else dy.reshape(z.shape)
         if self.activity_regularizer is not None:
             dy2d = self._add_activity_grad(y, dy2d)
         bias_grad = self.bias.grad if self.bias is not None else self._scratch_bias_grad
-        self._act_kernels.activation_backward_bias_grad(z, y, dy2d, dz, bias_grad, activation_code)
-        np.matmul(self._x2d.T, dz, out=self.kernel.grad)
+        self._backward_kernel(z, y, dy2d, dz, bias_grad, activation_code)
+        np.matmul(x2d.T, dz, out=self.kernel.grad)
         if not need_dx:
             return None
-        dx = self._dx[:rows]
         np.matmul(dz, self.kernel.value.T, out=dx)
-        return dx.reshape(dy.shape[0], *self.input_shape)
+        return dx if flat else dx.reshape(dy.shape[0], *self.input_shape)
 
     # Activity regularization: TF.js adds penalty(output) / batch_size to the loss.
     def activity_loss(self, n: int) -> float:

@@ -6,7 +6,9 @@ Workloads (Adam, softmax + categorical cross-entropy, 60,000 samples of a learna
 Each row: one warm-up epoch (compilation, caches), then the median of REPEATS timed epochs,
 at 1 and 2 BLAS threads. Each (framework, threads) pair runs in its own subprocess because
 BLAS thread counts are fixed when numpy/torch load. The roofline is the time of the
-layer's matrix products alone (numpy matmul, same threads): no framework can beat it.
+layer's matrix products alone (numpy matmul, same threads): no framework can beat it;
+"+gather" adds copying each shuffled batch of inputs into place, which every trainer that
+shuffles has to do (PyTorch's x[index] does the same).
 
     python bench/train_speed.py            # full table (a few minutes)
     python bench/train_speed.py --quick    # 2 repeats, fewer rows
@@ -99,10 +101,14 @@ def time_torch(rows, repeats):
 
 
 def time_roofline(rows, repeats):
-    """Forward + backward matrix products only (x@W, x.T@dz, dz@W.T per layer; no dx for layer 1)."""
+    """Forward + backward matrix products only (x@W, x.T@dz, dz@W.T per layer; no dx for
+    layer 1), and the same plus gathering each shuffled batch of inputs (np.take), which any
+    trainer that shuffles must do before BLAS can read the batch."""
     import numpy as np
 
     rng = np.random.default_rng(0)
+    x_all, _, _ = make_data()
+    order = rng.permutation(N_SAMPLES)
     results = {}
     for workload, batch_size in rows:
         widths = [N_FEATURES, *WORKLOADS[workload], N_CLASSES]
@@ -115,7 +121,8 @@ def time_roofline(rows, repeats):
                          np.empty((n_in, n_out), np.float32),
                          np.empty((batch_size, n_in), np.float32), i > 0))
         n_batches = max(1, N_SAMPLES // batch_size)
-        times = []
+        first_input = mats[0][0]
+        times, gather_times = [], []
         for _ in range(repeats + 1):
             start = time.perf_counter()
             for _ in range(n_batches):
@@ -125,7 +132,13 @@ def time_roofline(rows, repeats):
                     if need_dx:
                         np.matmul(dz, w.T, out=dx)
             times.append((time.perf_counter() - start) * N_SAMPLES / (n_batches * batch_size))
-        results[f"{workload}/{batch_size}"] = {"seconds": statistics.median(times[1:])}
+            start = time.perf_counter()
+            for b in range(n_batches):
+                np.take(x_all, order[b * batch_size:(b + 1) * batch_size], axis=0, out=first_input)
+            gather_times.append((time.perf_counter() - start) * N_SAMPLES / (n_batches * batch_size))
+        matmul = statistics.median(times[1:])
+        results[f"{workload}/{batch_size}"] = {"seconds": matmul,
+                                               "with_gather": matmul + statistics.median(gather_times[1:])}
     return results
 
 
@@ -159,7 +172,8 @@ def main() -> None:
     rows = [r for r in ROWS if not args.quick or r[1] in (32, 512)]
     repeats = 2 if args.quick else args.repeats
 
-    header = f"{'workload':8} {'batch':>5} {'thr':>3} {'trainctl/s':>11} {'torch/s':>9} {'× torch':>8} {'roofline/s':>11} {'% roof':>7} {'acc':>6}"
+    header = (f"{'workload':8} {'batch':>5} {'thr':>3} {'trainctl/s':>11} {'torch/s':>9} {'× torch':>8} "
+              f"{'roofline/s':>11} {'% roof':>7} {'+gather/s':>10} {'% roof+g':>8} {'acc':>6}")
     print(header)
     print("-" * len(header))
     for threads in args.threads:
@@ -171,9 +185,11 @@ def main() -> None:
             rate = N_SAMPLES / ours[key]["seconds"] if key in ours else float("nan")
             torch_rate = N_SAMPLES / peer[key]["seconds"] if key in peer else float("nan")
             roof_rate = N_SAMPLES / roof[key]["seconds"] if key in roof else float("nan")
+            gather_rate = N_SAMPLES / roof[key]["with_gather"] if key in roof else float("nan")
             accuracy = ours.get(key, {}).get("accuracy", float("nan"))
             print(f"{workload:8} {batch_size:>5} {threads:>3} {rate:>11,.0f} {torch_rate:>9,.0f} "
-                  f"{rate / torch_rate:>8.2f} {roof_rate:>11,.0f} {100 * rate / roof_rate:>6.0f}% {accuracy:>6.3f}")
+                  f"{rate / torch_rate:>8.2f} {roof_rate:>11,.0f} {100 * rate / roof_rate:>6.0f}% "
+                  f"{gather_rate:>10,.0f} {100 * rate / gather_rate:>7.0f}% {accuracy:>6.3f}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import json
 import re
-import textwrap
 from pathlib import Path
 
 import numpy as np

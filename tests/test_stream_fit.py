@@ -247,3 +247,22 @@ def test_shipped_stream_npy_config_matches_the_in_memory_mnist_config(tmp_path):
     np.savez(tmp_path / "held_out.npz", x=data["x"][8000:], y=data["y"][8000:])
     values = table_values(invoke(["evaluate", tmp_path / "stream", "--data", tmp_path / "held_out.npz"]).stdout)
     assert values == {"loss": f"{streamed['val_loss']:.4f}", "accuracy": f"{streamed['val_accuracy']:.4f}"}
+
+
+def test_validation_given_as_its_own_stream(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3000, 8)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.float32)
+    np.save(tmp_path / "x.npy", x[:2400]), np.save(tmp_path / "y.npy", y[:2400])
+    np.save(tmp_path / "xv.npy", x[2400:]), np.save(tmp_path / "yv.npy", y[2400:])
+    (tmp_path / "c.yaml").write_text(
+        "name: vs\nmodel:\n  layers:\n    - {type: dense, units: 8, activation: relu, input_shape: [8]}\n"
+        "    - {type: dense, units: 1, activation: sigmoid}\noptimizer: {type: adam, learning_rate: 0.01}\n"
+        "loss: binary_crossentropy\nmetrics: [accuracy]\ndata:\n"
+        "  train: {stream: {source: {npy: x.npy, targets: y.npy}, shuffle: {buffer_size: 500}}}\n"
+        "  validation: {stream: {source: {npy: xv.npy, targets: yv.npy}}}\nfit: {epochs: 5}\n")
+    invoke(["train", tmp_path / "c.yaml", "--out", tmp_path / "run", "-q"])
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["val_accuracy"] > 0.9, metrics
+    values = table_values(invoke(["evaluate", tmp_path / "run"]).stdout)
+    assert values == {"loss": f"{metrics['val_loss']:.4f}", "accuracy": f"{metrics['val_accuracy']:.4f}"}

@@ -19,59 +19,17 @@ from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BeforeValidator, ValidationError, model_validator
+from pydantic import BeforeValidator, model_validator
 
-from trainctl.config.base import FiniteFloat, NonNegativeFloat, PositiveFloat, StrictModel
+from trainctl.config.base import FiniteFloat, NonNegativeFloat, PositiveFloat, StrictModel, resolve_spec
 from trainctl.errors import TrainctlError
-from trainctl.registry import Registry, did_you_mean, snake_case
+from trainctl.registry import Registry, snake_case
 from trainctl.seeding import rng_for
 
 Shape = tuple[int, ...]
 
 # Standard deviation of a unit normal truncated to (-2, 2): scipy.stats.truncnorm.std(-2, 2).
 TRUNCATED_NORMAL_STD = 0.87962566103423978
-
-
-def resolve_spec(registry: Registry, spec: Any) -> tuple[Any, StrictModel]:
-    """An id (`"adam"`) or a mapping with `type` (`{"type": "adam", "beta1": 0.8}`) →
-    (registered class, its validated `Params`). Every problem is one TrainctlError line.
-
-    Shared by initializers, regularizers and optimizers: all three are "id or mapping".
-    """
-    if isinstance(spec, str):
-        type_name, options = spec, {}
-    elif isinstance(spec, Mapping):
-        options = dict(spec)
-        if "type" not in options:
-            raise TrainctlError(
-                f"{registry.kind} mapping needs a 'type' key (one of: {', '.join(registry.names())})"
-            )
-        type_name = options.pop("type")
-    else:
-        raise TrainctlError(
-            f"{registry.kind} must be an id or a mapping with 'type', got {type(spec).__name__}"
-        )
-    canonical = registry.resolve(type_name)  # UnknownIdError (a TrainctlError) with a hint
-    cls = registry.get(canonical)
-    try:
-        params = cls.Params.model_validate(options)
-    except ValidationError as error:
-        raise TrainctlError(f"{registry.kind} {canonical!r}: {_describe(error, cls.Params)}") from None
-    return cls, params
-
-
-def _describe(error: ValidationError, model: type[StrictModel]) -> str:
-    problems = []
-    for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"])
-        if item["type"] == "extra_forbidden":
-            hint = did_you_mean(str(item["loc"][-1]), sorted(model.model_fields))
-            problems.append(f"unknown key {where!r}" + (f"; did you mean {hint!r}?" if hint else ""))
-        elif item["type"] == "missing":
-            problems.append(f"{where}: required, no default")
-        else:
-            problems.append(f"{where}: {item['msg']}" if where else item["msg"])
-    return "; ".join(problems)
 
 
 def _snake_value(value: Any) -> Any:

@@ -20,7 +20,7 @@ from pydantic import model_validator
 
 from trainctl.config.base import NonNegativeFloat, PositiveFloat, StrictModel, UnitInterval
 from trainctl.errors import TrainctlError
-from trainctl.initializers import resolve_spec
+from trainctl.config.base import resolve_spec
 from trainctl.registry import Registry
 
 if TYPE_CHECKING:  # layers import initializers and regularizers; keep the import graph acyclic

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from trainctl.config.base import NonNegativeFloat, StrictModel
-from trainctl.initializers import resolve_spec
+from trainctl.config.base import resolve_spec
 from trainctl.registry import Registry
 
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from collections.abc import Mapping
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from trainctl.registry import Registry
+from trainctl.errors import TrainctlError
+from trainctl.registry import Registry, did_you_mean
 
 
 class StrictModel(BaseModel):
@@ -62,34 +65,56 @@ def typed_spec(registry: Registry, *, allow_null: bool = False) -> Any:
     """A field holding an id (`glorot_uniform`) or a mapping with `type` and parameters
     (`{type: random_normal, stddev: 0.1}`). Normalised to `{"type": id, **params}` with the
     entry's defaults filled, validated against the entry's `Params` model."""
-    from pydantic import ValidationError
 
     def normalise(value: Any) -> Any:
         if value is None and allow_null:
             return None
-        if isinstance(value, str):
-            type_name, params = value, {}
-        elif isinstance(value, dict) and "type" in value:
-            type_name, params = value["type"], {k: v for k, v in value.items() if k != "type"}
-        else:
-            raise ValueError(f"expected a {registry.kind} id or a mapping with 'type', got {value!r}")
         try:
-            canonical = registry.resolve(type_name)
-        except Exception as error:
+            cls, params = resolve_spec(registry, value)
+        except TrainctlError as error:
             raise ValueError(str(error)) from None
-        entry = registry.get(canonical)
-        try:
-            validated = entry.Params.model_validate(params)
-        except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(part) for part in first["loc"])
-            message = first["msg"]
-            if first["type"] == "extra_forbidden":
-                from trainctl.registry import did_you_mean
-
-                hint = did_you_mean(str(first["loc"][-1]), sorted(entry.Params.model_fields))
-                message = f"unknown key for {canonical}" + (f"; did you mean {hint!r}?" if hint else "")
-            raise ValueError(f"{canonical}.{where}: {message}" if where else message) from None
-        return {"type": canonical, **validated.to_dict()}
+        return {"type": registry.resolve(value if isinstance(value, str) else value["type"]), **params.to_dict()}
 
     return Annotated[Any, BeforeValidator(normalise)]
+
+
+def resolve_spec(registry: Registry, spec: Any) -> tuple[Any, StrictModel]:
+    """An id (`"adam"`) or a mapping with `type` (`{"type": "adam", "beta1": 0.8}`) →
+    (registered class, its validated `Params`). Every problem is one TrainctlError line.
+
+    Shared by initializers, regularizers and optimizers: all three are "id or mapping".
+    """
+    if isinstance(spec, str):
+        type_name, options = spec, {}
+    elif isinstance(spec, Mapping):
+        options = dict(spec)
+        if "type" not in options:
+            raise TrainctlError(
+                f"{registry.kind} mapping needs a 'type' key (one of: {', '.join(registry.names())})"
+            )
+        type_name = options.pop("type")
+    else:
+        raise TrainctlError(
+            f"{registry.kind} must be an id or a mapping with 'type', got {type(spec).__name__}"
+        )
+    canonical = registry.resolve(type_name)  # UnknownIdError (a TrainctlError) with a hint
+    cls = registry.get(canonical)
+    try:
+        params = cls.Params.model_validate(options)
+    except ValidationError as error:
+        raise TrainctlError(f"{registry.kind} {canonical!r}: {_describe(error, cls.Params)}") from None
+    return cls, params
+
+
+def _describe(error: ValidationError, model: type[StrictModel]) -> str:
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"])
+        if item["type"] == "extra_forbidden":
+            hint = did_you_mean(str(item["loc"][-1]), sorted(model.model_fields))
+            problems.append(f"unknown key {where!r}" + (f"; did you mean {hint!r}?" if hint else ""))
+        elif item["type"] == "missing":
+            problems.append(f"{where}: required, no default")
+        else:
+            problems.append(f"{where}: {item['msg']}" if where else item["msg"])
+    return "; ".join(problems)

@@ -28,7 +28,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from trainctl.data.config import CsvSource, DataConfig, NpySource, ShardsSource, StreamConfig, StreamSource, ZipSource
+from trainctl.data.config import CsvSource, DataConfig, NpySource, ShardsSource, StreamConfig, ZipSource
+from trainctl.data.config import StreamSource as StreamSourceConfig  # the `{stream: ...}` config form
 from trainctl.data.preprocessing import PreprocessingState, apply_preprocessing, apply_target_preprocessing, fit_preprocessing, one_hot
 from trainctl.errors import DataError
 from trainctl.seeding import rng_for
@@ -416,7 +417,7 @@ def _survey_classes(rows: Any, start: int, stop: int | None, chunk_rows: int, cl
 
 
 def build_stream(
-    source: StreamSource, data_config: DataConfig, seed: int, base_dir: Path, loss: str | None,
+    source: StreamSourceConfig, data_config: DataConfig, seed: int, base_dir: Path, loss: str | None,
     *, fitted: tuple | None = None, shuffle: bool = True,
 ) -> tuple[StreamSource, Any]:
     """A StreamSource for `source` and (encoding, n_classes, class_names, preprocessing state).
@@ -490,7 +491,7 @@ def load_stream_data(data_config: DataConfig, seed: int, base_dir: Path, loss: s
     )
     validation = data_config.validation
     if validation is not None:
-        if isinstance(validation, StreamSource):
+        if isinstance(validation, StreamSourceConfig):
             val_stream, _ = build_stream(validation, data_config, seed, base_dir, loss, fitted=fitted, shuffle=False)
             val_description = val_stream.description
         else:

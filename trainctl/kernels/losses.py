@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 
-from trainctl.kernels.activations import sigmoid, softplus
+from trainctl.kernels.activations import softplus
 from trainctl.kernels.codes import (
     BINARY_CROSSENTROPY,
     CATEGORICAL_CROSSENTROPY,

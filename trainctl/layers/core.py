@@ -12,7 +12,7 @@ from trainctl.activations import ACTIVATIONS
 from trainctl.config.base import PositiveInt, UnitInterval, registry_id, typed_spec
 from trainctl.errors import TrainctlError
 from trainctl.initializers import INITIALIZERS, build_initializer
-from trainctl.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape, Weight, auto_name
+from trainctl.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape, Weight
 from trainctl.regularizers import REGULARIZERS, build_regularizer
 from trainctl.seeding import rng_for
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 
@@ -22,14 +23,19 @@ def cache_dir() -> Path:
 
 
 def configure_cache() -> None:
-    """Point numba at our cache dir; must run before numba is imported anywhere."""
+    """Point numba at our cache dir (unless the user chose one with NUMBA_CACHE_DIR). numba
+    reads the variable once, at import: if something imported numba first, its config is
+    set directly, before any trainctl kernel is decorated."""
     path = cache_dir()
     try:
         path.mkdir(parents=True, exist_ok=True)
-        os.environ.setdefault("NUMBA_CACHE_DIR", str(path))
     except OSError:
-        # An unwritable cache costs compile time on every run, never a failure.
-        pass
+        return  # an unwritable cache costs compile time on every run, never a failure
+    chosen = os.environ.setdefault("NUMBA_CACHE_DIR", str(path))
+    if "numba" in sys.modules:
+        from numba.core import config as numba_config
+
+        numba_config.CACHE_DIR = chosen
 
 
 def clear_cache() -> None:

@@ -40,7 +40,11 @@ def _stderr():
 def _stdout():
     from rich.console import Console
 
-    return Console(highlight=False)
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        # piped or redirected: rich would assume 80 columns and cut table cells with "…"
+        console = Console(highlight=False, width=200)
+    return console
 
 
 def expected_failures(command: Callable) -> Callable:

@@ -54,12 +54,25 @@ class Callback:
     def on_compile_end(self, logs: Logs | None = None) -> None: ...
 
 
+def _handles(callback: Callback, event: str) -> bool:
+    """Whether `callback` does anything on `event` (its class overrides the base no-op)."""
+    return getattr(type(callback), event) is not getattr(Callback, event)
+
+
 class CallbackList(Callback):
     """Fans each event out to its callbacks, in order."""
 
     def __init__(self, callbacks: list[Callback]):
         super().__init__()
         self.callbacks = list(callbacks)
+        # The per-batch events go only to callbacks that handle them: they run every batch,
+        # where a no-op call per callback is a measurable share of a 70 µs step.
+        self._batch_begin = [c for c in self.callbacks if _handles(c, "on_batch_begin")]
+        self._batch_end = [c for c in self.callbacks if _handles(c, "on_batch_end")]
+
+    @property
+    def wants_batch_begin(self) -> bool:
+        return bool(self._batch_begin)
 
     def set_model(self, model: Any) -> None:
         for callback in self.callbacks:
@@ -86,11 +99,11 @@ class CallbackList(Callback):
             callback.on_epoch_end(epoch, logs)
 
     def on_batch_begin(self, batch, logs=None):
-        for callback in self.callbacks:
+        for callback in self._batch_begin:
             callback.on_batch_begin(batch, logs)
 
     def on_batch_end(self, batch, logs=None):
-        for callback in self.callbacks:
+        for callback in self._batch_end:
             callback.on_batch_end(batch, logs)
 
     def on_compile_begin(self, logs=None):

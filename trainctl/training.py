@@ -339,6 +339,7 @@ def fit(model, x: np.ndarray | None = None, y: np.ndarray | None = None, *, epoc
         "do_validation": val_source is not None,
     })
     model.stop_training = False
+    wants_batch_begin = callback_list.wants_batch_begin
     callback_list.on_train_begin({})
     compile_notice = CompileNotice(callback_list)
     compile_notice.start()
@@ -352,7 +353,8 @@ def fit(model, x: np.ndarray | None = None, y: np.ndarray | None = None, *, epoc
             if steps_per_epoch is not None and index >= steps_per_epoch:
                 break
             n = xb.shape[0]
-            callback_list.on_batch_begin(index, {"batch": index, "size": n})
+            if wants_batch_begin:
+                callback_list.on_batch_begin(index, {"batch": index, "size": n})
             values = trainer.train_batch(xb, yb, wb)
             if not compile_notice.done:
                 compile_notice.finish()

@@ -70,14 +70,13 @@ class ArraySource:
                 weights = None if self.sample_weight is None else self.sample_weight[start:stop]
                 yield self.x[start:stop], self.y[start:stop], weights
             return
-        from trainctl.kernels.layers import gather_rows
+        from trainctl.kernels.layers import gather_batch
 
         order = self.order(epoch)
         x_buf, y_buf, w_buf = self._batch_buffers(batch_size)
         for start in range(start_batch * batch_size, self.n_samples, batch_size):
             count = min(batch_size, self.n_samples - start)
-            gather_rows(self._x2d, order, start, count, x_buf)
-            gather_rows(self._y2d, order, start, count, y_buf)
+            gather_batch(self._x2d, self._y2d, order, start, count, x_buf, y_buf)
             weights = None
             if self.sample_weight is not None:
                 np.take(self.sample_weight, order[start:start + count], out=w_buf[:count])

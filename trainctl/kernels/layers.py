@@ -22,3 +22,10 @@ def gather_rows(source, order, start, count, out):
         row = order[start + i]
         for j in range(n_features):
             out[i, j] = source[row, j]
+
+
+@njit
+def gather_batch(x_source, y_source, order, start, count, x_out, y_out):
+    """gather_rows for inputs and targets in one call (the per-batch path of ArraySource)."""
+    gather_rows(x_source, order, start, count, x_out)
+    gather_rows(y_source, order, start, count, y_out)

@@ -128,7 +128,8 @@ class Dense(Layer):
         np.matmul(dz, self.kernel.value.T, out=dx)
         return dx if flat else dx.reshape(dy.shape[0], *self.input_shape)
 
-    # Activity regularization: TF.js adds penalty(output) / batch_size to the loss.
+    # Activity regularization: TF.js declares it but throws "not supported yet" when a layer
+    # with one runs on tensors, so Keras defines it: penalty(output) / batch_size joins the loss.
     def activity_loss(self, n: int) -> float:
         if self.activity_regularizer is None:
             return 0.0

@@ -32,6 +32,7 @@ import os
 import re
 import secrets
 import shutil
+import time
 import warnings
 from datetime import datetime
 from pathlib import Path
@@ -559,11 +560,27 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+SLOW_CHECKPOINT_ENV = "TRAINCTL_TEST_SLOW_CHECKPOINT"
+
+
+def _test_pause_before_rename() -> None:
+    """Test hook for the kill-loop test: TRAINCTL_TEST_SLOW_CHECKPOINT=seconds sleeps after a
+    checkpoint's files are durable and before its directory is renamed into place, so a
+    SIGKILL can land inside a checkpoint write. Unset in normal use."""
+    try:
+        delay = float(os.environ.get(SLOW_CHECKPOINT_ENV) or 0)
+    except ValueError:
+        delay = 0.0
+    if delay > 0:
+        time.sleep(delay)
+
+
 class RunDir:
     """One training run's directory; every write is atomic, every read validated."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, *, checkpoints_dir: str = CHECKPOINTS_DIR):
         self.path = Path(path)
+        self.checkpoints_dir = checkpoints_dir  # resume checkpoints; model_checkpoint keeps its own
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -639,7 +656,7 @@ class RunDir:
 
     @property
     def checkpoints_path(self) -> Path:
-        return self.path / CHECKPOINTS_DIR
+        return self.path / self.checkpoints_dir
 
     # ---- writers
 
@@ -849,6 +866,7 @@ class RunDir:
                 _write_synced(tmp / fname, bytes(data))
             _write_synced(tmp / MANIFEST_FILE, _json_dumps(manifest).encode("utf-8"))
             _fsync_dir(tmp)
+            _test_pause_before_rename()
             os.rename(tmp, final)
         except (OSError, ArtifactError) as exc:
             shutil.rmtree(tmp, ignore_errors=True)

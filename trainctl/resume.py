@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import signal
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -30,7 +28,6 @@ from trainctl.callbacks import Callback, CSVLogger, EarlyStopping, WeightHistory
 from trainctl.errors import ArtifactError, TrainctlError
 
 CHECKPOINT_FORMAT = 1
-SLOW_CHECKPOINT_ENV = "TRAINCTL_TEST_SLOW_CHECKPOINT"  # test hook: seconds to sleep before the rename
 MODEL_CHECKPOINTS_DIR = "model_checkpoints"  # where a configured model_checkpoint callback saves
 SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
@@ -104,46 +101,6 @@ class EpochTotals(Callback):
 
 
 # -- writing and reading checkpoints ----------------------------------------------------------
-class _ModelCheckpointStore:
-    """A RunDir whose checkpoints live in <run>/model_checkpoints (a configured
-    model_checkpoint keeps its own last K there, apart from the resume checkpoints)."""
-
-    def __new__(cls, run_dir):
-        from trainctl.artifacts import RunDir
-
-        class Store(RunDir):
-            @property
-            def checkpoints_path(self) -> Path:
-                return self.path / MODEL_CHECKPOINTS_DIR
-
-        return Store(run_dir.path)
-
-
-@contextlib.contextmanager
-def _slow_rename() -> Iterator[None]:
-    """Test hook: with TRAINCTL_TEST_SLOW_CHECKPOINT=seconds, sleep after a checkpoint's files
-    are written and before its temp directory is renamed into place (a kill lands there)."""
-    try:
-        delay = float(os.environ.get(SLOW_CHECKPOINT_ENV) or 0)
-    except ValueError:
-        delay = 0.0
-    if delay <= 0:
-        yield
-        return
-    real_rename = os.rename
-
-    def rename(src, dst, *args, **kwargs):
-        if Path(src).name.startswith(".tmp-"):
-            time.sleep(delay)
-        return real_rename(src, dst, *args, **kwargs)
-
-    os.rename = rename
-    try:
-        yield
-    finally:
-        os.rename = real_rename
-
-
 def _all_finite(values: Any) -> bool:
     for value in values:
         try:
@@ -210,8 +167,7 @@ class CheckpointWriter:
         if not all(np.isfinite(w.value).all() for w in self.model.weights):
             return None
         files = self.files(epoch, batch, tag)
-        with _slow_rename():
-            path = (store or self.run_dir).save_checkpoint(tag, files, keep_last)
+        path = (store or self.run_dir).save_checkpoint(tag, files, keep_last)
         if store is None:
             self.last_saved, self.last_saved_step = path, int(self.model.optimizer.iterations)
         return path
@@ -352,7 +308,9 @@ class StopOnSignal(Callback):
 
 def model_checkpoint_saver(writer: CheckpointWriter, callback, run_dir) -> Callable[[str, dict], Any]:
     """The saver of a configured model_checkpoint: full checkpoints in <run>/model_checkpoints."""
-    store = _ModelCheckpointStore(run_dir)
+    from trainctl.artifacts import RunDir
+
+    store = RunDir(run_dir.path, checkpoints_dir=MODEL_CHECKPOINTS_DIR)
 
     def save(tag: str, logs: dict[str, Any]) -> Path | None:
         if "batch" in logs:

@@ -307,6 +307,8 @@ def fit(model, x: np.ndarray | None = None, y: np.ndarray | None = None, *, epoc
         if x is None or y is None:
             raise TrainctlError("fit needs x and y, or a source")
         x, y = np.asarray(x) if not isinstance(x, np.memmap) else x, np.asarray(y)
+        if y.ndim == 1 and tuple(model.output_shape) == (1,):
+            y = y[:, None]  # one target per sample for a one-unit output, as Keras accepts
         check_inputs(model, x, "training data")
         check_targets(model, y, "training data")
         if class_weight:

@@ -204,3 +204,13 @@ def test_data_checked_against_model_before_training():
     with pytest.raises(DataError, match=r"labels must be integers in \[0, 3\]"):
         sparse.fit(x, np.full((10, 1), 4, np.float32))
     sparse.fit(x, labels[:, None].astype(np.float32), epochs=1)  # in range: trains
+
+
+def test_one_dimensional_targets_for_a_one_unit_output():
+    x, y = linear_data()
+    model = Sequential([{"type": "dense", "units": 1, "input_shape": [1]}], seed=0)
+    model.compile(optimizer={"type": "sgd", "learning_rate": 0.1}, loss="mse")
+    flat = model.fit(x, y[:, 0], epochs=3, batch_size=201, shuffle=False).history["loss"]
+    again = Sequential([{"type": "dense", "units": 1, "input_shape": [1]}], seed=0)
+    again.compile(optimizer={"type": "sgd", "learning_rate": 0.1}, loss="mse")
+    assert flat == again.fit(x, y, epochs=3, batch_size=201, shuffle=False).history["loss"]

@@ -91,6 +91,7 @@ def _limit_threads(threads: Optional[int]) -> None:
         threads = 1
     for name in (*BLAS_THREAD_VARIABLES, "NUMBA_NUM_THREADS"):
         os.environ[name] = str(threads)
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")  # idle BLAS workers sleep: see trainctl/__init__.py
 
 
 def _usage_error(message: str) -> typer.Exit:

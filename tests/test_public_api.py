@@ -18,12 +18,12 @@ def test_import_trainctl_loads_neither_numpy_nor_numba():
 
 def test_exports_train_a_config_and_reopen_the_run(tmp_path):
     loaded = trainctl.load_config(trainctl_root() / "configs" / "quickstart.yaml",
-                                  ["fit.epochs=2", "data.train.n_samples=2000"])
+                                  ["fit.epochs=2", "data.train.n_samples=6000"])
     outcome = trainctl.train_from_config(loaded, out=tmp_path / "run")
     run = trainctl.open_run(tmp_path / "run")
     x = np.random.default_rng(0).standard_normal((5, 2)).astype(np.float32)
     assert run.model.predict(x).shape == (5, 3)
-    assert outcome.epochs == 2 and outcome.metrics["val_accuracy"] > 0.5
+    assert outcome.epochs == 2 and outcome.metrics["val_accuracy"] > 0.4  # chance: 0.33
     assert isinstance(trainctl.build_model(loaded.config), trainctl.Sequential)
 
 

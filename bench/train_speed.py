@@ -4,7 +4,7 @@ Workloads (Adam, softmax + categorical cross-entropy, 60,000 samples of a learna
   W1  784 → 32 relu → 10 softmax        (the TF.js guide's model)  batch 32, 128, 512, 2048
   W2  784 → 256 relu → 256 relu → 10    batch 128, 512
 Each row: one warm-up epoch (compilation, caches), then the median of REPEATS timed epochs,
-at 1 and 2 BLAS threads. Each (framework, threads) pair runs in its own subprocess because
+at 1 and 2 BLAS threads; each framework runs in TRIALS fresh processes and the fastest counts. Each (framework, threads) pair runs in its own subprocess because
 BLAS thread counts are fixed when numpy/torch load. The roofline is the time of the
 layer's matrix products alone (numpy matmul, same threads): no framework can beat it;
 "+gather" adds copying each shuffled batch of inputs into place, which every trainer that
@@ -147,6 +147,18 @@ def worker(kind: str, rows, repeats):
     print(json.dumps(timer(rows, repeats)))
 
 
+def best_of(trials: int, kind: str, threads: int, rows, repeats) -> dict | None:
+    """The fastest of `trials` fresh processes, per row and for every framework alike: on a
+    shared VM a whole process can land in a slow state (2-thread BLAS runs vary by 1.5x)."""
+    best: dict = {}
+    for _ in range(trials):
+        result = run_child(kind, threads, rows, repeats)
+        for key, value in (result or {}).items():
+            if key not in best or value["seconds"] < best[key]["seconds"]:
+                best[key] = value
+    return best or None
+
+
 def run_child(kind: str, threads: int, rows, repeats) -> dict | None:
     env = dict(os.environ)
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
@@ -168,6 +180,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 repeats and the batch 32/512 rows only")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--trials", type=int, default=2, help="fresh processes per framework; the fastest counts")
     args = parser.parse_args()
     rows = [r for r in ROWS if not args.quick or r[1] in (32, 512)]
     repeats = 2 if args.quick else args.repeats
@@ -177,9 +190,9 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for threads in args.threads:
-        ours = run_child("trainctl", threads, rows, repeats) or {}
-        peer = run_child("torch", threads, rows, repeats) or {}
-        roof = run_child("roofline", threads, rows, repeats) or {}
+        ours = best_of(args.trials, "trainctl", threads, rows, repeats) or {}
+        peer = best_of(args.trials, "torch", threads, rows, repeats) or {}
+        roof = best_of(args.trials, "roofline", threads, rows, repeats) or {}
         for workload, batch_size in rows:
             key = f"{workload}/{batch_size}"
             rate = N_SAMPLES / ours[key]["seconds"] if key in ours else float("nan")

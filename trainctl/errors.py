@@ -19,3 +19,13 @@ class DataError(TrainctlError):
 
 class ArtifactError(TrainctlError):
     """A run directory or weights file that is missing, damaged or does not match its model."""
+
+
+class ConfigValueError(TrainctlError):
+    """Problems with config values that only show once the model is built (shapes, names,
+    loss vs output): (dotted config path, message) pairs, so the CLI can point at the
+    place in the file (`FILE:LINE:COL: model.layers.0.input_shape: ...`)."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = list(problems)
+        super().__init__("; ".join(f"{path}: {message}" for path, message in self.problems))

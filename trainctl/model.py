@@ -12,7 +12,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from trainctl.errors import TrainctlError
+from trainctl.errors import ConfigValueError, TrainctlError
 from trainctl.layers import LAYERS, BuildContext, Layer, Weight
 from trainctl.layers.base import auto_name
 
@@ -41,14 +41,14 @@ def _layer_from_spec(spec: Any, index: int) -> Layer:
     if isinstance(spec, dict):
         spec = dict(spec)
         if "type" not in spec:
-            raise TrainctlError(f"model.layers.{index}: missing key 'type'")
+            raise ConfigValueError([(f"model.layers.{index}", "missing key 'type'")])
         layer_cls = LAYERS.get(spec.pop("type"))
         try:
             params = layer_cls.Params.model_validate(spec)
         except Exception as error:  # pydantic ValidationError: report its first problem in one line
             first = error.errors()[0] if hasattr(error, "errors") else {"loc": (), "msg": str(error)}
             where = ".".join(str(p) for p in first["loc"])
-            raise TrainctlError(f"model.layers.{index}.{where}: {first['msg']}") from None
+            raise ConfigValueError([(f"model.layers.{index}.{where}".rstrip("."), first["msg"])]) from None
         return layer_cls(params)
     layer_cls = LAYERS.get(spec.type)  # a validated TypedSpec from the config package
     return layer_cls(spec.params)
@@ -60,7 +60,7 @@ class Sequential:
     def __init__(self, layers: Iterable[Any], *, name: str = "sequential", seed: int = 0, dtype=np.float32):
         self.layers: list[Layer] = [_layer_from_spec(spec, i) for i, spec in enumerate(layers)]
         if not self.layers:
-            raise TrainctlError("model.layers: a model needs at least one layer")
+            raise ConfigValueError([("model.layers", "a model needs at least one layer")])
         self.name, self.seed, self.dtype = name, int(seed), np.dtype(dtype)
         self.stop_training = False
         self.optimizer: Any = None
@@ -76,23 +76,27 @@ class Sequential:
         elif first.batch_input_shape is not None:
             shape = tuple(first.batch_input_shape[1:])
         else:
-            raise TrainctlError("model.layers.0: the first layer needs input_shape (e.g. input_shape: [784])")
+            raise ConfigValueError([("model.layers.0", "the first layer needs input_shape (e.g. input_shape: [784])")])
         if any(d is None or d <= 0 for d in shape):
-            raise TrainctlError(f"model.layers.0.input_shape: sizes must be positive integers, got {list(shape)}")
+            raise ConfigValueError([("model.layers.0.input_shape", f"sizes must be positive integers, got {list(shape)}")])
         self.input_shape: tuple[int, ...] = shape
         context = BuildContext(seed=self.seed, dtype=self.dtype)
         seen: set[str] = set()
         for index, layer in enumerate(self.layers):
             if index > 0 and layer.params.input_shape is not None and tuple(layer.params.input_shape) != shape:
-                raise TrainctlError(
-                    f"model.layers.{index}.input_shape: {list(layer.params.input_shape)} does not match "
-                    f"the previous layer's output {list(shape)}"
-                )
+                raise ConfigValueError([(f"model.layers.{index}.input_shape",
+                                         f"{list(layer.params.input_shape)} does not match "
+                                         f"the previous layer's output {list(shape)}")])
             layer.name = layer.params.name or auto_name(layer, context)
             if layer.name in seen:
-                raise TrainctlError(f"model.layers.{index}.name: duplicate layer name {layer.name!r}")
+                raise ConfigValueError([(f"model.layers.{index}.name", f"duplicate layer name {layer.name!r}")])
             seen.add(layer.name)
-            shape = layer.build(shape, context)
+            try:
+                shape = layer.build(shape, context)
+            except ConfigValueError:
+                raise
+            except TrainctlError as error:  # a layer's own message ("dense_Dense1: ..."), placed
+                raise ConfigValueError([(f"model.layers.{index}", str(error))]) from None
         self.output_shape: tuple[int, ...] = shape
         self._allocated = 0
         self._gather_trainable_weights()

@@ -8,6 +8,7 @@ It never prints; progress goes through callbacks.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -15,7 +16,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from trainctl.callbacks import Callback, WeightHistory
-from trainctl.errors import ArtifactError, DataError, TrainctlError
+from trainctl.errors import ArtifactError, ConfigValueError, DataError, TrainctlError
 
 WEIGHT_HISTORY_FILE = "weight_history.json"
 DATA_FILE = "data.json"  # where the data came from and how its labels were encoded
@@ -23,32 +24,27 @@ DATA_FILE = "data.json"  # where the data came from and how its labels were enco
 
 # -- model and compile from a config ---------------------------------------------------
 def build_model(config, loaded=None):
-    """The model; with `loaded`, an error naming a config path ("model.layers.0.input_shape:
-    ...") is reported at its place in the file, as schema errors are."""
-    import re
-
+    """The model; with `loaded`, a problem found while building it (shapes, names) is
+    reported at its place in the file, as schema errors are."""
     from trainctl.model import Sequential
 
-    try:
+    with located_in(loaded):
         return Sequential(config.model.layers, name=config.name, seed=config.seed)
-    except TrainctlError as error:
-        match = re.match(r"^(model(?:\.\w+)*): (.*)$", str(error))
-        if loaded is None or match is None or getattr(error, "problems", None):
-            raise
-        from trainctl.config.problems import Problem, raise_problems
-
-        mark = loaded.positions.value(match.group(1))
-        raise_problems([Problem(str(loaded.path), mark.line, mark.col, match.group(1), match.group(2))])
 
 
 def compile_from_config(model, config, loaded=None) -> None:
     """compile() with the config's choices; with `loaded`, a loss or metric that does not
     suit the model is reported at its place in the file (FILE:LINE:COL: loss: ...)."""
-    from trainctl.training import CompileError
-
-    try:
+    with located_in(loaded):
         model.compile(optimizer=config.optimizer, loss=config.loss, metrics=config.metrics)
-    except CompileError as error:
+
+
+@contextmanager
+def located_in(loaded):
+    """Turn ConfigValueError's (path, message) pairs into located config problems."""
+    try:
+        yield
+    except ConfigValueError as error:
         if loaded is None:
             raise
         from trainctl.config.problems import Problem, raise_problems

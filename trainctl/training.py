@@ -16,17 +16,12 @@ import numpy as np
 
 from trainctl.callbacks import Callback, CallbackList, History
 from trainctl.data.source import ArraySource, BatchSource, split_validation
-from trainctl.errors import DataError, TrainctlError
+from trainctl.errors import ConfigValueError, DataError, TrainctlError
 
 
 # -- compile ------------------------------------------------------------------------------
-class CompileError(TrainctlError):
-    """Loss or metrics that do not suit the model; `problems` holds (config path, message)
-    pairs so the config layer can point at the place in the file."""
-
-    def __init__(self, problems: list[tuple[str, str]]):
-        self.problems = problems
-        super().__init__("; ".join(f"{path}: {message}" for path, message in problems))
+class CompileError(ConfigValueError):
+    """Loss or metrics that do not suit the model, each with its config path."""
 
 
 def compile_model(model, optimizer: Any, loss: Any, metrics: list[Any]) -> None:

@@ -11,10 +11,10 @@ from tests.reference.activations import REFERENCE
 from trainctl.activations import ACTIVATIONS, get_activation
 from trainctl.kernels import codes
 from trainctl.registry import UnknownIdError
+from tests.reference.gradients import numeric_grad
 
 NAMES = sorted(codes.ACTIVATION_CODES)
 KINKS = (0.0, 6.0, -2.5, 2.5)  # relu/elu/selu at 0, relu6 at 0 and 6, hard_sigmoid at +-2.5
-STEP = 1e-6
 
 
 def away_from_kinks(rng, shape, spread=3.0):
@@ -29,21 +29,6 @@ def forward(name, z):
     out = np.empty_like(z)
     ACTIVATIONS.get(name).forward(z, out)
     return out
-
-
-def numeric_grad(f, x):
-    """Central differences of the scalar f at every element of x."""
-    grad = np.empty_like(x)
-    flat, g = x.reshape(-1), grad.reshape(-1)
-    for k in range(flat.size):
-        saved = flat[k]
-        flat[k] = saved + STEP
-        up = f(x)
-        flat[k] = saved - STEP
-        down = f(x)
-        flat[k] = saved
-        g[k] = (up - down) / (2 * STEP)
-    return grad
 
 
 def test_every_tfjs_activation_is_registered():

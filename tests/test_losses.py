@@ -11,9 +11,9 @@ from trainctl.activations import ACTIVATIONS
 from trainctl.kernels import codes
 from trainctl.losses import LOSSES
 from trainctl.registry import UnknownIdError
+from tests.reference.gradients import numeric_grad
 
 NAMES = sorted(codes.LOSS_CODES)
-STEP = 1e-6
 
 
 def make_inputs(name, rng, shape):
@@ -46,20 +46,6 @@ def make_inputs(name, rng, shape):
         return rng.uniform(0.0, 3.0, size=shape), rng.uniform(0.1, 3.0, size=shape)
     t = rng.normal(size=shape)
     return t, t + rng.uniform(0.1, 1.0, size=shape) * rng.choice([-1.0, 1.0], size=shape)
-
-
-def numeric_grad(f, x):
-    grad = np.empty_like(x)
-    flat, g = x.reshape(-1), grad.reshape(-1)
-    for k in range(flat.size):
-        saved = flat[k]
-        flat[k] = saved + STEP
-        up = f(x)
-        flat[k] = saved - STEP
-        down = f(x)
-        flat[k] = saved
-        g[k] = (up - down) / (2 * STEP)
-    return grad
 
 
 def batch_objective(loss, t, row_scale):

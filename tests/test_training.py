@@ -214,3 +214,16 @@ def test_one_dimensional_targets_for_a_one_unit_output():
     again = Sequential([{"type": "dense", "units": 1, "input_shape": [1]}], seed=0)
     again.compile(optimizer={"type": "sgd", "learning_rate": 0.1}, loss="mse")
     assert flat == again.fit(x, y, epochs=3, batch_size=201, shuffle=False).history["loss"]
+
+
+def test_class_weight_applies_to_a_batch_source_too():
+    from trainctl.data.source import ArraySource
+
+    x, y, labels = teacher_task(n=64)
+    weights = {0: 2.0, 1: 0.5, 2: 1.0, 3: 3.0}
+    from_arrays, from_source = mlp(), mlp()
+    a = from_arrays.fit(x, y, epochs=2, batch_size=16, shuffle=False, class_weight=weights)
+    b = from_source.fit(epochs=2, batch_size=16, source=ArraySource(x, y), class_weight=weights)
+    assert a.history["loss"] == b.history["loss"]
+    unweighted = mlp().fit(epochs=2, batch_size=16, source=ArraySource(x, y))
+    assert unweighted.history["loss"] != b.history["loss"]

@@ -117,7 +117,7 @@ def check_inputs(model, x: np.ndarray, where: str) -> None:
                         f"expects [n,{','.join(map(str, model.input_shape))}]")
 
 
-def class_weight_to_sample_weight(y: np.ndarray, class_weight: dict[int, float], loss_name: str) -> np.ndarray:
+def class_weight_to_sample_weight(y: np.ndarray, class_weight: dict[int, float]) -> np.ndarray:
     """TF.js standardizeClassWeights: each sample's weight is its class's weight (argmax of a
     one-hot target, the label itself for sparse or single-unit targets)."""
     if y.ndim == 2 and y.shape[1] > 1:
@@ -307,7 +307,7 @@ def fit(model, x: np.ndarray | None = None, y: np.ndarray | None = None, *, epoc
         check_inputs(model, x, "training data")
         check_targets(model, y, "training data")
         if class_weight:
-            class_sw = class_weight_to_sample_weight(y, class_weight, model.loss.name)
+            class_sw = class_weight_to_sample_weight(y, class_weight)
             sample_weight = class_sw if sample_weight is None else np.asarray(sample_weight) * class_sw
         if validation_split:
             if validation_data is not None:
@@ -321,6 +321,8 @@ def fit(model, x: np.ndarray | None = None, y: np.ndarray | None = None, *, epoc
         if x.shape[0] == 0:
             raise DataError("training data has no samples")
         source = ArraySource(x, y, sample_weight, shuffle=shuffle, seed=seed, dtype=model.dtype)
+    elif class_weight:
+        source = ClassWeightedSource(source, class_weight)  # fitDataset's classWeight
     val_source = _validation_source(model, validation_data)
 
     trainer = Trainer(model)
@@ -373,6 +375,24 @@ def fit(model, x: np.ndarray | None = None, y: np.ndarray | None = None, *, epoc
     compile_notice.finish()
     callback_list.on_train_end(epoch_logs)
     return history
+
+
+class ClassWeightedSource:
+    """A BatchSource whose batches carry each sample's class weight (times any weight the
+    source already gives), as fit's class_weight does for arrays."""
+
+    def __init__(self, source: BatchSource, class_weight: dict):
+        self.source, self.class_weight = source, class_weight
+        self.x_shape, self.y_shape = source.x_shape, source.y_shape
+        self.n_samples = getattr(source, "n_samples", None)
+
+    def n_batches(self, batch_size: int) -> int | None:
+        return self.source.n_batches(batch_size)
+
+    def batches(self, epoch: int, batch_size: int, start_batch: int = 0):
+        for x, y, weights in self.source.batches(epoch, batch_size, start_batch):
+            class_weights = class_weight_to_sample_weight(np.asarray(y).reshape(len(y), -1), self.class_weight)
+            yield x, y, class_weights if weights is None else class_weights * weights
 
 
 def _nonfinite(logs: dict[str, float]) -> bool:

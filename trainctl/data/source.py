@@ -70,7 +70,7 @@ class ArraySource:
                 weights = None if self.sample_weight is None else self.sample_weight[start:stop]
                 yield self.x[start:stop], self.y[start:stop], weights
             return
-        from trainctl.kernels.layers import gather_batch
+        from trainctl.kernels.batches import gather_batch
 
         order = self.order(epoch)
         x_buf, y_buf, w_buf = self._batch_buffers(batch_size)

@@ -269,7 +269,7 @@ class StreamSource:
 
     def _shuffled(self, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, ...]]:
         """→ shuffle: rows as 2-D (x, y, w) blocks in shuffle-buffer order."""
-        from trainctl.data._kernels import gather_rows, shuffle_exchange
+        from trainctl.kernels.batches import gather_rows, shuffle_exchange
 
         size = self.shuffle.buffer_size if self.n_samples is None else min(self.shuffle.buffer_size, self.n_samples)
         buffers: list[np.ndarray] | None = None
@@ -299,7 +299,7 @@ class StreamSource:
         order = rng.permutation(filled).astype(np.int64)
         outs = [np.empty((filled, b.shape[1]), dtype=np.float32) for b in buffers]
         for buffer, out in zip(buffers, outs):
-            gather_rows(buffer, order, out)
+            gather_rows(buffer, order, 0, filled, out)
         yield tuple(outs)
 
     def _in_order(self) -> Iterator[tuple[np.ndarray, ...]]:

@@ -1,4 +1,4 @@
-"""Kernels for layers without a matrix product (dropout) and for batch assembly."""
+"""Kernels for layers without a matrix product (dropout)."""
 
 from trainctl.kernels.jit import njit
 
@@ -12,20 +12,3 @@ def dropout_forward(x, uniform, rate, mask, y):
         keep = scale if uniform[i] >= rate else 0.0
         mask[i] = keep
         y[i] = x[i] * keep
-
-
-@njit
-def gather_rows(source, order, start, count, out):
-    """out[i] = source[order[start + i]] for i < count; source/out are 2-D [rows, features]."""
-    n_features = source.shape[1]
-    for i in range(count):
-        row = order[start + i]
-        for j in range(n_features):
-            out[i, j] = source[row, j]
-
-
-@njit
-def gather_batch(x_source, y_source, order, start, count, x_out, y_out):
-    """gather_rows for inputs and targets in one call (the per-batch path of ArraySource)."""
-    gather_rows(x_source, order, start, count, x_out)
-    gather_rows(y_source, order, start, count, y_out)

@@ -1,8 +1,5 @@
-"""numba kernels of the data pipeline: row gathering and the shuffle-buffer exchange.
-
-Imported lazily (only when a stream first batches), so `import trainctl.data` stays free
-of numba. Kernels take and return arrays only; rows are 2-D [rows, width] float32 views.
-"""
+"""Batch assembly: gathering rows over a permutation (in-memory arrays) and tf.data's
+shuffle-buffer exchange (streams). Rows are 2-D [rows, width] views."""
 
 from __future__ import annotations
 
@@ -12,13 +9,20 @@ from trainctl.kernels.jit import njit
 
 
 @njit
-def gather_rows(src, index, out):  # pragma: no cover - compiled
-    """out[i, :] = src[index[i], :] for i < len(index): a batch gathered over a permutation."""
-    width = src.shape[1]
-    for i in range(index.shape[0]):
-        row = index[i]
-        for j in range(width):
-            out[i, j] = src[row, j]
+def gather_rows(source, order, start, count, out):
+    """out[i] = source[order[start + i]] for i < count; source/out are 2-D [rows, features]."""
+    n_features = source.shape[1]
+    for i in range(count):
+        row = order[start + i]
+        for j in range(n_features):
+            out[i, j] = source[row, j]
+
+
+@njit
+def gather_batch(x_source, y_source, order, start, count, x_out, y_out):
+    """gather_rows for inputs and targets in one call (the per-batch path of ArraySource)."""
+    gather_rows(x_source, order, start, count, x_out)
+    gather_rows(y_source, order, start, count, y_out)
 
 
 @njit

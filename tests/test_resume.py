@@ -119,7 +119,16 @@ def test_kill_loop_gives_bit_identical_weights(setup, tmp_path):
                     break
                 time.sleep(0.003)
         else:
-            time.sleep(rng.uniform(0.3, 1.3))
+            # Kill at a random moment once this attempt is training (a new checkpoint has
+            # appeared): a wall-clock delay alone lets a fast machine finish in few attempts.
+            root = out / "checkpoints"
+            before = set(os.listdir(root)) if root.is_dir() else set()
+            deadline = time.monotonic() + 10
+            while process.poll() is None and time.monotonic() < deadline:
+                if root.is_dir() and set(os.listdir(root)) - before:
+                    break
+                time.sleep(0.003)
+            time.sleep(rng.uniform(0.0, 0.3))
         if process.poll() is None:
             process.kill()
             kills += 1

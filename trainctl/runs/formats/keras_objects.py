@@ -32,7 +32,10 @@ _IGNORABLE = {
 _TFJS_ACTIVATION = {"hard_sigmoid": "hardSigmoid", "log_softmax": "logSoftmax"}
 # Keras 3 names; trainctl activations Keras has no string for are refused.
 _KERAS_ACTIVATION = {"swish": "silu"}
-_NOT_IN_KERAS_ACTIVATIONS = {"gelu_new"}
+_NOT_IN_KERAS_ACTIVATIONS = {
+    "gelu_new": "Keras 3 has no string id for the tanh approximation",
+    "hard_sigmoid": "TF.js's hard_sigmoid is clip(0.2x+0.5), Keras 3's is clip(x/6+0.5)",
+}
 
 
 def registry_ref(field: Any) -> RegistryRef | None:
@@ -47,15 +50,19 @@ def activation_to(name: str, fmt: str, where: str) -> str:
     if fmt == "tfjs":
         return _TFJS_ACTIVATION.get(name, name)
     if name in _NOT_IN_KERAS_ACTIVATIONS:
-        raise ExportRefused(f"{where}: activation {name!r} has no Keras equivalent (keras export)")
+        raise ExportRefused(f"{where}: activation {name!r} cannot be exported to Keras: "
+                            f"{_NOT_IN_KERAS_ACTIVATIONS[name]} (keras export)")
     return _KERAS_ACTIVATION.get(name, name)
 
 
-def activation_from(value: Any, where: str) -> str:
+def activation_from(value: Any, where: str, fmt: str = "tfjs") -> str:
     from trainctl.activations import ACTIVATIONS
 
     if isinstance(value, dict):  # Keras 3 may serialise a function object
         value = value.get("config", value.get("class_name"))
+    if fmt == "keras" and value in _NOT_IN_KERAS_ACTIVATIONS:
+        raise ImportFailed(f"{where}: Keras activation {value!r} has no trainctl equivalent: "
+                           f"{_NOT_IN_KERAS_ACTIVATIONS[value]}")
     if not isinstance(value, str) or value not in ACTIVATIONS:
         raise ImportFailed(f"{where}: unknown activation {value!r}")
     return ACTIVATIONS.resolve(value)
@@ -130,9 +137,9 @@ def _value_to(ref: RegistryRef, value: Any, fmt: str, where: str) -> Any:
     raise ExportRefused(f"{where}: a {kind} option has no {fmt} form")
 
 
-def _value_from(ref: RegistryRef, value: Any, where: str) -> Any:
+def _value_from(ref: RegistryRef, value: Any, where: str, fmt: str) -> Any:
     if ref.registry.kind == "activation":
-        return activation_from(value, where) if value is not None else None
+        return activation_from(value, where, fmt) if value is not None else None
     return spec_from(ref.registry, value, where)
 
 
@@ -189,7 +196,7 @@ def layer_from_keras(item: Any, fmt: str, where: str) -> dict[str, Any]:
                 continue
             raise ImportFailed(f"{where}: option {key}={value!r} is not supported by trainctl")
         ref = registry_ref(field)
-        spec[key] = _value_from(ref, value, f"{where}.{key}") if ref is not None else value
+        spec[key] = _value_from(ref, value, f"{where}.{key}", fmt) if ref is not None else value
     return spec
 
 

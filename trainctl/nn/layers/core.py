@@ -8,12 +8,12 @@ from typing import Any
 import numpy as np
 from pydantic import model_validator
 
-from trainctl.activations import ACTIVATIONS
+from trainctl.nn.activations import ACTIVATIONS
 from trainctl.config.base import PositiveInt, UnitInterval, registry_id, typed_spec
 from trainctl.errors import TrainctlError
-from trainctl.initializers import INITIALIZERS, build_initializer
-from trainctl.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape, Weight
-from trainctl.regularizers import REGULARIZERS, build_regularizer
+from trainctl.nn.initializers import INITIALIZERS, build_initializer
+from trainctl.nn.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape, Weight
+from trainctl.nn.regularizers import REGULARIZERS, build_regularizer
 from trainctl.seeding import rng_for
 
 

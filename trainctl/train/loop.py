@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from trainctl.callbacks import Callback, CallbackList, History
+from trainctl.train.callbacks import Callback, CallbackList, History
 from trainctl.data.source import ArraySource, BatchSource, split_validation
 from trainctl.errors import ConfigValueError, DataError, TrainctlError
 
@@ -26,9 +26,9 @@ class CompileError(ConfigValueError):
 
 def compile_model(model, optimizer: Any, loss: Any, metrics: list[Any]) -> None:
     """Resolve optimizer/loss/metric ids, check they suit the model's output, build slots."""
-    from trainctl.losses import LOSSES
-    from trainctl.metrics import check_metric_applicable, resolve_metric
-    from trainctl.optimizers import Optimizer, build_optimizer
+    from trainctl.nn.losses import LOSSES
+    from trainctl.nn.metrics import check_metric_applicable, resolve_metric
+    from trainctl.nn.optimizers import Optimizer, build_optimizer
 
     loss_obj = LOSSES.get(loss) if isinstance(loss, str) else loss
     problems = [("loss", message) for message in check_loss_applicable(model, loss_obj)]

@@ -13,8 +13,8 @@ from typing import Any, Iterable
 import numpy as np
 
 from trainctl.errors import ConfigValueError, TrainctlError
-from trainctl.layers import LAYERS, BuildContext, Layer, Weight
-from trainctl.layers.base import auto_name
+from trainctl.nn.layers import LAYERS, BuildContext, Layer, Weight
+from trainctl.nn.layers.base import auto_name
 
 MODEL_FORMAT = "trainctl-model/1"
 
@@ -224,24 +224,24 @@ class Sequential:
 
     # -- compile / fit / evaluate / predict (TF.js names) ------------------------------
     def compile(self, optimizer: Any = "sgd", loss: Any = "mean_squared_error", metrics: Iterable[str] = ()) -> None:
-        from trainctl.training import compile_model
+        from trainctl.train.loop import compile_model
 
         compile_model(self, optimizer, loss, list(metrics))
 
     def fit(self, x=None, y=None, **options):
-        from trainctl.training import fit
+        from trainctl.train.loop import fit
 
         return fit(self, x, y, **options)
 
     def evaluate(self, x, y, *, batch_size: int = 32, sample_weight=None) -> dict[str, float]:
         from trainctl.data.source import ArraySource
-        from trainctl.training import Trainer
+        from trainctl.train.loop import Trainer
 
         return Trainer(self).evaluate(ArraySource(x, y, sample_weight), batch_size)
 
     def predict(self, x: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
         """Outputs for x [n, *input_shape], computed in batches (memory bounded by batch_size)."""
-        from trainctl.training import predict
+        from trainctl.train.loop import predict
 
         return predict(self, x, batch_size=batch_size)
 

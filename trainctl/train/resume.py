@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from trainctl.callbacks import Callback, CSVLogger, EarlyStopping, WeightHistory
+from trainctl.train.callbacks import Callback, CSVLogger, EarlyStopping, WeightHistory
 from trainctl.errors import ArtifactError, TrainctlError
 
 CHECKPOINT_FORMAT = 1
@@ -127,7 +127,7 @@ class CheckpointWriter:
     # -- snapshot
     def files(self, epoch: int, batch: int, tag: str) -> dict[str, bytes]:
         """Checkpoint files for the position (next epoch to run, first batch of it to run)."""
-        from trainctl.artifacts import _json_dumps, arrays_to_bytes
+        from trainctl.runs.artifacts import _json_dumps, arrays_to_bytes
 
         model, optimizer = self.model, self.model.optimizer
         callback_states, callback_arrays = [], {}
@@ -175,7 +175,7 @@ class CheckpointWriter:
     # -- restore
     def restore(self, checkpoint: dict[str, bytes], source: str) -> dict[str, Any]:
         """Put a checkpoint's state into the model, optimizer and callbacks; returns its state."""
-        from trainctl.artifacts import arrays_from_bytes
+        from trainctl.runs.artifacts import arrays_from_bytes
 
         import json
 
@@ -308,7 +308,7 @@ class StopOnSignal(Callback):
 
 def model_checkpoint_saver(writer: CheckpointWriter, callback, run_dir) -> Callable[[str, dict], Any]:
     """The saver of a configured model_checkpoint: full checkpoints in <run>/model_checkpoints."""
-    from trainctl.artifacts import RunDir
+    from trainctl.runs.artifacts import RunDir
 
     store = RunDir(run_dir.path, checkpoints_dir=MODEL_CHECKPOINTS_DIR)
 
@@ -324,7 +324,7 @@ def model_checkpoint_saver(writer: CheckpointWriter, callback, run_dir) -> Calla
 def trim_history(path: Path, keep_through: int, first_epoch: int, separator: str = ",") -> None:
     """Drop rows of a per-epoch CSV (history.csv: 1-based epochs; csv_logger: 0-based) from
     epochs the resumed run will redo, so it ends up as an uninterrupted run's file."""
-    from trainctl.artifacts import atomic_write_text
+    from trainctl.runs.artifacts import atomic_write_text
 
     if not path.exists():
         return

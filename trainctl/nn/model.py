@@ -212,7 +212,7 @@ class Sequential:
         return sum(layer.regularization_loss() for layer in self.layers)
 
     def activity_loss(self, n: int) -> float:
-        return sum(layer.activity_loss(n) for layer in self.layers if hasattr(layer, "activity_loss"))
+        return sum(layer.activity_loss(n) for layer in self.layers)
 
     @property
     def has_regularizers(self) -> bool:
@@ -220,7 +220,7 @@ class Sequential:
 
     @property
     def has_activity_regularizers(self) -> bool:
-        return any(getattr(layer, "activity_regularizer", None) is not None for layer in self.layers)
+        return any(layer.has_activity_regularizer for layer in self.layers)
 
     # -- compile / fit / evaluate / predict (TF.js names) ------------------------------
     def compile(self, optimizer: Any = "sgd", loss: Any = "mean_squared_error", metrics: Iterable[str] = ()) -> None:

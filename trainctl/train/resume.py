@@ -142,14 +142,14 @@ class CheckpointWriter:
             elif hasattr(callback, "get_state"):
                 entry["state"] = callback.get_state()
             callback_states.append(entry)
-        dropout = {layer.name: layer.rng_state() for layer in model.layers if hasattr(layer, "rng_state")}
+        layer_states = {layer.name: state for layer in model.layers if (state := layer.get_state())}
         state = {
             "format": CHECKPOINT_FORMAT, "tag": tag, "config_hash": self.config_hash,
             "epoch": epoch, "batch": batch, "step": int(optimizer.iterations),
             "stopped": bool(getattr(model, "stop_training", False)),
             "learning_rate": float(optimizer.learning_rate),
             "configured_learning_rate": _configured_rate(optimizer),
-            "callbacks": callback_states, "rng": dropout,
+            "callbacks": callback_states, "rng": layer_states,  # key kept from format 1: layer states
             **self.totals.state(mid_epoch=batch > 0),
         }
         return {
@@ -193,8 +193,8 @@ class CheckpointWriter:
             optimizer.learning_rate = float(state["learning_rate"])
             arrays = arrays_from_bytes(checkpoint["callbacks.safetensors"], source=f"{source}/callbacks.safetensors")
             for layer in model.layers:
-                if hasattr(layer, "set_rng_state") and layer.name in state["rng"]:
-                    layer.set_rng_state(state["rng"][layer.name])
+                if layer.name in state["rng"]:
+                    layer.set_state(state["rng"][layer.name])
             saved = {entry["index"]: entry for entry in state["callbacks"]}
             for index, callback in enumerate(self.user_callbacks):
                 entry = saved.get(index)

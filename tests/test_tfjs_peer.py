@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainctl.model import Sequential
+from trainctl.nn.model import Sequential
 
 pytestmark = pytest.mark.tfjs
 
@@ -43,7 +43,7 @@ def test_two_training_steps_equal_tfjs(tfjs, optimizer):
     peer = tfjs.tfjs_train_steps(model, optimizer, "categorical_crossentropy", batches, metrics=["accuracy"],
                                  predict_after=[x])
     model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
-    from trainctl.training import Trainer
+    from trainctl.train.loop import Trainer
 
     trainer = Trainer(model)
     ours = [trainer.train_batch(xb, yb, None) for xb, yb in batches]

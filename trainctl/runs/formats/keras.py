@@ -56,7 +56,7 @@ def _keras_layer(layer, input_shape: tuple) -> dict[str, Any]:
 
 
 def _optimizer_config(spec: Any) -> dict[str, Any]:
-    from trainctl.optimizers import resolve_optimizer
+    from trainctl.nn.optimizers import resolve_optimizer
 
     resolved = resolve_optimizer(spec)
     type_id = resolved.pop("type")
@@ -86,7 +86,7 @@ def keras_config(model, training: TrainingSpec | None = None) -> dict[str, Any]:
         "registered_name": None, "build_config": {"input_shape": [None, *model.input_shape]},
     }
     if training is not None:
-        from trainctl.losses import LOSSES
+        from trainctl.nn.losses import LOSSES
 
         config["compile_config"] = {"optimizer": _optimizer_config(training.optimizer),
                                     "loss": LOSSES.resolve(training.loss), "loss_weights": None,
@@ -134,7 +134,7 @@ def _weights_h5(model) -> bytes:
 
 def write_keras(model, out: str | Path, training: TrainingSpec | None = None) -> Path:
     """Write a `.keras` zip (keras.saving.load_model reads it). Returns the path."""
-    from trainctl.artifacts import atomic_write_bytes
+    from trainctl.runs.artifacts import atomic_write_bytes
 
     out = Path(out)
     config = keras_config(model, training)
@@ -169,7 +169,7 @@ def _optimizer_from_keras(value: Any, where: str) -> Any:
 def read_keras(path: str | Path, *, seed: int = 0):
     """A `.keras` file → TfjsModel-like (model, training spec or None, no optimizer state)."""
     from trainctl.errors import TrainctlError
-    from trainctl.model import Sequential
+    from trainctl.nn.model import Sequential
     from trainctl.runs.formats.tfjs import TfjsModel, layer_specs_from_topology
 
     path = Path(path)

@@ -56,7 +56,7 @@ def activation_to(name: str, fmt: str, where: str) -> str:
 
 
 def activation_from(value: Any, where: str, fmt: str = "tfjs") -> str:
-    from trainctl.activations import ACTIVATIONS
+    from trainctl.nn.activations import ACTIVATIONS
 
     if isinstance(value, dict):  # Keras 3 may serialise a function object
         value = value.get("config", value.get("class_name"))
@@ -76,7 +76,7 @@ def _keras_object(class_name: str, config: dict, fmt: str, module: str) -> dict:
 
 
 def initializer_to(spec: dict, fmt: str, where: str) -> dict:
-    from trainctl.initializers import INITIALIZERS
+    from trainctl.nn.initializers import INITIALIZERS
 
     cls = INITIALIZERS.get(spec["type"])
     config = {k: v for k, v in spec.items() if k != "type"}
@@ -164,7 +164,7 @@ def layer_to_keras(layer: Any, fmt: str) -> dict[str, Any]:
 
 def layer_classes() -> dict[str, Any]:
     """TF.js / Keras class name → trainctl layer class, for every registered layer."""
-    from trainctl.layers import LAYERS
+    from trainctl.nn.layers import LAYERS
 
     return {LAYERS.get(type_id).class_name: LAYERS.get(type_id) for type_id in LAYERS.names()}
 
@@ -203,7 +203,7 @@ def layer_from_keras(item: Any, fmt: str, where: str) -> dict[str, Any]:
 # -- optimizers and losses -----------------------------------------------------------------
 def optimizer_to_tfjs(spec: dict[str, Any], where: str = "optimizer") -> dict[str, Any]:
     """trainctl optimizer spec → TF.js `optimizer_config` ({class_name, config} in camelCase)."""
-    from trainctl.optimizers import OPTIMIZERS, resolve_optimizer
+    from trainctl.nn.optimizers import OPTIMIZERS, resolve_optimizer
 
     resolved = resolve_optimizer(spec)
     cls = OPTIMIZERS.get(resolved["type"])
@@ -217,7 +217,7 @@ def optimizer_to_tfjs(spec: dict[str, Any], where: str = "optimizer") -> dict[st
 
 
 def optimizer_from_tfjs(value: Any, where: str) -> dict[str, Any]:
-    from trainctl.optimizers import OPTIMIZERS
+    from trainctl.nn.optimizers import OPTIMIZERS
 
     if isinstance(value, str):
         if value not in OPTIMIZERS:

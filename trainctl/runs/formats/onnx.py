@@ -191,7 +191,7 @@ def onnx_model(model, preprocessing=None, raw_input_shape: tuple[int, ...] | Non
 
 
 def write_onnx(model, out: str | Path, preprocessing=None, raw_input_shape=None) -> Path:
-    from trainctl.artifacts import atomic_write_bytes
+    from trainctl.runs.artifacts import atomic_write_bytes
 
     out = Path(out)
     proto = onnx_model(model, preprocessing, raw_input_shape)

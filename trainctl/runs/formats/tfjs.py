@@ -66,7 +66,7 @@ def model_topology(model) -> dict[str, Any]:
 
 
 def training_config(training: TrainingSpec) -> dict[str, Any]:
-    from trainctl.losses import LOSSES
+    from trainctl.nn.losses import LOSSES
 
     return {"loss": LOSSES.resolve(training.loss) if isinstance(training.loss, str) else training.loss,
             "metrics": list(training.metrics),
@@ -122,7 +122,7 @@ def write_tfjs(model, out_dir: str | Path, training: TrainingSpec | None = None,
                shard_bytes: int = SHARD_BYTES) -> Path:
     """Write model.json and its shards into `out_dir` (created; must not hold a model.json).
     Returns the model.json path."""
-    from trainctl.artifacts import atomic_write_bytes, atomic_write_json
+    from trainctl.runs.artifacts import atomic_write_bytes, atomic_write_json
 
     out = Path(out_dir)
     if out.suffix == ".json":
@@ -223,7 +223,7 @@ def _read_weight_groups(model_json: dict[str, Any], base: Path, where: Path) -> 
 
 def _optimizer_state(spec: dict[str, Any], entries: list[tuple[dict, np.ndarray]], where: Path):
     """TF.js optimizer weights (iter, <weight>/<slot>) → trainctl optimizer state, or None."""
-    from trainctl.optimizers import build_optimizer
+    from trainctl.nn.optimizers import build_optimizer
 
     if not entries:
         return None
@@ -248,9 +248,9 @@ def _optimizer_state(spec: dict[str, Any], entries: list[tuple[dict, np.ndarray]
 
 def read_tfjs(path: str | Path, *, seed: int = 0) -> TfjsModel:
     """Read a TF.js layers-model (model.json path or its directory) into a trainctl model."""
-    from trainctl.artifacts import read_json
+    from trainctl.runs.artifacts import read_json
     from trainctl.errors import TrainctlError
-    from trainctl.model import Sequential
+    from trainctl.nn.model import Sequential
 
     path = Path(path)
     if path.is_dir():
@@ -280,7 +280,7 @@ def read_tfjs(path: str | Path, *, seed: int = 0) -> TfjsModel:
 
 
 def _loss_from(value: Any, where: Path) -> str:
-    from trainctl.losses import LOSSES
+    from trainctl.nn.losses import LOSSES
 
     if not isinstance(value, str) or value not in LOSSES:
         raise ImportFailed(f"{where}: trainingConfig.loss {value!r} is not a loss trainctl knows")
@@ -288,7 +288,7 @@ def _loss_from(value: Any, where: Path) -> str:
 
 
 def _metrics_from(value: Any, where: Path) -> list[str]:
-    from trainctl.metrics import METRICS
+    from trainctl.nn.metrics import METRICS
 
     if value is None:
         return []

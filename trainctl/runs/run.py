@@ -158,9 +158,13 @@ def save_model_files(run_dir, model) -> None:
 def load_init_weights(path: Path, model) -> dict[str, np.ndarray]:
     from trainctl.runs.artifacts import RunDir, load_weights
 
+    from trainctl.runs.interop import foreign_format, read_foreign
+
     path = Path(path)
     if not path.exists():
         raise ArtifactError(f"--init-from {path}: file not found")
+    if foreign_format(path) is not None:  # a TF.js model.json or a Keras .keras file
+        return read_foreign(path).model.get_weights()
     file = RunDir.open(path).file("weights.safetensors") if path.is_dir() else path
     expected = {w.name: (tuple(w.value.shape), w.value.dtype.name) for w in model.weights}
     try:
@@ -409,7 +413,12 @@ class Run:
 
 
 def open_run(path: Path) -> Run:
-    """A trained run, validated: architecture from model.json, weights checked against it."""
+    """A trained run, validated: architecture from model.json, weights checked against it.
+    A TF.js model.json (or its folder) or a Keras .keras file opens as a run too."""
+    from trainctl.runs.interop import foreign_format, open_foreign_run
+
+    if foreign_format(path) is not None:
+        return open_foreign_run(path)
     from trainctl.runs.artifacts import RunDir, read_json
     from trainctl.config import load_config_text
     from trainctl.data import PreprocessingState
@@ -550,6 +559,8 @@ def evaluate_run(run: Run, data_path: Path | None, batch_size: int) -> tuple[str
         y = apply_target_preprocessing(run.preprocessing, y)
         x, title, where = raw.x, f"evaluation on {data_path}", str(data_path)
     else:
+        if run.data_info.get("model_file"):  # a TF.js/Keras file opened directly
+            raise TrainctlError(f"{run.data_info['model_file']}: a model file has no data of its own; pass --data FILE")
         data = load_training_data(run.config, run.config_dir, run.model)
         where = data.validation_description or "validation data"
         if data.x_val is None and data.validation_stream is not None:
@@ -570,7 +581,12 @@ def model_from_target(target: Path, overrides: list[str]):
     with the compile choices to show beside it. No data is read and no kernel compiled."""
     from trainctl.config import load_config, load_config_text
 
+    from trainctl.runs.interop import foreign_format, open_foreign_run
+
     target = Path(target)
+    if foreign_format(target) is not None:
+        run = open_foreign_run(target)
+        return run.model, run.config
     if target.is_dir():
         from trainctl.runs.artifacts import RunDir
         from trainctl.nn.model import Sequential

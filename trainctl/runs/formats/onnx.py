@@ -1,9 +1,11 @@
 """ONNX export (inference only): opset 17, a dynamic batch axis, float32.
 
-The graph's input `input` takes raw samples, as `trainctl predict` reads them: the run's
-preprocessing steps (standardize, min_max, rescale, flatten, reshape, with the statistics
-fitted on the training split) are folded in ahead of the layers, so
-`session.run(None, {"input": x_raw})` equals `trainctl predict`. The output is `output`.
+The graph's input `input` takes samples of the model's input shape before the run's value
+preprocessing: standardize, min_max and rescale (with the statistics fitted on the
+training split) are folded in ahead of the layers. flatten/reshape steps are C-order
+reshapes that commute with those, so the graph takes their result: feed
+`x_raw.reshape(n, *model_input_shape)`, and `session.run(None, {"input": ...})` equals
+`trainctl predict` on x_raw. The output is `output`.
 Layers convert through `CONVERTERS` (type id → function); a layer without one is refused.
 Needs the `onnx` package (extra `[onnx]`).
 """
@@ -130,9 +132,16 @@ def check_exportable(model) -> None:
 
 
 # -- preprocessing --------------------------------------------------------------------------
-def _preprocessing(g: GraphBuilder, state, x: str) -> str:
-    """Fold the run's x preprocessing steps into the graph; returns the preprocessed tensor."""
-    from trainctl.data.config import Flatten, MinMax, Reshape, Rescale, Standardize
+def _preprocessing(g: GraphBuilder, state, x: str, input_shape: tuple[int, ...]) -> str:
+    """Fold the run's value preprocessing steps into the graph (statistics reshaped, in C
+    order, to the model's input shape); returns the preprocessed tensor."""
+    from trainctl.data.config import MinMax, Rescale, Standardize
+
+    size = math.prod(input_shape)
+
+    def _f32(value):  # a per-sample statistic laid out as the graph's input sample
+        value = np.asarray(value, np.float32)
+        return value.reshape(input_shape) if value.size == size and value.ndim > 0 else value
 
     for index, (step, stats) in enumerate(zip(state.steps, state.stats)):
         stem = f"preprocessing_{index}"
@@ -144,22 +153,18 @@ def _preprocessing(g: GraphBuilder, state, x: str) -> str:
             span = np.where(span > 0, span, 1).astype(np.float32)
             low, high = step.feature_range
             x = g.node("Sub", [x, g.const(f"{stem}_min", _f32(stats["min"]))], stem)
-            x = g.node("Div", [x, g.const(f"{stem}_span", span)], stem)
+            x = g.node("Div", [x, g.const(f"{stem}_span", _f32(span))], stem)
             x = g.node("Mul", [x, g.const(f"{stem}_scale", _f32(high - low))], stem)
             x = g.node("Add", [x, g.const(f"{stem}_low", _f32(low))], stem)
         elif isinstance(step, Rescale):
             x = g.node("Mul", [x, g.const(f"{stem}_scale", _f32(step.scale))], stem)
             x = g.node("Add", [x, g.const(f"{stem}_offset", _f32(step.offset))], stem)
-        elif isinstance(step, Flatten):
-            x = g.node("Flatten", [x], stem, axis=1)
-        elif isinstance(step, Reshape):
-            x = _reshape_to(g, x, tuple(step.target_shape), stem)
     return x
 
 
-def onnx_model(model, preprocessing=None, raw_input_shape: tuple[int, ...] | None = None):
-    """An onnx.ModelProto for the built model (and the run's fitted preprocessing, folded in).
-    raw_input_shape: per-sample shape before preprocessing (default the model's input)."""
+def onnx_model(model, preprocessing=None):
+    """An onnx.ModelProto for the built model (and the run's fitted value preprocessing,
+    folded in)."""
     try:
         import onnx
         from onnx import TensorProto, helper, numpy_helper
@@ -171,11 +176,11 @@ def onnx_model(model, preprocessing=None, raw_input_shape: tuple[int, ...] | Non
     g = GraphBuilder(helper, numpy_helper)
     x = "input"
     if preprocessing is not None and preprocessing.steps:
-        x = _preprocessing(g, preprocessing, x)
+        x = _preprocessing(g, preprocessing, x, tuple(model.input_shape))
     for layer in model.layers:
         x = CONVERTERS[layer.type_id](g, layer, x)
     g.nodes.append(helper.make_node("Identity", [x], ["output"], name="output"))
-    in_shape = raw_input_shape or tuple(model.input_shape)
+    in_shape = tuple(model.input_shape)
     graph = helper.make_graph(
         g.nodes, model.name or "trainctl",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", *in_shape])],
@@ -190,11 +195,11 @@ def onnx_model(model, preprocessing=None, raw_input_shape: tuple[int, ...] | Non
     return proto
 
 
-def write_onnx(model, out: str | Path, preprocessing=None, raw_input_shape=None) -> Path:
+def write_onnx(model, out: str | Path, preprocessing=None) -> Path:
     from trainctl.runs.artifacts import atomic_write_bytes
 
     out = Path(out)
-    proto = onnx_model(model, preprocessing, raw_input_shape)
+    proto = onnx_model(model, preprocessing)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out, proto.SerializeToString())
     return out

@@ -116,6 +116,8 @@ class TfjsResult:
     metrics_names: list[str] | None = None
     training_config: dict[str, Any] | None = None
     fit_history: dict[str, list[float]] | None = None
+    losses_more: list[list[float]] = field(default_factory=list)  # train_more steps, after saving
+    weights_more: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _result(raw: dict[str, Any]) -> TfjsResult:
@@ -130,6 +132,8 @@ def _result(raw: dict[str, Any]) -> TfjsResult:
         metrics_names=raw.get("metrics_names"),
         training_config=raw.get("training_config"),
         fit_history=raw.get("fit_history"),
+        losses_more=raw.get("losses_more") or [],
+        weights_more={k: decode(v) for k, v in (raw.get("weights_more") or {}).items()},
     )
 
 
@@ -195,15 +199,17 @@ def tfjs_train_steps(model, optimizer_spec: Any, loss: str, batches: Iterable[tu
 def tfjs_build_and_train(js_layers: list[dict[str, Any]], save_dir: str | Path, *, compile: dict | None = None,
                          batches: Iterable[tuple[np.ndarray, np.ndarray]] = (), predict: Sequence[np.ndarray] = (),
                          set_weights: dict[str, np.ndarray] | None = None,
-                         include_optimizer: bool = False) -> TfjsResult:
+                         include_optimizer: bool = False,
+                         train_more: Iterable[tuple[np.ndarray, np.ndarray]] = ()) -> TfjsResult:
     """The reverse direction: a model built in TF.js (`[{type: "dense", config: {units: 4,
     inputShape: [3]}}, ...]`, TF.js's own camelCase options), optionally compiled
     (`{optimizer, loss, metrics}` in TF.js terms) and trained one trainOnBatch per batch,
-    then saved through an IOHandler to `save_dir` (model.json + weights.bin). Predictions
-    are made after training."""
+    then saved through an IOHandler to `save_dir` (model.json + weights.bin; with
+    include_optimizer, TF.js's optimizer weights too). Predictions are made after training;
+    `train_more` batches continue training after the save (`.losses_more`, `.weights_more`)."""
     request: dict[str, Any] = {"build": {"layers": js_layers}, "train": _batches(batches),
                                "predict_after": [encode(x) for x in predict], "save_dir": str(save_dir),
-                               "include_optimizer": include_optimizer}
+                               "include_optimizer": include_optimizer, "train_more": _batches(train_more)}
     if compile is not None:
         request["compile"] = compile
     if set_weights:

@@ -17,12 +17,13 @@
 //   predict_after  [array, ...]: model.predict of each, after training
 //   save_dir       save through an IOHandler writing model.json + weights.bin there
 //   include_optimizer  save with {includeOptimizer: true}
+//   train_more     [{x, y}, ...]: more trainOnBatch steps after saving (continued training)
 // Arrays: {dtype: "float32"|"int32", shape: [...], b64: "..."} (little-endian) or
 //         {dtype, shape, file: "/abs/path.bin"}.
 // Result: {predictions, losses (per train step: [loss, ...metrics]), fit_history,
 //          predictions_after, weights (name -> array, after training), summary_rows
 //          ([name, className, outputShape, nParams]), summary_lines, trainable_counts,
-//          metrics_names, training_config}
+//          metrics_names, training_config, losses_more, weights_more (after train_more)}
 
 const fs = require('fs');
 const path = require('path');
@@ -166,6 +167,15 @@ async function main() {
   for (const w of model.weights) result.weights[w.originalName] = encode(w.read());
   if (request.save_dir) {
     await model.save(fileSaver(request.save_dir), {includeOptimizer: !!request.include_optimizer});
+  }
+  if (request.train_more) {
+    result.losses_more = [];
+    for (const batch of request.train_more) {
+      const out = await model.trainOnBatch(decode(tf, batch.x), decode(tf, batch.y));
+      result.losses_more.push(Array.isArray(out) ? out : [out]);
+    }
+    result.weights_more = {};
+    for (const w of model.weights) result.weights_more[w.originalName] = encode(w.read());
   }
   fs.writeFileSync(process.argv[2], JSON.stringify(result));
 }

@@ -38,6 +38,10 @@ _NOT_IN_KERAS_ACTIVATIONS = {
 }
 
 
+def _float_policy(value: Any) -> bool:
+    return isinstance(value, dict) and (value.get("config") or {}).get("name") in ("float32", "float64")
+
+
 def registry_ref(field: Any) -> RegistryRef | None:
     for item in field.metadata:
         if isinstance(item, RegistryRef):
@@ -185,8 +189,8 @@ def layer_from_keras(item: Any, fmt: str, where: str) -> dict[str, Any]:
     fields = cls.Params.model_fields
     spec: dict[str, Any] = {"type": cls.type_id}
     for key, value in config.items():
-        if key in _IGNORABLE and (value in _IGNORABLE[key] or isinstance(value, dict)):
-            continue  # dtype policies (Keras 3 writes a DTypePolicy object) and absent constraints
+        if key in _IGNORABLE and (value in _IGNORABLE[key] or (key == "dtype" and _float_policy(value))):
+            continue  # float dtypes (Keras 3 writes a DTypePolicy object) and absent constraints
         if key == "batch_input_shape":
             spec["batch_input_shape"] = list(value)
             continue

@@ -60,7 +60,9 @@ def test_tfjs_and_keras_files_read_back_to_the_same_model(tmp_path, layer_type):
         path = tmp_path / (f"m_{fmt}" if fmt == "tfjs" else "m.keras")
         write(model, path)
         back = read(path)
-        assert [l.get_config() for l in back.model.layers] == [l.get_config() for l in model.layers], fmt
+        assert back.model.summary_rows() == model.summary_rows(), fmt
+        if fmt == "keras":  # (the TF.js export writes a reshape's -1 as the size it stands for)
+            assert [l.get_config() for l in back.model.layers] == [l.get_config() for l in model.layers]
         for name, value in model.get_weights().items():
             np.testing.assert_array_equal(back.model.get_weights()[name], value, err_msg=f"{fmt} {name}")
         np.testing.assert_array_equal(back.model.predict(x), model.predict(x))

@@ -8,7 +8,8 @@
 //   build          {layers: [{type: "dense", config: {units: 4, inputShape: [3]}}, ...]}:
 //                  tf.sequential of tf.layers[type](config) (camelCase, as a TF.js user writes)
 //   set_weights    {name: array}: assigned after load/build (names as model.weights originalName)
-//   compile        {optimizer: "sgd" | {class_name: "Adam", config: {learningRate: ...}},
+//   compile        {optimizer: "sgd" | {factory: "adam", args: [0.01]} (tf.train.adam(0.01)) |
+//                   {class_name: "Adam", config: {...every key TF.js serialises}},
 //                   loss: "categoricalCrossentropy", metrics: [...]} ; omitted: a loaded model
 //                   keeps the compile that TF.js made from its trainingConfig
 //   predict        [array, ...]: model.predict of each, before training
@@ -97,6 +98,10 @@ function fileSaver(dir) {
 
 function optimizerFrom(spec) {
   if (typeof spec === 'string' || spec == null) return spec || 'sgd';
+  if (spec.factory) {  // {factory: "adam", args: [0.01]} → tf.train.adam(0.01)
+    if (typeof tf.train[spec.factory] !== 'function') throw new Error('tf.train has no ' + spec.factory);
+    return tf.train[spec.factory](...(spec.args || []));
+  }
   const cls = tf.serialization.SerializationMap.getMap().classNameMap[spec.class_name];
   if (!cls) throw new Error('unknown optimizer class ' + spec.class_name);
   return cls[1](cls[0], spec.config || {});

@@ -291,3 +291,10 @@ class Reshape(Layer):
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         return dy.reshape(dy.shape[0], *self.input_shape)
+
+    def to_keras_config(self, config: dict[str, Any], fmt: str) -> dict[str, Any]:
+        # tfjs-layers 4.22 leaves a -1 unresolved in its output shape ([null,2,null]), so a
+        # Flatten or Dense after it fails to build there: write the size it stands for.
+        if fmt == "tfjs":
+            config["target_shape"] = list(self.output_shape)
+        return config

@@ -1,0 +1,222 @@
+"""Exports and imports checked in the real runtimes, one model per layer type
+(tests/interop_models.py): TF.js 4.22 in Node (tf.loadLayersModel → predictions, summary
+rows, two training steps compiled from the exported trainingConfig; and the reverse: a
+model built and trained in TF.js, imported here, predicts the same and continues training
+the same), Keras 3 with the torch backend (load_model of the export; a Keras-built .keras
+imported), onnxruntime (predictions of the ONNX export, with the run's preprocessing
+folded in). Each peer's tests skip cleanly when it is absent."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from tests.interop_models import LAYER_MODELS, sample_data
+from trainctl.nn.model import Sequential
+from trainctl.runs.formats.tfjs import TrainingSpec
+
+ATOL = 1e-5
+ADAM = {"type": "adam", "learning_rate": 0.01}
+TRAINING = TrainingSpec(ADAM, "categorical_crossentropy", ["accuracy"])
+
+
+def _trainctl_steps(model, batches, optimizer=ADAM):
+    from trainctl.train.loop import Trainer
+
+    model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
+    trainer = Trainer(model)
+    return [trainer.train_batch(x, y, None) for x, y in batches]
+
+
+# -- TF.js ------------------------------------------------------------------------------------
+@pytest.mark.tfjs
+@pytest.mark.parametrize("layer_type", sorted(LAYER_MODELS))
+def test_tfjs_loads_the_export_predicts_summarises_and_trains_the_same(tfjs, tmp_path, layer_type):
+    layers, comparable_training = LAYER_MODELS[layer_type]
+    model = Sequential(layers, seed=1)
+    x, y = sample_data(model.input_shape, n=24)
+    batches = [(x[:12], y[:12]), (x[12:], y[12:])] if comparable_training else []
+    expected = model.predict(x)
+    tfjs.export_model(model, tmp_path, optimizer=ADAM, loss="categorical_crossentropy", metrics=["accuracy"])
+    peer = tfjs.run_model_dir(tmp_path, predict=[x], train=batches, predict_after=[x] if batches else [])
+    np.testing.assert_allclose(peer.predictions[0], expected, atol=ATOL, rtol=0)
+    assert peer.summary_rows == [(r.name, r.class_name, r.output_shape, r.n_params) for r in model.summary_rows()]
+    totals = model.param_totals()
+    assert peer.trainable_counts == (totals.trainable, totals.non_trainable)
+    assert peer.training_config["optimizer_config"]["class_name"] == "Adam"
+    if not batches:
+        return
+    ours = _trainctl_steps(model, batches)
+    np.testing.assert_allclose(np.array(peer.losses), np.array(ours), atol=ATOL, rtol=0)
+    for name, value in model.get_weights().items():
+        np.testing.assert_allclose(peer.weights[name], value, atol=ATOL, rtol=0, err_msg=name)
+    np.testing.assert_allclose(peer.predictions_after[0], model.predict(x), atol=ATOL, rtol=0)
+
+
+@pytest.mark.tfjs
+def test_tfjs_fit_from_the_exported_run_equals_trainctl_fit(tfjs, tmp_path):
+    """A run trained by the CLI, exported by the CLI; TF.js compiles from the trainingConfig
+    and fits two batches (shuffle off); trainctl fits the same two from the same weights."""
+    from typer.testing import CliRunner
+
+    from trainctl.cli import app
+    from trainctl.runs.run import open_run
+
+    config = tmp_path / "c.yaml"
+    config.write_text("name: c\nmodel:\n  layers:\n    - {type: dense, units: 8, activation: relu, input_shape: [6]}\n"
+                      "    - {type: dense, units: 3, activation: softmax}\noptimizer: {type: sgd, learning_rate: 0.2}\n"
+                      "loss: categorical_crossentropy\nmetrics: [accuracy]\n"
+                      "data:\n  train: {generator: teacher, n_samples: 64, n_features: 6, n_classes: 3, hidden: 4}\n"
+                      "fit: {epochs: 1, batch_size: 16}\n")
+    runner = CliRunner()
+    assert runner.invoke(app, ["train", str(config), "--out", str(tmp_path / "run"), "-q"]).exit_code == 0
+    result = runner.invoke(app, ["export", str(tmp_path / "run"), "--out", str(tmp_path / "tfjs")])
+    assert result.exit_code == 0, result.output
+    x, y = sample_data((6,), n=32, seed=4)
+    peer = tfjs.run_model_dir(tmp_path / "tfjs", fit={"x": x, "y": y, "batchSize": 16, "epochs": 1}, predict_after=[x])
+    model = open_run(tmp_path / "run").model  # compiled from the run's config, fresh optimizer
+    history = model.fit(x, y, epochs=1, batch_size=16, shuffle=False)
+    for name, value in model.get_weights().items():
+        np.testing.assert_allclose(peer.weights[name], value, atol=ATOL, rtol=0, err_msg=name)
+    np.testing.assert_allclose(peer.fit_history["loss"], history.history["loss"], atol=ATOL, rtol=0)
+
+
+@pytest.mark.tfjs
+def test_a_tfjs_trained_model_imports_predicts_and_continues_training_the_same(tfjs, tmp_path):
+    from trainctl.runs.formats.tfjs import read_tfjs
+    from trainctl.runs.interop import import_to_run
+    from trainctl.runs.run import open_run
+
+    js_layers = [{"type": "dense", "config": {"units": 8, "activation": "relu", "inputShape": [6]}},
+                 {"type": "dropout", "config": {"rate": 0.25}},
+                 {"type": "dense", "config": {"units": 8}},
+                 {"type": "activation", "config": {"activation": "tanh"}},
+                 {"type": "reshape", "config": {"targetShape": [2, 4]}},
+                 {"type": "flatten", "config": {}},
+                 {"type": "dense", "config": {"units": 3, "activation": "softmax"}}]
+    x, y = sample_data((6,), n=40, seed=2)
+    first, more = [(x[:10], y[:10]), (x[10:20], y[10:20])], [(x[20:30], y[20:30]), (x[30:], y[30:])]
+    # dropout in TF.js's own training steps is TF.js's; continued training here is compared
+    # with TF.js's on the layers that are deterministic, so that layer is rate 0 from here on.
+    js_layers[1]["config"]["rate"] = 0.0
+    peer = tfjs.tfjs_build_and_train(
+        js_layers, tmp_path / "saved",
+        compile={"optimizer": {"factory": "adam", "args": [0.01]},
+                 "loss": "categoricalCrossentropy", "metrics": ["accuracy"]},
+        batches=first, predict=[x], include_optimizer=True, train_more=more)
+    imported = read_tfjs(tmp_path / "saved" / "model.json")
+    model = imported.model
+    assert [l.name for l in model.layers][:2] == ["dense_Dense1", "dropout_Dropout1"]
+    np.testing.assert_allclose(model.predict(x), peer.predictions_after[0], atol=ATOL, rtol=0)
+    assert imported.training.optimizer["type"] == "adam" and imported.optimizer_state["iterations"][0] == 2
+    model.compile(optimizer=imported.training.optimizer, loss=imported.training.loss, metrics=imported.training.metrics)
+    model.optimizer.load_state(imported.optimizer_state)
+    from trainctl.train.loop import Trainer
+
+    trainer = Trainer(model)
+    ours = [trainer.train_batch(xb, yb, None) for xb, yb in more]
+    np.testing.assert_allclose(np.array(ours), np.array(peer.losses_more), atol=ATOL, rtol=0)
+    for name, value in model.get_weights().items():
+        np.testing.assert_allclose(value, peer.weights_more[name], atol=ATOL, rtol=0, err_msg=name)
+    # the same file through `trainctl import`: the run directory predicts the same
+    run_path = import_to_run(tmp_path / "saved" / "model.json", tmp_path / "run")
+    np.testing.assert_allclose(open_run(run_path).model.predict(x), peer.predictions_after[0], atol=ATOL, rtol=0)
+
+
+# -- Keras 3 (torch backend) ---------------------------------------------------------------
+def _keras():
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    try:
+        import keras
+    except Exception as error:  # ImportError, or a backend that cannot start
+        pytest.skip(f"Keras 3 peer absent: {error}")
+    return keras
+
+
+@pytest.mark.keras
+@pytest.mark.parametrize("layer_type", sorted(LAYER_MODELS))
+def test_keras_load_model_of_the_export_predicts_the_same(tmp_path, layer_type):
+    keras = _keras()
+    from trainctl.runs.formats.keras import write_keras
+
+    model = Sequential(LAYER_MODELS[layer_type][0], seed=2)
+    x, _ = sample_data(model.input_shape)
+    write_keras(model, tmp_path / "m.keras", TRAINING)
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(np.asarray(loaded.predict(x, verbose=0)), model.predict(x), atol=ATOL, rtol=0)
+    assert [layer.name for layer in loaded.layers] == [layer.name for layer in model.layers]
+    assert loaded.loss == "categorical_crossentropy"
+
+
+@pytest.mark.keras
+def test_a_keras_built_model_imports_and_predicts_the_same(tmp_path):
+    keras = _keras()
+    from trainctl.runs.interop import import_to_run, read_foreign
+    from trainctl.runs.run import open_run
+
+    built = keras.Sequential([
+        keras.Input(shape=(6,)),
+        keras.layers.Dense(8, activation="relu", kernel_regularizer=keras.regularizers.L2(0.01)),
+        keras.layers.Dropout(0.3),
+        keras.layers.Dense(8),
+        keras.layers.Activation("tanh"),
+        keras.layers.Reshape((2, 4)),
+        keras.layers.Flatten(),
+        keras.layers.Dense(3, activation="softmax"),
+    ])
+    built.compile(optimizer=keras.optimizers.Adam(0.01), loss="categorical_crossentropy", metrics=["accuracy"])
+    x, y = sample_data((6,), n=32, seed=6)
+    built.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    built.save(tmp_path / "built.keras")
+    expected = np.asarray(built.predict(x, verbose=0))
+    imported = read_foreign(tmp_path / "built.keras")
+    np.testing.assert_allclose(imported.model.predict(x), expected, atol=ATOL, rtol=0)
+    assert imported.model.layers[0].params.kernel_regularizer == {"type": "l1l2", "l1": 0.0, "l2": 0.01}
+    assert imported.training.optimizer["type"] == "adam" and imported.training.loss == "categorical_crossentropy"
+    run_path = import_to_run(tmp_path / "built.keras", tmp_path / "run")
+    np.testing.assert_allclose(open_run(run_path).model.predict(x), expected, atol=ATOL, rtol=0)
+
+
+# -- onnxruntime ------------------------------------------------------------------------------
+@pytest.mark.onnx
+@pytest.mark.parametrize("layer_type", sorted(LAYER_MODELS))
+def test_onnxruntime_predictions_of_the_export_are_the_same(tmp_path, layer_type):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from trainctl.runs.formats.onnx import write_onnx
+
+    model = Sequential(LAYER_MODELS[layer_type][0], seed=3)
+    x, _ = sample_data(model.input_shape, n=9)
+    session = ort.InferenceSession(str(write_onnx(model, tmp_path / "m.onnx")))
+    np.testing.assert_allclose(session.run(None, {"input": x})[0], model.predict(x), atol=ATOL, rtol=0)
+    np.testing.assert_allclose(session.run(None, {"input": x[:1]})[0], model.predict(x[:1]), atol=ATOL, rtol=0)
+
+
+@pytest.mark.onnx
+def test_onnx_export_of_a_run_folds_its_preprocessing_in(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from typer.testing import CliRunner
+
+    from trainctl.cli import app
+
+    config = tmp_path / "c.yaml"
+    config.write_text("name: c\nmodel:\n  layers:\n    - {type: dense, units: 8, activation: gelu, input_shape: [6]}\n"
+                      "    - {type: dense, units: 3, activation: softmax}\noptimizer: adam\n"
+                      "loss: categorical_crossentropy\n"
+                      "data:\n  train: {generator: teacher, n_samples: 64, n_features: 6, n_classes: 3, hidden: 4}\n"
+                      "  preprocessing: [{type: standardize}, {type: min_max, feature_range: [-1, 1]}, "
+                      "{type: rescale, scale: 2.0, offset: 0.5}]\n"
+                      "fit: {epochs: 1, batch_size: 16}\n")
+    runner = CliRunner()
+    assert runner.invoke(app, ["train", str(config), "--out", str(tmp_path / "run"), "-q"]).exit_code == 0
+    result = runner.invoke(app, ["export", str(tmp_path / "run"), "--out", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 0 and "preprocessing folded in (standardize, min_max, rescale)" in result.output
+    x = (np.random.default_rng(8).standard_normal((11, 6)) * 3 + 1).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    assert runner.invoke(app, ["predict", str(tmp_path / "run"), "-i", str(tmp_path / "x.npy"),
+                               "-o", str(tmp_path / "p.npy")]).exit_code == 0
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    np.testing.assert_allclose(session.run(None, {"input": x})[0], np.load(tmp_path / "p.npy"), atol=ATOL, rtol=0)

@@ -67,13 +67,14 @@ def test_tfjs_fit_from_the_exported_run_equals_trainctl_fit(tfjs, tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("name: c\nmodel:\n  layers:\n    - {type: dense, units: 8, activation: relu, input_shape: [6]}\n"
                       "    - {type: dense, units: 3, activation: softmax}\noptimizer: {type: sgd, learning_rate: 0.2}\n"
-                      "loss: categorical_crossentropy\nmetrics: [accuracy]\n"
+                      "loss: categorical_crossentropy\nmetrics: [accuracy, mean_squared_error, recall]\n"
                       "data:\n  train: {generator: teacher, n_samples: 64, n_features: 6, n_classes: 3, hidden: 4}\n"
                       "fit: {epochs: 1, batch_size: 16}\n")
     runner = CliRunner()
     assert runner.invoke(app, ["train", str(config), "--out", str(tmp_path / "run"), "-q"]).exit_code == 0
     result = runner.invoke(app, ["export", str(tmp_path / "run"), "--out", str(tmp_path / "tfjs")])
     assert result.exit_code == 0, result.output
+    assert "leaves out metrics TF.js has no string id for: recall" in result.output
     x, y = sample_data((6,), n=32, seed=4)
     peer = tfjs.run_model_dir(tmp_path / "tfjs", fit={"x": x, "y": y, "batchSize": 16, "epochs": 1}, predict_after=[x])
     model = open_run(tmp_path / "run").model  # compiled from the run's config, fresh optimizer
@@ -81,6 +82,8 @@ def test_tfjs_fit_from_the_exported_run_equals_trainctl_fit(tfjs, tmp_path):
     for name, value in model.get_weights().items():
         np.testing.assert_allclose(peer.weights[name], value, atol=ATOL, rtol=0, err_msg=name)
     np.testing.assert_allclose(peer.fit_history["loss"], history.history["loss"], atol=ATOL, rtol=0)
+    np.testing.assert_allclose(peer.fit_history["mse"], history.history["mean_squared_error"], atol=ATOL, rtol=0)
+    np.testing.assert_allclose(peer.fit_history["acc"], history.history["accuracy"], atol=ATOL, rtol=0)
 
 
 @pytest.mark.tfjs

@@ -72,11 +72,15 @@ def export_run(run_dir: Path, fmt: str | None, out: Path) -> ExportResult:
 
         path = write_keras(model, out, _training_spec(run))
     else:
-        from trainctl.runs.formats.tfjs import write_tfjs
+        from trainctl.runs.formats.tfjs import tfjs_metrics, write_tfjs
 
-        path = write_tfjs(model, out, _training_spec(run))
+        training = _training_spec(run)
+        path = write_tfjs(model, out, training)
+        dropped = tfjs_metrics(training.metrics)[1]
     note = (f"preprocessing ({', '.join(x_steps)}) is not part of the model: apply it before predict"
             if x_steps else "no preprocessing")
+    if fmt == "tfjs" and dropped:
+        note += f"; trainingConfig leaves out metrics TF.js has no string id for: {', '.join(dropped)}"
     return ExportResult(fmt, path, note)
 
 

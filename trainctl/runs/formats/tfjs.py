@@ -65,11 +65,33 @@ def model_topology(model) -> dict[str, Any]:
             "keras_version": KERAS_VERSION, "backend": "tensor_flow.js"}
 
 
+# trainctl metric id → the string tfjs-layers 4.22 compiles (metrics.ts get()); ids not
+# listed keep their name. Metrics TF.js has no string for are left out of trainingConfig.
+_TFJS_METRICS = {"mean_squared_error": "mse", "mean_absolute_error": "mae",
+                 "mean_absolute_percentage_error": "mape", "cosine_proximity": "cosine"}
+_NOT_IN_TFJS_METRICS = {"binary_crossentropy", "recall", "r2_score", "sparse_categorical_accuracy"}
+
+
+def tfjs_metrics(metrics: list[Any]) -> tuple[list[str], list[str]]:
+    """(metric names for trainingConfig, trainctl metrics TF.js cannot compile)."""
+    from trainctl.nn.metrics import METRICS
+
+    kept, dropped = [], []
+    for metric in metrics:
+        name = metric if isinstance(metric, str) else metric.get("type") if isinstance(metric, dict) else str(metric)
+        canonical = METRICS.resolve(name) if name in METRICS else name
+        if canonical in _NOT_IN_TFJS_METRICS or not isinstance(metric, str):
+            dropped.append(name)
+        else:
+            kept.append(_TFJS_METRICS.get(canonical, metric))
+    return kept, dropped
+
+
 def training_config(training: TrainingSpec) -> dict[str, Any]:
     from trainctl.nn.losses import LOSSES
 
     return {"loss": LOSSES.resolve(training.loss) if isinstance(training.loss, str) else training.loss,
-            "metrics": list(training.metrics),
+            "metrics": tfjs_metrics(list(training.metrics))[0],
             "optimizer_config": optimizer_to_tfjs(training.optimizer)}
 
 

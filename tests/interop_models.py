@@ -33,3 +33,43 @@ def sample_data(input_shape, n=16, classes=3, seed=0):
     x = rng.standard_normal((n, *input_shape)).astype(np.float32)
     y = np.eye(classes, dtype=np.float32)[rng.integers(0, classes, n)]
     return x, y
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def tfjs_layers(layers: list[dict]) -> list[dict]:
+    """The same stack as a TF.js user writes it: tf.layers.<camelCase type>({camelCase options})
+    (a reshape's -1 written out: TF.js 4.22 cannot build a Flatten after an unresolved -1)."""
+    from trainctl.nn.model import Sequential
+    from trainctl.runs.formats.keras_objects import activation_to
+
+    built = Sequential(layers)
+    out = []
+    for spec, layer in zip(layers, built.layers):
+        config = {}
+        for key, value in spec.items():
+            if key == "type":
+                continue
+            if key == "activation":
+                value = activation_to(value, "tfjs", key)
+            if key == "target_shape":
+                value = list(layer.output_shape)
+            config[_camel(key)] = value
+        out.append({"type": _camel(spec["type"]), "config": config})
+    return out
+
+
+def keras_layers(keras, layers: list[dict]) -> list:
+    """The same stack built with Keras 3 (keras.Input first, then keras.layers.<ClassName>)."""
+    from trainctl.nn.layers import LAYERS
+
+    built = [keras.Input(shape=tuple(layers[0]["input_shape"]))]
+    for spec in layers:
+        cls = LAYERS.get(spec["type"])
+        options = {k: (tuple(v) if isinstance(v, list) else v) for k, v in spec.items()
+                   if k not in ("type", "input_shape")}
+        built.append(getattr(keras.layers, cls.class_name)(**options))
+    return built

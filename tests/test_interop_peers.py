@@ -43,6 +43,10 @@ def test_tfjs_loads_the_export_predicts_summarises_and_trains_the_same(tfjs, tmp
     peer = tfjs.run_model_dir(tmp_path, predict=[x], train=batches, predict_after=[x] if batches else [])
     np.testing.assert_allclose(peer.predictions[0], expected, atol=ATOL, rtol=0)
     assert peer.summary_rows == [(r.name, r.class_name, r.output_shape, r.n_params) for r in model.summary_rows()]
+    for row in model.summary_rows():  # and as TF.js's model.summary() prints them
+        shape = "[" + ",".join("null" if d is None else str(d) for d in row.output_shape) + "]"
+        line = next(l for l in peer.summary_lines if l.startswith(f"{row.name} ({row.class_name})"))
+        assert line.split()[-2:] == [shape, str(row.n_params)], line
     totals = model.param_totals()
     assert peer.trainable_counts == (totals.trainable, totals.non_trainable)
     assert peer.training_config["optimizer_config"]["class_name"] == "Adam"
@@ -84,6 +88,37 @@ def test_tfjs_fit_from_the_exported_run_equals_trainctl_fit(tfjs, tmp_path):
     np.testing.assert_allclose(peer.fit_history["loss"], history.history["loss"], atol=ATOL, rtol=0)
     np.testing.assert_allclose(peer.fit_history["mse"], history.history["mean_squared_error"], atol=ATOL, rtol=0)
     np.testing.assert_allclose(peer.fit_history["acc"], history.history["accuracy"], atol=ATOL, rtol=0)
+
+
+@pytest.mark.tfjs
+def test_tfjs_continues_a_run_exported_with_its_optimizer_state(tfjs, tmp_path):
+    from typer.testing import CliRunner
+
+    from trainctl.cli import app
+    from trainctl.runs.run import open_run
+    from trainctl.train.loop import Trainer
+
+    config = tmp_path / "c.yaml"
+    config.write_text("name: c\nmodel:\n  layers:\n    - {type: dense, units: 8, activation: tanh, input_shape: [6]}\n"
+                      "    - {type: dense, units: 3, activation: softmax}\n"
+                      "optimizer: {type: rmsprop, learning_rate: 0.01, momentum: 0.5}\n"
+                      "loss: categorical_crossentropy\n"
+                      "data:\n  train: {generator: teacher, n_samples: 64, n_features: 6, n_classes: 3, hidden: 4}\n"
+                      "fit: {epochs: 2, batch_size: 16}\n")
+    runner = CliRunner()
+    assert runner.invoke(app, ["train", str(config), "--out", str(tmp_path / "run"), "-q"]).exit_code == 0
+    result = runner.invoke(app, ["export", str(tmp_path / "run"), "--out", str(tmp_path / "tfjs"), "--include-optimizer"])
+    assert result.exit_code == 0, result.output
+    x, y = sample_data((6,), n=32, seed=5)
+    batches = [(x[:16], y[:16]), (x[16:], y[16:])]
+    peer = tfjs.run_model_dir(tmp_path / "tfjs", train=batches)
+    run = open_run(tmp_path / "run")
+    run.model.optimizer.load_state(run.run_dir.read_optimizer()[0])  # where the run stopped: 8 steps in
+    trainer = Trainer(run.model)
+    ours = [trainer.train_batch(xb, yb, None) for xb, yb in batches]
+    np.testing.assert_allclose(np.array(peer.losses), np.array(ours), atol=ATOL, rtol=0)
+    for name, value in run.model.get_weights().items():
+        np.testing.assert_allclose(peer.weights[name], value, atol=ATOL, rtol=0, err_msg=name)
 
 
 @pytest.mark.tfjs

@@ -333,11 +333,12 @@ def export(
     run_dir: Path = typer.Argument(..., help="A run directory (or a TF.js model.json / Keras .keras file)."),
     format: Optional[str] = typer.Option(None, "--format", "-f", help="tfjs, keras or onnx (default: from --out: a folder or .json → tfjs, .keras, .onnx)."),
     out: Path = typer.Option(..., "--out", "-o", help="Where to write: a folder (tfjs model.json + shards), a .keras or an .onnx file."),
+    include_optimizer: bool = typer.Option(False, "--include-optimizer", help="tfjs: also the optimizer state, so TF.js continues training where this run stopped."),
 ) -> None:
     """Write the trained model for TensorFlow.js (tf.loadLayersModel), Keras 3 or ONNX."""
     from trainctl.runs.interop import export_run
 
-    result = export_run(run_dir, format, out)
+    result = export_run(run_dir, format, out, include_optimizer=include_optimizer)
     _stderr().print(f"wrote {result.format} model {result.path} ({result.note})", highlight=False, soft_wrap=True)
 
 

@@ -48,11 +48,15 @@ def _training_spec(run):
     return TrainingSpec(run.config.optimizer.to_dict(), run.config.loss, list(run.config.metrics))
 
 
-def export_run(run_dir: Path, fmt: str | None, out: Path) -> ExportResult:
-    """Write the run's trained model in `fmt` at `out` (tfjs: a folder or its model.json)."""
+def export_run(run_dir: Path, fmt: str | None, out: Path, *, include_optimizer: bool = False) -> ExportResult:
+    """Write the run's trained model in `fmt` at `out` (tfjs: a folder or its model.json).
+    include_optimizer (tfjs): the run's optimizer slots too, as TF.js's includeOptimizer
+    saves them, so training continues in TF.js where it stopped here."""
     from trainctl.runs.run import open_run
 
     fmt = infer_format(out, fmt)
+    if include_optimizer and fmt != "tfjs":
+        raise TrainctlError(f"--include-optimizer is for tfjs exports (TF.js reads optimizer weights), not {fmt}")
     run = open_run(Path(run_dir))
     model = run.model
     steps = [step.type for step in run.preprocessing.steps]
@@ -75,7 +79,15 @@ def export_run(run_dir: Path, fmt: str | None, out: Path) -> ExportResult:
         from trainctl.runs.formats.tfjs import tfjs_metrics, write_tfjs
 
         training = _training_spec(run)
-        path = write_tfjs(model, out, training)
+        optimizer = None
+        if include_optimizer:
+            if model.optimizer.type_id == "adamax":
+                raise TrainctlError("--include-optimizer: TF.js cannot load Adamax state (getWeights is not "
+                                    "implemented there); export without it")
+            state, _ = run.run_dir.read_optimizer()
+            model.optimizer.load_state(state)
+            optimizer = model.optimizer
+        path = write_tfjs(model, out, training, optimizer=optimizer)
         dropped = tfjs_metrics(training.metrics)[1]
     note = (f"preprocessing ({', '.join(x_steps)}) is not part of the model: apply it before predict"
             if x_steps else "no preprocessing")

@@ -66,7 +66,7 @@ def test_tfjs_fit_from_the_exported_run_equals_trainctl_fit(tfjs, tmp_path):
     from typer.testing import CliRunner
 
     from trainctl.cli import app
-    from trainctl.runs.run import open_run
+    from trainctl.runs.inference import open_run
 
     config = tmp_path / "c.yaml"
     config.write_text("name: c\nmodel:\n  layers:\n    - {type: dense, units: 8, activation: relu, input_shape: [6]}\n"
@@ -95,7 +95,7 @@ def test_tfjs_continues_a_run_exported_with_its_optimizer_state(tfjs, tmp_path):
     from typer.testing import CliRunner
 
     from trainctl.cli import app
-    from trainctl.runs.run import open_run
+    from trainctl.runs.inference import open_run
     from trainctl.train.loop import Trainer
 
     config = tmp_path / "c.yaml"
@@ -125,7 +125,7 @@ def test_tfjs_continues_a_run_exported_with_its_optimizer_state(tfjs, tmp_path):
 def test_a_tfjs_trained_model_imports_predicts_and_continues_training_the_same(tfjs, tmp_path):
     from trainctl.runs.formats.tfjs import read_tfjs
     from trainctl.runs.interop import import_to_run
-    from trainctl.runs.run import open_run
+    from trainctl.runs.inference import open_run
 
     js_layers = [{"type": "dense", "config": {"units": 8, "activation": "relu", "inputShape": [6]}},
                  {"type": "dropout", "config": {"rate": 0.25}},
@@ -244,7 +244,7 @@ def test_a_keras_built_model_of_each_layer_type_imports_and_predicts_the_same(tm
 def test_a_keras_built_model_imports_and_predicts_the_same(tmp_path):
     keras = _keras()
     from trainctl.runs.interop import import_to_run, read_foreign
-    from trainctl.runs.run import open_run
+    from trainctl.runs.inference import open_run
 
     built = keras.Sequential([
         keras.Input(shape=(6,)),

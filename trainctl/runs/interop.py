@@ -52,7 +52,7 @@ def export_run(run_dir: Path, fmt: str | None, out: Path, *, include_optimizer: 
     """Write the run's trained model in `fmt` at `out` (tfjs: a folder or its model.json).
     include_optimizer (tfjs): the run's optimizer slots too, as TF.js's includeOptimizer
     saves them, so training continues in TF.js where it stopped here."""
-    from trainctl.runs.run import open_run
+    from trainctl.runs.inference import open_run
 
     fmt = infer_format(out, fmt)
     if include_optimizer and fmt != "tfjs":
@@ -211,8 +211,10 @@ def import_to_run(path: Path, out: Path, *, data_path: Path | None = None) -> Pa
     """Write a run directory (config.yaml, model.json, weights, optimizer state when the
     file has it) from a TF.js or Keras model file. Returns the run directory."""
     from trainctl.config import load_config_text
-    from trainctl.runs.artifacts import RunDir, atomic_write_json
-    from trainctl.runs.run import DATA_FILE, compile_from_config
+    from trainctl.runs.atomic import atomic_write_json
+    from trainctl.runs.build import compile_from_config
+    from trainctl.runs.files import DATA_FILE
+    from trainctl.runs.rundir import RunDir
 
     path = Path(path)
     if foreign_format(path) is None:
@@ -241,8 +243,9 @@ def open_foreign_run(path: Path):
     `trainctl import` would write, no preprocessing."""
     from trainctl.config import load_config_text
     from trainctl.data import PreprocessingState
-    from trainctl.runs.artifacts import RunDir
-    from trainctl.runs.run import Run, compile_from_config
+    from trainctl.runs.build import compile_from_config
+    from trainctl.runs.inference import Run
+    from trainctl.runs.rundir import RunDir
 
     path = Path(path)
     imported = read_foreign(path)

@@ -134,7 +134,7 @@ def _weights_h5(model) -> bytes:
 
 def write_keras(model, out: str | Path, training: TrainingSpec | None = None) -> Path:
     """Write a `.keras` zip (keras.saving.load_model reads it). Returns the path."""
-    from trainctl.runs.artifacts import atomic_write_bytes
+    from trainctl.runs.atomic import atomic_write_bytes
 
     out = Path(out)
     config = keras_config(model, training)

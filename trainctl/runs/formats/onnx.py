@@ -196,7 +196,7 @@ def onnx_model(model, preprocessing=None):
 
 
 def write_onnx(model, out: str | Path, preprocessing=None) -> Path:
-    from trainctl.runs.artifacts import atomic_write_bytes
+    from trainctl.runs.atomic import atomic_write_bytes
 
     out = Path(out)
     proto = onnx_model(model, preprocessing)

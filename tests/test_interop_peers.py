@@ -31,17 +31,44 @@ def _trainctl_steps(model, batches, optimizer=ADAM):
 
 
 # -- TF.js ------------------------------------------------------------------------------------
+SGD_JS = {"optimizer": {"factory": "sgd", "args": [0.1]}, "loss": "categoricalCrossentropy", "metrics": ["accuracy"]}
+
+
+@pytest.fixture(scope="module")
+def tfjs_layer_runs(tmp_path_factory):
+    """Every layer type's model through TF.js in one node process: the export (predict,
+    two trainOnBatch steps compiled from its trainingConfig) and the reverse (built with
+    tf.layers, one SGD step, saved with its trainingConfig, then two more steps)."""
+    from tests.peers import tfjs
+
+    if not tfjs.tfjs_available():
+        pytest.skip("TF.js peer absent")
+    root = tmp_path_factory.mktemp("tfjs_layers")
+    cases, requests = {}, []
+    for layer_type in sorted(LAYER_MODELS):
+        layers, trains = LAYER_MODELS[layer_type]
+        model = Sequential(layers, seed=1)
+        x, y = sample_data(model.input_shape, n=24)
+        batches = [(x[:12], y[:12]), (x[12:], y[12:])] if trains else []
+        folder = root / f"export_{layer_type}"
+        tfjs.export_model(model, folder, optimizer=ADAM, loss="categorical_crossentropy", metrics=["accuracy"])
+        requests.append(tfjs.model_dir_request(folder, predict=[x], train=batches, predict_after=[x] if batches else []))
+        more = [(x[12:], y[12:]), (x[:12], y[:12])] if trains else []
+        saved = root / f"built_{layer_type}"
+        requests.append(tfjs.build_request(tfjs_layers(layers), saved, compile=SGD_JS, batches=batches[:1], predict=[x],
+                                           include_optimizer=True, train_more=more))
+        cases[layer_type] = (model, x, batches, saved, more)
+    answers = tfjs.run_batch(requests)
+    return {layer_type: (*cases[layer_type], answers[2 * i], answers[2 * i + 1])
+            for i, layer_type in enumerate(sorted(LAYER_MODELS))}
+
+
 @pytest.mark.tfjs
 @pytest.mark.parametrize("layer_type", sorted(LAYER_MODELS))
-def test_tfjs_loads_the_export_predicts_summarises_and_trains_the_same(tfjs, tmp_path, layer_type):
-    layers, comparable_training = LAYER_MODELS[layer_type]
-    model = Sequential(layers, seed=1)
-    x, y = sample_data(model.input_shape, n=24)
-    batches = [(x[:12], y[:12]), (x[12:], y[12:])] if comparable_training else []
-    expected = model.predict(x)
-    tfjs.export_model(model, tmp_path, optimizer=ADAM, loss="categorical_crossentropy", metrics=["accuracy"])
-    peer = tfjs.run_model_dir(tmp_path, predict=[x], train=batches, predict_after=[x] if batches else [])
-    np.testing.assert_allclose(peer.predictions[0], expected, atol=ATOL, rtol=0)
+def test_tfjs_loads_the_export_predicts_summarises_and_trains_the_same(tfjs, tfjs_layer_runs, layer_type):
+    model, x, batches, _, _, raw, _ = tfjs_layer_runs[layer_type]
+    peer = tfjs.result_of(raw)
+    np.testing.assert_allclose(peer.predictions[0], model.predict(x), atol=ATOL, rtol=0)
     assert peer.summary_rows == [(r.name, r.class_name, r.output_shape, r.n_params) for r in model.summary_rows()]
     for row in model.summary_rows():  # and as TF.js's model.summary() prints them
         shape = "[" + ",".join("null" if d is None else str(d) for d in row.output_shape) + "]"
@@ -57,6 +84,30 @@ def test_tfjs_loads_the_export_predicts_summarises_and_trains_the_same(tfjs, tmp
     for name, value in model.get_weights().items():
         np.testing.assert_allclose(peer.weights[name], value, atol=ATOL, rtol=0, err_msg=name)
     np.testing.assert_allclose(peer.predictions_after[0], model.predict(x), atol=ATOL, rtol=0)
+
+
+@pytest.mark.tfjs
+@pytest.mark.parametrize("layer_type", sorted(LAYER_MODELS))
+def test_tfjs_built_model_of_each_layer_type_imports_and_continues_training_the_same(tfjs, tfjs_layer_runs,
+                                                                                     layer_type):
+    from trainctl.runs.formats.tfjs import read_tfjs
+    from trainctl.train.loop import Trainer
+
+    _, x, _, saved, more, _, raw = tfjs_layer_runs[layer_type]
+    peer = tfjs.result_of(raw)
+    imported = read_tfjs(saved / "model.json")
+    model = imported.model
+    assert [(r.name, r.class_name, r.output_shape, r.n_params) for r in model.summary_rows()] == peer.summary_rows
+    np.testing.assert_allclose(model.predict(x), peer.predictions_after[0], atol=ATOL, rtol=0)
+    if not more:
+        return
+    assert imported.training.optimizer == {"type": "sgd", "learning_rate": 0.1}
+    model.compile(optimizer=imported.training.optimizer, loss=imported.training.loss, metrics=imported.training.metrics)
+    trainer = Trainer(model)
+    ours = [trainer.train_batch(xb, yb, None) for xb, yb in more]
+    np.testing.assert_allclose(np.array(ours), np.array(peer.losses_more), atol=ATOL, rtol=0)
+    for name, value in model.get_weights().items():
+        np.testing.assert_allclose(value, peer.weights_more[name], atol=ATOL, rtol=0, err_msg=name)
 
 
 @pytest.mark.tfjs
@@ -161,35 +212,6 @@ def test_a_tfjs_trained_model_imports_predicts_and_continues_training_the_same(t
     # the same file through `trainctl import`: the run directory predicts the same
     run_path = import_to_run(tmp_path / "saved" / "model.json", tmp_path / "run")
     np.testing.assert_allclose(open_run(run_path).model.predict(x), peer.predictions_after[0], atol=ATOL, rtol=0)
-
-
-@pytest.mark.tfjs
-@pytest.mark.parametrize("layer_type", sorted(LAYER_MODELS))
-def test_tfjs_built_model_of_each_layer_type_imports_and_continues_training_the_same(tfjs, tmp_path, layer_type):
-    from trainctl.runs.formats.tfjs import read_tfjs
-    from trainctl.train.loop import Trainer
-
-    layers, comparable_training = LAYER_MODELS[layer_type]
-    x, y = sample_data(tuple(layers[0]["input_shape"]), n=24, seed=9)
-    first = [(x[:12], y[:12])] if comparable_training else []
-    more = [(x[12:], y[12:]), (x[:12], y[:12])] if comparable_training else []
-    peer = tfjs.tfjs_build_and_train(
-        tfjs_layers(layers), tmp_path / "saved", batches=first, predict=[x], include_optimizer=True, train_more=more,
-        compile={"optimizer": {"factory": "adam", "args": [0.01]}, "loss": "categoricalCrossentropy",
-                 "metrics": ["accuracy"]})
-    imported = read_tfjs(tmp_path / "saved" / "model.json")
-    model = imported.model
-    assert [(r.name, r.class_name, r.output_shape, r.n_params) for r in model.summary_rows()] == peer.summary_rows
-    np.testing.assert_allclose(model.predict(x), peer.predictions_after[0], atol=ATOL, rtol=0)
-    if not more:
-        return
-    model.compile(optimizer=imported.training.optimizer, loss=imported.training.loss, metrics=imported.training.metrics)
-    model.optimizer.load_state(imported.optimizer_state)
-    trainer = Trainer(model)
-    ours = [trainer.train_batch(xb, yb, None) for xb, yb in more]
-    np.testing.assert_allclose(np.array(ours), np.array(peer.losses_more), atol=ATOL, rtol=0)
-    for name, value in model.get_weights().items():
-        np.testing.assert_allclose(value, peer.weights_more[name], atol=ATOL, rtol=0, err_msg=name)
 
 
 # -- Keras 3 (torch backend) ---------------------------------------------------------------

@@ -104,6 +104,13 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         return json.loads(out.read_text())
 
 
+def run_batch(requests: list[dict[str, Any]]) -> list[dict[str, Any] | TfjsRunError]:
+    """Several requests in one node process (saves ~0.7 s of start-up each); a failed one
+    comes back as a TfjsRunError instance in its place."""
+    raw = run({"requests": requests})["results"]
+    return [TfjsRunError(r["error"]) if "error" in r else r for r in raw]
+
+
 @dataclass
 class TfjsResult:
     predictions: list[np.ndarray] = field(default_factory=list)  # before training
@@ -118,6 +125,13 @@ class TfjsResult:
     fit_history: dict[str, list[float]] | None = None
     losses_more: list[list[float]] = field(default_factory=list)  # train_more steps, after saving
     weights_more: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def result_of(raw: dict[str, Any] | TfjsRunError) -> TfjsResult:
+    """A raw runner answer (from `run` / `run_batch`) with its arrays decoded."""
+    if isinstance(raw, TfjsRunError):
+        raise raw
+    return _result(raw)
 
 
 def _result(raw: dict[str, Any]) -> TfjsResult:
@@ -141,12 +155,11 @@ def _batches(batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> list[dict[str,
     return [{"x": encode(x), "y": encode(y)} for x, y in batches]
 
 
-def run_model_dir(model_dir: str | Path, *, predict: Sequence[np.ndarray] = (), compile: dict | None = None,
-                  train: Iterable[tuple[np.ndarray, np.ndarray]] = (), predict_after: Sequence[np.ndarray] = (),
-                  fit: dict | None = None, save_dir: str | Path | None = None,
-                  include_optimizer: bool = False) -> TfjsResult:
-    """tf.loadLayersModel of a model.json folder (through TF.js's http loader reading files),
-    then predict / train / save as asked."""
+def model_dir_request(model_dir: str | Path, *, predict: Sequence[np.ndarray] = (), compile: dict | None = None,
+                      train: Iterable[tuple[np.ndarray, np.ndarray]] = (), predict_after: Sequence[np.ndarray] = (),
+                      fit: dict | None = None, save_dir: str | Path | None = None,
+                      include_optimizer: bool = False) -> dict[str, Any]:
+    """The request `run_model_dir` sends (for `run_batch`)."""
     request: dict[str, Any] = {"model_dir": str(model_dir), "predict": [encode(x) for x in predict],
                                "train": _batches(train), "predict_after": [encode(x) for x in predict_after]}
     if compile is not None:
@@ -156,7 +169,18 @@ def run_model_dir(model_dir: str | Path, *, predict: Sequence[np.ndarray] = (), 
     if save_dir is not None:
         request["save_dir"] = str(save_dir)
         request["include_optimizer"] = include_optimizer
-    return _result(run(request))
+    return request
+
+
+def run_model_dir(model_dir: str | Path, *, predict: Sequence[np.ndarray] = (), compile: dict | None = None,
+                  train: Iterable[tuple[np.ndarray, np.ndarray]] = (), predict_after: Sequence[np.ndarray] = (),
+                  fit: dict | None = None, save_dir: str | Path | None = None,
+                  include_optimizer: bool = False) -> TfjsResult:
+    """tf.loadLayersModel of a model.json folder (through TF.js's http loader reading files),
+    then predict / train / save as asked."""
+    return _result(run(model_dir_request(model_dir, predict=predict, compile=compile, train=train,
+                                         predict_after=predict_after, fit=fit, save_dir=save_dir,
+                                         include_optimizer=include_optimizer)))
 
 
 def export_model(model, out_dir: str | Path, *, optimizer=None, loss=None, metrics: Sequence[str] = (),
@@ -196,6 +220,21 @@ def tfjs_train_steps(model, optimizer_spec: Any, loss: str, batches: Iterable[tu
         return run_model_dir(tmp, train=batches, predict_after=predict_after)
 
 
+def build_request(js_layers: list[dict[str, Any]], save_dir: str | Path, *, compile: dict | None = None,
+                  batches: Iterable[tuple[np.ndarray, np.ndarray]] = (), predict: Sequence[np.ndarray] = (),
+                  set_weights: dict[str, np.ndarray] | None = None, include_optimizer: bool = False,
+                  train_more: Iterable[tuple[np.ndarray, np.ndarray]] = ()) -> dict[str, Any]:
+    """The request `tfjs_build_and_train` sends (for `run_batch`)."""
+    request: dict[str, Any] = {"build": {"layers": js_layers}, "train": _batches(batches),
+                               "predict_after": [encode(x) for x in predict], "save_dir": str(save_dir),
+                               "include_optimizer": include_optimizer, "train_more": _batches(train_more)}
+    if compile is not None:
+        request["compile"] = compile
+    if set_weights:
+        request["set_weights"] = {k: encode(v) for k, v in set_weights.items()}
+    return request
+
+
 def tfjs_build_and_train(js_layers: list[dict[str, Any]], save_dir: str | Path, *, compile: dict | None = None,
                          batches: Iterable[tuple[np.ndarray, np.ndarray]] = (), predict: Sequence[np.ndarray] = (),
                          set_weights: dict[str, np.ndarray] | None = None,
@@ -207,11 +246,6 @@ def tfjs_build_and_train(js_layers: list[dict[str, Any]], save_dir: str | Path, 
     then saved through an IOHandler to `save_dir` (model.json + weights.bin; with
     include_optimizer, TF.js's optimizer weights too). Predictions are made after training;
     `train_more` batches continue training after the save (`.losses_more`, `.weights_more`)."""
-    request: dict[str, Any] = {"build": {"layers": js_layers}, "train": _batches(batches),
-                               "predict_after": [encode(x) for x in predict], "save_dir": str(save_dir),
-                               "include_optimizer": include_optimizer, "train_more": _batches(train_more)}
-    if compile is not None:
-        request["compile"] = compile
-    if set_weights:
-        request["set_weights"] = {k: encode(v) for k, v in set_weights.items()}
-    return _result(run(request))
+    return _result(run(build_request(js_layers, save_dir, compile=compile, batches=batches, predict=predict,
+                                     set_weights=set_weights, include_optimizer=include_optimizer,
+                                     train_more=train_more)))

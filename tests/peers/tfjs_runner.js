@@ -1,5 +1,9 @@
 // Runs real TensorFlow.js (pure-JS CPU backend) on a request read as JSON from stdin and
 // writes the result as JSON to the file named by argv[2] (stdout carries TF.js's banner).
+// {requests: [request, ...]} runs several in one process and answers {results: [...]}
+// (each a result or {error}). In one process TF.js makes variable names unique
+// (dense_Dense1/kernel_1), which shows in optimizer weight names: save with
+// include_optimizer from a process of its own.
 //
 // Request (every key optional except one of `model_dir` / `build`):
 //   tfjs_dir       folder holding node_modules/@tensorflow/tfjs (or that node_modules folder)
@@ -113,6 +117,23 @@ async function main() {
   const request = JSON.parse(readStdin());
   tf = loadTf(request.tfjs_dir || process.env.TRAINCTL_TFJS_DIR);
   await tf.setBackend('cpu');
+  let output;
+  if (request.requests) {  // a batch in one process; each answer is a result or {error}
+    output = {results: []};
+    for (const one of request.requests) {
+      try {
+        output.results.push(await handle(one));
+      } catch (e) {
+        output.results.push({error: String(e && e.message ? e.message : e)});
+      }
+    }
+  } else {
+    output = await handle(request);
+  }
+  fs.writeFileSync(process.argv[2], JSON.stringify(output));
+}
+
+async function handle(request) {
   const result = {};
   let model;
   if (request.model_dir) {
@@ -182,7 +203,8 @@ async function main() {
     result.weights_more = {};
     for (const w of model.weights) result.weights_more[w.originalName] = encode(w.read());
   }
-  fs.writeFileSync(process.argv[2], JSON.stringify(result));
+  model.dispose();
+  return result;
 }
 
 main().catch((e) => {

@@ -141,8 +141,10 @@ async function handle(request) {
     model = await tf.loadLayersModel(tf.io.http(url, {fetchFunc: fileFetch}));
   } else {
     model = tf.sequential();
+    const factories = {};  // tf.layers names by a loose key: leakyReLU ← leaky_re_lu, cropping2D ← cropping2d
+    for (const key of Object.keys(tf.layers)) factories[key.toLowerCase()] = tf.layers[key];
     for (const item of request.build.layers) {
-      const factory = tf.layers[item.type];
+      const factory = tf.layers[item.type] || factories[item.type.replace(/_/g, '').toLowerCase()];
       if (!factory) throw new Error('tf.layers has no ' + item.type);
       model.add(factory(item.config || {}));
     }

@@ -28,6 +28,20 @@ _IGNORABLE = {
     "lora_rank": (None,), "lora_alpha": (None,), "quantization_config": (None,),
 }
 
+# Options other runtimes write that a trainctl layer lacks, at the value that means "off"
+# (Keras 3 writes groups=1 on convolutions, keepdims=False on global pooling, data_format on
+# 1-D layers, synchronized=False on batch norm, rms_scaling=False on layer norm): read as
+# nothing to do.
+_NEUTRAL_IF_ABSENT = {"groups": (1,), "keepdims": (False,), "data_format": ("channels_last",),
+                      "synchronized": (False,), "rms_scaling": (False,), "renorm": (False,),
+                      "renorm_momentum": (0.99,)}  # (renorm_momentum: its default, unused without renorm)
+# Keras 3 renamed options: (class name, Keras 3 key) → trainctl/TF.js key.
+_KERAS3_RENAMES = {("LeakyReLU", "negative_slope"): "alpha"}
+# Keras 3 layers whose constructor takes no `trainable` argument.
+_KERAS3_NO_TRAINABLE = {"SpatialDropout1D", "SpatialDropout2D"}
+# Layers Keras 3 does not have.
+_NOT_IN_KERAS3 = {"ThresholdedReLU": "Keras 3 removed ThresholdedReLU"}
+
 # TF.js serialises activations by class name; two differ from trainctl's snake_case ids.
 _TFJS_ACTIVATION = {"hard_sigmoid": "hardSigmoid", "log_softmax": "logSoftmax"}
 # Keras 3 names; trainctl activations Keras has no string for are refused.
@@ -163,6 +177,14 @@ def layer_to_keras(layer: Any, fmt: str) -> dict[str, Any]:
         config[key] = _value_to(ref, value, fmt, f"{where}.{key}") if ref is not None else value
     config["name"] = layer.name
     config = layer.to_keras_config(config, fmt)
+    if fmt == "keras":
+        if layer.class_name in _NOT_IN_KERAS3:
+            raise ExportRefused(f"{layer.name}: {_NOT_IN_KERAS3[layer.class_name]} (keras export)")
+        for (class_name, theirs), ours in _KERAS3_RENAMES.items():
+            if class_name == layer.class_name and ours in config:
+                config[theirs] = config.pop(ours)
+        if layer.class_name in _KERAS3_NO_TRAINABLE:
+            config.pop("trainable", None)
     return {"class_name": layer.class_name, "config": config}
 
 
@@ -185,6 +207,9 @@ def layer_from_keras(item: Any, fmt: str, where: str) -> dict[str, Any]:
         raise ImportFailed(f"{where}: unknown layer class {class_name!r} (trainctl has: {', '.join(sorted(classes))})")
     where = f"{where} ({class_name})"
     config = {snake_case(k): v for k, v in dict(item.get("config") or {}).items()}
+    for (renamed_class, theirs), ours in _KERAS3_RENAMES.items():
+        if renamed_class == class_name and theirs in config:
+            config[ours] = config.pop(theirs)
     config = cls.from_keras_config(config, fmt)
     fields = cls.Params.model_fields
     spec: dict[str, Any] = {"type": cls.type_id}
@@ -196,9 +221,11 @@ def layer_from_keras(item: Any, fmt: str, where: str) -> dict[str, Any]:
             continue
         field = fields.get(key)
         if field is None:
-            if value is None:
+            if value is None or value in _NEUTRAL_IF_ABSENT.get(key, ()):
                 continue
             raise ImportFailed(f"{where}: option {key}={value!r} is not supported by trainctl")
+        if value is None and field.default is not None:
+            continue  # TF.js writes null for an option left unset (mask_zero): the default
         ref = registry_ref(field)
         spec[key] = _value_from(ref, value, f"{where}.{key}", fmt) if ref is not None else value
     return spec

@@ -27,7 +27,7 @@ import numpy as np
 from pydantic import model_validator
 
 from trainctl.config.base import PositiveInt, UnitInterval, registry_id, typed_spec
-from trainctl.errors import TrainctlError
+from trainctl.errors import ExportRefused, TrainctlError
 from trainctl.nn.activations import ACTIVATIONS
 from trainctl.nn.initializers import INITIALIZERS, Initializer
 from trainctl.nn.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape
@@ -394,6 +394,12 @@ class GRU(_Recurrent):
         gates = 3 * self.params.units
         return (2, gates) if self.params.reset_after else (gates,)
 
+    def to_keras_config(self, config: dict[str, Any], fmt: str) -> dict[str, Any]:
+        if fmt == "tfjs" and self.params.reset_after:
+            raise ExportRefused(f"{self.name} (GRU): reset_after: true has no TF.js form (TF.js's GRU applies the "
+                                "reset gate before the recurrent product only) (tfjs export)")
+        return config
+
     def input_bias(self) -> np.ndarray:
         return self.bias.value[0] if self.params.reset_after else self.bias.value
 
@@ -553,6 +559,7 @@ class Bidirectional(Layer):
         inner_name = spec.get("name") or auto_name(self.forward_layer, context)
         self.forward_layer.name = f"forward_{inner_name}"
         self.backward_layer.name = f"backward_{inner_name}"
+        self.inner_name = inner_name
         self.weights = []
         for layer in (self.forward_layer, self.backward_layer):
             layer.trainable = layer.trainable and self.trainable
@@ -638,6 +645,14 @@ class Bidirectional(Layer):
         config["layer"] = dict(self.params.layer)
         return config
 
+    @property
+    def wrapped_layer(self) -> Layer:
+        return self.forward_layer
+
+    def to_keras_config(self, config: dict[str, Any], fmt: str) -> dict[str, Any]:
+        config["layer"]["config"]["name"] = self.inner_name  # TF.js serialises the inner layer's own name
+        return config
+
     def reset_states(self) -> None:
         self.forward_layer.reset_states()
         self.backward_layer.reset_states()
@@ -675,7 +690,10 @@ class TimeDistributed(Layer):
         self.inner.name = spec.get("name") or auto_name(self.inner, context)
         self.inner.trainable = self.inner.trainable and self.trainable
         inner_output = self.inner.build(input_shape[1:], context)
+        for weight in self.inner.weights:  # TF.js scopes the inner weights by the wrapper: <wrapper>/kernel
+            weight.name = f"{self.name}/{weight.name.split('/', 1)[1]}"
         self.weights = self.inner.weights
+        self.wrapped_layer = self.inner
         self.output_activation = self.inner.output_activation
         self.output_shape = (input_shape[0], *inner_output)
         return self.output_shape

@@ -169,6 +169,7 @@ class _Recurrent(Layer):
         self._carry = [np.zeros((n, units), dtype) for _ in range(self.n_states)]
         self._no_dy_seq, self._no_dy_last = np.empty((0, 0, 0), dtype), np.empty((0, 0), dtype)
         self._kernels, self._layer_kernels = _kernels()
+        self._fast = dtype == np.float32  # vectorising tanh/sigmoid (kernels/recurrent.py); float64 stays exact
         self._dropped_inputs = False
         self.allocate_cell(n, steps)
 
@@ -314,7 +315,7 @@ class SimpleRNN(_Recurrent):
     def run_forward(self, xw, mask, rmask, n):
         self._kernels.simple_rnn_forward(xw, self.recurrent_kernel.value, mask, rmask, self._states[0][n],
                                          self._hd[n], self._pre[n], self._rec[:n],
-                                         self.params.go_backwards, self.activation.code)
+                                         self.params.go_backwards, self.activation.code, self._fast)
 
     def run_backward(self, dy, sequences, n):
         self._kernels.simple_rnn_backward(*self._split_dy(dy, sequences), sequences, self._kernel_t, self._mask[:n], self._rmask[:n],
@@ -354,7 +355,8 @@ class LSTM(_Recurrent):
         h, c = (states[n] for states in self._states)
         self._kernels.lstm_forward(xw, self.recurrent_kernel.value, mask, rmask, h, c, self._hd[n],
                                    self._pre[n], self._gates[n], self._act_c[n], self._rec[:n],
-                                   self.params.go_backwards, self.activation.code, self.recurrent_activation.code)
+                                   self.params.go_backwards, self.activation.code, self.recurrent_activation.code,
+                                   self._fast)
 
     def run_backward(self, dy, sequences, n):
         self._kernels.lstm_backward(*self._split_dy(dy, sequences), sequences, self._kernel_t, self._mask[:n], self._rmask[:n],
@@ -431,14 +433,14 @@ class GRU(_Recurrent):
             k.gru_reset_after_forward(xw, self.recurrent_kernel.value, recurrent_bias, mask, rmask, h,
                                       self._hd[n], self._pre[n], self._gates[n], self._rec_raw[n],
                                       self._rec[:n], p.go_backwards, self.activation.code,
-                                      self.recurrent_activation.code)
+                                      self.recurrent_activation.code, self._fast)
             return
         units = p.units
         np.copyto(self._kernel_zr, self.recurrent_kernel.value[:, : 2 * units])
         np.copyto(self._kernel_h, self.recurrent_kernel.value[:, 2 * units:])
         k.gru_forward(xw, self._kernel_zr, self._kernel_h, mask, rmask, h, self._hd[n], self._pre[n],
                       self._gates[n], self._rh[n], self._rec_zr[:n], self._rec_h[:n], p.go_backwards,
-                      self.activation.code, self.recurrent_activation.code)
+                      self.activation.code, self.recurrent_activation.code, self._fast)
 
     def run_backward(self, dy, sequences, n):
         p, k = self.params, self._kernels

@@ -166,7 +166,11 @@ class _Recurrent(Layer):
         self._kernel_t = np.empty((gates, units), dtype)
         self._uniform = np.empty(n * max(features, units), np.float64)
         self._ones = np.ones(n * max(features, units), dtype)
+        previous = getattr(self, "_carry", None)  # a restored state outlives a larger allocation
         self._carry = [np.zeros((n, units), dtype) for _ in range(self.n_states)]
+        for carry, old in zip(self._carry, previous or []):
+            rows = min(len(carry), len(old))
+            carry[:rows] = old[:rows]
         self._no_dy_seq, self._no_dy_last = np.empty((0, 0, 0), dtype), np.empty((0, 0), dtype)
         self._kernels, self._layer_kernels = _kernels()
         self._fast = dtype == np.float32  # vectorising tanh/sigmoid (kernels/recurrent.py); float64 stays exact

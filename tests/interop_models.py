@@ -44,6 +44,13 @@ def _seq(*layers, trains=True):
     return _image(*layers, shape=_SEQ, trains=trains)
 
 
+def _last(first, *rest, trains=True):
+    """A sequence model whose last recurrent layer returns its last step ([n, units]: TF.js's
+    Flatten refuses 2-D inputs, so no flatten)."""
+    return ([{**first, "input_shape": list(_SEQ)}, *rest, {"type": "dense", "units": 3, "activation": "softmax"}],
+            trains)
+
+
 def _vector(*layers, trains=True):
     return ([{"type": "dense", "units": 6, "input_shape": [6]}, *layers,
              {"type": "dense", "units": 3, "activation": "softmax"}], trains)
@@ -101,15 +108,35 @@ ALL_LAYER_MODELS.update({
     "thresholded_re_lu": _vector({"type": "thresholded_re_lu", "theta": 0.1}, trains=False),
     "prelu": _vector({"type": "prelu", "alpha_initializer": {"type": "constant", "value": 0.25}}),
     "softmax": ([{"type": "dense", "units": 3, "input_shape": [6]}, {"type": "softmax", "axis": -1}], True),
+    "simple_rnn": _seq({"type": "simple_rnn", "units": 4, "return_sequences": True}),
+    "lstm": _last({"type": "lstm", "units": 4, "recurrent_activation": "sigmoid", "unit_forget_bias": True}),
+    "gru": _last({"type": "gru", "units": 4, "go_backwards": True}),
+    "gru_reset_after": _last({"type": "gru", "units": 3, "reset_after": True, "recurrent_activation": "sigmoid"}),
+    "masking": _last({"type": "masking", "mask_value": 0.0}, {"type": "simple_rnn", "units": 3}),
+    "bidirectional": _last({"type": "bidirectional",
+                            "layer": {"type": "lstm", "units": 3, "recurrent_activation": "sigmoid"}}),
+    "time_distributed": _seq({"type": "time_distributed", "layer": {"type": "dense", "units": 2, "activation": "tanh"}}),
 })
 
-# (layer type, format) → the refusal's message, for layers a format cannot express.
+KERAS_CELLS = "trainctl does not write Keras 3's nested recurrent/wrapper variables yet (keras export)"
+
+# (layer type, format) → (part of) the refusal's message, for layers a format cannot express.
 ALL_REFUSED: dict[tuple[str, str], str] = {
     ("cropping1d", "tfjs"): "TF.js has no Cropping1D layer (tfjs export)",
     ("zero_padding1d", "tfjs"): "TF.js has no ZeroPadding1D layer (tfjs export)",
     ("up_sampling1d", "tfjs"): "TF.js has no UpSampling1D layer (tfjs export)",
     ("spatial_dropout2d", "tfjs"): "TF.js has no SpatialDropout2D layer (tfjs export)",
     ("thresholded_re_lu", "keras"): "Keras 3 removed ThresholdedReLU (keras export)",
+    ("gru_reset_after", "tfjs"): "reset_after: true has no TF.js form",
+    **{(t, "onnx"): "has no ONNX converter (onnx export)"
+       for t in ("simple_rnn", "lstm", "gru", "gru_reset_after", "masking", "bidirectional", "time_distributed")},
+    ("simple_rnn", "keras"): KERAS_CELLS,
+    ("lstm", "keras"): KERAS_CELLS,
+    ("gru", "keras"): KERAS_CELLS,
+    ("gru_reset_after", "keras"): KERAS_CELLS,
+    ("masking", "keras"): KERAS_CELLS,
+    ("bidirectional", "keras"): KERAS_CELLS,
+    ("time_distributed", "keras"): KERAS_CELLS,
 }
 
 
@@ -120,7 +147,7 @@ def _registered():
 
 
 def _layer_type(key: str) -> str:
-    return "conv1d" if key == "conv1d_dilated" else key
+    return {"conv1d_dilated": "conv1d", "gru_reset_after": "gru"}.get(key, key)
 
 
 LAYER_MODELS = {k: v for k, v in ALL_LAYER_MODELS.items() if _layer_type(k) in _registered()}
@@ -164,28 +191,32 @@ def _tfjs_initializer(spec):
     return {"className": full["class_name"], "config": {_camel(k): v for k, v in full["config"].items()}}
 
 
+def _tfjs_item(spec: dict, layer=None) -> dict:
+    from trainctl.runs.formats.keras_objects import activation_to
+
+    config = {}
+    for key, value in spec.items():
+        if key == "type":
+            continue
+        if key.endswith("activation"):
+            value = activation_to(value, "tfjs", key)
+        if key.endswith("_initializer"):  # TF.js takes {className, config} (or a camelCase id)
+            value = _tfjs_initializer(value)
+        if key == "target_shape" and layer is not None:
+            value = list(layer.output_shape)
+        if key == "layer":  # a wrapper's inner layer, built by the runner first
+            value = _tfjs_item(value)
+        config[_camel(key)] = value
+    return {"type": _camel(spec["type"]), "config": config}
+
+
 def tfjs_layers(layers: list[dict]) -> list[dict]:
     """The same stack as a TF.js user writes it: tf.layers.<camelCase type>({camelCase options})
     (a reshape's -1 written out: TF.js 4.22 cannot build a Flatten after an unresolved -1)."""
     from trainctl.nn.model import Sequential
-    from trainctl.runs.formats.keras_objects import activation_to
 
     built = Sequential(layers)
-    out = []
-    for spec, layer in zip(layers, built.layers):
-        config = {}
-        for key, value in spec.items():
-            if key == "type":
-                continue
-            if key == "activation":
-                value = activation_to(value, "tfjs", key)
-            if key.endswith("_initializer"):  # TF.js takes {className, config} (or a camelCase id)
-                value = _tfjs_initializer(value)
-            if key == "target_shape":
-                value = list(layer.output_shape)
-            config[_camel(key)] = value
-        out.append({"type": _camel(spec["type"]), "config": config})
-    return out
+    return [_tfjs_item(spec, layer) for spec, layer in zip(layers, built.layers)]
 
 
 def keras_layers(keras, layers: list[dict]) -> list:

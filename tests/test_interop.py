@@ -63,8 +63,9 @@ def test_tfjs_and_keras_files_read_back_to_the_same_model(tmp_path, layer_type):
         if message is not None:  # refused: one line naming the layer and the format
             with pytest.raises(ExportRefused) as error:
                 write(model, path)
-            layer = next(l for l in model.layers if refused(l.type_id, fmt))
-            assert str(error.value) == f"{layer.name}: {message}"
+            text = str(error.value)
+            assert message in text and f"({fmt} export)" in text and "\n" not in text, text
+            assert any(text.startswith(layer.name) for layer in model.layers), text  # names the layer
             continue
         write(model, path)
         back = read(path)
@@ -76,6 +77,22 @@ def test_tfjs_and_keras_files_read_back_to_the_same_model(tmp_path, layer_type):
         np.testing.assert_array_equal(back.model.predict(x), model.predict(x))
         assert back.training.loss == "categorical_crossentropy" and back.training.metrics == ["accuracy"]
         assert back.training.optimizer["type"] == "adam"
+
+
+@pytest.mark.parametrize("layer_type", sorted(LAYER_MODELS))
+def test_onnx_exports_or_refuses_each_layer_type(tmp_path, layer_type):
+    pytest.importorskip("onnx")
+    from trainctl.runs.formats.onnx import write_onnx
+
+    model = Sequential(LAYER_MODELS[layer_type][0], seed=3)
+    message = refused(layer_type, "onnx")
+    if message is None:
+        assert write_onnx(model, tmp_path / "m.onnx").stat().st_size > 0
+        return
+    with pytest.raises(ExportRefused) as error:
+        write_onnx(model, tmp_path / "m.onnx")
+    text = str(error.value)
+    assert message in text and any(text.startswith(layer.name) for layer in model.layers), text
 
 
 def test_refusals_name_the_layer_and_the_format(tmp_path):

@@ -113,6 +113,18 @@ function optimizerFrom(spec) {
 
 let tf;
 
+// tf.layers.<type>(config), found by a loose key (leakyReLU ← leaky_re_lu, cropping2D ←
+// cropping2d); a wrapper's config.layer {type, config} is built first.
+function makeLayer(item) {
+  const factories = {};
+  for (const key of Object.keys(tf.layers)) factories[key.toLowerCase()] = tf.layers[key];
+  const factory = tf.layers[item.type] || factories[item.type.replace(/_/g, '').toLowerCase()];
+  if (!factory) throw new Error('tf.layers has no ' + item.type);
+  const config = Object.assign({}, item.config || {});
+  if (config.layer && config.layer.type) config.layer = makeLayer(config.layer);
+  return factory(config);
+}
+
 async function main() {
   const request = JSON.parse(readStdin());
   tf = loadTf(request.tfjs_dir || process.env.TRAINCTL_TFJS_DIR);
@@ -141,13 +153,7 @@ async function handle(request) {
     model = await tf.loadLayersModel(tf.io.http(url, {fetchFunc: fileFetch}));
   } else {
     model = tf.sequential();
-    const factories = {};  // tf.layers names by a loose key: leakyReLU ← leaky_re_lu, cropping2D ← cropping2d
-    for (const key of Object.keys(tf.layers)) factories[key.toLowerCase()] = tf.layers[key];
-    for (const item of request.build.layers) {
-      const factory = tf.layers[item.type] || factories[item.type.replace(/_/g, '').toLowerCase()];
-      if (!factory) throw new Error('tf.layers has no ' + item.type);
-      model.add(factory(item.config || {}));
-    }
+    for (const item of request.build.layers) model.add(makeLayer(item));
   }
   if (request.set_weights) {
     for (const w of model.weights) {

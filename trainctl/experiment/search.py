@@ -27,8 +27,8 @@ from typing import Any, Callable
 
 from trainctl.errors import TrainctlError
 from trainctl.experiment.plan import Experiment
-from trainctl.experiment.results import ExperimentResult, RunResult, _write_results
-from trainctl.runs.files import RUNS_DIR, STUDY_FILE, TRIAL_FILE
+from trainctl.experiment.results import ExperimentResult, RunResult
+from trainctl.runs.files import EXPERIMENT_FILE, RUNS_DIR, STUDY_FILE, TRIAL_FILE
 from trainctl.train.callbacks import Callback
 
 TRIAL_ID_WIDTH = 4  # runs/trial-0007
@@ -88,6 +88,18 @@ def open_storage(url: str):
 
         return optuna.storages.JournalStorage(JournalFileBackend(url[len("journal:"):]))
     return url  # an RDB URL: optuna opens it
+
+
+def load_study_of(directory: Path):
+    """The study of a search's experiment directory (its journal file), or None."""
+    from trainctl.runs.atomic import read_json
+
+    journal = directory / STUDY_FILE
+    if not journal.is_file():
+        return None
+    plan = read_json(directory / EXPERIMENT_FILE)
+    optuna = _optuna()
+    return optuna.load_study(study_name=plan["name"], storage=open_storage(f"journal:{os.fspath(journal)}"))
 
 
 def suggest(trial, params) -> dict[str, Any]:
@@ -180,8 +192,11 @@ def trial_config(experiment: Experiment, values: dict[str, Any]) -> tuple[str | 
 
 
 def run_search(experiment: Experiment, directory: Path, *, workers: int, scheduler: str | None,
-               open_client: Callable, progress: Callable | None, snapshot: Callable) -> ExperimentResult:
-    """Run (or continue) the study until n_trials are finished or pruned, or the timeout."""
+               open_client: Callable, progress: Callable | None, snapshot: Callable,
+               record: Callable[[ExperimentResult], None]) -> ExperimentResult:
+    """Run (or continue) the study until n_trials are finished or pruned, or the timeout.
+    `record(result)` writes the plan and results.csv after each trial; Ctrl-C stops the
+    study cleanly (running trials are cancelled; the next run of the command resumes it)."""
     optuna = _optuna()
     spec = experiment.spec.search
     storage_url = _storage_url(experiment, directory)
@@ -197,7 +212,7 @@ def run_search(experiment: Experiment, directory: Path, *, workers: int, schedul
     runs_root = directory / RUNS_DIR
     runs_root.mkdir(parents=True, exist_ok=True)
     result = ExperimentResult(experiment, directory, _runs_of(study, runs_root, experiment), False)
-    _write_results(result)
+    record(result)
 
     def counted() -> int:
         return sum(t.state in (states.COMPLETE, states.PRUNED) for t in study.get_trials(deepcopy=False))
@@ -235,9 +250,16 @@ def run_search(experiment: Experiment, directory: Path, *, workers: int, schedul
             for future in done:
                 trial, run = futures.pop(future)
                 _tell(study, trial, run, future, states)
-                _write_results(result)
+                record(result)
                 if progress is not None:
                     progress(snapshot(result, running=len(futures), last=run))
+    except KeyboardInterrupt:
+        _quiet_dask()
+        for _, run in futures.values():
+            run.status = "pending"
+        record(result)
+        raise TrainctlError(f"interrupted: {counted()} of {spec.n_trials} trials done; run the same command "
+                            "again to resume the study") from None
     finally:
         for future in futures:
             future.cancel()
@@ -245,6 +267,16 @@ def run_search(experiment: Experiment, directory: Path, *, workers: int, schedul
         if cluster is not None:
             cluster.close()
     return result
+
+
+def _quiet_dask() -> None:
+    """Closing a client under Ctrl-C makes dask log tracebacks of its cancelled tasks; the
+    user asked to stop, so say it in one line instead."""
+    import logging
+
+    for name in ("distributed", "distributed.client", "distributed.worker", "distributed.nanny",
+                 "distributed.scheduler", "distributed.core"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def _trial_run(number: int, values: dict[str, Any], runs_root: Path, experiment: Experiment) -> RunResult:

@@ -32,6 +32,7 @@ from trainctl.runs.files import EXPERIMENT_FILE, RUNS_DIR, STUDY_FILE, TRIAL_FIL
 from trainctl.train.callbacks import Callback
 
 TRIAL_ID_WIDTH = 4  # runs/trial-0007
+INTERRUPTED = "trainctl_interrupted"  # user attribute of a trial whose client died while it ran
 
 
 def _optuna():
@@ -65,12 +66,14 @@ def _sampler(spec, optuna):
     return optuna.samplers.GridSampler(space, seed=seed)
 
 
-def _pruner(spec, optuna):
-    if spec.pruner == "median":
+def _pruner(name: str, optuna):
+    """The pruner by id. Optuna does not store it with the study: the workers build it
+    again from the id (load_study's default would be a median pruner)."""
+    if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
-    if spec.pruner == "successive_halving":
+    if name == "successive_halving":
         return optuna.pruners.SuccessiveHalvingPruner()
-    if spec.pruner == "hyperband":
+    if name == "hyperband":
         return optuna.pruners.HyperbandPruner()
     return optuna.pruners.NopPruner()
 
@@ -122,15 +125,17 @@ class PruneOnPlateau(Callback):
     """Reports the monitored metric to the trial after each epoch; stops training when the
     pruner says so (at the end of that epoch, like Keras's early stopping)."""
 
-    def __init__(self, storage_url: str, study_name: str, trial_id: int, metric: str):
+    def __init__(self, storage_url: str, study_name: str, trial_id: int, metric: str, pruner: str):
         super().__init__()
         self.storage_url, self.study_name, self.trial_id, self.metric = storage_url, study_name, trial_id, metric
+        self.pruner = pruner
         self.pruned_at: int | None = None
         self._trial = None
 
     def on_train_begin(self, logs=None):
         optuna = _optuna()
-        study = optuna.load_study(study_name=self.study_name, storage=open_storage(self.storage_url))
+        study = optuna.load_study(study_name=self.study_name, storage=open_storage(self.storage_url),
+                                  pruner=_pruner(self.pruner, optuna))
         self._trial = optuna.trial.Trial(study, self.trial_id)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -157,7 +162,7 @@ def _train_trial(task: dict[str, Any]) -> dict[str, Any]:
 
         if out.exists():  # left by an interrupted attempt: start over
             shutil.rmtree(out)
-        pruning = PruneOnPlateau(task["storage"], task["study"], task["trial_id"], task["metric"])
+        pruning = PruneOnPlateau(task["storage"], task["study"], task["trial_id"], task["metric"], task["pruner"])
         loaded = load_config_text(task["config_yaml"], task["source"])
         train_from_config(loaded, out=out, callbacks=[pruning])
         result.update(summarise_run_dir(out, task["metric"], task["mode"]))
@@ -203,14 +208,16 @@ def run_search(experiment: Experiment, directory: Path, *, workers: int, schedul
     direction = "maximize" if experiment.mode == "max" else "minimize"
     study = optuna.create_study(study_name=experiment.name, storage=open_storage(storage_url),
                                 direction=direction, sampler=_sampler(spec, optuna),
-                                pruner=_pruner(spec, optuna), load_if_exists=True)
+                                pruner=_pruner(spec.pruner, optuna), load_if_exists=True)
     states = optuna.trial.TrialState
-    for trial in study.get_trials(deepcopy=False, states=(states.RUNNING, states.WAITING)):
-        if trial.state == states.RUNNING:  # its client died: fail it, ask its values again first
-            study._storage.set_trial_state_values(trial._trial_id, states.FAIL)
-            study.enqueue_trial(trial.params, skip_if_exists=False)
     runs_root = directory / RUNS_DIR
     runs_root.mkdir(parents=True, exist_ok=True)
+    for trial in study.get_trials(deepcopy=False, states=(states.RUNNING,)):
+        # its client died mid-trial: drop the half-written run, ask its values again first
+        study._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
+        study._storage.set_trial_state_values(trial._trial_id, states.FAIL)
+        study.enqueue_trial(trial.params, skip_if_exists=False)
+        shutil.rmtree(runs_root / _run_id(trial.number), ignore_errors=True)
     result = ExperimentResult(experiment, directory, _runs_of(study, runs_root, experiment), False)
     record(result)
 
@@ -225,22 +232,23 @@ def run_search(experiment: Experiment, directory: Path, *, workers: int, schedul
         from distributed import wait
 
         slots = max(1, sum(client.nthreads().values()))
+        wanted = min(spec.n_trials, grid_size(spec) or spec.n_trials)  # a grid has so many points
         while True:
             timed_out = spec.timeout is not None and time.monotonic() - started > spec.timeout
-            while not timed_out and len(futures) < slots and counted() + len(futures) < spec.n_trials:
+            while not timed_out and len(futures) < slots and counted() + len(futures) < wanted:
                 trial = study.ask()
                 values = suggest(trial, spec.params)
                 run = _trial_run(trial.number, values, runs_root, experiment)
                 result.runs.append(run)
                 text, problem = trial_config(experiment, values)
                 if problem is not None:
-                    study.tell(trial, state=states.FAIL)
+                    _told(study, trial, state=states.FAIL)
                     run.status, run.error = "failed", problem
                     continue
                 task = {"number": trial.number, "trial_id": trial._trial_id, "study": experiment.name,
                         "storage": storage_url, "out": os.fspath(run.path), "config_yaml": text,
                         "source": experiment.base_source, "metric": experiment.metric,
-                        "mode": experiment.mode, "params": values}
+                        "mode": experiment.mode, "params": values, "pruner": spec.pruner}
                 future = client.submit(_train_trial, task, key=f"trainctl-trial-{trial.number}-{token}", pure=False)
                 futures[future] = (trial, run)
                 run.status = "pending"
@@ -279,16 +287,41 @@ def _quiet_dask() -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
+def _run_id(number: int) -> str:
+    return f"trial-{number:0{TRIAL_ID_WIDTH}d}"
+
+
 def _trial_run(number: int, values: dict[str, Any], runs_root: Path, experiment: Experiment) -> RunResult:
-    run_id = f"trial-{number:0{TRIAL_ID_WIDTH}d}"
+    run_id = _run_id(number)
     return RunResult(run_id, dict(values), None, "planned", path=runs_root / run_id, index=number)
+
+
+def _told(study, trial, value=None, state=None) -> None:
+    """study.tell, tolerating GridSampler's `study.stop()` when its grid is exhausted (meant
+    for study.optimize; in ask-and-tell it raises after the trial's state is stored)."""
+    try:
+        study.tell(trial, value, state=state)
+    except RuntimeError as error:
+        if "Study.stop" not in str(error):
+            raise
+
+
+def grid_size(spec) -> int | None:
+    """The number of points of a grid search (None for the other samplers)."""
+    if spec.sampler != "grid":
+        return None
+    size = 1
+    for dist in spec.params.values():
+        size *= (dist.int_[1] - dist.int_[0] + 1) if dist.kind == "int" else \
+            (len(dist.choice) if dist.kind == "choice" else 2)
+    return size
 
 
 def _tell(study, trial, run: RunResult, future, states) -> None:
     try:
         outcome = future.result()
     except Exception as error:  # the worker died twice (dask retried once): the trial failed
-        study.tell(trial, state=states.FAIL)
+        _told(study, trial, state=states.FAIL)
         run.status, run.error = "failed", f"{type(error).__name__}: {error}".replace("\n", "; ")
         return
     run.status, run.error = outcome["status"], outcome.get("error")
@@ -296,11 +329,11 @@ def _tell(study, trial, run: RunResult, future, states) -> None:
     for key in ("final", "best", "best_epoch", "epochs", "train_seconds"):
         setattr(run, key, outcome.get(key))
     if run.status == "pruned":
-        study.tell(trial, state=states.PRUNED)
+        _told(study, trial, state=states.PRUNED)
     elif run.status == "ok" and run.final is not None and math.isfinite(run.final):
-        study.tell(trial, run.final)
+        _told(study, trial, run.final)
     else:
-        study.tell(trial, state=states.FAIL)
+        _told(study, trial, state=states.FAIL)
         run.status = "failed"
         run.error = run.error or "the metric is not finite"
 
@@ -313,8 +346,8 @@ def _runs_of(study, runs_root: Path, experiment: Experiment) -> list[RunResult]:
     runs = []
     for trial in states:
         state = trial.state.name.lower()
-        if state not in ("complete", "pruned", "fail"):
-            continue
+        if state not in ("complete", "pruned", "fail") or trial.user_attrs.get(INTERRUPTED):
+            continue  # an interrupted trial was asked again under a new number
         run = _trial_run(trial.number, dict(trial.params), runs_root, experiment)
         run.status = {"complete": "skipped", "pruned": "pruned", "fail": "failed"}[state]
         if run.path.is_dir() and state != "fail":

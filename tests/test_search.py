@@ -43,7 +43,6 @@ def write(directory: Path, name: str, text: str) -> Path:
 
 def trials_in(directory: Path) -> dict[int, str]:
     """trial number -> state, from the study's journal (Optuna's own reader)."""
-    import optuna
 
     from trainctl.experiment.search import load_study_of
 

@@ -135,3 +135,61 @@ def test_a_killed_client_resumes_to_exactly_n_trials(tmp_path):
     assert plotted.returncode == 0, plotted.stderr
     for name in ("curves", "history", "parallel"):
         assert (directory / "plots" / f"{name}.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_a_study_on_a_dask_scheduler_with_two_workers_and_one_killed(tmp_path):
+    """A real `dask scheduler` and two `dask worker` processes on 127.0.0.1 run the trials in
+    parallel; one worker is killed mid-study and the study still ends with n_trials finished."""
+    from distributed import Client
+
+    from tests.test_experiment import DASK, free_port, wait_for_port
+
+    write(tmp_path, "tiny.yaml", BASE.replace("n_samples: 600", "n_samples: 3000"))
+    path = write(tmp_path, "study.yaml", "name: remote\nbase: tiny.yaml\nsearch: {sampler: random, n_trials: 6, seed: 1, "
+                 "params: {optimizer.learning_rate: {loguniform: [0.003, 0.03]}}}\n")
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    logs = open(tmp_path / "dask.log", "w")
+    processes: list[subprocess.Popen] = []
+    try:
+        scheduler = subprocess.Popen([str(DASK), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                      "--no-dashboard"], stdout=logs, stderr=subprocess.STDOUT)
+        processes.append(scheduler)
+        wait_for_port(port, scheduler)
+        workers = [subprocess.Popen([str(DASK), "worker", address, "--nthreads", "1", "--nworkers", "1",
+                                     "--host", "127.0.0.1", "--no-dashboard"], stdout=logs, stderr=subprocess.STDOUT,
+                                    start_new_session=True) for _ in range(2)]
+        processes += workers
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
+        import threading
+
+        def kill_one_worker_once_a_trial_is_done():
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline:
+                if (tmp_path / "out" / "study.journal").is_file() and "COMPLETE" in trials_in(tmp_path / "out").values():
+                    os.killpg(workers[0].pid, signal.SIGKILL)
+                    return
+                time.sleep(0.3)
+
+        killer = threading.Thread(target=kill_one_worker_once_a_trial_is_done, daemon=True)
+        killer.start()
+        result = run_experiment(path, workers=1, scheduler=address, out=tmp_path / "out")
+        killer.join(timeout=5)
+        states = trials_in(tmp_path / "out")
+        assert list(states.values()).count("COMPLETE") == 6
+        assert set(states.values()) <= {"COMPLETE", "FAIL"}  # a trial on the killed worker failed or was retried
+        assert workers[0].poll() is not None  # the kill happened
+        assert sum(run.status in ("ok", "skipped") for run in result.runs) == 6
+    finally:
+        for process in reversed(processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        for process in reversed(processes):
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        logs.close()

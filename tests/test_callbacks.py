@@ -189,9 +189,10 @@ def test_early_stopping_state_round_trip_matches_uninterrupted_run():
     first = EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True)
     first_model = FakeModel()
     drive(first, first_model, losses(values[:3]))
-    state, best = first.get_state(), {k: v.copy() for k, v in first.best_weights.items()}
+    state, arrays = first.get_state()  # the Callback contract: JSON values and named arrays
+    assert set(arrays) == {f"best_weights/{name}" for name in first.best_weights}
     resumed = EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True)
-    resumed.set_state(state, best)
+    resumed.set_state(state, {k: v.copy() for k, v in arrays.items()})
     resumed_model = FakeModel()
     ran_rest = drive(resumed, resumed_model, losses(values[3:]), initial_epoch=3)
     assert (resumed.stopped_epoch, resumed.best, resumed.best_epoch) == \
@@ -213,7 +214,11 @@ def test_mode_auto_follows_a_compiled_metrics_declared_direction():
     precision = SimpleNamespace(log_key="precision", name="precision", greater_is_better=True)
     model = FakeModel(metrics=[precision])
     assert infer_mode("auto", "val_precision", model) == "max"
-    assert infer_mode("auto", "val_precision") == "min"  # unknown without the metric (TF.js rule)
+    # Without the compiled metric the name decides: precision, recall, auc, r2 are maximised
+    # as accuracy is (Keras); issue 9 fixed "min" here.
+    assert infer_mode("auto", "val_precision") == "max"
+    assert infer_mode("auto", "recall") == infer_mode("auto", "val_auc") == infer_mode("auto", "r2") == "max"
+    assert infer_mode("auto", "val_mae") == infer_mode("auto", "val_mean_squared_error") == "min"
 
 
 def test_monitor_that_is_never_logged_is_an_error():

@@ -56,7 +56,10 @@ class Experiment:
 
     @property
     def mode(self) -> str:
-        return self.spec.mode
+        """'min' or 'max': the experiment's mode, else the metric's direction (Monitor)."""
+        from trainctl.train.callbacks.monitor import ranking_monitor
+
+        return ranking_monitor(self.metric, self.spec.mode).direction
 
     @property
     def keys(self) -> list[str]:

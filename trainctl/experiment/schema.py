@@ -110,4 +110,4 @@ class ExperimentSpec(StrictModel):
     random: RandomSpec | None = None
     seeds: Annotated[list[NonNegativeInt], Field(min_length=1)] | None = None  # None: the base's seed
     metric: Annotated[str, Field(min_length=1)] = "val_loss"  # a history column
-    mode: Literal["min", "max"] = "min"
+    mode: Literal["min", "max"] | None = None  # None: from the metric, as monitors decide (val_accuracy: max)

@@ -2,8 +2,8 @@
 
 A metric's value on a batch is the TF.js metric function on that batch, averaged over
 its rows (TF.js `mean(metricFn(yTrue, yPred))`); precision, recall and r2 are whole-batch
-ratios. Epoch values are size-weighted means of batch values (`weighted_mean`), computed
-by the training loop as TF.js's BaseLogger does.
+ratios. Epoch values are size-weighted means of batch values, computed by the training
+loop's EpochAccumulator (train/epoch.py) as TF.js's BaseLogger does.
 
 numba is imported on the first `compute`, never at import.
 """
@@ -219,20 +219,6 @@ def check_metric_applicable(
         return (f"{what} compares targets shaped like the output (last dim {width}), but loss "
                 f"{loss_id!r} takes class-index targets [..., 1]")
     return None
-
-
-def weighted_mean(values: Sequence[float], sizes: Sequence[int]) -> float:
-    """The size-weighted mean of batch values (an epoch value); NaN when sizes sum to 0.
-
-    Summed in order, in float64, as TF.js's BaseLogger does."""
-    if len(values) != len(sizes):
-        raise ValueError(f"{len(values)} values but {len(sizes)} sizes")
-    total = 0.0
-    seen = 0
-    for value, size in zip(values, sizes):
-        total += float(value) * size
-        seen += size
-    return total / seen if seen else float("nan")
 
 
 _BINARY_COUNTERPART = {

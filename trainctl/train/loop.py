@@ -15,6 +15,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from trainctl.train.callbacks import Callback, CallbackList, History
+from trainctl.train.epoch import EpochAccumulator
 from trainctl.data.source import ArraySource, BatchSource, split_validation
 from trainctl.errors import ConfigValueError, DataError, TrainctlError
 
@@ -240,16 +241,14 @@ class Trainer:
 
     def evaluate(self, source: BatchSource, batch_size: int, max_batches: int | None = None) -> dict[str, float]:
         """Size-weighted means of loss and metrics over the source's batches (one pass)."""
-        totals = np.zeros(1 + len(self.metrics))
-        seen = 0
+        totals = EpochAccumulator(self.log_keys)
         for index, (x, y, weights) in enumerate(source.batches(0, batch_size)):
             if max_batches is not None and index >= max_batches:
                 break
-            totals += np.asarray(self.test_batch(x, y, weights)) * x.shape[0]
-            seen += x.shape[0]
-        if seen == 0:
+            totals.add(self.test_batch(x, y, weights), x.shape[0])
+        if totals.seen == 0:
             raise DataError("evaluation data has no samples")
-        return dict(zip(self.log_keys, (totals / seen).tolist()))
+        return totals.means()
 
 
 # -- fit -------------------------------------------------------------------------------
@@ -289,12 +288,13 @@ def fit(model, x: np.ndarray | None = None, y: np.ndarray | None = None, *, epoc
         source: BatchSource | None = None, steps_per_epoch: int | None = None,
         validation_batch_size: int | None = None, validation_freq: int = 1,
         validation_steps: int | None = None, seed: int | None = None,
-        start_batch: int = 0) -> History:
+        start_batch: int = 0, epoch_totals: EpochAccumulator | None = None) -> History:
     """Train `model` (compiled) on arrays x, y or on a BatchSource; returns the History.
 
     TF.js semantics: validation_split takes the LAST fraction of x/y before shuffling;
     shuffling is per epoch after the split, seeded by `seed` (default: the model's seed).
-    `start_batch` skips the first batches of `initial_epoch` (exact resume).
+    `start_batch` skips the first batches of `initial_epoch` (exact resume); `epoch_totals`
+    is the epoch accumulator to use, and with `start_batch` its sums so far continue.
     """
     seed = model.seed if seed is None else seed
     if source is None:
@@ -342,11 +342,15 @@ def fit(model, x: np.ndarray | None = None, y: np.ndarray | None = None, *, epoc
     compile_notice = CompileNotice(callback_list)
     compile_notice.start()
     epoch_logs: dict[str, float] = {}
+    totals = epoch_totals if epoch_totals is not None else EpochAccumulator()
     for epoch in range(initial_epoch, epochs):
         callback_list.on_epoch_begin(epoch, {})
-        totals = np.zeros(1 + len(trainer.metrics))
-        seen = 0
         first_batch = start_batch if epoch == initial_epoch else 0
+        if first_batch == 0 or epoch_totals is None:
+            totals.reset(trainer.log_keys)
+        elif len(totals.totals) != len(trainer.log_keys):
+            raise TrainctlError(f"the saved epoch sums hold {len(totals.totals)} values, training logs "
+                                f"{len(trainer.log_keys)}")
         for index, (xb, yb, wb) in enumerate(source.batches(epoch, batch_size, first_batch), start=first_batch):
             if steps_per_epoch is not None and index >= steps_per_epoch:
                 break
@@ -359,12 +363,10 @@ def fit(model, x: np.ndarray | None = None, y: np.ndarray | None = None, *, epoc
             logs = dict(zip(trainer.log_keys, values))
             logs["batch"], logs["size"] = index, n
             callback_list.on_batch_end(index, logs)
-            for i, value in enumerate(values):
-                totals[i] += value * n
-            seen += n
+            totals.add(values, n)
             if model.stop_training:
                 break
-        epoch_logs = dict(zip(trainer.log_keys, (totals / max(seen, 1)).tolist()))
+        epoch_logs = totals.means()
         if val_source is not None and (epoch + 1) % validation_freq == 0 and not _nonfinite(epoch_logs):
             val = trainer.evaluate(val_source, validation_batch_size or batch_size, validation_steps)
             epoch_logs.update({f"val_{key}": value for key, value in val.items()})

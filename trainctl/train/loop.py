@@ -64,51 +64,12 @@ def _last_activation(model) -> str | None:
 
 def check_loss_applicable(model, loss) -> list[str]:
     """Loss vs output activation and width, as far as it can be told without data."""
-    problems: list[str] = []
-    units = model.output_shape[-1]
-    activation = _last_activation(model)
-    if loss.name == "categorical_crossentropy" and units < 2:
-        problems.append("categorical_crossentropy needs an output with at least 2 units "
-                        f"(one per class), the model outputs {units}; use binary_crossentropy for 1 unit")
-    if loss.name == "sparse_categorical_crossentropy" and units < 2:
-        problems.append("sparse_categorical_crossentropy needs an output with one unit per class, "
-                        f"the model outputs {units}")
-    if getattr(loss, "needs_probabilities", False) and activation not in (None, "softmax", "sigmoid"):
-        problems.append(f"{loss.name} expects probabilities, but the last activation is "
-                        f"{activation!r}; use softmax (or sigmoid for binary_crossentropy)")
-    if loss.name in ("categorical_crossentropy", "sparse_categorical_crossentropy") and activation == "sigmoid" and units > 1:
-        problems.append(f"{loss.name} expects a softmax output, the last activation is sigmoid")
-    return problems
+    return loss.check_output(model.output_shape[-1], _last_activation(model))
 
 
 def check_targets(model, y: np.ndarray, where: str) -> None:
-    """Targets vs model output and loss: shape, label ranges, one-hot width."""
-    loss = model.loss
-    out = model.output_shape
-    if loss.name == "sparse_categorical_crossentropy":
-        expected = (*out[:-1], 1)
-        if tuple(y.shape[1:]) not in (expected, tuple(out[:-1])):
-            raise DataError(f"{where}: sparse_categorical_crossentropy needs integer class labels of shape "
-                            f"[n,{','.join(map(str, expected))}], got {list(y.shape)}")
-        if y.size:
-            labels = np.asarray(y)
-            low, high = float(labels.min()), float(labels.max())
-            if low < 0 or high >= out[-1] or not np.all(labels == np.floor(labels)):
-                flat = labels.reshape(labels.shape[0], -1)
-                bad = (flat < 0) | (flat >= out[-1]) | (flat != np.floor(flat))
-                row = int(np.argmax(bad.any(axis=1)))
-                raise DataError(f"{where}: row {row + 1}: labels must be integers in [0, {out[-1] - 1}] for a "
-                                f"{out[-1]}-unit output, found {float(flat[row][bad[row]][0]):g}")
-        return
-    if tuple(y.shape[1:]) != tuple(out):
-        hint = ""
-        if loss.name == "categorical_crossentropy" and y.ndim == 2 and y.shape[1] == 1:
-            hint = " (targets look like class labels: use sparse_categorical_crossentropy or one-hot them)"
-        raise DataError(f"{where}: targets have shape [n,{','.join(map(str, y.shape[1:]))}] but the model "
-                        f"outputs [n,{','.join(map(str, out))}]{hint}")
-    if loss.name == "binary_crossentropy" and y.size and (float(np.min(y)) < 0 or float(np.max(y)) > 1):
-        raise DataError(f"{where}: binary_crossentropy needs targets in [0, 1], found values in "
-                        f"[{float(np.min(y)):g}, {float(np.max(y)):g}]")
+    """Targets vs model output and loss: shape, label ranges, one-hot width (Loss.check_targets)."""
+    model.loss.check_targets(y, tuple(model.output_shape), where)
 
 
 def check_inputs(model, x: np.ndarray, where: str) -> None:

@@ -10,15 +10,15 @@ from pydantic import model_validator
 
 from trainctl.config.base import FiniteFloat, PositiveInt, StrictModel
 from trainctl.runs.files import MODEL_CHECKPOINTS_DIR
-from trainctl.train.callbacks.base import Arrays, Callback, Monitored, RunContext, register
-from trainctl.train.callbacks.monitor import Mode, Monitor, _finite, check_monitor
+from trainctl.train.callbacks.base import Arrays, Monitored, RunContext, register
+from trainctl.train.callbacks.monitor import Mode, MonitoringCallback, _finite
 
 # -- checkpoints -------------------------------------------------------------------
 Saver = Callable[[str, dict[str, Any]], Any]
 
 
 @register("model_checkpoint")
-class ModelCheckpoint(Callback):
+class ModelCheckpoint(MonitoringCallback):
     """Decides when to checkpoint (Keras ModelCheckpoint); the injected saver writes.
 
     `set_saver(fn)`: `fn(tag, logs)` is called for each checkpoint with a tag such as
@@ -49,17 +49,12 @@ class ModelCheckpoint(Callback):
             return self
 
     def setup(self) -> None:
-        self.watch = Monitor(self.monitor, self.mode)
+        super().setup()
         self.saver: Saver | None = None
         self.best: float | None = None
         self.saved: list[str] = []  # tags, in order
         self.skipped_nonfinite = 0
         self.epoch = 0
-        self._resumed = False
-
-    @property
-    def direction(self) -> str | None:
-        return self.watch.direction
 
     def monitored(self) -> list[Monitored]:
         return [Monitored(self.monitor, per_batch=self.save_freq != "epoch")] if self.save_best_only else []
@@ -79,13 +74,9 @@ class ModelCheckpoint(Callback):
             return float(self.initial_value_threshold)
         return math.inf if self.direction == "min" else -math.inf
 
-    def on_train_begin(self, logs=None):
-        check_monitor(self, self.params)
-        self.watch.bind(self.model)
-        if not self._resumed:
-            self.best = self._initial_best()
-            self.saved, self.skipped_nonfinite = [], 0
-        self._resumed = False
+    def reset(self) -> None:
+        self.best = self._initial_best()
+        self.saved, self.skipped_nonfinite = [], 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch

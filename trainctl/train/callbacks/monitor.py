@@ -8,9 +8,9 @@ refuses a monitored value training will never log, at its place in the config.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Literal
+from typing import Any, ClassVar, Iterable, Literal
 
-from trainctl.train.callbacks.base import Callback
+from trainctl.train.callbacks.base import Callback, Monitored
 
 Mode = Literal["auto", "min", "max"]
 # In auto mode a name holding one of these is maximised (Keras: accuracy, precision, recall,
@@ -147,6 +147,35 @@ def check_monitors(callbacks: list[Callback], log_keys: list[str], do_validation
     raise_problems([Problem(str(loaded.path), mark.line, mark.col, f"callbacks.{type_id}.monitor", problem)
                     for index, type_id, problem in problems
                     for mark in [loaded.positions.value(f"callbacks.{index}.monitor")]])
+
+
+class MonitoringCallback(Callback):
+    """A callback acting on one monitored value: `self.watch` is its Monitor (from the options
+    monitor, mode and min_delta). At on_train_begin the value is checked against what
+    training logs and `reset()` starts the counters, unless `set_state` restored them."""
+
+    delta_on: ClassVar[Literal["value", "best"]] = "value"
+
+    def setup(self) -> None:
+        self.watch = Monitor(self.monitor, self.mode, getattr(self, "min_delta", 0.0), self.delta_on)
+        self._resumed = False
+
+    @property
+    def direction(self) -> str | None:
+        return self.watch.direction
+
+    def monitored(self) -> list[Monitored]:
+        return [Monitored(self.monitor)]
+
+    def reset(self) -> None:
+        """The counters and best value of a fresh start."""
+
+    def on_train_begin(self, logs=None):
+        check_monitor(self, self.params)
+        self.watch.bind(self.model)
+        if not self._resumed:
+            self.reset()
+        self._resumed = False
 
 
 def _copy_weights(model: Any) -> dict[str, Any]:

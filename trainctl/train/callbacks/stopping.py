@@ -9,13 +9,13 @@ import numpy as np
 from pydantic import Field
 
 from trainctl.config.base import FiniteFloat, NonNegativeFloat, NonNegativeInt, StrictModel
-from trainctl.train.callbacks.base import Arrays, Callback, Monitored, register
-from trainctl.train.callbacks.monitor import Mode, Monitor, _copy_weights, check_monitor
+from trainctl.train.callbacks.base import Arrays, register
+from trainctl.train.callbacks.monitor import Mode, MonitoringCallback, _copy_weights
 
 
 # -- early stopping ----------------------------------------------------------------------
 @register("early_stopping")
-class EarlyStopping(Callback):
+class EarlyStopping(MonitoringCallback):
     """Stop when `monitor` has not improved for `patience` epochs (Keras 3 EarlyStopping).
 
     An epoch improves when `current - min_delta` beats the best so far (min mode: `current <
@@ -38,15 +38,10 @@ class EarlyStopping(Callback):
 
     def setup(self) -> None:
         self.min_delta = abs(float(self.min_delta))
-        self.watch = Monitor(self.monitor, self.mode, self.min_delta, delta_on="value")
-        self._reset()
-        self._resumed = False
+        super().setup()
+        self.reset()
 
-    @property
-    def direction(self) -> str | None:
-        return self.watch.direction
-
-    def _reset(self) -> None:
+    def reset(self) -> None:
         self.wait = 0
         self.stopped_epoch = 0
         self.best: float | None = None
@@ -56,16 +51,6 @@ class EarlyStopping(Callback):
 
     def _improves(self, value: float, reference: float | None) -> bool:
         return self.watch.improves(value, reference)  # Keras negates min_delta in min mode: current + delta < best
-
-    def monitored(self) -> list[Monitored]:
-        return [Monitored(self.monitor)]
-
-    def on_train_begin(self, logs=None):
-        check_monitor(self, self.params)
-        self.watch.bind(self.model)
-        if not self._resumed:
-            self._reset()
-        self._resumed = False
 
     def on_epoch_end(self, epoch, logs=None):
         if self.direction is None:
@@ -118,7 +103,7 @@ class EarlyStopping(Callback):
         """Continue from `get_state()` (the counters, and the saved best weights); call before fit."""
         prefix = "best_weights/"
         best_weights = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)} or None
-        self._reset()
+        self.reset()
         self.wait, self.stopped_epoch = int(state["wait"]), int(state["stopped_epoch"])
         self.best = None if state["best"] is None else float(state["best"])
         self.best_epoch = int(state["best_epoch"])
@@ -130,7 +115,7 @@ class EarlyStopping(Callback):
 
 # -- reduce the learning rate on a plateau ------------------------------------------------
 @register("reduce_lr_on_plateau")
-class ReduceLROnPlateau(Callback):
+class ReduceLROnPlateau(MonitoringCallback):
     """Multiply the optimizer's learning rate by `factor` when `monitor` has not improved by
     more than `min_delta` for `patience` epochs; then wait `cooldown` epochs; never go below
     `min_lr` (Keras ReduceLROnPlateau). Puts the epoch's rate into the logs as `lr`."""
@@ -145,39 +130,29 @@ class ReduceLROnPlateau(Callback):
         min_lr: NonNegativeFloat = 0.0  # lower bound on the learning rate
         verbose: int = 0  # accepted for Keras; the display shows `lr`
 
+    delta_on = "best"  # Keras ReduceLROnPlateau: current < best - min_delta
+
     def setup(self) -> None:
-        self.watch = Monitor(self.monitor, self.mode, self.min_delta, delta_on="best")
+        super().setup()
         self.reductions: list[tuple[int, float]] = []  # (epoch, new rate)
-        self._resumed = False
-        self._reset()
+        self._restart()
 
-    @property
-    def direction(self) -> str | None:
-        return self.watch.direction
-
-    def _reset(self) -> None:
+    def _restart(self) -> None:
         self.wait = 0
         self.cooldown_counter = 0
         self.best = math.inf if self.direction != "max" else -math.inf
 
+    def reset(self) -> None:
+        self._restart()
+        self.reductions = []
+
     def _improves(self, value: float) -> bool:
         return self.watch.improves(value, self.best)
-
-    def monitored(self) -> list[Monitored]:
-        return [Monitored(self.monitor)]
-
-    def on_train_begin(self, logs=None):
-        check_monitor(self, self.params)
-        self.watch.bind(self.model)
-        if not self._resumed:
-            self._reset()
-            self.reductions = []
-        self._resumed = False
 
     def on_epoch_end(self, epoch, logs=None):
         if self.direction is None:
             self.watch.bind(self.model)
-            self._reset()
+            self._restart()
         optimizer = self.model.optimizer
         if logs is not None:
             logs["lr"] = float(optimizer.learning_rate)

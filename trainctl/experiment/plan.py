@@ -24,8 +24,6 @@ from trainctl.errors import ConfigError, TrainctlError
 from trainctl.experiment.schema import ExperimentSpec
 
 DEFAULT_ROOT = Path("experiments")  # default experiment directory: experiments/<name>
-
-
 _MAX_RUN_ID = 72  # characters; long override summaries are cut (the index keeps ids unique)
 
 

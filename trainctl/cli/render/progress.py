@@ -19,14 +19,8 @@ from trainctl.train.callbacks import Callback, Logs
 from trainctl.train.epoch import EpochAccumulator
 
 MODES = ("auto", "rich", "plain", "jsonl", "quiet")
-
-
 _BATCH_KEYS = frozenset(("batch", "size"))
-
-
 _BAR_WIDTH = 20  # characters of the live progress bar
-
-
 _MAX_CHECK_EVERY = 200  # at most this many batches between clock reads, so a slowdown shows soon
 
 

@@ -321,10 +321,10 @@ def fit(model, x: np.ndarray | None = None, y: np.ndarray | None = None, *, epoc
             values = trainer.train_batch(xb, yb, wb)
             if not compile_notice.done:
                 compile_notice.finish()
+            totals.add(values, n)  # before on_batch_end: a checkpoint taken there includes this batch
             logs = dict(zip(trainer.log_keys, values))
             logs["batch"], logs["size"] = index, n
             callback_list.on_batch_end(index, logs)
-            totals.add(values, n)
             if model.stop_training:
                 break
         epoch_logs = totals.means()

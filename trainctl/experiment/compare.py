@@ -14,6 +14,7 @@ from trainctl.errors import ArtifactError, ConfigError, TrainctlError
 from trainctl.experiment.plan import _short_labels, _show_value
 from trainctl.experiment.results import RunResult, _best_run, _is_complete, summarise_run_dir
 from trainctl.runs.files import CONFIG_FILE, EXPERIMENT_FILE, RESULTS_FILE, TRIAL_FILE
+from trainctl.train.callbacks.monitor import ranking_monitor
 
 
 @dataclass
@@ -109,8 +110,8 @@ def compare_runs(paths: Sequence[str | os.PathLike], *, metric: str | None = Non
     single_plan = len(plans) == 1 and all(item is not None for _, item in entries)
     if metric is None:
         metric = plans[0]["metric"] if plans else _default_metric([p for p, _ in entries])
-    if mode is None:
-        mode = plans[0].get("mode", "min") if plans else "min"
+    # The plan's mode, else the metric's direction: val_accuracy is maximised (Monitor).
+    mode = ranking_monitor(metric, mode or (plans[0].get("mode") if plans else None)).direction
     configs = {path: _read_flat_config(path) for path, _ in entries}
     if single_plan:
         keys = list(plans[0].get("keys") or [])

@@ -24,8 +24,6 @@ from trainctl.errors import ConfigError, TrainctlError
 from trainctl.experiment.schema import ExperimentSpec
 
 DEFAULT_ROOT = Path("experiments")  # default experiment directory: experiments/<name>
-
-
 _MAX_RUN_ID = 72  # characters; long override summaries are cut (the index keeps ids unique)
 
 
@@ -56,7 +54,10 @@ class Experiment:
 
     @property
     def mode(self) -> str:
-        return self.spec.mode
+        """'min' or 'max': the experiment's mode, else the metric's direction (Monitor)."""
+        from trainctl.train.callbacks.monitor import ranking_monitor
+
+        return ranking_monitor(self.metric, self.spec.mode).direction
 
     @property
     def keys(self) -> list[str]:

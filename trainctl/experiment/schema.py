@@ -131,4 +131,4 @@ class ExperimentSpec(StrictModel):
     search: SearchSpec | None = None  # instead of grid/random: Optuna picks the trials
     seeds: Annotated[list[NonNegativeInt], Field(min_length=1)] | None = None  # None: the base's seed
     metric: Annotated[str, Field(min_length=1)] = "val_loss"  # a history column
-    mode: Literal["min", "max"] = "min"
+    mode: Literal["min", "max"] | None = None  # None: from the metric, as monitors decide (val_accuracy: max)

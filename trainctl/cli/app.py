@@ -20,10 +20,26 @@ app = typer.Typer(
     name="trainctl",
     help="Train neural networks described in YAML files, with numba-compiled kernels on the CPU.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, powershell)
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from trainctl import __version__
+
+        typer.echo(f"trainctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", "-V", callback=_print_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Train neural networks described in YAML files, with numba-compiled kernels on the CPU."""
 
 
 class LogFormat(str, Enum):
@@ -253,6 +269,65 @@ def evaluate(
     run = open_run(run_dir)
     title, metrics = evaluate_run(run, data, batch_size)
     render_metrics_table(_stdout(), title, metrics)
+
+
+class Task(str, Enum):
+    classification = "classification"
+    regression = "regression"
+
+
+@app.command()
+@expected_failures
+def init(
+    path: Path = typer.Argument(Path("trainctl.yaml"), help="Where to write the config."),
+    task: Optional[Task] = typer.Option(None, "--task", help="classification or regression (default: from the CSV's target, else classification)."),
+    csv: Optional[Path] = typer.Option(None, "--csv", help="Start from this CSV (a header row names the columns)."),
+    target: Optional[str] = typer.Option(None, "--target", help="The CSV column to predict (default: the last)."),
+    name: Optional[str] = typer.Option(None, "--name", help="The run name (default: from the file name)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite PATH if it exists."),
+) -> None:
+    """Write a commented starter config that trains as written (for a CSV with --csv)."""
+    from trainctl.config import load_config
+    from trainctl.config.starter import starter_config
+    from trainctl.errors import TrainctlError
+    from trainctl.runs.artifacts import atomic_write_text
+
+    if path.exists() and not force:
+        raise TrainctlError(f"{path}: already exists; pass --force to overwrite it")
+    text = starter_config(path, task=task.value if task else None, csv_path=csv, target=target, name=name,
+                          schema_path=_shipped_schema())
+    atomic_write_text(path, text)
+    load_config(path)  # the written file must load and validate as it stands
+    _stderr().print(f"wrote {path}; train it with: trainctl train {path}", highlight=False, soft_wrap=True)
+
+
+def _shipped_schema() -> Optional[Path]:
+    """The repository's schema file, when trainctl runs from a checkout (editable install)."""
+    from trainctl.config.jsonschema import SCHEMA_FILE
+
+    candidate = Path(__file__).resolve().parents[2] / SCHEMA_FILE
+    return candidate if candidate.is_file() else None
+
+
+@app.command()
+@expected_failures
+def schema(
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the schema to this file (default: print it)."),
+) -> None:
+    """The config's JSON Schema, for editors (# yaml-language-server: $schema=FILE)."""
+    import json
+
+    from trainctl.config.jsonschema import config_json_schema
+
+    text = json.dumps(config_json_schema(), indent=2) + "\n"
+    if out is None:
+        sys.stdout.write(text)
+        return
+    from trainctl.runs.artifacts import atomic_write_text
+
+    atomic_write_text(out, text)
+    _stderr().print(f"wrote {out}; point a config at it with: # yaml-language-server: $schema={out}",
+                    highlight=False, soft_wrap=True)
 
 
 def main() -> None:  # pragma: no cover - the console script entry point is `app`

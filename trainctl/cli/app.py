@@ -342,9 +342,18 @@ def plot(
     terminal: bool = typer.Option(False, "--terminal", help="Draw the curves in the terminal instead of a PNG."),
 ) -> None:
     """Loss and metric curves (train and validation) and recorded weight trajectories."""
-    from trainctl.cli.plot import plot_run
+    import shutil
 
-    typer.echo(plot_run(run_dir, out, terminal))
+    from trainctl.cli.plot import INSTALL_HINT, plot_run
+
+    console = _stdout()
+    color = console.is_terminal and console.color_system is not None  # NO_COLOR and pipes: plain text
+    width = min(max(shutil.get_terminal_size((80, 24)).columns - 16, 40), 120)
+    text = plot_run(run_dir, out, terminal, width=width, color=color)
+    if text.startswith(INSTALL_HINT):  # the fallback's note goes to stderr, the charts to stdout
+        _stderr().print(INSTALL_HINT, highlight=False, markup=False, soft_wrap=True)
+        text = text[len(INSTALL_HINT) + 1:]
+    sys.stdout.write(text + "\n")
 
 
 @app.command()

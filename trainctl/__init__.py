@@ -29,6 +29,7 @@ _EXPORTS = {
     "build_model": "trainctl.runs.run",
     "train_from_config": "trainctl.runs.run",
     "open_run": "trainctl.runs.run",
+    "load": "trainctl.runs.saved",
     "TrainctlError": "trainctl.errors",
 }
 __all__ = [*_EXPORTS, "__version__"]

@@ -1,0 +1,73 @@
+"""Keras's `verbose` for the Python API and the config's `fit.verbose`: which progress
+display a fit gets. 0: none; 1: the live bar in a terminal (one line per epoch otherwise);
+2: one line per epoch; None ("auto"): 1 in a terminal, 0 otherwise.
+
+The library reaches the display only through here, lazily, when a user asks for it from
+Python (`Sequential.fit(verbose=...)`, `Sequential.summary()`)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from trainctl.errors import TrainctlError
+
+VERBOSE_MODES = {0: "quiet", 1: "auto", 2: "plain"}
+
+
+def display_mode(verbose: int | None, *, is_terminal: bool | None = None) -> str:
+    """The ProgressDisplay mode for a Keras verbose value."""
+    if verbose is None or verbose == "auto":
+        terminal = sys.stdout.isatty() if is_terminal is None else is_terminal
+        verbose = 1 if terminal else 0
+    if isinstance(verbose, bool) or verbose not in VERBOSE_MODES:
+        raise TrainctlError(f"verbose must be 0 (silent), 1 (progress bar), 2 (one line per epoch) or None (auto), got {verbose!r}")
+    return VERBOSE_MODES[verbose]
+
+
+def progress_display(verbose: int | None) -> Any:
+    """A ProgressDisplay callback on stdout for `verbose`, or None for silence."""
+    mode = display_mode(verbose)
+    if mode == "quiet":
+        return None
+    from rich.console import Console
+
+    from trainctl.cli.render import ProgressDisplay
+
+    return ProgressDisplay(Console(highlight=False), mode)
+
+
+def print_summary(model, *, weights: bool = False, print_fn=None) -> None:
+    """The CLI's `trainctl summary` table for a model built in Python."""
+    from rich.console import Console
+
+    from trainctl.cli.render import render_summary
+
+    rows, totals, weight_list, extras = describe(model)
+    if print_fn is None:
+        render_summary(Console(highlight=False), rows, totals, weights=weight_list if weights else None, extras=extras)
+        return
+    import io
+
+    buffer = io.StringIO()
+    render_summary(Console(highlight=False, file=buffer, width=200), rows, totals,
+                   weights=weight_list if weights else None, extras=extras)
+    for line in buffer.getvalue().splitlines():
+        print_fn(line)
+
+
+def describe(model):
+    """Rows, totals, weights and extra lines of the summary; compile choices when compiled."""
+    from trainctl.nn.model import weights_nbytes
+
+    extras: dict[str, str] = {}
+    if model.loss is not None:
+        optimizer = dict(model.compile_config["optimizer"])
+        extras["Optimizer"] = optimizer.pop("type") + "".join(
+            f", {key}={value}" for key, value in optimizer.items() if value is not None)
+        extras["Loss"] = model.compile_config["loss"]
+        extras["Metrics"] = ", ".join(model.compile_config["metrics"]) or "none"
+    extras["FLOPs per sample (forward)"] = f"{model.flops_per_sample():,}"
+    extras["Weights size"] = f"{weights_nbytes(model):,} bytes"
+    weights = [(w.name, list(w.value.shape)) for w in model.weights]
+    return model.summary_rows(), model.param_totals(), weights, extras

@@ -152,3 +152,19 @@ def test_schema_flags_typos_and_accepts_camel_case(validator):
     del camel["fit"]["batchSize"]
     camel["data"]["preprocessing"] = ["standardize", {"type": "reshape"}]  # reshape needs target_shape
     assert [tuple(e.absolute_path) for e in validator.iter_errors(camel)] == [("data", "preprocessing", 1)]
+
+
+def test_config_fit_verbose_chooses_the_display(tmp_path):
+    from tests.test_cli import SMALL
+
+    config = tmp_path / "small.yaml"
+    config.write_text(SMALL)
+    forced = {"FORCE_COLOR": "1", "NO_COLOR": "1"}  # a terminal, where the default is the live bar
+    live = ok(["train", config, "--out", tmp_path / "v1"], env=forced).stdout
+    assert "Epoch 3/3" in live and "epoch 3/3" not in live
+    lines = ok(["train", config, "--out", tmp_path / "v2", "--set", "fit.verbose=2"], env=forced).stdout
+    assert "epoch 3/3  loss" in lines and "Epoch 3/3" not in lines  # Keras 2: one line per epoch
+    silent = ok(["train", config, "--out", tmp_path / "v0", "--set", "fit.verbose=0"], env=forced).stdout
+    assert "Epoch" not in silent and "epoch 1" not in silent and silent.splitlines()[-1] == f"run: {tmp_path / 'v0'}"
+    resumed = ok(["train", "--resume", tmp_path / "v0"], env=forced)  # finished: nothing to do, no display
+    assert "nothing to resume" in resumed.stderr

@@ -132,3 +132,37 @@ def test_fit_dataset_over_a_stream_config(tmp_path):
     assert history.history["val_accuracy"][-1] > 0.8  # 3 quadrant classes: chance 0.33-0.5
     with pytest.raises(ConfigValueError, match="dataset"):
         model().fit_dataset({"source": {"npy": "x.npy"}, "shufle": 3}, base_dir=tmp_path, verbose=0)
+
+
+def test_summary_prints_the_cli_table(capsys):
+    from tests.test_cli import TFJS_MLP, ok
+    from trainctl.config import load_config
+
+    config = load_config(TFJS_MLP).config
+    built = trainctl.Sequential([layer.to_dict() for layer in config.model.layers], name=config.name, seed=config.seed)
+    built.compile(optimizer=config.optimizer.to_dict(), loss=config.loss, metrics=["acc"])
+    lines = []
+    built.summary(print_fn=lines.append)
+    assert "\n".join(lines) + "\n" == ok(["summary", TFJS_MLP]).stdout
+    assert any(line.startswith("Total params: 25450") for line in lines)  # the TF.js guide's count
+    built.summary()
+    assert capsys.readouterr().out.splitlines() == lines
+
+
+@pytest.mark.parametrize("verbose, expected", [(0, 0), (2, 3), (1, 3), (None, 0)])
+def test_fit_verbose_follows_keras(capsys, verbose, expected):
+    x, y, _ = data(128)
+    model().fit(x, y, epochs=3, verbose=verbose, validation_split=0.25)
+    lines = capsys.readouterr().out.splitlines()  # pytest's stdout is not a terminal: 1 is one line per epoch
+    assert len(lines) == expected
+    if expected:
+        assert lines[0].startswith("epoch 1/3  loss ") and " val_accuracy " in lines[0]
+    with pytest.raises(trainctl.TrainctlError, match="verbose must be 0"):
+        model().fit(x, y, verbose=3)
+
+
+def test_verbose_default_is_on_in_a_terminal_only():
+    from trainctl.cli.verbose import display_mode
+
+    assert display_mode(None, is_terminal=True) == "auto" and display_mode(None, is_terminal=False) == "quiet"
+    assert [display_mode(v) for v in (0, 1, 2)] == ["quiet", "auto", "plain"]

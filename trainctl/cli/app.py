@@ -162,7 +162,8 @@ def train(
     from trainctl.runs.run import resume_training, train_from_config
 
     console, errors = _stdout(), _stderr()
-    mode = "quiet" if quiet else ("jsonl" if log_format is LogFormat.jsonl else "auto")
+    mode = "quiet" if quiet else ("jsonl" if log_format is LogFormat.jsonl else _config_display(
+        loaded.config if resume is None else None, resume, config, overrides))
 
     def warn(line: str) -> None:
         from rich.text import Text
@@ -197,6 +198,24 @@ def train(
         return
     if mode != "jsonl":
         render_summary_line(console, outcome.summary_line(), str(outcome.run_dir.path))
+
+
+def _config_display(config, resume: Optional[Path], config_path: Optional[Path], overrides) -> str:
+    """The display the config's `fit.verbose` asks for (Keras: 0 none, 1 progress bar, 2 one
+    line per epoch); --quiet and --log-format jsonl override it."""
+    from trainctl.cli.verbose import VERBOSE_MODES
+
+    if config is None:  # --resume: the config it will continue with
+        from trainctl.config import load_config, load_config_text
+
+        if config_path is not None:
+            config = load_config(config_path, overrides).config
+        else:
+            run_config = resume / "config.yaml"
+            if not run_config.is_file():
+                return "auto"  # resume_training reports the missing file
+            config = load_config_text(run_config.read_text(encoding="utf-8"), str(run_config), overrides).config
+    return VERBOSE_MODES[config.fit.verbose]
 
 
 @app.command()

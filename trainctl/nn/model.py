@@ -229,13 +229,14 @@ class Sequential:
 
     # -- compile / fit / evaluate / predict (TF.js names) ------------------------------
     def compile(self, optimizer: Any = "sgd", loss: Any = "mean_squared_error", metrics: Iterable[str] = ()) -> None:
+        from trainctl.nn.metrics import METRICS
         from trainctl.train.loop import compile_model
 
         compile_model(self, optimizer, loss, list(metrics))
         # What save() records to compile a loaded model the same way (ids as given, the
         # optimizer as configured).
         self.compile_config = {"optimizer": self.optimizer.get_config(), "loss": self.loss.name,
-                               "metrics": [m if isinstance(m, str) else m.name for m in metrics]}
+                               "metrics": [METRICS.resolve(m) if isinstance(m, str) else m.name for m in metrics]}
 
     def fit(self, x=None, y=None, *, verbose: int | None = None, **options):
         """TF.js/Keras fit. `verbose` as Keras: 0 silent, 1 the CLI's live progress, 2 one line

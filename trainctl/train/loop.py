@@ -408,8 +408,8 @@ def fit_dataset(model, dataset: Any, *, epochs: int = 1, batch_size: int = 32, b
                 class_weight: dict | None = None, callbacks: Iterable[Any] = (), initial_epoch: int = 0,
                 base_dir: Any = None, **options) -> History:
     """TF.js fitDataset. `dataset`: a stream config as in YAML (`{"stream": {"source": {"npy":
-    ...}, "shuffle": 10000}}`, or the inner `{"source": ..., ...}`; paths relative to
-    `base_dir`, default the working directory; batched by `batch_size`), or Python batches:
+    ...}, "shuffle": 10000}, "preprocessing": [...]}`, or the inner `{"source": ..., ...}`;
+    paths relative to `base_dir`, default the working directory; batched by `batch_size`), or Python batches:
     a function returning an iterable (called once per epoch), or a generator / iterable
     (continued across epochs), each item `(x, y)`, `(x, y, w)` or `{"xs": x, "ys": y}`.
     `validation_data`: arrays `(x, y)` or a dataset in the same forms."""
@@ -436,9 +436,11 @@ def _dataset_source(model, dataset: Any, batch_size: int, batches: int | None, b
 
         from trainctl.data import DataConfig, load_data
 
-        spec = dataset if "stream" in dataset else {"stream": dataset}
+        spec = dict(dataset)
+        preprocessing = spec.pop("preprocessing", [])  # the map stage, as data.preprocessing in YAML
+        spec = spec if "stream" in spec else {"stream": spec}
         try:
-            data_config = DataConfig.model_validate({"train": spec})
+            data_config = DataConfig.model_validate({"train": spec, "preprocessing": preprocessing})
         except ValidationError as error:
             first = error.errors()[0]
             place = ".".join(str(part) for part in first["loc"][1:])

@@ -354,8 +354,8 @@ def _run_training(run_dir, prepared: _Prepared, extra: list[Callback], settings:
     guard = contextlib.nullcontext() if not handle_signals else stopper.installed()
     start = time.perf_counter()
     with guard:
-        model.fit(
-            data.x, data.y, source=data.stream, epochs=initial_epoch if stopped else fit.epochs,
+        model.fit(  # verbose=0: the caller's callbacks (the CLI's display) show progress
+            data.x, data.y, verbose=0, source=data.stream, epochs=initial_epoch if stopped else fit.epochs,
             batch_size=fit.batch_size, shuffle=fit.shuffle, validation_data=validation,
             initial_epoch=initial_epoch, start_batch=start_batch,
             class_weight=fit.class_weight, sample_weight=data.sample_weight,

@@ -77,6 +77,15 @@ def format_duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def format_per_step(seconds: float) -> str:
+    """Keras's time per step: 1.2 -> "1s/step", 0.0042 -> "4ms/step", 0.00031 -> "310us/step"."""
+    if seconds >= 1:
+        return f"{seconds:.0f}s/step"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.0f}ms/step"
+    return f"{seconds * 1e6:.0f}us/step"
+
+
 def human_bytes(n_bytes: int) -> str:
     """101800 -> "99.4 KiB" (binary units)."""
     size = float(n_bytes)
@@ -231,9 +240,36 @@ def render_compare_table(
     console.print(table)
 
 
+def wrap_items(head: Text, items: Sequence[tuple[str, str]], width: int, indent: str = "    ") -> Text:
+    """`head` then `items` (text, style) two spaces apart on one line when they fit in
+    `width`; otherwise the items go on indented lines below, wrapped between items, never
+    inside one."""
+    line = head.copy()
+    together = head.cell_len + sum(2 + len(text) for text, _ in items)
+    column = head.cell_len
+    if together > width and items:
+        line.append("\n" + indent)
+        column = len(indent)
+    first = True
+    for text, style in items:
+        if not first and column + 2 + len(text) > width:
+            line.append("\n" + indent)
+            column = len(indent)
+        elif not (first and column == len(indent) and together > width):
+            line.append("  ")
+            column += 2
+        line.append(text, style=style)
+        column += len(text)
+        first = False
+    return line
+
+
 def render_summary_line(console: Console, line: str, run_path: str) -> None:
-    """The end of `trainctl train`: one line of final values, then where the run went."""
-    console.print(Text(line), soft_wrap=True)
+    """The end of `trainctl train`: one line of final values (on a terminal, wrapped between
+    values at its width; piped, one line for the tools reading it), then where the run went."""
+    head, *items = line.split("  ")
+    width = console.width if console.is_terminal else 1 << 30
+    console.print(wrap_items(Text(head), [(item, "") for item in items], width), soft_wrap=True)
     console.print(Text(f"run: {run_path}"), soft_wrap=True)
 
 
@@ -349,6 +385,7 @@ class ProgressDisplay(Callback):
         self._last_refresh = now
         self._compile_seconds = 0.0  # compile time inside this epoch, left out of rates
         self._batches = 0
+        self._last_batch: int | None = None  # index of the last finished batch (a resumed epoch starts later)
         self._samples = 0.0
         self._keys: tuple[str, ...] = ()
         self._sums: list[float] | None = None  # per key: sum of value * size
@@ -413,6 +450,7 @@ class ProgressDisplay(Callback):
             i += 1
         self._samples += size
         self._batches += 1
+        self._last_batch = logs["batch"]
         if self._batches >= self._next_check:
             self._check_clock()
 
@@ -454,14 +492,28 @@ class ProgressDisplay(Callback):
             self.console.out("  ".join(p for p in parts if p), highlight=False)
             return
         self.close()
+        self.console.print(self._finished_line(head, seconds, logs), soft_wrap=True)
+
+    def _finished_line(self, head: str, seconds: float, logs: Mapping[str, float]) -> Text:
+        """`Epoch 3/15  750/750 ━━━━━━━━━━━━━━━━━━━━ 0.59s 786us/step  loss 0.0219  ...`: the
+        epoch's final bar, Keras's step counter and time per step, then the values, wrapped
+        between values (never inside one) at the console's width, continuation lines indented."""
+        steps = self.params.get("steps")
+        done = self._last_batch + 1 if self._last_batch is not None else self._batches
         line = Text()
         line.append(f"Epoch {head}", style="bold")
-        line.append(f"  {format_duration(seconds)}", style="dim")
-        for key, value in self._ordered(logs):
-            style = "cyan" if key.startswith("val_") else ""
-            line.append("  ")
-            line.append(f"{key} {format_value(value)}", style=style)
-        self.console.print(line, soft_wrap=True)
+        line.append(f"  {done}/{steps} " if steps else f"  {done} ")
+        if steps:
+            line.append("━" * _BAR_WIDTH, style="magenta" if done >= steps else "bright_black")
+            line.append(" ")
+        compute = max(seconds - self._compile_seconds, 0.0)
+        line.append(format_duration(seconds), style="dim")
+        if self._batches:
+            line.append(f" {format_per_step(compute / self._batches)}", style="dim")
+        items = [(f"{key} {format_value(value)}", "cyan" if key.startswith("val_") else "")
+                 for key, value in self._ordered(logs)]
+        return wrap_items(line, items, self.console.width)
+        return line
 
     def on_train_end(self, logs=None):
         if self.mode == "rich":

@@ -504,7 +504,7 @@ class ProgressDisplay(Callback):
         line.append(f"Epoch {head}", style="bold")
         line.append(f"  {done}/{steps} " if steps else f"  {done} ")
         if steps:
-            line.append("━" * _BAR_WIDTH, style="magenta" if done >= steps else "bright_black")
+            _append_bar(line, done, steps)
             line.append(" ")
         compute = max(seconds - self._compile_seconds, 0.0)
         line.append(format_duration(seconds), style="dim")
@@ -614,11 +614,8 @@ class ProgressDisplay(Callback):
         line = Text(no_wrap=True, overflow="ellipsis")
         line.append(f"Epoch {number}/{total}" if total else f"Epoch {number}", style="bold")
         if steps:
-            units = int(2 * _BAR_WIDTH * min(self._batches, steps) / steps)
-            full, half = divmod(units, 2)
             line.append(" ")
-            line.append("━" * full + ("╸" if half else ""), style="magenta")
-            line.append("━" * (_BAR_WIDTH - full - half), style="bright_black")
+            _append_bar(line, self._batches, steps)
             line.append(f" batch {self._batches}/{steps}")
         else:
             line.append(f" batch {self._batches}")
@@ -632,6 +629,14 @@ class ProgressDisplay(Callback):
         if self._batches:
             line.append(f" · {human_count(self._samples / elapsed)} samples/s", style="dim")
         return line
+
+
+def _append_bar(line: Text, done: int, steps: int) -> None:
+    """`━━━━━━╸━━━━━━━━━━━━━` for done/steps: magenta up to done (half cells too), grey after."""
+    units = int(2 * _BAR_WIDTH * min(done, steps) / steps)
+    full, half = divmod(units, 2)
+    line.append("━" * full + ("╸" if half else ""), style="magenta")
+    line.append("━" * (_BAR_WIDTH - full - half), style="bright_black")
 
 
 class ExperimentProgressLine:

@@ -135,7 +135,7 @@ def train(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this interrupted run directory from its newest checkpoint."),
     force: bool = typer.Option(False, "--force", help="With --resume: accept a config that differs from the run's."),
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", min=1, help="Also checkpoint every N optimizer steps (always: every epoch)."),
-    keep_checkpoints: Optional[int] = typer.Option(None, "--keep-checkpoints", min=1, help="Checkpoints kept (default 3)."),
+    keep_checkpoints: Optional[int] = typer.Option(None, "--keep-checkpoints", min=1, help="Resume checkpoints kept (default: 3 while training, the last once the run finishes)."),
 ) -> None:
     """Train a model from a YAML config and write a run directory (or --resume one)."""
     _limit_threads(threads)
@@ -179,7 +179,7 @@ def train(
             else:
                 outcome = train_from_config(loaded, out=out, runs_root=runs_root, init_from=init_from,
                                             callbacks=[display], checkpoint_every=checkpoint_every,
-                                            keep_checkpoints=keep_checkpoints or 3, handle_signals=True)
+                                            keep_checkpoints=keep_checkpoints, handle_signals=True)
     except TrainingInterrupted as stop:
         import shlex
         import signal

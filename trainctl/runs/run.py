@@ -20,6 +20,8 @@ from trainctl.errors import ArtifactError, ConfigValueError, DataError, Trainctl
 
 WEIGHT_HISTORY_FILE = "weight_history.json"
 DATA_FILE = "data.json"  # where the data came from and how its labels were encoded
+TRAINING_CHECKPOINTS = 3  # kept while training: a damaged newest one still leaves two to resume from
+FINISHED_RUN_CHECKPOINTS = 1  # kept once finished: a forced resume (more epochs) continues from the last
 
 
 # -- model and compile from a config ---------------------------------------------------
@@ -131,11 +133,23 @@ class TrainOutcome:
     epochs: int
     messages: list[str] = field(default_factory=list)  # lines for the user (early stopping, ...)
     already_complete: bool = False  # --resume of a run that had finished
+    first_epoch: int = 0  # 0-based index of the first epoch this process trained (a resume starts later)
+    restored_epoch: int | None = None  # 1-based epoch whose weights early stopping restored (metrics are its)
 
     def summary_line(self) -> str:
+        """`trained 5 epochs in 2.1s  loss ...`: the epochs this process trained (a resume
+        says which), then the values of the weights the run ends with (the restored epoch's
+        after early stopping with restore_best_weights)."""
         shown = "  ".join(f"{key} {value:.4g}" for key, value in self.metrics.items()
                           if isinstance(value, float) and "/" not in key)
-        return f"trained {self.epochs} epoch{'s' if self.epochs != 1 else ''} in {self.seconds:.1f}s  {shown}"
+        line = f"trained {self.epochs} epoch{'s' if self.epochs != 1 else ''}"
+        if self.first_epoch and self.epochs:
+            last = self.first_epoch + self.epochs
+            line += f" ({self.first_epoch + 1}–{last})" if self.epochs > 1 else f" ({last})"
+        line += f" in {self.seconds:.1f}s"
+        if self.restored_epoch is not None:
+            line += f"  restored epoch {self.restored_epoch}:"
+        return f"{line}  {shown}"
 
 
 class HistoryWriter(Callback):
@@ -221,12 +235,12 @@ def _write_run_files(run_dir, prepared: _Prepared, settings: dict[str, Any]) -> 
 
 def train_from_config(loaded, *, out: Path | None = None, runs_root: Path = Path("runs"),
                       init_from: Path | None = None, callbacks: Iterable[Callback] = (),
-                      checkpoint_every: int | None = None, keep_checkpoints: int = 3,
+                      checkpoint_every: int | None = None, keep_checkpoints: int | None = None,
                       handle_signals: bool = False) -> TrainOutcome:
     """Build, check, train and save. Everything that can fail on bad input fails before
     the run directory is created. Checkpoints (for `resume_training`) are written at the
     start, at the end of every epoch and every `checkpoint_every` steps; the last
-    `keep_checkpoints` are kept. With `handle_signals` (main thread only), SIGINT/SIGTERM
+    `keep_checkpoints` are kept (default: 3 while training, the last one once finished). With `handle_signals` (main thread only), SIGINT/SIGTERM
     stop after the current batch with a checkpoint (TrainingInterrupted)."""
     from trainctl.runs.artifacts import RunDir
 
@@ -287,7 +301,7 @@ def resume_training(run_path: Path, *, config_path: Path | None = None, override
     if not isinstance(state, dict):
         raise ArtifactError(f"{state_file}: expected a JSON object")
     settings = {"checkpoint_every": checkpoint_every if checkpoint_every is not None else state.get("checkpoint_every"),
-                "keep_checkpoints": keep_checkpoints or state.get("keep_checkpoints") or 3}
+                "keep_checkpoints": keep_checkpoints or state.get("keep_checkpoints")}  # None: the defaults
     if state.get("completed") and not changed:
         epochs = int(state.get("epoch", 0))
         return TrainOutcome(run_dir, None, {}, 0.0, epochs, messages=[
@@ -342,7 +356,8 @@ def _run_training(run_dir, prepared: _Prepared, extra: list[Callback], settings:
         if isinstance(callback, ModelCheckpoint):
             callback.set_saver(model_checkpoint_saver(writer, callback, run_dir))
     prepare_csv_loggers(user_callbacks, run_dir.path, resumed_epoch)
-    checkpointer = Checkpointer(writer, settings.get("checkpoint_every"), int(settings["keep_checkpoints"]),
+    checkpointer = Checkpointer(writer, settings.get("checkpoint_every"),
+                                int(settings.get("keep_checkpoints") or TRAINING_CHECKPOINTS),
                                 resumed=checkpoint is not None)
     stopper = StopOnSignal(checkpointer, run_dir.path)
 
@@ -382,12 +397,21 @@ def _run_training(run_dir, prepared: _Prepared, extra: list[Callback], settings:
     for epoch, row in zip(totals.epochs, totals.rows):
         history.on_epoch_end(epoch, row)
     final = totals.final_metrics()
-    epochs_run = len(totals.epochs)
+    restored_epoch = next((c.restored_epoch for c in user_callbacks
+                           if isinstance(c, EarlyStopping) and c.restored_epoch is not None), None)
+    if restored_epoch is not None and restored_epoch in totals.epochs:
+        # The run ends with that epoch's weights: its values are the run's final metrics.
+        final = dict(totals.rows[totals.epochs.index(restored_epoch)])
+    trained_here = len([e for e in totals.epochs if e >= initial_epoch])  # not the epochs a resume restored
     last_epoch = (totals.epochs[-1] + 1) if totals.epochs else initial_epoch
     run_dir.write_state({"epoch": last_epoch, "batch": 0, "completed": True, **settings})
-    run_dir.write_metrics({**final, "epochs": epochs_run, "seconds": seconds})
+    restored = {} if restored_epoch is None else {"restored_epoch": restored_epoch + 1}
+    run_dir.write_metrics({**final, "epochs": len(totals.epochs), **restored, "seconds": seconds})
+    run_dir.prune_checkpoints(settings.get("keep_checkpoints") or FINISHED_RUN_CHECKPOINTS)
     messages = [c.message for c in user_callbacks if isinstance(c, EarlyStopping) and c.message]
-    return TrainOutcome(run_dir, history, final, seconds, epochs_run, messages=messages)
+    return TrainOutcome(run_dir, history, final, seconds, trained_here, messages=messages,
+                        first_epoch=initial_epoch if checkpoint is not None else 0,
+                        restored_epoch=None if restored_epoch is None else restored_epoch + 1)
 
 
 # -- opening a run --------------------------------------------------------------------

@@ -499,6 +499,15 @@ def test_library_modules_do_not_import_rich_or_render():
         and imports.search(path.read_text())
     ]
     assert offenders == []
+    # The one way in from the library: Sequential.summary() and fit(verbose=...) reach the
+    # CLI's display lazily, through trainctl.cli.verbose, inside those methods only.
+    cli_imports = re.compile(r"^(\s*)(?:from|import)\s+trainctl\.cli\b.*$", re.M)
+    reaching = {str(path.relative_to(root)): [(len(m.group(1)), m.group(0).strip()) for m in cli_imports.finditer(path.read_text())]
+                for path in root.rglob("*.py")
+                if not str(path.relative_to(root)).startswith("cli") and path.name != "__main__.py"}
+    reaching = {name: found for name, found in reaching.items() if found}
+    assert list(reaching) == ["nn/model.py"]
+    assert all(indent > 0 and line.startswith("from trainctl.cli.verbose import") for indent, line in reaching["nn/model.py"])
 
 
 def test_render_summary_line_prints_line_and_run_path():

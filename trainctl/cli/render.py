@@ -529,7 +529,8 @@ class ProgressDisplay(Callback):
         self._emit_json(record)
 
     def on_compile_begin(self, logs=None):
-        self._compile_start = self.clock()
+        # `elapsed`: the loop announces compiling only once the first step has run that long.
+        self._compile_start = self.clock() - float((logs or {}).get("elapsed", 0.0))
         if self.mode == "plain":
             self.console.out("compiling kernels…", highlight=False)
         elif self.mode == "rich":

@@ -258,7 +258,7 @@ class CompileNotice:
     kernels (a cold cache): a warm cache loads in well under `delay` and shows nothing."""
 
     def __init__(self, callbacks: Callback, delay: float = 0.4):
-        self.callbacks = callbacks
+        self.callbacks, self.delay = callbacks, delay
         self.done = False
         self._fired = False
         self._lock = threading.Lock()
@@ -272,7 +272,7 @@ class CompileNotice:
         with self._lock:
             if not self.done:
                 self._fired = True
-                self.callbacks.on_compile_begin({})
+                self.callbacks.on_compile_begin({"elapsed": self.delay})  # compiling since the step began
 
     def finish(self) -> None:
         self._timer.cancel()

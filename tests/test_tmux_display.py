@@ -55,3 +55,23 @@ def test_the_screen_after_training_in_an_80_column_terminal(tmp_path):
     summary = next(i for i, line in enumerate(screen) if line.startswith("trained 3 epochs in "))
     assert screen[summary + 1].startswith("    loss ")
     assert "run: run" in screen[summary + 2:summary + 4], text
+
+
+def test_fit_from_python_in_a_terminal_shows_the_cli_progress_by_default(tmp_path):
+    import sys
+
+    (tmp_path / "fit.py").write_text(
+        "import numpy as np, trainctl\n"
+        "x = np.random.default_rng(0).standard_normal((320, 4)).astype(np.float32)\n"
+        "y = np.eye(2, dtype=np.float32)[(x[:, 0] > 0).astype(int)]\n"
+        "m = trainctl.Sequential([{'type': 'dense', 'units': 2, 'activation': 'softmax', 'input_shape': [4]}])\n"
+        "m.compile(optimizer='adam', loss='categorical_crossentropy', metrics=['accuracy'])\n"
+        "m.fit(x, y, epochs=2, validation_split=0.2)\n"  # no verbose: on, because this is a terminal
+        "m.summary()\n")
+    screen = run_in_tmux(tmp_path, f"{sys.executable} fit.py")
+    text = "\n".join(screen)
+    assert "__DONE__ 0" in text, text
+    finished = [line for line in screen if line.startswith("Epoch ")]
+    assert len(finished) == 2, text  # each epoch once
+    assert all(re.match(r"Epoch \d/2  8/8 ━{20} ", line) for line in finished), text
+    assert "Total params: 10" in text and "Layer (type)" in text  # summary(): the CLI's table

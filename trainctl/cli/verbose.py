@@ -57,17 +57,7 @@ def print_summary(model, *, weights: bool = False, print_fn=None) -> None:
 
 
 def describe(model):
-    """Rows, totals, weights and extra lines of the summary; compile choices when compiled."""
-    from trainctl.nn.model import weights_nbytes
+    """The summary of a model built in Python: as `trainctl summary`, compile choices from compile()."""
+    from trainctl.runs.summary import describe_model
 
-    extras: dict[str, str] = {}
-    if model.loss is not None:
-        optimizer = dict(model.compile_config["optimizer"])
-        extras["Optimizer"] = optimizer.pop("type") + "".join(
-            f", {key}={value}" for key, value in optimizer.items() if value is not None)
-        extras["Loss"] = model.compile_config["loss"]
-        extras["Metrics"] = ", ".join(model.compile_config["metrics"]) or "none"
-    extras["FLOPs per sample (forward)"] = f"{model.flops_per_sample():,}"
-    extras["Weights size"] = f"{weights_nbytes(model):,} bytes"
-    weights = [(w.name, list(w.value.shape)) for w in model.weights]
-    return model.summary_rows(), model.param_totals(), weights, extras
+    return describe_model(model)

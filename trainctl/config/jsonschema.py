@@ -143,5 +143,5 @@ def _short_def_names(schema: dict[str, Any]) -> dict[str, Any]:
     for old, new in renames.items():
         text = text.replace(f'"#/$defs/{old}"', f'"#/$defs/{new}"')
     schema = json.loads(text)
-    schema["$defs"] = {renames.get(name, name): value for name, value in schema["$defs"].items()}
-    return schema
+    schema["$defs"] = dict(sorted((renames.get(name, name), value) for name, value in schema["$defs"].items()))
+    return schema  # definitions sorted: the file does not change when modules move

@@ -17,7 +17,8 @@ TRAINING_CONFIG = "training_config"
 
 
 def save_model(model, path, *, overwrite: bool = True) -> None:
-    from trainctl.runs.artifacts import MODEL_FILE, RunDir
+    from trainctl.runs.files import MODEL_FILE
+    from trainctl.runs.rundir import RunDir
 
     path = Path(path)
     if path.is_dir() and any(path.iterdir()):
@@ -46,13 +47,14 @@ def load_model(path):
     """The Sequential saved at `path` (by `Sequential.save` or `trainctl train`), with its
     weights, compiled as it was, and with its optimizer state when one was saved."""
     from trainctl.nn.model import Sequential
-    from trainctl.runs.artifacts import CONFIG_FILE, MODEL_FILE, OPTIMIZER_FILE, WEIGHTS_FILE, RunDir
+    from trainctl.runs.files import CONFIG_FILE, MODEL_FILE, OPTIMIZER_FILE, WEIGHTS_FILE
+    from trainctl.runs.rundir import RunDir
 
     path = Path(path)
     if not path.is_dir():
         raise ArtifactError(f"{path}: saved model directory not found")
     if (path / CONFIG_FILE).is_file():
-        from trainctl.runs.run import open_run
+        from trainctl.runs.inference import open_run
 
         return open_run(path).model
     missing = [name for name in (MODEL_FILE, WEIGHTS_FILE) if not (path / name).is_file()]

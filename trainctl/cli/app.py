@@ -48,19 +48,15 @@ class LogFormat(str, Enum):
 
 
 def _stderr():
-    from rich.console import Console
+    from trainctl.cli.consoles import stderr_console
 
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return stderr_console()
 
 
 def _stdout():
-    from rich.console import Console
+    from trainctl.cli.consoles import stdout_console
 
-    console = Console(highlight=False)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        # piped or redirected: rich would assume 80 columns and cut table cells with "…"
-        console = Console(highlight=False, width=200)
-    return console
+    return stdout_console()
 
 
 def expected_failures(command: Callable) -> Callable:

@@ -30,22 +30,22 @@ def progress_display(verbose: int | None) -> Any:
     mode = display_mode(verbose)
     if mode == "quiet":
         return None
-    from rich.console import Console
-
+    from trainctl.cli.consoles import stdout_console
     from trainctl.cli.render import ProgressDisplay
 
-    return ProgressDisplay(Console(highlight=False), mode)
+    return ProgressDisplay(stdout_console(), mode)
 
 
 def print_summary(model, *, weights: bool = False, print_fn=None) -> None:
     """The CLI's `trainctl summary` table for a model built in Python."""
     from rich.console import Console
 
+    from trainctl.cli.consoles import stdout_console
     from trainctl.cli.render import render_summary
 
     rows, totals, weight_list, extras = describe(model)
     if print_fn is None:
-        render_summary(Console(highlight=False), rows, totals, weights=weight_list if weights else None, extras=extras)
+        render_summary(stdout_console(), rows, totals, weights=weight_list if weights else None, extras=extras)
         return
     import io
 

@@ -125,7 +125,7 @@ SHIPPED = sorted((ROOT / "configs").glob("*.yaml"))
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
 def test_shipped_configs_name_the_schema_and_satisfy_it(path, validator):
     first = path.read_text().splitlines()[0]
-    assert first.startswith(SCHEMA_LINE), path
+    assert first.startswith(SCHEMA_LINE), f"{path.name}: make its first line {SCHEMA_LINE}../schema/config.schema.json"
     assert (path.parent / first[len(SCHEMA_LINE):]).resolve() == (ROOT / "schema" / "config.schema.json")
     assert [e.message for e in validator.iter_errors(yaml.safe_load(path.read_text()))] == []
 

@@ -34,3 +34,5 @@ CALLBACKS_FILE = "callbacks.safetensors"  # inside a resume checkpoint: the call
 EXPERIMENT_FILE = "experiment.json"
 RESULTS_FILE = "results.csv"
 RUNS_DIR = "runs"
+STUDY_FILE = "study.journal"  # a search's Optuna study (journal storage): a rerun continues it
+TRIAL_FILE = "trial.json"  # in a search's run directory: trial number, state (ok|pruned), params

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from trainctl.cli.render.format import format_duration, format_value, human_count
+from trainctl.cli.render.format import format_duration, format_per_step, format_value, human_count, wrap_items
 from trainctl.train.callbacks import Callback, Logs
 from trainctl.train.epoch import EpochAccumulator
 
@@ -75,6 +75,7 @@ class ProgressDisplay(Callback):
         self._compile_seconds = 0.0  # compile time inside this epoch, left out of rates
         self._batches = 0
         self._running = EpochAccumulator()  # the fit loop's kind of running sums, keys from the first batch
+        self._last_batch: int | None = None  # index of the last finished batch (a resumed epoch starts later)
         self._checked_at = now
         self._checked_batches = 0
         self._check_every = 1
@@ -131,6 +132,7 @@ class ProgressDisplay(Callback):
             running.reset([k for k in logs if k not in _BATCH_KEYS])
         running.add([logs.get(key, 0.0) for key in running.keys], size)
         self._batches += 1
+        self._last_batch = logs["batch"]
         if self._batches >= self._next_check:
             self._check_clock()
 
@@ -172,14 +174,27 @@ class ProgressDisplay(Callback):
             self.console.out("  ".join(p for p in parts if p), highlight=False)
             return
         self.close()
+        self.console.print(self._finished_line(head, seconds, logs), soft_wrap=True)
+
+    def _finished_line(self, head: str, seconds: float, logs: Mapping[str, float]) -> Text:
+        """`Epoch 3/15  750/750 ━━━━━━━━━━━━━━━━━━━━ 0.59s 786us/step  loss 0.0219  ...`: the
+        epoch's final bar, Keras's step counter and time per step (compile time left out),
+        then the values, wrapped between values (never inside one) at the console's width."""
+        steps = self.params.get("steps")
+        done = self._last_batch + 1 if self._last_batch is not None else self._batches
         line = Text()
         line.append(f"Epoch {head}", style="bold")
-        line.append(f"  {format_duration(seconds)}", style="dim")
-        for key, value in self._ordered(logs):
-            style = "cyan" if key.startswith("val_") else ""
-            line.append("  ")
-            line.append(f"{key} {format_value(value)}", style=style)
-        self.console.print(line, soft_wrap=True)
+        line.append(f"  {done}/{steps} " if steps else f"  {done} ")
+        if steps:
+            _append_bar(line, done, steps)
+            line.append(" ")
+        compute = max(seconds - self._compile_seconds, 0.0)
+        line.append(format_duration(seconds), style="dim")
+        if self._batches:
+            line.append(f" {format_per_step(compute / self._batches)}", style="dim")
+        items = [(f"{key} {format_value(value)}", "cyan" if key.startswith("val_") else "")
+                 for key, value in self._ordered(logs)]
+        return wrap_items(line, items, self.console.width)
 
     def on_train_end(self, logs=None):
         if self.mode == "rich":
@@ -195,7 +210,8 @@ class ProgressDisplay(Callback):
         self._emit_json(record)
 
     def on_compile_begin(self, logs=None):
-        self._compile_start = self.clock()
+        # `elapsed`: the loop announces compiling only once the first step has run that long.
+        self._compile_start = self.clock() - float((logs or {}).get("elapsed", 0.0))
         if self.mode == "plain":
             self.console.out("compiling kernels…", highlight=False)
         elif self.mode == "rich":
@@ -280,11 +296,8 @@ class ProgressDisplay(Callback):
         line = Text(no_wrap=True, overflow="ellipsis")
         line.append(f"Epoch {number}/{total}" if total else f"Epoch {number}", style="bold")
         if steps:
-            units = int(2 * _BAR_WIDTH * min(self._batches, steps) / steps)
-            full, half = divmod(units, 2)
             line.append(" ")
-            line.append("━" * full + ("╸" if half else ""), style="magenta")
-            line.append("━" * (_BAR_WIDTH - full - half), style="bright_black")
+            _append_bar(line, self._batches, steps)
             line.append(f" batch {self._batches}/{steps}")
         else:
             line.append(f" batch {self._batches}")
@@ -298,6 +311,14 @@ class ProgressDisplay(Callback):
         if self._batches:
             line.append(f" · {human_count(self._running.seen / elapsed)} samples/s", style="dim")
         return line
+
+
+def _append_bar(line: Text, done: int, steps: int) -> None:
+    """`━━━━━━╸━━━━━━━━━━━━━` for done/steps: magenta up to done (half cells too), grey after."""
+    units = int(2 * _BAR_WIDTH * min(done, steps) / steps)
+    full, half = divmod(units, 2)
+    line.append("━" * full + ("╸" if half else ""), style="magenta")
+    line.append("━" * (_BAR_WIDTH - full - half), style="bright_black")
 
 
 class ExperimentProgressLine:

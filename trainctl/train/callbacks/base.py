@@ -60,7 +60,8 @@ class Callback:
     - `files()`: the names it writes inside the run directory; `bind_run(context)` before
       training in a run directory, `end_run(run_dir)` after it (final files).
     - `message`: one line for the run's report (why it stopped early); `failure`: a reason
-      the run failed (a non-finite loss), or None.
+      the run failed (a non-finite loss), or None; `restored_epoch`: the epoch whose weights
+      it put back at the end (the run reports that epoch's metrics), or None.
     """
 
     type_id: ClassVar[str] = ""  # the registry id, set by `register`
@@ -114,6 +115,7 @@ class Callback:
 
     message: str | None = None
     failure: str | None = None
+    restored_epoch: int | None = None  # 0-based epoch whose weights the callback restored (early stopping)
 
     # -- events
     def on_train_begin(self, logs: Logs | None = None) -> None: ...

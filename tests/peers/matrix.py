@@ -132,8 +132,8 @@ def main() -> int:
             with tempfile.TemporaryDirectory() as tmp:
                 try:
                     cells.append(measure(layer_type, Path(tmp)))
-                except ExportRefused as refused:
-                    cells.append(f"refused: {refused}")
+                except ExportRefused as error:
+                    cells.append(f"refused: {error}")
         print(f"| {layer_type} | " + " | ".join(cells) + " |", flush=True)
     return 0
 

@@ -166,7 +166,7 @@ def imported_config(imported, *, name: str, data_path: Path | None = None) -> tu
     notes = [f"Imported by `trainctl import` from {source}.",
              "The layers, names and options are the file's; the trained weights are in this run",
              "directory: continue training with",
-             f"  trainctl train <this folder>/config.yaml --init-from <this folder>"]
+             "  trainctl train <this folder>/config.yaml --init-from <this folder>"]
     if imported.training is not None:
         optimizer, loss, metrics = imported.training.optimizer, imported.training.loss, imported.training.metrics
     else:

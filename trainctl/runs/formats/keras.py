@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from trainctl.runs.formats import ExportRefused, ImportFailed
-from trainctl.runs.formats.keras_objects import layer_from_keras, layer_to_keras, optimizer_from_tfjs
+from trainctl.runs.formats.keras_objects import layer_to_keras, optimizer_from_tfjs
 from trainctl.runs.formats.tfjs import TrainingSpec
 
 KERAS_VERSION = "3.15.1"  # the Keras release these files were checked against

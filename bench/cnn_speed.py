@@ -52,7 +52,7 @@ class Trainctl:
     name = "trainctl"
 
     def __init__(self, data):
-        from trainctl.model import Sequential
+        from trainctl.nn.model import Sequential
 
         self.x, self.y, _ = data
         self.models = {}

@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import BeforeValidator, Field
 
 from trainctl.errors import TrainctlError
-from trainctl.layers.base import Layer, Shape
+from trainctl.nn.layers.base import Layer, Shape
 
 
 def _snake_value(value: Any) -> Any:

@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 from pydantic import model_validator
 
-from trainctl.activations import ACTIVATIONS
+from trainctl.nn.activations import ACTIVATIONS
 from trainctl.config.base import PositiveInt, registry_id, typed_spec
 from trainctl.errors import TrainctlError
-from trainctl.initializers import INITIALIZERS, build_initializer
-from trainctl.layers.base import LAYERS, BuildContext, LayerParams, Shape, Weight
-from trainctl.layers.spatial import (
+from trainctl.nn.initializers import INITIALIZERS
+from trainctl.nn.layers.base import LAYERS, BuildContext, LayerParams, Shape
+from trainctl.nn.layers.spatial import (
     DataFormat,
     Padding,
     SizeOrSizes,
@@ -32,8 +32,7 @@ from trainctl.layers.spatial import (
     normalize_tuple,
     pad_before,
 )
-from trainctl.regularizers import REGULARIZERS, build_regularizer
-from trainctl.seeding import rng_for
+from trainctl.nn.regularizers import REGULARIZERS, build_regularizer
 
 
 def _kernels():
@@ -105,17 +104,10 @@ class _ConvBase(SpatialLayer):
             return (1, self.kernel_size[0], 1, self.strides[0], 1, dilation[0], 0, pads[0])
         return (*self.kernel_size, *self.strides, *dilation, *pads)
 
-    def _weight(self, name: str, shape: tuple[int, ...], initializer: Any, regularizer: Any,
-                context: BuildContext) -> Weight:
-        full = f"{self.name}/{name}"
-        value = build_initializer(initializer)(shape, rng_for(context.seed, "init", full), context.dtype)
-        return Weight(full, np.ascontiguousarray(value, dtype=context.dtype), np.zeros(shape, context.dtype),
-                      self.trainable, build_regularizer(regularizer))
-
     def _build_bias(self, units: int, context: BuildContext) -> None:
         p = self.params
-        self.bias = self._weight("bias", (units,), p.bias_initializer, p.bias_regularizer, context) \
-            if p.use_bias else None
+        self.bias = self.add_weight("bias", (units,), p.bias_initializer, context,
+                                    regularizer=p.bias_regularizer) if p.use_bias else None
         self._zero_bias = np.zeros(units, context.dtype)  # stands in for a missing bias
         self._scratch_bias_grad = np.zeros(units, context.dtype)
         self.activity_regularizer = build_regularizer(p.activity_regularizer)
@@ -174,8 +166,8 @@ class _ConvBase(SpatialLayer):
         return self._backward(self._dy2d(dz), self._linear_code, need_dx)
 
     @property
-    def output_activation(self):
-        return self.activation
+    def has_activity_regularizer(self) -> bool:
+        return self.activity_regularizer is not None
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         return self._join_shape(self.out_spatial, self.out_channels)
@@ -188,14 +180,14 @@ class _Conv(_ConvBase):
 
     def build(self, input_shape: Shape, context: BuildContext) -> Shape:
         p = self.params
-        self.activation = ACTIVATIONS.get(p.activation)
+        self.activation = self.output_activation = ACTIVATIONS.get(p.activation)
         self._geometry(input_shape)
         self.out_spatial, self.out_channels = self._spatial_out(self.in_spatial), p.filters
         self.geometry = self._geometry_4d(self.in_spatial, self.out_spatial, self.dilation_rate)
         shape = (*self.kernel_size, self.in_channels, p.filters)
-        self.kernel = self._weight("kernel", shape, p.kernel_initializer, p.kernel_regularizer, context)
+        self.kernel = self.add_weight("kernel", shape, p.kernel_initializer, context,
+                                      regularizer=p.kernel_regularizer)
         self._build_bias(p.filters, context)
-        self.weights = [self.kernel] + ([self.bias] if self.bias is not None else [])
         return super().build(input_shape, context)
 
     def allocate(self, batch_size: int) -> None:
@@ -285,7 +277,7 @@ class Conv2DTranspose(_ConvBase):
 
     def build(self, input_shape: Shape, context: BuildContext) -> Shape:
         p = self.params
-        self.activation = ACTIVATIONS.get(p.activation)
+        self.activation = self.output_activation = ACTIVATIONS.get(p.activation)
         self._geometry(input_shape)
         self.out_spatial = tuple(deconv_length(size, s, k, p.padding)
                                  for size, s, k in zip(self.in_spatial, self.strides, self.kernel_size))
@@ -293,9 +285,9 @@ class Conv2DTranspose(_ConvBase):
         # the convolution it transposes maps out_spatial → in_spatial
         self.geometry = self._geometry_4d(self.out_spatial, self.in_spatial, (1, 1))
         shape = (*self.kernel_size, p.filters, self.in_channels)
-        self.kernel = self._weight("kernel", shape, p.kernel_initializer, p.kernel_regularizer, context)
+        self.kernel = self.add_weight("kernel", shape, p.kernel_initializer, context,
+                                      regularizer=p.kernel_regularizer)
         self._build_bias(p.filters, context)
-        self.weights = [self.kernel] + ([self.bias] if self.bias is not None else [])
         return super().build(input_shape, context)
 
     def allocate(self, batch_size: int) -> None:
@@ -361,16 +353,15 @@ class DepthwiseConv2D(_ConvBase):
 
     def build(self, input_shape: Shape, context: BuildContext) -> Shape:
         p = self.params
-        self.activation = ACTIVATIONS.get(p.activation)
+        self.activation = self.output_activation = ACTIVATIONS.get(p.activation)
         self._geometry(input_shape)
         self.out_spatial = self._spatial_out(self.in_spatial)
         self.out_channels = self.in_channels * p.depth_multiplier
         self.geometry = self._geometry_4d(self.in_spatial, self.out_spatial, (1, 1))
         shape = (*self.kernel_size, self.in_channels, p.depth_multiplier)
-        self.depthwise_kernel = self._weight("depthwise_kernel", shape, p.depthwise_initializer,
-                                             p.depthwise_regularizer, context)
+        self.depthwise_kernel = self.add_weight("depthwise_kernel", shape, p.depthwise_initializer, context,
+                                                regularizer=p.depthwise_regularizer)
         self._build_bias(self.out_channels, context)
-        self.weights = [self.depthwise_kernel] + ([self.bias] if self.bias is not None else [])
         return super().build(input_shape, context)
 
     def allocate(self, batch_size: int) -> None:
@@ -439,19 +430,18 @@ class SeparableConv2D(_ConvBase):
 
     def build(self, input_shape: Shape, context: BuildContext) -> Shape:
         p = self.params
-        self.activation = ACTIVATIONS.get(p.activation)
+        self.activation = self.output_activation = ACTIVATIONS.get(p.activation)
         self._geometry(input_shape)
         self.out_spatial, self.out_channels = self._spatial_out(self.in_spatial), p.filters
         self.geometry = self._geometry_4d(self.in_spatial, self.out_spatial, self.dilation_rate)
         self.mid_channels = self.in_channels * p.depth_multiplier
         depthwise_shape = (*self.kernel_size, self.in_channels, p.depth_multiplier)
-        self.depthwise_kernel = self._weight("depthwise_kernel", depthwise_shape, p.depthwise_initializer,
-                                             p.depthwise_regularizer, context)
+        self.depthwise_kernel = self.add_weight("depthwise_kernel", depthwise_shape, p.depthwise_initializer,
+                                                context, regularizer=p.depthwise_regularizer)
         pointwise_init = p.pointwise_initializer or p.depthwise_initializer
-        self.pointwise_kernel = self._weight("pointwise_kernel", (1, 1, self.mid_channels, p.filters),
-                                             pointwise_init, p.pointwise_regularizer, context)
+        self.pointwise_kernel = self.add_weight("pointwise_kernel", (1, 1, self.mid_channels, p.filters),
+                                                pointwise_init, context, regularizer=p.pointwise_regularizer)
         self._build_bias(p.filters, context)
-        self.weights = [self.depthwise_kernel, self.pointwise_kernel] + ([self.bias] if self.bias else [])
         return super().build(input_shape, context)
 
     def allocate(self, batch_size: int) -> None:

@@ -13,8 +13,8 @@ import math
 import numpy as np
 
 from trainctl.errors import TrainctlError
-from trainctl.layers.base import LAYERS, BuildContext, LayerParams, Shape
-from trainctl.layers.spatial import (
+from trainctl.nn.layers.base import LAYERS, BuildContext, LayerParams, Shape
+from trainctl.nn.layers.spatial import (
     DataFormat,
     Padding,
     SizeOrSizes,

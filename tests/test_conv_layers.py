@@ -52,11 +52,12 @@ def to_first(shape):
 GEOMETRY_2D = [(1, 1), (2, 1), (1, 2), ([2, 1], 1), (1, [1, 2]), ([1, 3], 1)]  # (strides, dilation_rate)
 
 
+@pytest.mark.parametrize("channels", [1, 3])  # 1: the transposed column matrix
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 @pytest.mark.parametrize("strides,dilation", GEOMETRY_2D)
 @pytest.mark.parametrize("padding", ["valid", "same"])
-def test_conv2d_gradients_and_forward(padding, strides, dilation, data_format):
-    shape = (7, 6, 3) if data_format == "channels_last" else (3, 7, 6)
+def test_conv2d_gradients_and_forward(padding, strides, dilation, data_format, channels):
+    shape = (7, 6, channels) if data_format == "channels_last" else (channels, 7, 6)
     spec = {"type": "conv2d", "filters": 4, "kernel_size": [3, 2], "strides": strides, "padding": padding,
             "dilation_rate": dilation, "activation": "tanh", "data_format": data_format}
     model, layer = check_gradients(spec, shape)
@@ -95,11 +96,12 @@ def test_conv2d_activity_regularizer_gradient():
                                rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 @pytest.mark.parametrize("strides,dilation", [(1, 1), (2, 1), (1, 2), (3, 1)])
 @pytest.mark.parametrize("padding", ["valid", "same"])
-def test_conv1d_gradients_and_forward(padding, strides, dilation, data_format):
-    shape = (9, 3) if data_format == "channels_last" else (3, 9)
+def test_conv1d_gradients_and_forward(padding, strides, dilation, data_format, channels):
+    shape = (9, channels) if data_format == "channels_last" else (channels, 9)
     spec = {"type": "conv1d", "filters": 4, "kernel_size": 3, "strides": strides, "padding": padding,
             "dilation_rate": dilation, "activation": "elu", "data_format": data_format}
     model, layer = check_gradients(spec, shape)

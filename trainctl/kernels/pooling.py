@@ -15,14 +15,25 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from trainctl.kernels.jit import njit
+
+
+@njit(inline="always")
+def _u(i):
+    """An in-range index as unsigned: no negative-index wraparound test in the hot loops."""
+    return np.uint64(i)
 
 
 @njit
 def max_pool_forward(x, ph, pw, sh, sw, pad_top, pad_left, y, argmax):
-    """x [n, h, w, c] → y [n, oh, ow, c] and argmax (int64, same shape as y), both overwritten."""
+    """x [n, h, w, c] → y [n, oh, ow, c] and argmax (int64, same shape as y), both overwritten.
+    Pixels are visited in row-major order and only a strictly greater value moves the
+    maximum, so ties keep the first."""
     n, height, width, channels = x.shape
     out_h, out_w = y.shape[1], y.shape[2]
+    xf, yf, af = x.reshape(-1), y.reshape(-1), argmax.reshape(-1)
     for b in range(n):
         for oh in range(out_h):
             h_lo = max(oh * sh - pad_top, 0)
@@ -30,17 +41,21 @@ def max_pool_forward(x, ph, pw, sh, sw, pad_top, pad_left, y, argmax):
             for ow in range(out_w):
                 w_lo = max(ow * sw - pad_left, 0)
                 w_hi = min(ow * sw - pad_left + pw, width)
+                out = ((b * out_h + oh) * out_w + ow) * channels
+                first = ((b * height + h_lo) * width + w_lo) * channels
                 for c in range(channels):
-                    best = -math.inf
-                    where = ((b * height + h_lo) * width + w_lo) * channels + c
+                    # scalar locals and a plain compare: LLVM makes it a select, no branch to mispredict
+                    where = first + c
+                    best = xf[_u(where)]
                     for h in range(h_lo, h_hi):
                         for w in range(w_lo, w_hi):
-                            v = x[b, h, w, c]
+                            at = ((b * height + h) * width + w) * channels + c
+                            v = xf[_u(at)]
                             if v > best:
                                 best = v
-                                where = ((b * height + h) * width + w) * channels + c
-                    y[b, oh, ow, c] = best
-                    argmax[b, oh, ow, c] = where
+                                where = at
+                    yf[_u(out + c)] = best
+                    af[_u(out + c)] = where
 
 
 @njit
@@ -52,7 +67,7 @@ def max_pool_backward(dy, argmax, dx):
     flat_arg = argmax.reshape(-1)
     flat_dx[:] = 0
     for k in range(flat_dy.shape[0]):
-        flat_dx[flat_arg[k]] += flat_dy[k]
+        flat_dx[_u(flat_arg[k])] += flat_dy[k]
 
 
 @njit

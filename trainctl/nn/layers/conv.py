@@ -196,12 +196,15 @@ class _Conv(_ConvBase):
         self._in4 = (*self._as_2d(self.in_spatial), self.in_channels)
         self._out_hw = self._as_2d(self.out_spatial)
         rows = batch_size * math.prod(self.out_spatial)
-        depth = kh * kw * self.in_channels
+        depth = self._depth = kh * kw * self.in_channels
         self._pointwise = kh == kw == sh == sw == 1 and pt == pl == 0
+        # few input channels (a grey image): the transposed column matrix copies runs of
+        # out_w pixels instead of runs of kw (measured 3x faster for 1 channel)
+        self._transposed = not self._pointwise and self.in_channels == 1
         self._allocate_epilogue(rows, self.out_channels)
         if not self._pointwise:
-            self._cols = np.empty((rows, depth), self.dtype)
-            self._dcols = np.empty((rows, depth), self.dtype)
+            self._cols = np.empty(rows * depth, self.dtype)  # flat: [rows, depth] or [depth, rows] views
+            self._dcols = np.empty(rows * depth, self.dtype)
         self._dx = np.empty((batch_size, *self._in4), self.dtype)
         self._layout_buffers(batch_size, self.in_spatial, self.in_channels, self.out_spatial,
                              self.out_channels, self.dtype)
@@ -212,10 +215,14 @@ class _Conv(_ConvBase):
         rows = n * self._out_hw[0] * self._out_hw[1]
         if self._pointwise:
             cols = x4.reshape(rows, self.in_channels)
+        elif self._transposed:
+            cols_t = self._cols[: rows * self._depth].reshape(self._depth, rows)
+            self._conv.im2col_t(x4, *self.geometry, *self._out_hw, cols_t)
+            cols = cols_t.T
         else:
-            cols = self._cols[:rows]
+            cols = self._cols[: rows * self._depth].reshape(rows, self._depth)
             self._conv.im2col(x4, *self.geometry, *self._out_hw, cols)
-        self._x_cols = cols
+        self._x_cols = cols  # [rows, depth] (a transposed view when _transposed)
         kernel2d = self.kernel.value.reshape(-1, self.out_channels)
         np.matmul(cols, kernel2d, out=self._z[:rows])
         return self._output(self._epilogue_forward(rows), n)
@@ -231,8 +238,12 @@ class _Conv(_ConvBase):
         dx4 = self._dx[:n]
         if self._pointwise:
             np.matmul(dz, kernel2d.T, out=dx4.reshape(dz.shape[0], self.in_channels))
+        elif self._transposed:
+            dcols_t = self._dcols[: dz.shape[0] * self._depth].reshape(self._depth, dz.shape[0])
+            np.matmul(kernel2d, dz.T, out=dcols_t)
+            self._conv.col2im_t(dcols_t, *self.geometry, *self._out_hw, dx4)
         else:
-            dcols = self._dcols[: dz.shape[0]]
+            dcols = self._dcols[: dz.shape[0] * self._depth].reshape(dz.shape[0], self._depth)
             np.matmul(dz, kernel2d.T, out=dcols)
             self._conv.col2im(dcols, *self.geometry, *self._out_hw, dx4)
         return self._grad_format(dx4.reshape(n, *self.in_spatial, self.in_channels))

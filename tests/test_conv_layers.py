@@ -337,3 +337,27 @@ def test_float32_and_float64_and_smaller_last_batch(dtype):
     np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=1e-5)
     model.backward(np.ones_like(y))
     assert all(np.isfinite(w.grad).all() for w in model.weights)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_conv_in_chunks_of_samples_gives_the_same_outputs_and_gradients(monkeypatch, channels):
+    """The column matrix is built per chunk of samples; one sample per chunk (the extreme)
+    must change nothing, and the gradients still match finite differences."""
+    from trainctl.nn.layers import conv
+
+    spec = {"type": "conv2d", "filters": 4, "kernel_size": 3, "strides": [2, 1], "padding": "same",
+            "activation": "tanh"}
+    x = np.random.default_rng(4).standard_normal((3, 7, 6, channels))
+
+    def outputs_and_grads():
+        model, layer = single_layer(spec, (7, 6, channels), n=3)
+        y = layer.forward(x, training=True).copy()
+        dx = layer.backward(np.cos(y), need_dx=True).copy()
+        return y, dx, layer.kernel.grad.copy(), layer.bias.grad.copy()
+
+    whole = outputs_and_grads()
+    monkeypatch.setattr(conv, "COLUMN_CHUNK_BYTES", 1)
+    assert single_layer(spec, (7, 6, channels), n=3)[1]._chunk == 1
+    for a, b in zip(whole, outputs_and_grads()):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+    check_gradients(spec, (7, 6, channels), n=3)

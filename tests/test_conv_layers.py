@@ -361,3 +361,21 @@ def test_conv_in_chunks_of_samples_gives_the_same_outputs_and_gradients(monkeypa
     for a, b in zip(whole, outputs_and_grads()):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
     check_gradients(spec, (7, 6, channels), n=3)
+
+
+def test_model_json_round_trip_keeps_every_conv_and_pooling_option():
+    layers = [
+        {"type": "conv2d", "filters": 3, "kernel_size": [3, 2], "strides": [1, 2], "padding": "same",
+         "data_format": "channels_first", "activation": "relu", "input_shape": [2, 9, 8]},
+        {"type": "average_pooling2d", "pool_size": 2, "strides": 1, "padding": "same", "data_format": "channels_first"},
+        {"type": "separable_conv2d", "filters": 4, "kernel_size": 3, "depth_multiplier": 2, "dilation_rate": 2, "padding": "same",
+         "data_format": "channels_first", "pointwise_initializer": "ones"},
+        {"type": "global_max_pooling2d", "data_format": "channels_first"},
+    ]
+    model = Sequential(layers, seed=2)
+    again = Sequential.from_json(model.to_json(), seed=2)
+    assert [l.get_config() for l in again.layers] == [l.get_config() for l in model.layers]
+    for a, b in zip(again.weights, model.weights):
+        assert a.name == b.name and a.value.shape == b.value.shape
+        np.testing.assert_array_equal(a.value, b.value)
+    assert np.all(model.layers[2].pointwise_kernel.value == 1.0)

@@ -266,10 +266,28 @@ def plot(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="PNG file to write (default RUN_DIR/plot.png)."),
     terminal: bool = typer.Option(False, "--terminal", help="Draw the curves in the terminal instead of a PNG."),
 ) -> None:
-    """Loss and metric curves (train and validation) and recorded weight trajectories."""
+    """Loss and metric curves (train and validation) and recorded weight trajectories; for an
+    experiment directory, the comparison's PNGs (as `compare --plot`)."""
+    if (run_dir / "experiment.json").is_file():
+        from trainctl.experiment.compare import compare_runs
+
+        for written in _compare_plots(compare_runs([run_dir]), [run_dir], out):
+            typer.echo(f"wrote {written}")
+        return
     from trainctl.cli.plot import plot_run
 
     typer.echo(plot_run(run_dir, out, terminal))
+
+
+def _compare_plots(comparison, paths: List[Path], out: Optional[Path]) -> list[Path]:
+    """The comparison's PNGs; an experiment directory's own study is drawn too."""
+    from trainctl.cli.compare_plots import write_compare_plots
+    from trainctl.experiment.search import load_study_of
+
+    experiment_dir = paths[0] if len(paths) == 1 and (paths[0] / "experiment.json").is_file() else None
+    folder = out or (experiment_dir / "plots" if experiment_dir is not None else Path("compare-plots"))
+    study = load_study_of(experiment_dir) if experiment_dir is not None else None
+    return write_compare_plots(comparison, folder, study)
 
 
 @app.command()
@@ -314,8 +332,10 @@ def compare(
     paths: List[Path] = typer.Argument(..., help="Run directories, or an experiment directory."),
     metric: Optional[str] = typer.Option(None, "--metric", help="Rank by this logged value (default: val_loss or loss)."),
     mode: Optional[str] = typer.Option(None, "--mode", help="min or max (default: from the metric)."),
+    plot: bool = typer.Option(False, "--plot", help="Also write PNGs: learning curves, and a search's history, importances, parallel coordinates."),
+    plot_out: Optional[Path] = typer.Option(None, "--plot-out", help="Folder for the PNGs (default EXPERIMENT_DIR/plots, or ./compare-plots)."),
 ) -> None:
-    """Compare finished runs in one table, mean ± std over seeds."""
+    """Compare finished runs in one table, best first (mean ± std over seeds)."""
     from trainctl.cli.render import mean_std, render_compare_table
     from trainctl.experiment.compare import compare_runs
 
@@ -325,3 +345,6 @@ def compare(
     render_compare_table(console, rows, columns, sort_by=comparison.sort_column, mode=comparison.mode)
     if comparison.best is not None:
         console.print(f"best run: {comparison.best.path}", highlight=False)
+    if plot:
+        for written in _compare_plots(comparison, paths, plot_out):
+            console.print(f"wrote {written}", highlight=False)

@@ -28,14 +28,8 @@ from trainctl.runs.atomic import (
 from trainctl.runs.files import MANIFEST_FILE
 
 _DEL_PREFIX = ".del-"  # checkpoints being pruned
-
-
 _CHECKPOINT_RE = re.compile(r"^(\d{8,})-([A-Za-z0-9][A-Za-z0-9._-]*)$")
-
-
 _SIMPLE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
 _CHECKPOINT_FORMAT = "trainctl-checkpoint"
 
 

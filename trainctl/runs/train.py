@@ -12,8 +12,8 @@ from typing import Any, Iterable
 from trainctl.data.baselines import forecast_baseline_line
 from trainctl.errors import ArtifactError, TrainctlError
 from trainctl.runs.build import _prepare, _Prepared, save_model_files
-from trainctl.runs.files import CONFIG_FILE, DATA_FILE, WEIGHT_HISTORY_FILE
-from trainctl.train.callbacks import Callback, WeightHistory
+from trainctl.runs.files import CONFIG_FILE, DATA_FILE
+from trainctl.train.callbacks import Callback
 
 
 # -- training from a config ----------------------------------------------------------
@@ -168,23 +168,17 @@ def _run_training(run_dir, prepared: _Prepared, extra: list[Callback], settings:
     import contextlib
 
     from trainctl.config import config_hash
-    from trainctl.runs.atomic import atomic_write_json
     from trainctl.runs.files import HISTORY_FILE
-    from trainctl.train.callbacks import EarlyStopping, History, ModelCheckpoint, TerminateOnNaN
-    from trainctl.train.resume import (
-        Checkpointer,
-        CheckpointWriter,
-        EpochTotals,
-        StopOnSignal,
-        model_checkpoint_saver,
-        prepare_csv_loggers,
-        trim_history,
-    )
+    from trainctl.runs.build import log_keys
+    from trainctl.train.callbacks import History
+    from trainctl.train.callbacks.base import RunContext
+    from trainctl.train.epoch import EpochAccumulator
+    from trainctl.train.resume import Checkpointer, CheckpointWriter, RunHistory, StopOnSignal, checkpoint_saver, trim_history
 
     config, model, data, user_callbacks = prepared.config, prepared.model, prepared.data, prepared.callbacks
     fit = config.fit
-    totals = EpochTotals()
-    writer = CheckpointWriter(run_dir, model, user_callbacks, totals, config_hash(config))
+    run_history, epoch_totals = RunHistory(), EpochAccumulator(log_keys(model))
+    writer = CheckpointWriter(run_dir, model, user_callbacks, run_history, epoch_totals, config_hash(config))
     initial_epoch, start_batch, stopped = fit.initial_epoch, 0, False
     resumed_epoch = None
     if checkpoint is not None:
@@ -192,10 +186,9 @@ def _run_training(run_dir, prepared: _Prepared, extra: list[Callback], settings:
         initial_epoch, start_batch, stopped = int(position["epoch"]), int(position["batch"]), bool(position["stopped"])
         resumed_epoch = initial_epoch
         trim_history(run_dir.file(HISTORY_FILE), initial_epoch, 1)
+    context = RunContext(run_dir.path, resumed_epoch, checkpoint_saver(writer, run_dir))
     for callback in user_callbacks:
-        if isinstance(callback, ModelCheckpoint):
-            callback.set_saver(model_checkpoint_saver(writer, callback, run_dir))
-    prepare_csv_loggers(user_callbacks, run_dir.path, resumed_epoch)
+        callback.bind_run(context)
     checkpointer = Checkpointer(writer, settings.get("checkpoint_every"), int(settings["keep_checkpoints"]),
                                 resumed=checkpoint is not None)
     stopper = StopOnSignal(checkpointer, run_dir.path)
@@ -213,34 +206,32 @@ def _run_training(run_dir, prepared: _Prepared, extra: list[Callback], settings:
             batch_size=fit.batch_size, shuffle=fit.shuffle, validation_data=validation,
             initial_epoch=initial_epoch, start_batch=start_batch,
             class_weight=fit.class_weight, sample_weight=data.sample_weight,
-            # EpochTotals first (it fixes a resumed epoch's logs before anyone reads them),
+            # The run history first (it keeps the loop's logs before callbacks add to them),
             # the checkpointer after every callback that reacts to an epoch.
-            callbacks=[totals, *user_callbacks, HistoryWriter(run_dir), *extra, checkpointer, stopper],
+            callbacks=[run_history, *user_callbacks, HistoryWriter(run_dir), *extra, checkpointer, stopper],
+            epoch_totals=epoch_totals,
             steps_per_epoch=fit.steps_per_epoch or fit.batches_per_epoch,
             validation_batch_size=fit.validation_batch_size, validation_freq=fit.validation_freq or 1,
             validation_steps=fit.validation_steps or fit.validation_batches,
         )
     seconds = time.perf_counter() - start
     for callback in user_callbacks:
-        if isinstance(callback, TerminateOnNaN) and callback.stopped_at is not None:
+        if callback.failure is not None:
             last = run_dir.list_checkpoints()
             where = f"; the last good checkpoint is {last[-1][2]}" if last else ""
-            raise TrainctlError(f"{callback.message}{where}")
+            raise TrainctlError(f"{callback.failure}{where}")
     save_model_files(run_dir, model)
     for callback in user_callbacks:
-        if isinstance(callback, WeightHistory):
-            atomic_write_json(run_dir.file(WEIGHT_HISTORY_FILE), {
-                "epochs": [e + 1 for e in callback.epochs], "weights": callback.values,
-                "reference": callback.reference})
+        callback.end_run(run_dir)
     history = History()
-    for epoch, row in zip(totals.epochs, totals.rows):
+    for epoch, row in zip(run_history.epochs, run_history.rows):
         history.on_epoch_end(epoch, row)
-    final = totals.final_metrics()
-    epochs_run = len(totals.epochs)
-    last_epoch = (totals.epochs[-1] + 1) if totals.epochs else initial_epoch
+    final = run_history.final_metrics()
+    epochs_run = len(run_history.epochs)
+    last_epoch = (run_history.epochs[-1] + 1) if run_history.epochs else initial_epoch
     run_dir.write_state({"epoch": last_epoch, "batch": 0, "completed": True, **settings})
     run_dir.write_metrics({**final, "epochs": epochs_run, "seconds": seconds})
-    messages = [c.message for c in user_callbacks if isinstance(c, EarlyStopping) and c.message]
+    messages = [c.message for c in user_callbacks if c.message]
     model_mae = final.get("val_mae", final.get("val_mean_absolute_error"))  # the name as the user wrote it, or TF.js's
     baseline = forecast_baseline_line(config.data, data.x_val, data.y_val, model_mae)
     if baseline is not None:

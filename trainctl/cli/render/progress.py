@@ -16,16 +16,11 @@ from rich.text import Text
 
 from trainctl.cli.render.format import format_duration, format_value, human_count
 from trainctl.train.callbacks import Callback, Logs
+from trainctl.train.epoch import EpochAccumulator
 
 MODES = ("auto", "rich", "plain", "jsonl", "quiet")
-
-
 _BATCH_KEYS = frozenset(("batch", "size"))
-
-
 _BAR_WIDTH = 20  # characters of the live progress bar
-
-
 _MAX_CHECK_EVERY = 200  # at most this many batches between clock reads, so a slowdown shows soon
 
 
@@ -79,9 +74,7 @@ class ProgressDisplay(Callback):
         self._last_refresh = now
         self._compile_seconds = 0.0  # compile time inside this epoch, left out of rates
         self._batches = 0
-        self._samples = 0.0
-        self._keys: tuple[str, ...] = ()
-        self._sums: list[float] | None = None  # per key: sum of value * size
+        self._running = EpochAccumulator()  # the fit loop's kind of running sums, keys from the first batch
         self._checked_at = now
         self._checked_batches = 0
         self._check_every = 1
@@ -89,9 +82,9 @@ class ProgressDisplay(Callback):
 
     def running_logs(self) -> Logs:
         """Size-weighted mean of this epoch's batch values so far (tracked in rich mode)."""
-        if self._sums is None or self._samples <= 0:
+        if self._running.seen <= 0:
             return {}
-        return {key: total / self._samples for key, total in zip(self._keys, self._sums)}
+        return self._running.means()
 
     def _epoch_number(self, epoch: int) -> tuple[int, int | None]:
         return epoch + 1, self.params.get("epochs")
@@ -133,15 +126,10 @@ class ProgressDisplay(Callback):
         if not self._tracks_batches:
             return
         size = logs["size"]
-        sums = self._sums
-        if sums is None:
-            self._keys = tuple(k for k in logs if k not in _BATCH_KEYS)
-            sums = self._sums = [0.0] * len(self._keys)
-        i = 0
-        for key in self._keys:
-            sums[i] += logs.get(key, 0.0) * size
-            i += 1
-        self._samples += size
+        running = self._running
+        if not running.seen:
+            running.reset([k for k in logs if k not in _BATCH_KEYS])
+        running.add([logs.get(key, 0.0) for key in running.keys], size)
         self._batches += 1
         if self._batches >= self._next_check:
             self._check_clock()
@@ -308,7 +296,7 @@ class ProgressDisplay(Callback):
         if running:
             line.append(" · " + running)
         if self._batches:
-            line.append(f" · {human_count(self._samples / elapsed)} samples/s", style="dim")
+            line.append(f" · {human_count(self._running.seen / elapsed)} samples/s", style="dim")
         return line
 
 

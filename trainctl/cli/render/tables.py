@@ -141,8 +141,6 @@ def render_summary_line(console: Console, line: str, run_path: str) -> None:
 
 
 _PREDICTION_ROWS = 20  # rows shown on screen; --output writes them all
-
-
 _PREDICTION_COLUMNS = 10  # output columns shown before eliding the rest
 
 

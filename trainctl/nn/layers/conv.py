@@ -1,0 +1,536 @@
+"""Convolution layers: Conv1D, Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
+(tfjs-layers convolutional.ts / convolutional_depthwise.ts names, options and defaults).
+
+Conv1D / Conv2D: im2col (kernels/conv.py) then one BLAS matrix product against the kernel
+viewed as `[kh * kw * in_channels, filters]`, then one fused bias + activation kernel.
+Backward: the fused activation-derivative + bias-gradient kernel, `cols.T @ dz` for the
+kernel gradient, `dz @ kernel.T` then col2im for the input gradient. A 1x1 convolution with
+stride 1 skips im2col (the input is its own column matrix). Conv2DTranspose runs the same
+kernels the other way round; the depthwise convolution has direct kernels.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from pydantic import model_validator
+
+from trainctl.nn.activations import ACTIVATIONS
+from trainctl.config.base import PositiveInt, registry_id, typed_spec
+from trainctl.errors import TrainctlError
+from trainctl.nn.initializers import INITIALIZERS
+from trainctl.nn.layers.base import LAYERS, BuildContext, LayerParams, Shape
+from trainctl.nn.layers.spatial import (
+    DataFormat,
+    Padding,
+    SizeOrSizes,
+    SpatialLayer,
+    conv_output_length,
+    deconv_length,
+    normalize_tuple,
+    pad_before,
+)
+from trainctl.nn.regularizers import REGULARIZERS, build_regularizer
+
+
+COLUMN_CHUNK_BYTES = 256 * 1024  # a column-matrix chunk that stays in a core's L2 cache (128K-1M measured alike)
+
+
+def _kernels():
+    from trainctl.kernels import activations, conv
+
+    return activations, conv
+
+
+class BaseConvParams(LayerParams):
+    """Options every convolution takes (tfjs-layers BaseConvLayerArgs)."""
+
+    kernel_size: SizeOrSizes
+    strides: SizeOrSizes = 1  # TF.js default
+    padding: Padding = "valid"  # TF.js default; 'same' pads pad_total // 2 before, the rest after
+    data_format: DataFormat = "channels_last"  # TF.js default (imageDataFormat)
+    dilation_rate: SizeOrSizes = 1  # TF.js default; strides and dilation cannot both exceed 1
+    activation: registry_id(ACTIVATIONS) = "linear"  # TF.js default: none
+    use_bias: bool = True  # TF.js default
+    bias_initializer: typed_spec(INITIALIZERS) = "zeros"  # TF.js DEFAULT_BIAS_INITIALIZER
+    bias_regularizer: typed_spec(REGULARIZERS, allow_null=True) = None
+    activity_regularizer: typed_spec(REGULARIZERS, allow_null=True) = None
+
+
+class ConvParams(BaseConvParams):
+    filters: PositiveInt
+    kernel_initializer: typed_spec(INITIALIZERS) = "glorot_normal"  # TF.js BaseConv DEFAULT_KERNEL_INITIALIZER
+    kernel_regularizer: typed_spec(REGULARIZERS, allow_null=True) = None
+
+
+class _ConvBase(SpatialLayer):
+    """Geometry, weights and the fused bias + activation epilogue shared by every convolution."""
+
+    Params = BaseConvParams
+    uses_dilation = True
+
+    def _geometry(self, input_shape: Shape) -> None:
+        p = self.params
+        owner = self.name
+        self.kernel_size = normalize_tuple(p.kernel_size, self.rank, "kernel_size", owner)
+        self.strides = normalize_tuple(p.strides, self.rank, "strides", owner)
+        self.dilation_rate = normalize_tuple(p.dilation_rate, self.rank, "dilation_rate", owner)
+        if not self.uses_dilation and any(d != 1 for d in self.dilation_rate):
+            raise TrainctlError(f"{owner}: {self.class_name} has no dilation in TF.js 4.22 (it ignores "
+                                f"dilation_rate); remove dilation_rate {list(self.dilation_rate)}")
+        if any(s > 1 for s in self.strides) and any(d > 1 for d in self.dilation_rate):
+            raise TrainctlError(f"{owner}: strides {list(self.strides)} and dilation_rate "
+                                f"{list(self.dilation_rate)} cannot both exceed 1 (as in TF.js)")
+        if self.channels_first and self.activation.rowwise:
+            raise TrainctlError(f"{owner}: activation {self.activation.name!r} normalises over the last axis, "
+                                "which is not the channel axis with data_format channels_first; "
+                                "use channels_last or a separate activation layer")
+        self.in_spatial, self.in_channels = self._split_shape(input_shape)
+
+    def _spatial_out(self, in_spatial: tuple[int, ...]) -> tuple[int, ...]:
+        dilation = self.dilation_rate if self.uses_dilation else (1,) * self.rank
+        out = tuple(conv_output_length(size, k, self.params.padding, s, d)
+                    for size, k, s, d in zip(in_spatial, self.kernel_size, self.strides, dilation))
+        if any(o <= 0 for o in out):
+            raise TrainctlError(f"{self.name}: input {list(in_spatial)} is smaller than the "
+                                f"{'dilated ' if any(d > 1 for d in dilation) else ''}kernel "
+                                f"{list(self.kernel_size)} with padding 'valid'")
+        return out
+
+    def _geometry_4d(self, in_spatial, out_spatial, dilation) -> tuple[int, ...]:
+        """(kh, kw, sh, sw, dh, dw, pad_top, pad_left) of the channels_last 4-D view."""
+        pads = tuple(pad_before(size, out, k, s, d) for size, out, k, s, d
+                     in zip(in_spatial, out_spatial, self.kernel_size, self.strides, dilation))
+        if self.rank == 1:
+            return (1, self.kernel_size[0], 1, self.strides[0], 1, dilation[0], 0, pads[0])
+        return (*self.kernel_size, *self.strides, *dilation, *pads)
+
+    def _build_bias(self, units: int, context: BuildContext) -> None:
+        p = self.params
+        self.bias = self.add_weight("bias", (units,), p.bias_initializer, context,
+                                    regularizer=p.bias_regularizer) if p.use_bias else None
+        self._zero_bias = np.zeros(units, context.dtype)  # stands in for a missing bias
+        self._scratch_bias_grad = np.zeros(units, context.dtype)
+        self.activity_regularizer = build_regularizer(p.activity_regularizer)
+        self.dtype = context.dtype
+
+    # -- the fused epilogue: z (pre-activation, [rows, units]) → y ------------------------
+    def _allocate_epilogue(self, rows: int, units: int) -> None:
+        kernels, self._conv = _kernels()
+        self._forward_kernel = kernels.bias_activation_forward
+        self._backward_kernel = kernels.activation_backward_bias_grad
+        self._z = np.empty((rows, units), self.dtype)
+        self._y = np.empty((rows, units), self.dtype)
+        self._dz = np.empty((rows, units), self.dtype)
+        self._activity_grad = np.empty((rows, units), self.dtype) if self.activity_regularizer else None
+        self._linear_code = ACTIVATIONS.get("linear").code
+        self._rows = 0
+
+    def _epilogue_forward(self, rows: int) -> np.ndarray:
+        z, y = self._z[:rows], self._y[:rows]
+        bias = self.bias.value if self.bias is not None else self._zero_bias
+        self._forward_kernel(z, bias, y, self.activation.code)
+        self._rows = rows
+        return y
+
+    def _epilogue_backward(self, dy2d: np.ndarray, code: int) -> np.ndarray:
+        rows = self._rows
+        z, y, dz = self._z[:rows], self._y[:rows], self._dz[:rows]
+        if self.activity_regularizer is not None:  # as Dense: grad of penalty(y) / n joins dLoss/dy
+            total = self._activity_grad[:rows]
+            total.fill(0)
+            self.activity_regularizer.add_grad(y, total)
+            total *= total.dtype.type(1.0 / self._n)
+            total += dy2d
+            dy2d = total
+        bias_grad = self.bias.grad if self.bias is not None else self._scratch_bias_grad
+        self._backward_kernel(z, y, dy2d, dz, bias_grad, code)
+        return dz
+
+    def activity_loss(self, n: int) -> float:
+        if self.activity_regularizer is None:
+            return 0.0
+        return self.activity_regularizer.penalty(self._y[: self._rows]) / n
+
+    def _output(self, y2d: np.ndarray, n: int) -> np.ndarray:
+        self._n = n
+        return self._output_format(y2d.reshape(n, *self.out_spatial, self.out_channels))
+
+    def _dy2d(self, dy: np.ndarray) -> np.ndarray:
+        return self._grad_nhwc(dy).reshape(self._rows, self.out_channels)
+
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+        return self._backward(self._dy2d(dy), self.activation.code, need_dx)
+
+    def backward_from_preactivation(self, dz: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+        """Backward when the loss already gave dLoss/dz (softmax fused with cross-entropy)."""
+        return self._backward(self._dy2d(dz), self._linear_code, need_dx)
+
+    @property
+    def has_activity_regularizer(self) -> bool:
+        return self.activity_regularizer is not None
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        return self._join_shape(self.out_spatial, self.out_channels)
+
+
+class _Conv(_ConvBase):
+    """Conv1D / Conv2D: a kernel [*kernel_size, in_channels, filters] summed over in_channels."""
+
+    Params = ConvParams
+
+    def build(self, input_shape: Shape, context: BuildContext) -> Shape:
+        p = self.params
+        self.activation = self.output_activation = ACTIVATIONS.get(p.activation)
+        self._geometry(input_shape)
+        self.out_spatial, self.out_channels = self._spatial_out(self.in_spatial), p.filters
+        self.geometry = self._geometry_4d(self.in_spatial, self.out_spatial, self.dilation_rate)
+        shape = (*self.kernel_size, self.in_channels, p.filters)
+        self.kernel = self.add_weight("kernel", shape, p.kernel_initializer, context,
+                                      regularizer=p.kernel_regularizer)
+        self._build_bias(p.filters, context)
+        return super().build(input_shape, context)
+
+    def allocate(self, batch_size: int) -> None:
+        super().allocate(batch_size)
+        kh, kw, sh, sw, dh, dw, pt, pl = self.geometry
+        self._in4 = (*self._as_2d(self.in_spatial), self.in_channels)
+        self._out_hw = self._as_2d(self.out_spatial)
+        self._per_sample = math.prod(self.out_spatial)  # output positions = column-matrix rows per sample
+        rows = batch_size * self._per_sample
+        depth = self._depth = kh * kw * self.in_channels
+        self._pointwise = kh == kw == sh == sw == 1 and pt == pl == 0
+        # few input channels (a grey image): the transposed column matrix copies runs of
+        # out_w pixels instead of runs of kw (measured 3x faster for 1 channel)
+        self._transposed = not self._pointwise and self.in_channels == 1
+        # The column matrix is built for a chunk of samples at a time, sized to stay in
+        # cache between im2col and its matrix products (a whole batch's columns at batch
+        # 256 are 13 MB for the MNIST CNN's second conv); backward rebuilds it per chunk.
+        self._chunk = max(1, min(batch_size, COLUMN_CHUNK_BYTES // (self._per_sample * depth * self.dtype.itemsize)))
+        self._allocate_epilogue(rows, self.out_channels)
+        if not self._pointwise:
+            chunk_rows = self._chunk * self._per_sample
+            self._cols = np.empty(chunk_rows * depth, self.dtype)  # flat: [rows, depth] or [depth, rows] views
+            self._dcols = np.empty(chunk_rows * depth, self.dtype)
+            self._kernel_part = np.empty((depth, self.out_channels), self.dtype)
+        self._cols_of = (-1, -1)  # the samples whose columns _cols holds
+        self._dx = np.empty((batch_size, *self._in4), self.dtype)
+        self._layout_buffers(batch_size, self.in_spatial, self.in_channels, self.out_spatial,
+                             self.out_channels, self.dtype)
+
+    def _columns(self, s0: int, s1: int) -> np.ndarray:
+        """The column matrix [rows, depth] of samples s0:s1 (a transposed view when _transposed)."""
+        rows = (s1 - s0) * self._per_sample
+        if self._cols_of != (s0, s1):
+            x4 = self._x4[s0:s1]
+            if self._transposed:
+                self._conv.im2col_t(x4, *self.geometry, *self._out_hw,
+                                    self._cols[: rows * self._depth].reshape(self._depth, rows))
+            else:
+                self._conv.im2col(x4, *self.geometry, *self._out_hw,
+                                  self._cols[: rows * self._depth].reshape(rows, self._depth))
+            self._cols_of = (s0, s1)
+        if self._transposed:
+            return self._cols[: rows * self._depth].reshape(self._depth, rows).T
+        return self._cols[: rows * self._depth].reshape(rows, self._depth)
+
+    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        n = x.shape[0]
+        self._x4 = self._input_nhwc(x).reshape(n, *self._in4)
+        rows = n * self._per_sample
+        kernel2d = self.kernel.value.reshape(-1, self.out_channels)
+        if self._pointwise:
+            np.matmul(self._x4.reshape(rows, self.in_channels), kernel2d, out=self._z[:rows])
+        else:
+            self._cols_of = (-1, -1)  # new input
+            per = self._per_sample
+            for s0 in range(0, n, self._chunk):
+                s1 = min(n, s0 + self._chunk)
+                np.matmul(self._columns(s0, s1), kernel2d, out=self._z[s0 * per:s1 * per])
+        return self._output(self._epilogue_forward(rows), n)
+
+    def _backward(self, dy2d: np.ndarray, code: int, need_dx: bool) -> np.ndarray | None:
+        dz = self._epilogue_backward(dy2d, code)
+        n = dz.shape[0] // self._per_sample
+        kernel2d = self.kernel.value.reshape(-1, self.out_channels)
+        kernel_grad = self.kernel.grad.reshape(-1, self.out_channels)
+        dx4 = self._dx[:n]
+        if self._pointwise:
+            x2d = self._x4.reshape(dz.shape[0], self.in_channels)
+            np.matmul(x2d.T, dz, out=kernel_grad)
+            if need_dx:
+                np.matmul(dz, kernel2d.T, out=dx4.reshape(dz.shape[0], self.in_channels))
+        else:
+            per = self._per_sample
+            starts = list(range(0, n, self._chunk))
+            for k, s0 in enumerate(reversed(starts)):  # the last chunk's columns are still built
+                s1 = min(n, s0 + self._chunk)
+                cols, dz_part = self._columns(s0, s1), dz[s0 * per:s1 * per]
+                np.matmul(cols.T, dz_part, out=kernel_grad if k == 0 else self._kernel_part)
+                if k > 0:
+                    kernel_grad += self._kernel_part
+                if not need_dx:
+                    continue
+                rows = dz_part.shape[0]
+                if self._transposed:
+                    dcols_t = self._dcols[: rows * self._depth].reshape(self._depth, rows)
+                    np.matmul(kernel2d, dz_part.T, out=dcols_t)
+                    self._conv.col2im_t(dcols_t, *self.geometry, *self._out_hw, dx4[s0:s1])
+                else:
+                    dcols = self._dcols[: rows * self._depth].reshape(rows, self._depth)
+                    np.matmul(dz_part, kernel2d.T, out=dcols)
+                    self._conv.col2im(dcols, *self.geometry, *self._out_hw, dx4[s0:s1])
+        if not need_dx:
+            return None
+        return self._grad_format(dx4.reshape(n, *self.in_spatial, self.in_channels))
+
+    def flops_per_sample(self) -> int:
+        positions = math.prod(self.out_spatial)
+        macs = math.prod(self.kernel_size) * self.in_channels * self.out_channels
+        return positions * (2 * macs + (self.out_channels if self.bias is not None else 0))
+
+
+@LAYERS.register("conv2d")
+class Conv2D(_Conv):
+    """2-D convolution over [height, width] (TF.js Conv2D); kernel [kh, kw, in_channels, filters]."""
+
+    type_id = "conv2d"
+    class_name = "Conv2D"
+    rank = 2
+
+
+@LAYERS.register("conv1d")
+class Conv1D(_Conv):
+    """1-D convolution over [length] (TF.js Conv1D); kernel [k, in_channels, filters].
+
+    channels_first is computed as declared (input [channels, length] → output [filters,
+    length']); TF.js 4.22 declares that output shape but returns channels_last data."""
+
+    type_id = "conv1d"
+    class_name = "Conv1D"
+    rank = 1
+
+
+@LAYERS.register("conv2d_transpose")
+class Conv2DTranspose(_ConvBase):
+    """The transpose (gradient) of a Conv2D: kernel [kh, kw, filters, in_channels]; output
+    size per axis deconvLength(size, stride, k, padding) (TF.js Conv2DTranspose, no dilation)."""
+
+    type_id = "conv2d_transpose"
+    class_name = "Conv2DTranspose"
+    rank = 2
+    uses_dilation = False
+    Params = ConvParams
+
+    def build(self, input_shape: Shape, context: BuildContext) -> Shape:
+        p = self.params
+        self.activation = self.output_activation = ACTIVATIONS.get(p.activation)
+        self._geometry(input_shape)
+        self.out_spatial = tuple(deconv_length(size, s, k, p.padding)
+                                 for size, s, k in zip(self.in_spatial, self.strides, self.kernel_size))
+        self.out_channels = p.filters
+        # the convolution it transposes maps out_spatial → in_spatial
+        self.geometry = self._geometry_4d(self.out_spatial, self.in_spatial, (1, 1))
+        shape = (*self.kernel_size, p.filters, self.in_channels)
+        self.kernel = self.add_weight("kernel", shape, p.kernel_initializer, context,
+                                      regularizer=p.kernel_regularizer)
+        self._build_bias(p.filters, context)
+        return super().build(input_shape, context)
+
+    def allocate(self, batch_size: int) -> None:
+        super().allocate(batch_size)
+        kh, kw = self.geometry[:2]
+        self._in_rows_per_sample = math.prod(self.in_spatial)
+        depth = kh * kw * self.out_channels
+        in_rows = batch_size * self._in_rows_per_sample
+        self._allocate_epilogue(batch_size * math.prod(self.out_spatial), self.out_channels)
+        self._cols = np.empty((in_rows, depth), self.dtype)  # im2col of dz, and x @ kernel2d.T
+        self._dx = np.empty((in_rows, self.in_channels), self.dtype)
+        self._layout_buffers(batch_size, self.in_spatial, self.in_channels, self.out_spatial,
+                             self.out_channels, self.dtype)
+
+    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        n = x.shape[0]
+        in_rows = n * self._in_rows_per_sample
+        x2d = self._input_nhwc(x).reshape(in_rows, self.in_channels)
+        kernel2d = self.kernel.value.reshape(-1, self.in_channels)  # [kh * kw * filters, in]
+        cols = self._cols[:in_rows]
+        np.matmul(x2d, kernel2d.T, out=cols)
+        rows = n * math.prod(self.out_spatial)
+        z4 = self._z[:rows].reshape(n, *self.out_spatial, self.out_channels)
+        self._conv.col2im(cols, *self.geometry, *self.in_spatial, z4)
+        self._x2d = x2d
+        return self._output(self._epilogue_forward(rows), n)
+
+    def _backward(self, dy2d: np.ndarray, code: int, need_dx: bool) -> np.ndarray | None:
+        dz = self._epilogue_backward(dy2d, code)
+        n = dz.shape[0] // math.prod(self.out_spatial)
+        in_rows = n * self._in_rows_per_sample
+        cols = self._cols[:in_rows]
+        self._conv.im2col(dz.reshape(n, *self.out_spatial, self.out_channels), *self.geometry,
+                          *self.in_spatial, cols)
+        np.matmul(cols.T, self._x2d, out=self.kernel.grad.reshape(-1, self.in_channels))
+        if not need_dx:
+            return None
+        dx = self._dx[:in_rows]
+        np.matmul(cols, self.kernel.value.reshape(-1, self.in_channels), out=dx)
+        return self._grad_format(dx.reshape(n, *self.in_spatial, self.in_channels))
+
+    def flops_per_sample(self) -> int:
+        macs = math.prod(self.in_spatial) * math.prod(self.kernel_size) * self.in_channels * self.out_channels
+        return 2 * macs + (math.prod(self.out_spatial) * self.out_channels if self.bias is not None else 0)
+
+
+class DepthwiseParams(BaseConvParams):
+    depth_multiplier: PositiveInt = 1  # TF.js default
+    depthwise_initializer: typed_spec(INITIALIZERS) = "glorot_normal"  # TF.js: DEFAULT_KERNEL_INITIALIZER
+    depthwise_regularizer: typed_spec(REGULARIZERS, allow_null=True) = None
+
+
+@LAYERS.register("depthwise_conv2d")
+class DepthwiseConv2D(_ConvBase):
+    """Each input channel convolved with its own depth_multiplier filters: depthwise_kernel
+    [kh, kw, in_channels, depth_multiplier], output channel c * depth_multiplier + k (TF.js)."""
+
+    type_id = "depthwise_conv2d"
+    class_name = "DepthwiseConv2D"
+    rank = 2
+    uses_dilation = False  # TF.js 4.22 DepthwiseConv2D passes no dilation
+    Params = DepthwiseParams
+
+    def build(self, input_shape: Shape, context: BuildContext) -> Shape:
+        p = self.params
+        self.activation = self.output_activation = ACTIVATIONS.get(p.activation)
+        self._geometry(input_shape)
+        self.out_spatial = self._spatial_out(self.in_spatial)
+        self.out_channels = self.in_channels * p.depth_multiplier
+        self.geometry = self._geometry_4d(self.in_spatial, self.out_spatial, (1, 1))
+        shape = (*self.kernel_size, self.in_channels, p.depth_multiplier)
+        self.depthwise_kernel = self.add_weight("depthwise_kernel", shape, p.depthwise_initializer, context,
+                                                regularizer=p.depthwise_regularizer)
+        self._build_bias(self.out_channels, context)
+        return super().build(input_shape, context)
+
+    def allocate(self, batch_size: int) -> None:
+        super().allocate(batch_size)
+        self._allocate_epilogue(batch_size * math.prod(self.out_spatial), self.out_channels)
+        self._dx = np.empty((batch_size, *self.in_spatial, self.in_channels), self.dtype)
+        self._layout_buffers(batch_size, self.in_spatial, self.in_channels, self.out_spatial,
+                             self.out_channels, self.dtype)
+
+    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        n = x.shape[0]
+        self._x4 = self._input_nhwc(x)
+        rows = n * math.prod(self.out_spatial)
+        z4 = self._z[:rows].reshape(n, *self.out_spatial, self.out_channels)
+        kh, kw, sh, sw, dh, dw, pt, pl = self.geometry
+        self._conv.depthwise_forward(self._x4, self.depthwise_kernel.value, sh, sw, dh, dw, pt, pl, z4)
+        return self._output(self._epilogue_forward(rows), n)
+
+    def _backward(self, dy2d: np.ndarray, code: int, need_dx: bool) -> np.ndarray | None:
+        dz = self._epilogue_backward(dy2d, code)
+        n = self._x4.shape[0]
+        kh, kw, sh, sw, dh, dw, pt, pl = self.geometry
+        dx = self._dx[:n]
+        self._conv.depthwise_backward(self._x4, self.depthwise_kernel.value,
+                                      dz.reshape(n, *self.out_spatial, self.out_channels),
+                                      sh, sw, dh, dw, pt, pl, self.depthwise_kernel.grad, dx, need_dx)
+        return self._grad_format(dx) if need_dx else None
+
+    def flops_per_sample(self) -> int:
+        macs = math.prod(self.out_spatial) * math.prod(self.kernel_size) * self.out_channels
+        return 2 * macs + (math.prod(self.out_spatial) * self.out_channels if self.bias is not None else 0)
+
+
+class SeparableParams(BaseConvParams):
+    filters: PositiveInt
+    depth_multiplier: PositiveInt = 1  # TF.js default
+    depthwise_initializer: typed_spec(INITIALIZERS) = "glorot_uniform"  # TF.js DEFAULT_DEPTHWISE_INITIALIZER
+    # TF.js 4.22 initialises the pointwise kernel with depthwise_initializer when one is given
+    # (it reads config.depthwiseInitializer for both); that is kept when pointwise_initializer
+    # is left out, and an explicit pointwise_initializer is honoured.
+    pointwise_initializer: typed_spec(INITIALIZERS, allow_null=True) = None
+    depthwise_regularizer: typed_spec(REGULARIZERS, allow_null=True) = None
+    pointwise_regularizer: typed_spec(REGULARIZERS, allow_null=True) = None
+    kernel_initializer: Any = None  # refused, as TF.js does: use depthwise_/pointwise_ options
+    kernel_regularizer: Any = None
+
+    @model_validator(mode="after")
+    def _no_kernel_options(self):
+        if self.kernel_initializer is not None or self.kernel_regularizer is not None:
+            raise ValueError("kernel_initializer and kernel_regularizer are invalid for separable_conv2d; "
+                             "use depthwise_initializer, pointwise_initializer, depthwise_regularizer "
+                             "and pointwise_regularizer")
+        return self
+
+
+@LAYERS.register("separable_conv2d")
+class SeparableConv2D(_ConvBase):
+    """A depthwise convolution (depthwise_kernel [kh, kw, in, depth_multiplier], with
+    dilation) followed by a 1x1 convolution (pointwise_kernel [1, 1, in * depth_multiplier,
+    filters]), then bias and activation (TF.js SeparableConv2D)."""
+
+    type_id = "separable_conv2d"
+    class_name = "SeparableConv2D"
+    rank = 2
+    Params = SeparableParams
+
+    def build(self, input_shape: Shape, context: BuildContext) -> Shape:
+        p = self.params
+        self.activation = self.output_activation = ACTIVATIONS.get(p.activation)
+        self._geometry(input_shape)
+        self.out_spatial, self.out_channels = self._spatial_out(self.in_spatial), p.filters
+        self.geometry = self._geometry_4d(self.in_spatial, self.out_spatial, self.dilation_rate)
+        self.mid_channels = self.in_channels * p.depth_multiplier
+        depthwise_shape = (*self.kernel_size, self.in_channels, p.depth_multiplier)
+        self.depthwise_kernel = self.add_weight("depthwise_kernel", depthwise_shape, p.depthwise_initializer,
+                                                context, regularizer=p.depthwise_regularizer)
+        pointwise_init = p.pointwise_initializer or p.depthwise_initializer
+        self.pointwise_kernel = self.add_weight("pointwise_kernel", (1, 1, self.mid_channels, p.filters),
+                                                pointwise_init, context, regularizer=p.pointwise_regularizer)
+        self._build_bias(p.filters, context)
+        return super().build(input_shape, context)
+
+    def allocate(self, batch_size: int) -> None:
+        super().allocate(batch_size)
+        rows = batch_size * math.prod(self.out_spatial)
+        self._allocate_epilogue(rows, self.out_channels)
+        self._mid = np.empty((rows, self.mid_channels), self.dtype)
+        self._dmid = np.empty((rows, self.mid_channels), self.dtype)
+        self._dx = np.empty((batch_size, *self.in_spatial, self.in_channels), self.dtype)
+        self._layout_buffers(batch_size, self.in_spatial, self.in_channels, self.out_spatial,
+                             self.out_channels, self.dtype)
+
+    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        n = x.shape[0]
+        self._x4 = self._input_nhwc(x)
+        rows = n * math.prod(self.out_spatial)
+        mid = self._mid[:rows]
+        kh, kw, sh, sw, dh, dw, pt, pl = self.geometry
+        self._conv.depthwise_forward(self._x4, self.depthwise_kernel.value, sh, sw, dh, dw, pt, pl,
+                                     mid.reshape(n, *self.out_spatial, self.mid_channels))
+        np.matmul(mid, self.pointwise_kernel.value.reshape(self.mid_channels, -1), out=self._z[:rows])
+        return self._output(self._epilogue_forward(rows), n)
+
+    def _backward(self, dy2d: np.ndarray, code: int, need_dx: bool) -> np.ndarray | None:
+        dz = self._epilogue_backward(dy2d, code)
+        rows = dz.shape[0]
+        n = self._x4.shape[0]
+        mid, dmid = self._mid[:rows], self._dmid[:rows]
+        pointwise = self.pointwise_kernel.value.reshape(self.mid_channels, -1)
+        np.matmul(mid.T, dz, out=self.pointwise_kernel.grad.reshape(self.mid_channels, -1))
+        np.matmul(dz, pointwise.T, out=dmid)
+        kh, kw, sh, sw, dh, dw, pt, pl = self.geometry
+        dx = self._dx[:n]
+        self._conv.depthwise_backward(self._x4, self.depthwise_kernel.value,
+                                      dmid.reshape(n, *self.out_spatial, self.mid_channels),
+                                      sh, sw, dh, dw, pt, pl, self.depthwise_kernel.grad, dx, need_dx)
+        return self._grad_format(dx) if need_dx else None
+
+    def flops_per_sample(self) -> int:
+        positions = math.prod(self.out_spatial)
+        depthwise = positions * math.prod(self.kernel_size) * self.mid_channels
+        pointwise = positions * self.mid_channels * self.out_channels
+        return 2 * (depthwise + pointwise) + (positions * self.out_channels if self.bias is not None else 0)

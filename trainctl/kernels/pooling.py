@@ -13,7 +13,6 @@ equal to the maximum receives dy.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 

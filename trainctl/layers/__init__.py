@@ -2,5 +2,6 @@
 
 from trainctl.layers.base import LAYERS, BuildContext, Layer, LayerParams, Weight
 from trainctl.layers import core  # noqa: F401  (registers dense, activation, dropout, flatten, reshape)
+from trainctl.layers import advanced_activations, embedding, noise, normalization, reshaping  # noqa: F401
 
 __all__ = ["LAYERS", "BuildContext", "Layer", "LayerParams", "Weight"]

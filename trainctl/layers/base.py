@@ -7,6 +7,7 @@ with a leading null (`[null,784]`). Nothing here assumes 2-D activations.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -79,9 +80,35 @@ class Layer:
         """x: [n, *input_shape] with n <= allocated batch size → y: [n, *output_shape]."""
         raise NotImplementedError
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         """dy: dLoss/dy [n, *output_shape] → dLoss/dx [n, *input_shape]; fills weight grads."""
         raise NotImplementedError
+
+    def add_weight(self, name: str, shape: Shape, initializer: Any, context: BuildContext, *,
+                   regularizer: Any = None, trainable: bool = True) -> Weight:
+        """A weight `<layer>/<name>` initialised by `initializer` (an id, a mapping or an
+        Initializer) from rng_for(seed, "init", full name); appended to self.weights."""
+        from trainctl.initializers import build_initializer
+        from trainctl.regularizers import build_regularizer
+        from trainctl.seeding import rng_for
+
+        full = f"{self.name}/{name}"
+        shape = tuple(int(d) for d in shape)
+        value = build_initializer(initializer)(shape, rng_for(context.seed, "init", full), context.dtype)
+        weight = Weight(full, np.ascontiguousarray(value, dtype=context.dtype), np.zeros(shape, context.dtype),
+                        trainable, build_regularizer(regularizer))
+        self.weights.append(weight)
+        return weight
+
+    def check_input(self, x: np.ndarray, where: str) -> None:
+        """Check input values before training/predicting (`where` names the data); default: any float."""
+
+    def get_state(self) -> dict[str, Any]:
+        """Non-weight state to resume from (RNG states), JSON-able; default none."""
+        return {}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore what get_state() returned."""
 
     def get_config(self) -> dict[str, Any]:
         config = self.params.to_dict()
@@ -109,8 +136,15 @@ class Layer:
 LAYERS: Registry[type[Layer]] = Registry("layer type")
 
 
+def tfjs_snake_case(class_name: str) -> str:
+    """TF.js generic_utils.toSnakeCase: `PReLU` → `p_re_lu`, `UpSampling2D` → `up_sampling2d`."""
+    intermediate = re.sub(r"(.)([A-Z][a-z0-9]+)", r"\1_\2", class_name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", intermediate).lower()
+
+
 def auto_name(layer: Layer, context: BuildContext) -> str:
-    """TF.js naming: the first Dense is `dense_Dense1`, the second `dense_Dense2`, ..."""
+    """TF.js naming: the first Dense is `dense_Dense1`, the second `dense_Dense2`; the prefix is
+    TF.js's snake case of the class name (`p_re_lu_PReLU1`), not necessarily the id (`prelu`)."""
     count = context.name_counts.get(layer.class_name, 0) + 1
     context.name_counts[layer.class_name] = count
-    return f"{layer.type_id}_{layer.class_name}{count}"
+    return f"{tfjs_snake_case(layer.class_name)}_{layer.class_name}{count}"

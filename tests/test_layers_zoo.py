@@ -9,7 +9,7 @@ import pytest
 
 from tests.reference.gradients import numeric_grad
 from trainctl.errors import TrainctlError
-from trainctl.model import Sequential
+from trainctl.nn.model import Sequential
 
 
 def check_layer(spec, x, *, training=False, rtol=1e-6, atol=1e-8, input_grad=True):
@@ -294,7 +294,7 @@ def test_embedding_input_length_gives_the_input_shape_and_mask_zero_is_carried()
     assert model.input_shape == (6,) and model.layers[0].output_shape == (6, 4)
     model.allocate(2)
     x = np.array([[0, 1, 2, 0, 3, 4], [5, 0, 0, 6, 7, 8]], np.float32)
-    np.testing.assert_array_equal(model.layers[0].compute_mask(x), x != 0)
+    np.testing.assert_array_equal(model.layers[0].compute_mask(x, None), x != 0)
     assert model.layers[0].get_config()["mask_zero"] is True
 
 

@@ -15,8 +15,8 @@ from pydantic import BeforeValidator, Field, model_validator
 
 from trainctl.config.base import NonNegativeInt, PositiveInt
 from trainctl.errors import TrainctlError
-from trainctl.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape
-from trainctl.layers.noise import DataFormat
+from trainctl.nn.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape
+from trainctl.nn.layers.noise import DataFormat
 
 Pair = Annotated[list[NonNegativeInt], Field(min_length=2, max_length=2)]
 

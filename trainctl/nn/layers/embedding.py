@@ -10,9 +10,9 @@ import numpy as np
 
 from trainctl.config.base import PositiveInt, typed_spec
 from trainctl.errors import DataError, TrainctlError
-from trainctl.initializers import INITIALIZERS
-from trainctl.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape
-from trainctl.regularizers import REGULARIZERS
+from trainctl.nn.initializers import INITIALIZERS
+from trainctl.nn.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape
+from trainctl.nn.regularizers import REGULARIZERS
 
 
 def _kernels():
@@ -99,8 +99,8 @@ class Embedding(Layer):
         self._kernel.embedding_backward(self._indices, dy.reshape(-1, self.params.output_dim), self.embeddings.grad)
         return self._dx[: dy.shape[0]] if need_dx else None
 
-    def compute_mask(self, x: np.ndarray) -> np.ndarray | None:
-        """TF.js computeMask: x != 0 when mask_zero, else None (for the recurrent layers)."""
+    def compute_mask(self, x: np.ndarray, mask: np.ndarray | None) -> np.ndarray | None:
+        """TF.js computeMask: x != 0 when mask_zero (for the recurrent layers), else None."""
         if not self.mask_zero:
             return None
         mask = self._mask[: x.shape[0]]

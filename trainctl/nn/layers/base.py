@@ -1,5 +1,8 @@
-"""The layer lifecycle every layer follows: __init__(params) → build(input_shape) →
-allocate(batch_size) → forward(x, training) / backward(dy) → get_config().
+"""The layer contract: every hook a layer may implement is declared here with its default,
+so no caller needs `hasattr` or `isinstance` over concrete layers.
+
+Lifecycle: __init__(params) → build(input_shape, context) (weights through `add_weight`) →
+allocate(batch_size) (buffers) → forward(x, training) / backward(dy, need_dx) → get_config().
 
 Shapes are tuples *without* the batch axis (`(784,)`, `(28, 28, 1)`); summaries print them
 with a leading null (`[null,784]`). Nothing here assumes 2-D activations.
@@ -14,6 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from trainctl.config.base import StrictModel
+from trainctl.errors import TrainctlError
 from trainctl.registry import Registry
 
 Shape = tuple[int, ...]
@@ -52,6 +56,10 @@ class Layer:
     type_id: ClassVar[str]  # registry id, snake_case: "dense"
     class_name: ClassVar[str]  # TF.js class name: "Dense"
     Params: ClassVar[type[LayerParams]] = LayerParams
+    # The activation applied last inside the layer, which a loss may fuse with (softmax with
+    # cross-entropy): such a layer also implements `backward_from_preactivation`. None: no
+    # activation of its own (the loss then sees the layer's output as it is).
+    output_activation: Any = None
 
     def __init__(self, params: LayerParams):
         self.params = params
@@ -81,34 +89,63 @@ class Layer:
         raise NotImplementedError
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
-        """dy: dLoss/dy [n, *output_shape] → dLoss/dx [n, *input_shape]; fills weight grads."""
+        """dy: dLoss/dy [n, *output_shape] → dLoss/dx [n, *input_shape] (None when not
+        `need_dx`, which the first layer is told); fills the grads of the layer's weights."""
         raise NotImplementedError
 
-    def add_weight(self, name: str, shape: Shape, initializer: Any, context: BuildContext, *,
+    def backward_from_preactivation(self, dz: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+        """Backward when the loss already gave dLoss/d(pre-activation) for `output_activation`
+        (softmax or sigmoid fused with cross-entropy). Only layers with an output activation."""
+        raise TrainctlError(f"{self.name}: {self.class_name} has no output activation to fuse with the loss")
+
+    # -- weights ----------------------------------------------------------------------
+    def add_weight(self, name: str, shape: Shape, initializer: Any, context: "BuildContext", *,
                    regularizer: Any = None, trainable: bool = True) -> Weight:
-        """A weight `<layer>/<name>` initialised by `initializer` (an id, a mapping or an
-        Initializer) from rng_for(seed, "init", full name); appended to self.weights."""
-        from trainctl.initializers import build_initializer
-        from trainctl.regularizers import build_regularizer
+        """Create, initialise and register the weight `<layer name>/<name>` of `shape`.
+
+        initializer: an id, a `{type: ...}` spec or an Initializer, seeded from the model's
+        seed and the weight's full name (so adding a layer does not move another's values);
+        regularizer: a spec, a Regularizer or None. Non-trainable weights (moving statistics)
+        are saved and restored like the others but stay out of the optimizer."""
+        from trainctl.nn.initializers import build_initializer
+        from trainctl.nn.regularizers import build_regularizer
         from trainctl.seeding import rng_for
 
-        full = f"{self.name}/{name}"
+        full_name = f"{self.name}/{name}"
         shape = tuple(int(d) for d in shape)
-        value = build_initializer(initializer)(shape, rng_for(context.seed, "init", full), context.dtype)
-        weight = Weight(full, np.ascontiguousarray(value, dtype=context.dtype), np.zeros(shape, context.dtype),
-                        trainable, build_regularizer(regularizer))
+        value = build_initializer(initializer)(shape, rng_for(context.seed, "init", full_name), context.dtype)
+        weight = Weight(full_name, np.ascontiguousarray(value, dtype=context.dtype), np.zeros(shape, context.dtype),
+                        self.trainable and trainable, build_regularizer(regularizer))
         self.weights.append(weight)
         return weight
 
     def check_input(self, x: np.ndarray, where: str) -> None:
-        """Check input values before training/predicting (`where` names the data); default: any float."""
+        """Check the model's input values before any work, when this is the first layer
+        (`where` names the data, e.g. "training data"); any float is fine by default."""
 
+    # -- non-weight state ---------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
-        """Non-weight state to resume from (RNG states), JSON-able; default none."""
+        """JSON-able state that is not a weight but must survive a resume (an RNG's position,
+        a stateful RNN's carried state). Empty for most layers."""
         return {}
 
     def set_state(self, state: dict[str, Any]) -> None:
-        """Restore what get_state() returned."""
+        """Restore what `get_state` returned."""
+
+    def reset_states(self) -> None:
+        """Forget carried state (stateful recurrent layers); nothing for the others."""
+
+    # -- masks (Keras semantics: embedding(mask_zero) and masking make one, RNNs consume it) --
+    # `input_mask` is set by the model before each forward: a bool array [n, steps] marking the
+    # time steps that hold data, or None. A layer that keeps the time axis passes it on
+    # unchanged (the default); one that makes or ends a mask overrides `compute_mask`.
+    input_mask: np.ndarray | None = None
+
+    def compute_mask(self, x: np.ndarray, mask: np.ndarray | None) -> np.ndarray | None:
+        """The mask of this layer's output, from its input `x` and the input's mask."""
+        if mask is None or len(self.output_shape) < 2 or self.output_shape[0] != self.input_shape[0]:
+            return None  # no time axis left (flatten, pooling over time, an RNN's last step)
+        return mask
 
     def get_config(self) -> dict[str, Any]:
         config = self.params.to_dict()
@@ -122,6 +159,14 @@ class Layer:
     def flops_per_sample(self) -> int:
         """Forward floating-point operations per sample (multiply-add counts as 2)."""
         return 0
+
+    @property
+    def has_activity_regularizer(self) -> bool:
+        return False
+
+    def activity_loss(self, n: int) -> float:
+        """Penalty on the layer's last output over a batch of `n` samples (0 when none)."""
+        return 0.0
 
     def regularization_loss(self) -> float:
         """Weight-regularizer penalty added to the loss (0 when there is none)."""
@@ -137,14 +182,14 @@ LAYERS: Registry[type[Layer]] = Registry("layer type")
 
 
 def tfjs_snake_case(class_name: str) -> str:
-    """TF.js generic_utils.toSnakeCase: `PReLU` → `p_re_lu`, `UpSampling2D` → `up_sampling2d`."""
+    """TF.js generic_utils.toSnakeCase: `Dense` → `dense`, `PReLU` → `p_re_lu`, `UpSampling2D` → `up_sampling2d`."""
     intermediate = re.sub(r"(.)([A-Z][a-z0-9]+)", r"\1_\2", class_name)
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", intermediate).lower()
 
 
 def auto_name(layer: Layer, context: BuildContext) -> str:
-    """TF.js naming: the first Dense is `dense_Dense1`, the second `dense_Dense2`; the prefix is
-    TF.js's snake case of the class name (`p_re_lu_PReLU1`), not necessarily the id (`prelu`)."""
+    """TF.js naming: the first Dense is `dense_Dense1`, the second `dense_Dense2`, ...; the prefix
+    is TF.js's snake case of the class name, which is not always the id (`prelu` → `p_re_lu_PReLU1`)."""
     count = context.name_counts.get(layer.class_name, 0) + 1
     context.name_counts[layer.class_name] = count
     return f"{tfjs_snake_case(layer.class_name)}_{layer.class_name}{count}"

@@ -16,7 +16,7 @@ from pydantic import BeforeValidator
 
 from trainctl.config.base import NonNegativeFloat, UnitInterval
 from trainctl.errors import TrainctlError
-from trainctl.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape
+from trainctl.nn.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape
 from trainctl.registry import snake_case
 from trainctl.seeding import rng_for
 
@@ -54,17 +54,10 @@ class _RandomLayer(Layer):
         self._active = False
 
     def get_state(self) -> dict[str, Any]:
-        return {"rng": self.rng.bit_generator.state}
+        return self.rng.bit_generator.state  # as Dropout's
 
     def set_state(self, state: dict[str, Any]) -> None:
-        self.rng.bit_generator.state = state["rng"]
-
-    # the names resume.py reads today (Dropout's); they go when it reads get_state/set_state
-    def rng_state(self) -> dict[str, Any]:
-        return self.get_state()
-
-    def set_rng_state(self, state: dict[str, Any]) -> None:
-        self.set_state(state)
+        self.rng.bit_generator.state = state
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         if not self._active or not need_dx:

@@ -11,9 +11,9 @@ import numpy as np
 
 from trainctl.config.base import FiniteFloat, NonNegativeFloat, typed_spec
 from trainctl.errors import TrainctlError
-from trainctl.initializers import INITIALIZERS
-from trainctl.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape
-from trainctl.regularizers import REGULARIZERS
+from trainctl.nn.initializers import INITIALIZERS
+from trainctl.nn.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape
+from trainctl.nn.regularizers import REGULARIZERS
 
 
 def _kernels():

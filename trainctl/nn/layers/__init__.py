@@ -1,0 +1,7 @@
+"""Layers, looked up by id in LAYERS. Importing this package registers every layer type."""
+
+from trainctl.nn.layers.base import LAYERS, BuildContext, Layer, LayerParams, Weight
+from trainctl.nn.layers import core  # noqa: F401  (registers dense, activation, dropout, flatten, reshape)
+from trainctl.nn.layers import advanced_activations, embedding, noise, normalization, reshaping  # noqa: F401
+
+__all__ = ["LAYERS", "BuildContext", "Layer", "LayerParams", "Weight"]

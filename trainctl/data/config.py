@@ -170,6 +170,26 @@ class TeacherGenerator(_Generator):
     hidden: PositiveInt = 32
 
 
+class TokenSequencesGenerator(_Generator):
+    """Sequences of integer tokens in [1, vocab_size) (0 is padding) of `length` steps, or of
+    a random length in [min_length, length] padded with 0 at the end. The class is a hidden
+    rule: each token carries a fixed random score per class and the class with the largest
+    total over the sequence wins, so a bag of learned token embeddings can find it
+    (embedding → global_average_pooling1d → dense). The scores depend only on the seed."""
+
+    generator: _id("token_sequences")
+    vocab_size: Annotated[int, Field(ge=2)] = 100  # token ids 0..vocab_size-1 (embedding input_dim)
+    length: PositiveInt = 20
+    min_length: PositiveInt | None = None  # None: every sequence has `length` tokens
+    n_classes: Annotated[int, Field(ge=2)] = 2
+
+    @model_validator(mode="after")
+    def _lengths(self) -> "TokenSequencesGenerator":
+        if self.min_length is not None and self.min_length > self.length:
+            raise ValueError(f"min_length ({self.min_length}) must not exceed length ({self.length})")
+        return self
+
+
 GENERATOR_CONFIGS: dict[str, type[_Generator]] = {
     "random_normal": RandomNormalGenerator,
     "random_uniform": RandomUniformGenerator,
@@ -182,6 +202,7 @@ GENERATOR_CONFIGS: dict[str, type[_Generator]] = {
     "spirals": SpiralsGenerator,
     "xor": XorGenerator,
     "teacher": TeacherGenerator,
+    "token_sequences": TokenSequencesGenerator,
 }
 
 GeneratorConfig = Union[tuple(GENERATOR_CONFIGS.values())]  # type: ignore[valid-type]

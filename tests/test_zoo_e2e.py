@@ -75,8 +75,9 @@ def test_embedding_index_out_of_range_names_the_data_row(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_images_reshaped_to_rows_cols_channels(tmp_path):
-    """MNIST-10k as [28, 28, 1] and digits as [8, 8, 1] through the reshape step."""
+def test_images_reshaped_to_rows_cols_channels_and_augmented(tmp_path):
+    """MNIST-10k as [28, 28, 1] and digits as [8, 8, 1] through the reshape step; digits
+    trained with random translations of the training batches."""
     mnist = tmp_path / "mnist.yaml"
     mnist.write_text(
         f"name: m\nmodel:\n  layers:\n    - {{type: zero_padding2d, padding: 2, input_shape: [28, 28, 1]}}\n"
@@ -94,7 +95,8 @@ def test_images_reshaped_to_rows_cols_channels(tmp_path):
         f"optimizer: adam\nloss: categorical_crossentropy\nmetrics: [accuracy]\n"
         f"data:\n  train: {{csv: {ROOT}/data/digits.csv, target: digit}}\n"
         "  validation_split: 0.2\n"
-        "  preprocessing: [{type: rescale, scale: 0.0625}, {type: reshape, target_shape: [8, 8, 1]}]\n"
+        "  preprocessing: [{type: rescale, scale: 0.0625}, {type: reshape, target_shape: [8, 8, 1]},\n"
+        "                  {type: random_translation, height_factor: 0.1, width_factor: 0.1, fill_mode: constant}]\n"
         "fit: {epochs: 3}\n")
     out = tmp_path / "digits-run"
     ok(["train", digits, "--out", out, "--quiet"])

@@ -290,12 +290,13 @@ def fit(model, x: np.ndarray | None = None, y: np.ndarray | None = None, *, epoc
         source: BatchSource | None = None, steps_per_epoch: int | None = None,
         validation_batch_size: int | None = None, validation_freq: int = 1,
         validation_steps: int | None = None, seed: int | None = None,
-        start_batch: int = 0) -> History:
+        start_batch: int = 0, augmentation: Any = None) -> History:
     """Train `model` (compiled) on arrays x, y or on a BatchSource; returns the History.
 
     TF.js semantics: validation_split takes the LAST fraction of x/y before shuffling;
     shuffling is per epoch after the split, seeded by `seed` (default: the model's seed).
     `start_batch` skips the first batches of `initial_epoch` (exact resume).
+    `augmentation` (data/augmentation.py) transforms the training batches only.
     """
     seed = model.seed if seed is None else seed
     if source is None:
@@ -323,6 +324,8 @@ def fit(model, x: np.ndarray | None = None, y: np.ndarray | None = None, *, epoc
         source = ArraySource(x, y, sample_weight, shuffle=shuffle, seed=seed, dtype=model.dtype)
     elif class_weight:
         source = ClassWeightedSource(source, class_weight)  # fitDataset's classWeight
+    if augmentation is not None:  # data.preprocessing's random_* steps: training batches only
+        source = augmentation.wrap(source)
     val_source = _validation_source(model, validation_data)
 
     trainer = Trainer(model)

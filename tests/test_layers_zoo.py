@@ -410,3 +410,23 @@ def test_tfjs_camel_case_ids_and_options_resolve():
         "zero_padding2d_ZeroPadding2D1", "cropping2d_Cropping2D1", "up_sampling2d_UpSampling2D1",
         "batch_normalization_BatchNormalization1", "leaky_re_lu_LeakyReLU1", "re_lu_ReLU1",
         "thresholded_re_lu_ThresholdedReLU1"]
+
+
+def test_a_softmax_layer_at_the_end_trains_as_a_softmax_dense():
+    """A loss fuses with a softmax layer over the last axis as with Dense(activation=softmax)."""
+    from trainctl.train.loop import Trainer
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 5)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 16)]
+    results = []
+    for layers in ([{"type": "dense", "units": 3, "activation": "softmax", "input_shape": [5]}],
+                   [{"type": "dense", "units": 3, "input_shape": [5]}, {"type": "softmax"}]):
+        model = Sequential(layers, seed=0)
+        model.compile("sgd", "categorical_crossentropy")
+        trainer = Trainer(model)
+        assert trainer.fused
+        losses = [trainer.train_batch(x, y, None) for _ in range(3)]
+        results.append((losses, model.get_weights()["dense_Dense1/kernel"].copy()))
+    assert results[0][0] == results[1][0]
+    np.testing.assert_array_equal(results[0][1], results[1][1])

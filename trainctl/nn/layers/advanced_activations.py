@@ -11,6 +11,7 @@ import numpy as np
 
 from trainctl.config.base import FiniteFloat, NonNegativeFloat, typed_spec
 from trainctl.errors import TrainctlError
+from trainctl.nn.activations import ACTIVATIONS
 from trainctl.nn.initializers import INITIALIZERS
 from trainctl.nn.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape
 from trainctl.nn.regularizers import REGULARIZERS
@@ -80,6 +81,13 @@ class ELU(_ElementWise):
     class Params(LayerParams):
         alpha: FiniteFloat = 1.0  # TF.js DEFAULT_ALPHA
 
+    def to_keras_config(self, config, fmt):
+        if fmt == "tfjs" and self.params.alpha != 1.0:
+            from trainctl.runs.formats import ExportRefused
+
+            raise ExportRefused(f"{self.name}: TF.js ELU supports alpha 1.0 only (tfjs export)")
+        return config
+
     def _apply(self, x, y):
         self._kernel.elu_forward(x, self.params.alpha, y)
 
@@ -98,6 +106,15 @@ class ReLU(_ElementWise):
         max_value: NonNegativeFloat | None = None  # TF.js: no cap
         threshold: FiniteFloat = 0.0  # Keras: values at or below it are "negative"
         negative_slope: FiniteFloat = 0.0  # Keras: slope below the threshold
+
+    def to_keras_config(self, config, fmt):
+        if fmt == "tfjs":  # TF.js ReLU has maxValue only
+            for key in ("threshold", "negative_slope"):
+                if config.pop(key, 0.0) != 0.0:
+                    from trainctl.runs.formats import ExportRefused
+
+                    raise ExportRefused(f"{self.name}: TF.js ReLU has no {key} (tfjs export)")
+        return config
 
     def _options(self):
         p = self.params
@@ -197,6 +214,8 @@ class Softmax(Layer):
             raise TrainctlError(f"{self.name}: axis {self.params.axis} must name adjacent feature axes of "
                                 f"[null,{','.join(map(str, input_shape))}]")
         first, last = resolved[0], resolved[-1]
+        if first == last == len(input_shape) - 1:  # over the last axis: a loss may fuse with it
+            self.output_activation = ACTIVATIONS.get("softmax")
         self._pre = math.prod(input_shape[:first])
         self._k = math.prod(input_shape[first:last + 1])
         self._post = math.prod(input_shape[last + 1:])
@@ -218,6 +237,10 @@ class Softmax(Layer):
         self._n = n
         self._kernel.softmax_forward(self._view(np.ascontiguousarray(x), n), self._view(y, n))
         return y.reshape(x.shape)
+
+    def backward_from_preactivation(self, dz: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+        """The loss gave dLoss/d(input) already (softmax fused with cross-entropy)."""
+        return dz if need_dx else None
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         if not need_dx:

@@ -133,6 +133,13 @@ class SpatialDropout2D(_SpatialDropout):
     class_name = "SpatialDropout2D"
     rank = 3
 
+    def to_keras_config(self, config, fmt):
+        if fmt == "tfjs":
+            from trainctl.runs.formats import ExportRefused
+
+            raise ExportRefused(f"{self.name}: TF.js has no SpatialDropout2D layer (tfjs export)")
+        return config
+
     class Params(_RandomLayer.Params):
         rate: UnitInterval
         data_format: DataFormat = "channels_last"

@@ -47,6 +47,14 @@ def _check_rank(layer: Layer, input_shape: Shape, rank: int, form: str) -> None:
                             f"got [null,{','.join(map(str, input_shape))}]")
 
 
+def refuse_in_tfjs(layer: Layer, fmt: str) -> None:
+    """For Keras layers TF.js 4.22 does not have."""
+    if fmt == "tfjs":
+        from trainctl.runs.formats import ExportRefused
+
+        raise ExportRefused(f"{layer.name}: TF.js has no {layer.class_name} layer (tfjs export)")
+
+
 class _Slicing(Layer):
     """Output = input with each axis padded (positive) or cropped (negative) at both ends."""
 
@@ -95,6 +103,10 @@ class ZeroPadding1D(_Slicing):
     type_id = "zero_padding1d"
     class_name = "ZeroPadding1D"
 
+    def to_keras_config(self, config, fmt):
+        refuse_in_tfjs(self, fmt)
+        return config
+
     class Params(LayerParams):
         padding: Union[NonNegativeInt, Pair] = 1  # Keras default
 
@@ -126,6 +138,10 @@ class Cropping1D(_Slicing):
 
     type_id = "cropping1d"
     class_name = "Cropping1D"
+
+    def to_keras_config(self, config, fmt):
+        refuse_in_tfjs(self, fmt)
+        return config
 
     class Params(LayerParams):
         cropping: Union[NonNegativeInt, Pair] = [1, 1]  # Keras default
@@ -222,6 +238,10 @@ class UpSampling1D(_UpSampling):
     type_id = "up_sampling1d"
     class_name = "UpSampling1D"
 
+    def to_keras_config(self, config, fmt):
+        refuse_in_tfjs(self, fmt)
+        return config
+
     class Params(LayerParams):
         size: PositiveInt = 2  # Keras default
 
@@ -258,6 +278,10 @@ class UpSampling2D(_UpSampling):
     def _factors(self):
         size = self.params.size
         return (size, size) if isinstance(size, int) else (size[0], size[1])
+
+    def to_keras_config(self, config, fmt):
+        config["size"] = list(self._factors())  # TF.js reads size as [rows, cols] only
+        return config
 
     def _as_nhwc(self, a):
         return a if self.params.data_format == "channels_last" else a.transpose(0, 2, 3, 1)

@@ -430,3 +430,21 @@ def test_a_softmax_layer_at_the_end_trains_as_a_softmax_dense():
         results.append((losses, model.get_weights()["dense_Dense1/kernel"].copy()))
     assert results[0][0] == results[1][0]
     np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
+@pytest.mark.parametrize("spec,weight", [
+    ({"type": "batch_normalization", "gamma_regularizer": {"type": "l2", "l2": 0.1}}, "gamma"),
+    ({"type": "batch_normalization", "beta_regularizer": {"type": "l1", "l1": 0.1}, "beta_initializer": BETA}, "beta"),
+    ({"type": "layer_normalization", "gamma_regularizer": {"type": "l2", "l2": 0.1}}, "gamma"),
+    ({"type": "prelu", "alpha_regularizer": {"type": "l2", "l2": 0.1}, "alpha_initializer": ALPHA}, "alpha"),
+    ({"type": "embedding", "input_dim": 4, "output_dim": 3, "embeddings_regularizer": {"type": "l2", "l2": 0.1}}, "embeddings"),
+])
+def test_weight_regularizers_reach_the_loss_and_the_gradient(spec, weight):
+    model = Sequential([{**spec, "input_shape": [3]}], dtype=np.float64)
+    w = next(w for w in model.weights if w.name.endswith("/" + weight))
+    kind, amount = next((k, v) for k, v in spec.items() if k.endswith("regularizer"))[1]["type"], 0.1
+    expected = amount * (np.sum(w.value ** 2) if kind == "l2" else np.sum(np.abs(w.value)))
+    assert model.regularization_loss() == pytest.approx(expected, rel=1e-12) and expected > 0
+    w.grad[...] = 0
+    model.layers[0].add_regularization_grads()
+    np.testing.assert_allclose(w.grad, numeric_grad(lambda _: model.regularization_loss(), w.value), rtol=1e-6, atol=1e-9)

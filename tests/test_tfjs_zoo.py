@@ -126,3 +126,35 @@ def test_summary_names_and_counts_equal_tfjs(tfjs):
     totals = model.param_totals()
     assert peer.trainable_counts == (totals.trainable, totals.non_trainable)
     assert totals.non_trainable == 12  # moving mean and variance of 6 features
+
+
+def test_a_model_built_and_trained_in_tfjs_reads_back_and_predicts_the_same(tfjs, tmp_path):
+    """The reverse direction: TF.js's own configs of these layers (built with tf.layers.*,
+    one training step, saved) import into trainctl and predict what TF.js predicts."""
+    from trainctl.runs.formats.tfjs import read_tfjs
+
+    js_layers = [
+        {"type": "zeroPadding2d", "config": {"padding": [[1, 0], [0, 1]], "inputShape": [4, 4, 2]}},
+        {"type": "batchNormalization", "config": {"momentum": 0.8}},
+        {"type": "prelu", "config": {"sharedAxes": [1, 2]}},
+        {"type": "upSampling2d", "config": {"size": [2, 2], "interpolation": "bilinear"}},
+        {"type": "cropping2D", "config": {"cropping": [[1, 1], [2, 0]]}},
+        {"type": "reshape", "config": {"targetShape": [8, 16]}},
+        {"type": "layerNormalization", "config": {}},
+        {"type": "permute", "config": {"dims": [2, 1]}},
+        {"type": "spatialDropout1d", "config": {"rate": 0.2}},
+        {"type": "flatten", "config": {}},
+        {"type": "leakyReLU", "config": {"alpha": 0.1}},
+        {"type": "reLU", "config": {"maxValue": 2}},
+        {"type": "gaussianNoise", "config": {"stddev": 0.1}},
+        {"type": "dense", "config": {"units": 3}},
+        {"type": "softmax", "config": {}},
+    ]
+    x = inputs((4, 4, 2))
+    peer = tfjs.tfjs_build_and_train(js_layers, tmp_path, compile={"optimizer": "sgd", "loss": "categoricalCrossentropy"},
+                                     batches=[(x, targets())], predict=[x])
+    imported = read_tfjs(tmp_path).model
+    assert [layer.class_name for layer in imported.layers][:3] == ["ZeroPadding2D", "BatchNormalization", "PReLU"]
+    moving_mean = imported.get_weights()["batch_normalization_BatchNormalization1/moving_mean"]
+    assert np.abs(moving_mean).max() > 0  # TF.js's training step moved it; trainctl read it
+    np.testing.assert_allclose(imported.predict(x), peer.predictions_after[0], atol=ATOL, rtol=0)

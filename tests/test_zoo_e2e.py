@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.test_cli import fails, ok, table_rows
-from trainctl.runs.artifacts import load_weights
+from trainctl.runs.tensors import load_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from trainctl.data.baselines import forecast_baseline_line
 from trainctl.errors import ArtifactError, TrainctlError
 from trainctl.runs.build import _prepare, _Prepared, save_model_files
 from trainctl.runs.files import CONFIG_FILE, DATA_FILE, WEIGHT_HISTORY_FILE
@@ -241,4 +242,8 @@ def _run_training(run_dir, prepared: _Prepared, extra: list[Callback], settings:
     run_dir.write_state({"epoch": last_epoch, "batch": 0, "completed": True, **settings})
     run_dir.write_metrics({**final, "epochs": epochs_run, "seconds": seconds})
     messages = [c.message for c in user_callbacks if isinstance(c, EarlyStopping) and c.message]
+    model_mae = final.get("val_mae", final.get("val_mean_absolute_error"))  # the name as the user wrote it, or TF.js's
+    baseline = forecast_baseline_line(config.data, data.x_val, data.y_val, model_mae)
+    if baseline is not None:
+        messages.append(baseline)
     return TrainOutcome(run_dir, history, final, seconds, epochs_run, messages=messages)

@@ -74,9 +74,13 @@ def train_and_compare(tfjs, layers, x, y, optimizer):
     return model
 
 
-@pytest.mark.parametrize("optimizer", [{"type": "sgd", "learning_rate": 0.5}, {"type": "adam", "learning_rate": 0.05}],
-                         ids=["sgd", "adam"])
-@pytest.mark.parametrize("name", list(MODELS))
+SGD, ADAM = {"type": "sgd", "learning_rate": 0.5}, {"type": "adam", "learning_rate": 0.05}
+# every model with SGD; Adam (its update divides by √v, so it amplifies any gradient
+# difference) on the ones with the most arithmetic — one node process per case keeps it short
+CASES = [(name, SGD) for name in MODELS] + [(name, ADAM) for name in ("batch_norm_dense", "layer_norm", "bilinear", "activations")]
+
+
+@pytest.mark.parametrize("name,optimizer", CASES, ids=[f"{name}-{opt['type']}" for name, opt in CASES])
 def test_forward_and_one_training_step_equal_tfjs(tfjs, name, optimizer):
     layers, shape = MODELS[name]
     x = inputs(shape) * 2 + 0.3
@@ -99,8 +103,7 @@ def test_embedding_lookup_and_training_step_equal_tfjs(tfjs):
     x = np.random.default_rng(0).integers(0, 10, (16, 5)).astype(np.float32)
     model = Sequential(layers, seed=0)
     np.testing.assert_allclose(tfjs.tfjs_predict(model, x), model.predict(x), atol=ATOL, rtol=0)
-    for optimizer in ({"type": "sgd", "learning_rate": 0.5}, {"type": "adam", "learning_rate": 0.05}):
-        train_and_compare(tfjs, layers, x, targets(), optimizer)
+    train_and_compare(tfjs, layers, x, targets(), ADAM)
 
 
 def test_noise_layers_are_identity_at_inference_and_thresholded_relu_forward_in_both(tfjs):

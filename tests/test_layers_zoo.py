@@ -448,3 +448,16 @@ def test_weight_regularizers_reach_the_loss_and_the_gradient(spec, weight):
     w.grad[...] = 0
     model.layers[0].add_regularization_grads()
     np.testing.assert_allclose(w.grad, numeric_grad(lambda _: model.regularization_loss(), w.value), rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("mask_zero", [True, False])
+def test_embedding_mask_zero_makes_the_recurrent_layer_skip_padding(mask_zero):
+    """With mask_zero the padding token's row never reaches the RNN's output (masked steps
+    carry the state over); without it, it does."""
+    model = Sequential([{"type": "embedding", "input_dim": 6, "output_dim": 3, "input_length": 5, "mask_zero": mask_zero},
+                        {"type": "simple_rnn", "units": 4}], seed=0)
+    x = np.array([[3, 5, 2, 0, 0], [1, 4, 0, 0, 0]], np.float32)
+    before = model.predict(x).copy()
+    model.layers[0].embeddings.value[0] += 1.0
+    after = model.predict(x)
+    assert np.allclose(before, after) == mask_zero

@@ -461,3 +461,25 @@ def test_embedding_mask_zero_makes_the_recurrent_layer_skip_padding(mask_zero):
     model.layers[0].embeddings.value[0] += 1.0
     after = model.predict(x)
     assert np.allclose(before, after) == mask_zero
+
+
+@pytest.mark.parametrize("spec,shape", [
+    ({"type": "zero_padding1d"}, [4, 2]), ({"type": "cropping1d"}, [4, 2]), ({"type": "up_sampling1d"}, [4, 2]),
+    ({"type": "spatial_dropout2d", "rate": 0.1}, [4, 4, 2]), ({"type": "elu", "alpha": 0.5}, [3]),
+    ({"type": "re_lu", "threshold": 0.5}, [3]), ({"type": "re_lu", "negative_slope": 0.1}, [3]),
+])
+def test_options_tfjs_lacks_are_refused_by_the_tfjs_export_only(spec, shape):
+    from trainctl.errors import ExportRefused
+    from trainctl.runs.formats.keras_objects import layer_to_keras
+
+    layer = Sequential([{**spec, "input_shape": shape}]).layers[0]
+    with pytest.raises(ExportRefused, match="tfjs export"):
+        layer_to_keras(layer, "tfjs")
+    assert layer_to_keras(layer, "keras")["class_name"] == layer.class_name
+
+
+def test_tfjs_export_writes_up_sampling_size_as_a_list():
+    from trainctl.runs.formats.keras_objects import layer_to_keras
+
+    layer = Sequential([{"type": "up_sampling2d", "size": 3, "input_shape": [2, 2, 1]}]).layers[0]
+    assert layer_to_keras(layer, "tfjs")["config"]["size"] == [3, 3]

@@ -10,7 +10,7 @@ from typing import Union
 import numpy as np
 
 from trainctl.config.base import FiniteFloat, NonNegativeFloat, typed_spec
-from trainctl.errors import TrainctlError
+from trainctl.errors import ExportRefused, TrainctlError
 from trainctl.nn.activations import ACTIVATIONS
 from trainctl.nn.initializers import INITIALIZERS
 from trainctl.nn.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape
@@ -83,8 +83,6 @@ class ELU(_ElementWise):
 
     def to_keras_config(self, config, fmt):
         if fmt == "tfjs" and self.params.alpha != 1.0:
-            from trainctl.runs.formats import ExportRefused
-
             raise ExportRefused(f"{self.name}: TF.js ELU supports alpha 1.0 only (tfjs export)")
         return config
 
@@ -111,8 +109,6 @@ class ReLU(_ElementWise):
         if fmt == "tfjs":  # TF.js ReLU has maxValue only
             for key in ("threshold", "negative_slope"):
                 if config.pop(key, 0.0) != 0.0:
-                    from trainctl.runs.formats import ExportRefused
-
                     raise ExportRefused(f"{self.name}: TF.js ReLU has no {key} (tfjs export)")
         return config
 

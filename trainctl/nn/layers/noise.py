@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import BeforeValidator
 
 from trainctl.config.base import NonNegativeFloat, UnitInterval
-from trainctl.errors import TrainctlError
+from trainctl.errors import ExportRefused, TrainctlError
 from trainctl.nn.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape
 from trainctl.registry import snake_case
 from trainctl.seeding import rng_for
@@ -135,8 +135,6 @@ class SpatialDropout2D(_SpatialDropout):
 
     def to_keras_config(self, config, fmt):
         if fmt == "tfjs":
-            from trainctl.runs.formats import ExportRefused
-
             raise ExportRefused(f"{self.name}: TF.js has no SpatialDropout2D layer (tfjs export)")
         return config
 

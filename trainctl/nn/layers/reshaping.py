@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import BeforeValidator, Field, model_validator
 
 from trainctl.config.base import NonNegativeInt, PositiveInt
-from trainctl.errors import TrainctlError
+from trainctl.errors import ExportRefused, TrainctlError
 from trainctl.nn.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape
 from trainctl.nn.layers.noise import DataFormat
 
@@ -50,8 +50,6 @@ def _check_rank(layer: Layer, input_shape: Shape, rank: int, form: str) -> None:
 def refuse_in_tfjs(layer: Layer, fmt: str) -> None:
     """For Keras layers TF.js 4.22 does not have."""
     if fmt == "tfjs":
-        from trainctl.runs.formats import ExportRefused
-
         raise ExportRefused(f"{layer.name}: TF.js has no {layer.class_name} layer (tfjs export)")
 
 

@@ -110,3 +110,30 @@ def test_zip_of_two_generators_is_the_guides_dummy_data():
                       "y": {"generator": "random_uniform", "n_samples": 100, "shape": [10]}}})
     assert d.x.shape == (100, 784) and d.y.shape == (100, 10)
     assert d.y.min() >= 0 and d.y.max() < 1
+
+
+def test_token_sequences_are_integer_tokens_labelled_by_a_hidden_bag_of_tokens_rule():
+    d = load({"generator": "token_sequences", "n_samples": 4000, "vocab_size": 30, "length": 12, "n_classes": 3},
+             validation={"generator": "token_sequences", "n_samples": 1000, "vocab_size": 30, "length": 12, "n_classes": 3})
+    assert d.x.shape == (4000, 12) and d.y.shape == (4000, 3)
+    assert np.all(d.x == np.floor(d.x)) and d.x.min() >= 1 and d.x.max() <= 29
+    counts = d.y.sum(axis=0)
+    assert counts.min() > 4000 / 3 * 0.6  # every class is common
+    assert not np.array_equal(d.x[:1000], d.x_val)  # train and validation differ ...
+
+    def bags(x):
+        return np.stack([np.bincount(row.astype(int), minlength=30) for row in x])
+
+    # ... but share the rule: a linear model on token counts fitted on train transfers
+    design = np.hstack([bags(d.x), np.ones((len(d.x), 1))])
+    coef = np.linalg.lstsq(design, d.y * 2 - 1, rcond=None)[0]
+    val_pred = np.argmax(np.hstack([bags(d.x_val), np.ones((1000, 1))]) @ coef, axis=1)
+    assert (val_pred == d.y_val.argmax(axis=1)).mean() > 0.8
+
+
+def test_token_sequences_with_min_length_are_zero_padded_at_the_end():
+    d = load({"generator": "token_sequences", "n_samples": 500, "vocab_size": 10, "length": 8, "min_length": 3})
+    nonzero = d.x != 0
+    lengths = nonzero.sum(axis=1)
+    assert lengths.min() >= 3 and lengths.max() == 8 and len(np.unique(lengths)) == 6
+    np.testing.assert_array_equal(nonzero, np.arange(8)[None, :] < lengths[:, None])  # padding only at the end

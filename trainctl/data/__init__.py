@@ -26,6 +26,7 @@ from trainctl.data.config import (
     StreamSource,
     ZipSource,
 )
+from trainctl.data.augmentation import build_augmentation
 from trainctl.data.preprocessing import (
     PreprocessingState,
     apply_preprocessing,
@@ -80,6 +81,7 @@ class LoadedData:
     preprocessing: PreprocessingState = field(default_factory=lambda: PreprocessingState([], []))
     stream: Any = None  # a StreamSource (BatchSource protocol) when data.train is a stream
     validation_stream: Any = None
+    augmentation: Any = None  # an Augmentation (data/augmentation.py) for the training batches, or None
 
     @property
     def x_shape(self) -> tuple[int, ...]:
@@ -321,7 +323,9 @@ def load_data(data_config: DataConfig, seed: int, base_dir: Path, loss: str | No
     if isinstance(data_config.train, StreamSource):
         from trainctl.data.stream import load_stream_data
 
-        return load_stream_data(data_config, seed, base_dir, loss)
+        loaded = load_stream_data(data_config, seed, base_dir, loss)
+        loaded.augmentation = build_augmentation(steps, loaded.x_shape, seed)
+        return loaded
 
     train = read_source(data_config.train, seed, base_dir, "train")
     natural = train.labels is not None
@@ -360,6 +364,7 @@ def load_data(data_config: DataConfig, seed: int, base_dir: Path, loss: str | No
     if y_val is not None and y is not None and y_val.shape[1:] != y.shape[1:]:
         raise DataError(f"{val_description}: validation targets have shape {list(y_val.shape[1:])}, training targets {list(y.shape[1:])}")
     return LoadedData(
+        augmentation=build_augmentation(steps, tuple(x.shape[1:]), seed),
         x=x, y=y, sample_weight=w, x_val=x_val, y_val=y_val, sample_weight_val=w_val,
         class_names=class_names if encoding != "none" else None, feature_names=train.feature_names,
         description=train.description, validation_description=val_description,

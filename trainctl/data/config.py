@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BeforeValidator, Field, PlainValidator, field_validator, model_validator
 
 from trainctl.config.base import (
+    _finite,
     FiniteFloat,
     NonNegativeFloat,
     PositiveFloat,
@@ -170,6 +171,26 @@ class TeacherGenerator(_Generator):
     hidden: PositiveInt = 32
 
 
+class TokenSequencesGenerator(_Generator):
+    """Sequences of integer tokens in [1, vocab_size) (0 is padding) of `length` steps, or of
+    a random length in [min_length, length] padded with 0 at the end. The class is a hidden
+    rule: each token carries a fixed random score per class and the class with the largest
+    total over the sequence wins, so a bag of learned token embeddings can find it
+    (embedding → global_average_pooling1d → dense). The scores depend only on the seed."""
+
+    generator: _id("token_sequences")
+    vocab_size: Annotated[int, Field(ge=2)] = 100  # token ids 0..vocab_size-1 (embedding input_dim)
+    length: PositiveInt = 20
+    min_length: PositiveInt | None = None  # None: every sequence has `length` tokens
+    n_classes: Annotated[int, Field(ge=2)] = 2
+
+    @model_validator(mode="after")
+    def _lengths(self) -> "TokenSequencesGenerator":
+        if self.min_length is not None and self.min_length > self.length:
+            raise ValueError(f"min_length ({self.min_length}) must not exceed length ({self.length})")
+        return self
+
+
 class TimeSeriesGenerator(_Generator):
     """Forecasting windows cut from one long seeded series: x [n, window, 1] holds `window`
     consecutive values, y [n, horizon] the `horizon` values after them. `kind: sine` is a sum
@@ -205,6 +226,7 @@ GENERATOR_CONFIGS: dict[str, type[_Generator]] = {
     "spirals": SpiralsGenerator,
     "xor": XorGenerator,
     "teacher": TeacherGenerator,
+    "token_sequences": TokenSequencesGenerator,
     "time_series": TimeSeriesGenerator,
     "adding_problem": AddingProblemGenerator,
 }
@@ -441,6 +463,86 @@ class Reshape(StrictModel):
     target_shape: Shape
 
 
+# ---------------------------------------------------------------- augmentation (training batches only)
+
+FillMode = Annotated[Literal["reflect", "wrap", "nearest", "constant"], BeforeValidator(_snake)]
+Interpolation = Annotated[Literal["bilinear", "nearest"], BeforeValidator(_snake)]
+_Fraction = Annotated[float, Field(ge=-1, le=1), BeforeValidator(_finite)]
+# Keras factors: f means the range [-f, f]; [low, high] gives it directly
+Factor = Union[Annotated[float, Field(ge=0, le=1), BeforeValidator(_finite)], tuple[_Fraction, _Fraction]]
+
+
+def factor_range(factor: Any) -> tuple[float, float]:
+    """A Keras factor → (low, high)."""
+    if isinstance(factor, (int, float)):
+        return -float(factor), float(factor)
+    return float(factor[0]), float(factor[1])
+
+
+class _Augmentation(StrictModel):
+    """Random image transforms applied to training batches only, freshly drawn every batch
+    (validation, evaluate and predict see the images unchanged). Images are [rows, cols,
+    channels]: put these steps after the reshape that makes them so."""
+
+    seed: int | None = None  # default: the config seed
+
+    @model_validator(mode="after")
+    def _ordered_factors(self) -> "_Augmentation":
+        for name in ("factor", "height_factor", "width_factor"):
+            value = getattr(self, name, None)
+            if isinstance(value, tuple) and value[0] > value[1]:
+                raise ValueError(f"{name} [{value[0]}, {value[1]}] must be [low, high] with low <= high")
+        return self
+
+
+class RandomFlip(_Augmentation):
+    """Each image flipped left-right and/or top-bottom with probability 1/2 (Keras RandomFlip)."""
+
+    type: _id("random_flip")
+    mode: Annotated[Literal["horizontal", "vertical", "horizontal_and_vertical"], BeforeValidator(_snake)] = "horizontal_and_vertical"  # Keras default
+
+
+class RandomTranslation(_Augmentation):
+    """Shifts by a fraction of the height and width drawn from the factors (Keras RandomTranslation)."""
+
+    type: _id("random_translation")
+    height_factor: Factor  # 0.1: up to 10% of the rows, either way; [-0.2, 0.3]: 20% up to 30% down
+    width_factor: Factor
+    fill_mode: FillMode = "reflect"  # Keras default
+    interpolation: Interpolation = "bilinear"
+    fill_value: FiniteFloat = 0.0  # for fill_mode constant
+
+
+class RandomRotation(_Augmentation):
+    """Rotates by factor·2π radians, counter-clockwise for positive values (Keras RandomRotation)."""
+
+    type: _id("random_rotation")
+    factor: Factor  # 0.05: up to ±18°
+    fill_mode: FillMode = "reflect"
+    interpolation: Interpolation = "bilinear"
+    fill_value: FiniteFloat = 0.0
+
+
+class RandomZoom(_Augmentation):
+    """Scales by 1 + a value drawn from the factors, about the centre; positive zooms out
+    (Keras RandomZoom). width_factor None keeps the aspect ratio (one draw for both)."""
+
+    type: _id("random_zoom")
+    height_factor: Factor
+    width_factor: Factor | None = None
+    fill_mode: FillMode = "reflect"
+    interpolation: Interpolation = "bilinear"
+    fill_value: FiniteFloat = 0.0
+
+
+AUGMENTATION_CONFIGS: dict[str, type[StrictModel]] = {
+    "random_flip": RandomFlip,
+    "random_translation": RandomTranslation,
+    "random_rotation": RandomRotation,
+    "random_zoom": RandomZoom,
+}
+
+
 PREPROCESSING_CONFIGS: dict[str, type[StrictModel]] = {
     "standardize": Standardize,
     "min_max": MinMax,
@@ -448,6 +550,7 @@ PREPROCESSING_CONFIGS: dict[str, type[StrictModel]] = {
     "one_hot": OneHot,
     "flatten": Flatten,
     "reshape": Reshape,
+    **AUGMENTATION_CONFIGS,
 }
 
 
@@ -494,6 +597,17 @@ class DataConfig(StrictModel):
     def _one_validation(self) -> "DataConfig":
         if self.validation is not None and self.validation_split > 0:
             raise ValueError("give validation or validation_split, not both")
+        return self
+
+    @model_validator(mode="after")
+    def _augmentation_last(self) -> "DataConfig":
+        seen = None
+        for step in self.preprocessing:
+            if step.type in AUGMENTATION_CONFIGS:
+                seen = seen or step.type
+            elif seen is not None and step.type != "one_hot":
+                raise ValueError(f"preprocessing {step.type} comes after {seen}: augmentation steps act on the "
+                                 f"training batches, so they go last")
         return self
 
 

@@ -25,6 +25,7 @@ from trainctl.data.config import (
     SineGenerator,
     SpiralsGenerator,
     TeacherGenerator,
+    TokenSequencesGenerator,
     TimeSeriesGenerator,
     XorGenerator,
 )
@@ -167,6 +168,21 @@ def teacher(cfg: TeacherGenerator, seed: int, split: str) -> Generated:
         x[start:stop] = block
         labels[start:stop] = np.argmax(np.tanh(block @ w1) @ w2 + b2, axis=1)
     return x, labels, cfg.n_classes
+
+
+@GENERATORS.register("token_sequences")
+def token_sequences(cfg: TokenSequencesGenerator, seed: int, split: str) -> Generated:
+    # class scores per token, centred per class so that every class wins about equally often
+    scores = _truth(seed, "token_sequences").standard_normal((cfg.vocab_size, cfg.n_classes))
+    scores -= scores[1:].mean(axis=0)
+    scores[0] = 0.0  # padding carries no evidence
+    n, length = cfg.n_samples, cfg.length
+    tokens = _rng(seed, split, "token_sequences", "tokens").integers(1, cfg.vocab_size, (n, length))
+    if cfg.min_length is not None and cfg.min_length < length:
+        lengths = _rng(seed, split, "token_sequences", "lengths").integers(cfg.min_length, length + 1, n)
+        tokens[np.arange(length)[None, :] >= lengths[:, None]] = 0
+    labels = np.argmax(scores[tokens].sum(axis=1), axis=1).astype(np.int64)
+    return _f32(tokens), labels, cfg.n_classes
 
 
 @GENERATORS.register("time_series")

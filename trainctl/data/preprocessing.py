@@ -78,6 +78,10 @@ _STAT_NAMES: dict[str, tuple[str, ...]] = {
     "one_hot": ("num_classes",),
     "flatten": (),
     "reshape": (),
+    "random_flip": (),  # augmentation: applied to training batches (data/augmentation.py), not here
+    "random_translation": (),
+    "random_rotation": (),
+    "random_zoom": (),
 }
 assert set(_STAT_NAMES) == set(PREPROCESSING_CONFIGS)
 

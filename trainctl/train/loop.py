@@ -76,6 +76,7 @@ def check_inputs(model, x: np.ndarray, where: str) -> None:
     if tuple(x.shape[1:]) != tuple(model.input_shape):
         raise DataError(f"{where}: inputs have shape [n,{','.join(map(str, x.shape[1:]))}] but the model "
                         f"expects [n,{','.join(map(str, model.input_shape))}]")
+    model.layers[0].check_input(x, where)  # values the first layer accepts (embedding indices)
 
 
 def class_weight_to_sample_weight(y: np.ndarray, class_weight: dict[int, float]) -> np.ndarray:
@@ -249,13 +250,15 @@ def fit(model, x: np.ndarray | None = None, y: np.ndarray | None = None, *, epoc
         source: BatchSource | None = None, steps_per_epoch: int | None = None,
         validation_batch_size: int | None = None, validation_freq: int = 1,
         validation_steps: int | None = None, seed: int | None = None,
-        start_batch: int = 0, epoch_totals: EpochAccumulator | None = None) -> History:
+        start_batch: int = 0, epoch_totals: EpochAccumulator | None = None,
+        augmentation: Any = None) -> History:
     """Train `model` (compiled) on arrays x, y or on a BatchSource; returns the History.
 
     TF.js semantics: validation_split takes the LAST fraction of x/y before shuffling;
     shuffling is per epoch after the split, seeded by `seed` (default: the model's seed).
     `start_batch` skips the first batches of `initial_epoch` (exact resume); `epoch_totals`
     is the epoch accumulator to use, and with `start_batch` its sums so far continue.
+    `augmentation` (data/augmentation.py) transforms the training batches only.
     """
     seed = model.seed if seed is None else seed
     callbacks = resolve_callbacks(callbacks)
@@ -284,6 +287,8 @@ def fit(model, x: np.ndarray | None = None, y: np.ndarray | None = None, *, epoc
         source = ArraySource(x, y, sample_weight, shuffle=shuffle, seed=seed, dtype=model.dtype)
     elif class_weight:
         source = ClassWeightedSource(source, class_weight)  # fitDataset's classWeight
+    if augmentation is not None:  # data.preprocessing's random_* steps: training batches only
+        source = augmentation.wrap(source)
     val_source = _validation_source(model, validation_data)
 
     trainer = Trainer(model)

@@ -10,6 +10,7 @@ with a leading null (`[null,784]`). Nothing here assumes 2-D activations.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -118,6 +119,10 @@ class Layer:
         self.weights.append(weight)
         return weight
 
+    def check_input(self, x: np.ndarray, where: str) -> None:
+        """Check the model's input values before any work, when this is the first layer
+        (`where` names the data, e.g. "training data"); any float is fine by default."""
+
     # -- non-weight state ---------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
         """JSON-able state that is not a weight but must survive a resume (an RNG's position,
@@ -194,8 +199,15 @@ class Layer:
 LAYERS: Registry[type[Layer]] = Registry("layer type")
 
 
+def tfjs_snake_case(class_name: str) -> str:
+    """TF.js generic_utils.toSnakeCase: `Dense` → `dense`, `PReLU` → `p_re_lu`, `UpSampling2D` → `up_sampling2d`."""
+    intermediate = re.sub(r"(.)([A-Z][a-z0-9]+)", r"\1_\2", class_name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", intermediate).lower()
+
+
 def auto_name(layer: Layer, context: BuildContext) -> str:
-    """TF.js naming: the first Dense is `dense_Dense1`, the second `dense_Dense2`, ..."""
+    """TF.js naming: the first Dense is `dense_Dense1`, the second `dense_Dense2`, ...; the prefix
+    is TF.js's snake case of the class name, which is not always the id (`prelu` → `p_re_lu_PReLU1`)."""
     count = context.name_counts.get(layer.class_name, 0) + 1
     context.name_counts[layer.class_name] = count
-    return f"{layer.type_id}_{layer.class_name}{count}"
+    return f"{tfjs_snake_case(layer.class_name)}_{layer.class_name}{count}"

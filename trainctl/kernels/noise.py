@@ -1,0 +1,79 @@
+"""Training-time noise: spatial dropout, Gaussian noise and dropout, alpha dropout (TF.js formulas).
+
+The random numbers are drawn by the layer (numpy Generators, resumable) into buffers and
+passed in; these kernels only combine them. Every `mask` written here is dy/dx for backward.
+"""
+
+from trainctl.kernels.jit import njit
+
+
+@njit
+def spatial_dropout_forward(x, uniform, rate, channels_last, mask, y):
+    """Dropout of whole channels: x, y [n, positions, channels] (channels_last) or
+    [n, channels, positions]; uniform, mask [n, channels]. Keep where uniform >= rate,
+    scaled by 1/(1 - rate), as TF.js dropout with noise shape [n, 1, channels]."""
+    scale = 1.0 / (1.0 - rate)
+    n, channels = mask.shape
+    for i in range(n):
+        for c in range(channels):
+            mask[i, c] = scale if uniform[i, c] >= rate else 0.0
+    if channels_last:
+        for i in range(n):
+            for p in range(x.shape[1]):
+                for c in range(channels):
+                    y[i, p, c] = x[i, p, c] * mask[i, c]
+    else:
+        for i in range(n):
+            for c in range(channels):
+                m = mask[i, c]
+                for p in range(x.shape[2]):
+                    y[i, c, p] = x[i, c, p] * m
+
+
+@njit
+def spatial_dropout_backward(dy, mask, channels_last, dx):
+    n, channels = mask.shape
+    if channels_last:
+        for i in range(n):
+            for p in range(dy.shape[1]):
+                for c in range(channels):
+                    dx[i, p, c] = dy[i, p, c] * mask[i, c]
+    else:
+        for i in range(n):
+            for c in range(channels):
+                m = mask[i, c]
+                for p in range(dy.shape[2]):
+                    dx[i, c, p] = dy[i, c, p] * m
+
+
+@njit
+def gaussian_noise_forward(x, normal, stddev, y):
+    """TF.js GaussianNoise: y = x + N(0, stddev); normal holds standard normal draws. 1-D arrays."""
+    for i in range(x.shape[0]):
+        y[i] = x[i] + normal[i] * stddev
+
+
+@njit
+def gaussian_dropout_forward(x, normal, stddev, mask, y):
+    """TF.js GaussianDropout: y = x · N(1, stddev), stddev = √(rate/(1 − rate)). 1-D arrays."""
+    for i in range(x.shape[0]):
+        m = 1.0 + normal[i] * stddev
+        mask[i] = m
+        y[i] = x[i] * m
+
+
+@njit
+def alpha_dropout_forward(x, uniform, rate, a, b, alpha_p, mask, y):
+    """TF.js AlphaDropout: kept = uniform >= rate; y = a·(x·kept + (kept − 1)·alpha_p) + b.
+    mask = a·kept (dy/dx). 1-D arrays."""
+    for i in range(x.shape[0]):
+        kept = 1.0 if uniform[i] >= rate else 0.0
+        mask[i] = a * kept
+        y[i] = a * (x[i] * kept + (kept - 1.0) * alpha_p) + b
+
+
+@njit
+def multiply(dy, mask, dx):
+    """dx = dy · mask (1-D)."""
+    for i in range(dy.shape[0]):
+        dx[i] = dy[i] * mask[i]

@@ -1,0 +1,247 @@
+"""Activation layers (TF.js advanced_activations): LeakyReLU, PReLU, ELU, ReLU, ThresholdedReLU,
+Softmax. Ids are TF.js's factory names in snake case (`leaky_re_lu`, `prelu`, `re_lu`, ...);
+automatic names are TF.js's (`p_re_lu_PReLU1`)."""
+
+from __future__ import annotations
+
+import math
+from typing import Union
+
+import numpy as np
+
+from trainctl.config.base import FiniteFloat, NonNegativeFloat, typed_spec
+from trainctl.errors import ExportRefused, TrainctlError
+from trainctl.nn.activations import ACTIVATIONS
+from trainctl.nn.initializers import INITIALIZERS
+from trainctl.nn.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape
+from trainctl.nn.regularizers import REGULARIZERS
+
+
+def _kernels():
+    from trainctl.kernels import advanced_activations
+
+    return advanced_activations
+
+
+class _ElementWise(Layer):
+    """y = f(x) element by element; forward keeps x for backward."""
+
+    def build(self, input_shape: Shape, context: BuildContext) -> Shape:
+        self.dtype = context.dtype
+        return super().build(input_shape, context)
+
+    def allocate(self, batch_size: int) -> None:
+        super().allocate(batch_size)
+        size = batch_size * math.prod(self.input_shape)
+        self._y, self._dx = np.empty(size, self.dtype), np.empty(size, self.dtype)
+        self._kernel = _kernels()
+
+    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        self._x = x.reshape(-1)
+        y = self._y[: x.size]
+        self._apply(self._x, y)
+        return y.reshape(x.shape)
+
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+        if not need_dx:
+            return None
+        dx = self._dx[: dy.size]
+        self._derive(self._x, dy.reshape(-1), dx)
+        return dx.reshape(dy.shape)
+
+    def _apply(self, x: np.ndarray, y: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _derive(self, x: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> None:
+        raise NotImplementedError
+
+
+@LAYERS.register("leaky_re_lu", "leaky_relu")
+class LeakyReLU(_ElementWise):
+    type_id = "leaky_re_lu"
+    class_name = "LeakyReLU"
+
+    class Params(LayerParams):
+        alpha: FiniteFloat = 0.3  # TF.js DEFAULT_ALPHA
+
+    def _apply(self, x, y):
+        self._kernel.leaky_relu_forward(x, self.params.alpha, y)
+
+    def _derive(self, x, dy, dx):
+        self._kernel.leaky_relu_backward(x, dy, self.params.alpha, dx)
+
+
+@LAYERS.register("elu")
+class ELU(_ElementWise):
+    """x > 0 → x, else alpha·(eˣ − 1). TF.js accepts alpha 1.0 only; any alpha works here (Keras)."""
+
+    type_id = "elu"
+    class_name = "ELU"
+
+    class Params(LayerParams):
+        alpha: FiniteFloat = 1.0  # TF.js DEFAULT_ALPHA
+
+    def to_keras_config(self, config, fmt):
+        if fmt == "tfjs" and self.params.alpha != 1.0:
+            raise ExportRefused(f"{self.name}: TF.js ELU supports alpha 1.0 only (tfjs export)")
+        return config
+
+    def _apply(self, x, y):
+        self._kernel.elu_forward(x, self.params.alpha, y)
+
+    def _derive(self, x, dy, dx):
+        self._kernel.elu_backward(x, dy, self.params.alpha, dx)
+
+
+@LAYERS.register("re_lu", "relu_layer")
+class ReLU(_ElementWise):
+    """TF.js ReLU (max_value) with Keras's threshold and negative_slope."""
+
+    type_id = "re_lu"
+    class_name = "ReLU"
+
+    class Params(LayerParams):
+        max_value: NonNegativeFloat | None = None  # TF.js: no cap
+        threshold: FiniteFloat = 0.0  # Keras: values at or below it are "negative"
+        negative_slope: FiniteFloat = 0.0  # Keras: slope below the threshold
+
+    def to_keras_config(self, config, fmt):
+        if fmt == "tfjs":  # TF.js ReLU has maxValue only
+            for key in ("threshold", "negative_slope"):
+                if config.pop(key, 0.0) != 0.0:
+                    raise ExportRefused(f"{self.name}: TF.js ReLU has no {key} (tfjs export)")
+        return config
+
+    def _options(self):
+        p = self.params
+        return p.max_value is not None, float(p.max_value or 0.0), p.threshold, p.negative_slope
+
+    def _apply(self, x, y):
+        self._kernel.relu_forward(x, *self._options(), y)
+
+    def _derive(self, x, dy, dx):
+        self._kernel.relu_backward(x, dy, *self._options(), dx)
+
+
+@LAYERS.register("thresholded_re_lu", "thresholded_relu")
+class ThresholdedReLU(_ElementWise):
+    type_id = "thresholded_re_lu"
+    class_name = "ThresholdedReLU"
+
+    class Params(LayerParams):
+        theta: FiniteFloat = 1.0  # TF.js DEFAULT_THETA
+
+    def _apply(self, x, y):
+        self._kernel.thresholded_relu_forward(x, self.params.theta, y)
+
+    def _derive(self, x, dy, dx):
+        self._kernel.thresholded_relu_backward(x, dy, self.params.theta, dx)
+
+
+@LAYERS.register("prelu", "p_re_lu")
+class PReLU(Layer):
+    """x < 0 → alpha·x with a trainable alpha per input element; `shared_axes` (1-based, the
+    batch axis is 0) share one alpha along those axes (TF.js PReLU)."""
+
+    type_id = "prelu"
+    class_name = "PReLU"
+
+    class Params(LayerParams):
+        alpha_initializer: typed_spec(INITIALIZERS) = "zeros"  # TF.js DEFAULT_ALPHA_INITIALIZER
+        alpha_regularizer: typed_spec(REGULARIZERS, allow_null=True) = None
+        shared_axes: Union[int, list[int], None] = None
+
+    def build(self, input_shape: Shape, context: BuildContext) -> Shape:
+        super().build(input_shape, context)
+        shared = self.params.shared_axes
+        shared = [] if shared is None else [shared] if isinstance(shared, int) else list(shared)
+        for axis in shared:
+            if not 1 <= axis <= len(input_shape):
+                raise TrainctlError(f"{self.name}: shared_axes {shared} must be in 1..{len(input_shape)} "
+                                    f"for an input of shape [null,{','.join(map(str, input_shape))}]")
+        param_shape = [1 if i + 1 in shared else d for i, d in enumerate(input_shape)]
+        self.alpha = self.add_weight("alpha", param_shape, self.params.alpha_initializer, context,
+                                     regularizer=self.params.alpha_regularizer)
+        # position → alpha index, by broadcasting the alpha indices over the input shape
+        self._index = np.ascontiguousarray(
+            np.broadcast_to(np.arange(self.alpha.value.size).reshape(param_shape), input_shape).reshape(-1), dtype=np.int64)
+        self._acc = np.zeros(self.alpha.value.size, np.float64)
+        self.dtype = context.dtype
+        return self.output_shape
+
+    def allocate(self, batch_size: int) -> None:
+        super().allocate(batch_size)
+        size = batch_size * math.prod(self.input_shape)
+        self._y, self._dx = np.empty(size, self.dtype), np.empty(size, self.dtype)
+        self._kernel = _kernels()
+
+    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        n = x.shape[0]
+        self._x = x.reshape(n, -1)
+        y = self._y[: x.size].reshape(n, -1)
+        self._kernel.prelu_forward(self._x, self.alpha.value.reshape(-1), self._index, y)
+        return y.reshape(x.shape)
+
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+        n = dy.shape[0]
+        dx = self._dx[: dy.size].reshape(n, -1)
+        self._kernel.prelu_backward(self._x, dy.reshape(n, -1), self.alpha.value.reshape(-1), self._index,
+                                    need_dx, self._acc, self.alpha.grad.reshape(-1), dx)
+        return dx.reshape(dy.shape) if need_dx else None
+
+
+@LAYERS.register("softmax")
+class Softmax(Layer):
+    """Softmax over `axis` (counting the batch axis; a list of adjacent axes normalises over
+    them jointly). TF.js's default is axis 1, the last axis of a [null, k] input."""
+
+    type_id = "softmax"
+    class_name = "Softmax"
+
+    class Params(LayerParams):
+        axis: Union[int, list[int]] = 1  # TF.js DEFAULT_AXIS
+
+    def build(self, input_shape: Shape, context: BuildContext) -> Shape:
+        super().build(input_shape, context)
+        axes = self.params.axis if isinstance(self.params.axis, list) else [self.params.axis]
+        rank = len(input_shape) + 1
+        resolved = sorted((a + rank if a < 0 else a) - 1 for a in axes)
+        if any(not 0 <= a < len(input_shape) for a in resolved) or resolved != list(range(resolved[0], resolved[-1] + 1)):
+            raise TrainctlError(f"{self.name}: axis {self.params.axis} must name adjacent feature axes of "
+                                f"[null,{','.join(map(str, input_shape))}]")
+        first, last = resolved[0], resolved[-1]
+        if first == last == len(input_shape) - 1:  # over the last axis: a loss may fuse with it
+            self.output_activation = ACTIVATIONS.get("softmax")
+        self._pre = math.prod(input_shape[:first])
+        self._k = math.prod(input_shape[first:last + 1])
+        self._post = math.prod(input_shape[last + 1:])
+        self.dtype = context.dtype
+        return self.output_shape
+
+    def allocate(self, batch_size: int) -> None:
+        super().allocate(batch_size)
+        size = batch_size * math.prod(self.input_shape)
+        self._y, self._dx = np.empty(size, self.dtype), np.empty(size, self.dtype)
+        self._kernel = _kernels()
+
+    def _view(self, a: np.ndarray, n: int) -> np.ndarray:
+        return a.reshape(n * self._pre, self._k, self._post)
+
+    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        n = x.shape[0]
+        y = self._y[: x.size]
+        self._n = n
+        self._kernel.softmax_forward(self._view(np.ascontiguousarray(x), n), self._view(y, n))
+        return y.reshape(x.shape)
+
+    def backward_from_preactivation(self, dz: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+        """The loss gave dLoss/d(input) already (softmax fused with cross-entropy)."""
+        return dz if need_dx else None
+
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+        if not need_dx:
+            return None
+        n = dy.shape[0]
+        dx = self._dx[: dy.size]
+        self._kernel.softmax_backward(self._view(self._y[: dy.size], n), self._view(np.ascontiguousarray(dy), n), self._view(dx, n))
+        return dx.reshape(dy.shape)

@@ -1,0 +1,225 @@
+"""Noise and dropout layers that act in training only (identity at inference), TF.js formulas:
+SpatialDropout1D/2D, GaussianNoise, GaussianDropout, AlphaDropout.
+
+Each draws from its own stream rng_for(seed, "dropout", layer name) (`seed` option, else the
+config seed); the stream's state is the layer's get_state(), so a resumed run draws the
+same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import BeforeValidator
+
+from trainctl.config.base import NonNegativeFloat, UnitInterval
+from trainctl.errors import ExportRefused, TrainctlError
+from trainctl.nn.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape
+from trainctl.registry import snake_case
+from trainctl.seeding import rng_for
+
+DataFormat = Annotated[Literal["channels_last", "channels_first"],
+                       BeforeValidator(lambda v: snake_case(v) if isinstance(v, str) else v)]
+
+# SELU's constants (TF.js AlphaDropout)
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def _kernels():
+    from trainctl.kernels import noise
+
+    return noise
+
+
+class _RandomLayer(Layer):
+    """A layer with its own seeded Generator whose state is resumable."""
+
+    class Params(LayerParams):
+        seed: int | None = None  # default: derived from the config seed and the layer name
+
+    def build(self, input_shape: Shape, context: BuildContext) -> Shape:
+        seed = self.params.seed if self.params.seed is not None else context.seed
+        self.rng = rng_for(seed, "dropout", self.name)
+        self.dtype = context.dtype
+        return super().build(input_shape, context)
+
+    def allocate(self, batch_size: int) -> None:
+        super().allocate(batch_size)
+        size = batch_size * math.prod(self.input_shape)
+        self._y, self._dx, self._mask = (np.empty(size, self.dtype) for _ in range(3))
+        self._kernel = _kernels()
+        self._active = False
+
+    def get_state(self) -> dict[str, Any]:
+        return self.rng.bit_generator.state  # as Dropout's
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state
+
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+        if not self._active or not need_dx:
+            return dy if need_dx else None
+        size = dy.size
+        dx = self._dx[:size]
+        self._kernel.multiply(dy.reshape(-1), self._mask[:size], dx)
+        return dx.reshape(dy.shape)
+
+
+class _SpatialDropout(_RandomLayer):
+    """Drops whole channels (one draw per sample and channel), scaling the kept by 1/(1-rate)."""
+
+    rank: int
+
+    def build(self, input_shape: Shape, context: BuildContext) -> Shape:
+        if len(input_shape) != self.rank:
+            raise TrainctlError(f"{self.name}: {self.class_name} expects inputs of rank {self.rank + 1} "
+                                f"([null,{'d,' * (self.rank - 1)}channels]), got [null,{','.join(map(str, input_shape))}]")
+        super().build(input_shape, context)
+        self.channels_last = getattr(self.params, "data_format", "channels_last") == "channels_last"
+        self.channels = input_shape[-1] if self.channels_last else input_shape[0]
+        self.positions = math.prod(input_shape) // self.channels
+        return self.output_shape
+
+    def allocate(self, batch_size: int) -> None:
+        super().allocate(batch_size)
+        self._uniform = np.empty((batch_size, self.channels), np.float64)
+        self._channel_mask = np.empty((batch_size, self.channels), self.dtype)
+
+    def _three_d(self, a: np.ndarray, n: int) -> np.ndarray:
+        shape = (n, self.positions, self.channels) if self.channels_last else (n, self.channels, self.positions)
+        return a.reshape(shape)
+
+    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        rate = self.params.rate
+        self._active = training and 0 < rate < 1  # TF.js: rate 0 or 1 passes the input through
+        if not self._active:
+            return x
+        n = x.shape[0]
+        uniform, mask = self._uniform[:n], self._channel_mask[:n]
+        self.rng.random(out=uniform)
+        y = self._y[: x.size]
+        self._kernel.spatial_dropout_forward(self._three_d(x, n), uniform, rate, self.channels_last, mask, self._three_d(y, n))
+        return y.reshape(x.shape)
+
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+        if not self._active or not need_dx:
+            return dy if need_dx else None
+        n = dy.shape[0]
+        dx = self._dx[: dy.size]
+        self._kernel.spatial_dropout_backward(self._three_d(dy, n), self._channel_mask[:n], self.channels_last, self._three_d(dx, n))
+        return dx.reshape(dy.shape)
+
+
+@LAYERS.register("spatial_dropout1d")
+class SpatialDropout1D(_SpatialDropout):
+    """Input [null, steps, channels]; TF.js noise shape [n, 1, channels]."""
+
+    type_id = "spatial_dropout1d"
+    class_name = "SpatialDropout1D"
+    rank = 2
+
+    class Params(_RandomLayer.Params):
+        rate: UnitInterval
+
+
+@LAYERS.register("spatial_dropout2d")
+class SpatialDropout2D(_SpatialDropout):
+    """Input [null, rows, cols, channels] (or channels_first); Keras SpatialDropout2D (TF.js has none)."""
+
+    type_id = "spatial_dropout2d"
+    class_name = "SpatialDropout2D"
+    rank = 3
+
+    def to_keras_config(self, config, fmt):
+        if fmt == "tfjs":
+            raise ExportRefused(f"{self.name}: TF.js has no SpatialDropout2D layer (tfjs export)")
+        return config
+
+    class Params(_RandomLayer.Params):
+        rate: UnitInterval
+        data_format: DataFormat = "channels_last"
+
+
+@LAYERS.register("gaussian_noise")
+class GaussianNoise(_RandomLayer):
+    """y = x + N(0, stddev) in training (TF.js GaussianNoise)."""
+
+    type_id = "gaussian_noise"
+    class_name = "GaussianNoise"
+
+    class Params(_RandomLayer.Params):
+        stddev: NonNegativeFloat
+
+    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        self._active = False  # additive noise: dx = dy, no mask
+        if not training:
+            return x
+        size = x.size
+        normal, y = self._mask[:size], self._y[:size]
+        self.rng.standard_normal(out=normal, dtype=self.dtype)
+        self._kernel.gaussian_noise_forward(x.reshape(-1), normal, self.params.stddev, y)
+        return y.reshape(x.shape)
+
+
+@LAYERS.register("gaussian_dropout")
+class GaussianDropout(_RandomLayer):
+    """y = x · N(1, √(rate/(1−rate))) in training, for 0 < rate < 1 (TF.js GaussianDropout)."""
+
+    type_id = "gaussian_dropout"
+    class_name = "GaussianDropout"
+
+    class Params(_RandomLayer.Params):
+        rate: UnitInterval
+
+    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        rate = self.params.rate
+        self._active = training and 0 < rate < 1
+        if not self._active:
+            return x
+        size = x.size
+        normal, y = self._dx[:size], self._y[:size]  # dx's buffer holds the draws until backward
+        self.rng.standard_normal(out=normal, dtype=self.dtype)
+        self._kernel.gaussian_dropout_forward(x.reshape(-1), normal, math.sqrt(rate / (1 - rate)), self._mask[:size], y)
+        return y.reshape(x.shape)
+
+
+@LAYERS.register("alpha_dropout")
+class AlphaDropout(_RandomLayer):
+    """TF.js AlphaDropout in training, for 0 < rate < 1: kept = u >= rate,
+    y = a·(x·kept + (kept − 1)·alpha_p) + b, alpha_p = −SELU α·λ,
+    a = ((1−rate)(1 + rate·alpha_p²))^−½, b = −a·alpha_p·rate. (TF.js writes (kept − 1)·alpha_p
+    where Keras writes alpha_p·(1 − kept): dropped units take −alpha_p here, as in TF.js 4.22.)"""
+
+    type_id = "alpha_dropout"
+    class_name = "AlphaDropout"
+
+    class Params(_RandomLayer.Params):
+        rate: UnitInterval
+        noise_shape: list[int] | None = None  # TF.js option; only the full input shape is supported
+
+    def build(self, input_shape: Shape, context: BuildContext) -> Shape:
+        shape = self.params.noise_shape
+        if shape is not None and tuple(shape[1:]) != tuple(input_shape):
+            raise TrainctlError(f"{self.name}: noise_shape {shape} is not supported (only the input's own shape)")
+        return super().build(input_shape, context)
+
+    def allocate(self, batch_size: int) -> None:
+        super().allocate(batch_size)
+        self._uniform = np.empty(batch_size * math.prod(self.input_shape), np.float64)
+
+    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        rate = self.params.rate
+        self._active = training and 0 < rate < 1
+        if not self._active:
+            return x
+        size = x.size
+        alpha_p = -SELU_ALPHA * SELU_SCALE
+        a = ((1 - rate) * (1 + rate * alpha_p ** 2)) ** -0.5
+        b = -a * alpha_p * rate
+        uniform, y = self._uniform[:size], self._y[:size]
+        self.rng.random(out=uniform)
+        self._kernel.alpha_dropout_forward(x.reshape(-1), uniform, rate, a, b, alpha_p, self._mask[:size], y)
+        return y.reshape(x.shape)

@@ -1,0 +1,372 @@
+"""Shape layers: ZeroPadding1D/2D, Cropping1D/2D, UpSampling1D/2D, Permute, RepeatVector.
+
+2-D ones take TF.js's `data_format` (channels_last, the default, or channels_first); the
+1-D ones are Keras's (TF.js has none) with Keras's defaults. Forward and backward copy into
+buffers sized by allocate; padded borders are zero from allocation and never written.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+import numpy as np
+from pydantic import BeforeValidator, Field, model_validator
+
+from trainctl.config.base import NonNegativeInt, PositiveInt
+from trainctl.errors import ExportRefused, TrainctlError
+from trainctl.nn.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape
+from trainctl.nn.layers.noise import DataFormat
+
+Pair = Annotated[list[NonNegativeInt], Field(min_length=2, max_length=2)]
+
+
+def _pairs_2d(value: Union[int, list], option: str, name: str) -> tuple[tuple[int, int], tuple[int, int]]:
+    """TF.js's three spellings: n, [rows, cols], [[top, bottom], [left, right]]."""
+    if isinstance(value, int):
+        return (value, value), (value, value)
+    if len(value) == 2 and all(isinstance(v, int) for v in value):
+        return (value[0], value[0]), (value[1], value[1])
+    if len(value) == 2 and all(isinstance(v, list) and len(v) == 2 for v in value):
+        return tuple(value[0]), tuple(value[1])  # type: ignore[return-value]
+    raise TrainctlError(f"{name}: {option} must be n, [rows, cols] or [[top, bottom], [left, right]], got {value}")
+
+
+def _pair_1d(value: Union[int, list]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (value[0], value[1])
+
+
+def _spatial_axes(data_format: str, rank: int) -> list[int]:
+    """Indices (into the per-sample shape) of the spatial axes."""
+    return list(range(rank - 1)) if data_format == "channels_last" else list(range(1, rank))
+
+
+def _check_rank(layer: Layer, input_shape: Shape, rank: int, form: str) -> None:
+    if len(input_shape) != rank:
+        raise TrainctlError(f"{layer.name}: {layer.class_name} expects inputs [null,{form}], "
+                            f"got [null,{','.join(map(str, input_shape))}]")
+
+
+def refuse_in_tfjs(layer: Layer, fmt: str) -> None:
+    """For Keras layers TF.js 4.22 does not have."""
+    if fmt == "tfjs":
+        raise ExportRefused(f"{layer.name}: TF.js has no {layer.class_name} layer (tfjs export)")
+
+
+class _Slicing(Layer):
+    """Output = input with each axis padded (positive) or cropped (negative) at both ends."""
+
+    def _pads(self, input_shape: Shape) -> list[tuple[int, int]]:
+        raise NotImplementedError
+
+    def build(self, input_shape: Shape, context: BuildContext) -> Shape:
+        self.dtype = context.dtype
+        self.pads = self._pads(tuple(input_shape))
+        return super().build(input_shape, context)
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        out = tuple(d + a + b for d, (a, b) in zip(input_shape, self._pads(tuple(input_shape))))
+        if any(d <= 0 for d in out):
+            raise TrainctlError(f"{self.name}: {self.class_name} leaves nothing of [null,{','.join(map(str, input_shape))}]")
+        return out
+
+    def allocate(self, batch_size: int) -> None:
+        super().allocate(batch_size)
+        self._y = np.zeros((batch_size, *self.output_shape), self.dtype)
+        self._dx = np.zeros((batch_size, *self.input_shape), self.dtype)
+        # the slice of the larger array that the smaller one fills
+        padded = [a >= 0 and b >= 0 for a, b in self.pads]
+        self._in_out = tuple(slice(a, a + d) if pad else slice(None)
+                             for d, (a, _), pad in zip(self.input_shape, self.pads, padded))
+        self._in_in = tuple(slice(None) if pad else slice(-a, -a + d)
+                            for d, (a, _), pad in zip(self.output_shape, self.pads, padded))
+
+    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        y = self._y[: x.shape[0]]
+        y[(slice(None), *self._in_out)] = x[(slice(None), *self._in_in)]
+        return y
+
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+        if not need_dx:
+            return None
+        dx = self._dx[: dy.shape[0]]
+        dx[(slice(None), *self._in_in)] = dy[(slice(None), *self._in_out)]
+        return dx
+
+
+@LAYERS.register("zero_padding1d")
+class ZeroPadding1D(_Slicing):
+    """Zeros before and after the steps of [null, steps, channels] (Keras ZeroPadding1D)."""
+
+    type_id = "zero_padding1d"
+    class_name = "ZeroPadding1D"
+
+    def to_keras_config(self, config, fmt):
+        refuse_in_tfjs(self, fmt)
+        return config
+
+    class Params(LayerParams):
+        padding: Union[NonNegativeInt, Pair] = 1  # Keras default
+
+    def _pads(self, input_shape):
+        _check_rank(self, input_shape, 2, "steps,channels")
+        return [_pair_1d(self.params.padding), (0, 0)]
+
+
+@LAYERS.register("zero_padding2d")
+class ZeroPadding2D(_Slicing):
+    """Zero rows and columns around images (TF.js ZeroPadding2D)."""
+
+    type_id = "zero_padding2d"
+    class_name = "ZeroPadding2D"
+
+    class Params(LayerParams):
+        padding: Union[NonNegativeInt, Pair, list[Pair]] = 1  # TF.js default [[1, 1], [1, 1]]
+        data_format: DataFormat = "channels_last"
+
+    def _pads(self, input_shape):
+        _check_rank(self, input_shape, 3, "rows,cols,channels")
+        rows, cols = _pairs_2d(self.params.padding, "padding", self.name)
+        return [rows, cols, (0, 0)] if self.params.data_format == "channels_last" else [(0, 0), rows, cols]
+
+
+@LAYERS.register("cropping1d")
+class Cropping1D(_Slicing):
+    """Drops steps at the start and end of [null, steps, channels] (Keras Cropping1D)."""
+
+    type_id = "cropping1d"
+    class_name = "Cropping1D"
+
+    def to_keras_config(self, config, fmt):
+        refuse_in_tfjs(self, fmt)
+        return config
+
+    class Params(LayerParams):
+        cropping: Union[NonNegativeInt, Pair] = [1, 1]  # Keras default
+
+    def _pads(self, input_shape):
+        _check_rank(self, input_shape, 2, "steps,channels")
+        a, b = _pair_1d(self.params.cropping)
+        return [(-a, -b), (0, 0)]
+
+
+@LAYERS.register("cropping2d", "cropping2D")
+class Cropping2D(_Slicing):
+    """Drops rows and columns at the image edges (TF.js Cropping2D; cropping is required there)."""
+
+    type_id = "cropping2d"
+    class_name = "Cropping2D"
+
+    class Params(LayerParams):
+        cropping: Union[NonNegativeInt, Pair, list[Pair]]
+        data_format: DataFormat = "channels_last"
+
+    def _pads(self, input_shape):
+        _check_rank(self, input_shape, 3, "rows,cols,channels")
+        (t, b), (l, r) = _pairs_2d(self.params.cropping, "cropping", self.name)
+        rows, cols = (-t, -b), (-l, -r)
+        return [rows, cols, (0, 0)] if self.params.data_format == "channels_last" else [(0, 0), rows, cols]
+
+
+def _resampling_kernels():
+    from trainctl.kernels import resampling
+
+    return resampling
+
+
+def _bilinear_table(source: int, factor: int, dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """TF.js resizeBilinear (alignCorners false, halfPixelCenters false): output o reads
+    source o·(in/out), between floor and min(ceil, in − 1)."""
+    ratio = source / (source * factor)
+    frac_pos = ratio * np.arange(source * factor)
+    low = np.maximum(0, np.floor(frac_pos)).astype(np.int64)
+    high = np.minimum(source - 1, np.ceil(frac_pos)).astype(np.int64)
+    return low, high, (frac_pos - low).astype(dtype)
+
+
+class _UpSampling(Layer):
+    """Repeats (nearest) or interpolates (bilinear) rows and columns by `size`."""
+
+    def _factors(self) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def _as_nhwc(self, a: np.ndarray) -> np.ndarray:
+        """[n, *shape] → a [n, rows, cols, channels] view."""
+        raise NotImplementedError
+
+    def build(self, input_shape: Shape, context: BuildContext) -> Shape:
+        self.dtype = context.dtype
+        super().build(input_shape, context)
+        interpolation = getattr(self.params, "interpolation", "nearest")
+        self.bilinear = interpolation == "bilinear"
+        rows, cols = self._as_nhwc(np.empty((1, *input_shape), np.int8)).shape[1:3]
+        size_rows, size_cols = self._factors()
+        self._tables = _bilinear_table(rows, size_rows, context.dtype) + _bilinear_table(cols, size_cols, context.dtype)
+        return self.output_shape
+
+    def allocate(self, batch_size: int) -> None:
+        super().allocate(batch_size)
+        self._y = np.empty((batch_size, *self.output_shape), self.dtype)
+        self._dx = np.empty((batch_size, *self.input_shape), self.dtype)
+        self._kernel = _resampling_kernels()
+
+    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        y = self._y[: x.shape[0]]
+        if self.bilinear:
+            self._kernel.upsample_bilinear_forward(self._as_nhwc(x), *self._tables, self._as_nhwc(y))
+        else:
+            self._kernel.upsample_nearest_forward(self._as_nhwc(x), *self._factors(), self._as_nhwc(y))
+        return y
+
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+        if not need_dx:
+            return None
+        dx = self._dx[: dy.shape[0]]
+        if self.bilinear:
+            self._kernel.upsample_bilinear_backward(self._as_nhwc(dy), *self._tables, self._as_nhwc(dx))
+        else:
+            self._kernel.upsample_nearest_backward(self._as_nhwc(dy), *self._factors(), self._as_nhwc(dx))
+        return dx
+
+
+@LAYERS.register("up_sampling1d", "upsampling1d")
+class UpSampling1D(_UpSampling):
+    """Repeats each step `size` times (Keras UpSampling1D; TF.js has none)."""
+
+    type_id = "up_sampling1d"
+    class_name = "UpSampling1D"
+
+    def to_keras_config(self, config, fmt):
+        refuse_in_tfjs(self, fmt)
+        return config
+
+    class Params(LayerParams):
+        size: PositiveInt = 2  # Keras default
+
+    def build(self, input_shape: Shape, context: BuildContext) -> Shape:
+        _check_rank(self, input_shape, 2, "steps,channels")
+        return super().build(input_shape, context)
+
+    def _factors(self):
+        return self.params.size, 1
+
+    def _as_nhwc(self, a):
+        return a.reshape(a.shape[0], a.shape[1], 1, a.shape[2])
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0] * self.params.size, input_shape[1])
+
+
+@LAYERS.register("up_sampling2d", "upsampling2d")
+class UpSampling2D(_UpSampling):
+    """Scales images up by `size` = [rows, cols] (TF.js UpSampling2D: nearest or bilinear)."""
+
+    type_id = "up_sampling2d"
+    class_name = "UpSampling2D"
+
+    class Params(LayerParams):
+        size: Union[PositiveInt, Annotated[list[PositiveInt], Field(min_length=2, max_length=2)]] = [2, 2]  # TF.js DEFAULT_SIZE
+        data_format: DataFormat = "channels_last"
+        interpolation: Annotated[Literal["nearest", "bilinear"], BeforeValidator(lambda v: v.lower() if isinstance(v, str) else v)] = "nearest"
+
+    def build(self, input_shape: Shape, context: BuildContext) -> Shape:
+        _check_rank(self, input_shape, 3, "rows,cols,channels")
+        return super().build(input_shape, context)
+
+    def _factors(self):
+        size = self.params.size
+        return (size, size) if isinstance(size, int) else (size[0], size[1])
+
+    def to_keras_config(self, config, fmt):
+        config["size"] = list(self._factors())  # TF.js reads size as [rows, cols] only
+        return config
+
+    def _as_nhwc(self, a):
+        return a if self.params.data_format == "channels_last" else a.transpose(0, 2, 3, 1)
+
+    def compute_output_shape(self, input_shape):
+        sr, sc = self._factors()
+        if self.params.data_format == "channels_last":
+            return (input_shape[0] * sr, input_shape[1] * sc, input_shape[2])
+        return (input_shape[0], input_shape[1] * sr, input_shape[2] * sc)
+
+
+@LAYERS.register("permute")
+class Permute(Layer):
+    """Reorders the feature axes: dims is a permutation of 1..rank (TF.js Permute)."""
+
+    type_id = "permute"
+    class_name = "Permute"
+
+    class Params(LayerParams):
+        dims: list[PositiveInt]
+
+        @model_validator(mode="after")
+        def _permutation(self):
+            if sorted(self.dims) != list(range(1, len(self.dims) + 1)):
+                raise ValueError(f"dims {self.dims} must be a permutation of 1..{len(self.dims)}")
+            return self
+
+    def build(self, input_shape: Shape, context: BuildContext) -> Shape:
+        if len(self.params.dims) != len(input_shape):
+            raise TrainctlError(f"{self.name}: dims {self.params.dims} has {len(self.params.dims)} axes, "
+                                f"the input [null,{','.join(map(str, input_shape))}] has {len(input_shape)}")
+        self.dtype = context.dtype
+        self._forward_axes = (0, *self.params.dims)
+        self._backward_axes = tuple(int(a) for a in np.argsort(self._forward_axes))
+        return super().build(input_shape, context)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[d - 1] for d in self.params.dims)
+
+    def allocate(self, batch_size: int) -> None:
+        super().allocate(batch_size)
+        self._y = np.empty((batch_size, *self.output_shape), self.dtype)
+        self._dx = np.empty((batch_size, *self.input_shape), self.dtype)
+
+    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        y = self._y[: x.shape[0]]
+        np.copyto(y, x.transpose(self._forward_axes))
+        return y
+
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+        if not need_dx:
+            return None
+        dx = self._dx[: dy.shape[0]]
+        np.copyto(dx, dy.transpose(self._backward_axes))
+        return dx
+
+
+@LAYERS.register("repeat_vector")
+class RepeatVector(Layer):
+    """[null, features] → [null, n, features] (TF.js RepeatVector)."""
+
+    type_id = "repeat_vector"
+    class_name = "RepeatVector"
+
+    class Params(LayerParams):
+        n: PositiveInt
+
+    def build(self, input_shape: Shape, context: BuildContext) -> Shape:
+        _check_rank(self, input_shape, 1, "features")
+        self.dtype = context.dtype
+        return super().build(input_shape, context)
+
+    def compute_output_shape(self, input_shape):
+        return (self.params.n, input_shape[0])
+
+    def allocate(self, batch_size: int) -> None:
+        super().allocate(batch_size)
+        self._y = np.empty((batch_size, *self.output_shape), self.dtype)
+        self._dx = np.empty((batch_size, *self.input_shape), self.dtype)
+
+    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        y = self._y[: x.shape[0]]
+        np.copyto(y, x[:, None, :])
+        return y
+
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+        if not need_dx:
+            return None
+        dx = self._dx[: dy.shape[0]]
+        np.sum(dy, axis=1, out=dx)
+        return dx

@@ -46,7 +46,8 @@ class Comparison:
     def columns(self) -> list[str]:
         labels = _short_labels(self.keys)
         seeds = ["seeds"] if any(run.seed is not None for run in self.runs) else []
-        state = ["state"] if any(run.status not in ("ok", "skipped") for run in self.runs) else []
+        # a search's pruned trials get a state column (failed runs show in "runs" as ok/total)
+        state = ["state"] if any(run.status == "pruned" for run in self.runs) else []
         return [*(labels[key] for key in self.keys), *seeds, self.metric, f"best {self.metric}",
                 "train s", "runs", *state]
 
@@ -67,9 +68,8 @@ class Comparison:
             times = [run.train_seconds for run in good if run.train_seconds is not None]
             row["train s"] = spread(times) if times else None
             row["runs"] = f"{len(good)}" if len(good) == len(group) else f"{len(good)}/{len(group)}"
-            states = sorted({run.status for run in group if run.status not in ("ok", "skipped")})
-            if states:  # pruned and failed trials have no ranking value: they list after the others
-                row["state"] = ", ".join(states)
+            if any(run.status == "pruned" for run in group):  # no ranking value: listed after the others
+                row["state"] = "pruned"
                 if not good:
                     row[self.metric] = row[f"best {self.metric}"] = None
             rows.append(row)

@@ -65,8 +65,8 @@ def peak_rss_mb() -> float:
 def child(mode: str, directory: Path) -> dict:
     from trainctl.data import DataConfig, load_data
     from trainctl.data.source import ArraySource
-    from trainctl.model import Sequential
-    from trainctl.training import fit
+    from trainctl.nn.model import Sequential
+    from trainctl.train.loop import fit
 
     model = Sequential(MODEL, seed=0)
     model.compile("adam", "binary_crossentropy", ["accuracy"])

@@ -78,9 +78,9 @@ def _timed_epochs(run_epoch, repeats: int) -> dict:
 
 
 def time_trainctl(rows, repeats, threads):
-    from trainctl.model import Sequential
+    from trainctl.nn.model import Sequential
     try:
-        from trainctl.threads import set_threads
+        from trainctl.train.runtime import set_threads
         set_threads(threads)
     except ImportError:  # before trainctl managed its threads: the environment variables do it
         pass

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from trainctl.kernels import fpu
-from trainctl.runtime import TrainingEnvironment
+from trainctl.train.runtime import TrainingEnvironment
 
 pytestmark = pytest.mark.skipif(not fpu.SUPPORTED, reason="MXCSR exists on x86-64 only")
 

@@ -365,6 +365,7 @@ def _run_training(run_dir, prepared: _Prepared, extra: list[Callback], settings:
             steps_per_epoch=fit.steps_per_epoch or fit.batches_per_epoch,
             validation_batch_size=fit.validation_batch_size, validation_freq=fit.validation_freq or 1,
             validation_steps=fit.validation_steps or fit.validation_batches,
+            flush_denormals=fit.flush_denormals,
         )
     seconds = time.perf_counter() - start
     for callback in user_callbacks:

@@ -289,12 +289,14 @@ def fit(model, x: np.ndarray | None = None, y: np.ndarray | None = None, *, epoc
         source: BatchSource | None = None, steps_per_epoch: int | None = None,
         validation_batch_size: int | None = None, validation_freq: int = 1,
         validation_steps: int | None = None, seed: int | None = None,
-        start_batch: int = 0) -> History:
+        start_batch: int = 0, flush_denormals: bool = True, threads: int | None = None) -> History:
     """Train `model` (compiled) on arrays x, y or on a BatchSource; returns the History.
 
     TF.js semantics: validation_split takes the LAST fraction of x/y before shuffling;
     shuffling is per epoch after the split, seeded by `seed` (default: the model's seed).
     `start_batch` skips the first batches of `initial_epoch` (exact resume).
+    `flush_denormals` sets FTZ/DAZ on the training thread for the fit (False: IEEE denormals);
+    `threads` sets the BLAS pools for the fit (None: as they are). Both are restored after.
     """
     seed = model.seed if seed is None else seed
     if source is None:
@@ -336,6 +338,20 @@ def fit(model, x: np.ndarray | None = None, y: np.ndarray | None = None, *, epoc
         "samples": getattr(source, "n_samples", None), "metrics": trainer.log_keys,
         "do_validation": val_source is not None,
     })
+    from trainctl.train.runtime import TrainingEnvironment
+
+    with TrainingEnvironment(threads=threads, flush_denormals=flush_denormals):
+        epoch_logs = _train_epochs(model, trainer, source, val_source, callback_list, epochs=epochs,
+                                   batch_size=batch_size, initial_epoch=initial_epoch, start_batch=start_batch,
+                                   steps_per_epoch=steps_per_epoch, validation_batch_size=validation_batch_size,
+                                   validation_freq=validation_freq, validation_steps=validation_steps)
+    callback_list.on_train_end(epoch_logs)
+    return history
+
+
+def _train_epochs(model, trainer, source, val_source, callback_list, *, epochs, batch_size, initial_epoch,
+                  start_batch, steps_per_epoch, validation_batch_size, validation_freq, validation_steps):
+    """The epochs of a fit, on the training thread's environment; returns the last epoch's logs."""
     model.stop_training = False
     wants_batch_begin = callback_list.wants_batch_begin
     callback_list.on_train_begin({})
@@ -372,8 +388,7 @@ def fit(model, x: np.ndarray | None = None, y: np.ndarray | None = None, *, epoc
         if model.stop_training:
             break
     compile_notice.finish()
-    callback_list.on_train_end(epoch_logs)
-    return history
+    return epoch_logs
 
 
 class ClassWeightedSource:

@@ -46,6 +46,7 @@ ROWS = [("W1", 32), ("W1", 128), ("W1", 512), ("W1", 2048), ("W2", 128), ("W2", 
 # wide rows train on fewer samples per epoch so the sweep stays minutes, not an hour
 SAMPLES = {"H512": 20_000, "H1024": 10_000, "D8": 30_000}
 KINDS = ("trainctl", "torch", "jax_step", "jax_scan", "bound")
+BASELINE_TREE: str | None = None  # --baseline-tree: an older trainctl checkout timed as "before"
 
 
 def n_samples(workload: str) -> int:
@@ -78,7 +79,10 @@ def _timed_epochs(run_epoch, repeats: int) -> dict:
 
 
 def time_trainctl(rows, repeats, threads):
-    from trainctl.nn.model import Sequential
+    try:
+        from trainctl.nn.model import Sequential
+    except ImportError:  # a --baseline-tree from before the package layout
+        from trainctl.model import Sequential
     try:
         from trainctl.train.runtime import set_threads
         set_threads(threads)
@@ -249,7 +253,7 @@ def time_bound(rows, repeats, threads):
 
 
 def worker(kind: str, rows, repeats, threads):
-    timer = {"trainctl": time_trainctl, "torch": time_torch, "jax_step": time_jax_step,
+    timer = {"trainctl": time_trainctl, "before": time_trainctl, "torch": time_torch, "jax_step": time_jax_step,
              "jax_scan": time_jax_scan, "bound": time_bound}[kind]
     print(json.dumps(timer(rows, repeats, threads)))
 
@@ -259,6 +263,9 @@ def run_child(kind: str, threads: int, rows, repeats) -> dict | None:
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         env[name] = str(threads)
     env["OPENBLAS_THREAD_TIMEOUT"] = "1"
+    if kind == "before":
+        env["PYTHONPATH"] = BASELINE_TREE
+        env["TRAINCTL_CACHE_DIR"] = os.path.join(BASELINE_TREE, ".bench-cache")
     if kind.startswith("jax"):
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
                             " intra_op_parallelism_threads=1") if threads == 1 else env.get("XLA_FLAGS", "")
@@ -289,18 +296,20 @@ def print_table(title: str, results: dict[int, dict[str, dict]], rows) -> None:
     nan = float("nan")
     print(f"\n{title}")
     header = (f"{'row':>10} {'thr':>3} {'trainctl/s':>10} {'torch/s':>9} {'jaxstep/s':>9} {'jaxscan/s':>9} "
-              f"{'bound/s':>9} {'÷torch':>6} {'÷jstep':>6} {'÷jscan':>6} {'÷bound':>6} {'acc':>5} {'ep1→last s':>11}")
+              f"{'bound/s':>9} {'before/s':>9} {'÷before':>7} {'÷torch':>6} {'÷jstep':>6} {'÷jscan':>6} {'÷bound':>6} {'acc':>5} {'ep1→last s':>11}")
     print(header)
     print("-" * len(header))
     for threads, best in results.items():
         for workload, batch_size in rows:
             key = f"{workload}/{batch_size}"
             n = n_samples(workload)
-            rate = {kind: (n / best[kind][key]["seconds"] if key in best.get(kind, {}) else nan) for kind in KINDS}
+            rate = {kind: (n / best[kind][key]["seconds"] if key in best.get(kind, {}) else nan)
+                    for kind in (*KINDS, "before")}
             ours = best.get("trainctl", {}).get(key, {})
             drift = f"{ours['first']:.2f}→{ours['last']:.2f}" if workload.startswith("D") and ours else ""
             print(f"{key:>10} {threads:>3} {rate['trainctl']:>10,.0f} {rate['torch']:>9,.0f} {rate['jax_step']:>9,.0f} "
-                  f"{rate['jax_scan']:>9,.0f} {rate['bound']:>9,.0f} {rate['trainctl'] / rate['torch']:>6.2f} "
+                  f"{rate['jax_scan']:>9,.0f} {rate['bound']:>9,.0f} {rate['before']:>9,.0f} "
+                  f"{rate['trainctl'] / rate['before']:>7.2f} {rate['trainctl'] / rate['torch']:>6.2f} "
                   f"{rate['trainctl'] / rate['jax_step']:>6.2f} {rate['trainctl'] / rate['jax_scan']:>6.2f} "
                   f"{rate['trainctl'] / rate['bound']:>6.2f} {ours.get('accuracy', nan):>5.3f} {drift:>11}")
         if len(results) > 1 and 2 in results and 1 in results and threads == 2:
@@ -323,9 +332,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--trials", type=int, default=2, help="fresh processes per framework; the fastest counts")
-    parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
+    parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=(*KINDS, "before"))
     parser.add_argument("--no-busy", action="store_true", help="skip the table beside a busy process")
+    parser.add_argument("--baseline-tree", help="also time the trainctl in this directory (a checkout of an "
+                        "earlier commit) as 'before', interleaved with the others")
     args = parser.parse_args()
+    global BASELINE_TREE
+    if args.baseline_tree:
+        BASELINE_TREE = os.path.abspath(args.baseline_tree)
+        args.kinds = ["before", *args.kinds]
     rows = ROWS
     if args.quick:
         rows = [("W1", 32), ("W1", 512), ("W2", 512), ("D8", 128)]
@@ -333,9 +348,9 @@ def main() -> None:
     if args.rows:
         rows = [(r.split("/")[0], int(r.split("/")[1])) for r in args.rows]
     print(f"samples/s (best of {args.trials} fresh processes, median of {args.repeats} epochs after a warm-up); "
-          f"load {os.getloadavg()[0]:.2f}")
+          f"1-minute load at start {os.getloadavg()[0]:.2f}")
     quiet = {threads: measure(args.kinds, threads, rows, args.repeats, args.trials) for threads in args.threads}
-    print_table("quiet machine", quiet, rows)
+    print_table(f"quiet (no load of ours; 1-minute load now {os.getloadavg()[0]:.2f})", quiet, rows)
     if not args.no_busy:
         busy = busy_process()
         try:
@@ -343,7 +358,7 @@ def main() -> None:
         finally:
             busy.kill()
             busy.wait()
-        print_table("beside a busy process (one core spinning)", loaded, rows)
+        print_table(f"beside a busy process (one core spinning; load now {os.getloadavg()[0]:.2f})", loaded, rows)
 
 
 if __name__ == "__main__":

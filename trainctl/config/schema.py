@@ -15,7 +15,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SerializeAsAny, ValidationError
 
@@ -94,6 +94,10 @@ class FitConfig(StrictModel):
     # torch.set_flush_denormal(True): values below 1.18e-38 (float32) become 0 instead of
     # running ~100x slower; false keeps IEEE denormals (the CLI's --keep-denormals)
     flush_denormals: bool = True
+    # Keras: training steps per compiled call; auto sizes chunks to ~50 ms and uses the compiled
+    # loop for long fits (results are bit-identical to step-by-step execution either way)
+    steps_per_execution: Literal["auto"] | PositiveInt = "auto"
+    jit_compile: bool = True  # Keras name; false runs every step from Python (the reference path)
 
 
 # -- the config ----------------------------------------------------------------------------

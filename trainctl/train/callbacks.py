@@ -34,6 +34,19 @@ Logs = dict[str, float]
 
 
 class Callback:
+    # How on_batch_end may be called when batches run in compiled chunks (fit's
+    # steps_per_execution): "every" — right after each batch, the model as of that batch
+    # (chunks of one step; the safe default for any callback that handles batch events);
+    # "replay" — each batch's logs, in order, after the chunk has run (it reads logs only);
+    # "boundary" — only at chunk ends, with the chunk's last batch; `next_step_boundary`
+    # names the optimizer steps after which it must be called.
+    batch_end_mode: str = "every"
+
+    def next_step_boundary(self, step: int) -> int | None:
+        """The first optimizer step > `step` after which this callback must see the model
+        (a "boundary" callback saving every N steps), or None."""
+        return None
+
     def __init__(self) -> None:
         self.model: Any = None
         self.params: dict[str, Any] = {}
@@ -69,6 +82,27 @@ class CallbackList(Callback):
         # where a no-op call per callback is a measurable share of a 70 µs step.
         self._batch_begin = [c for c in self.callbacks if _handles(c, "on_batch_begin")]
         self._batch_end = [c for c in self.callbacks if _handles(c, "on_batch_end")]
+        self._replayed = [c for c in self._batch_end if c.batch_end_mode == "replay"]
+
+    @property
+    def needs_every_batch(self) -> bool:
+        """A callback must run between every two steps (no compiled chunks of more than one)."""
+        return bool(self._batch_begin) or any(c.batch_end_mode == "every" for c in self._batch_end)
+
+    def next_step_boundary(self, step: int) -> int | None:
+        boundaries = [b for b in (c.next_step_boundary(step) for c in self._batch_end) if b is not None]
+        return min(boundaries) if boundaries else None
+
+    def on_chunk_end(self, batches: list[tuple[int, dict]]) -> None:
+        """After a compiled chunk: replay callbacks get every batch's logs; at the last batch
+        every batch-end callback runs, in list order (EpochTotals before the Checkpointer)."""
+        replayed = self._replayed
+        for batch, logs in batches[:-1]:
+            for callback in replayed:
+                callback.on_batch_end(batch, logs)
+        batch, logs = batches[-1]
+        for callback in self._batch_end:
+            callback.on_batch_end(batch, logs)
 
     @property
     def wants_batch_begin(self) -> bool:
@@ -680,6 +714,8 @@ class TerminateOnNaN(Callback):
     `stopped_at` is (epoch, batch), both 0-based; `message` says it in the display's 1-based
     numbering."""
 
+    batch_end_mode = "replay"  # compiled chunks end after a non-finite loss, so it stops there too
+
     class Params(StrictModel):
         pass
 
@@ -778,6 +814,13 @@ class ModelCheckpoint(Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
+
+    batch_end_mode = "boundary"  # saves after every save_freq-th step: the chunks end there
+
+    def next_step_boundary(self, step: int) -> int | None:
+        if self.save_freq == "epoch":
+            return None
+        return (step // self.save_freq + 1) * self.save_freq
 
     def on_batch_end(self, batch, logs=None):
         if self.save_freq == "epoch":

@@ -194,7 +194,7 @@ def _digest(path: Path) -> str:
 
 def _run(tmp_path: Path, name: str, steps: str, jit: str, callbacks=(), handle_signals=False):
     from trainctl.config import load_config
-    from trainctl.runs.run import train_from_config
+    from trainctl.runs.train import train_from_config
 
     config = tmp_path / f"{name}.yaml"
     config.write_text(CONFIG.replace("STEPS", steps).replace("JIT", jit))
@@ -236,7 +236,7 @@ class _SignalAt(Callback):
 
 
 def test_resume_from_a_mid_epoch_checkpoint_is_exact(tmp_path):
-    from trainctl.runs.run import resume_training
+    from trainctl.runs.train import resume_training
     from trainctl.train.resume import TrainingInterrupted
 
     reference = _run(tmp_path, "reference", "4", "true")

@@ -113,8 +113,8 @@ def train(
     keep_checkpoints: Optional[int] = typer.Option(None, "--keep-checkpoints", min=1, help="Checkpoints kept (default 3)."),
 ) -> None:
     """Train a model from a YAML config and write a run directory (or --resume one)."""
-    from trainctl.config import config_to_yaml, load_config
     from trainctl.cli.render import ProgressDisplay, render_summary_line
+    from trainctl.config import config_to_yaml, load_config
 
     overrides = [*set_, f"seed={seed}"] if seed is not None else set_
     if keep_denormals:
@@ -134,8 +134,8 @@ def train(
         if print_config:
             sys.stdout.write(config_to_yaml(loaded.config))
             return
+    from trainctl.runs.train import resume_training, train_from_config
     from trainctl.train.resume import TrainingInterrupted
-    from trainctl.runs.run import resume_training, train_from_config
 
     console, errors = _stdout(), _stderr()
     mode = "quiet" if quiet else ("jsonl" if log_format is LogFormat.jsonl else "auto")
@@ -185,7 +185,7 @@ def summary(
 ) -> None:
     """Show the model table (computed from the config alone: no data, no kernels)."""
     from trainctl.cli.render import render_summary
-    from trainctl.runs.run import describe_model, model_from_target
+    from trainctl.runs.summary import describe_model, model_from_target
 
     model, compile_info = model_from_target(target, set_)
     rows, totals, weight_list, extras = describe_model(model, compile_info)
@@ -201,7 +201,7 @@ def validate(
 ) -> None:
     """Check a config (schema, ids, model shapes, loss vs output); print "ok" or every error."""
     from trainctl.config import config_to_yaml, load_config
-    from trainctl.runs.run import check_config
+    from trainctl.runs.build import check_config
 
     loaded = load_config(config, set_)
     check_config(loaded)
@@ -220,7 +220,7 @@ def predict(
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Rows per forward pass (bounds memory)."),
 ) -> None:
     """Run a trained model on new inputs."""
-    from trainctl.runs.run import open_run, predict_file
+    from trainctl.runs.inference import open_run, predict_file
 
     run = open_run(run_dir)
     result = predict_file(run, input, output, batch_size)
@@ -241,7 +241,7 @@ def evaluate(
 ) -> None:
     """Loss and metrics of a trained model, as a table."""
     from trainctl.cli.render import render_metrics_table
-    from trainctl.runs.run import evaluate_run, open_run
+    from trainctl.runs.inference import evaluate_run, open_run
 
     run = open_run(run_dir)
     title, metrics = evaluate_run(run, data, batch_size)
@@ -259,10 +259,28 @@ def plot(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="PNG file to write (default RUN_DIR/plot.png)."),
     terminal: bool = typer.Option(False, "--terminal", help="Draw the curves in the terminal instead of a PNG."),
 ) -> None:
-    """Loss and metric curves (train and validation) and recorded weight trajectories."""
+    """Loss and metric curves (train and validation) and recorded weight trajectories; for an
+    experiment directory, the comparison's PNGs (as `compare --plot`)."""
+    if (run_dir / "experiment.json").is_file():
+        from trainctl.experiment.compare import compare_runs
+
+        for written in _compare_plots(compare_runs([run_dir]), [run_dir], out):
+            typer.echo(f"wrote {written}")
+        return
     from trainctl.cli.plot import plot_run
 
     typer.echo(plot_run(run_dir, out, terminal))
+
+
+def _compare_plots(comparison, paths: List[Path], out: Optional[Path]) -> list[Path]:
+    """The comparison's PNGs; an experiment directory's own study is drawn too."""
+    from trainctl.cli.compare_plots import write_compare_plots
+    from trainctl.experiment.search import load_study_of
+
+    experiment_dir = paths[0] if len(paths) == 1 and (paths[0] / "experiment.json").is_file() else None
+    folder = out or (experiment_dir / "plots" if experiment_dir is not None else Path("compare-plots"))
+    study = load_study_of(experiment_dir) if experiment_dir is not None else None
+    return write_compare_plots(comparison, folder, study)
 
 
 @app.command()
@@ -275,8 +293,8 @@ def experiment(
     out: Optional[Path] = typer.Option(None, "--out", help="Experiment directory (default experiments/<name>)."),
 ) -> None:
     """Run every variant of a config (grid, random search, seeds) on dask and compare them."""
-    from trainctl.experiment.runner import run_experiment
     from trainctl.cli.render import ExperimentProgressLine, mean_std, render_compare_table
+    from trainctl.experiment.runner import run_experiment
 
     console = _stdout()
     with ExperimentProgressLine(console) as progress:
@@ -307,10 +325,12 @@ def compare(
     paths: List[Path] = typer.Argument(..., help="Run directories, or an experiment directory."),
     metric: Optional[str] = typer.Option(None, "--metric", help="Rank by this logged value (default: val_loss or loss)."),
     mode: Optional[str] = typer.Option(None, "--mode", help="min or max (default: from the metric)."),
+    plot: bool = typer.Option(False, "--plot", help="Also write PNGs: learning curves, and a search's history, importances, parallel coordinates."),
+    plot_out: Optional[Path] = typer.Option(None, "--plot-out", help="Folder for the PNGs (default EXPERIMENT_DIR/plots, or ./compare-plots)."),
 ) -> None:
-    """Compare finished runs in one table, mean ± std over seeds."""
-    from trainctl.experiment.runner import compare_runs
+    """Compare finished runs in one table, best first (mean ± std over seeds)."""
     from trainctl.cli.render import mean_std, render_compare_table
+    from trainctl.experiment.compare import compare_runs
 
     comparison = compare_runs(paths, metric=metric, mode=mode)
     rows, columns = comparison.table(mean_std)
@@ -318,3 +338,6 @@ def compare(
     render_compare_table(console, rows, columns, sort_by=comparison.sort_column, mode=comparison.mode)
     if comparison.best is not None:
         console.print(f"best run: {comparison.best.path}", highlight=False)
+    if plot:
+        for written in _compare_plots(comparison, paths, plot_out):
+            console.print(f"wrote {written}", highlight=False)

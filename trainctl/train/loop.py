@@ -15,6 +15,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from trainctl.train.callbacks import Callback, CallbackList, History
+from trainctl.train.epoch import EpochAccumulator
 from trainctl.data.source import ArraySource, BatchSource, split_validation
 from trainctl.errors import ConfigValueError, DataError, TrainctlError
 
@@ -63,51 +64,12 @@ def _last_activation(model) -> str | None:
 
 def check_loss_applicable(model, loss) -> list[str]:
     """Loss vs output activation and width, as far as it can be told without data."""
-    problems: list[str] = []
-    units = model.output_shape[-1]
-    activation = _last_activation(model)
-    if loss.name == "categorical_crossentropy" and units < 2:
-        problems.append("categorical_crossentropy needs an output with at least 2 units "
-                        f"(one per class), the model outputs {units}; use binary_crossentropy for 1 unit")
-    if loss.name == "sparse_categorical_crossentropy" and units < 2:
-        problems.append("sparse_categorical_crossentropy needs an output with one unit per class, "
-                        f"the model outputs {units}")
-    if getattr(loss, "needs_probabilities", False) and activation not in (None, "softmax", "sigmoid"):
-        problems.append(f"{loss.name} expects probabilities, but the last activation is "
-                        f"{activation!r}; use softmax (or sigmoid for binary_crossentropy)")
-    if loss.name in ("categorical_crossentropy", "sparse_categorical_crossentropy") and activation == "sigmoid" and units > 1:
-        problems.append(f"{loss.name} expects a softmax output, the last activation is sigmoid")
-    return problems
+    return loss.check_output(model.output_shape[-1], _last_activation(model))
 
 
 def check_targets(model, y: np.ndarray, where: str) -> None:
-    """Targets vs model output and loss: shape, label ranges, one-hot width."""
-    loss = model.loss
-    out = model.output_shape
-    if loss.name == "sparse_categorical_crossentropy":
-        expected = (*out[:-1], 1)
-        if tuple(y.shape[1:]) not in (expected, tuple(out[:-1])):
-            raise DataError(f"{where}: sparse_categorical_crossentropy needs integer class labels of shape "
-                            f"[n,{','.join(map(str, expected))}], got {list(y.shape)}")
-        if y.size:
-            labels = np.asarray(y)
-            low, high = float(labels.min()), float(labels.max())
-            if low < 0 or high >= out[-1] or not np.all(labels == np.floor(labels)):
-                flat = labels.reshape(labels.shape[0], -1)
-                bad = (flat < 0) | (flat >= out[-1]) | (flat != np.floor(flat))
-                row = int(np.argmax(bad.any(axis=1)))
-                raise DataError(f"{where}: row {row + 1}: labels must be integers in [0, {out[-1] - 1}] for a "
-                                f"{out[-1]}-unit output, found {float(flat[row][bad[row]][0]):g}")
-        return
-    if tuple(y.shape[1:]) != tuple(out):
-        hint = ""
-        if loss.name == "categorical_crossentropy" and y.ndim == 2 and y.shape[1] == 1:
-            hint = " (targets look like class labels: use sparse_categorical_crossentropy or one-hot them)"
-        raise DataError(f"{where}: targets have shape [n,{','.join(map(str, y.shape[1:]))}] but the model "
-                        f"outputs [n,{','.join(map(str, out))}]{hint}")
-    if loss.name == "binary_crossentropy" and y.size and (float(np.min(y)) < 0 or float(np.max(y)) > 1):
-        raise DataError(f"{where}: binary_crossentropy needs targets in [0, 1], found values in "
-                        f"[{float(np.min(y)):g}, {float(np.max(y)):g}]")
+    """Targets vs model output and loss: shape, label ranges, one-hot width (Loss.check_targets)."""
+    model.loss.check_targets(y, tuple(model.output_shape), where)
 
 
 def check_inputs(model, x: np.ndarray, where: str) -> None:
@@ -243,16 +205,14 @@ class Trainer:
 
     def evaluate(self, source: BatchSource, batch_size: int, max_batches: int | None = None) -> dict[str, float]:
         """Size-weighted means of loss and metrics over the source's batches (one pass)."""
-        totals = np.zeros(1 + len(self.metrics))
-        seen = 0
+        totals = EpochAccumulator(self.log_keys)
         for index, (x, y, weights) in enumerate(source.batches(0, batch_size)):
             if max_batches is not None and index >= max_batches:
                 break
-            totals += np.asarray(self.test_batch(x, y, weights)) * x.shape[0]
-            seen += x.shape[0]
-        if seen == 0:
+            totals.add(self.test_batch(x, y, weights), x.shape[0])
+        if totals.seen == 0:
             raise DataError("evaluation data has no samples")
-        return dict(zip(self.log_keys, (totals / seen).tolist()))
+        return totals.means()
 
 
 # -- fit -------------------------------------------------------------------------------
@@ -292,13 +252,14 @@ def fit(model, x: np.ndarray | None = None, y: np.ndarray | None = None, *, epoc
         source: BatchSource | None = None, steps_per_epoch: int | None = None,
         validation_batch_size: int | None = None, validation_freq: int = 1,
         validation_steps: int | None = None, seed: int | None = None,
-        start_batch: int = 0, flush_denormals: bool = True, threads: int | None = None,
-        steps_per_execution: int | str = "auto", jit_compile: bool = True) -> History:
+        start_batch: int = 0, epoch_totals: EpochAccumulator | None = None, flush_denormals: bool = True,
+        threads: int | None = None, steps_per_execution: int | str = "auto", jit_compile: bool = True) -> History:
     """Train `model` (compiled) on arrays x, y or on a BatchSource; returns the History.
 
     TF.js semantics: validation_split takes the LAST fraction of x/y before shuffling;
     shuffling is per epoch after the split, seeded by `seed` (default: the model's seed).
-    `start_batch` skips the first batches of `initial_epoch` (exact resume).
+    `start_batch` skips the first batches of `initial_epoch` (exact resume); `epoch_totals`
+    is the epoch accumulator to use, and with `start_batch` its sums so far continue.
     `flush_denormals` sets FTZ/DAZ on the training thread for the fit (False: IEEE denormals);
     `threads` sets the BLAS pools for the fit (None: as they are). Both are restored after.
     `steps_per_execution` (Keras): steps per compiled call, "auto" sizes them to ~50 ms;
@@ -351,14 +312,15 @@ def fit(model, x: np.ndarray | None = None, y: np.ndarray | None = None, *, epoc
                                    batch_size=batch_size, initial_epoch=initial_epoch, start_batch=start_batch,
                                    steps_per_epoch=steps_per_epoch, validation_batch_size=validation_batch_size,
                                    validation_freq=validation_freq, validation_steps=validation_steps,
-                                   steps_per_execution=steps_per_execution, jit_compile=jit_compile)
+                                   steps_per_execution=steps_per_execution, jit_compile=jit_compile,
+                                   epoch_totals=epoch_totals)
     callback_list.on_train_end(epoch_logs)
     return history
 
 
 def _train_epochs(model, trainer, source, val_source, callback_list, *, epochs, batch_size, initial_epoch,
                   start_batch, steps_per_epoch, validation_batch_size, validation_freq, validation_steps,
-                  steps_per_execution, jit_compile):
+                  steps_per_execution, jit_compile, epoch_totals):
     """The epochs of a fit, on the training thread's environment; returns the last epoch's logs."""
     from trainctl.train.compiled import CompiledSteps, worth_compiling
 
@@ -380,14 +342,18 @@ def _train_epochs(model, trainer, source, val_source, callback_list, *, epochs, 
     compile_notice = CompileNotice(callback_list)
     compile_notice.start()
     epoch_logs: dict[str, float] = {}
+    totals = epoch_totals if epoch_totals is not None else EpochAccumulator()
     for epoch in range(initial_epoch, epochs):
         callback_list.on_epoch_begin(epoch, {})
-        totals = np.zeros(1 + len(trainer.metrics))
-        seen = 0
         first_batch = start_batch if epoch == initial_epoch else 0
+        if first_batch == 0 or epoch_totals is None:
+            totals.reset(trainer.log_keys)
+        elif len(totals.totals) != len(trainer.log_keys):
+            raise TrainctlError(f"the saved epoch sums hold {len(totals.totals)} values, training logs "
+                                f"{len(trainer.log_keys)}")
         if compiled is not None:
-            seen = _compiled_epoch(compiled, source, epoch, first_batch, batch_size, steps_per_epoch,
-                                   steps_per_execution, callback_list, trainer.log_keys, totals, compile_notice)
+            _compiled_epoch(compiled, source, epoch, first_batch, batch_size, steps_per_epoch,
+                            steps_per_execution, callback_list, trainer.log_keys, totals, compile_notice)
         for index, (xb, yb, wb) in enumerate(() if compiled is not None else
                                              source.batches(epoch, batch_size, first_batch), start=first_batch):
             if steps_per_epoch is not None and index >= steps_per_epoch:
@@ -398,15 +364,13 @@ def _train_epochs(model, trainer, source, val_source, callback_list, *, epochs, 
             values = trainer.train_batch(xb, yb, wb)
             if not compile_notice.done:
                 compile_notice.finish()
+            totals.add(values, n)  # before on_batch_end: a checkpoint taken there includes this batch
             logs = dict(zip(trainer.log_keys, values))
             logs["batch"], logs["size"] = index, n
             callback_list.on_batch_end(index, logs)
-            for i, value in enumerate(values):
-                totals[i] += value * n
-            seen += n
             if model.stop_training:
                 break
-        epoch_logs = dict(zip(trainer.log_keys, (totals / max(seen, 1)).tolist()))
+        epoch_logs = totals.means()
         if val_source is not None and (epoch + 1) % validation_freq == 0 and not _nonfinite(epoch_logs):
             val = trainer.evaluate(val_source, validation_batch_size or batch_size, validation_steps)
             epoch_logs.update({f"val_{key}": value for key, value in val.items()})
@@ -420,8 +384,11 @@ def _train_epochs(model, trainer, source, val_source, callback_list, *, epochs, 
 def _compiled_epoch(compiled, source, epoch, first_batch, batch_size, steps_per_epoch, steps_per_execution,
                     callback_list, keys, totals, compile_notice) -> int:
     """One epoch's steps in compiled chunks; callbacks as fit's loop calls them (see
-    CallbackList.on_chunk_end). Returns the samples seen."""
+    CallbackList.on_chunk_end). `totals` (the EpochAccumulator) holds every batch of a chunk
+    before any callback sees it, as the step-by-step loop adds a batch before on_batch_end;
+    the kernel sums in float64 in batch order, as EpochAccumulator.add does."""
     model = compiled.trainer.model
+    sums = np.array(totals.totals, np.float64)
     n_samples = source.n_samples
     n_batches = source.n_batches(batch_size)
     if steps_per_epoch is not None:
@@ -434,7 +401,7 @@ def _compiled_epoch(compiled, source, epoch, first_batch, batch_size, steps_per_
         count = compiled.chunk_size(n_batches - index, callback_list, every, steps_per_execution)
         if callback_list.wants_batch_begin:
             callback_list.on_batch_begin(index, {"batch": index, "size": min(batch_size, n_samples - index * batch_size)})
-        values = compiled.run(order, index, count, totals)
+        values = compiled.run(order, index, count, sums)
         if not compile_notice.done:
             compile_notice.finish()
         batches = []
@@ -445,6 +412,7 @@ def _compiled_epoch(compiled, source, epoch, first_batch, batch_size, steps_per_
             batches.append((index, logs))
             seen += size
             index += 1
+        totals.totals, totals.seen = sums.tolist(), totals.seen + sum(logs["size"] for _, logs in batches)
         callback_list.on_chunk_end(batches)
         if model.stop_training:
             break

@@ -1,17 +1,27 @@
-"""Training throughput: trainctl vs PyTorch eager on the CPU, in one run.
+"""Training throughput: trainctl vs PyTorch eager vs JAX on the CPU, in one run, against the
+matmul bound.
 
-Workloads (Adam, softmax + categorical cross-entropy, 60,000 samples of a learnable task):
-  W1  784 → 32 relu → 10 softmax        (the TF.js guide's model)  batch 32, 128, 512, 2048
-  W2  784 → 256 relu → 256 relu → 10    batch 128, 512
-Each row: one warm-up epoch (compilation, caches), then the median of REPEATS timed epochs,
-at 1 and 2 BLAS threads; each framework runs in TRIALS fresh processes and the fastest counts. Each (framework, threads) pair runs in its own subprocess because
-BLAS thread counts are fixed when numpy/torch load. The roofline is the time of the
-layer's matrix products alone (numpy matmul, same threads): no framework can beat it;
-"+gather" adds copying each shuffled batch of inputs into place, which every trainer that
-shuffles has to do (PyTorch's x[index] does the same).
+Workloads (Adam lr 1e-3 eps 1e-7, softmax + categorical cross-entropy, a learnable task):
+  W1    784 → 32 relu → 10 softmax          (the TF.js guide's model)  batch 32, 128, 512, 2048
+  W2    784 → 256 relu → 256 relu → 10      batch 128, 512
+  sweep (batch 128): depth D4/D8 = 4/8 hidden layers of 256; width H128..H1024 = 2 hidden layers
+        of that width. D8 also prints its first and last epoch time: an epoch that slows as
+        training goes on is denormal arithmetic.
+Peers: PyTorch eager (Adam foreach, index-gathered batches), JAX jitted step (one jit call per
+batch, gather inside), JAX epoch (the whole epoch in one jitted lax.scan). "bound" is the
+time of each step's needed matrix products alone (x@W, x.T@dz, dz@W.T per layer, no dx for the
+first), numpy matmul at the same thread count: no trainer can beat it.
 
-    python bench/train_speed.py            # full table (a few minutes)
-    python bench/train_speed.py --quick    # 2 repeats, fewer rows
+Each row: a warm-up epoch, then the median of REPEATS timed epochs. Each (framework, threads)
+runs in a fresh process (thread counts are fixed when BLAS loads), TRIALS processes each,
+interleaved (trainctl, torch, jax, bound, trainctl, ...), and the fastest process counts per row.
+The whole table is printed for 1 and 2 threads, quiet, then again beside a busy background
+process that keeps one core spinning.
+
+    python bench/train_speed.py                  # everything (~15-25 min on 2 cores)
+    python bench/train_speed.py --quick          # W1 b32/b512, W2 b512, D8; 1 trial
+    python bench/train_speed.py --rows W1/32 D8/128 --threads 1 --no-busy
+jax and optax are bench-only dependencies (pip install -e .[bench]); a missing peer prints n/a.
 """
 
 from __future__ import annotations
@@ -26,8 +36,21 @@ import time
 
 N_SAMPLES = 60_000
 N_FEATURES, N_CLASSES = 784, 10
-WORKLOADS = {"W1": [32], "W2": [256, 256]}  # hidden layer widths
-ROWS = [("W1", 32), ("W1", 128), ("W1", 512), ("W1", 2048), ("W2", 128), ("W2", 512)]
+WORKLOADS = {
+    "W1": [32], "W2": [256, 256],
+    "D4": [256] * 4, "D8": [256] * 8,
+    "H128": [128, 128], "H512": [512, 512], "H1024": [1024, 1024],
+}
+ROWS = [("W1", 32), ("W1", 128), ("W1", 512), ("W1", 2048), ("W2", 128), ("W2", 512),
+        ("D4", 128), ("D8", 128), ("H128", 128), ("H512", 128), ("H1024", 128)]
+# wide rows train on fewer samples per epoch so the sweep stays minutes, not an hour
+SAMPLES = {"H512": 20_000, "H1024": 10_000, "D8": 30_000}
+KINDS = ("trainctl", "torch", "jax_step", "jax_scan", "bound")
+BASELINE_TREE: str | None = None  # --baseline-tree: an older trainctl checkout timed as "before"
+
+
+def n_samples(workload: str) -> int:
+    return SAMPLES.get(workload, N_SAMPLES)
 
 
 def make_data(seed: int = 0):
@@ -42,12 +65,37 @@ def make_data(seed: int = 0):
     return x, y, labels
 
 
-def time_trainctl(rows, repeats):
-    from trainctl.nn.model import Sequential
+def _timed_epochs(run_epoch, repeats: int) -> dict:
+    run_epoch(0)  # warm-up: compilation, caches
+    times, cpu = [], []
+    for repeat in range(repeats):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        extra = run_epoch(repeat + 1)
+        times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    result = {"seconds": statistics.median(times), "first": times[0], "last": times[-1],
+              "cpu_seconds": statistics.median(cpu)}
+    if isinstance(extra, dict):
+        result.update(extra)
+    return result
 
-    x, y, _ = make_data()
+
+def time_trainctl(rows, repeats, threads):
+    try:
+        from trainctl.nn.model import Sequential
+    except ImportError:  # a --baseline-tree from before the package layout
+        from trainctl.model import Sequential
+    try:
+        from trainctl.train.runtime import set_threads
+        set_threads(threads)
+    except ImportError:  # before trainctl managed its threads: the environment variables do it
+        pass
+
+    x_all, y_all, _ = make_data()
     results = {}
     for workload, batch_size in rows:
+        n = n_samples(workload)
+        x, y = x_all[:n], y_all[:n]
         hidden = WORKLOADS[workload]
         layers = [{"type": "dense", "units": hidden[0], "activation": "relu", "input_shape": [N_FEATURES]}]
         layers += [{"type": "dense", "units": h, "activation": "relu"} for h in hidden[1:]]
@@ -55,62 +103,155 @@ def time_trainctl(rows, repeats):
         model = Sequential(layers, seed=0)
         model.compile(optimizer={"type": "adam", "learning_rate": 0.001}, loss="categorical_crossentropy",
                       metrics=["accuracy"])
-        model.fit(x, y, epochs=1, batch_size=batch_size, shuffle=True)  # warm-up: compile/load kernels
-        times = []
-        for repeat in range(repeats):
-            start = time.perf_counter()
-            history = model.fit(x, y, epochs=repeat + 2, initial_epoch=repeat + 1, batch_size=batch_size, shuffle=True)
-            times.append(time.perf_counter() - start)
-        results[f"{workload}/{batch_size}"] = {"seconds": statistics.median(times),
-                                               "accuracy": history.history["accuracy"][-1]}
+        # one fit, as a user runs it (the first epoch is the warm-up); epochs timed by a callback
+        timer = _EpochTimer()
+        history = model.fit(x, y, epochs=repeats + 1, batch_size=batch_size, shuffle=True, callbacks=[timer])
+        times = timer.seconds[1:]
+        results[f"{workload}/{batch_size}"] = {"seconds": statistics.median(times), "first": times[0],
+                                               "cpu_seconds": statistics.median(timer.cpu[1:]),
+                                               "last": times[-1], "accuracy": history.history["accuracy"][-1],
+                                               "path": getattr(model, "compiled_fallback", "n/a") or "compiled"}
     return results
 
 
-def time_torch(rows, repeats):
+def _EpochTimer():
+    try:
+        from trainctl.train.callbacks import Callback
+    except ImportError:  # a --baseline-tree from before the package layout
+        from trainctl.callbacks import Callback
+
+    class EpochTimer(Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds, self.cpu = [], []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start, self.start_cpu = time.perf_counter(), time.process_time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self.start)
+            self.cpu.append(time.process_time() - self.start_cpu)
+
+    return EpochTimer()
+
+
+def time_torch(rows, repeats, threads):
     import torch
 
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
     x_np, _, labels_np = make_data()
-    x, labels = torch.from_numpy(x_np), torch.from_numpy(labels_np).long()
     results = {}
     for workload, batch_size in rows:
+        n = n_samples(workload)
+        x, labels = torch.from_numpy(x_np[:n]), torch.from_numpy(labels_np[:n]).long()
         widths = [N_FEATURES, *WORKLOADS[workload]]
         modules = []
         for n_in, n_out in zip(widths[:-1], widths[1:]):
             modules += [torch.nn.Linear(n_in, n_out), torch.nn.ReLU()]
         model = torch.nn.Sequential(*modules, torch.nn.Linear(widths[-1], N_CLASSES))
-        optimizer = torch.optim.Adam(model.parameters(), lr=0.001, eps=1e-7)
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.001, eps=1e-7, foreach=True)
 
-        def epoch():
-            order = torch.randperm(N_SAMPLES)
-            for start in range(0, N_SAMPLES, batch_size):
-                index = order[start:start + batch_size]
+        def epoch(index):
+            order = torch.randperm(n)
+            for start in range(0, n, batch_size):
+                batch = order[start:start + batch_size]
                 optimizer.zero_grad(set_to_none=True)
-                loss = torch.nn.functional.cross_entropy(model(x[index]), labels[index])
+                loss = torch.nn.functional.cross_entropy(model(x[batch]), labels[batch])
                 loss.backward()
                 optimizer.step()
 
-        epoch()  # warm-up
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            epoch()
-            times.append(time.perf_counter() - start)
-        results[f"{workload}/{batch_size}"] = {"seconds": statistics.median(times)}
+        results[f"{workload}/{batch_size}"] = _timed_epochs(epoch, repeats)
     return results
 
 
-def time_roofline(rows, repeats):
-    """Forward + backward matrix products only (x@W, x.T@dz, dz@W.T per layer; no dx for
-    layer 1), and the same plus gathering each shuffled batch of inputs (np.take), which any
-    trainer that shuffles must do before BLAS can read the batch."""
+def _jax_model(workload, seed=0):
+    import jax
+    import jax.numpy as jnp
+
+    widths = [N_FEATURES, *WORKLOADS[workload], N_CLASSES]
+    keys = jax.random.split(jax.random.PRNGKey(seed), len(widths) - 1)
+    params = []
+    for key, n_in, n_out in zip(keys, widths[:-1], widths[1:]):
+        limit = (6.0 / (n_in + n_out)) ** 0.5
+        params.append((jax.random.uniform(key, (n_in, n_out), jnp.float32, -limit, limit),
+                       jnp.zeros((n_out,), jnp.float32)))
+
+    def loss_fn(params, x, y):
+        h = x
+        for w, b in params[:-1]:
+            h = jax.nn.relu(h @ w + b)
+        w, b = params[-1]
+        logits = h @ w + b
+        return -jnp.mean(jnp.sum(y * jax.nn.log_softmax(logits), axis=-1))
+
+    return params, loss_fn
+
+
+def _time_jax(rows, repeats, scan: bool):
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+
+    x_np, y_np, _ = make_data()
+    results = {}
+    for workload, batch_size in rows:
+        n = n_samples(workload)
+        x_all, y_all = jnp.asarray(x_np[:n]), jnp.asarray(y_np[:n])
+        params, loss_fn = _jax_model(workload)
+        optimizer = optax.adam(1e-3, eps=1e-7)
+        state = [params, optimizer.init(params)]
+        n_batches = n // batch_size  # full batches only: scan needs one shape
+        rng = np.random.default_rng(0)
+
+        def step(carry, index):
+            params, opt_state = carry
+            grads = jax.grad(loss_fn)(params, x_all[index], y_all[index])
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), None
+
+        if scan:
+            @jax.jit
+            def run(params, opt_state, order):
+                (params, opt_state), _ = jax.lax.scan(step, (params, opt_state), order)
+                return params, opt_state
+
+            def epoch(index):
+                order = jnp.asarray(rng.permutation(n)[:n_batches * batch_size].reshape(n_batches, batch_size))
+                state[0], state[1] = run(state[0], state[1], order)
+                jax.block_until_ready(state[0])
+        else:
+            jit_step = jax.jit(lambda params, opt_state, index: step((params, opt_state), index)[0])
+
+            def epoch(index):
+                order = rng.permutation(n)
+                for b in range(n_batches):
+                    state[0], state[1] = jit_step(state[0], state[1], jnp.asarray(order[b * batch_size:(b + 1) * batch_size]))
+                jax.block_until_ready(state[0])
+
+        result = _timed_epochs(epoch, repeats)
+        result["seconds"] *= n / (n_batches * batch_size)  # per n samples, like the others
+        results[f"{workload}/{batch_size}"] = result
+    return results
+
+
+def time_jax_step(rows, repeats, threads):
+    return _time_jax(rows, repeats, scan=False)
+
+
+def time_jax_scan(rows, repeats, threads):
+    return _time_jax(rows, repeats, scan=True)
+
+
+def time_bound(rows, repeats, threads):
+    """Forward + backward matrix products only, with numpy's BLAS on preallocated buffers."""
     import numpy as np
 
     rng = np.random.default_rng(0)
-    x_all, _, _ = make_data()
-    order = rng.permutation(N_SAMPLES)
     results = {}
     for workload, batch_size in rows:
+        n = n_samples(workload)
         widths = [N_FEATURES, *WORKLOADS[workload], N_CLASSES]
         mats = []
         for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
@@ -120,54 +261,45 @@ def time_roofline(rows, repeats):
                          rng.standard_normal((batch_size, n_out), dtype=np.float32),
                          np.empty((n_in, n_out), np.float32),
                          np.empty((batch_size, n_in), np.float32), i > 0))
-        n_batches = max(1, N_SAMPLES // batch_size)
-        first_input = mats[0][0]
-        times, gather_times = [], []
-        for _ in range(repeats + 1):
-            start = time.perf_counter()
+        n_batches = max(1, n // batch_size)
+
+        def epoch(index):
             for _ in range(n_batches):
                 for x, w, z, dz, dw, dx, need_dx in mats:
                     np.matmul(x, w, out=z)
                     np.matmul(x.T, dz, out=dw)
                     if need_dx:
                         np.matmul(dz, w.T, out=dx)
-            times.append((time.perf_counter() - start) * N_SAMPLES / (n_batches * batch_size))
-            start = time.perf_counter()
-            for b in range(n_batches):
-                np.take(x_all, order[b * batch_size:(b + 1) * batch_size], axis=0, out=first_input)
-            gather_times.append((time.perf_counter() - start) * N_SAMPLES / (n_batches * batch_size))
-        matmul = statistics.median(times[1:])
-        results[f"{workload}/{batch_size}"] = {"seconds": matmul,
-                                               "with_gather": matmul + statistics.median(gather_times[1:])}
+
+        result = _timed_epochs(epoch, repeats)
+        result["seconds"] *= n / (n_batches * batch_size)
+        results[f"{workload}/{batch_size}"] = result
     return results
 
 
-def worker(kind: str, rows, repeats):
-    timer = {"trainctl": time_trainctl, "torch": time_torch, "roofline": time_roofline}[kind]
-    print(json.dumps(timer(rows, repeats)))
-
-
-def best_of(trials: int, kind: str, threads: int, rows, repeats) -> dict | None:
-    """The fastest of `trials` fresh processes, per row and for every framework alike: on a
-    shared VM a whole process can land in a slow state (2-thread BLAS runs vary by 1.5x)."""
-    best: dict = {}
-    for _ in range(trials):
-        result = run_child(kind, threads, rows, repeats)
-        for key, value in (result or {}).items():
-            if key not in best or value["seconds"] < best[key]["seconds"]:
-                best[key] = value
-    return best or None
+def worker(kind: str, rows, repeats, threads):
+    timer = {"trainctl": time_trainctl, "before": time_trainctl, "torch": time_torch, "jax_step": time_jax_step,
+             "jax_scan": time_jax_scan, "bound": time_bound}[kind]
+    print(json.dumps(timer(rows, repeats, threads)))
 
 
 def run_child(kind: str, threads: int, rows, repeats) -> dict | None:
     env = dict(os.environ)
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         env[name] = str(threads)
+    env["OPENBLAS_THREAD_TIMEOUT"] = "1"
+    if kind == "before":
+        env["PYTHONPATH"] = BASELINE_TREE
+        env["TRAINCTL_CACHE_DIR"] = os.path.join(BASELINE_TREE, ".bench-cache")
+    if kind.startswith("jax"):
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+                            " intra_op_parallelism_threads=1") if threads == 1 else env.get("XLA_FLAGS", "")
+        env["JAX_PLATFORMS"] = "cpu"
     code = (f"import sys; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r}); "
-            f"import train_speed; train_speed.worker({kind!r}, {rows!r}, {repeats})")
-    if kind == "torch":
-        code = f"import torch; torch.set_num_threads({threads}); " + code
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+            f"import train_speed; train_speed.worker({kind!r}, {rows!r}, {repeats}, {threads})")
+    # the "before" tree's trainctl must come first: '' (the working directory) leads sys.path
+    cwd = BASELINE_TREE if kind == "before" else None
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=cwd)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["failed"])[-1]
         print(f"  {kind} ({threads} thread(s)) unavailable: {last}", file=sys.stderr)
@@ -175,34 +307,102 @@ def run_child(kind: str, threads: int, rows, repeats) -> dict | None:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="2 repeats and the batch 32/512 rows only")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--trials", type=int, default=2, help="fresh processes per framework; the fastest counts")
-    args = parser.parse_args()
-    rows = [r for r in ROWS if not args.quick or r[1] in (32, 512)]
-    repeats = 2 if args.quick else args.repeats
+def measure(kinds, threads: int, rows, repeats: int, trials: int) -> dict[str, dict]:
+    """best[kind][row]: the fastest of `trials` fresh processes, the kinds interleaved so a
+    drift in the machine's speed reaches every framework alike."""
+    best: dict[str, dict] = {kind: {} for kind in kinds}
+    for _ in range(trials):
+        for kind in kinds:
+            for key, value in (run_child(kind, threads, rows, repeats) or {}).items():
+                if key not in best[kind] or value["seconds"] < best[kind][key]["seconds"]:
+                    cpu = min(value.get("cpu_seconds", 1e9), best[kind].get(key, {}).get("cpu_seconds", 1e9))
+                    best[kind][key] = {**value, "cpu_seconds": cpu}
+                else:
+                    best[kind][key]["cpu_seconds"] = min(best[kind][key].get("cpu_seconds", 1e9),
+                                                         value.get("cpu_seconds", 1e9))
+    return best
 
-    header = (f"{'workload':8} {'batch':>5} {'thr':>3} {'trainctl/s':>11} {'torch/s':>9} {'× torch':>8} "
-              f"{'roofline/s':>11} {'% roof':>7} {'+gather/s':>10} {'% roof+g':>8} {'acc':>6}")
+
+def print_table(title: str, results: dict[int, dict[str, dict]], rows, measure: str = "seconds") -> None:
+    """measure "seconds": wall time; "cpu_seconds": the process's CPU time, which a loaded
+    machine's time-slicing does not inflate (meaningful for 1 thread only)."""
+    nan = float("nan")
+    print(f"\n{title}")
+    header = (f"{'row':>10} {'thr':>3} {'trainctl/s':>10} {'torch/s':>9} {'jaxstep/s':>9} {'jaxscan/s':>9} "
+              f"{'bound/s':>9} {'before/s':>9} {'÷before':>7} {'÷torch':>6} {'÷jstep':>6} {'÷jscan':>6} {'÷bound':>6} {'acc':>5} {'ep1→last s':>11}")
     print(header)
     print("-" * len(header))
-    for threads in args.threads:
-        ours = best_of(args.trials, "trainctl", threads, rows, repeats) or {}
-        peer = best_of(args.trials, "torch", threads, rows, repeats) or {}
-        roof = best_of(args.trials, "roofline", threads, rows, repeats) or {}
+    for threads, best in results.items():
         for workload, batch_size in rows:
             key = f"{workload}/{batch_size}"
-            rate = N_SAMPLES / ours[key]["seconds"] if key in ours else float("nan")
-            torch_rate = N_SAMPLES / peer[key]["seconds"] if key in peer else float("nan")
-            roof_rate = N_SAMPLES / roof[key]["seconds"] if key in roof else float("nan")
-            gather_rate = N_SAMPLES / roof[key]["with_gather"] if key in roof else float("nan")
-            accuracy = ours.get(key, {}).get("accuracy", float("nan"))
-            print(f"{workload:8} {batch_size:>5} {threads:>3} {rate:>11,.0f} {torch_rate:>9,.0f} "
-                  f"{rate / torch_rate:>8.2f} {roof_rate:>11,.0f} {100 * rate / roof_rate:>6.0f}% "
-                  f"{gather_rate:>10,.0f} {100 * rate / gather_rate:>7.0f}% {accuracy:>6.3f}")
+            n = n_samples(workload)
+            rate = {kind: (n / best[kind][key].get(measure, nan) if key in best.get(kind, {}) else nan)
+                    for kind in (*KINDS, "before")}
+            ours = best.get("trainctl", {}).get(key, {})
+            drift = f"{ours['first']:.2f}→{ours['last']:.2f}" if workload.startswith("D") and ours else ""
+            print(f"{key:>10} {threads:>3} {rate['trainctl']:>10,.0f} {rate['torch']:>9,.0f} {rate['jax_step']:>9,.0f} "
+                  f"{rate['jax_scan']:>9,.0f} {rate['bound']:>9,.0f} {rate['before']:>9,.0f} "
+                  f"{rate['trainctl'] / rate['before']:>7.2f} {rate['trainctl'] / rate['torch']:>6.2f} "
+                  f"{rate['trainctl'] / rate['jax_step']:>6.2f} {rate['trainctl'] / rate['jax_scan']:>6.2f} "
+                  f"{rate['trainctl'] / rate['bound']:>6.2f} {ours.get('accuracy', nan):>5.3f} {drift:>11}")
+        paths = {f"{w}/{b}": best.get("trainctl", {}).get(f"{w}/{b}", {}).get("path") for w, b in rows}
+        python_rows = [key for key, path in paths.items() if path and path != "compiled"]
+        if python_rows:
+            print(f"  ({threads} thr) trainctl rows run step by step from Python: {', '.join(python_rows)} "
+                  f"({paths[python_rows[0]]})")
+        if len(results) > 1 and 2 in results and 1 in results and threads == 2:
+            worse = [f"{w}/{b}" for w, b in rows
+                     if results[2]["trainctl"].get(f"{w}/{b}", {"seconds": 0})["seconds"]
+                     > results[1]["trainctl"].get(f"{w}/{b}", {"seconds": 1e9})["seconds"]]
+            print(f"  trainctl 2 threads slower than 1 on: {', '.join(worse) or 'no row'}")
+    sys.stdout.flush()
+
+
+def busy_process() -> subprocess.Popen:
+    """Another program keeping one core busy (the trial the issue reports)."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="4 rows, 2 repeats, 1 trial")
+    parser.add_argument("--rows", nargs="+", help="rows as WORKLOAD/BATCH, e.g. W1/32 D8/128")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--trials", type=int, default=2, help="fresh processes per framework; the fastest counts")
+    parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=(*KINDS, "before"))
+    parser.add_argument("--no-busy", action="store_true", help="skip the table beside a busy process")
+    parser.add_argument("--only-busy", action="store_true", help="only the table beside a busy process")
+    parser.add_argument("--baseline-tree", help="also time the trainctl in this directory (a checkout of an "
+                        "earlier commit) as 'before', interleaved with the others")
+    args = parser.parse_args()
+    global BASELINE_TREE
+    if args.baseline_tree:
+        BASELINE_TREE = os.path.abspath(args.baseline_tree)
+        args.kinds = ["before", *args.kinds]
+    rows = ROWS
+    if args.quick:
+        rows = [("W1", 32), ("W1", 512), ("W2", 512), ("D8", 128)]
+        args.repeats, args.trials = 2, 1
+    if args.rows:
+        rows = [(r.split("/")[0], int(r.split("/")[1])) for r in args.rows]
+    print(f"samples/s (best of {args.trials} fresh processes, median of {args.repeats} epochs after a warm-up); "
+          f"1-minute load at start {os.getloadavg()[0]:.2f}")
+    quiet = {} if args.only_busy else {
+        threads: measure(args.kinds, threads, rows, args.repeats, args.trials) for threads in args.threads}
+    if quiet:
+        print_table(f"no background process of ours (1-minute load now {os.getloadavg()[0]:.2f})", quiet, rows)
+    if 1 in quiet:
+        print_table("the same runs, 1 thread, by process CPU time (what a loaded machine's time-slicing "
+                    "does not inflate)", {1: quiet[1]}, rows, "cpu_seconds")
+    if not args.no_busy:
+        busy = busy_process()
+        try:
+            loaded = {threads: measure(args.kinds, threads, rows, args.repeats, args.trials) for threads in args.threads}
+        finally:
+            busy.kill()
+            busy.wait()
+        print_table(f"beside a busy process (one core spinning; load now {os.getloadavg()[0]:.2f})", loaded, rows)
 
 
 if __name__ == "__main__":

@@ -68,8 +68,9 @@ def expected_failures(command: Callable) -> Callable:
 
         from trainctl.errors import TrainctlError
 
-        if "numpy" not in sys.modules:  # only the train command's --threads may ask for more
-            _limit_threads(None)
+        # idle OpenBLAS workers sleep at once instead of spinning beside trainctl's own kernels
+        # (read when numpy loads; the thread counts themselves are set through threadpoolctl)
+        os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
         # A warning is one line for the user (a damaged checkpoint or kernel cache), not a source excerpt.
         warnings.formatwarning = lambda message, category, filename, lineno, line=None: f"warning: {message}\n"
 
@@ -87,23 +88,12 @@ def expected_failures(command: Callable) -> Callable:
     return wrapper
 
 
-BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+def _set_threads(threads: Optional[int]) -> None:
+    """BLAS threads for this process, through threadpoolctl (trainctl/train/runtime.py):
+    --threads N, else the measured default (DEFAULT_THREADS there; the README's "Threads")."""
+    from trainctl.train.runtime import DEFAULT_THREADS, set_threads
 
-
-def _limit_threads(threads: Optional[int]) -> None:
-    """Set BLAS thread counts before numpy is first imported (it reads them once).
-
-    Default 1, unless the environment already sets them: the layers trainctl trains are
-    small enough that a second BLAS thread costs more in synchronisation than it gains, and
-    beside any other load it spins (digits config, 10 epochs on a busy 2-core machine:
-    0.4 s with 1 thread, about 14 s with 2). `--threads N` asks for more explicitly."""
-    if threads is None:
-        if any(name in os.environ for name in BLAS_THREAD_VARIABLES):
-            return
-        threads = 1
-    for name in (*BLAS_THREAD_VARIABLES, "NUMBA_NUM_THREADS"):
-        os.environ[name] = str(threads)
-    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")  # idle BLAS workers sleep: see trainctl/__init__.py
+    set_threads(threads or DEFAULT_THREADS)
 
 
 def _usage_error(message: str) -> typer.Exit:
@@ -126,7 +116,8 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
     log_format: LogFormat = typer.Option(LogFormat.text, "--log-format", help="text (human) or jsonl (one JSON event per epoch)."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="BLAS threads (default 1: faster for small layers; try 2 for wide layers and large batches)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="BLAS threads (default 1: measured faster or equal on every bench row, quiet or beside other load)."),
+    keep_denormals: bool = typer.Option(False, "--keep-denormals", help="Keep IEEE denormal arithmetic (default: flush to zero, as torch.set_flush_denormal; same as --set fit.flush_denormals=false)."),
     runs_root: Path = typer.Option(Path("runs"), "--runs-root", help="Where default run directories go."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this interrupted run directory from its newest checkpoint."),
     force: bool = typer.Option(False, "--force", help="With --resume: accept a config that differs from the run's."),
@@ -134,11 +125,12 @@ def train(
     keep_checkpoints: Optional[int] = typer.Option(None, "--keep-checkpoints", min=1, help="Resume checkpoints kept (default: 3 while training, the last once the run finishes)."),
 ) -> None:
     """Train a model from a YAML config and write a run directory (or --resume one)."""
-    _limit_threads(threads)
     from trainctl.cli.render import ProgressDisplay, render_summary_line
     from trainctl.config import config_to_yaml, load_config
 
     overrides = [*set_, f"seed={seed}"] if seed is not None else set_
+    if keep_denormals:
+        overrides = [*overrides, "fit.flush_denormals=false"]
 
     if resume is None and config is None:
         raise _usage_error("Missing argument 'CONFIG' (or --resume RUN_DIR to continue a run).")
@@ -166,6 +158,7 @@ def train(
 
         errors.print(Text(f"warning: {line}", style="yellow"), soft_wrap=True)
 
+    _set_threads(threads)
     try:
         with ProgressDisplay(console, mode) as display:
             if resume is not None:

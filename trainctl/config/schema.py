@@ -15,7 +15,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SerializeAsAny, ValidationError
 
@@ -90,6 +90,14 @@ class FitConfig(StrictModel):
     validation_batches: PositiveInt | None = None  # TF.js fitDataset name of validation_steps
     verbose: Annotated[int, Field(ge=0, le=2)] = 1  # Keras: 0 no display, 1 live bar (a line per epoch when piped), 2 a line per epoch
     yield_every: YieldEvery = "auto"  # accepted for TF.js; there is no event loop to yield to
+    # trainctl: flush-to-zero/denormals-are-zero on the training thread (x86-64), as
+    # torch.set_flush_denormal(True): values below 1.18e-38 (float32) become 0 instead of
+    # running ~100x slower; false keeps IEEE denormals (the CLI's --keep-denormals)
+    flush_denormals: bool = True
+    # Keras: training steps per compiled call; auto sizes chunks to ~50 ms and uses the compiled
+    # loop for long fits (results are bit-identical to step-by-step execution either way)
+    steps_per_execution: Literal["auto"] | PositiveInt = "auto"
+    jit_compile: bool = True  # Keras name; false runs every step from Python (the reference path)
 
 
 # -- the config ----------------------------------------------------------------------------

@@ -22,11 +22,25 @@ def cache_dir() -> Path:
     return Path(base) / "trainctl" / "numba"
 
 
+def _sources_digest() -> str:
+    """A digest of every kernel source file. numba keys a cached function on its own file
+    only, so a kernel that calls (inlines) a kernel of another file would load stale code
+    after that file changed (the compiled training loop calls kernels of every file): the
+    cache lives in a directory per version of the kernel sources instead."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(source.name.encode())
+        digest.update(source.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def configure_cache() -> None:
     """Point numba at our cache dir (unless the user chose one with NUMBA_CACHE_DIR). numba
     reads the variable once, at import: if something imported numba first, its config is
     set directly, before any trainctl kernel is decorated."""
-    path = cache_dir()
+    path = cache_dir() / f"kernels-{_sources_digest()}"
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError:

@@ -230,6 +230,8 @@ def _run_training(run_dir, prepared: _Prepared, extra: list[Callback], settings:
             validation_batch_size=fit.validation_batch_size, validation_freq=fit.validation_freq or 1,
             validation_steps=fit.validation_steps or fit.validation_batches,
             augmentation=data.augmentation,
+            flush_denormals=fit.flush_denormals, steps_per_execution=fit.steps_per_execution,
+            jit_compile=fit.jit_compile,
         )
     seconds = time.perf_counter() - start
     for callback in user_callbacks:

@@ -118,6 +118,9 @@ class Trainer:
         model before training, so the per-call argument checks of Loss.compute are skipped."""
         from trainctl.kernels import losses as kernels
 
+        from trainctl.kernels.steps import batch_loss
+
+        self._batch_loss = batch_loss  # the compiled loop's own: both paths sum the same way
         code = self.loss.code
         generic = kernels.loss_forward_backward
         self._loss_only = lambda y2d, out2d, scale, per_row: generic(code, y2d, out2d, scale, per_row, out2d, False)
@@ -171,7 +174,7 @@ class Trainer:
         scale = self._row_scale(n, weights)
         per_row, grad = self._per_row[:rows], self._grad[:rows]
         self._loss_and_grad(y2d, out2d, scale, per_row, grad)
-        loss_value = float(np.dot(per_row, scale))
+        loss_value = float(self._batch_loss(per_row, scale))
         if self.regularized:
             loss_value += model.regularization_loss()
         if self.activity_regularized:
@@ -196,7 +199,7 @@ class Trainer:
         scale = self._row_scale(n, weights)
         per_row = self._per_row[:rows]
         self._loss_only(y2d, out2d, scale, per_row)
-        values = [float(np.dot(per_row, scale))]
+        values = [float(self._batch_loss(per_row, scale))]
         for metric in self.metrics:
             values.append(metric.compute(y2d, out2d))
         return values
@@ -250,8 +253,9 @@ def fit(model, x: np.ndarray | None = None, y: np.ndarray | None = None, *, epoc
         source: BatchSource | None = None, steps_per_epoch: int | None = None,
         validation_batch_size: int | None = None, validation_freq: int = 1,
         validation_steps: int | None = None, seed: int | None = None,
-        start_batch: int = 0, epoch_totals: EpochAccumulator | None = None,
-        augmentation: Any = None) -> History:
+        start_batch: int = 0, epoch_totals: EpochAccumulator | None = None, augmentation: Any = None,
+        flush_denormals: bool = True, threads: int | None = None, steps_per_execution: int | str = "auto",
+        jit_compile: bool = True) -> History:
     """Train `model` (compiled) on arrays x, y or on a BatchSource; returns the History.
 
     TF.js semantics: validation_split takes the LAST fraction of x/y before shuffling;
@@ -259,6 +263,10 @@ def fit(model, x: np.ndarray | None = None, y: np.ndarray | None = None, *, epoc
     `start_batch` skips the first batches of `initial_epoch` (exact resume); `epoch_totals`
     is the epoch accumulator to use, and with `start_batch` its sums so far continue.
     `augmentation` (data/augmentation.py) transforms the training batches only.
+    `flush_denormals` sets FTZ/DAZ on the training thread for the fit (False: IEEE denormals);
+    `threads` sets the BLAS pools for the fit (None: as they are). Both are restored after.
+    `steps_per_execution` (Keras): steps per compiled call, "auto" sizes them to ~50 ms;
+    `jit_compile=False` runs every step from Python (the reference path; same results).
     """
     seed = model.seed if seed is None else seed
     callbacks = resolve_callbacks(callbacks)
@@ -303,6 +311,37 @@ def fit(model, x: np.ndarray | None = None, y: np.ndarray | None = None, *, epoc
         "samples": getattr(source, "n_samples", None), "metrics": trainer.log_keys,
         "do_validation": val_source is not None,
     })
+    from trainctl.train.runtime import TrainingEnvironment
+
+    with TrainingEnvironment(threads=threads, flush_denormals=flush_denormals):
+        epoch_logs = _train_epochs(model, trainer, source, val_source, callback_list, epochs=epochs,
+                                   batch_size=batch_size, initial_epoch=initial_epoch, start_batch=start_batch,
+                                   steps_per_epoch=steps_per_epoch, validation_batch_size=validation_batch_size,
+                                   validation_freq=validation_freq, validation_steps=validation_steps,
+                                   steps_per_execution=steps_per_execution, jit_compile=jit_compile,
+                                   epoch_totals=epoch_totals)
+    callback_list.on_train_end(epoch_logs)
+    return history
+
+
+def _train_epochs(model, trainer, source, val_source, callback_list, *, epochs, batch_size, initial_epoch,
+                  start_batch, steps_per_epoch, validation_batch_size, validation_freq, validation_steps,
+                  steps_per_execution, jit_compile, epoch_totals):
+    """The epochs of a fit, on the training thread's environment; returns the last epoch's logs."""
+    from trainctl.train.compiled import CompiledSteps, worth_compiling
+
+    compiled = None
+    per_epoch = source.n_batches(batch_size)
+    if per_epoch is not None and steps_per_epoch is not None:
+        per_epoch = min(per_epoch, steps_per_epoch)
+    total_steps = None if per_epoch is None else per_epoch * (epochs - initial_epoch) - start_batch
+    model.compiled_fallback = "jit_compile is off"
+    if jit_compile and not worth_compiling(total_steps, steps_per_execution):
+        model.compiled_fallback = f"a short fit ({total_steps} steps): faster from Python than loading the compiled loop"
+    elif jit_compile:
+        model.compiled_fallback = CompiledSteps.unsupported(trainer, source, batch_size)
+        if model.compiled_fallback is None:
+            compiled = CompiledSteps(trainer, source, batch_size)
     model.stop_training = False
     wants_batch_begin = callback_list.wants_batch_begin
     callback_list.on_train_begin({})
@@ -318,7 +357,11 @@ def fit(model, x: np.ndarray | None = None, y: np.ndarray | None = None, *, epoc
         elif len(totals.totals) != len(trainer.log_keys):
             raise TrainctlError(f"the saved epoch sums hold {len(totals.totals)} values, training logs "
                                 f"{len(trainer.log_keys)}")
-        for index, (xb, yb, wb) in enumerate(source.batches(epoch, batch_size, first_batch), start=first_batch):
+        if compiled is not None:
+            _compiled_epoch(compiled, source, epoch, first_batch, batch_size, steps_per_epoch,
+                            steps_per_execution, callback_list, trainer.log_keys, totals, compile_notice)
+        for index, (xb, yb, wb) in enumerate(() if compiled is not None else
+                                             source.batches(epoch, batch_size, first_batch), start=first_batch):
             if steps_per_epoch is not None and index >= steps_per_epoch:
                 break
             n = xb.shape[0]
@@ -341,8 +384,45 @@ def fit(model, x: np.ndarray | None = None, y: np.ndarray | None = None, *, epoc
         if model.stop_training:
             break
     compile_notice.finish()
-    callback_list.on_train_end(epoch_logs)
-    return history
+    return epoch_logs
+
+
+def _compiled_epoch(compiled, source, epoch, first_batch, batch_size, steps_per_epoch, steps_per_execution,
+                    callback_list, keys, totals, compile_notice) -> int:
+    """One epoch's steps in compiled chunks; callbacks as fit's loop calls them (see
+    CallbackList.on_chunk_end). `totals` (the EpochAccumulator) holds every batch of a chunk
+    before any callback sees it, as the step-by-step loop adds a batch before on_batch_end;
+    the kernel sums in float64 in batch order, as EpochAccumulator.add does."""
+    model = compiled.trainer.model
+    sums = np.array(totals.totals, np.float64)
+    n_samples = source.n_samples
+    n_batches = source.n_batches(batch_size)
+    if steps_per_epoch is not None:
+        n_batches = min(n_batches, steps_per_epoch)
+    order = source.order(epoch)
+    seen = 0
+    index = first_batch
+    while index < n_batches:
+        every = callback_list.needs_every_batch
+        count = compiled.chunk_size(n_batches - index, callback_list, every, steps_per_execution)
+        if callback_list.wants_batch_begin:
+            callback_list.on_batch_begin(index, {"batch": index, "size": min(batch_size, n_samples - index * batch_size)})
+        values = compiled.run(order, index, count, sums)
+        if not compile_notice.done:
+            compile_notice.finish()
+        batches = []
+        for row in values.tolist():
+            size = min(batch_size, n_samples - index * batch_size)
+            logs = dict(zip(keys, row))
+            logs["batch"], logs["size"] = index, size
+            batches.append((index, logs))
+            seen += size
+            index += 1
+        totals.totals, totals.seen = sums.tolist(), totals.seen + sum(logs["size"] for _, logs in batches)
+        callback_list.on_chunk_end(batches)
+        if model.stop_training:
+            break
+    return seen
 
 
 def resolve_callbacks(callbacks: Iterable[Any]) -> list[Callback]:

@@ -207,6 +207,11 @@ class Checkpointer(Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
+    batch_end_mode = "boundary"  # saves after every every_steps-th step: the chunks end there
+
+    def next_step_boundary(self, step: int) -> int | None:
+        return None if self.every_steps is None else (step // self.every_steps + 1) * self.every_steps
+
     def on_batch_end(self, batch, logs=None):
         if self.every_steps is None:
             return
@@ -256,6 +261,8 @@ class StopOnSignal(Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
+
+    batch_end_mode = "boundary"  # a signal is acted on at the next chunk end (chunks are short)
 
     def on_batch_end(self, batch, logs=None):
         if self.signum is not None:

@@ -121,6 +121,10 @@ class ProgressDisplay(Callback):
             self._start_live()
             self._refresh(self._epoch_start)
 
+    batch_end_mode = "replay"  # reads logs only; refreshes on the clock
+
+    batch_end_mode = "replay"  # reads logs only; refreshes on the clock
+
     def on_batch_end(self, batch, logs=None):
         # Hot path (every batch): accumulate, and look at the clock only every
         # `_check_every` batches, sized so the clock is read about 8 times per interval.

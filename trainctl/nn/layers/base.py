@@ -43,6 +43,22 @@ class Weight:
     regularizer: Any = None  # a Regularizer or None
 
 
+@dataclass(frozen=True)
+class DensePlan:
+    """A Dense-like step: z = x @ kernel, y = act(z + bias); backward fills both grads.
+    All 2-D arrays are the layer's full-capacity buffers (rows = allocated batch)."""
+
+    kernel: np.ndarray
+    bias: np.ndarray  # zeros when the layer has no bias
+    kernel_grad: np.ndarray
+    bias_grad: np.ndarray  # scratch when the layer has no bias
+    z: np.ndarray
+    y: np.ndarray
+    dz: np.ndarray
+    dx: np.ndarray
+    activation_code: int
+
+
 @dataclass
 class BuildContext:
     """What build() may use: the model's seed and dtype, and a counter for automatic names."""
@@ -97,6 +113,12 @@ class Layer:
         """Backward when the loss already gave dLoss/d(pre-activation) for `output_activation`
         (softmax or sigmoid fused with cross-entropy). Only layers with an output activation."""
         raise TrainctlError(f"{self.name}: {self.class_name} has no output activation to fuse with the loss")
+
+    def compiled_plan(self) -> "DensePlan | None":
+        """What the compiled training loop (trainctl/train/compiled.py) needs to run this layer's
+        steps without Python: its buffers and codes, valid after `allocate`. None (the default):
+        the loop cannot run this layer, and fit runs every step from Python (same results)."""
+        return None
 
     # -- weights ----------------------------------------------------------------------
     def add_weight(self, name: str, shape: Shape, initializer: Any, context: "BuildContext", *,

@@ -12,7 +12,7 @@ from trainctl.nn.activations import ACTIVATIONS
 from trainctl.config.base import PositiveInt, UnitInterval, registry_id, typed_spec
 from trainctl.errors import TrainctlError
 from trainctl.nn.initializers import INITIALIZERS
-from trainctl.nn.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape
+from trainctl.nn.layers.base import LAYERS, BuildContext, DensePlan, Layer, LayerParams, Shape
 from trainctl.nn.regularizers import REGULARIZERS, build_regularizer
 from trainctl.seeding import rng_for
 
@@ -73,9 +73,11 @@ class Dense(Layer):
         self._activity_grad = np.empty((rows, units), dtype) if self.activity_regularizer is not None else None
         self._x2d: np.ndarray | None = None
         self._views: dict[int, tuple[np.ndarray, ...]] = {}
-        kernels, _ = _kernels()
-        self._forward_kernel = kernels.bias_activation_forward
-        self._backward_kernel = kernels.activation_backward_bias_grad
+        from trainctl.kernels import steps
+
+        # one compiled call each way (matrix products included), the same the compiled loop runs
+        self._forward_kernel = steps.dense_forward
+        self._backward_kernel = steps.dense_backward
         self._activation_code = self.activation.code
         self._linear_code = ACTIVATIONS.get("linear").code
 
@@ -89,10 +91,11 @@ class Dense(Layer):
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         flat = x.ndim == 2
         x2d = x if flat else x.reshape(-1, x.shape[-1])
+        if not x2d.flags.c_contiguous:
+            x2d = np.ascontiguousarray(x2d)
         z, y, _, _ = self._buffers(x2d.shape[0])
-        np.matmul(x2d, self.kernel.value, out=z)
         bias = self.bias.value if self.bias is not None else self._zero_bias
-        self._forward_kernel(z, bias, y, self._activation_code)
+        self._forward_kernel(x2d, self.kernel.value, bias, z, y, self._activation_code)
         self._x2d = x2d
         return y if flat else y.reshape(x.shape[0], *self.output_shape)
 
@@ -111,12 +114,20 @@ class Dense(Layer):
         if self.activity_regularizer is not None:
             dy2d = self._add_activity_grad(y, dy2d)
         bias_grad = self.bias.grad if self.bias is not None else self._scratch_bias_grad
-        self._backward_kernel(z, y, dy2d, dz, bias_grad, activation_code)
-        np.matmul(x2d.T, dz, out=self.kernel.grad)
+        if not dy2d.flags.c_contiguous:
+            dy2d = np.ascontiguousarray(dy2d)
+        self._backward_kernel(x2d, self.kernel.value, z, y, dy2d, dz, dx, self.kernel.grad, bias_grad,
+                              activation_code, need_dx)
         if not need_dx:
             return None
-        np.matmul(dz, self.kernel.value.T, out=dx)
         return dx if flat else dx.reshape(dy.shape[0], *self.input_shape)
+
+    def compiled_plan(self) -> DensePlan | None:
+        if self.activity_regularizer is not None:  # its penalty and gradient run in Python
+            return None
+        return DensePlan(self.kernel.value, self.bias.value if self.bias is not None else self._zero_bias,
+                         self.kernel.grad, self.bias.grad if self.bias is not None else self._scratch_bias_grad,
+                         self._z, self._y, self._dz, self._dx, int(self.activation.code))
 
     @property
     def has_activity_regularizer(self) -> bool:

@@ -117,6 +117,19 @@ class Callback:
     failure: str | None = None
     restored_epoch: int | None = None  # 0-based epoch whose weights the callback restored (early stopping)
 
+    # How on_batch_end may be called when batches run in compiled chunks (fit's
+    # steps_per_execution): "every" — right after each batch, the model as of that batch
+    # (chunks of one step; the safe default for any callback that handles batch events);
+    # "replay" — each batch's logs, in order, after the chunk has run (it reads logs only);
+    # "boundary" — only at chunk ends, with the chunk's last batch; `next_step_boundary`
+    # names the optimizer steps after which it must be called.
+    batch_end_mode: str = "every"
+
+    def next_step_boundary(self, step: int) -> int | None:
+        """The first optimizer step > `step` after which this callback must see the model
+        (a "boundary" callback saving every N steps), or None."""
+        return None
+
     # -- events
     def on_train_begin(self, logs: Logs | None = None) -> None: ...
     def on_train_end(self, logs: Logs | None = None) -> None: ...
@@ -150,10 +163,31 @@ class CallbackList(Callback):
         # where a no-op call per callback is a measurable share of a 70 µs step.
         self._batch_begin = [c for c in self.callbacks if _handles(c, "on_batch_begin")]
         self._batch_end = [c for c in self.callbacks if _handles(c, "on_batch_end")]
+        self._replayed = [c for c in self._batch_end if c.batch_end_mode == "replay"]
 
     @property
     def wants_batch_begin(self) -> bool:
         return bool(self._batch_begin)
+
+    @property
+    def needs_every_batch(self) -> bool:
+        """A callback must run between every two steps (no compiled chunks of more than one)."""
+        return bool(self._batch_begin) or any(c.batch_end_mode == "every" for c in self._batch_end)
+
+    def next_step_boundary(self, step: int) -> int | None:
+        boundaries = [b for b in (c.next_step_boundary(step) for c in self._batch_end) if b is not None]
+        return min(boundaries) if boundaries else None
+
+    def on_chunk_end(self, batches: list[tuple[int, dict]]) -> None:
+        """After a compiled chunk: replay callbacks get every batch's logs; at the last batch
+        every batch-end callback runs, in list order."""
+        replayed = self._replayed
+        for batch, logs in batches[:-1]:
+            for callback in replayed:
+                callback.on_batch_end(batch, logs)
+        batch, logs = batches[-1]
+        for callback in self._batch_end:
+            callback.on_batch_end(batch, logs)
 
     def set_model(self, model: Any) -> None:
         for callback in self.callbacks:

@@ -81,6 +81,13 @@ class ModelCheckpoint(MonitoringCallback):
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
+    batch_end_mode = "boundary"  # saves after every save_freq-th step: the chunks end there
+
+    def next_step_boundary(self, step: int) -> int | None:
+        if self.save_freq == "epoch":
+            return None
+        return (step // self.save_freq + 1) * self.save_freq
+
     def on_batch_end(self, batch, logs=None):
         if self.save_freq == "epoch":
             return

@@ -28,6 +28,8 @@ class TerminateOnNaN(Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
+    batch_end_mode = "replay"  # compiled chunks end after a non-finite loss, so it stops there too
+
     def on_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is None or _finite(loss) or self.stopped_at is not None:

@@ -100,6 +100,18 @@ def _usage_error(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
+MAX_MEMORY_HELP = ("Refuse to start when the estimated peak memory passes this (2GiB, 512MiB; "
+                   "default: the memory available now).")
+
+
+def _max_memory(text: Optional[str]) -> Optional[int]:
+    if text is None:
+        return None
+    from trainctl.runs.budget import parse_size
+
+    return parse_size(text)
+
+
 SET_HELP = "Override a config key: --set fit.epochs=10, --set model.layers.0.units=64 (repeatable)."
 
 
@@ -120,6 +132,7 @@ def train(
     force: bool = typer.Option(False, "--force", help="With --resume: accept a config that differs from the run's."),
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", min=1, help="Also checkpoint every N optimizer steps (always: every epoch)."),
     keep_checkpoints: Optional[int] = typer.Option(None, "--keep-checkpoints", min=1, help="Checkpoints kept (default 3)."),
+    max_memory: Optional[str] = typer.Option(None, "--max-memory", help=MAX_MEMORY_HELP),
 ) -> None:
     """Train a model from a YAML config and write a run directory (or --resume one)."""
     _limit_threads(threads)
@@ -127,6 +140,7 @@ def train(
     from trainctl.cli.render import ProgressDisplay, render_summary_line
 
     overrides = [*set_, f"seed={seed}"] if seed is not None else set_
+    memory_limit = _max_memory(max_memory)
 
     if resume is None and config is None:
         raise _usage_error("Missing argument 'CONFIG' (or --resume RUN_DIR to continue a run).")
@@ -158,11 +172,13 @@ def train(
             if resume is not None:
                 outcome = resume_training(resume, config_path=config, overrides=overrides, force=force,
                                           callbacks=[display], checkpoint_every=checkpoint_every,
-                                          keep_checkpoints=keep_checkpoints, handle_signals=True, warn=warn)
+                                          keep_checkpoints=keep_checkpoints, handle_signals=True, warn=warn,
+                                          max_memory=memory_limit)
             else:
                 outcome = train_from_config(loaded, out=out, runs_root=runs_root, init_from=init_from,
                                             callbacks=[display], checkpoint_every=checkpoint_every,
-                                            keep_checkpoints=keep_checkpoints or 3, handle_signals=True)
+                                            keep_checkpoints=keep_checkpoints or 3, handle_signals=True,
+                                            max_memory=memory_limit)
     except TrainingInterrupted as stop:
         import shlex
         import signal
@@ -205,13 +221,15 @@ def validate(
     config: Path = typer.Argument(..., help="The YAML config to check."),
     set_: List[str] = typer.Option([], "--set", help=SET_HELP),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config."),
+    max_memory: Optional[str] = typer.Option(None, "--max-memory", help=MAX_MEMORY_HELP),
 ) -> None:
     """Check a config (schema, ids, model shapes, loss vs output); print "ok" or every error."""
     from trainctl.config import config_to_yaml, load_config
     from trainctl.runs.run import check_config
 
+    limit = _max_memory(max_memory)
     loaded = load_config(config, set_)
-    check_config(loaded)
+    check_config(loaded, limit)
     if print_config:
         sys.stdout.write(config_to_yaml(loaded.config))
     else:
@@ -224,12 +242,13 @@ def predict(
     run_dir: Path = typer.Argument(..., help="A run directory written by trainctl train."),
     input: Path = typer.Option(..., "--input", "-i", help="Inputs: .npy, .npz (key x or the only array) or .csv."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write predictions to .npy or .csv (default: print)."),
-    batch_size: int = typer.Option(256, "--batch-size", min=1, help="Rows per forward pass (bounds memory)."),
+    batch_size: int = typer.Option(256, "--batch-size", min=1, max=1 << 24, help="Rows per forward pass (bounds memory)."),
+    max_memory: Optional[str] = typer.Option(None, "--max-memory", help=MAX_MEMORY_HELP),
 ) -> None:
     """Run a trained model on new inputs."""
     from trainctl.runs.run import open_run, predict_file
 
-    run = open_run(run_dir)
+    run = open_run(run_dir, _max_memory(max_memory))
     result = predict_file(run, input, output, batch_size)
     if output is None:
         from trainctl.cli.render import render_predictions
@@ -244,13 +263,14 @@ def predict(
 def evaluate(
     run_dir: Path = typer.Argument(..., help="A run directory written by trainctl train."),
     data: Optional[Path] = typer.Option(None, "--data", help="Evaluate on this file (.csv/.npy/.npz) instead of the run's validation data."),
-    batch_size: int = typer.Option(256, "--batch-size", min=1),
+    batch_size: int = typer.Option(256, "--batch-size", min=1, max=1 << 24),
+    max_memory: Optional[str] = typer.Option(None, "--max-memory", help=MAX_MEMORY_HELP),
 ) -> None:
     """Loss and metrics of a trained model, as a table."""
     from trainctl.cli.render import render_metrics_table
     from trainctl.runs.run import evaluate_run, open_run
 
-    run = open_run(run_dir)
+    run = open_run(run_dir, _max_memory(max_memory))
     title, metrics = evaluate_run(run, data, batch_size)
     render_metrics_table(_stdout(), title, metrics)
 

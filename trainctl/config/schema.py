@@ -19,7 +19,8 @@ from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SerializeAsAny, ValidationError
 
-from trainctl.config.base import NonNegativeFloat, NonNegativeInt, PositiveInt, StrictModel, UnitInterval
+from trainctl.config.base import (MAX_COUNT, IndexKey, NonNegativeFloat, NonNegativeInt, PositiveInt, Seed, StrictModel,
+                                  UnitInterval, bounded_int)
 from trainctl.config.problems import RawProblem, describe, show
 from trainctl.registry import Registry, UnknownIdError, did_you_mean, snake_case
 
@@ -61,7 +62,7 @@ _YIELD_WORDS = ("auto", "batch", "epoch", "never")
 def _yield_every(value: Any) -> Any:
     if isinstance(value, str) and value in _YIELD_WORDS:
         return value
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT:
         return value
     raise ValueError(f"must be 'auto', 'batch', 'epoch', 'never' or a number of milliseconds "
                      f">= 0, got {show(value)}")
@@ -83,12 +84,12 @@ class FitConfig(StrictModel):
     validation_batch_size: PositiveInt | None = None  # None: same as batch_size
     validation_freq: PositiveInt = 1  # validate every n-th epoch
     initial_epoch: NonNegativeInt = 0  # epoch to start from (resuming)
-    class_weight: dict[NonNegativeInt, NonNegativeFloat] | None = None  # class index → weight
+    class_weight: dict[IndexKey, NonNegativeFloat] | None = None  # class index → weight
     steps_per_epoch: PositiveInt | None = None  # Keras name; None: one pass over the data
     validation_steps: PositiveInt | None = None  # Keras name; None: all validation data
     batches_per_epoch: PositiveInt | None = None  # TF.js fitDataset name of steps_per_epoch
     validation_batches: PositiveInt | None = None  # TF.js fitDataset name of validation_steps
-    verbose: Annotated[int, Field(ge=0, le=2)] = 1  # accepted for TF.js; display is a callback
+    verbose: bounded_int(ge=0, le=2) = 1  # accepted for TF.js; display is a callback
     yield_every: YieldEvery = "auto"  # accepted for TF.js; there is no event loop to yield to
 
 
@@ -113,7 +114,7 @@ class Config(StrictModel):
     dispatches layers, optimizer, callbacks, loss, metrics and data to their registries."""
 
     name: Annotated[str, BeforeValidator(_run_name)]
-    seed: NonNegativeInt = 0  # drives every random stream (trainctl.seeding)
+    seed: Seed = 0  # drives every random stream (trainctl.seeding)
     model: ModelConfig
     optimizer: TypedSpec
     loss: str

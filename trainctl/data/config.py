@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BeforeValidator, Field, PlainValidator, field_validator, model_validator
+from pydantic import BeforeValidator, Field, PlainValidator, field_validator, model_validator, Strict
 
 from trainctl.config.base import (
     FiniteFloat,
@@ -30,13 +30,14 @@ from trainctl.config.base import (
     PositiveInt,
     StrictModel,
     UnitInterval,
+    bounded_int,
 )
 from trainctl.registry import did_you_mean, snake_case
 
 # How class labels become targets. auto: one-hot for 3+ classes, a single 0/1 column for
 # 2 (binary_crossentropy); when the loss is known it decides (sparse_* → sparse indices).
 LabelMode = Literal["auto", "one_hot", "sparse", "binary", "none"]
-Column = Union[int, str]  # a column by header name, or by 0-based index (negative from the end)
+Column = Union[Annotated[int, Strict()], str]  # a column by header name, or by 0-based index (negative from the end)
 Shape = list[PositiveInt]
 
 
@@ -123,7 +124,7 @@ class BlobsGenerator(_Generator):
 
     generator: _id("blobs")
     n_features: PositiveInt = 2
-    n_classes: Annotated[int, Field(ge=2)] = 3
+    n_classes: bounded_int(ge=2) = 3
     cluster_std: PositiveFloat = 1.0
     center_box: tuple[FiniteFloat, FiniteFloat] = (-10.0, 10.0)
 
@@ -147,7 +148,7 @@ class SpiralsGenerator(_Generator):
     """n_classes interleaved arms of an Archimedean spiral (the cs231n / playground spiral)."""
 
     generator: _id("spirals")
-    n_classes: Annotated[int, Field(ge=2)] = 2
+    n_classes: bounded_int(ge=2) = 2
     turns: PositiveFloat = 1.0
     noise: NonNegativeFloat = 0.1
 
@@ -166,7 +167,7 @@ class TeacherGenerator(_Generator):
 
     generator: _id("teacher")
     n_features: PositiveInt = 784
-    n_classes: Annotated[int, Field(ge=2)] = 10
+    n_classes: bounded_int(ge=2) = 10
     hidden: PositiveInt = 32
 
 
@@ -398,7 +399,7 @@ class OneHot(StrictModel):
     """y class indices [n, 1] ← one-hot [n, num_classes]."""
 
     type: _id("one_hot")
-    num_classes: Annotated[int, Field(ge=2)] | None = None  # default: from the training labels
+    num_classes: bounded_int(ge=2) | None = None  # default: from the training labels
 
 
 class Flatten(StrictModel):

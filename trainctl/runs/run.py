@@ -23,13 +23,14 @@ DATA_FILE = "data.json"  # where the data came from and how its labels were enco
 
 
 # -- model and compile from a config ---------------------------------------------------
-def build_model(config, loaded=None):
+def build_model(config, loaded=None, shapes_only: bool = False):
     """The model; with `loaded`, a problem found while building it (shapes, names) is
-    reported at its place in the file, as schema errors are."""
+    reported at its place in the file, as schema errors are. With `shapes_only`, nothing is
+    allocated (validate, summary, the memory estimate)."""
     from trainctl.nn.model import Sequential
 
     with located_in(loaded):
-        return Sequential(config.model.layers, name=config.name, seed=config.seed)
+        return Sequential(config.model.layers, name=config.name, seed=config.seed, shapes_only=shapes_only)
 
 
 def compile_from_config(model, config, loaded=None) -> None:
@@ -65,14 +66,18 @@ def build_callbacks(config) -> list[Callback]:
     return callbacks
 
 
-def check_config(loaded) -> None:
-    """Everything that can be checked without data: model shapes, loss vs output, metrics,
-    callbacks and the values they monitor."""
+def check_config(loaded, max_memory: int | None = None) -> None:
+    """Everything that can be checked without reading the data: model shapes, loss vs output,
+    metrics, callbacks and the values they monitor, the data's row shape against the input
+    (from file headers) and the memory training will take. Nothing is allocated."""
+    from trainctl.runs.budget import preflight
     from trainctl.train.callbacks import check_monitors
 
     config = loaded.config
-    model = build_model(config, loaded)
+    model = build_model(config, loaded, shapes_only=True)
     compile_from_config(model, config, loaded)
+    with located_in(loaded):
+        preflight(config, model, Path(loaded.path).resolve().parent, max_memory, need_files=False)
     callbacks = build_callbacks(config)
     do_validation = validation_split_of(config) > 0 or getattr(config.data, "validation", None) is not None
     check_monitors(callbacks, ["loss", *[m.log_key for m in model.metrics]], do_validation)
@@ -183,11 +188,15 @@ class _Prepared:
     data: Any
 
 
-def _prepare(loaded, config_dir: Path, init_from: Path | None = None) -> _Prepared:
-    """Model, callbacks and data, all checked: everything that can fail on bad input."""
+def _prepare(loaded, config_dir: Path, init_from: Path | None = None, max_memory: int | None = None) -> _Prepared:
+    """Model, callbacks and data, all checked: everything that can fail on bad input. The
+    memory it will take is estimated from shapes first, before anything is allocated."""
+    from trainctl.runs.budget import preflight
     from trainctl.train.callbacks import TerminateOnNaN, check_monitors
 
     config = loaded.config
+    with located_in(loaded):
+        preflight(config, build_model(config, loaded, shapes_only=True), config_dir, max_memory)
     model = build_model(config, loaded)
     compile_from_config(model, config, loaded)
     user_callbacks = build_callbacks(config)
@@ -222,7 +231,7 @@ def _write_run_files(run_dir, prepared: _Prepared, settings: dict[str, Any]) -> 
 def train_from_config(loaded, *, out: Path | None = None, runs_root: Path = Path("runs"),
                       init_from: Path | None = None, callbacks: Iterable[Callback] = (),
                       checkpoint_every: int | None = None, keep_checkpoints: int = 3,
-                      handle_signals: bool = False) -> TrainOutcome:
+                      handle_signals: bool = False, max_memory: int | None = None) -> TrainOutcome:
     """Build, check, train and save. Everything that can fail on bad input fails before
     the run directory is created. Checkpoints (for `resume_training`) are written at the
     start, at the end of every epoch and every `checkpoint_every` steps; the last
@@ -230,7 +239,7 @@ def train_from_config(loaded, *, out: Path | None = None, runs_root: Path = Path
     stop after the current batch with a checkpoint (TrainingInterrupted)."""
     from trainctl.runs.artifacts import RunDir
 
-    prepared = _prepare(loaded, Path(loaded.path).resolve().parent, init_from)
+    prepared = _prepare(loaded, Path(loaded.path).resolve().parent, init_from, max_memory)
     run_dir = RunDir.create(runs_root, prepared.config.name, out)
     settings = {"checkpoint_every": checkpoint_every, "keep_checkpoints": keep_checkpoints}
     _write_run_files(run_dir, prepared, settings)
@@ -254,7 +263,7 @@ def _config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = 
 def resume_training(run_path: Path, *, config_path: Path | None = None, overrides: Iterable[str] = (),
                     force: bool = False, callbacks: Iterable[Callback] = (),
                     checkpoint_every: int | None = None, keep_checkpoints: int | None = None,
-                    handle_signals: bool = False, warn: Any = None) -> TrainOutcome:
+                    handle_signals: bool = False, warn: Any = None, max_memory: int | None = None) -> TrainOutcome:
     """Continue an interrupted run from its newest intact checkpoint (a damaged one is
     skipped: `warn(line)`), ending exactly where an uninterrupted run ends. The config is
     the run's saved one, or `config_path`, with `overrides`; one that differs from the
@@ -294,7 +303,7 @@ def resume_training(run_path: Path, *, config_path: Path | None = None, override
             f"{run_dir.path}: training already finished ({epochs} epochs); nothing to resume"],
             already_complete=True)
 
-    prepared = _prepare(loaded, config_dir)
+    prepared = _prepare(loaded, config_dir, max_memory=max_memory)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CheckpointWarning)
         latest = run_dir.latest_checkpoint()
@@ -408,7 +417,7 @@ class Run:
         return Path(self.data_info.get("config_dir") or ".")
 
 
-def open_run(path: Path) -> Run:
+def open_run(path: Path, max_memory: int | None = None) -> Run:
     """A trained run, validated: architecture from model.json, weights checked against it."""
     from trainctl.runs.artifacts import RunDir, read_json
     from trainctl.config import load_config_text
@@ -418,8 +427,14 @@ def open_run(path: Path) -> Run:
     run_dir = RunDir.open(path)
     loaded = load_config_text(run_dir.read_config_text(), str(run_dir.file("config.yaml")))
     architecture = run_dir.read_model()
-    try:
+    try:  # shapes first: a model.json claiming 10^12 units is refused before any allocation
+        from trainctl.runs.budget import check, inference_estimate
+
+        check(inference_estimate(Sequential.from_json(architecture, seed=loaded.config.seed, shapes_only=True), 256),
+              max_memory, "loading this model")
         model = Sequential.from_json(architecture, seed=loaded.config.seed)
+    except ConfigValueError as error:
+        raise ArtifactError(f"{run_dir.file('model.json')}: {'; '.join(m for _, m in error.problems)}") from None
     except TrainctlError as error:
         raise ArtifactError(f"{run_dir.file('model.json')}: {error}") from None
     expected = {w.name: (tuple(w.value.shape), w.value.dtype.name) for w in model.weights}
@@ -566,8 +581,8 @@ def evaluate_run(run: Run, data_path: Path | None, batch_size: int) -> tuple[str
 
 # -- summary ---------------------------------------------------------------------------
 def model_from_target(target: Path, overrides: list[str]):
-    """The model (weights initialised, never trained) from a config file or a run directory,
-    with the compile choices to show beside it. No data is read and no kernel compiled."""
+    """The model from a config file or a run directory, built from shapes alone (nothing
+    allocated), with the compile choices to show beside it. No data is read, no kernel compiled."""
     from trainctl.config import load_config, load_config_text
 
     target = Path(target)
@@ -577,10 +592,14 @@ def model_from_target(target: Path, overrides: list[str]):
 
         run_dir = RunDir.open(target, require_weights=False)
         config = load_config_text(run_dir.read_config_text(), str(run_dir.file("config.yaml"))).config
-        model = Sequential.from_json(run_dir.read_model(), seed=config.seed)
+        try:
+            model = Sequential.from_json(run_dir.read_model(), seed=config.seed, shapes_only=True)
+        except TrainctlError as error:
+            raise ArtifactError(f"{run_dir.file('model.json')}: {error}") from None
     else:
-        config = load_config(target, overrides).config
-        model = build_model(config)
+        loaded = load_config(target, overrides)
+        config = loaded.config
+        model = build_model(config, loaded, shapes_only=True)
     return model, config
 
 
@@ -600,4 +619,9 @@ def describe_model(model, config):
         "FLOPs per sample (forward)": f"{model.flops_per_sample():,}",
         "Weights size": f"{weights_nbytes(model):,} bytes",
     }
+    from trainctl.runs.budget import format_bytes, training_estimate
+
+    estimate = training_estimate(model, config, None)
+    extras[f"Training memory (estimate, batch {config.fit.batch_size}, without data)"] = (
+        f"{format_bytes(estimate.total)} ({estimate.breakdown()})")
     return rows, totals, weights, extras

@@ -213,7 +213,10 @@ class Sequential:
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """x: [n, *input_shape] with n <= allocated batch size → [n, *output_shape] (a buffer view)."""
+        mask = None
         for layer in self.layers:
+            layer.input_mask = mask
+            mask = layer.compute_mask(x, mask)
             x = layer.forward(x, training)
         return x
 

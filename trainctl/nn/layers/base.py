@@ -164,6 +164,18 @@ class Layer:
     def reset_states(self) -> None:
         """Forget carried state (stateful recurrent layers); nothing for the others."""
 
+    # -- masks (Keras semantics: embedding(mask_zero) and masking make one, RNNs consume it) --
+    # `input_mask` is set by the model before each forward: a bool array [n, steps] marking the
+    # time steps that hold data, or None. A layer that keeps the time axis passes it on
+    # unchanged (the default); one that makes or ends a mask overrides `compute_mask`.
+    input_mask: np.ndarray | None = None
+
+    def compute_mask(self, x: np.ndarray, mask: np.ndarray | None) -> np.ndarray | None:
+        """The mask of this layer's output, from its input `x` and the input's mask."""
+        if mask is None or len(self.output_shape) < 2 or self.output_shape[0] != self.input_shape[0]:
+            return None  # no time axis left (flatten, pooling over time, an RNN's last step)
+        return mask
+
     def get_config(self) -> dict[str, Any]:
         config = self.params.to_dict()
         config["name"] = self.name
@@ -199,6 +211,20 @@ class Layer:
         for w in self.weights:
             if w.regularizer is not None:
                 w.regularizer.add_grad(w.value, w.grad)
+
+    # -- interop (trainctl.runs.formats): TF.js layers-model and Keras 3 configs -----------
+    def to_keras_config(self, config: dict[str, Any], fmt: str) -> dict[str, Any]:
+        """Adjust the generic translation of this layer's Params (snake_case keys as TF.js
+        serialises them, initializers/regularizers as {class_name, config}, None left out)
+        for `fmt` ("tfjs" or "keras"). Raise runs.formats.ExportRefused for an option the
+        format cannot express. Default: the generic translation is right."""
+        return config
+
+    @classmethod
+    def from_keras_config(cls, config: dict[str, Any], fmt: str) -> dict[str, Any]:
+        """The inverse: adjust a TF.js/Keras layer config (keys already snake_case) before
+        it is validated as this layer's Params. Default: nothing to adjust."""
+        return config
 
 
 LAYERS: Registry[type[Layer]] = Registry("layer type")

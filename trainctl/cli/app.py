@@ -300,15 +300,29 @@ def experiment(
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Address of an existing dask scheduler (tcp://host:8786)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the runs and their overrides; run nothing."),
     out: Optional[Path] = typer.Option(None, "--out", help="Experiment directory (default experiments/<name>)."),
+    dashboard: bool = typer.Option(False, "--dashboard", help="Serve the local cluster's dask dashboard on 127.0.0.1:8787 (off by default)."),
+    tls_ca: Optional[Path] = typer.Option(None, "--tls-ca", help="With --scheduler tls://...: the CA file that signed the scheduler's certificate."),
+    tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", help="With --scheduler: this client's certificate."),
+    tls_key: Optional[Path] = typer.Option(None, "--tls-key", help="With --scheduler: this client's private key."),
 ) -> None:
-    """Run every variant of a config (grid, random search, seeds) on dask and compare them."""
+    """Run every variant of a config (grid, random search, seeds) on dask and compare them.
+
+    The local cluster listens on 127.0.0.1 over TLS with a per-run certificate. An
+    unauthenticated --scheduler address is shell access for anyone who can reach it."""
     from trainctl.experiment.runner import run_experiment
+    from trainctl.experiment.security import ClusterSecurity
+
+    if scheduler is None and any(p is not None for p in (tls_ca, tls_cert, tls_key)):
+        raise _usage_error("--tls-ca/--tls-cert/--tls-key apply to --scheduler (the local cluster makes its own)")
+    if scheduler is not None and dashboard:
+        raise _usage_error("--dashboard applies to the local cluster; a --scheduler serves its own")
+    security = ClusterSecurity(dashboard=dashboard, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
     from trainctl.cli.render import ExperimentProgressLine, mean_std, render_compare_table
 
     console = _stdout()
     with ExperimentProgressLine(console) as progress:
         result = run_experiment(file, workers=workers, scheduler=scheduler, dry_run=dry_run, out=out,
-                                progress=None if dry_run else progress)
+                                progress=None if dry_run else progress, security=security)
     if dry_run:
         for run in result.runs:
             overrides = " ".join(f"{key}={value}" for key, value in run.overrides.items())

@@ -65,14 +65,15 @@ def _generator_plan(cfg: Any) -> SourcePlan:
         truth = (nf * hidden + hidden * nc + 2048 * nf + 2048 * hidden + 2048 * nc) * gen64
         blocks = step * (nf * kept32 + (hidden + nc) * gen64 * 2)
         nbytes = n * nf * kept32 + n * 8 + truth + blocks
-        return SourcePlan((nf,), nbytes, [("n_samples", n * nf), ("n_features", nf * max(hidden, n)),
-                                          ("hidden", hidden * max(nf, 2048)), ("n_classes", nc * max(hidden, n))],
-                          rows=n, n_classes=nc)
+        # each key's share: the terms it multiplies into
+        drivers = [("n_samples", n * (nf + nc)), ("n_features", nf * (n + hidden + 2048)),
+                   ("hidden", hidden * (nf + nc + 2048)), ("n_classes", nc * (hidden + n + 2048))]
+        return SourcePlan((nf,), nbytes, drivers, rows=n, n_classes=nc)
     if isinstance(cfg, BlobsGenerator):
         nf, nc = cfg.n_features, cfg.n_classes
         nbytes = nc * nf * gen64 + n * nf * per_value + n * 8
-        return SourcePlan((nf,), nbytes, [("n_samples", n * nf), ("n_features", nf * max(n, nc)),
-                                          ("n_classes", nc * max(n, nf))], rows=n, n_classes=nc)
+        drivers = [("n_samples", n * (nf + nc)), ("n_features", nf * (n + nc)), ("n_classes", nc * (n + nf))]
+        return SourcePlan((nf,), nbytes, drivers, rows=n, n_classes=nc)
     n_classes = getattr(cfg, "n_classes", None) or (2 if cfg.generator in ("moons", "circles", "xor") else None)
     width = 2 if cfg.generator in ("moons", "circles", "spirals", "xor") else 1
     return SourcePlan((width,), n * (width + 1) * per_value * 2, [("n_samples", n)], rows=n, n_classes=n_classes)

@@ -46,9 +46,11 @@ def _layer_from_spec(spec: Any, index: int) -> Layer:
         try:
             params = layer_cls.Params.model_validate(spec)
         except Exception as error:  # pydantic ValidationError: report its first problem in one line
-            first = error.errors()[0] if hasattr(error, "errors") else {"loc": (), "msg": str(error)}
+            from trainctl.config.problems import describe
+
+            first = error.errors()[0] if hasattr(error, "errors") else {"loc": (), "msg": str(error), "type": ""}
             where = ".".join(str(p) for p in first["loc"])
-            raise ConfigValueError([(f"model.layers.{index}.{where}".rstrip("."), first["msg"])]) from None
+            raise ConfigValueError([(f"model.layers.{index}.{where}".rstrip("."), describe(first))]) from None
         return layer_cls(params)
     layer_cls = LAYERS.get(spec.type)  # a validated TypedSpec from the config package
     return layer_cls(spec.params)

@@ -152,9 +152,10 @@ def data_parts(data_config: Any, base_dir: Path, batch_size: int, output_width: 
         key = data_driver(plan)
         if plan.rows is not None:
             # encoded targets (one-hot rows of the output width), the shuffled index
-            targets = plan.rows * output_width * 4 + plan.rows * 8
-            if plan.n_classes is not None and plan.n_classes * plan.rows * 4 > nbytes:
-                key = "n_classes"
+            width = max(output_width, plan.n_classes or 0)  # one-hot targets are n_classes wide
+            targets = plan.rows * width * 4 + plan.rows * 8
+            if plan.n_classes is not None and plan.rows * width * 4 > plan.nbytes:
+                key = "n_classes"  # the one-hot targets outweigh the inputs
             nbytes += targets
         if data_config.preprocessing and plan.rows is not None and plan.x_shape:
             nbytes += plan.rows * math.prod(plan.x_shape) * 4  # preprocessing writes a new copy

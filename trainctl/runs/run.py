@@ -433,8 +433,6 @@ def open_run(path: Path, max_memory: int | None = None) -> Run:
         check(inference_estimate(Sequential.from_json(architecture, seed=loaded.config.seed, shapes_only=True), 256),
               max_memory, "loading this model")
         model = Sequential.from_json(architecture, seed=loaded.config.seed)
-    except ConfigValueError as error:
-        raise ArtifactError(f"{run_dir.file('model.json')}: {'; '.join(m for _, m in error.problems)}") from None
     except TrainctlError as error:
         raise ArtifactError(f"{run_dir.file('model.json')}: {error}") from None
     expected = {w.name: (tuple(w.value.shape), w.value.dtype.name) for w in model.weights}

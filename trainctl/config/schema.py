@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SerializeAsAny, ValidationError
+from pydantic.alias_generators import to_camel
 
 from trainctl.config.base import (MAX_COUNT, IndexKey, NonNegativeFloat, NonNegativeInt, PositiveInt, Seed, StrictModel,
                                   UnitInterval, bounded_int)
@@ -330,6 +331,12 @@ def pydantic_problems(error: ValidationError, raw: Any, prefix: Path,
             if len(path) == 1:
                 choices = sorted(set(choices) | set(extra_keys))
             hint = did_you_mean(str(key), choices) if choices else None
+            name = snake_case(str(key))
+            if name in choices:  # `batch_size` beside `batchSize`: pydantic keeps one, calls the other unknown
+                other = to_camel(name) if str(key) == name else name
+                problems.append(RawProblem(full, "key", f"{other!r} and {str(key)!r} are two spellings of "
+                                           "one key; give it once"))
+                continue
             if hint:
                 message = f"unknown key {str(key)!r}; did you mean {hint!r}?"
             elif choices:

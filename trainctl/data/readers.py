@@ -58,9 +58,26 @@ def excerpt(text: str, limit: int = 24) -> str:
     return repr(text if len(text) <= limit else text[: limit - 3] + "...")
 
 
-def not_utf8(shown: str, error: UnicodeDecodeError, line: int | None = None) -> DataError:
-    where = f":{line}" if line is not None else ""
-    byte = error.object[error.start:error.start + 1].hex() if isinstance(error.object, bytes) else "?"
+def not_utf8(shown: str, path: Path) -> DataError:
+    """The DataError for a file that is not UTF-8, naming the line and byte of the first bad byte."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line, where, byte = 1, "", "?"
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(1 << 20)
+            try:
+                decoder.decode(block, final=not block)
+            except UnicodeDecodeError as error:
+                # error.start counts from the decoder's pending bytes + this block
+                start = max(0, error.start - (len(error.object) - len(block)))
+                line += block.count(b"\n", 0, start)
+                where, byte = f":{line}", block[start:start + 1].hex() or "?"
+                break
+            if not block:
+                break
+            line += block.count(b"\n")
     return DataError(f"{shown}{where}: not UTF-8 text (byte 0x{byte}); save the file as UTF-8")
 
 
@@ -103,7 +120,7 @@ class CsvTable:
                 while first and not first.strip():
                     first = f.readline(1 << 20)
         except UnicodeDecodeError as error:
-            raise not_utf8(shown, error, 1) from None
+            raise not_utf8(shown, path) from None
         if "\0" in first:
             raise DataError(f"{shown}: not a text file (it holds NUL bytes)")
         if not first.strip():
@@ -157,7 +174,7 @@ class CsvTable:
                     if line.strip():
                         return line.rstrip("\r\n").split(self.delimiter)
         except UnicodeDecodeError as error:
-            raise not_utf8(self.shown, error) from None
+            raise not_utf8(self.shown, self.path) from None
         return None
 
     def _target_is_text(self) -> bool:
@@ -189,7 +206,7 @@ class CsvTable:
                 try:
                     lines = f.readlines(CSV_CHUNK_BYTES)
                 except UnicodeDecodeError as error:
-                    raise not_utf8(self.shown, error) from None
+                    raise not_utf8(self.shown, self.path) from None
                 if not lines:
                     return
                 yield line_no, lines

@@ -150,6 +150,10 @@ def _install_cache_guard() -> None:
         if index is not None and not _owned_and_private(index):
             warnings.warn(f"trainctl: kernel cache file {index} is not this user's own; recompiling",
                           RuntimeWarning, stacklevel=2)
+            try:  # numba re-reads the index when it saves: remove it (the directory is ours)
+                os.unlink(index)
+            except OSError:
+                self._trainctl_no_save = True
             return None
         try:
             return original(self, sig, target_context)
@@ -162,7 +166,15 @@ def _install_cache_guard() -> None:
                 pass  # an unwritable cache only costs compile time
             return None
 
+    original_save = caching.Cache.save_overload
+
+    def save_overload_unless_untrusted(self, sig, data):
+        if getattr(self, "_trainctl_no_save", False):
+            return None
+        return original_save(self, sig, data)
+
     caching.Cache.load_overload = load_overload_or_recompile
+    caching.Cache.save_overload = save_overload_unless_untrusted
     _cache_guard_installed = True
 
 

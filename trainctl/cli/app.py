@@ -136,8 +136,8 @@ def train(
 ) -> None:
     """Train a model from a YAML config and write a run directory (or --resume one)."""
     _limit_threads(threads)
-    from trainctl.config import config_to_yaml, load_config
     from trainctl.cli.render import ProgressDisplay, render_summary_line
+    from trainctl.config import config_to_yaml, load_config
 
     overrides = [*set_, f"seed={seed}"] if seed is not None else set_
     memory_limit = _max_memory(max_memory)
@@ -156,8 +156,8 @@ def train(
         if print_config:
             sys.stdout.write(config_to_yaml(loaded.config))
             return
+    from trainctl.runs.train import resume_training, train_from_config
     from trainctl.train.resume import TrainingInterrupted
-    from trainctl.runs.run import resume_training, train_from_config
 
     console, errors = _stdout(), _stderr()
     mode = "quiet" if quiet else ("jsonl" if log_format is LogFormat.jsonl else "auto")
@@ -208,7 +208,7 @@ def summary(
 ) -> None:
     """Show the model table (computed from the config alone: no data, no kernels)."""
     from trainctl.cli.render import render_summary
-    from trainctl.runs.run import describe_model, model_from_target
+    from trainctl.runs.summary import describe_model, model_from_target
 
     model, compile_info = model_from_target(target, set_)
     rows, totals, weight_list, extras = describe_model(model, compile_info)
@@ -225,7 +225,7 @@ def validate(
 ) -> None:
     """Check a config (schema, ids, model shapes, loss vs output); print "ok" or every error."""
     from trainctl.config import config_to_yaml, load_config
-    from trainctl.runs.run import check_config
+    from trainctl.runs.build import check_config
 
     limit = _max_memory(max_memory)
     loaded = load_config(config, set_)
@@ -246,7 +246,7 @@ def predict(
     max_memory: Optional[str] = typer.Option(None, "--max-memory", help=MAX_MEMORY_HELP),
 ) -> None:
     """Run a trained model on new inputs."""
-    from trainctl.runs.run import open_run, predict_file
+    from trainctl.runs.inference import open_run, predict_file
 
     run = open_run(run_dir, _max_memory(max_memory))
     result = predict_file(run, input, output, batch_size)
@@ -268,7 +268,7 @@ def evaluate(
 ) -> None:
     """Loss and metrics of a trained model, as a table."""
     from trainctl.cli.render import render_metrics_table
-    from trainctl.runs.run import evaluate_run, open_run
+    from trainctl.runs.inference import evaluate_run, open_run
 
     run = open_run(run_dir, _max_memory(max_memory))
     title, metrics = evaluate_run(run, data, batch_size)
@@ -318,6 +318,7 @@ def experiment(
         raise _usage_error("--dashboard applies to the local cluster; a --scheduler serves its own")
     security = ClusterSecurity(dashboard=dashboard, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
     from trainctl.cli.render import ExperimentProgressLine, mean_std, render_compare_table
+    from trainctl.experiment.runner import run_experiment
 
     console = _stdout()
     with ExperimentProgressLine(console) as progress:
@@ -350,8 +351,8 @@ def compare(
     mode: Optional[str] = typer.Option(None, "--mode", help="min or max (default: from the metric)."),
 ) -> None:
     """Compare finished runs in one table, mean ± std over seeds."""
-    from trainctl.experiment.runner import compare_runs
     from trainctl.cli.render import mean_std, render_compare_table
+    from trainctl.experiment.compare import compare_runs
 
     comparison = compare_runs(paths, metric=metric, mode=mode)
     rows, columns = comparison.table(mean_std)

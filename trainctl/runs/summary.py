@@ -1,0 +1,57 @@
+"""What `trainctl summary` describes: a model built from a config or a run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trainctl.errors import ArtifactError, TrainctlError
+from trainctl.runs.build import build_model
+from trainctl.runs.files import CONFIG_FILE
+
+
+# -- summary ---------------------------------------------------------------------------
+def model_from_target(target: Path, overrides: list[str]):
+    """The model from a config file or a run directory, built from shapes alone (nothing
+    allocated), with the compile choices to show beside it. No data is read, no kernel compiled."""
+    from trainctl.config import load_config, load_config_text
+
+    target = Path(target)
+    if target.is_dir():
+        from trainctl.nn.model import Sequential
+        from trainctl.runs.rundir import RunDir
+
+        run_dir = RunDir.open(target, require_weights=False)
+        config = load_config_text(run_dir.read_config_text(), str(run_dir.file(CONFIG_FILE))).config
+        try:
+            model = Sequential.from_json(run_dir.read_model(), seed=config.seed, shapes_only=True)
+        except TrainctlError as error:
+            raise ArtifactError(f"{run_dir.file('model.json')}: {error}") from None
+    else:
+        loaded = load_config(target, overrides)
+        config = loaded.config
+        model = build_model(config, loaded, shapes_only=True)
+    return model, config
+
+
+def describe_model(model, config):
+    from trainctl.nn.model import weights_nbytes
+
+    rows = model.summary_rows()
+    totals = model.param_totals()
+    weights = [(w.name, list(w.value.shape)) for w in model.weights]
+    optimizer = config.optimizer.to_dict()
+    optimizer_text = optimizer.pop("type") + "".join(
+        f", {key}={value}" for key, value in optimizer.items() if value is not None)
+    extras = {
+        "Optimizer": optimizer_text,
+        "Loss": config.loss,
+        "Metrics": ", ".join(config.metrics) or "none",
+        "FLOPs per sample (forward)": f"{model.flops_per_sample():,}",
+        "Weights size": f"{weights_nbytes(model):,} bytes",
+    }
+    from trainctl.runs.budget import format_bytes, training_estimate
+
+    estimate = training_estimate(model, config, None)
+    extras[f"Training memory (estimate, batch {config.fit.batch_size}, without data)"] = (
+        f"{format_bytes(estimate.total)} ({estimate.breakdown()})")
+    return rows, totals, weights, extras

@@ -129,7 +129,7 @@ def train(
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="BLAS threads (default 1: faster for small layers; try 2 for wide layers and large batches)."),
     runs_root: Path = typer.Option(Path("runs"), "--runs-root", help="Where default run directories go."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this interrupted run directory from its newest checkpoint."),
-    force: bool = typer.Option(False, "--force", help="With --resume: accept a config that differs from the run's."),
+    force: bool = typer.Option(False, "--force", help="With --resume: accept a config that differs from the run's, or restart a run whose checkpoints are gone."),
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", min=1, help="Also checkpoint every N optimizer steps (always: every epoch)."),
     keep_checkpoints: Optional[int] = typer.Option(None, "--keep-checkpoints", min=1, help="Checkpoints kept (default 3)."),
     max_memory: Optional[str] = typer.Option(None, "--max-memory", help=MAX_MEMORY_HELP),

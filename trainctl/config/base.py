@@ -84,6 +84,22 @@ Seed = Annotated[int, Strict(), Field(ge=0, le=MAX_SEED)]
 IndexKey = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 
 
+def _run_file_name(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value  # the str type reports it
+    parts = value.replace("\\", "/").split("/")
+    if (not value.strip() or "\0" in value or value.startswith(("/", "~")) or ".." in parts
+            or (len(value) > 1 and value[1] == ":")):
+        raise ValueError(f"must be a file name inside the run directory (relative, without '..'), "
+                         f"got {value[:60]!r}")
+    return value
+
+
+# A file a callback writes: relative to the run directory and inside it (checked again after
+# symlinks when it is opened: trainctl.runs.files.inside_run).
+RunFileName = Annotated[str, BeforeValidator(_run_file_name), Field(min_length=1, max_length=255)]
+
+
 def bounded_int(*, ge: int | None = None, gt: int | None = None, le: int = MAX_COUNT) -> Any:
     """A strict integer field with these bounds (le defaults to MAX_COUNT)."""
     return Annotated[int, Strict(), Field(ge=ge, gt=gt, le=le)]

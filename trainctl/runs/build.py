@@ -72,7 +72,8 @@ def check_config(loaded, max_memory: int | None = None) -> None:
         preflight(config, model, Path(loaded.path).resolve().parent, max_memory, need_files=False)
     callbacks = build_callbacks(config)
     do_validation = validation_split_of(config) > 0 or getattr(config.data, "validation", None) is not None
-    check_monitors(callbacks, ["loss", *[m.log_key for m in model.metrics]], do_validation)
+    with located_in(loaded):
+        check_monitors(callbacks, ["loss", *[m.log_key for m in model.metrics]], do_validation)
 
 
 # -- data -----------------------------------------------------------------------------
@@ -167,7 +168,8 @@ def _prepare(loaded, config_dir: Path, init_from: Path | None = None, max_memory
     user_callbacks = build_callbacks(config)
     data = load_training_data(config, config_dir, model)
     do_validation = data.x_val is not None or data.validation_stream is not None
-    check_monitors(user_callbacks, log_keys(model), do_validation)
+    with located_in(loaded):
+        check_monitors(user_callbacks, log_keys(model), do_validation)
     if not any(isinstance(c, TerminateOnNaN) for c in user_callbacks):
         user_callbacks.append(TerminateOnNaN())  # on by default: a diverged run stops at once
     if init_from is not None:

@@ -34,3 +34,19 @@ CALLBACKS_FILE = "callbacks.safetensors"  # inside a resume checkpoint: the call
 EXPERIMENT_FILE = "experiment.json"
 RESULTS_FILE = "results.csv"
 RUNS_DIR = "runs"
+LOCK_FILE = ".lock"  # held (filelock) by the one process writing the run directory
+
+
+def inside(root, name: str, what: str):
+    """`root / name`, refused unless it stays inside `root` once symlinks are resolved (a
+    callback's file must not reach outside the run directory through `..` or a link)."""
+    from pathlib import Path
+
+    from trainctl.errors import TrainctlError
+
+    base = Path(root).resolve()
+    target = (base / name).resolve()
+    if target != base and base not in target.parents:
+        raise TrainctlError(f"{what}: {name!r} leads outside the run directory {base} (to {target}); "
+                            "give a file name inside it")
+    return target

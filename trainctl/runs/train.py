@@ -12,7 +12,7 @@ from typing import Any, Iterable
 from trainctl.data.baselines import forecast_baseline_line
 from trainctl.errors import ArtifactError, TrainctlError
 from trainctl.runs.build import _prepare, _Prepared, save_model_files
-from trainctl.runs.files import CONFIG_FILE, DATA_FILE, WEIGHT_HISTORY_FILE
+from trainctl.runs.files import CONFIG_FILE, DATA_FILE, HISTORY_FILE, WEIGHT_HISTORY_FILE
 from trainctl.train.callbacks import Callback, WeightHistory
 
 
@@ -80,6 +80,15 @@ def train_from_config(loaded, *, out: Path | None = None, runs_root: Path = Path
     return _run_training(run_dir, prepared, list(callbacks), settings, None, handle_signals)
 
 
+def _epochs_done(run_dir) -> int:
+    """Epoch rows in history.csv (0 when there is none or it cannot be read)."""
+    try:
+        lines = run_dir.file(HISTORY_FILE).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return 0
+    return max(0, len([line for line in lines if line.strip()]) - 1)
+
+
 def _config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
     if isinstance(old, dict) and isinstance(new, dict):
         found = []
@@ -110,7 +119,10 @@ def resume_training(run_path: Path, *, config_path: Path | None = None, override
     from trainctl.runs.files import STATE_FILE
     from trainctl.runs.rundir import RunDir
 
+    from trainctl.runs.lock import lock_run_dir
+
     run_dir = RunDir.open(run_path, require_weights=False)
+    lock_run_dir(run_dir.path)  # two resumes of one run: the second is told who has it
     saved_source = str(run_dir.file(CONFIG_FILE))
     saved = load_config_text(run_dir.read_config_text(), saved_source)
     overrides = list(overrides)
@@ -154,6 +166,12 @@ def resume_training(run_path: Path, *, config_path: Path | None = None, override
         checkpoint = (str(path), files)
     elif run_dir.list_checkpoints():
         raise ArtifactError(f"{run_dir.checkpoints_path}: every checkpoint is damaged; cannot resume")
+    else:
+        done = _epochs_done(run_dir)
+        if done and not force:  # progress was made and its checkpoints are gone: say so, do not retrain silently
+            raise ArtifactError(f"{run_dir.path}: nothing to resume from: {run_dir.checkpoints_path.name}/ holds no "
+                                f"checkpoint, but {done} epoch{'s' if done != 1 else ''} were trained; pass --force "
+                                "to restart the run from the beginning")
     if changed:  # forced: the run continues under the new config
         from trainctl.config import config_to_yaml
 

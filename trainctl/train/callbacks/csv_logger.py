@@ -8,18 +8,19 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from trainctl.config.base import StrictModel
+from trainctl.config.base import RunFileName, StrictModel
 from trainctl.train.callbacks.base import CALLBACKS, Callback
 
 
 # -- CSV log ----------------------------------------------------------------------------
 class CSVLogger(Callback):
     """One row per epoch (Keras CSVLogger): `epoch` (0-based, as Keras) then the log keys
-    sorted, `NA` for a key an epoch lacks. A relative `filename` is taken relative to
-    `base_dir` when the run code sets it (the run directory), else the working directory."""
+    sorted, `NA` for a key an epoch lacks. `filename` is relative to `base_dir` (the run
+    directory, set by the run code; the working directory when used without one) and must
+    stay inside it, also after symlinks are resolved."""
 
     class Params(StrictModel):
-        filename: str
+        filename: RunFileName
         separator: Annotated[str, Field(min_length=1, max_length=1)] = ","
         append: bool = False  # add to an existing file instead of overwriting it
 
@@ -33,8 +34,10 @@ class CSVLogger(Callback):
 
     @property
     def path(self) -> Path:
-        path = Path(self.filename)
-        return path if path.is_absolute() or self.base_dir is None else Path(self.base_dir) / path
+        from trainctl.runs.files import inside
+
+        return inside(Path(self.base_dir) if self.base_dir is not None else Path.cwd(), self.filename,
+                      "callbacks.csv_logger.filename")
 
     def on_train_begin(self, logs=None):
         from trainctl.errors import TrainctlError

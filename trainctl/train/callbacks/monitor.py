@@ -74,11 +74,19 @@ def check_monitors(callbacks: list[Callback], log_keys: list[str], do_validation
     from trainctl.train.callbacks.checkpoint import ModelCheckpoint
     from trainctl.train.callbacks.stopping import EarlyStopping, ReduceLROnPlateau
 
+    from trainctl.errors import ConfigValueError, TrainctlError
+
     params = {"metrics": list(log_keys), "do_validation": do_validation}
-    for callback in callbacks:
-        if isinstance(callback, EarlyStopping):
-            _check_monitor("early_stopping", callback.monitor, params)
-        elif isinstance(callback, ReduceLROnPlateau):
-            _check_monitor("reduce_lr_on_plateau", callback.monitor, params)
-        elif isinstance(callback, ModelCheckpoint) and callback.save_best_only:
-            _check_monitor("model_checkpoint", callback.monitor, params, per_batch=callback.save_freq != "epoch")
+    problems = []
+    for index, callback in enumerate(callbacks):  # the config's order: index i is callbacks.i
+        try:
+            if isinstance(callback, EarlyStopping):
+                _check_monitor("early_stopping", callback.monitor, params)
+            elif isinstance(callback, ReduceLROnPlateau):
+                _check_monitor("reduce_lr_on_plateau", callback.monitor, params)
+            elif isinstance(callback, ModelCheckpoint) and callback.save_best_only:
+                _check_monitor("model_checkpoint", callback.monitor, params, per_batch=callback.save_freq != "epoch")
+        except TrainctlError as error:  # placed at callbacks.<i>.monitor, so the CLI gives FILE:LINE:COL
+            problems.append((f"callbacks.{index}.monitor", str(error).split(": ", 1)[1]))
+    if problems:
+        raise ConfigValueError(problems)

@@ -45,6 +45,7 @@ class CSVLogger(Callback):
         path = self.path
         self._write_header = True
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)  # inside the run directory (checked by .path)
             if self.append and path.exists():
                 with open(path, encoding="utf-8") as existing:
                     self._write_header = not existing.readline()

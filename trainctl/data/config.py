@@ -191,7 +191,7 @@ class AddingProblemGenerator(_Generator):
     values. Predicting the mean (1.0) scores MSE ~0.167; a recurrent model gets near 0."""
 
     generator: _id("adding_problem")
-    length: Annotated[int, Field(ge=2)] = 30
+    length: bounded_int(ge=2) = 30
 
 
 GENERATOR_CONFIGS: dict[str, type[_Generator]] = {

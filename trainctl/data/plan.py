@@ -74,6 +74,18 @@ def _generator_plan(cfg: Any) -> SourcePlan:
         nbytes = nc * nf * gen64 + n * nf * per_value + n * 8
         drivers = [("n_samples", n * (nf + nc)), ("n_features", nf * (n + nc)), ("n_classes", nc * (n + nf))]
         return SourcePlan((nf,), nbytes, drivers, rows=n, n_classes=nc)
+    if cfg.generator == "time_series":  # windows cut from one series of n + window + horizon steps
+        window, horizon = cfg.window, cfg.horizon
+        nbytes = n * (window + horizon) * per_value + (n + window + horizon) * gen64 * 3
+        drivers = [("n_samples", n * (window + horizon)), ("window", window * n), ("horizon", horizon * n)]
+        return SourcePlan((window, 1), nbytes, drivers, rows=n, y_width=horizon)
+    if cfg.generator == "adding_problem":
+        length = cfg.length
+        return SourcePlan((length, 2), n * (2 * length + 1) * per_value, [("n_samples", n * length), ("length", length * n)],
+                          rows=n)
+    if cfg.generator not in ("polynomial", "sine", "moons", "circles", "spirals", "xor"):
+        # a generator this module does not know: no row shape (the loader checks it), a rough size
+        return SourcePlan(None, n * 64 * per_value, [("n_samples", n)], rows=n)
     n_classes = getattr(cfg, "n_classes", None) or (2 if cfg.generator in ("moons", "circles", "xor") else None)
     width = 2 if cfg.generator in ("moons", "circles", "spirals", "xor") else 1
     return SourcePlan((width,), n * (width + 1) * per_value * 2, [("n_samples", n)], rows=n, n_classes=n_classes)

@@ -8,7 +8,7 @@ from typing import Any, Callable, Literal
 
 from pydantic import model_validator
 
-from trainctl.config.base import FiniteFloat, PositiveInt, StrictModel
+from trainctl.config.base import FiniteFloat, PositiveInt, StrictModel, bounded_int
 from trainctl.train.callbacks.base import CALLBACKS, Callback
 from trainctl.train.callbacks.monitor import _MODE, _check_monitor, _finite, infer_mode
 
@@ -38,7 +38,7 @@ class ModelCheckpoint(Callback):
         every_n_epochs: PositiveInt = 1  # with save_freq 'epoch'
         keep_last: PositiveInt = 3  # checkpoints kept; older ones are removed
         initial_value_threshold: FiniteFloat | None = None  # Keras: the best to beat at the start
-        verbose: int = 0  # accepted for Keras; the display reports saves
+        verbose: bounded_int(ge=0, le=2) = 0  # accepted for Keras; the display reports saves
 
         @model_validator(mode="after")
         def _every_n_epochs_needs_epoch_saves(self):

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import Field
 
-from trainctl.config.base import FiniteFloat, NonNegativeFloat, NonNegativeInt, StrictModel
+from trainctl.config.base import FiniteFloat, NonNegativeFloat, NonNegativeInt, StrictModel, bounded_int
 from trainctl.train.callbacks.base import CALLBACKS, Callback
 from trainctl.train.callbacks.monitor import _MODE, _check_monitor, _copy_weights, infer_mode
 
@@ -33,7 +33,7 @@ class EarlyStopping(Callback):
         baseline: FiniteFloat | None = None  # the value to beat before patience restarts
         restore_best_weights: bool = False
         start_from_epoch: NonNegativeInt = 0  # Keras 3: epochs before monitoring starts
-        verbose: int = 0  # accepted for TF.js/Keras; the progress display reports the stop
+        verbose: bounded_int(ge=0, le=2) = 0  # accepted for TF.js/Keras; the progress display reports the stop
 
     def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0,
                  mode: str = "auto", baseline: float | None = None, restore_best_weights: bool = False,
@@ -146,7 +146,7 @@ class ReduceLROnPlateau(Callback):
         min_delta: NonNegativeFloat = 1e-4  # smaller changes are not improvements
         cooldown: NonNegativeInt = 0  # epochs after a reduction before counting again
         min_lr: NonNegativeFloat = 0.0  # lower bound on the learning rate
-        verbose: int = 0  # accepted for Keras; the display shows `lr`
+        verbose: bounded_int(ge=0, le=2) = 0  # accepted for Keras; the display shows `lr`
 
     def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10,
                  mode: str = "auto", min_delta: float = 1e-4, cooldown: int = 0, min_lr: float = 0.0,

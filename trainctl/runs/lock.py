@@ -38,6 +38,22 @@ def lock_run_dir(path: str | os.PathLike) -> None:
     os.replace(tmp, owner)
 
 
+def unlock_run_dir(path: str | os.PathLike) -> None:
+    """Release the lock taken by `lock_run_dir` and remove its files, so a finished run
+    directory holds only run files. (A process that fails without getting here loses the
+    lock when it exits; the files it leaves are harmless.)"""
+    path = Path(path)
+    lock = _held.pop(str(path.resolve()), None)
+    if lock is None:
+        return
+    for name in (OWNER_FILE, LOCK_FILE):  # owner first: a reader then says "(unknown)", never a stale PID
+        try:
+            (path / name).unlink()
+        except OSError:
+            pass
+    lock.release()
+
+
 def _owner(path: Path) -> str:
     try:
         text = (path / OWNER_FILE).read_text().strip()

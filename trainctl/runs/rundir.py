@@ -58,10 +58,10 @@ class RunDir(CheckpointStore):
         *,
         now: datetime | None = None,
     ) -> "RunDir":
-        """Make a new run directory, locked for this process (trainctl.runs.lock): `out` if
-        given (must be absent or empty), else runs_root/name/YYYYmmdd-HHMMSS, with -1, -2, ...
-        appended if that exists."""
-        from trainctl.runs.lock import lock_names, lock_run_dir
+        """Make a new run directory: `out` if given (must be absent or empty, but for the
+        lock files of trainctl.runs.lock), else runs_root/name/YYYYmmdd-HHMMSS, with -1, -2,
+        ... appended if that exists."""
+        from trainctl.runs.lock import lock_names
 
         if out is not None:
             path = Path(out)
@@ -71,7 +71,6 @@ class RunDir(CheckpointStore):
                 raise ArtifactError(f"cannot create run directory {path}: a file is in the way") from exc
             except OSError as exc:
                 raise ArtifactError(f"cannot create run directory {path}: {_reason(exc)}") from exc
-            lock_run_dir(path)  # before looking: a second train into the same --out is told who has it
             try:
                 if any(p.name not in lock_names() for p in path.iterdir()):
                     raise ArtifactError(f"run directory {path} already exists and is not empty")
@@ -97,7 +96,6 @@ class RunDir(CheckpointStore):
             except OSError as exc:
                 raise ArtifactError(f"cannot create run directory {path}: {_reason(exc)}") from exc
             _fsync_dir(parent)
-            lock_run_dir(path)
             return cls(path)
         raise ArtifactError(f"cannot create a run directory under {parent}: too many runs named {stamp}")
 

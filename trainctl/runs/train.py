@@ -73,11 +73,29 @@ def train_from_config(loaded, *, out: Path | None = None, runs_root: Path = Path
     stop after the current batch with a checkpoint (TrainingInterrupted)."""
     from trainctl.runs.rundir import RunDir
 
+    from trainctl.runs.lock import lock_run_dir, unlock_run_dir
+
     prepared = _prepare(loaded, Path(loaded.path).resolve().parent, init_from, max_memory)
-    run_dir = RunDir.create(runs_root, prepared.config.name, out)
-    settings = {"checkpoint_every": checkpoint_every, "keep_checkpoints": keep_checkpoints}
-    _write_run_files(run_dir, prepared, settings)
-    return _run_training(run_dir, prepared, list(callbacks), settings, None, handle_signals)
+    if out is not None:  # lock before looking: a second train into the same --out is told who has it
+        try:
+            Path(out).mkdir(parents=True, exist_ok=True)
+        except OSError:
+            pass  # RunDir.create reports it
+        else:
+            lock_run_dir(out)
+    try:
+        run_dir = RunDir.create(runs_root, prepared.config.name, out)
+        lock_run_dir(run_dir.path)  # for the life of the process (idempotent)
+    except BaseException:
+        if out is not None:
+            unlock_run_dir(out)
+        raise
+    try:
+        settings = {"checkpoint_every": checkpoint_every, "keep_checkpoints": keep_checkpoints}
+        _write_run_files(run_dir, prepared, settings)
+        return _run_training(run_dir, prepared, list(callbacks), settings, None, handle_signals)
+    finally:
+        unlock_run_dir(run_dir.path)
 
 
 def _epochs_done(run_dir) -> int:
@@ -111,18 +129,27 @@ def resume_training(run_path: Path, *, config_path: Path | None = None, override
     skipped: `warn(line)`), ending exactly where an uninterrupted run ends. The config is
     the run's saved one, or `config_path`, with `overrides`; one that differs from the
     saved config is refused unless `force`."""
+    from trainctl.runs.lock import lock_run_dir, unlock_run_dir
+    from trainctl.runs.rundir import RunDir
+
+    run_dir = RunDir.open(run_path, require_weights=False)
+    lock_run_dir(run_dir.path)  # two resumes of one run: the second is told who has it
+    try:
+        return _resume_locked(run_dir, config_path, overrides, force, callbacks, checkpoint_every,
+                              keep_checkpoints, handle_signals, warn, max_memory)
+    finally:
+        unlock_run_dir(run_dir.path)
+
+
+def _resume_locked(run_dir, config_path, overrides, force, callbacks, checkpoint_every, keep_checkpoints,
+                   handle_signals, warn, max_memory) -> TrainOutcome:
     import warnings
 
     from trainctl.config import config_hash, load_config, load_config_text
     from trainctl.runs.atomic import read_json
     from trainctl.runs.checkpoints import CheckpointWarning
     from trainctl.runs.files import STATE_FILE
-    from trainctl.runs.rundir import RunDir
 
-    from trainctl.runs.lock import lock_run_dir
-
-    run_dir = RunDir.open(run_path, require_weights=False)
-    lock_run_dir(run_dir.path)  # two resumes of one run: the second is told who has it
     saved_source = str(run_dir.file(CONFIG_FILE))
     saved = load_config_text(run_dir.read_config_text(), saved_source)
     overrides = list(overrides)

@@ -585,8 +585,8 @@ def test_check_monitors_before_training():
     from trainctl.train.callbacks import check_monitors
 
     check_monitors([EarlyStopping(), ReduceLROnPlateau(monitor="acc"), TerminateOnNaN()], ["loss", "acc"], True)
-    with pytest.raises(TrainctlError, match="callbacks.reduce_lr_on_plateau.monitor: 'val_loss' needs validation"):
+    with pytest.raises(TrainctlError, match="callbacks.0.monitor: 'val_loss' needs validation"):
         check_monitors([ReduceLROnPlateau()], ["loss"], False)
     check_monitors([ModelCheckpoint()], ["loss"], False)  # not save_best_only: the monitor is unused
-    with pytest.raises(TrainctlError, match="callbacks.model_checkpoint.monitor: 'mae' is not logged"):
+    with pytest.raises(TrainctlError, match="callbacks.0.monitor: 'mae' is not logged"):
         check_monitors([ModelCheckpoint(save_best_only=True, monitor="mae")], ["loss"], False)

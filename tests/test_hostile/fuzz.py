@@ -169,6 +169,34 @@ def run_case(args: list[str], cwd: Path, timeout: float) -> dict:
             "seconds": round(time.perf_counter() - start, 2)}
 
 
+REFUSE_WORDS = ("units-bool", "units-str", "units-huge", "csvlogger", "monitor-typo", "both-spellings",
+                "input-vs-data", "latin1", "notzip", "lying", "secret", "model.json")
+
+
+def should_refuse(name: str) -> bool:
+    """Inputs that must be refused: sizes past the bounds, booleans and strings for integers,
+    and every named hostile file or config."""
+    if any(word in name for word in REFUSE_WORDS):
+        return True
+    value = name.rsplit("=", 1)[-1] if "=" in name else ""
+    return value in ("true", "'16'") or (value.isdigit() and len(value) >= 12)
+
+
+def table(results: list) -> dict[str, int]:
+    """tried / clean errors / tracebacks / blow-ups / wrongly accepted (exit 0 or still running
+    on an input that must be refused)."""
+    counts = {"tried": len(results), "clean": 0, "traceback": 0, "blowup": 0, "wrongly accepted": 0}
+    for name, result in results:
+        verdict = result["verdict"]
+        if verdict in ("clean", "clean-multiline"):
+            counts["clean"] += 1
+        elif verdict in ("traceback", "blowup"):
+            counts[verdict] += 1
+        elif should_refuse(name):
+            counts["wrongly accepted"] += 1
+    return counts
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=3)
@@ -186,10 +214,12 @@ def main() -> int:
     counts: dict[str, int] = {}
     for name, result in results:
         counts[result["verdict"]] = counts.get(result["verdict"], 0) + 1
-    bad = [(name, r) for name, r in results if r["verdict"] not in ("ok", "clean", "running")]
+    bad = [(name, r) for name, r in results if r["verdict"] not in ("ok", "clean", "running")
+           or (r["verdict"] in ("ok", "running") and should_refuse(name))]
     for name, r in bad:
         print(f"{r['verdict']:16} {name}: {' '.join(r['stderr'])[:160]}")
     print(f"inputs tried: {len(results)}; " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+    print("table: " + ", ".join(f"{k} {v}" for k, v in table(results).items()))
     if options.json:
         options.json.write_text(json.dumps({"counts": counts, "results": results}, indent=1))
     shutil.rmtree(root, ignore_errors=True)

@@ -94,9 +94,9 @@ def _limit_threads(threads: Optional[int]) -> None:
     os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")  # idle BLAS workers sleep: see trainctl/__init__.py
 
 
-def _usage_error(message: str) -> typer.Exit:
+def _usage_error(message: str, usage: str = "train [OPTIONS] CONFIG") -> typer.Exit:
     """A usage mistake the parser cannot see (options that exclude each other): exit code 2."""
-    _stderr().print(f"Usage: trainctl train [OPTIONS] CONFIG\nError: {message}", highlight=False, markup=False)
+    _stderr().print(f"Usage: trainctl {usage}\nError: {message}", highlight=False, markup=False)
     return typer.Exit(2)
 
 
@@ -313,9 +313,11 @@ def experiment(
     from trainctl.experiment.security import ClusterSecurity
 
     if scheduler is None and any(p is not None for p in (tls_ca, tls_cert, tls_key)):
-        raise _usage_error("--tls-ca/--tls-cert/--tls-key apply to --scheduler (the local cluster makes its own)")
+        raise _usage_error("--tls-ca/--tls-cert/--tls-key apply to --scheduler (the local cluster makes its own)",
+                           "experiment [OPTIONS] FILE")
     if scheduler is not None and dashboard:
-        raise _usage_error("--dashboard applies to the local cluster; a --scheduler serves its own")
+        raise _usage_error("--dashboard applies to the local cluster; a --scheduler serves its own",
+                           "experiment [OPTIONS] FILE")
     security = ClusterSecurity(dashboard=dashboard, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
     from trainctl.cli.render import ExperimentProgressLine, mean_std, render_compare_table
     from trainctl.experiment.runner import run_experiment

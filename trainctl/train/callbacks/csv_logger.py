@@ -15,9 +15,9 @@ from trainctl.train.callbacks.base import CALLBACKS, Callback
 # -- CSV log ----------------------------------------------------------------------------
 class CSVLogger(Callback):
     """One row per epoch (Keras CSVLogger): `epoch` (0-based, as Keras) then the log keys
-    sorted, `NA` for a key an epoch lacks. `filename` is relative to `base_dir` (the run
-    directory, set by the run code; the working directory when used without one) and must
-    stay inside it, also after symlinks are resolved."""
+    sorted, `NA` for a key an epoch lacks. In a run (`base_dir` set by the run code to the run
+    directory) `filename` is relative to it and must stay inside it, also after symlinks are
+    resolved; used from Python without a run directory, it is the caller's path."""
 
     class Params(StrictModel):
         filename: RunFileName
@@ -36,8 +36,9 @@ class CSVLogger(Callback):
     def path(self) -> Path:
         from trainctl.runs.files import inside
 
-        return inside(Path(self.base_dir) if self.base_dir is not None else Path.cwd(), self.filename,
-                      "callbacks.csv_logger.filename")
+        if self.base_dir is None:  # the Python API without a run directory: the caller's path
+            return Path(self.filename)
+        return inside(Path(self.base_dir), self.filename, "callbacks.csv_logger.filename")
 
     def on_train_begin(self, logs=None):
         from trainctl.errors import TrainctlError
@@ -45,7 +46,8 @@ class CSVLogger(Callback):
         path = self.path
         self._write_header = True
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)  # inside the run directory (checked by .path)
+            if self.base_dir is not None:  # a subdirectory of the run directory (checked by .path)
+                path.parent.mkdir(parents=True, exist_ok=True)
             if self.append and path.exists():
                 with open(path, encoding="utf-8") as existing:
                     self._write_header = not existing.readline()

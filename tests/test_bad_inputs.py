@@ -77,8 +77,8 @@ CONFIGS = [
     ("missing model", GOOD.replace("model:\n  layers:\n    - {type: dense, units: 8, activation: relu, input_shape: [4]}\n    - {type: dense, units: 3, activation: softmax}\n", ""), LOC + r".*model"),
     ("no layers", GOOD.replace("  layers:\n    - {type: dense, units: 8, activation: relu, input_shape: [4]}\n    - {type: dense, units: 3, activation: softmax}\n", "  layers: []\n"), LOC + r": model\.layers"),
     ("loss vs output width", GOOD.replace("units: 3, activation: softmax", "units: 1, activation: sigmoid"), r"cfg\.yaml.*loss|loss: categorical_crossentropy needs"),
-    ("monitor never logged", GOOD + "callbacks: [{type: early_stopping, monitor: val_loss}]\n", LOC + r": callbacks\.0\.monitor: 'val_loss' needs validation data"),
-    ("monitor misspelled", GOOD + "callbacks: [{type: reduce_lr_on_plateau, monitor: acuracy}]\n", LOC + r": callbacks\.0\.monitor: 'acuracy' is not logged"),
+    ("monitor never logged", GOOD + "callbacks: [{type: early_stopping, monitor: val_loss}]\n", r"callbacks\.early_stopping\.monitor: 'val_loss' needs validation data"),
+    ("monitor misspelled", GOOD + "callbacks: [{type: reduce_lr_on_plateau, monitor: acuracy}]\n", r"callbacks\.reduce_lr_on_plateau\.monitor: 'acuracy' is not logged"),
     ("class weight negative", GOOD.replace("batch_size: 16", "batch_size: 16, class_weight: {0: -1}"), LOC + r": fit\.class_weight"),
 ]
 

@@ -139,7 +139,7 @@ def test_resume_without_checkpoints_says_so_and_force_restarts(tmp_path):
 
 ERRORS = [
     ("monitor typo", BASE + "callbacks: [{type: early_stopping, monitor: val_los}]\n",
-     LOC + r"callbacks\.0\.monitor: 'val_los' is not logged; available: loss, accuracy, val_loss, val_accuracy"),
+     LOC + r"callbacks\.early_stopping\.monitor: 'val_los' is not logged; available: loss, accuracy, val_loss, val_accuracy"),
     ("both spellings", BASE.replace("batch_size: 16", "batch_size: 16, batchSize: 8"),
      LOC + r"fit\.batch_size: 'batchSize' and 'batch_size' are two spellings of one key; give it once"),
     ("input_shape vs data", BASE.replace("input_shape: [4]", "input_shape: [5]"),

@@ -28,9 +28,8 @@ def test_callback_files_cannot_reach_outside_the_run_directory(tmp_path):
     before = sha256(victim)
     (tmp_path / "elsewhere").mkdir()
     cases = {
-        "absolute": (str(victim), LOC + r"callbacks\.0\.filename: must be a file name inside the run directory"),
-        "dotdot": ("../../victim.txt", LOC + r"callbacks\.0\.filename: must be a file name inside the run directory"),
-        "home": ("~/victim.txt", LOC + r"callbacks\.0\.filename: must be a file name inside"),
+        "absolute": (str(victim), LOC + r"callbacks\.0: csv_logger writes .*: a callback writes inside the run directory"),
+        "dotdot": ("../../victim.txt", LOC + r"callbacks\.0: csv_logger writes .*: a callback writes inside the run directory"),
     }
     jobs = []
     for name, (filename, pattern) in cases.items():

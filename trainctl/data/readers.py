@@ -160,7 +160,7 @@ class CsvTable:
         if hint:
             suffix = f"; did you mean {excerpt(hint)}?"
         elif len(self.columns) <= 20 and sum(map(len, self.columns)) <= 200:
-            suffix = f"; columns are: {', '.join(excerpt(c) for c in self.columns)}"
+            suffix = f"; columns are: {', '.join(excerpt(c)[1:-1] for c in self.columns)}"
         else:  # a header this long is probably not a header: do not echo the file
             suffix = f"; the first line has {len(self.columns)} columns (is this the right file?)"
         raise DataError(f"{self.shown}: unknown column {column!r}{suffix}")

@@ -30,7 +30,7 @@ def lock_run_dir(path: str | os.PathLike) -> None:
         raise ArtifactError(f"{path} is being written by process {_owner(path)}; wait for it to finish "
                             "(or use another --out)") from None
     except OSError as error:
-        raise ArtifactError(f"cannot lock run directory {path}: {error.strerror or error}") from None
+        raise ArtifactError(f"cannot write {path}: {error.strerror or error}") from None
     _held[key] = lock
     owner = path / OWNER_FILE
     tmp = path / f"{OWNER_FILE}.{os.getpid()}"

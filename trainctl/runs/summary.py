@@ -55,10 +55,4 @@ def describe_model(model, config=None):
         extras["Metrics"] = ", ".join(compiled["metrics"]) or "none"
     extras["FLOPs per sample (forward)"] = f"{model.flops_per_sample():,}"
     extras["Weights size"] = f"{weights_nbytes(model):,} bytes"
-    if config is not None:
-        from trainctl.runs.budget import format_bytes, training_estimate
-
-        estimate = training_estimate(model, config, None)
-        extras[f"Training memory (estimate, batch {config.fit.batch_size}, without data)"] = (
-            f"{format_bytes(estimate.total)} ({estimate.breakdown()})")
     return rows, totals, weights, extras

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from trainctl.config.base import RunFileName, StrictModel
+from trainctl.config.base import StrictModel
 from trainctl.train.callbacks.base import Callback, RunContext, register
 
 
@@ -21,7 +21,7 @@ class CSVLogger(Callback):
     resolved; used from Python without a run directory, it is the caller's path."""
 
     class Params(StrictModel):
-        filename: RunFileName
+        filename: str  # checked to stay in the run directory (runs.build.check_callback_files, .path)
         separator: Annotated[str, Field(min_length=1, max_length=1)] = ","
         append: bool = False  # add to an existing file instead of overwriting it
 

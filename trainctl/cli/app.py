@@ -96,10 +96,22 @@ def _set_threads(threads: Optional[int]) -> None:
     set_threads(threads or DEFAULT_THREADS)
 
 
-def _usage_error(message: str) -> typer.Exit:
+def _usage_error(message: str, usage: str = "train [OPTIONS] CONFIG") -> typer.Exit:
     """A usage mistake the parser cannot see (options that exclude each other): exit code 2."""
-    _stderr().print(f"Usage: trainctl train [OPTIONS] CONFIG\nError: {message}", highlight=False, markup=False)
+    _stderr().print(f"Usage: trainctl {usage}\nError: {message}", highlight=False, markup=False)
     return typer.Exit(2)
+
+
+MAX_MEMORY_HELP = ("Refuse to start when the estimated peak memory passes this (2GiB, 512MiB; "
+                   "default: the memory available now).")
+
+
+def _max_memory(text: Optional[str]) -> Optional[int]:
+    if text is None:
+        return None
+    from trainctl.runs.budget import parse_size
+
+    return parse_size(text)
 
 
 SET_HELP = "Override a config key: --set fit.epochs=10, --set model.layers.0.units=64 (repeatable)."
@@ -120,9 +132,10 @@ def train(
     keep_denormals: bool = typer.Option(False, "--keep-denormals", help="Keep IEEE denormal arithmetic (default: flush to zero, as torch.set_flush_denormal; same as --set fit.flush_denormals=false)."),
     runs_root: Path = typer.Option(Path("runs"), "--runs-root", help="Where default run directories go."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this interrupted run directory from its newest checkpoint."),
-    force: bool = typer.Option(False, "--force", help="With --resume: accept a config that differs from the run's."),
+    force: bool = typer.Option(False, "--force", help="With --resume: accept a config that differs from the run's, or restart a run whose checkpoints are gone."),
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", min=1, help="Also checkpoint every N optimizer steps (always: every epoch)."),
     keep_checkpoints: Optional[int] = typer.Option(None, "--keep-checkpoints", min=1, help="Resume checkpoints kept (default: 3 while training, the last once the run finishes)."),
+    max_memory: Optional[str] = typer.Option(None, "--max-memory", help=MAX_MEMORY_HELP),
 ) -> None:
     """Train a model from a YAML config and write a run directory (or --resume one)."""
     from trainctl.cli.render import ProgressDisplay, render_summary_line
@@ -131,6 +144,7 @@ def train(
     overrides = [*set_, f"seed={seed}"] if seed is not None else set_
     if keep_denormals:
         overrides = [*overrides, "fit.flush_denormals=false"]
+    memory_limit = _max_memory(max_memory)
 
     if resume is None and config is None:
         raise _usage_error("Missing argument 'CONFIG' (or --resume RUN_DIR to continue a run).")
@@ -164,11 +178,13 @@ def train(
             if resume is not None:
                 outcome = resume_training(resume, config_path=config, overrides=overrides, force=force,
                                           callbacks=[display], checkpoint_every=checkpoint_every,
-                                          keep_checkpoints=keep_checkpoints, handle_signals=True, warn=warn)
+                                          keep_checkpoints=keep_checkpoints, handle_signals=True, warn=warn,
+                                          max_memory=memory_limit)
             else:
                 outcome = train_from_config(loaded, out=out, runs_root=runs_root, init_from=init_from,
                                             callbacks=[display], checkpoint_every=checkpoint_every,
-                                            keep_checkpoints=keep_checkpoints, handle_signals=True)
+                                            keep_checkpoints=keep_checkpoints, handle_signals=True,
+                                            max_memory=memory_limit)
     except TrainingInterrupted as stop:
         import shlex
         import signal
@@ -229,13 +245,15 @@ def validate(
     config: Path = typer.Argument(..., help="The YAML config to check."),
     set_: List[str] = typer.Option([], "--set", help=SET_HELP),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config."),
+    max_memory: Optional[str] = typer.Option(None, "--max-memory", help=MAX_MEMORY_HELP),
 ) -> None:
     """Check a config (schema, ids, model shapes, loss vs output); print "ok" or every error."""
     from trainctl.config import config_to_yaml, load_config
     from trainctl.runs.build import check_config
 
+    limit = _max_memory(max_memory)
     loaded = load_config(config, set_)
-    check_config(loaded)
+    check_config(loaded, limit)
     if print_config:
         sys.stdout.write(config_to_yaml(loaded.config))
     else:
@@ -248,12 +266,13 @@ def predict(
     run_dir: Path = typer.Argument(..., help="A run directory written by trainctl train."),
     input: Path = typer.Option(..., "--input", "-i", help="Inputs: .npy, .npz (key x or the only array) or .csv."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write predictions to .npy or .csv (default: print)."),
-    batch_size: int = typer.Option(256, "--batch-size", min=1, help="Rows per forward pass (bounds memory)."),
+    batch_size: int = typer.Option(256, "--batch-size", min=1, max=1 << 24, help="Rows per forward pass (bounds memory)."),
+    max_memory: Optional[str] = typer.Option(None, "--max-memory", help=MAX_MEMORY_HELP),
 ) -> None:
     """Run a trained model on new inputs."""
     from trainctl.runs.inference import open_run, predict_file
 
-    run = open_run(run_dir)
+    run = open_run(run_dir, _max_memory(max_memory))
     result = predict_file(run, input, output, batch_size)
     if output is None:
         from trainctl.cli.render import render_predictions
@@ -268,13 +287,14 @@ def predict(
 def evaluate(
     run_dir: Path = typer.Argument(..., help="A run directory written by trainctl train."),
     data: Optional[Path] = typer.Option(None, "--data", help="Evaluate on this file (.csv/.npy/.npz) instead of the run's validation data."),
-    batch_size: int = typer.Option(256, "--batch-size", min=1),
+    batch_size: int = typer.Option(256, "--batch-size", min=1, max=1 << 24),
+    max_memory: Optional[str] = typer.Option(None, "--max-memory", help=MAX_MEMORY_HELP),
 ) -> None:
     """Loss and metrics of a trained model, as a table."""
     from trainctl.cli.render import render_metrics_table
     from trainctl.runs.inference import evaluate_run, open_run
 
-    run = open_run(run_dir)
+    run = open_run(run_dir, _max_memory(max_memory))
     title, metrics = evaluate_run(run, data, batch_size)
     render_metrics_table(_stdout(), title, metrics)
 
@@ -390,15 +410,31 @@ def experiment(
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Address of an existing dask scheduler (tcp://host:8786)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the runs and their overrides; run nothing."),
     out: Optional[Path] = typer.Option(None, "--out", help="Experiment directory (default experiments/<name>)."),
+    dashboard: bool = typer.Option(False, "--dashboard", help="Serve the local cluster's dask dashboard on 127.0.0.1:8787 (off by default)."),
+    tls_ca: Optional[Path] = typer.Option(None, "--tls-ca", help="With --scheduler tls://...: the CA file that signed the scheduler's certificate."),
+    tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", help="With --scheduler: this client's certificate."),
+    tls_key: Optional[Path] = typer.Option(None, "--tls-key", help="With --scheduler: this client's private key."),
 ) -> None:
-    """Run every variant of a config (grid, random search, seeds) on dask and compare them."""
-    from trainctl.cli.render import ExperimentProgressLine, mean_std, render_compare_table
+    """Run every variant of a config (grid, random search, seeds) on dask and compare them.
+
+    The local cluster listens on 127.0.0.1 over TLS with a per-run certificate. An
+    unauthenticated --scheduler address is shell access for anyone who can reach it."""
     from trainctl.experiment.runner import run_experiment
+    from trainctl.experiment.security import ClusterSecurity
+
+    if scheduler is None and any(p is not None for p in (tls_ca, tls_cert, tls_key)):
+        raise _usage_error("--tls-ca/--tls-cert/--tls-key apply to --scheduler (the local cluster makes its own)",
+                           "experiment [OPTIONS] FILE")
+    if scheduler is not None and dashboard:
+        raise _usage_error("--dashboard applies to the local cluster; a --scheduler serves its own",
+                           "experiment [OPTIONS] FILE")
+    security = ClusterSecurity(dashboard=dashboard, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
+    from trainctl.cli.render import ExperimentProgressLine, mean_std, render_compare_table
 
     console = _stdout()
     with ExperimentProgressLine(console) as progress:
         result = run_experiment(file, workers=workers, scheduler=scheduler, dry_run=dry_run, out=out,
-                                progress=None if dry_run else progress)
+                                progress=None if dry_run else progress, security=security)
     if dry_run:
         for run in result.runs:
             overrides = " ".join(f"{key}={value}" for key, value in run.overrides.items())

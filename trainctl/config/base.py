@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from collections.abc import Mapping
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError
 from pydantic.alias_generators import to_camel
 
 from trainctl.errors import TrainctlError
@@ -70,8 +70,39 @@ FiniteFloat = Annotated[float, BeforeValidator(_finite)]
 PositiveFloat = Annotated[float, Field(gt=0), BeforeValidator(_finite)]
 NonNegativeFloat = Annotated[float, Field(ge=0), BeforeValidator(_finite)]
 UnitInterval = Annotated[float, Field(ge=0, lt=1), BeforeValidator(_finite)]  # rates like dropout
-PositiveInt = Annotated[int, Field(gt=0)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
+# Integer fields are strict (`units: true` or `units: '16'` is an error, not 1 or 16) and
+# bounded: a count or size above 2^31 - 1 cannot be indexed by the kernels' int32 loops and
+# never fits in memory as floats; what fits below the bound is checked by the memory estimate
+# (trainctl.runs.budget) before anything is allocated.
+MAX_COUNT = 2**31 - 1
+MAX_SEED = 2**32 - 1  # numpy's and TF's seed range
+PositiveInt = Annotated[int, Strict(), Field(gt=0, le=MAX_COUNT)]
+NonNegativeInt = Annotated[int, Strict(), Field(ge=0, le=MAX_COUNT)]
+Size = PositiveInt  # an axis length (input_shape, target_shape)
+Seed = Annotated[int, Strict(), Field(ge=0, le=MAX_SEED)]
+# A dict key read back from JSON is a string ("0"): lax, but bounded and never a bool.
+IndexKey = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+
+
+def _run_file_name(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value  # the str type reports it
+    parts = value.replace("\\", "/").split("/")
+    if (not value.strip() or "\0" in value or value.startswith(("/", "~")) or ".." in parts
+            or (len(value) > 1 and value[1] == ":")):
+        raise ValueError(f"must be a file name inside the run directory (relative, without '..'), "
+                         f"got {value[:60]!r}")
+    return value
+
+
+# A file a callback writes: relative to the run directory and inside it (checked again after
+# symlinks when it is opened: trainctl.runs.files.inside_run).
+RunFileName = Annotated[str, BeforeValidator(_run_file_name), Field(min_length=1, max_length=255)]
+
+
+def bounded_int(*, ge: int | None = None, gt: int | None = None, le: int = MAX_COUNT) -> Any:
+    """A strict integer field with these bounds (le defaults to MAX_COUNT)."""
+    return Annotated[int, Strict(), Field(ge=ge, gt=gt, le=le)]
 
 
 def typed_spec(registry: Registry, *, allow_null: bool = False) -> Any:

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from trainctl.config.problems import Problem, raise_problems
+from trainctl.config.problems import Problem, raise_problems, show
 
 MAX_FILE_BYTES = 1024 * 1024  # a config is a page of YAML; 1 MB is a mistake (and ~5 s to parse)
 MAX_ALIAS_EXPANSION = 100_000  # values produced through aliases before we call it a bomb
@@ -201,18 +201,21 @@ class _Builder:
         if tag == "bool":
             return text.lower() == "true"
         if tag == "int":
+            if len(text) > 40:  # past any sane count; int() of 5,000 digits is refused anyway
+                self.problem(mark, path, f"an integer of {len(text.lstrip('+-'))} digits is far too large")
+                return None
             try:
                 return _parse_int(text)
             except ValueError:
-                self.problem(mark, path, f"!!int {text!r} is not an integer")
+                self.problem(mark, path, f"!!int {show(text)} is not an integer")
                 return None
         if tag == "float":
             try:
                 return _parse_float(text)
             except ValueError:
-                self.problem(mark, path, f"!!float {text!r} is not a number")
+                self.problem(mark, path, f"!!float {show(text)} is not a number")
                 return None
-        self.problem(mark, path, f"'{text}' cannot be used as a value here")
+        self.problem(mark, path, f"{show(text)} cannot be used as a value here")
         return None
 
     def sequence(self, node: SequenceNode, path: str) -> list[Any]:

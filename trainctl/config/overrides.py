@@ -69,7 +69,7 @@ def parse_overrides_collecting(items: Iterable[str]) -> tuple[list[Override], li
         document = parse_yaml(value_text, f"--set {path_text}", allow_empty=True)
         if document.problems:
             problems.extend(Problem(p.source, None, None, "", f"{p.message} (in the value "
-                                    f"{value_text!r})", rank=rank) for p in document.problems)
+                                    f"{show(value_text)})", rank=rank) for p in document.problems)
             continue
         overrides.append(Override(path, document.data, index))
     return overrides, problems

@@ -71,6 +71,8 @@ def show(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, float) and not math.isfinite(value):
         return ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
+    if isinstance(value, int) and value.bit_length() > 64:  # 10**1000: say its size, not its digits
+        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, str):

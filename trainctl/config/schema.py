@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SerializeAsAny, ValidationError
+from pydantic.alias_generators import to_camel
 
-from trainctl.config.base import NonNegativeFloat, NonNegativeInt, PositiveInt, StrictModel, UnitInterval
+from trainctl.config.base import (MAX_COUNT, IndexKey, NonNegativeFloat, NonNegativeInt, PositiveInt, Seed, StrictModel,
+                                  UnitInterval, bounded_int)
 from trainctl.config.problems import RawProblem, describe, show
 from trainctl.registry import Registry, UnknownIdError, did_you_mean, snake_case
 
@@ -61,7 +63,7 @@ _YIELD_WORDS = ("auto", "batch", "epoch", "never")
 def _yield_every(value: Any) -> Any:
     if isinstance(value, str) and value in _YIELD_WORDS:
         return value
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT:
         return value
     raise ValueError(f"must be 'auto', 'batch', 'epoch', 'never' or a number of milliseconds "
                      f">= 0, got {show(value)}")
@@ -83,12 +85,12 @@ class FitConfig(StrictModel):
     validation_batch_size: PositiveInt | None = None  # None: same as batch_size
     validation_freq: PositiveInt = 1  # validate every n-th epoch
     initial_epoch: NonNegativeInt = 0  # epoch to start from (resuming)
-    class_weight: dict[NonNegativeInt, NonNegativeFloat] | None = None  # class index → weight
+    class_weight: dict[IndexKey, NonNegativeFloat] | None = None  # class index → weight
     steps_per_epoch: PositiveInt | None = None  # Keras name; None: one pass over the data
     validation_steps: PositiveInt | None = None  # Keras name; None: all validation data
     batches_per_epoch: PositiveInt | None = None  # TF.js fitDataset name of steps_per_epoch
     validation_batches: PositiveInt | None = None  # TF.js fitDataset name of validation_steps
-    verbose: Annotated[int, Field(ge=0, le=2)] = 1  # Keras: 0 no display, 1 live bar (a line per epoch when piped), 2 a line per epoch
+    verbose: bounded_int(ge=0, le=2) = 1  # Keras: 0 no display, 1 live bar (a line per epoch when piped), 2 a line per epoch
     yield_every: YieldEvery = "auto"  # accepted for TF.js; there is no event loop to yield to
     # trainctl: flush-to-zero/denormals-are-zero on the training thread (x86-64), as
     # torch.set_flush_denormal(True): values below 1.18e-38 (float32) become 0 instead of
@@ -121,7 +123,7 @@ class Config(StrictModel):
     dispatches layers, optimizer, callbacks, loss, metrics and data to their registries."""
 
     name: Annotated[str, BeforeValidator(_run_name)]
-    seed: NonNegativeInt = 0  # drives every random stream (trainctl.seeding)
+    seed: Seed = 0  # drives every random stream (trainctl.seeding)
     model: ModelConfig
     optimizer: TypedSpec
     loss: str
@@ -337,6 +339,12 @@ def pydantic_problems(error: ValidationError, raw: Any, prefix: Path,
             if len(path) == 1:
                 choices = sorted(set(choices) | set(extra_keys))
             hint = did_you_mean(str(key), choices) if choices else None
+            name = snake_case(str(key))
+            if name in choices:  # `batch_size` beside `batchSize`: pydantic keeps one, calls the other unknown
+                other = to_camel(name) if str(key) == name else name
+                problems.append(RawProblem(full, "key", f"{other!r} and {str(key)!r} are two spellings of "
+                                           "one key; give it once"))
+                continue
             if hint:
                 message = f"unknown key {str(key)!r}; did you mean {hint!r}?"
             elif choices:

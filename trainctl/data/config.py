@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BeforeValidator, Field, PlainValidator, field_validator, model_validator
+from pydantic import BeforeValidator, Field, PlainValidator, field_validator, model_validator, Strict
 
 from trainctl.config.base import (
     _finite,
@@ -31,13 +31,14 @@ from trainctl.config.base import (
     PositiveInt,
     StrictModel,
     UnitInterval,
+    bounded_int,
 )
 from trainctl.registry import did_you_mean, snake_case
 
 # How class labels become targets. auto: one-hot for 3+ classes, a single 0/1 column for
 # 2 (binary_crossentropy); when the loss is known it decides (sparse_* → sparse indices).
 LabelMode = Literal["auto", "one_hot", "sparse", "binary", "none"]
-Column = Union[int, str]  # a column by header name, or by 0-based index (negative from the end)
+Column = Union[Annotated[int, Strict()], str]  # a column by header name, or by 0-based index (negative from the end)
 Shape = list[PositiveInt]
 
 
@@ -124,7 +125,7 @@ class BlobsGenerator(_Generator):
 
     generator: _id("blobs")
     n_features: PositiveInt = 2
-    n_classes: Annotated[int, Field(ge=2)] = 3
+    n_classes: bounded_int(ge=2) = 3
     cluster_std: PositiveFloat = 1.0
     center_box: tuple[FiniteFloat, FiniteFloat] = (-10.0, 10.0)
 
@@ -148,7 +149,7 @@ class SpiralsGenerator(_Generator):
     """n_classes interleaved arms of an Archimedean spiral (the cs231n / playground spiral)."""
 
     generator: _id("spirals")
-    n_classes: Annotated[int, Field(ge=2)] = 2
+    n_classes: bounded_int(ge=2) = 2
     turns: PositiveFloat = 1.0
     noise: NonNegativeFloat = 0.1
 
@@ -167,7 +168,7 @@ class TeacherGenerator(_Generator):
 
     generator: _id("teacher")
     n_features: PositiveInt = 784
-    n_classes: Annotated[int, Field(ge=2)] = 10
+    n_classes: bounded_int(ge=2) = 10
     hidden: PositiveInt = 32
 
 
@@ -211,7 +212,7 @@ class AddingProblemGenerator(_Generator):
     values. Predicting the mean (1.0) scores MSE ~0.167; a recurrent model gets near 0."""
 
     generator: _id("adding_problem")
-    length: Annotated[int, Field(ge=2)] = 30
+    length: bounded_int(ge=2) = 30
 
 
 GENERATOR_CONFIGS: dict[str, type[_Generator]] = {
@@ -447,7 +448,7 @@ class OneHot(StrictModel):
     """y class indices [n, 1] ← one-hot [n, num_classes]."""
 
     type: _id("one_hot")
-    num_classes: Annotated[int, Field(ge=2)] | None = None  # default: from the training labels
+    num_classes: bounded_int(ge=2) | None = None  # default: from the training labels
 
 
 class Flatten(StrictModel):

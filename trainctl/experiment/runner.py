@@ -124,17 +124,21 @@ def _plan_runs(experiment: Experiment, directory: Path) -> tuple[list[RunResult]
     return runs, stale
 
 
-def _open_client(workers: int, scheduler: str | None):
-    """(client, cluster or None). LocalCluster workers are spawned processes, one thread each."""
+def _open_client(workers: int, scheduler: str | None, cluster_security: Any = None):
+    """(client, cluster or None). LocalCluster workers are spawned processes, one thread each;
+    see trainctl/experiment/security.py for who may talk to them."""
     import dask
     from distributed import Client, LocalCluster
 
+    from trainctl.experiment.security import ClusterSecurity
+
+    cluster_security = cluster_security or ClusterSecurity()
     if scheduler:
         try:
-            return Client(scheduler, timeout="10s"), None
-        except (OSError, TimeoutError) as error:
+            return Client(scheduler, timeout="10s", security=cluster_security.client_security(scheduler)), None
+        except (OSError, TimeoutError, ValueError) as error:
             raise TrainctlError(f"--scheduler {scheduler}: cannot connect to a dask scheduler "
-                                f"({error})") from None
+                                f"({str(error)[:160]})") from None
     if workers < 1:
         raise TrainctlError(f"--workers must be at least 1, got {workers}")
     settings = {
@@ -147,18 +151,19 @@ def _open_client(workers: int, scheduler: str | None):
         "distributed.nanny.pre-spawn-environ.MKL_NUM_THREADS": 1,
         "distributed.nanny.pre-spawn-environ.NUMBA_NUM_THREADS": 1,
     }
-    with dask.config.set(settings):
+    with dask.config.set({**settings, **cluster_security.local_settings()}):
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.CRITICAL)
+                               silence_logs=logging.CRITICAL, **cluster_security.local_cluster_options())
         try:
-            return Client(cluster), cluster
+            cluster_security.after_start(cluster)
+            return Client(cluster, security=cluster.security), cluster
         except BaseException:
             cluster.close()
             raise
 
 
 def run_experiment(path: str | os.PathLike, *, workers: int = 2, scheduler: str | None = None,
-                   dry_run: bool = False, out: Path | None = None,
+                   dry_run: bool = False, out: Path | None = None, security: Any = None,
                    progress: Callable[[ExperimentProgress], None] | None = None) -> ExperimentResult:
     """Validate, plan and run an experiment; see the module docstring. Returns every run's
     result (skipped ones included). With dry_run, nothing is written or started."""
@@ -180,7 +185,8 @@ def run_experiment(path: str | os.PathLike, *, workers: int = 2, scheduler: str 
             _write_plan(experiment, directory, searched.runs)
             _write_results(searched)
 
-        result = run_search(experiment, directory, workers=workers, scheduler=scheduler, open_client=_open_client,
+        result = run_search(experiment, directory, workers=workers, scheduler=scheduler,
+                            open_client=lambda n, address: _open_client(n, address, security),
                             progress=progress, snapshot=_snapshot, record=record)
         result.seconds = time.perf_counter() - started
         record(result)
@@ -191,7 +197,7 @@ def run_experiment(path: str | os.PathLike, *, workers: int = 2, scheduler: str 
     if todo:
         for index, stale_path in stale.items():
             shutil.rmtree(stale_path, ignore_errors=True)
-        _run_on_dask(experiment, result, todo, workers, scheduler, progress)
+        _run_on_dask(experiment, result, todo, workers, scheduler, progress, security)
     elif progress is not None:
         progress(_snapshot(result, running=0))
     result.seconds = time.perf_counter() - started
@@ -210,11 +216,11 @@ def _snapshot(result: ExperimentResult, running: int, last: RunResult | None = N
 
 def _run_on_dask(experiment: Experiment, result: ExperimentResult, todo: list[RunResult],
                  workers: int, scheduler: str | None,
-                 progress: Callable[[ExperimentProgress], None] | None) -> None:
+                 progress: Callable[[ExperimentProgress], None] | None, security: Any = None) -> None:
     from distributed import wait
 
     variants = {variant.index: variant for variant in experiment.variants}
-    client, cluster = _open_client(workers, scheduler)
+    client, cluster = _open_client(workers, scheduler, security)
     futures = {}
     try:
         token = uuid.uuid4().hex[:8]

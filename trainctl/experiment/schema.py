@@ -27,7 +27,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, Field, model_validator
 
-from trainctl.config.base import NonNegativeInt, PositiveInt, StrictModel
+from trainctl.config.base import NonNegativeInt, PositiveInt, Seed, StrictModel, bounded_int
 
 __all__ = ["DISTRIBUTIONS", "ExperimentSpec", "RandomSpec", "SearchSpec", "Distribution"]
 
@@ -63,7 +63,7 @@ class Distribution(StrictModel):
     uniform: Bounds | None = None
     loguniform: Bounds | None = None
     choice: Annotated[list[Any], Field(min_length=1)] | None = None
-    int_: Annotated[list[int], Field(min_length=2, max_length=2)] | None = Field(None, alias="int")
+    int_: Annotated[list[bounded_int(ge=-2**31)], Field(min_length=2, max_length=2)] | None = Field(None, alias="int")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "Distribution":
@@ -102,7 +102,7 @@ class Distribution(StrictModel):
 
 class RandomSpec(StrictModel):
     count: PositiveInt  # draws; each is combined with every grid point
-    seed: NonNegativeInt = 0  # the draws are reproducible, independent of the runs' seeds
+    seed: Seed = 0  # the draws are reproducible, independent of the runs' seeds
     params: Annotated[dict[DottedKey, Distribution], Field(min_length=1)]
 
 
@@ -129,6 +129,6 @@ class ExperimentSpec(StrictModel):
     grid: dict[DottedKey, Annotated[list[Any], Field(min_length=1)]] = Field(default_factory=dict)
     random: RandomSpec | None = None
     search: SearchSpec | None = None  # instead of grid/random: Optuna picks the trials
-    seeds: Annotated[list[NonNegativeInt], Field(min_length=1)] | None = None  # None: the base's seed
+    seeds: Annotated[list[Seed], Field(min_length=1)] | None = None  # None: the base's seed
     metric: Annotated[str, Field(min_length=1)] = "val_loss"  # a history column
     mode: Literal["min", "max"] | None = None  # None: from the metric, as monitors decide (val_accuracy: max)

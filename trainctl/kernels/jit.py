@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import sys
 from pathlib import Path
 
@@ -36,20 +37,92 @@ def _sources_digest() -> str:
     return digest.hexdigest()[:16]
 
 
-def configure_cache() -> None:
-    """Point numba at our cache dir (unless the user chose one with NUMBA_CACHE_DIR). numba
-    reads the variable once, at import: if something imported numba first, its config is
-    set directly, before any trainctl kernel is decorated."""
-    path = cache_dir() / f"kernels-{_sources_digest()}"
+def untrusted_reason(path: Path) -> str | None:
+    """Why `path` cannot be trusted as the kernel cache, or None when it can.
+
+    numba unpickles the cache's index files, so whoever can write there can run code in
+    trainctl: the directory must be owned by this user and writable by no one else, and no
+    directory above it may let another user swap it (writable by others without the sticky
+    bit, or owned by someone other than this user or root)."""
+    uid = os.getuid()
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        resolved = path.resolve(strict=True)
+        info = resolved.stat()
+    except OSError as error:
+        return f"cannot be inspected ({error.strerror or error})"
+    if not stat.S_ISDIR(info.st_mode):
+        return "is not a directory"
+    if info.st_uid != uid:
+        return f"is owned by uid {info.st_uid}, not by this user (uid {uid})"
+    if info.st_mode & 0o022:
+        return f"is writable by {'group and others' if info.st_mode & 0o002 else 'its group'} (mode {info.st_mode & 0o777:o})"
+    for parent in resolved.parents:
+        try:
+            above = parent.stat()
+        except OSError:
+            return f"its parent {parent} cannot be inspected"
+        if above.st_uid not in (uid, 0):
+            return f"its parent {parent} is owned by uid {above.st_uid}"
+        if above.st_mode & 0o022 and not above.st_mode & stat.S_ISVTX:
+            return f"its parent {parent} is writable by others (mode {above.st_mode & 0o777:o})"
+    return None
+
+
+def _make_private(path: Path) -> None:
+    """mkdir -p with 0700 for every level created (whatever the umask), and 0700 on the cache
+    directory itself when it is ours."""
+    missing = []
+    probe = path
+    while not probe.exists():
+        missing.append(probe)
+        probe = probe.parent
+    for level in reversed(missing):
+        try:
+            level.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+        os.chmod(level, 0o700)  # mkdir's mode is masked by the umask (000 makes it 0777)
+
+
+_fallback: Path | None = None
+
+
+def _private_fallback() -> Path:
+    """A fresh cache of this process's own (mkdtemp: 0700), removed at exit."""
+    global _fallback
+    if _fallback is None:
+        import atexit
+        import tempfile
+
+        _fallback = Path(tempfile.mkdtemp(prefix="trainctl-kernels-"))
+        atexit.register(shutil.rmtree, _fallback, True)
+    return _fallback
+
+
+def configure_cache() -> None:
+    """Point numba at our cache dir (unless the user chose one with NUMBA_CACHE_DIR), created
+    0700. A directory that is not private to this user (see `untrusted_reason`) is never
+    used: numba gets a fresh private one instead, with a one-line warning. numba reads the
+    variable once, at import: if something imported numba first, its config is set
+    directly, before any trainctl kernel is decorated."""
+    import warnings
+
+    chosen = Path(os.environ.get("NUMBA_CACHE_DIR") or cache_dir() / f"kernels-{_sources_digest()}")
+    try:
+        _make_private(chosen)
     except OSError:
-        return  # an unwritable cache costs compile time on every run, never a failure
-    chosen = os.environ.setdefault("NUMBA_CACHE_DIR", str(path))
+        pass  # reported below as untrusted (cannot be inspected) or unusable
+    reason = untrusted_reason(chosen)
+    if reason is not None:
+        fallback = _private_fallback()
+        warnings.warn(f"kernel cache {chosen} {reason}; not using it (numba would unpickle its files), "
+                      f"compiling into a fresh private cache {fallback}", RuntimeWarning, stacklevel=2)
+        chosen = fallback
+    os.environ["NUMBA_CACHE_DIR"] = str(chosen)
     if "numba" in sys.modules:
         from numba.core import config as numba_config
 
-        numba_config.CACHE_DIR = chosen
+        numba_config.CACHE_DIR = str(chosen)
 
 
 def clear_cache() -> None:
@@ -63,6 +136,15 @@ JIT_OPTIONS = dict(cache=True, fastmath=False, nogil=True, error_model="numpy")
 
 _cache_guard_installed = False
 _cache_configured = False
+
+
+def _owned_and_private(path: str) -> bool:
+    """A cache file that is not this user's own (planted before the directory was made
+    private) is never unpickled; missing files are fine."""
+    try:
+        return os.stat(path).st_uid == os.getuid()
+    except OSError:
+        return True
 
 
 def _install_cache_guard() -> None:
@@ -79,6 +161,15 @@ def _install_cache_guard() -> None:
     original = caching.Cache.load_overload
 
     def load_overload_or_recompile(self, sig, target_context):
+        index = getattr(getattr(self, "_cache_file", None), "_index_path", None)
+        if index is not None and not _owned_and_private(index):
+            warnings.warn(f"trainctl: kernel cache file {index} is not this user's own; recompiling",
+                          RuntimeWarning, stacklevel=2)
+            try:  # numba re-reads the index when it saves: remove it (the directory is ours)
+                os.unlink(index)
+            except OSError:
+                self._trainctl_no_save = True
+            return None
         try:
             return original(self, sig, target_context)
         except Exception as error:  # any damage: unpickling errors, bad magic, short reads
@@ -90,7 +181,15 @@ def _install_cache_guard() -> None:
                 pass  # an unwritable cache only costs compile time
             return None
 
+    original_save = caching.Cache.save_overload
+
+    def save_overload_unless_untrusted(self, sig, data):
+        if getattr(self, "_trainctl_no_save", False):
+            return None
+        return original_save(self, sig, data)
+
     caching.Cache.load_overload = load_overload_or_recompile
+    caching.Cache.save_overload = save_overload_unless_untrusted
     _cache_guard_installed = True
 
 

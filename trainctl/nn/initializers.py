@@ -21,7 +21,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import numpy as np
 from pydantic import BeforeValidator, model_validator
 
-from trainctl.config.base import FiniteFloat, NonNegativeFloat, PositiveFloat, StrictModel, resolve_spec
+from trainctl.config.base import FiniteFloat, NonNegativeFloat, PositiveFloat, Seed, StrictModel, resolve_spec
 from trainctl.errors import TrainctlError
 from trainctl.registry import Registry, snake_case
 from trainctl.seeding import rng_for
@@ -103,7 +103,7 @@ def _register(type_id: str, *aliases: str):
 
 
 class SeedParams(StrictModel):
-    seed: int | None = None  # TF.js option; default: the model's seed stream for this weight
+    seed: Seed | None = None  # TF.js option; default: the model's seed stream for this weight
 
 
 @_register("zeros")

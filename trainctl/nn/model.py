@@ -46,18 +46,26 @@ def layer_from_spec(spec: Any, index: int) -> Layer:
         try:
             params = layer_cls.Params.model_validate(spec)
         except Exception as error:  # pydantic ValidationError: report its first problem in one line
-            first = error.errors()[0] if hasattr(error, "errors") else {"loc": (), "msg": str(error)}
+            from trainctl.config.problems import describe
+
+            first = error.errors()[0] if hasattr(error, "errors") else {"loc": (), "msg": str(error), "type": ""}
             where = ".".join(str(p) for p in first["loc"])
-            raise ConfigValueError([(f"model.layers.{index}.{where}".rstrip("."), first["msg"])]) from None
+            raise ConfigValueError([(f"model.layers.{index}.{where}".rstrip("."), describe(first))]) from None
         return layer_cls(params)
     layer_cls = LAYERS.get(spec.type)  # a validated TypedSpec from the config package
     return layer_cls(spec.params)
 
 
 class Sequential:
-    """Layers applied in order. Built (shapes inferred, weights initialised) on construction."""
+    """Layers applied in order. Built (shapes inferred, weights initialised) on construction.
 
-    def __init__(self, layers: Iterable[Any], *, name: str = "sequential", seed: int = 0, dtype=np.float32):
+    With `shapes_only`, nothing is allocated: every weight is a `ShapeOnly` (shape and dtype),
+    so parameter counts, weight and buffer sizes of any config come out of its shapes
+    (`validate`, `summary`, the memory estimate before training). Such a model cannot run."""
+
+    def __init__(self, layers: Iterable[Any], *, name: str = "sequential", seed: int = 0, dtype=np.float32,
+                 shapes_only: bool = False):
+        self.shapes_only = shapes_only
         self.layers: list[Layer] = [layer_from_spec(spec, i) for i, spec in enumerate(layers)]
         if not self.layers:
             raise ConfigValueError([("model.layers", "a model needs at least one layer")])
@@ -82,7 +90,7 @@ class Sequential:
         if any(d is None or d <= 0 for d in shape):
             raise ConfigValueError([("model.layers.0.input_shape", f"sizes must be positive integers, got {list(shape)}")])
         self.input_shape: tuple[int, ...] = shape
-        context = BuildContext(seed=self.seed, dtype=self.dtype)
+        context = BuildContext(seed=self.seed, dtype=self.dtype, shapes_only=self.shapes_only)
         seen: set[str] = set()
         for index, layer in enumerate(self.layers):
             if index > 0 and layer.params.input_shape is not None and tuple(layer.params.input_shape) != shape:
@@ -101,7 +109,10 @@ class Sequential:
                 raise ConfigValueError([(f"model.layers.{index}", str(error))]) from None
         self.output_shape: tuple[int, ...] = shape
         self._allocated = 0
-        self._gather_trainable_weights()
+        if self.shapes_only:
+            self.flat_values = self.flat_grads = None
+        else:
+            self._gather_trainable_weights()
 
     def _gather_trainable_weights(self) -> None:
         """Move every trainable weight (and its grad) into one flat buffer, each weight a view
@@ -119,12 +130,18 @@ class Sequential:
             offset += size
 
     @classmethod
-    def from_json(cls, architecture: dict[str, Any], *, seed: int = 0) -> "Sequential":
+    def from_json(cls, architecture: dict[str, Any], *, seed: int = 0, shapes_only: bool = False) -> "Sequential":
         """Rebuild from model.json (weights are initialised; load the saved ones after)."""
-        if architecture.get("format") != MODEL_FORMAT:
-            raise TrainctlError(f"model.json: unsupported format {architecture.get('format')!r}")
-        return cls(architecture["layers"], name=architecture.get("name", "sequential"), seed=seed,
-                   dtype=np.dtype(architecture.get("dtype", "float32")))
+        if not isinstance(architecture, dict) or architecture.get("format") != MODEL_FORMAT:
+            found = architecture.get("format") if isinstance(architecture, dict) else None
+            raise TrainctlError(f"model.json: unsupported format {str(found)[:40]!r}")
+        layers, dtype = architecture.get("layers"), architecture.get("dtype", "float32")
+        if not isinstance(layers, list) or not all(isinstance(layer, dict) for layer in layers):
+            raise TrainctlError("model.json: 'layers' must be a list of layer mappings")
+        if dtype not in ("float32", "float64"):
+            raise TrainctlError(f"model.json: dtype must be float32 or float64, got {str(dtype)[:40]!r}")
+        return cls(layers, name=str(architecture.get("name", "sequential")), seed=seed,
+                   dtype=np.dtype(dtype), shapes_only=shapes_only)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -184,9 +201,15 @@ class Sequential:
     def flops_per_sample(self) -> int:
         return sum(layer.flops_per_sample() for layer in self.layers)
 
+    def buffer_nbytes(self, batch_size: int) -> int:
+        """Bytes of the layers' per-batch buffers for `batch_size` rows (from shapes alone)."""
+        return sum(layer.buffer_nbytes(batch_size, self.dtype.itemsize) for layer in self.layers)
+
     # -- running -----------------------------------------------------------------------
     def allocate(self, batch_size: int) -> None:
         """Size every layer's buffers for at least `batch_size` rows (they only grow)."""
+        if self.shapes_only:
+            raise TrainctlError("a model built from shapes alone cannot run; build it with weights")
         if batch_size > self._allocated:
             for layer in self.layers:
                 layer.allocate(batch_size)

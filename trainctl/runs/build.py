@@ -15,13 +15,14 @@ from trainctl.train.callbacks import Callback
 
 
 # -- model and compile from a config ---------------------------------------------------
-def build_model(config, loaded=None):
+def build_model(config, loaded=None, shapes_only: bool = False):
     """The model; with `loaded`, a problem found while building it (shapes, names) is
-    reported at its place in the file, as schema errors are."""
+    reported at its place in the file, as schema errors are. With `shapes_only`, nothing is
+    allocated (validate, summary, the memory estimate)."""
     from trainctl.nn.model import Sequential
 
     with located_in(loaded):
-        return Sequential(config.model.layers, name=config.name, seed=config.seed)
+        return Sequential(config.model.layers, name=config.name, seed=config.seed, shapes_only=shapes_only)
 
 
 def compile_from_config(model, config, loaded=None) -> None:
@@ -57,14 +58,18 @@ def build_callbacks(config) -> list[Callback]:
     return callbacks
 
 
-def check_config(loaded) -> None:
-    """Everything that can be checked without data: model shapes, loss vs output, metrics,
-    callbacks and the values they monitor."""
+def check_config(loaded, max_memory: int | None = None) -> None:
+    """Everything that can be checked without reading the data: model shapes, loss vs output,
+    metrics, callbacks and the values they monitor, the data's row shape against the input
+    (from file headers) and the memory training will take. Nothing is allocated."""
+    from trainctl.runs.budget import preflight
     from trainctl.train.callbacks import check_monitors
 
     config = loaded.config
-    model = build_model(config, loaded)
+    model = build_model(config, loaded, shapes_only=True)
     compile_from_config(model, config, loaded)
+    with located_in(loaded):
+        preflight(config, model, Path(loaded.path).resolve().parent, max_memory, need_files=False)
     callbacks = build_callbacks(config)
     do_validation = validation_split_of(config) > 0 or getattr(config.data, "validation", None) is not None
     check_monitors(callbacks, ["loss", *[m.log_key for m in model.metrics]], do_validation, loaded)
@@ -179,11 +184,15 @@ class _Prepared:
     data: Any
 
 
-def _prepare(loaded, config_dir: Path, init_from: Path | None = None) -> _Prepared:
-    """Model, callbacks and data, all checked: everything that can fail on bad input."""
+def _prepare(loaded, config_dir: Path, init_from: Path | None = None, max_memory: int | None = None) -> _Prepared:
+    """Model, callbacks and data, all checked: everything that can fail on bad input. The
+    memory it will take is estimated from shapes first, before anything is allocated."""
+    from trainctl.runs.budget import preflight
     from trainctl.train.callbacks import TerminateOnNaN, check_monitors
 
     config = loaded.config
+    with located_in(loaded):
+        preflight(config, build_model(config, loaded, shapes_only=True), config_dir, max_memory)
     model = build_model(config, loaded)
     compile_from_config(model, config, loaded)
     user_callbacks = build_callbacks(config)

@@ -41,3 +41,20 @@ RESULTS_FILE = "results.csv"
 RUNS_DIR = "runs"
 STUDY_FILE = "study.journal"  # a search's Optuna study (journal storage): a rerun continues it
 TRIAL_FILE = "trial.json"  # in a search's run directory: trial number, state (ok|pruned), params
+
+LOCK_FILE = ".lock"  # held (filelock) by the one process writing the run directory
+
+
+def inside(root, name: str, what: str):
+    """`root / name`, refused unless it stays inside `root` once symlinks are resolved (a
+    callback's file must not reach outside the run directory through `..` or a link)."""
+    from pathlib import Path
+
+    from trainctl.errors import TrainctlError
+
+    base = Path(root).resolve()
+    target = (base / name).resolve()
+    if target != base and base not in target.parents:
+        raise TrainctlError(f"{what}: {name!r} leads outside the run directory {base} (to {target}); "
+                            "give a file name inside it")
+    return target

@@ -31,7 +31,7 @@ class Run:
         return Path(self.data_info.get("config_dir") or ".")
 
 
-def open_run(path: Path) -> Run:
+def open_run(path: Path, max_memory: int | None = None) -> Run:
     """A trained run, validated: architecture from model.json, weights checked against it.
     A TF.js model.json (or its folder) or a Keras .keras file opens as a run too."""
     from trainctl.runs.interop import foreign_format, open_foreign_run
@@ -47,7 +47,11 @@ def open_run(path: Path) -> Run:
     run_dir = RunDir.open(path)
     loaded = load_config_text(run_dir.read_config_text(), str(run_dir.file(CONFIG_FILE)))
     architecture = run_dir.read_model()
-    try:
+    try:  # shapes first: a model.json claiming 10^12 units is refused before any allocation
+        from trainctl.runs.budget import check, inference_estimate
+
+        check(inference_estimate(Sequential.from_json(architecture, seed=loaded.config.seed, shapes_only=True), 256),
+              max_memory, "loading this model")
         model = Sequential.from_json(architecture, seed=loaded.config.seed)
     except TrainctlError as error:
         raise ArtifactError(f"{run_dir.file('model.json')}: {error}") from None

@@ -58,8 +58,11 @@ class RunDir(CheckpointStore):
         *,
         now: datetime | None = None,
     ) -> "RunDir":
-        """Make a new run directory: `out` if given (must be absent or empty), else
-        runs_root/name/YYYYmmdd-HHMMSS, with -1, -2, ... appended if that exists."""
+        """Make a new run directory: `out` if given (must be absent or empty, but for the
+        lock files of trainctl.runs.lock), else runs_root/name/YYYYmmdd-HHMMSS, with -1, -2,
+        ... appended if that exists."""
+        from trainctl.runs.lock import lock_names
+
         if out is not None:
             path = Path(out)
             try:
@@ -69,7 +72,7 @@ class RunDir(CheckpointStore):
             except OSError as exc:
                 raise ArtifactError(f"cannot create run directory {path}: {_reason(exc)}") from exc
             try:
-                if any(path.iterdir()):
+                if any(p.name not in lock_names() for p in path.iterdir()):
                     raise ArtifactError(f"run directory {path} already exists and is not empty")
             except OSError as exc:
                 raise ArtifactError(f"cannot use run directory {path}: {_reason(exc)}") from exc

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from trainctl.errors import ArtifactError, TrainctlError
 from trainctl.runs.build import build_model
 from trainctl.runs.files import CONFIG_FILE
 
 
 # -- summary ---------------------------------------------------------------------------
 def model_from_target(target: Path, overrides: list[str]):
-    """The model (weights initialised, never trained) from a config file or a run directory,
-    with the compile choices to show beside it. No data is read and no kernel compiled."""
+    """The model from a config file or a run directory, built from shapes alone (nothing
+    allocated), with the compile choices to show beside it. No data is read, no kernel compiled."""
     from trainctl.config import load_config, load_config_text
 
     from trainctl.runs.interop import foreign_format, open_foreign_run
@@ -26,10 +27,14 @@ def model_from_target(target: Path, overrides: list[str]):
 
         run_dir = RunDir.open(target, require_weights=False)
         config = load_config_text(run_dir.read_config_text(), str(run_dir.file(CONFIG_FILE))).config
-        model = Sequential.from_json(run_dir.read_model(), seed=config.seed)
+        try:
+            model = Sequential.from_json(run_dir.read_model(), seed=config.seed, shapes_only=True)
+        except TrainctlError as error:
+            raise ArtifactError(f"{run_dir.file('model.json')}: {error}") from None
     else:
-        config = load_config(target, overrides).config
-        model = build_model(config)
+        loaded = load_config(target, overrides)
+        config = loaded.config
+        model = build_model(config, loaded, shapes_only=True)
     return model, config
 
 

@@ -12,7 +12,7 @@ from typing import Any, Iterable
 from trainctl.data.baselines import forecast_baseline_line
 from trainctl.errors import ArtifactError, TrainctlError
 from trainctl.runs.build import _prepare, _Prepared, save_model_files
-from trainctl.runs.files import CONFIG_FILE, DATA_FILE
+from trainctl.runs.files import CONFIG_FILE, DATA_FILE, HISTORY_FILE
 from trainctl.train.callbacks import Callback
 
 TRAINING_CHECKPOINTS = 3  # kept while training: a damaged newest one still leaves two to resume from
@@ -80,7 +80,7 @@ def _write_run_files(run_dir, prepared: _Prepared, settings: dict[str, Any]) -> 
 def train_from_config(loaded, *, out: Path | None = None, runs_root: Path = Path("runs"),
                       init_from: Path | None = None, callbacks: Iterable[Callback] = (),
                       checkpoint_every: int | None = None, keep_checkpoints: int | None = None,
-                      handle_signals: bool = False) -> TrainOutcome:
+                      handle_signals: bool = False, max_memory: int | None = None) -> TrainOutcome:
     """Build, check, train and save. Everything that can fail on bad input fails before
     the run directory is created. Checkpoints (for `resume_training`) are written at the
     start, at the end of every epoch and every `checkpoint_every` steps; the last
@@ -88,11 +88,38 @@ def train_from_config(loaded, *, out: Path | None = None, runs_root: Path = Path
     stop after the current batch with a checkpoint (TrainingInterrupted)."""
     from trainctl.runs.rundir import RunDir
 
-    prepared = _prepare(loaded, Path(loaded.path).resolve().parent, init_from)
-    run_dir = RunDir.create(runs_root, prepared.config.name, out)
-    settings = {"checkpoint_every": checkpoint_every, "keep_checkpoints": keep_checkpoints}
-    _write_run_files(run_dir, prepared, settings)
-    return _run_training(run_dir, prepared, list(callbacks), settings, None, handle_signals)
+    from trainctl.runs.lock import lock_run_dir, unlock_run_dir
+
+    prepared = _prepare(loaded, Path(loaded.path).resolve().parent, init_from, max_memory)
+    if out is not None:  # lock before looking: a second train into the same --out is told who has it
+        try:
+            Path(out).mkdir(parents=True, exist_ok=True)
+        except OSError:
+            pass  # RunDir.create reports it
+        else:
+            lock_run_dir(out)
+    try:
+        run_dir = RunDir.create(runs_root, prepared.config.name, out)
+        lock_run_dir(run_dir.path)  # for the life of the process (idempotent)
+    except BaseException:
+        if out is not None:
+            unlock_run_dir(out)
+        raise
+    try:
+        settings = {"checkpoint_every": checkpoint_every, "keep_checkpoints": keep_checkpoints}
+        _write_run_files(run_dir, prepared, settings)
+        return _run_training(run_dir, prepared, list(callbacks), settings, None, handle_signals)
+    finally:
+        unlock_run_dir(run_dir.path)
+
+
+def _epochs_done(run_dir) -> int:
+    """Epoch rows in history.csv (0 when there is none or it cannot be read)."""
+    try:
+        lines = run_dir.file(HISTORY_FILE).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return 0
+    return max(0, len([line for line in lines if line.strip()]) - 1)
 
 
 def _config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
@@ -112,20 +139,32 @@ def _config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = 
 def resume_training(run_path: Path, *, config_path: Path | None = None, overrides: Iterable[str] = (),
                     force: bool = False, callbacks: Iterable[Callback] = (),
                     checkpoint_every: int | None = None, keep_checkpoints: int | None = None,
-                    handle_signals: bool = False, warn: Any = None) -> TrainOutcome:
+                    handle_signals: bool = False, warn: Any = None, max_memory: int | None = None) -> TrainOutcome:
     """Continue an interrupted run from its newest intact checkpoint (a damaged one is
     skipped: `warn(line)`), ending exactly where an uninterrupted run ends. The config is
     the run's saved one, or `config_path`, with `overrides`; one that differs from the
     saved config is refused unless `force`."""
+    from trainctl.runs.lock import lock_run_dir, unlock_run_dir
+    from trainctl.runs.rundir import RunDir
+
+    run_dir = RunDir.open(run_path, require_weights=False)
+    lock_run_dir(run_dir.path)  # two resumes of one run: the second is told who has it
+    try:
+        return _resume_locked(run_dir, config_path, overrides, force, callbacks, checkpoint_every,
+                              keep_checkpoints, handle_signals, warn, max_memory)
+    finally:
+        unlock_run_dir(run_dir.path)
+
+
+def _resume_locked(run_dir, config_path, overrides, force, callbacks, checkpoint_every, keep_checkpoints,
+                   handle_signals, warn, max_memory) -> TrainOutcome:
     import warnings
 
     from trainctl.config import config_hash, load_config, load_config_text
     from trainctl.runs.atomic import read_json
     from trainctl.runs.checkpoints import CheckpointWarning
     from trainctl.runs.files import STATE_FILE
-    from trainctl.runs.rundir import RunDir
 
-    run_dir = RunDir.open(run_path, require_weights=False)
     saved_source = str(run_dir.file(CONFIG_FILE))
     saved = load_config_text(run_dir.read_config_text(), saved_source)
     overrides = list(overrides)
@@ -155,7 +194,7 @@ def resume_training(run_path: Path, *, config_path: Path | None = None, override
             f"{run_dir.path}: training already finished ({epochs} epochs); nothing to resume"],
             already_complete=True)
 
-    prepared = _prepare(loaded, config_dir)
+    prepared = _prepare(loaded, config_dir, max_memory=max_memory)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CheckpointWarning)
         latest = run_dir.latest_checkpoint()
@@ -169,6 +208,12 @@ def resume_training(run_path: Path, *, config_path: Path | None = None, override
         checkpoint = (str(path), files)
     elif run_dir.list_checkpoints():
         raise ArtifactError(f"{run_dir.checkpoints_path}: every checkpoint is damaged; cannot resume")
+    else:
+        done = _epochs_done(run_dir)
+        if done and not force:  # progress was made and its checkpoints are gone: say so, do not retrain silently
+            raise ArtifactError(f"{run_dir.path}: nothing to resume from: {run_dir.checkpoints_path.name}/ holds no "
+                                f"checkpoint, but {done} epoch{'s' if done != 1 else ''} were trained; pass --force "
+                                "to restart the run from the beginning")
     if changed:  # forced: the run continues under the new config
         from trainctl.config import config_to_yaml
 

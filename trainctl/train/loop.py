@@ -47,6 +47,8 @@ def compile_model(model, optimizer: Any, loss: Any, metrics: list[Any]) -> None:
     if hasattr(optimizer, "to_dict"):  # a validated TypedSpec from the config
         optimizer = optimizer.to_dict()
     model.optimizer = optimizer if isinstance(optimizer, Optimizer) else build_optimizer(optimizer)
+    if model.shapes_only:  # validate / summary: the slots are counted, never allocated
+        return
     if hasattr(model.optimizer, "build_flat") and model.trainable_weights:
         model.optimizer.build_flat(model.trainable_weights, model.flat_values, model.flat_grads)
     else:

@@ -10,13 +10,14 @@ with a leading null (`[null,784]`). Nothing here assumes 2-D activations.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
-from trainctl.config.base import StrictModel
+from trainctl.config.base import Size, StrictModel
 from trainctl.errors import TrainctlError
 from trainctl.registry import Registry
 
@@ -27,8 +28,8 @@ class LayerParams(StrictModel):
     """Keys every layer accepts."""
 
     name: str | None = None  # default: TF.js style `dense_Dense1`
-    input_shape: list[int] | None = None  # only meaningful on the first layer
-    batch_input_shape: list[int | None] | None = None  # TF.js alias of input_shape with a batch axis
+    input_shape: list[Size] | None = None  # only meaningful on the first layer
+    batch_input_shape: list[Size | None] | None = None  # TF.js alias of input_shape with a batch axis
     trainable: bool = True
 
 
@@ -59,13 +60,40 @@ class DensePlan:
     activation_code: int
 
 
+@dataclass(frozen=True)
+class ShapeOnly:
+    """Stands in for a weight's value and grad when a model is built from shapes alone
+    (`validate`, `summary`, the memory estimate before training): it answers `shape`, `size`,
+    `nbytes`, `ndim` and `dtype` with Python ints (no overflow, nothing allocated)."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * np.dtype(self.dtype).itemsize
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+
 @dataclass
 class BuildContext:
-    """What build() may use: the model's seed and dtype, and a counter for automatic names."""
+    """What build() may use: the model's seed and dtype, and a counter for automatic names.
+
+    With `shapes_only`, `add_weight` records each weight's shape and dtype (a `ShapeOnly`) and
+    initialises nothing: build() must then allocate nothing itself either (buffers belong in
+    `allocate`, which a shapes-only model never calls)."""
 
     seed: int
     dtype: np.dtype
     name_counts: dict[str, int] = field(default_factory=dict)
+    shapes_only: bool = False
 
 
 class Layer:
@@ -135,6 +163,12 @@ class Layer:
 
         full_name = f"{self.name}/{name}"
         shape = tuple(int(d) for d in shape)
+        if context.shapes_only:  # validate / summary / the memory estimate: nothing allocated
+            build_initializer(initializer)  # still checks the spec
+            placeholder = ShapeOnly(shape, np.dtype(context.dtype))
+            weight = Weight(full_name, placeholder, placeholder, self.trainable and trainable, build_regularizer(regularizer))
+            self.weights.append(weight)
+            return weight
         value = build_initializer(initializer)(shape, rng_for(context.seed, "init", full_name), context.dtype)
         weight = Weight(full_name, np.ascontiguousarray(value, dtype=context.dtype), np.zeros(shape, context.dtype),
                         self.trainable and trainable, build_regularizer(regularizer))
@@ -181,6 +215,12 @@ class Layer:
     def flops_per_sample(self) -> int:
         """Forward floating-point operations per sample (multiply-add counts as 2)."""
         return 0
+
+    def buffer_nbytes(self, batch_size: int, itemsize: int) -> int:
+        """Bytes `allocate(batch_size)` will take, from the shapes alone (the memory estimate
+        before training reads it). The default assumes an output, a dx and two scratch
+        arrays of the activation's size; layers that know better say so."""
+        return 2 * batch_size * (math.prod(self.input_shape) + math.prod(self.output_shape)) * itemsize
 
     @property
     def has_activity_regularizer(self) -> bool:

@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import model_validator
 
 from trainctl.nn.activations import ACTIVATIONS
-from trainctl.config.base import PositiveInt, UnitInterval, registry_id, typed_spec
+from trainctl.config.base import PositiveInt, Seed, Size, UnitInterval, bounded_int, registry_id, typed_spec
 from trainctl.errors import TrainctlError
 from trainctl.nn.initializers import INITIALIZERS
 from trainctl.nn.layers.base import LAYERS, BuildContext, DensePlan, Layer, LayerParams, Shape
@@ -54,8 +54,7 @@ class Dense(Layer):
         if p.use_bias:
             self.bias = self.add_weight("bias", (p.units,), p.bias_initializer, context, regularizer=p.bias_regularizer)
         self.activity_regularizer = build_regularizer(p.activity_regularizer)
-        self._zero_bias = np.zeros(p.units, context.dtype)  # stands in for a missing bias
-        self._scratch_bias_grad = np.zeros(p.units, context.dtype)
+        self.dtype = np.dtype(context.dtype)
         return self.output_shape
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
@@ -71,6 +70,8 @@ class Dense(Layer):
         self._dz = np.empty((rows, units), dtype)
         self._dx = np.empty((rows, n_in), dtype)
         self._activity_grad = np.empty((rows, units), dtype) if self.activity_regularizer is not None else None
+        self._zero_bias = np.zeros(units, dtype)  # stands in for a missing bias
+        self._scratch_bias_grad = np.zeros(units, dtype)
         self._x2d: np.ndarray | None = None
         self._views: dict[int, tuple[np.ndarray, ...]] = {}
         from trainctl.kernels import steps
@@ -154,6 +155,12 @@ class Dense(Layer):
     def _batch_rows_to_samples(self, rows: int) -> int:
         return rows // max(1, math.prod(self.input_shape[:-1]))
 
+    def buffer_nbytes(self, batch_size: int, itemsize: int) -> int:
+        rows = batch_size * math.prod(self.input_shape[:-1])
+        units, n_in = self.params.units, self.input_shape[-1]
+        per_row = (3 + (self.activity_regularizer is not None)) * units + n_in  # z, y, dz (+ activity grad), dx
+        return (rows * per_row + 2 * units) * itemsize  # + the zero bias and scratch bias grad
+
     def flops_per_sample(self) -> int:
         positions = math.prod(self.input_shape[:-1])
         return positions * (2 * self.input_shape[-1] * self.params.units + (self.params.units if self.bias else 0))
@@ -189,6 +196,9 @@ class Activation(Layer):
     def backward_from_preactivation(self, dz: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         return dz
 
+    def buffer_nbytes(self, batch_size: int, itemsize: int) -> int:
+        return 2 * batch_size * math.prod(self.input_shape) * itemsize  # y and dx
+
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         rows = self._x2d.shape[0]
         dx = self._dx[:rows]
@@ -206,8 +216,8 @@ class Dropout(Layer):
 
     class Params(LayerParams):
         rate: UnitInterval
-        seed: int | None = None  # default: derived from the config seed and the layer name
-        noise_shape: list[int] | None = None
+        seed: Seed | None = None  # default: derived from the config seed and the layer name
+        noise_shape: list[Size] | None = None
 
         @model_validator(mode="after")
         def _no_noise_shape(self):
@@ -249,6 +259,9 @@ class Dropout(Layer):
         np.multiply(dy.reshape(-1), self._mask[:size], out=dx)
         return dx.reshape(dy.shape)
 
+    def buffer_nbytes(self, batch_size: int, itemsize: int) -> int:
+        return batch_size * math.prod(self.input_shape) * (8 + 3 * itemsize)  # uniforms (float64), mask, y, dx
+
     def get_state(self) -> dict[str, Any]:
         return self.rng.bit_generator.state
 
@@ -267,6 +280,9 @@ class Flatten(Layer):
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         return (math.prod(input_shape),)
 
+    def buffer_nbytes(self, batch_size: int, itemsize: int) -> int:
+        return 0  # views only
+
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         return x.reshape(x.shape[0], -1)
 
@@ -280,7 +296,7 @@ class Reshape(Layer):
     class_name = "Reshape"
 
     class Params(LayerParams):
-        target_shape: list[int]
+        target_shape: list[bounded_int(ge=-1)]  # one -1 may stand for the rest
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         target = list(self.params.target_shape)
@@ -296,6 +312,9 @@ class Reshape(Layer):
         if math.prod(target) != size:
             raise TrainctlError(f"{self.name}: cannot reshape {list(input_shape)} ({size} values) to {target}")
         return tuple(target)
+
+    def buffer_nbytes(self, batch_size: int, itemsize: int) -> int:
+        return 0  # views only
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         return x.reshape(x.shape[0], *self.output_shape)

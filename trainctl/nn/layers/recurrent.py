@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import model_validator
 
-from trainctl.config.base import PositiveInt, UnitInterval, registry_id, typed_spec
+from trainctl.config.base import PositiveInt, UnitInterval, bounded_int, registry_id, typed_spec
 from trainctl.errors import ExportRefused, TrainctlError
 from trainctl.nn.activations import ACTIVATIONS
 from trainctl.nn.initializers import INITIALIZERS, Initializer
@@ -77,7 +77,7 @@ class RecurrentParams(LayerParams):
     go_backwards: bool = False
     stateful: bool = False
     unroll: bool = False  # accepted as TF.js does, which ignores it
-    implementation: int | None = None  # accepted as TF.js does, which always uses mode 2
+    implementation: bounded_int(ge=1, le=2) | None = None  # accepted as TF.js does, which always uses mode 2
 
     @model_validator(mode="after")
     def _one_output(self):

@@ -8,7 +8,7 @@ from typing import Any, Callable, Literal
 
 from pydantic import model_validator
 
-from trainctl.config.base import FiniteFloat, PositiveInt, StrictModel
+from trainctl.config.base import FiniteFloat, PositiveInt, StrictModel, bounded_int
 from trainctl.runs.files import MODEL_CHECKPOINTS_DIR
 from trainctl.train.callbacks.base import Arrays, Monitored, RunContext, register
 from trainctl.train.callbacks.monitor import Mode, MonitoringCallback, _finite
@@ -40,7 +40,7 @@ class ModelCheckpoint(MonitoringCallback):
         every_n_epochs: PositiveInt = 1  # with save_freq 'epoch'
         keep_last: PositiveInt = 3  # checkpoints kept; older ones are removed
         initial_value_threshold: FiniteFloat | None = None  # Keras: the best to beat at the start
-        verbose: int = 0  # accepted for Keras; the display reports saves
+        verbose: bounded_int(ge=0, le=2) = 0  # accepted for Keras; the display reports saves
 
         @model_validator(mode="after")
         def _every_n_epochs_needs_epoch_saves(self):

@@ -16,11 +16,12 @@ from trainctl.train.callbacks.base import Callback, RunContext, register
 @register("csv_logger")
 class CSVLogger(Callback):
     """One row per epoch (Keras CSVLogger): `epoch` (0-based, as Keras) then the log keys
-    sorted, `NA` for a key an epoch lacks. A relative `filename` is taken relative to
-    `base_dir` when the run code sets it (the run directory), else the working directory."""
+    sorted, `NA` for a key an epoch lacks. In a run (`base_dir` set by the run code to the run
+    directory) `filename` is relative to it and must stay inside it, also after symlinks are
+    resolved; used from Python without a run directory, it is the caller's path."""
 
     class Params(StrictModel):
-        filename: str
+        filename: str  # checked to stay in the run directory (runs.build.check_callback_files, .path)
         separator: Annotated[str, Field(min_length=1, max_length=1)] = ","
         append: bool = False  # add to an existing file instead of overwriting it
 
@@ -44,8 +45,11 @@ class CSVLogger(Callback):
 
     @property
     def path(self) -> Path:
-        path = Path(self.filename)
-        return path if path.is_absolute() or self.base_dir is None else Path(self.base_dir) / path
+        from trainctl.runs.files import inside
+
+        if self.base_dir is None:  # the Python API without a run directory: the caller's path
+            return Path(self.filename)
+        return inside(Path(self.base_dir), self.filename, "callbacks.csv_logger.filename")
 
     def on_train_begin(self, logs=None):
         from trainctl.errors import TrainctlError
@@ -53,6 +57,8 @@ class CSVLogger(Callback):
         path = self.path
         self._write_header = True
         try:
+            if self.base_dir is not None:  # a subdirectory of the run directory (checked by .path)
+                path.parent.mkdir(parents=True, exist_ok=True)
             if self.append and path.exists():
                 with open(path, encoding="utf-8") as existing:
                     self._write_header = not existing.readline()

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import Field
 
-from trainctl.config.base import FiniteFloat, NonNegativeFloat, NonNegativeInt, StrictModel
+from trainctl.config.base import FiniteFloat, NonNegativeFloat, NonNegativeInt, StrictModel, bounded_int
 from trainctl.train.callbacks.base import Arrays, register
 from trainctl.train.callbacks.monitor import Mode, MonitoringCallback, _copy_weights
 
@@ -34,7 +34,7 @@ class EarlyStopping(MonitoringCallback):
         baseline: FiniteFloat | None = None  # the value to beat before patience restarts
         restore_best_weights: bool = False
         start_from_epoch: NonNegativeInt = 0  # Keras 3: epochs before monitoring starts
-        verbose: int = 0  # accepted for TF.js/Keras; the progress display reports the stop
+        verbose: bounded_int(ge=0, le=2) = 0  # accepted for TF.js/Keras; the progress display reports the stop
 
     def setup(self) -> None:
         self.min_delta = abs(float(self.min_delta))
@@ -128,7 +128,7 @@ class ReduceLROnPlateau(MonitoringCallback):
         min_delta: NonNegativeFloat = 1e-4  # smaller changes are not improvements
         cooldown: NonNegativeInt = 0  # epochs after a reduction before counting again
         min_lr: NonNegativeFloat = 0.0  # lower bound on the learning rate
-        verbose: int = 0  # accepted for Keras; the display shows `lr`
+        verbose: bounded_int(ge=0, le=2) = 0  # accepted for Keras; the display shows `lr`
 
     delta_on = "best"  # Keras ReduceLROnPlateau: current < best - min_delta
 

@@ -1,0 +1,69 @@
+"""Helpers of the hostile-input tests: the real CLI as a subprocess, with its peak RSS."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+from tests.test_hostile.fuzz import run_process
+
+TRAINCTL = [sys.executable, "-m", "trainctl"]
+MB = 1 << 20
+ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "COLUMNS": "300", "TERM": "dumb"}
+
+BASE = """\
+name: hostile
+seed: 0
+model:
+  layers:
+    - {type: dense, units: 8, activation: relu, input_shape: [4]}
+    - {type: dropout, rate: 0.1}
+    - {type: dense, units: 3, activation: softmax}
+optimizer: {type: adam, learning_rate: 0.01}
+loss: categorical_crossentropy
+metrics: [accuracy]
+data:
+  train: {generator: teacher, n_samples: 64, n_features: 4, n_classes: 3, hidden: 4}
+  validation_split: 0.25
+fit: {epochs: 1, batch_size: 16}
+"""
+GENERATOR = "{generator: teacher, n_samples: 64, n_features: 4, n_classes: 3, hidden: 4}"
+
+
+class Result:
+    def __init__(self, code, stdout, stderr, rss):
+        self.code, self.stdout, self.stderr, self.rss = code, stdout, stderr, rss
+
+    @property
+    def lines(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if line.strip() and not line.startswith("warning:")]
+
+    def clean_error(self) -> str:
+        """The single error line of a clean failure (exit 1, one line, no traceback)."""
+        assert self.code == 1, (self.code, self.stderr[-2000:])
+        assert "Traceback" not in self.stderr, self.stderr[-2000:]
+        assert len(self.lines) == 1, self.stderr[-2000:]
+        assert self.lines[0].startswith("error: "), self.lines
+        return self.lines[0]
+
+
+def cli(*args, cwd: Path | None = None, timeout: float = 120, env: dict | None = None) -> Result:
+    code, out, err, rss = run_process([*TRAINCTL, *map(str, args)], cwd or Path.cwd(), timeout, {**ENV, **(env or {})})
+    assert code is not None, f"trainctl {' '.join(map(str, args))} still running after {timeout}s"
+    return Result(code, out, err, rss)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def write(root: Path, name: str, text: str) -> Path:
+    path = Path(root) / name
+    path.write_text(text)
+    return path
+
+
+def config_with_data(source: str) -> str:
+    return BASE.replace(GENERATOR, source)

@@ -32,8 +32,8 @@ from rich.table import Table  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trainctl.callbacks import Callback, CallbackList  # noqa: E402
-from trainctl.render import ProgressDisplay  # noqa: E402
+from trainctl.train.callbacks import Callback, CallbackList  # noqa: E402
+from trainctl.cli.render import ProgressDisplay  # noqa: E402
 
 BATCH_SIZE = 32
 EPOCHS = 10

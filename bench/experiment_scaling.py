@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from trainctl.experiment import load_experiment, run_experiment
+from trainctl.experiment.runner import load_experiment, run_experiment
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -76,8 +76,8 @@ def child(mode: str, directory: Path) -> dict:
         seconds = time.perf_counter() - start
         return {"mode": mode, "rows": n, "seconds": seconds, "samples_per_s": n / seconds,
                 "peak_rss_mb": peak_rss_mb(), "loss": float("nan")}
-    from trainctl.model import Sequential
-    from trainctl.training import fit
+    from trainctl.nn.model import Sequential
+    from trainctl.train.loop import fit
 
     model = Sequential(MODEL, seed=0)
     model.compile("adam", "binary_crossentropy", ["accuracy"])

@@ -43,7 +43,7 @@ def make_data(seed: int = 0):
 
 
 def time_trainctl(rows, repeats):
-    from trainctl.model import Sequential
+    from trainctl.nn.model import Sequential
 
     x, y, _ = make_data()
     results = {}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tests.reference.activations import REFERENCE
-from trainctl.activations import ACTIVATIONS, get_activation
+from trainctl.nn.activations import ACTIVATIONS, get_activation
 from trainctl.kernels import codes
 from trainctl.registry import UnknownIdError
 from tests.reference.gradients import numeric_grad
@@ -229,7 +229,7 @@ def test_none_means_linear():
 
 def test_importing_registries_does_not_import_numba():
     code = (
-        "import sys; import trainctl.activations, trainctl.losses, trainctl.kernels.codes; "
+        "import sys; import trainctl.nn.activations, trainctl.nn.losses, trainctl.kernels.codes; "
         "assert 'numba' not in sys.modules, 'numba imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

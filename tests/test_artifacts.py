@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainctl import artifacts
-from trainctl.artifacts import (
+from trainctl.runs import artifacts
+from trainctl.runs.artifacts import (
     CheckpointWarning,
     RunDir,
     arrays_from_bytes,
@@ -716,7 +716,7 @@ def test_checkpoint_argument_checks(tmp_path):
 
 
 def test_module_does_not_import_numba_or_pickle():
-    code = "import sys, trainctl.artifacts; print('numba' in sys.modules)"
+    code = "import sys, trainctl.runs.artifacts; print('numba' in sys.modules)"
     repo_root = str(Path(artifacts.__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": repo_root + os.pathsep + os.environ.get("PYTHONPATH", "")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)

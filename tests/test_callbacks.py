@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from trainctl.callbacks import (
+from trainctl.train.callbacks import (
     CALLBACKS,
     CosineDecay,
     CSVLogger,
@@ -26,7 +26,7 @@ from trainctl.callbacks import (
     infer_mode,
 )
 from trainctl.errors import TrainctlError
-from trainctl import schedules
+from trainctl.nn import schedules
 
 
 # -- a fake model and a driver that emits events as training.fit does --------------------
@@ -502,7 +502,7 @@ def test_model_checkpoint_best_only_on_steps_needs_a_per_batch_monitor():
 
 
 def test_model_checkpoint_with_a_run_directory_keeps_the_last_k(tmp_path):
-    from trainctl.artifacts import RunDir, arrays_to_bytes
+    from trainctl.runs.artifacts import RunDir, arrays_to_bytes
 
     run = RunDir.create(tmp_path, "ckpt", tmp_path / "run")
     model = FakeModel()
@@ -552,7 +552,7 @@ def test_params_accept_camel_case_and_refuse_unknown_keys():
 
 # -- inside the real fit loop ---------------------------------------------------------------
 def test_callbacks_inside_the_real_fit_loop():
-    from trainctl.model import Sequential
+    from trainctl.nn.model import Sequential
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 3)).astype(np.float32)
@@ -581,7 +581,7 @@ def test_callbacks_inside_the_real_fit_loop():
 
 
 def test_check_monitors_before_training():
-    from trainctl.callbacks import check_monitors
+    from trainctl.train.callbacks import check_monitors
 
     check_monitors([EarlyStopping(), ReduceLROnPlateau(monitor="acc"), TerminateOnNaN()], ["loss", "acc"], True)
     with pytest.raises(TrainctlError, match="callbacks.reduce_lr_on_plateau.monitor: 'val_loss' needs validation"):

@@ -40,7 +40,7 @@ from trainctl.config.base import (
 from trainctl.config.loader import parse_yaml
 from trainctl.config.schema import NoParams, Registries
 from trainctl.errors import ConfigError
-from trainctl.layers.base import LayerParams
+from trainctl.nn.layers.base import LayerParams
 from trainctl.registry import Registry
 
 # -- fake registries --------------------------------------------------------------------
@@ -282,7 +282,7 @@ def test_dispatch_by_type_collects_located_problems():
 
 def test_importing_the_config_package_does_not_import_numba_or_registries():
     code = ("import sys, trainctl.config; "
-            "bad = [m for m in ('numba', 'trainctl.layers', 'trainctl.optimizers', 'trainctl.data') "
+            "bad = [m for m in ('numba', 'trainctl.nn.layers', 'trainctl.nn.optimizers', 'trainctl.data') "
             "if m in sys.modules]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -391,7 +391,7 @@ def test_config_hash_ignores_spelling_but_not_values(tmp_path):
 
 
 def _real_registries_or_skip():
-    for module in ("trainctl.layers", "trainctl.optimizers", "trainctl.losses", "trainctl.metrics",
+    for module in ("trainctl.nn.layers", "trainctl.nn.optimizers", "trainctl.nn.losses", "trainctl.nn.metrics",
                    "trainctl.data.config"):
         pytest.importorskip(module)
 

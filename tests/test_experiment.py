@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from trainctl.errors import ConfigError
-from trainctl.experiment import compare_runs, load_experiment, run_experiment
+from trainctl.experiment.runner import compare_runs, load_experiment, run_experiment
 
 BASE = """\
 name: tiny

@@ -106,7 +106,7 @@ def test_read_only_output_directory(config, tmp_path):
 
 
 def test_disk_full_mid_run_then_resume_is_exact(config, tmp_path, monkeypatch):
-    import trainctl.artifacts as artifacts
+    import trainctl.runs.artifacts as artifacts
 
     reference = tmp_path / "reference"
     assert invoke("train", config, "--out", reference, "-q", "--checkpoint-every", "5").exit_code == 0
@@ -150,7 +150,7 @@ def test_huge_learning_rate_stops_at_the_first_non_finite_loss(tmp_path):
     after = hashes(run / "checkpoints")
     assert all(after[name] == digest for name, digest in checkpoints_before.items() if name in after)
     assert hashes(run)["weights.safetensors"] == weights_before  # the finished run's weights are kept
-    from trainctl.artifacts import RunDir, arrays_from_bytes
+    from trainctl.runs.artifacts import RunDir, arrays_from_bytes
 
     tag, files = RunDir(run).latest_checkpoint()  # verified against its manifest
     assert match.group(4).endswith(tag)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from trainctl.errors import TrainctlError
-from trainctl.initializers import (
+from trainctl.nn.initializers import (
     INITIALIZERS,
     TRUNCATED_NORMAL_STD,
     build_initializer,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 TRAIN = """
 import numpy as np
-from trainctl.model import Sequential
+from trainctl.nn.model import Sequential
 m = Sequential([{"type": "dense", "units": 4, "activation": "relu", "input_shape": [3]},
                 {"type": "dense", "units": 2, "activation": "softmax"}], seed=0)
 m.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])

@@ -8,7 +8,7 @@ import pytest
 
 from trainctl.errors import TrainctlError
 from tests.reference.gradients import numeric_grad
-from trainctl.model import Sequential
+from trainctl.nn.model import Sequential
 
 
 def check_model_gradients(layers, x, training=False, rtol=1e-6, atol=1e-8):

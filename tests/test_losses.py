@@ -7,9 +7,9 @@ import pytest
 from tests.reference.activations import sigmoid as ref_sigmoid
 from tests.reference.activations import softmax as ref_softmax
 from tests.reference.losses import EPSILON, REFERENCE
-from trainctl.activations import ACTIVATIONS
+from trainctl.nn.activations import ACTIVATIONS
 from trainctl.kernels import codes
-from trainctl.losses import LOSSES
+from trainctl.nn.losses import LOSSES
 from trainctl.registry import UnknownIdError
 from tests.reference.gradients import numeric_grad
 

@@ -12,7 +12,7 @@ import pytest
 
 from tests.reference import metrics as reference
 from trainctl.errors import DataError, TrainctlError
-from trainctl.metrics import (
+from trainctl.nn.metrics import (
     METRICS,
     Metric,
     ResolvedMetric,
@@ -485,5 +485,5 @@ def test_epoch_mean_of_batch_accuracy_equals_whole_epoch_accuracy():
 
 
 def test_import_does_not_load_numba():
-    code = "import sys, trainctl.metrics; assert 'numba' not in sys.modules, 'numba imported'"
+    code = "import sys, trainctl.nn.metrics; assert 'numba' not in sys.modules, 'numba imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=str(__import__("pathlib").Path(__file__).parents[1]))

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from trainctl.errors import TrainctlError
-from trainctl.optimizers import OPTIMIZERS, Optimizer, build_optimizer, resolve_optimizer
+from trainctl.nn.optimizers import OPTIMIZERS, Optimizer, build_optimizer, resolve_optimizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference import optimizers as ref  # noqa: E402
@@ -22,7 +22,7 @@ from reference import optimizers as ref  # noqa: E402
 
 @dataclass
 class W:
-    """Stands in for trainctl.layers.base.Weight (same fields the optimizer reads)."""
+    """Stands in for trainctl.nn.layers.base.Weight (same fields the optimizer reads)."""
 
     name: str
     value: np.ndarray
@@ -346,8 +346,8 @@ def test_apply_allocates_no_weight_sized_memory():
 
 
 def test_importing_does_not_import_numba():
-    code = ("import sys, trainctl.optimizers, trainctl.initializers, trainctl.regularizers; "
-            "trainctl.optimizers.build_optimizer('adam'); "
+    code = ("import sys, trainctl.nn.optimizers, trainctl.nn.initializers, trainctl.nn.regularizers; "
+            "trainctl.nn.optimizers.build_optimizer('adam'); "
             "assert 'numba' not in sys.modules, 'numba imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
 

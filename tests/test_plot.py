@@ -1,4 +1,4 @@
-"""trainctl.plot: a PNG from a run directory, the terminal charts, the fallback without
+"""trainctl.cli.plot: a PNG from a run directory, the terminal charts, the fallback without
 matplotlib, and clear errors for runs with nothing to plot."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from trainctl.artifacts import RunDir, atomic_write_json
+from trainctl.runs.artifacts import RunDir, atomic_write_json
 from trainctl.errors import ArtifactError, TrainctlError
-from trainctl.plot import INSTALL_HINT, Panel, Series, collect_panels, plot_run, render_chart
+from trainctl.cli.plot import INSTALL_HINT, Panel, Series, collect_panels, plot_run, render_chart
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

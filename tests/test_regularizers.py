@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from trainctl.errors import TrainctlError
-from trainctl.regularizers import REGULARIZERS, build_regularizer
+from trainctl.nn.regularizers import REGULARIZERS, build_regularizer
 
 
 def test_ids_and_tfjs_defaults():

@@ -1,4 +1,4 @@
-"""trainctl.render: summary anchors, progress modes, throttling, running means, tables."""
+"""trainctl.cli.render: summary anchors, progress modes, throttling, running means, tables."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from trainctl.callbacks import CallbackList
+from trainctl.train.callbacks import CallbackList
 from trainctl.errors import ConfigError, TrainctlError
-from trainctl.render import (
+from trainctl.cli.render import (
     ProgressDisplay,
     format_duration,
     format_shape,

@@ -163,8 +163,8 @@ def test_sigint_checkpoints_prints_resume_command_and_resumes_exactly(setup, tmp
 
 SABOTAGE = """
 import sys
-from trainctl import resume
-from trainctl.optimizers import Optimizer
+from trainctl.train import resume
+from trainctl.nn.optimizers import Optimizer
 what = sys.argv[1]
 if what == "optimizer":
     Optimizer.load_state = lambda self, state: None

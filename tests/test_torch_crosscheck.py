@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainctl.model import Sequential
+from trainctl.nn.model import Sequential
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.torch

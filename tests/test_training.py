@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainctl.callbacks import Callback
+from trainctl.train.callbacks import Callback
 from trainctl.errors import DataError, TrainctlError
-from trainctl.model import Sequential
+from trainctl.nn.model import Sequential
 
 
 def teacher_task(n=2000, features=20, classes=4, seed=0):

@@ -24,11 +24,11 @@ _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Sequential": "trainctl.model",
+    "Sequential": "trainctl.nn.model",
     "load_config": "trainctl.config",
-    "build_model": "trainctl.run",
-    "train_from_config": "trainctl.run",
-    "open_run": "trainctl.run",
+    "build_model": "trainctl.runs.run",
+    "train_from_config": "trainctl.runs.run",
+    "open_run": "trainctl.runs.run",
     "TrainctlError": "trainctl.errors",
 }
 __all__ = [*_EXPORTS, "__version__"]

@@ -155,12 +155,12 @@ class Registries:
 
 def default_registries() -> Registries:
     """The real registries, imported here so that importing the config package stays cheap."""
-    from trainctl.callbacks import CALLBACKS
+    from trainctl.train.callbacks import CALLBACKS
     from trainctl.data.config import DataConfig
-    from trainctl.layers import LAYERS
-    from trainctl.losses import LOSSES
-    from trainctl.metrics import METRICS
-    from trainctl.optimizers import OPTIMIZERS
+    from trainctl.nn.layers import LAYERS
+    from trainctl.nn.losses import LOSSES
+    from trainctl.nn.metrics import METRICS
+    from trainctl.nn.optimizers import OPTIMIZERS
 
     return Registries(LAYERS, OPTIMIZERS, CALLBACKS, LOSSES, METRICS, DataConfig)
 

@@ -1,7 +1,7 @@
 """Integer codes that select an activation or a loss inside the numba kernels.
 
-Plain ints, no numba import: the registries in `trainctl.activations` and
-`trainctl.losses` read them without loading the JIT. One kernel per role switches on
+Plain ints, no numba import: the registries in `trainctl.nn.activations` and
+`trainctl.nn.losses` read them without loading the JIT. One kernel per role switches on
 the code, so each role compiles once per dtype instead of once per function.
 The numbers are internal (never saved in a run directory); only the ids are.
 """

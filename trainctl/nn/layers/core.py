@@ -8,12 +8,12 @@ from typing import Any
 import numpy as np
 from pydantic import model_validator
 
-from trainctl.activations import ACTIVATIONS
+from trainctl.nn.activations import ACTIVATIONS
 from trainctl.config.base import PositiveInt, UnitInterval, registry_id, typed_spec
 from trainctl.errors import TrainctlError
-from trainctl.initializers import INITIALIZERS, build_initializer
-from trainctl.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape, Weight
-from trainctl.regularizers import REGULARIZERS, build_regularizer
+from trainctl.nn.initializers import INITIALIZERS
+from trainctl.nn.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape
+from trainctl.nn.regularizers import REGULARIZERS, build_regularizer
 from trainctl.seeding import rng_for
 
 
@@ -46,23 +46,13 @@ class Dense(Layer):
         super().build(input_shape, context)
         p = self.params
         n_in = int(input_shape[-1])
-        self.activation = ACTIVATIONS.get(p.activation)
-        kernel_init = build_initializer(p.kernel_initializer)
-        kernel = kernel_init((n_in, p.units), rng_for(context.seed, "init", f"{self.name}/kernel"), context.dtype)
-        self.kernel = Weight(
-            f"{self.name}/kernel", np.ascontiguousarray(kernel, dtype=context.dtype),
-            np.zeros((n_in, p.units), context.dtype), self.trainable, build_regularizer(p.kernel_regularizer),
-        )
-        self.weights = [self.kernel]
+        self.activation = self.output_activation = ACTIVATIONS.get(p.activation)
+        self.weights = []
+        self.kernel = self.add_weight("kernel", (n_in, p.units), p.kernel_initializer, context,
+                                      regularizer=p.kernel_regularizer)
         self.bias = None
         if p.use_bias:
-            bias_init = build_initializer(p.bias_initializer)
-            bias = bias_init((p.units,), rng_for(context.seed, "init", f"{self.name}/bias"), context.dtype)
-            self.bias = Weight(
-                f"{self.name}/bias", np.ascontiguousarray(bias, dtype=context.dtype),
-                np.zeros(p.units, context.dtype), self.trainable, build_regularizer(p.bias_regularizer),
-            )
-            self.weights.append(self.bias)
+            self.bias = self.add_weight("bias", (p.units,), p.bias_initializer, context, regularizer=p.bias_regularizer)
         self.activity_regularizer = build_regularizer(p.activity_regularizer)
         self._zero_bias = np.zeros(p.units, context.dtype)  # stands in for a missing bias
         self._scratch_bias_grad = np.zeros(p.units, context.dtype)
@@ -128,6 +118,10 @@ class Dense(Layer):
         np.matmul(dz, self.kernel.value.T, out=dx)
         return dx if flat else dx.reshape(dy.shape[0], *self.input_shape)
 
+    @property
+    def has_activity_regularizer(self) -> bool:
+        return self.activity_regularizer is not None
+
     # Activity regularization: TF.js declares it but throws "not supported yet" when a layer
     # with one runs on tensors, so Keras defines it: penalty(output) / batch_size joins the loss.
     def activity_loss(self, n: int) -> float:
@@ -163,7 +157,7 @@ class Activation(Layer):
         activation: registry_id(ACTIVATIONS)
 
     def build(self, input_shape: Shape, context: BuildContext) -> Shape:
-        self.activation = ACTIVATIONS.get(self.params.activation)
+        self.activation = self.output_activation = ACTIVATIONS.get(self.params.activation)
         self.dtype = context.dtype
         return super().build(input_shape, context)
 
@@ -244,10 +238,10 @@ class Dropout(Layer):
         np.multiply(dy.reshape(-1), self._mask[:size], out=dx)
         return dx.reshape(dy.shape)
 
-    def rng_state(self) -> dict[str, Any]:
+    def get_state(self) -> dict[str, Any]:
         return self.rng.bit_generator.state
 
-    def set_rng_state(self, state: dict[str, Any]) -> None:
+    def set_state(self, state: dict[str, Any]) -> None:
         self.rng.bit_generator.state = state
 
 

@@ -24,7 +24,7 @@ from trainctl.config.base import resolve_spec
 from trainctl.registry import Registry
 
 if TYPE_CHECKING:  # layers import initializers and regularizers; keep the import graph acyclic
-    from trainctl.layers.base import Weight
+    from trainctl.nn.layers.base import Weight
 
 EPSILON = 1e-7  # TF.js ENGINE.backend.epsilon() for float32
 

@@ -13,8 +13,8 @@ from typing import Any, Iterable
 import numpy as np
 
 from trainctl.errors import ConfigValueError, TrainctlError
-from trainctl.layers import LAYERS, BuildContext, Layer, Weight
-from trainctl.layers.base import auto_name
+from trainctl.nn.layers import LAYERS, BuildContext, Layer, Weight
+from trainctl.nn.layers.base import auto_name
 
 MODEL_FORMAT = "trainctl-model/1"
 
@@ -192,7 +192,10 @@ class Sequential:
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """x: [n, *input_shape] with n <= allocated batch size → [n, *output_shape] (a buffer view)."""
+        mask = None
         for layer in self.layers:
+            layer.input_mask = mask
+            mask = layer.compute_mask(x, mask)
             x = layer.forward(x, training)
         return x
 
@@ -212,7 +215,7 @@ class Sequential:
         return sum(layer.regularization_loss() for layer in self.layers)
 
     def activity_loss(self, n: int) -> float:
-        return sum(layer.activity_loss(n) for layer in self.layers if hasattr(layer, "activity_loss"))
+        return sum(layer.activity_loss(n) for layer in self.layers)
 
     @property
     def has_regularizers(self) -> bool:
@@ -220,28 +223,28 @@ class Sequential:
 
     @property
     def has_activity_regularizers(self) -> bool:
-        return any(getattr(layer, "activity_regularizer", None) is not None for layer in self.layers)
+        return any(layer.has_activity_regularizer for layer in self.layers)
 
     # -- compile / fit / evaluate / predict (TF.js names) ------------------------------
     def compile(self, optimizer: Any = "sgd", loss: Any = "mean_squared_error", metrics: Iterable[str] = ()) -> None:
-        from trainctl.training import compile_model
+        from trainctl.train.loop import compile_model
 
         compile_model(self, optimizer, loss, list(metrics))
 
     def fit(self, x=None, y=None, **options):
-        from trainctl.training import fit
+        from trainctl.train.loop import fit
 
         return fit(self, x, y, **options)
 
     def evaluate(self, x, y, *, batch_size: int = 32, sample_weight=None) -> dict[str, float]:
         from trainctl.data.source import ArraySource
-        from trainctl.training import Trainer
+        from trainctl.train.loop import Trainer
 
         return Trainer(self).evaluate(ArraySource(x, y, sample_weight), batch_size)
 
     def predict(self, x: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
         """Outputs for x [n, *input_shape], computed in batches (memory bounded by batch_size)."""
-        from trainctl.training import predict
+        from trainctl.train.loop import predict
 
         return predict(self, x, batch_size=batch_size)
 

@@ -41,7 +41,7 @@ from trainctl.config.loader import Positions, parse_yaml, read_yaml
 from trainctl.config.overrides import Override, apply_overrides_located
 from trainctl.config.problems import Problem, RawProblem, raise_problems, show
 from trainctl.errors import ArtifactError, ConfigError, TrainctlError
-from trainctl.experiment_schema import ExperimentSpec
+from trainctl.experiment.schema import ExperimentSpec
 
 __all__ = [
     "Comparison",
@@ -216,7 +216,7 @@ def _combinations(spec: ExperimentSpec) -> list[list[_Setting]]:
 
 def _expand(spec: ExperimentSpec, path: Path, positions: Positions, base_data: dict,
             base_positions: Positions, base_source: str, base_prefix: str) -> list[Variant]:
-    from trainctl.artifacts import config_hash as text_hash
+    from trainctl.runs.artifacts import config_hash as text_hash
     from trainctl.config import config_hash, config_to_yaml
     from trainctl.config.schema import validate_config
 
@@ -311,7 +311,7 @@ def _check_variant(config, metric: str) -> str | None:
     """What a config alone can still get wrong (shapes, loss vs output), and whether the
     metric to rank by will be logged. None when fine."""
     from trainctl.config import LoadedConfig
-    from trainctl.run import check_config, validation_split_of
+    from trainctl.runs.run import check_config, validation_split_of
 
     try:
         check_config(LoadedConfig(config=config, path="", raw={}, positions=Positions("")))
@@ -402,7 +402,7 @@ def _float_or_none(value: Any) -> float | None:
 def summarise_run_dir(path: Path, metric: str, mode: str) -> dict[str, Any]:
     """final/best/best_epoch/epochs/train_seconds of a finished run directory.
     Raises ArtifactError for an unfinished or damaged one, TrainctlError if the metric is absent."""
-    from trainctl.artifacts import RunDir
+    from trainctl.runs.artifacts import RunDir
 
     run_dir = RunDir(path)
     metrics = run_dir.read_metrics()
@@ -422,7 +422,7 @@ def summarise_run_dir(path: Path, metric: str, mode: str) -> dict[str, Any]:
 
 def _is_complete(path: Path, state_hash: str | None = None) -> bool:
     """metrics.json written and state.json marks the run completed (for this config)."""
-    from trainctl.artifacts import RunDir
+    from trainctl.runs.artifacts import RunDir
 
     run_dir = RunDir(path)
     if not run_dir.file("metrics.json").is_file():
@@ -437,7 +437,7 @@ def _is_complete(path: Path, state_hash: str | None = None) -> bool:
 
 
 def _state_hash_of(path: Path) -> str | None:
-    from trainctl.artifacts import RunDir
+    from trainctl.runs.artifacts import RunDir
 
     try:
         return RunDir(path).read_state(verify_config=False).get("config_hash")
@@ -455,7 +455,7 @@ def _train_variant(task: Mapping[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {"run_id": task["run_id"], "status": "ok", "error": None}
     try:
         from trainctl.config import load_config_text
-        from trainctl.run import train_from_config
+        from trainctl.runs.run import train_from_config
 
         if out.exists():  # left by an interrupted attempt (or a worker that died): start over
             shutil.rmtree(out)
@@ -748,7 +748,7 @@ def _record(run: RunResult, future) -> None:
 
 
 def _write_plan(experiment: Experiment, directory: Path, runs: list[RunResult]) -> None:
-    from trainctl.artifacts import atomic_write_json
+    from trainctl.runs.artifacts import atomic_write_json
 
     plan = {
         "name": experiment.name,
@@ -781,7 +781,7 @@ def results_columns(keys: Sequence[str], metric: str) -> list[str]:
 
 
 def _write_results(result: ExperimentResult) -> None:
-    from trainctl.artifacts import atomic_write_text
+    from trainctl.runs.artifacts import atomic_write_text
 
     keys = result.experiment.keys
     columns = results_columns(keys, result.metric)
@@ -869,7 +869,7 @@ def compare_runs(paths: Sequence[str | os.PathLike], *, metric: str | None = Non
     for raw_path in paths:
         path = Path(raw_path)
         if (path / EXPERIMENT_FILE).is_file():
-            from trainctl.artifacts import read_json
+            from trainctl.runs.artifacts import read_json
 
             plan = read_json(path / EXPERIMENT_FILE)
             if not isinstance(plan, dict) or not isinstance(plan.get("runs"), list):
@@ -937,7 +937,7 @@ def _previous_errors(plans: list[dict], paths: Sequence) -> dict[str, str]:
 
 
 def _default_metric(paths: list[Path]) -> str:
-    from trainctl.artifacts import RunDir
+    from trainctl.runs.artifacts import RunDir
 
     for path in paths:
         try:

@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from trainctl.callbacks import Callback, CallbackList, History
+from trainctl.train.callbacks import Callback, CallbackList, History
 from trainctl.data.source import ArraySource, BatchSource, split_validation
 from trainctl.errors import ConfigValueError, DataError, TrainctlError
 
@@ -26,9 +26,9 @@ class CompileError(ConfigValueError):
 
 def compile_model(model, optimizer: Any, loss: Any, metrics: list[Any]) -> None:
     """Resolve optimizer/loss/metric ids, check they suit the model's output, build slots."""
-    from trainctl.losses import LOSSES
-    from trainctl.metrics import check_metric_applicable, resolve_metric
-    from trainctl.optimizers import Optimizer, build_optimizer
+    from trainctl.nn.losses import LOSSES
+    from trainctl.nn.metrics import check_metric_applicable, resolve_metric
+    from trainctl.nn.optimizers import Optimizer, build_optimizer
 
     loss_obj = LOSSES.get(loss) if isinstance(loss, str) else loss
     problems = [("loss", message) for message in check_loss_applicable(model, loss_obj)]
@@ -54,9 +54,8 @@ def compile_model(model, optimizer: Any, loss: Any, metrics: list[Any]) -> None:
 
 def _last_activation(model) -> str | None:
     for layer in reversed(model.layers):
-        activation = getattr(layer, "activation", None)
-        if activation is not None:
-            return activation.name
+        if layer.output_activation is not None:
+            return layer.output_activation.name
         if layer.weights:  # a weighted layer without activation ends the search
             return None
     return None
@@ -142,7 +141,7 @@ class Trainer:
         self.metrics = model.metrics
         self.fused = getattr(self.loss, "fused_activation", None) is not None and \
             _last_activation(model) == self.loss.fused_activation and \
-            getattr(model.layers[-1], "activation", None) is not None
+            model.layers[-1].output_activation is not None
         self.positions = math.prod(model.output_shape[:-1])  # rows per sample in the 2-D view
         self.regularized = model.has_regularizers
         self.activity_regularized = model.has_activity_regularizers

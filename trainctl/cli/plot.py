@@ -68,7 +68,7 @@ def _history_panels(rows: list[dict[str, Any]], skip: set[str]) -> list[Panel]:
 
 
 def _read_weight_history(path: Path) -> dict[str, Any] | None:
-    from trainctl.artifacts import read_json
+    from trainctl.runs.artifacts import read_json
 
     if not path.exists():
         return None
@@ -103,7 +103,7 @@ def _weight_panel(data: dict[str, Any]) -> Panel | None:
 
 def collect_panels(run_dir: Path) -> list[Panel]:
     """The run's panels; TrainctlError when there is nothing to draw yet."""
-    from trainctl.artifacts import RunDir
+    from trainctl.runs.artifacts import RunDir
 
     run = RunDir.open(run_dir, require_weights=False)
     rows = run.read_history()
@@ -150,7 +150,7 @@ def plot_run(run_dir: Path, out: Path | None = None, terminal: bool = False, *, 
 # -- PNG ----------------------------------------------------------------------------------
 def write_png(panels: list[Panel], path: Path, *, title: str = "", matplotlib: Any = None) -> None:
     """Render `panels` in a grid (two columns) and write the PNG atomically."""
-    from trainctl.artifacts import atomic_write_bytes
+    from trainctl.runs.artifacts import atomic_write_bytes
 
     Figure, FigureCanvasAgg = matplotlib or _load_matplotlib()
     columns = 1 if len(panels) == 1 else 2

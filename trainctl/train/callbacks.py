@@ -28,7 +28,7 @@ from pydantic import Field, model_validator
 from trainctl.config.base import (FiniteFloat, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt,
                                   StrictModel)
 from trainctl.registry import Registry
-from trainctl.schedules import Warmup, cosine_decay, exponential_decay, linear_warmup, step_decay
+from trainctl.nn.schedules import Warmup, cosine_decay, exponential_decay, linear_warmup, step_decay
 
 Logs = dict[str, float]
 

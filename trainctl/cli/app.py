@@ -64,7 +64,7 @@ def expected_failures(command: Callable) -> Callable:
         try:
             return command(*args, **kwargs)
         except TrainctlError as error:
-            from trainctl.render import render_error
+            from trainctl.cli.render import render_error
 
             render_error(_stderr(), error)
             raise typer.Exit(1) from None
@@ -124,7 +124,7 @@ def train(
     """Train a model from a YAML config and write a run directory (or --resume one)."""
     _limit_threads(threads)
     from trainctl.config import config_to_yaml, load_config
-    from trainctl.render import ProgressDisplay, render_summary_line
+    from trainctl.cli.render import ProgressDisplay, render_summary_line
 
     overrides = [*set_, f"seed={seed}"] if seed is not None else set_
 
@@ -142,8 +142,8 @@ def train(
         if print_config:
             sys.stdout.write(config_to_yaml(loaded.config))
             return
-    from trainctl.resume import TrainingInterrupted
-    from trainctl.run import resume_training, train_from_config
+    from trainctl.train.resume import TrainingInterrupted
+    from trainctl.runs.run import resume_training, train_from_config
 
     console, errors = _stdout(), _stderr()
     mode = "quiet" if quiet else ("jsonl" if log_format is LogFormat.jsonl else "auto")
@@ -191,8 +191,8 @@ def summary(
     weights: bool = typer.Option(False, "--weights", help="Also list every weight with its shape."),
 ) -> None:
     """Show the model table (computed from the config alone: no data, no kernels)."""
-    from trainctl.render import render_summary
-    from trainctl.run import describe_model, model_from_target
+    from trainctl.cli.render import render_summary
+    from trainctl.runs.run import describe_model, model_from_target
 
     model, compile_info = model_from_target(target, set_)
     rows, totals, weight_list, extras = describe_model(model, compile_info)
@@ -208,7 +208,7 @@ def validate(
 ) -> None:
     """Check a config (schema, ids, model shapes, loss vs output); print "ok" or every error."""
     from trainctl.config import config_to_yaml, load_config
-    from trainctl.run import check_config
+    from trainctl.runs.run import check_config
 
     loaded = load_config(config, set_)
     check_config(loaded)
@@ -227,12 +227,12 @@ def predict(
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Rows per forward pass (bounds memory)."),
 ) -> None:
     """Run a trained model on new inputs."""
-    from trainctl.run import open_run, predict_file
+    from trainctl.runs.run import open_run, predict_file
 
     run = open_run(run_dir)
     result = predict_file(run, input, output, batch_size)
     if output is None:
-        from trainctl.render import render_predictions
+        from trainctl.cli.render import render_predictions
 
         render_predictions(_stdout(), result)
     else:
@@ -247,8 +247,8 @@ def evaluate(
     batch_size: int = typer.Option(256, "--batch-size", min=1),
 ) -> None:
     """Loss and metrics of a trained model, as a table."""
-    from trainctl.render import render_metrics_table
-    from trainctl.run import evaluate_run, open_run
+    from trainctl.cli.render import render_metrics_table
+    from trainctl.runs.run import evaluate_run, open_run
 
     run = open_run(run_dir)
     title, metrics = evaluate_run(run, data, batch_size)
@@ -267,7 +267,7 @@ def plot(
     terminal: bool = typer.Option(False, "--terminal", help="Draw the curves in the terminal instead of a PNG."),
 ) -> None:
     """Loss and metric curves (train and validation) and recorded weight trajectories."""
-    from trainctl.plot import plot_run
+    from trainctl.cli.plot import plot_run
 
     typer.echo(plot_run(run_dir, out, terminal))
 
@@ -282,8 +282,8 @@ def experiment(
     out: Optional[Path] = typer.Option(None, "--out", help="Experiment directory (default experiments/<name>)."),
 ) -> None:
     """Run every variant of a config (grid, random search, seeds) on dask and compare them."""
-    from trainctl.experiment import run_experiment
-    from trainctl.render import ExperimentProgressLine, mean_std, render_compare_table
+    from trainctl.experiment.runner import run_experiment
+    from trainctl.cli.render import ExperimentProgressLine, mean_std, render_compare_table
 
     console = _stdout()
     with ExperimentProgressLine(console) as progress:
@@ -316,8 +316,8 @@ def compare(
     mode: Optional[str] = typer.Option(None, "--mode", help="min or max (default: from the metric)."),
 ) -> None:
     """Compare finished runs in one table, mean ± std over seeds."""
-    from trainctl.experiment import compare_runs
-    from trainctl.render import mean_std, render_compare_table
+    from trainctl.experiment.runner import compare_runs
+    from trainctl.cli.render import mean_std, render_compare_table
 
     comparison = compare_runs(paths, metric=metric, mode=mode)
     rows, columns = comparison.table(mean_std)

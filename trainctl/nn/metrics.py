@@ -251,7 +251,7 @@ def _canonical_loss(loss_id: str | None) -> str:
     if not loss_id:
         return ""
     try:
-        from trainctl.losses import LOSSES
+        from trainctl.nn.losses import LOSSES
     except ImportError:
         return snake_case(loss_id)
     try:

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from trainctl.callbacks import Callback, CSVLogger, EarlyStopping, WeightHistory
+from trainctl.train.callbacks import Callback, CSVLogger, EarlyStopping, WeightHistory
 from trainctl.errors import ArtifactError, TrainctlError
 
 CHECKPOINT_FORMAT = 1
@@ -127,7 +127,7 @@ class CheckpointWriter:
     # -- snapshot
     def files(self, epoch: int, batch: int, tag: str) -> dict[str, bytes]:
         """Checkpoint files for the position (next epoch to run, first batch of it to run)."""
-        from trainctl.artifacts import _json_dumps, arrays_to_bytes
+        from trainctl.runs.artifacts import _json_dumps, arrays_to_bytes
 
         model, optimizer = self.model, self.model.optimizer
         callback_states, callback_arrays = [], {}
@@ -142,14 +142,14 @@ class CheckpointWriter:
             elif hasattr(callback, "get_state"):
                 entry["state"] = callback.get_state()
             callback_states.append(entry)
-        dropout = {layer.name: layer.rng_state() for layer in model.layers if hasattr(layer, "rng_state")}
+        layer_states = {layer.name: state for layer in model.layers if (state := layer.get_state())}
         state = {
             "format": CHECKPOINT_FORMAT, "tag": tag, "config_hash": self.config_hash,
             "epoch": epoch, "batch": batch, "step": int(optimizer.iterations),
             "stopped": bool(getattr(model, "stop_training", False)),
             "learning_rate": float(optimizer.learning_rate),
             "configured_learning_rate": _configured_rate(optimizer),
-            "callbacks": callback_states, "rng": dropout,
+            "callbacks": callback_states, "rng": layer_states,  # key kept from format 1: layer states
             **self.totals.state(mid_epoch=batch > 0),
         }
         return {
@@ -175,7 +175,7 @@ class CheckpointWriter:
     # -- restore
     def restore(self, checkpoint: dict[str, bytes], source: str) -> dict[str, Any]:
         """Put a checkpoint's state into the model, optimizer and callbacks; returns its state."""
-        from trainctl.artifacts import arrays_from_bytes
+        from trainctl.runs.artifacts import arrays_from_bytes
 
         import json
 
@@ -193,8 +193,8 @@ class CheckpointWriter:
             optimizer.learning_rate = float(state["learning_rate"])
             arrays = arrays_from_bytes(checkpoint["callbacks.safetensors"], source=f"{source}/callbacks.safetensors")
             for layer in model.layers:
-                if hasattr(layer, "set_rng_state") and layer.name in state["rng"]:
-                    layer.set_rng_state(state["rng"][layer.name])
+                if layer.name in state["rng"]:
+                    layer.set_state(state["rng"][layer.name])
             saved = {entry["index"]: entry for entry in state["callbacks"]}
             for index, callback in enumerate(self.user_callbacks):
                 entry = saved.get(index)
@@ -308,7 +308,7 @@ class StopOnSignal(Callback):
 
 def model_checkpoint_saver(writer: CheckpointWriter, callback, run_dir) -> Callable[[str, dict], Any]:
     """The saver of a configured model_checkpoint: full checkpoints in <run>/model_checkpoints."""
-    from trainctl.artifacts import RunDir
+    from trainctl.runs.artifacts import RunDir
 
     store = RunDir(run_dir.path, checkpoints_dir=MODEL_CHECKPOINTS_DIR)
 
@@ -324,7 +324,7 @@ def model_checkpoint_saver(writer: CheckpointWriter, callback, run_dir) -> Calla
 def trim_history(path: Path, keep_through: int, first_epoch: int, separator: str = ",") -> None:
     """Drop rows of a per-epoch CSV (history.csv: 1-based epochs; csv_logger: 0-based) from
     epochs the resumed run will redo, so it ends up as an uninterrupted run's file."""
-    from trainctl.artifacts import atomic_write_text
+    from trainctl.runs.artifacts import atomic_write_text
 
     if not path.exists():
         return

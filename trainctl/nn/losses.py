@@ -21,7 +21,7 @@ from typing import Literal
 
 import numpy as np
 
-from trainctl.activations import as_rows
+from trainctl.nn.activations import as_rows
 from trainctl.kernels import codes
 from trainctl.registry import Registry
 

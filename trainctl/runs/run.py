@@ -15,7 +15,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from trainctl.callbacks import Callback, WeightHistory
+from trainctl.train.callbacks import Callback, WeightHistory
 from trainctl.errors import ArtifactError, ConfigValueError, DataError, TrainctlError
 
 WEIGHT_HISTORY_FILE = "weight_history.json"
@@ -26,7 +26,7 @@ DATA_FILE = "data.json"  # where the data came from and how its labels were enco
 def build_model(config, loaded=None):
     """The model; with `loaded`, a problem found while building it (shapes, names) is
     reported at its place in the file, as schema errors are."""
-    from trainctl.model import Sequential
+    from trainctl.nn.model import Sequential
 
     with located_in(loaded):
         return Sequential(config.model.layers, name=config.name, seed=config.seed)
@@ -55,7 +55,7 @@ def located_in(loaded):
 
 
 def build_callbacks(config) -> list[Callback]:
-    from trainctl.callbacks import CALLBACKS
+    from trainctl.train.callbacks import CALLBACKS
 
     callbacks = []
     for spec in config.callbacks:
@@ -68,7 +68,7 @@ def build_callbacks(config) -> list[Callback]:
 def check_config(loaded) -> None:
     """Everything that can be checked without data: model shapes, loss vs output, metrics,
     callbacks and the values they monitor."""
-    from trainctl.callbacks import check_monitors
+    from trainctl.train.callbacks import check_monitors
 
     config = loaded.config
     model = build_model(config, loaded)
@@ -94,7 +94,7 @@ def load_training_data(config, base_dir: Path, model):
     the loss and preprocessed with statistics from the training split only; then checked
     against the model (shapes, label ranges) before any training."""
     from trainctl.data import load_data
-    from trainctl.training import check_inputs, check_targets
+    from trainctl.train.loop import check_inputs, check_targets
 
     split = validation_split_of(config)
     data_config = config.data
@@ -156,7 +156,7 @@ def save_model_files(run_dir, model) -> None:
 
 
 def load_init_weights(path: Path, model) -> dict[str, np.ndarray]:
-    from trainctl.artifacts import RunDir, load_weights
+    from trainctl.runs.artifacts import RunDir, load_weights
 
     path = Path(path)
     if not path.exists():
@@ -185,7 +185,7 @@ class _Prepared:
 
 def _prepare(loaded, config_dir: Path, init_from: Path | None = None) -> _Prepared:
     """Model, callbacks and data, all checked: everything that can fail on bad input."""
-    from trainctl.callbacks import TerminateOnNaN, check_monitors
+    from trainctl.train.callbacks import TerminateOnNaN, check_monitors
 
     config = loaded.config
     model = build_model(config, loaded)
@@ -204,7 +204,7 @@ def _prepare(loaded, config_dir: Path, init_from: Path | None = None) -> _Prepar
 def _write_run_files(run_dir, prepared: _Prepared, settings: dict[str, Any]) -> None:
     """Everything a resume needs besides checkpoints. config.yaml is written after the files
     it implies, so a run directory with a config.yaml is always complete enough to resume."""
-    from trainctl.artifacts import atomic_write_json
+    from trainctl.runs.artifacts import atomic_write_json
     from trainctl.config import config_to_yaml
 
     data = prepared.data
@@ -228,7 +228,7 @@ def train_from_config(loaded, *, out: Path | None = None, runs_root: Path = Path
     start, at the end of every epoch and every `checkpoint_every` steps; the last
     `keep_checkpoints` are kept. With `handle_signals` (main thread only), SIGINT/SIGTERM
     stop after the current batch with a checkpoint (TrainingInterrupted)."""
-    from trainctl.artifacts import RunDir
+    from trainctl.runs.artifacts import RunDir
 
     prepared = _prepare(loaded, Path(loaded.path).resolve().parent, init_from)
     run_dir = RunDir.create(runs_root, prepared.config.name, out)
@@ -261,7 +261,7 @@ def resume_training(run_path: Path, *, config_path: Path | None = None, override
     saved config is refused unless `force`."""
     import warnings
 
-    from trainctl.artifacts import STATE_FILE, CheckpointWarning, RunDir, read_json
+    from trainctl.runs.artifacts import STATE_FILE, CheckpointWarning, RunDir, read_json
     from trainctl.config import config_hash, load_config, load_config_text
 
     run_dir = RunDir.open(run_path, require_weights=False)
@@ -321,10 +321,10 @@ def _run_training(run_dir, prepared: _Prepared, extra: list[Callback], settings:
                   checkpoint: tuple[str, dict[str, bytes]] | None, handle_signals: bool) -> TrainOutcome:
     import contextlib
 
-    from trainctl.artifacts import HISTORY_FILE, atomic_write_json
-    from trainctl.callbacks import EarlyStopping, History, ModelCheckpoint, TerminateOnNaN
+    from trainctl.runs.artifacts import HISTORY_FILE, atomic_write_json
+    from trainctl.train.callbacks import EarlyStopping, History, ModelCheckpoint, TerminateOnNaN
     from trainctl.config import config_hash
-    from trainctl.resume import (Checkpointer, CheckpointWriter, EpochTotals, StopOnSignal, model_checkpoint_saver,
+    from trainctl.train.resume import (Checkpointer, CheckpointWriter, EpochTotals, StopOnSignal, model_checkpoint_saver,
                                  prepare_csv_loggers, trim_history)
 
     config, model, data, user_callbacks = prepared.config, prepared.model, prepared.data, prepared.callbacks
@@ -410,10 +410,10 @@ class Run:
 
 def open_run(path: Path) -> Run:
     """A trained run, validated: architecture from model.json, weights checked against it."""
-    from trainctl.artifacts import RunDir, read_json
+    from trainctl.runs.artifacts import RunDir, read_json
     from trainctl.config import load_config_text
     from trainctl.data import PreprocessingState
-    from trainctl.model import Sequential
+    from trainctl.nn.model import Sequential
 
     run_dir = RunDir.open(path)
     loaded = load_config_text(run_dir.read_config_text(), str(run_dir.file("config.yaml")))
@@ -505,7 +505,7 @@ def predict_file(run: Run, input_path: Path, output_path: Path | None, batch_siz
 
 
 def write_predictions(path: Path, result: Predictions) -> None:
-    from trainctl.artifacts import atomic_write_bytes, atomic_write_text
+    from trainctl.runs.artifacts import atomic_write_bytes, atomic_write_text
 
     suffix = path.suffix.lower()
     flat = result.outputs.reshape(result.n_rows, -1)
@@ -533,7 +533,7 @@ def write_predictions(path: Path, result: Predictions) -> None:
 
 def evaluate_run(run: Run, data_path: Path | None, batch_size: int) -> tuple[str, dict[str, float]]:
     """Loss and metrics on a given file, or on the run's own validation data."""
-    from trainctl.training import check_inputs, check_targets
+    from trainctl.train.loop import check_inputs, check_targets
 
     if data_path is not None:
         from trainctl.data import apply_target_preprocessing, encode_targets, load_inputs
@@ -553,7 +553,7 @@ def evaluate_run(run: Run, data_path: Path | None, batch_size: int) -> tuple[str
         data = load_training_data(run.config, run.config_dir, run.model)
         where = data.validation_description or "validation data"
         if data.x_val is None and data.validation_stream is not None:
-            from trainctl.training import Trainer
+            from trainctl.train.loop import Trainer
 
             return f"evaluation on {where}", Trainer(run.model).evaluate(data.validation_stream, batch_size)
         if data.x_val is None:
@@ -572,8 +572,8 @@ def model_from_target(target: Path, overrides: list[str]):
 
     target = Path(target)
     if target.is_dir():
-        from trainctl.artifacts import RunDir
-        from trainctl.model import Sequential
+        from trainctl.runs.artifacts import RunDir
+        from trainctl.nn.model import Sequential
 
         run_dir = RunDir.open(target, require_weights=False)
         config = load_config_text(run_dir.read_config_text(), str(run_dir.file("config.yaml"))).config
@@ -585,7 +585,7 @@ def model_from_target(target: Path, overrides: list[str]):
 
 
 def describe_model(model, config):
-    from trainctl.model import weights_nbytes
+    from trainctl.nn.model import weights_nbytes
 
     rows = model.summary_rows()
     totals = model.param_totals()

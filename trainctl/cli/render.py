@@ -18,7 +18,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from trainctl.callbacks import Callback, Logs
+from trainctl.train.callbacks import Callback, Logs
 from trainctl.errors import TrainctlError
 
 __all__ = [

@@ -1,0 +1,1 @@
+"""Experiments: many configs planned from one file, run on dask, compared."""

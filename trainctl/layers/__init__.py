@@ -1,6 +1,0 @@
-"""Layers, looked up by id in LAYERS. Importing this package registers every layer type."""
-
-from trainctl.layers.base import LAYERS, BuildContext, Layer, LayerParams, Weight
-from trainctl.layers import core  # noqa: F401  (registers dense, activation, dropout, flatten, reshape)
-
-__all__ = ["LAYERS", "BuildContext", "Layer", "LayerParams", "Weight"]

@@ -1,0 +1,1 @@
+"""The training loop (Trainer, fit), its callbacks and exact resume."""

@@ -15,7 +15,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SerializeAsAny, ValidationError
 
@@ -83,7 +83,7 @@ class FitConfig(StrictModel):
     validation_batch_size: PositiveInt | None = None  # None: same as batch_size
     validation_freq: PositiveInt = 1  # validate every n-th epoch
     initial_epoch: NonNegativeInt = 0  # epoch to start from (resuming)
-    class_weight: dict[NonNegativeInt, NonNegativeFloat] | None = None  # class index → weight
+    class_weight: Union[dict[Union[NonNegativeInt, str], NonNegativeFloat], Literal["balanced"], None] = None  # class index or name → weight
     steps_per_epoch: PositiveInt | None = None  # Keras name; None: one pass over the data
     validation_steps: PositiveInt | None = None  # Keras name; None: all validation data
     batches_per_epoch: PositiveInt | None = None  # TF.js fitDataset name of steps_per_epoch

@@ -88,6 +88,7 @@ class LoadedData:
     preprocessing: PreprocessingState = field(default_factory=lambda: PreprocessingState([], []))
     stream: Any = None  # a StreamSource (BatchSource protocol) when data.train is a stream
     validation_stream: Any = None
+    class_weight: dict[int, float] | None = None  # fit.class_weight resolved to class indices (by the run builder)
 
     @property
     def x_shape(self) -> tuple[int, ...]:

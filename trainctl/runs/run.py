@@ -115,6 +115,54 @@ def load_training_data(config, base_dir: Path, model):
     return data
 
 
+def resolve_class_weight(spec, data) -> dict[int, float] | None:
+    """fit.class_weight as {class index: weight}: keys are indices or class names; `balanced`
+    is n_samples / (n_classes · count(class)) over the training split, as scikit-learn's."""
+    if spec is None:
+        return None
+    names = data.class_names
+    if names is None:
+        raise ConfigValueError([("fit.class_weight", "needs class labels; these targets are not classes")])
+    if spec == "balanced":
+        counts = class_counts(data, len(names))
+        present = counts > 0
+        total = counts.sum()
+        return {i: float(total / (present.sum() * counts[i])) for i in range(len(names)) if counts[i] > 0}
+    resolved: dict[int, float] = {}
+    for key, weight in spec.items():
+        if isinstance(key, str) and not key.lstrip("-").isdigit():
+            if key not in names:
+                from trainctl.registry import did_you_mean
+
+                hint = did_you_mean(key, names)
+                suffix = f"; did you mean {hint!r}?" if hint else f"; the classes are: {', '.join(names)}"
+                raise ConfigValueError([(f"fit.class_weight.{key}", f"no class {key!r}{suffix}")])
+            index = names.index(key)
+        else:
+            index = int(key)
+            if not 0 <= index < len(names):
+                raise ConfigValueError([(f"fit.class_weight.{key}", f"class index {index} out of range for {len(names)} classes ({', '.join(names)})")])
+        resolved[index] = float(weight)
+    return resolved
+
+
+def class_counts(data, n_classes: int) -> np.ndarray:
+    """Samples per class in the training split (arrays or one pass over the stream)."""
+    counts = np.zeros(n_classes, dtype=np.int64)
+    blocks = [data.y] if data.y is not None else (y for _, y, _ in data.stream._mapped())
+    for y in blocks:
+        y = np.asarray(y).reshape(len(y), -1)
+        index = np.argmax(y, axis=1) if y.shape[1] > 1 else np.rint(y[:, 0]).astype(np.int64)
+        counts += np.bincount(index, minlength=n_classes)[:n_classes]
+    return counts
+
+
+def class_mapping_line(names: list[str], class_weight: dict[int, float] | None) -> str:
+    parts = [f"{i}={name}" + (f" (weight {class_weight[i]:.4g})" if class_weight and i in class_weight else "")
+             for i, name in enumerate(names)]
+    return "classes: " + "  ".join(parts)
+
+
 def check_shape_of_stream(model, stream, where: str) -> None:
     if tuple(stream.x_shape) != tuple(model.input_shape):
         raise DataError(f"{where}: inputs have shape [n,{','.join(map(str, stream.x_shape))}] but the model "
@@ -192,6 +240,8 @@ def _prepare(loaded, config_dir: Path, init_from: Path | None = None) -> _Prepar
     compile_from_config(model, config, loaded)
     user_callbacks = build_callbacks(config)
     data = load_training_data(config, config_dir, model)
+    with located_in(loaded):
+        data.class_weight = resolve_class_weight(config.fit.class_weight, data)
     do_validation = data.x_val is not None or data.validation_stream is not None
     check_monitors(user_callbacks, log_keys(model), do_validation)
     if not any(isinstance(c, TerminateOnNaN) for c in user_callbacks):
@@ -208,9 +258,14 @@ def _write_run_files(run_dir, prepared: _Prepared, settings: dict[str, Any]) -> 
     from trainctl.config import config_to_yaml
 
     data = prepared.data
+    tabular = data.preprocessing.tabular
     atomic_write_json(run_dir.file(DATA_FILE), {
         "config_dir": str(prepared.config_dir), "class_names": data.class_names,
-        "label_encoding": data.label_encoding, "feature_names": data.feature_names})
+        "class_index": {name: i for i, name in enumerate(data.class_names)} if data.class_names else None,
+        "class_weight": {str(k): v for k, v in data.class_weight.items()} if data.class_weight else None,
+        "label_encoding": data.label_encoding, "feature_names": data.feature_names,
+        "input_width": data.preprocessing.input_width,
+        "tabular": tabular.to_json() if tabular is not None else None})
     run_dir.write_model(prepared.model.to_json())
     preprocessing = data.preprocessing.to_arrays()
     if preprocessing:
@@ -358,7 +413,7 @@ def _run_training(run_dir, prepared: _Prepared, extra: list[Callback], settings:
             data.x, data.y, source=data.stream, epochs=initial_epoch if stopped else fit.epochs,
             batch_size=fit.batch_size, shuffle=fit.shuffle, validation_data=validation,
             initial_epoch=initial_epoch, start_batch=start_batch,
-            class_weight=fit.class_weight, sample_weight=data.sample_weight,
+            class_weight=data.class_weight, sample_weight=data.sample_weight,
             # EpochTotals first (it fixes a resumed epoch's logs before anyone reads them),
             # the checkpointer after every callback that reacts to an epoch.
             callbacks=[totals, *user_callbacks, HistoryWriter(run_dir), *extra, checkpointer, stopper],
@@ -387,6 +442,8 @@ def _run_training(run_dir, prepared: _Prepared, extra: list[Callback], settings:
     run_dir.write_state({"epoch": last_epoch, "batch": 0, "completed": True, **settings})
     run_dir.write_metrics({**final, "epochs": epochs_run, "seconds": seconds})
     messages = [c.message for c in user_callbacks if isinstance(c, EarlyStopping) and c.message]
+    if data.class_names:
+        messages.insert(0, class_mapping_line(data.class_names, data.class_weight))
     return TrainOutcome(run_dir, history, final, seconds, epochs_run, messages=messages)
 
 
@@ -428,11 +485,21 @@ def open_run(path: Path) -> Run:
     data_file = run_dir.file(DATA_FILE)
     data_info = read_json(data_file) if data_file.exists() else {}
     steps = list(loaded.config.data.preprocessing)
+    target_steps = list(loaded.config.data.target_preprocessing)
     arrays = run_dir.read_preprocessing() or {}
     try:
-        preprocessing = PreprocessingState.from_arrays(steps, arrays) if steps else PreprocessingState([], [])
+        preprocessing = PreprocessingState.from_arrays(steps, arrays, target_steps) if steps or target_steps \
+            else PreprocessingState([], [])
     except DataError as error:
         raise ArtifactError(f"{run_dir.file('preprocessing.safetensors')}: {error}") from None
+    if data_info.get("tabular"):
+        from trainctl.data.tabular import TabularEncoder
+
+        try:
+            preprocessing.tabular = TabularEncoder.from_json(data_info["tabular"])
+        except DataError as error:
+            raise ArtifactError(f"{data_file}: {error}") from None
+    preprocessing.input_width = data_info.get("input_width")
     return Run(run_dir, loaded.config, model, preprocessing, data_info)
 
 
@@ -453,8 +520,11 @@ def _file_source(path: Path, run: Run, with_targets: bool):
         if features is None and isinstance(train, CsvSource) and train.header:
             # the columns training used, by name: a file that still has the target column works
             features = run.data_info.get("feature_names")
+        options = {}
+        if isinstance(train, CsvSource):  # read it as training read its CSV: same columns, fills, encoding
+            options = {key: getattr(train, key) for key in ("delimiter", "header", "columns", "fill", "missing_values", "encoding")}
         return CsvSource(csv=str(path), target=target, features=features,
-                         labels=getattr(train, "labels", "auto"), class_names=run.class_names)
+                         labels=getattr(train, "labels", "auto"), class_names=run.class_names, **options)
     if suffix == ".npz":
         return NpzSource(npz=str(path), x_key=getattr(train, "x_key", "x"),
                          y_key=(getattr(train, "y_key", "y") or "y") if with_targets else None)
@@ -494,6 +564,10 @@ def predict_file(run: Run, input_path: Path, output_path: Path | None, batch_siz
         raise DataError(f"{input_path}: inputs have shape [n,{','.join(map(str, x.shape[1:]))}], "
                         f"the model expects [n,{','.join(map(str, run.model.input_shape))}]")
     outputs = run.model.predict(x, batch_size=batch_size)
+    if run.preprocessing.target_steps:  # back to the target's units
+        from trainctl.data.preprocessing import invert_target_preprocessing
+
+        outputs = invert_target_preprocessing(run.preprocessing, outputs.reshape(len(outputs), -1)).reshape(outputs.shape)
     classes = None
     if is_classifier(run):
         flat = outputs.reshape(outputs.shape[0], -1)

@@ -416,5 +416,6 @@ def _check_width(raw: RawData, expected: int, names: list[str] | None) -> None:
     preprocessing, so a wrong file is named instead of failing inside numpy)."""
     found = len(raw.layout) if raw.layout is not None else int(np.prod(raw.x.shape[1:], dtype=np.int64))
     if found != expected:
-        listed = f" ({', '.join(names)})" if names else ""
-        raise DataError(f"{raw.description}: has {found} feature columns, the model was trained on {expected}{listed}")
+        listed = f" (trained on columns {', '.join(names)})" if names else ""
+        shape = ",".join(map(str, raw.x.shape[1:])) if raw.layout is None else str(found)
+        raise DataError(f"{raw.description}: inputs have shape [n,{shape}], the model expects [n,{expected}]{listed}")

@@ -318,10 +318,12 @@ def _check_variant(config, metric: str) -> str | None:
         validates = bool(validation_split_of(config)) or getattr(config.data, "validation", None) is not None
     except TrainctlError as error:
         return str(error)
-    logged = ["loss", *config.metrics]
+    from trainctl.nn.metrics import metric_key_aliases
+
+    logged = ["loss", *(m if isinstance(m, str) else (getattr(m.params, "name", None) or m.type) for m in config.metrics)]
     if validates:
         logged += [f"val_{key}" for key in logged]
-    if metric not in logged:
+    if metric not in logged and not any(alias in logged for alias in metric_key_aliases(metric)):
         from trainctl.registry import did_you_mean
 
         hint = did_you_mean(metric, logged)
@@ -407,6 +409,10 @@ def summarise_run_dir(path: Path, metric: str, mode: str) -> dict[str, Any]:
     run_dir = RunDir(path)
     metrics = run_dir.read_metrics()
     history = run_dir.read_history()
+    if history and metric not in history[0]:  # the other spelling (acc/accuracy, ce/crossentropy) names the same value
+        from trainctl.nn.metrics import metric_key_aliases
+
+        metric = next((alias for alias in metric_key_aliases(metric) if alias in history[0]), metric)
     values = [(int(row["epoch"]), float(row[metric])) for row in history if metric in row]
     if not values:
         logged = sorted({key for row in history for key in row if key != "epoch"})

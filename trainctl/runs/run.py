@@ -670,7 +670,7 @@ def describe_model(model, config):
     extras = {
         "Optimizer": optimizer_text,
         "Loss": config.loss,
-        "Metrics": ", ".join(config.metrics) or "none",
+        "Metrics": ", ".join(m if isinstance(m, str) else (getattr(m.params, "name", None) or m.type) for m in config.metrics) or "none",
         "FLOPs per sample (forward)": f"{model.flops_per_sample():,}",
         "Weights size": f"{weights_nbytes(model):,} bytes",
     }

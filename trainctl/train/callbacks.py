@@ -210,19 +210,25 @@ def infer_mode(mode: str, monitor: str, model: Any = None) -> str:
     return "max" if "acc" in name else "min"
 
 
-def _check_monitor(callback_id: str, monitor: str, params: dict[str, Any], *, per_batch: bool = False) -> None:
+def _check_monitor(callback_id: str, monitor: str, params: dict[str, Any], *, per_batch: bool = False) -> str:
     """Refuse a monitor that training will never log (the usual case: val_loss without
-    validation data), instead of silently never acting on it."""
+    validation data), instead of silently never acting on it. Returns the logged key to
+    read: the monitor itself, or its other spelling (val_acc for val_accuracy and back,
+    ce/crossentropy), so a TF.js and a Keras user's monitors both work."""
     from trainctl.errors import TrainctlError
+    from trainctl.nn.metrics import metric_key_aliases
 
     keys = params.get("metrics")
     if keys is None:
-        return
+        return monitor
     available = list(keys)
     if not per_batch and params.get("do_validation"):
         available += [f"val_{key}" for key in keys]
     if monitor in available:
-        return
+        return monitor
+    for alias in metric_key_aliases(monitor):
+        if alias in available:
+            return alias
     if monitor.startswith("val_") and monitor[4:] in keys:
         reason = ("is only known at the end of an epoch; use monitor: " + monitor[4:]) if per_batch else \
             "needs validation data (fit.validation_split or data.validation)"
@@ -301,7 +307,7 @@ class EarlyStopping(Callback):
         return value - self.min_delta > reference
 
     def on_train_begin(self, logs=None):
-        _check_monitor("early_stopping", self.monitor, self.params)
+        self.monitor = _check_monitor("early_stopping", self.monitor, self.params)
         self.direction = infer_mode(self.mode, self.monitor, self.model)
         if not self._resumed:
             self._reset()
@@ -407,7 +413,7 @@ class ReduceLROnPlateau(Callback):
         return value > self.best + self.min_delta
 
     def on_train_begin(self, logs=None):
-        _check_monitor("reduce_lr_on_plateau", self.monitor, self.params)
+        self.monitor = _check_monitor("reduce_lr_on_plateau", self.monitor, self.params)
         self.direction = infer_mode(self.mode, self.monitor, self.model)
         if not self._resumed:
             self._reset()
@@ -769,7 +775,7 @@ class ModelCheckpoint(Callback):
 
     def on_train_begin(self, logs=None):
         if self.save_best_only:
-            _check_monitor("model_checkpoint", self.monitor, self.params, per_batch=self.save_freq != "epoch")
+            self.monitor = _check_monitor("model_checkpoint", self.monitor, self.params, per_batch=self.save_freq != "epoch")
         self.direction = infer_mode(self.mode, self.monitor, self.model)
         if not self._resumed:
             self.best = self._initial_best()

@@ -13,3 +13,6 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 ROOT = str(Path(__file__).resolve().parent.parent)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+
+# Peer fixtures usable from any test module (each skips cleanly when its peer is absent).
+from tests.peers.tfjs import tfjs  # noqa: E402,F401

@@ -32,6 +32,19 @@ class StrictModel(BaseModel):
         return self.model_dump(mode="json", by_alias=False)
 
 
+class RegistryRef:
+    """Field metadata naming the registry a `registry_id` / `typed_spec` field draws from, so
+    code that translates configs (the interop formats) knows a field's kind without guessing
+    from its name: `[m.registry for m in field.metadata if isinstance(m, RegistryRef)]`."""
+
+    def __init__(self, registry: Registry, *, spec: bool):
+        self.registry = registry
+        self.spec = spec  # True: `{type: id, **params}` mapping; False: a bare id
+
+    def __repr__(self) -> str:
+        return f"RegistryRef({self.registry.kind!r}, spec={self.spec})"
+
+
 def registry_id(registry: Registry) -> Any:
     """A str field whose value must be an id of `registry`; resolved to its canonical spelling."""
 
@@ -43,7 +56,7 @@ def registry_id(registry: Registry) -> Any:
         except Exception as error:  # UnknownIdError: its message carries "did you mean"
             raise ValueError(str(error)) from None
 
-    return Annotated[str, BeforeValidator(resolve)]
+    return Annotated[str, BeforeValidator(resolve), RegistryRef(registry, spec=False)]
 
 
 def _finite(value: float) -> float:
@@ -75,7 +88,7 @@ def typed_spec(registry: Registry, *, allow_null: bool = False) -> Any:
             raise ValueError(str(error)) from None
         return {"type": registry.resolve(value if isinstance(value, str) else value["type"]), **params.to_dict()}
 
-    return Annotated[Any, BeforeValidator(normalise)]
+    return Annotated[Any, BeforeValidator(normalise), RegistryRef(registry, spec=True)]
 
 
 def resolve_spec(registry: Registry, spec: Any) -> tuple[Any, StrictModel]:

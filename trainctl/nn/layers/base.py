@@ -172,6 +172,20 @@ class Layer:
             if w.regularizer is not None:
                 w.regularizer.add_grad(w.value, w.grad)
 
+    # -- interop (trainctl.runs.formats): TF.js layers-model and Keras 3 configs -----------
+    def to_keras_config(self, config: dict[str, Any], fmt: str) -> dict[str, Any]:
+        """Adjust the generic translation of this layer's Params (snake_case keys as TF.js
+        serialises them, initializers/regularizers as {class_name, config}, None left out)
+        for `fmt` ("tfjs" or "keras"). Raise runs.formats.ExportRefused for an option the
+        format cannot express. Default: the generic translation is right."""
+        return config
+
+    @classmethod
+    def from_keras_config(cls, config: dict[str, Any], fmt: str) -> dict[str, Any]:
+        """The inverse: adjust a TF.js/Keras layer config (keys already snake_case) before
+        it is validated as this layer's Params. Default: nothing to adjust."""
+        return config
+
 
 LAYERS: Registry[type[Layer]] = Registry("layer type")
 

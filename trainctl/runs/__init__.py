@@ -1,0 +1,1 @@
+"""Run directories and the files that travel between trainctl and other runtimes."""

@@ -76,6 +76,89 @@ def check_config(loaded) -> None:
     callbacks = build_callbacks(config)
     do_validation = validation_split_of(config) > 0 or getattr(config.data, "validation", None) is not None
     check_monitors(callbacks, ["loss", *[m.log_key for m in model.metrics]], do_validation)
+    if not loaded.path:  # a config built in memory (experiment variants): no file to resolve data paths from
+        return
+    base_dir = Path(loaded.path).resolve().parent
+    with located_in(loaded):
+        problems = probe_data(config, model, base_dir)
+        if problems:
+            raise ConfigValueError(problems)
+
+
+def probe_data(config, model, base_dir: Path) -> list[tuple[str, str]]:
+    """What `validate` can tell from the data files without reading them whole: a missing
+    file, a missing target column, the feature count against input_shape, the classes seen
+    against the output units and the class_weight keys (CSV: the header and pyarrow's first
+    block; .npy: the header). (dotted config path, message) pairs."""
+    from trainctl.data import table_for
+    from trainctl.data.config import CsvSource, NpySource, NpzSource, ShardsSource
+    from trainctl.data.readers import NpyArray, resolve_path
+
+    problems: list[tuple[str, str]] = []
+    sections = [("data.train", config.data.train)]
+    if config.data.validation is not None:
+        sections.append(("data.validation", config.data.validation))
+    steps = {step.type for step in config.data.preprocessing}
+    shape_kept = steps <= {"standardize", "min_max", "rescale", "one_hot"}
+    units = model.output_shape[-1] if model.output_shape else None
+    last = f"model.layers.{len(config.model.layers) - 1}.units"
+    for path, source in sections:
+        if hasattr(source, "stream"):
+            path, source = f"{path}.stream.source", source.stream.source
+        if isinstance(source, (CsvSource, ShardsSource)):
+            key = "csv" if isinstance(source, CsvSource) else "shards"
+            try:
+                table = table_for(source, base_dir)
+            except DataError as error:
+                message = str(error)
+                where = f"{path}.target" if "unknown column" in message and _names_target(source, message) else (
+                    f"{path}.{key}" if "no such" in message or "is a directory" in message or "empty" in message else path)
+                problems.append((where, message))
+                continue
+            first = table.tables[0] if hasattr(table, "tables") else table
+            if shape_kept and not table.needs_encoding and tuple(model.input_shape) != (len(table.feature_names),):
+                problems.append(("model.layers.0.input_shape",
+                                 f"{source.csv if key == 'csv' else source.shards} has {len(table.feature_names)} feature columns "
+                                 f"({', '.join(table.feature_names)}), the model expects input_shape {list(model.input_shape)}"))
+            if path.startswith("data.train") and table.string_labels and getattr(first, "_sample", None) is not None:
+                sample = first._sample.column(first.target_cols[0]).to_pylist()
+                seen = sorted({str(v).strip() for v in sample if v is not None and str(v).strip()})
+                names = source.class_names or seen
+                k = len(names)
+                complete = source.class_names is not None or (units is not None and k >= (2 if units == 1 else units))
+                if units is not None and (k > units and not (units == 1 and k == 2)):
+                    problems.append((last, f"the data has {k} classes ({', '.join(names)}) in its first rows, "
+                                           f"the output has {units} units"))
+                weights = config.fit.class_weight
+                if isinstance(weights, dict) and complete:
+                    for class_key in weights:
+                        if isinstance(class_key, str) and class_key not in names:
+                            problems.append((f"fit.class_weight.{class_key}",
+                                             f"no class {class_key!r}; the classes are: {', '.join(names)}"))
+        elif isinstance(source, NpySource):
+            for field in ("npy", "targets", "sample_weight"):
+                name = getattr(source, field)
+                if name is None:
+                    continue
+                try:
+                    array = NpyArray(resolve_path(name, base_dir), name)
+                except DataError as error:
+                    problems.append((f"{path}.{field}", str(error)))
+                    continue
+                if field == "npy" and shape_kept and array.row_shape and tuple(array.row_shape) != tuple(model.input_shape) \
+                        and int(np.prod(array.row_shape)) != int(np.prod(model.input_shape)):
+                    problems.append(("model.layers.0.input_shape", f"{name} has samples of shape {list(array.row_shape)}, "
+                                                                  f"the model expects input_shape {list(model.input_shape)}"))
+        elif isinstance(source, NpzSource):
+            if not resolve_path(source.npz, base_dir).exists():
+                problems.append((f"{path}.npz", f"{source.npz}: no such file (looked for {resolve_path(source.npz, base_dir)})"))
+    return problems
+
+
+def _names_target(source, message: str) -> bool:
+    target = source.target
+    targets = target if isinstance(target, list) else [target]
+    return any(isinstance(t, str) and repr(t) in message for t in targets)
 
 
 # -- data -----------------------------------------------------------------------------
@@ -264,6 +347,7 @@ def _write_run_files(run_dir, prepared: _Prepared, settings: dict[str, Any]) -> 
         "class_index": {name: i for i, name in enumerate(data.class_names)} if data.class_names else None,
         "class_weight": {str(k): v for k, v in data.class_weight.items()} if data.class_weight else None,
         "label_encoding": data.label_encoding, "feature_names": data.feature_names,
+        "target_names": _target_names(prepared.config),
         "input_width": data.preprocessing.input_width,
         "tabular": tabular.to_json() if tabular is not None else None})
     run_dir.write_model(prepared.model.to_json())
@@ -290,6 +374,14 @@ def train_from_config(loaded, *, out: Path | None = None, runs_root: Path = Path
     settings = {"checkpoint_every": checkpoint_every, "keep_checkpoints": keep_checkpoints}
     _write_run_files(run_dir, prepared, settings)
     return _run_training(run_dir, prepared, list(callbacks), settings, None, handle_signals)
+
+
+def _target_names(config) -> list[str] | None:
+    train = config.data.train
+    train = train.stream.source if hasattr(train, "stream") else train
+    target = getattr(train, "target", None)
+    targets = target if isinstance(target, list) else ([target] if target is not None else [])
+    return [str(t) for t in targets] if targets and all(isinstance(t, str) for t in targets) else None
 
 
 def _config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
@@ -541,10 +633,26 @@ class Predictions:
     outputs: np.ndarray
     classes: np.ndarray | None
     class_names: list[str] | None
+    target_names: list[str] | None = None  # regression: the target columns' names
 
     @property
     def n_rows(self) -> int:
         return int(self.outputs.shape[0])
+
+    def output_labels(self) -> list[str]:
+        """Column names of the outputs, the same in the printed table and the CSV."""
+        width = int(np.prod(self.outputs.shape[1:], dtype=np.int64)) if self.outputs.ndim > 1 else 1
+        if self.classes is None:
+            names = self.target_names if self.target_names and len(self.target_names) == width else None
+            return list(names) if names else [f"y{i}" for i in range(width)]
+        if width == 1:  # one sigmoid unit: the probability of the second (positive) class
+            return [f"p_{self.class_names[1]}"] if self.class_names and len(self.class_names) == 2 else ["p"]
+        names = self.class_names if self.class_names and len(self.class_names) == width else [str(i) for i in range(width)]
+        return [f"p_{name}" for name in names]
+
+    def class_label(self, index: int) -> str:
+        names = self.class_names
+        return names[index] if names and 0 <= index < len(names) else str(index)
 
 
 def is_classifier(run: Run) -> bool:
@@ -572,7 +680,7 @@ def predict_file(run: Run, input_path: Path, output_path: Path | None, batch_siz
     if is_classifier(run):
         flat = outputs.reshape(outputs.shape[0], -1)
         classes = (flat[:, 0] > 0.5).astype(np.int64) if flat.shape[1] == 1 else np.argmax(flat, axis=1)
-    result = Predictions(outputs, classes, run.class_names)
+    result = Predictions(outputs, classes, run.class_names, run.data_info.get("target_names"))
     if output_path is not None:
         write_predictions(Path(output_path), result)
     return result
@@ -592,21 +700,20 @@ def write_predictions(path: Path, result: Predictions) -> None:
         return
     if suffix != ".csv":
         raise TrainctlError(f"--output {path}: unsupported format {suffix or '(none)'}; use .npy or .csv")
-    names = result.class_names or [str(i) for i in range(flat.shape[1])]
+    columns = result.output_labels()
     if result.classes is None:
-        lines = [",".join(f"y{i}" for i in range(flat.shape[1]))]
+        lines = [",".join(columns)]
         lines += [",".join(f"{v:.8g}" for v in row) for row in flat]
     else:
-        columns = [f"p_{name}" for name in names] if flat.shape[1] > 1 else ["p"]
         lines = [",".join(["class", *columns])]
         for cls, row in zip(result.classes, flat):
-            label = names[cls] if cls < len(names) else str(cls)
-            lines.append(",".join([label, *(f"{v:.8g}" for v in row)]))
+            lines.append(",".join([result.class_label(int(cls)), *(f"{v:.8g}" for v in row)]))
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
-def evaluate_run(run: Run, data_path: Path | None, batch_size: int) -> tuple[str, dict[str, float]]:
-    """Loss and metrics on a given file, or on the run's own validation data."""
+def _evaluation_data(run: Run, data_path: Path | None, batch_size: int):
+    """(title, where, x, y) for a file or the run's validation arrays, or (title, where,
+    stream, None) for a validation stream; y is encoded and target-scaled as in training."""
     from trainctl.train.loop import check_inputs, check_targets
 
     if data_path is not None:
@@ -627,15 +734,120 @@ def evaluate_run(run: Run, data_path: Path | None, batch_size: int) -> tuple[str
         data = load_training_data(run.config, run.config_dir, run.model)
         where = data.validation_description or "validation data"
         if data.x_val is None and data.validation_stream is not None:
-            from trainctl.train.loop import Trainer
-
-            return f"evaluation on {where}", Trainer(run.model).evaluate(data.validation_stream, batch_size)
+            return f"evaluation on {where}", where, data.validation_stream, None
         if data.x_val is None:
             raise TrainctlError(f"{run.run_dir.path}: the run has no validation data; pass --data FILE")
         x, y, title = data.x_val, data.y_val, f"evaluation on {where}"
     check_inputs(run.model, x, where)
     check_targets(run.model, y, where)
+    return title, where, x, y
+
+
+def evaluate_run(run: Run, data_path: Path | None, batch_size: int) -> tuple[str, dict[str, float]]:
+    """Loss and metrics on a given file, or on the run's own validation data."""
+    title, _, x, y = _evaluation_data(run, data_path, batch_size)
+    if y is None:
+        from trainctl.train.loop import Trainer
+
+        return title, Trainer(run.model).evaluate(x, batch_size)
     return title, run.model.evaluate(x, y, batch_size=batch_size)
+
+
+@dataclass
+class EvaluationReport:
+    """What `trainctl evaluate` shows: loss and metrics, then per class (classifiers: a
+    classification report and confusion matrix) or per target (regressors: MAE, RMSE, R²
+    in the target's own units). `y_true`/`y_pred` (class indices or values) feed the plot."""
+
+    title: str
+    metrics: dict[str, float]
+    task: str  # classification | regression
+    report: dict[str, Any]
+    y_true: np.ndarray
+    y_pred: np.ndarray
+
+    def to_json(self) -> dict[str, Any]:
+        return {"title": self.title, "task": self.task, "metrics": self.metrics, **self.report}
+
+
+def evaluation_report(run: Run, data_path: Path | None, batch_size: int) -> EvaluationReport:
+    """Loss/metrics (as evaluate_run) and the per-class or per-target report over every row."""
+    title, where, x, y = _evaluation_data(run, data_path, batch_size)
+    if y is None:  # a validation stream: gather its batches once
+        from trainctl.train.loop import Trainer
+
+        metrics = Trainer(run.model).evaluate(x, batch_size)
+        outputs, targets = [], []
+        for xb, yb, _ in x.batches(0, batch_size):
+            outputs.append(np.array(run.model.predict(xb, batch_size=batch_size)))
+            targets.append(np.array(yb))
+        outputs, y = np.concatenate(outputs), np.concatenate(targets)
+    else:
+        metrics = run.model.evaluate(x, y, batch_size=batch_size)
+        outputs = run.model.predict(x, batch_size=batch_size)
+    n = len(outputs)
+    out2d, y2d = outputs.reshape(n, -1), np.asarray(y).reshape(n, -1)
+    if is_classifier(run):
+        true_index = _class_indices(y2d, out2d.shape[1])
+        pred_index = (out2d[:, 0] > 0.5).astype(np.int64) if out2d.shape[1] == 1 else np.argmax(out2d, axis=1)
+        k = 2 if out2d.shape[1] == 1 else out2d.shape[1]
+        names = run.class_names if run.class_names and len(run.class_names) == k else [str(i) for i in range(k)]
+        return EvaluationReport(title, metrics, "classification", classification_report(true_index, pred_index, names),
+                                true_index, pred_index)
+    from trainctl.data.preprocessing import invert_target_preprocessing
+
+    truth = invert_target_preprocessing(run.preprocessing, y2d).astype(np.float64)
+    predicted = invert_target_preprocessing(run.preprocessing, out2d).astype(np.float64)
+    names = run.data_info.get("target_names")
+    names = names if names and len(names) == truth.shape[1] else [f"y{i}" for i in range(truth.shape[1])]
+    return EvaluationReport(title, metrics, "regression", regression_report(truth, predicted, names), truth, predicted)
+
+
+def _class_indices(y2d: np.ndarray, width: int) -> np.ndarray:
+    if y2d.shape[1] > 1:
+        return np.argmax(y2d, axis=1)
+    return np.rint(y2d[:, 0]).astype(np.int64) if width > 1 else (y2d[:, 0] != 0).astype(np.int64)
+
+
+def classification_report(true_index: np.ndarray, pred_index: np.ndarray, names: list[str]) -> dict[str, Any]:
+    """Per-class precision, recall, F1 and support, their macro and weighted averages,
+    accuracy and the confusion matrix (rows: true class, columns: predicted), as scikit-learn's
+    classification_report and confusion_matrix compute them (0 where a ratio is 0/0)."""
+    k = len(names)
+    matrix = np.zeros((k, k), dtype=np.int64)
+    np.add.at(matrix, (true_index, pred_index), 1)
+    tp = np.diag(matrix).astype(np.float64)
+    predicted, support = matrix.sum(axis=0).astype(np.float64), matrix.sum(axis=1).astype(np.float64)
+    ratio = lambda a, b: np.divide(a, b, out=np.zeros_like(a), where=b > 0)  # noqa: E731
+    precision, recall = ratio(tp, predicted), ratio(tp, support)
+    f1 = ratio(2 * precision * recall, precision + recall)
+    rows = [{"class": name, "precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}
+            for name, p, r, f, n in zip(names, precision, recall, f1, support)]
+    total = support.sum()
+
+    def average(weights):
+        return {key: float((values * weights).sum() / weights.sum()) if weights.sum() else 0.0
+                for key, values in (("precision", precision), ("recall", recall), ("f1", f1))}
+
+    return {
+        "classes": list(names), "per_class": rows,
+        "accuracy": float(tp.sum() / total) if total else 0.0,
+        "macro_avg": {**average(np.ones(k)), "support": int(total)},
+        "weighted_avg": {**average(support), "support": int(total)},
+        "confusion_matrix": matrix.tolist(),
+    }
+
+
+def regression_report(truth: np.ndarray, predicted: np.ndarray, names: list[str]) -> dict[str, Any]:
+    """Per target column: MAE, RMSE and R² (1 − SS_res/SS_tot) in the target's units."""
+    rows = []
+    for j, name in enumerate(names):
+        error = predicted[:, j] - truth[:, j]
+        ss_tot = float(((truth[:, j] - truth[:, j].mean()) ** 2).sum())
+        rows.append({"target": name, "mae": float(np.abs(error).mean()), "rmse": float(np.sqrt((error ** 2).mean())),
+                     "r2": 1.0 - float((error ** 2).sum()) / ss_tot if ss_tot > 0 else float("nan"),
+                     "n": int(len(error))})
+    return {"targets": rows}
 
 
 # -- summary ---------------------------------------------------------------------------

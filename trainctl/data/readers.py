@@ -180,6 +180,15 @@ class CsvTable:
 
     def _sample_schema(self):
         """Header and inferred column types from the first block (at most 1 MB is read)."""
+        try:
+            schema = self._read_sample()
+            schema.names  # noqa: B018 - decoded lazily: a bad header fails here, inside the try
+            return schema
+        except UnicodeDecodeError as error:
+            raise DataError(f"{self.shown}: not {self.encoding} text ({error.reason} at byte {error.start}); "
+                            "set encoding: (latin-1, utf-16, ...)") from None
+
+    def _read_sample(self):
         pa, _ = _arrow_csv()
         try:
             reader = self._open(min(CSV_CHUNK_BYTES, 1 << 20))
@@ -188,8 +197,6 @@ class CsvTable:
                 raise DataError(f"{self.shown}: file is empty") from None
             self.n_columns = None
             self._explain(0, str(error))
-        except UnicodeDecodeError as error:
-            raise DataError(f"{self.shown}: not {self.encoding} text ({error.reason} at byte {error.start}); set encoding:") from None
         try:
             self._sample = reader.read_next_batch()
         except (StopIteration, pa.ArrowInvalid):
@@ -255,6 +262,9 @@ class CsvTable:
                 break
             except pa.ArrowInvalid as error:
                 self._explain(n_rows, str(error))
+            except UnicodeDecodeError as error:
+                raise DataError(f"{self.shown}: not {self.encoding} text ({error.reason} at byte {error.start}); "
+                                "set encoding: (latin-1, utf-16, ...)") from None
             c = batch.num_rows
             if c == 0:
                 continue
@@ -358,7 +368,8 @@ class CsvTable:
                             kind = "NaN" if np.isnan(value32) else ("inf" if value32 > 0 else "-inf")
                             raise DataError(f"{at(col)}: value is {kind}; data must be finite")
         except UnicodeDecodeError as error:
-            raise DataError(f"{self.shown}: not {self.encoding} text ({error.reason} at byte {error.start}); set encoding:") from None
+            raise DataError(f"{self.shown}: not {self.encoding} text ({error.reason} at byte {error.start}); "
+                            "set encoding: (latin-1, utf-16, ...)") from None
         except csv.Error as error:
             raise DataError(f"{self.shown}:{line}: {error}") from None
         raise DataError(f"{self.shown}: {arrow_message}")

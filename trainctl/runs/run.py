@@ -135,6 +135,13 @@ def probe_data(config, model, base_dir: Path) -> list[tuple[str, str]]:
                         if isinstance(class_key, str) and class_key not in names:
                             problems.append((f"fit.class_weight.{class_key}",
                                              f"no class {class_key!r}; the classes are: {', '.join(names)}"))
+            elif (path.startswith("data.train") and len(first.target_cols) == 1 and units and units > 1
+                  and getattr(source, "labels", "auto") != "none" and getattr(first, "_sample", None) is not None
+                  and model.loss.name in ("categorical_crossentropy", "sparse_categorical_crossentropy")):
+                values = [v for v in first._sample.column(first.target_cols[0]).to_pylist() if isinstance(v, (int, float))]
+                if values and all(float(v).is_integer() and v >= 0 for v in values) and max(values) + 1 > units:
+                    problems.append((last, f"the data has class index {int(max(values))} in its first rows, "
+                                           f"the output has {units} units (indices 0 to {units - 1})"))
         elif isinstance(source, NpySource):
             for field in ("npy", "targets", "sample_weight"):
                 name = getattr(source, field)

@@ -212,3 +212,17 @@ def test_validate_opens_the_data_and_locates_each_problem(tmp_path):
         bad = write(tmp_path / "bad.yaml", good.read_text().replace(old, new))
         [line] = error_lines(fails(["validate", bad]))
         assert line.startswith(f"error: {bad}{line_no}") and path in line and message in line, line
+
+
+def test_a_csv_stream_fits_its_columns_on_one_pass(tmp_path):
+    write(tmp_path / "s.csv", "color,size,y\nred,1,0.5\nblue,,1.5\nred,3,2.5\ngreen,5,3.5\n")
+    write(tmp_path / "v.csv", "color,size,y\nblue,2,1.0\npurple,,2.0\n")
+    source = {"csv": "s.csv", "target": "y", "labels": "none", "fill": "mean", "columns": {"color": "categorical"}}
+    d = load({"stream": {"source": source}}, tmp_path,
+             validation={"csv": "v.csv", "target": "y", "labels": "none", "fill": "mean", "columns": {"color": "categorical"}},
+             target_preprocessing=["standardize"])
+    assert d.stream.x_shape == (5,)  # [UNK], red, blue, green + size
+    x, y, _ = next(iter(d.stream.batches(0, 4)))
+    np.testing.assert_allclose(np.sort(x[:, 4]), [1, 3, 3, 5])  # the missing size took the mean of 1, 3, 5
+    np.testing.assert_allclose(np.sort(y[:, 0]), (np.array([0.5, 1.5, 2.5, 3.5]) - 2.0) / np.sqrt(1.25), rtol=1e-6)
+    np.testing.assert_array_equal(d.x_val, [[0, 0, 1, 0, 2], [1, 0, 0, 0, 3]])  # purple is [UNK]; fill from training

@@ -82,7 +82,7 @@ def test_categorical_columns_one_hot_and_index(tmp_path):
 def houses(tmp_path_factory):
     work = tmp_path_factory.mktemp("houses")
     out = work / "run"
-    result = ok(["train", ROOT / "configs" / "house_prices.yaml", "--out", out, "--set", "fit.epochs=25", "-q"])
+    result = ok(["train", ROOT / "configs" / "houses.yaml", "--out", out, "--set", "fit.epochs=25", "-q"])
     return work, out, result
 
 

@@ -19,7 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from trainctl.experiment.runner import load_experiment, run_experiment
+from trainctl.experiment.plan import load_experiment
+from trainctl.experiment.runner import run_experiment
 
 ROOT = Path(__file__).resolve().parent.parent
 

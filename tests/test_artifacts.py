@@ -15,21 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainctl.runs import artifacts
-from trainctl.runs.artifacts import (
-    CheckpointWarning,
-    RunDir,
-    arrays_from_bytes,
-    arrays_to_bytes,
-    atomic_write_bytes,
-    atomic_write_json,
-    atomic_write_text,
-    config_hash,
-    load_weights,
-    load_weights_with_metadata,
-    read_json,
-    save_weights,
-)
+from trainctl.runs import atomic
+from trainctl.runs.checkpoints import CheckpointWarning
+from trainctl.runs.rundir import RunDir
+from trainctl.runs.tensors import arrays_from_bytes, arrays_to_bytes, load_weights, load_weights_with_metadata, save_weights
+from trainctl.runs.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text, config_hash, read_json
 from trainctl.errors import ArtifactError, TrainctlError
 
 
@@ -94,7 +84,7 @@ def test_atomic_write_uses_umask_mode_not_0600(tmp_path):
 def test_disk_full_keeps_previous_file_and_removes_temp(tmp_path, monkeypatch, writer):
     target = tmp_path / "out.dat"
     target.write_bytes(b"previous contents")
-    monkeypatch.setattr(artifacts.os, "write", _enospc)
+    monkeypatch.setattr(atomic.os, "write", _enospc)
     with pytest.raises(ArtifactError) as exc_info:
         if writer == "bytes":
             atomic_write_bytes(target, b"x" * 100)
@@ -116,7 +106,7 @@ def test_disk_full_with_bare_errno_oserror(tmp_path, monkeypatch):
     def bare(*args):
         raise OSError(errno.ENOSPC)
 
-    monkeypatch.setattr(artifacts.os, "write", bare)
+    monkeypatch.setattr(atomic.os, "write", bare)
     with pytest.raises(ArtifactError, match="No space left on device"):
         atomic_write_bytes(tmp_path / "f", b"abc")
     assert list(tmp_path.iterdir()) == []
@@ -124,7 +114,7 @@ def test_disk_full_with_bare_errno_oserror(tmp_path, monkeypatch):
 
 def test_short_writes_are_continued(tmp_path, monkeypatch):
     real_write = os.write
-    monkeypatch.setattr(artifacts.os, "write", lambda fd, data: real_write(fd, bytes(data[:3])))
+    monkeypatch.setattr(atomic.os, "write", lambda fd, data: real_write(fd, bytes(data[:3])))
     atomic_write_bytes(tmp_path / "f", b"0123456789abcdef")
     assert (tmp_path / "f").read_bytes() == b"0123456789abcdef"
 
@@ -133,11 +123,11 @@ def test_fsync_failure_and_replace_failure_leave_nothing_behind(tmp_path, monkey
     target = tmp_path / "f"
     target.write_bytes(b"old")
     with monkeypatch.context() as m:
-        m.setattr(artifacts.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")))
+        m.setattr(atomic.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")))
         with pytest.raises(ArtifactError, match="I/O error"):
             atomic_write_bytes(target, b"new")
     with monkeypatch.context() as m:
-        m.setattr(artifacts.os, "replace", _enospc)
+        m.setattr(atomic.os, "replace", _enospc)
         with pytest.raises(ArtifactError, match=str(target)):
             atomic_write_bytes(target, b"new")
     assert target.read_bytes() == b"old"
@@ -155,7 +145,7 @@ def test_read_only_dir_via_monkeypatch(tmp_path, monkeypatch, code):
 
     target = tmp_path / "weights.safetensors"
     target.write_bytes(b"keep me")
-    monkeypatch.setattr(artifacts.os, "open", refuse_create)
+    monkeypatch.setattr(atomic.os, "open", refuse_create)
     with pytest.raises(ArtifactError) as exc_info:
         save_weights(target, _weights())
     msg = _one_line(exc_info)
@@ -563,7 +553,7 @@ def test_history_disk_full_keeps_previous_rows(tmp_path, monkeypatch):
     run = RunDir.create(tmp_path, "r", tmp_path / "run")
     run.append_history({"epoch": 0, "loss": 1.0})
     before = (run.path / "history.csv").read_bytes()
-    monkeypatch.setattr(artifacts.os, "write", _enospc)
+    monkeypatch.setattr(atomic.os, "write", _enospc)
     with pytest.raises(ArtifactError, match="history.csv"):
         run.append_history({"epoch": 1, "loss": 0.5})
     assert (run.path / "history.csv").read_bytes() == before
@@ -658,13 +648,13 @@ def test_failed_save_keeps_older_checkpoints_and_leaves_no_temp(tmp_path, monkey
     run = RunDir.create(tmp_path, "r", tmp_path / "run")
     run.save_checkpoint("step-1", {"s": b"1"}, keep_last=1)
     with monkeypatch.context() as m:
-        m.setattr(artifacts.os, "write", _enospc)
+        m.setattr(atomic.os, "write", _enospc)
         with pytest.raises(ArtifactError) as exc_info:
             run.save_checkpoint("step-2", {"s": b"2"}, keep_last=1)
     msg = _one_line(exc_info)
     assert "00000002-step-2" in msg and "No space left on device" in msg
     with monkeypatch.context() as m:
-        m.setattr(artifacts.os, "rename", _enospc)  # the final rename into place fails
+        m.setattr(atomic.os, "rename", _enospc)  # the final rename into place fails
         with pytest.raises(ArtifactError, match="cannot write checkpoint"):
             run.save_checkpoint("step-2", {"s": b"2"}, keep_last=1)
     assert sorted(p.name for p in run.checkpoints_path.iterdir()) == ["00000001-step-1"]
@@ -716,10 +706,10 @@ def test_checkpoint_argument_checks(tmp_path):
 
 
 def test_module_does_not_import_numba_or_pickle():
-    code = "import sys, trainctl.runs.artifacts; print('numba' in sys.modules)"
-    repo_root = str(Path(artifacts.__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": repo_root + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    code = "import sys, trainctl.runs.rundir; print('numba' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
-    source = Path(artifacts.__file__).read_text()
-    assert "import pickle" not in source and "allow_pickle" not in source and "numba" not in source
+    for name in ("atomic", "tensors", "history", "checkpoints", "rundir", "files"):
+        path = Path(atomic.__file__).with_name(f"{name}.py")
+        source = path.read_text()
+        assert "import pickle" not in source and "allow_pickle" not in source and "numba" not in source, path

@@ -502,7 +502,8 @@ def test_model_checkpoint_best_only_on_steps_needs_a_per_batch_monitor():
 
 
 def test_model_checkpoint_with_a_run_directory_keeps_the_last_k(tmp_path):
-    from trainctl.runs.artifacts import RunDir, arrays_to_bytes
+    from trainctl.runs.rundir import RunDir
+    from trainctl.runs.tensors import arrays_to_bytes
 
     run = RunDir.create(tmp_path, "ckpt", tmp_path / "run")
     model = FakeModel()

@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from trainctl.errors import ConfigError
-from trainctl.experiment.runner import compare_runs, load_experiment, run_experiment
+from trainctl.experiment.compare import compare_runs
+from trainctl.experiment.plan import load_experiment
+from trainctl.experiment.runner import run_experiment
 
 BASE = """\
 name: tiny

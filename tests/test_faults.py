@@ -106,12 +106,12 @@ def test_read_only_output_directory(config, tmp_path):
 
 
 def test_disk_full_mid_run_then_resume_is_exact(config, tmp_path, monkeypatch):
-    import trainctl.runs.artifacts as artifacts
+    import trainctl.runs.atomic as atomic
 
     reference = tmp_path / "reference"
     assert invoke("train", config, "--out", reference, "-q", "--checkpoint-every", "5").exit_code == 0
     run = tmp_path / "run"
-    real_write = artifacts._write_fd
+    real_write = atomic._write_fd
     calls = {"n": 0, "snapshot": None}
 
     def write_until_full(fd, data):
@@ -122,10 +122,10 @@ def test_disk_full_mid_run_then_resume_is_exact(config, tmp_path, monkeypatch):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_write(fd, data)
 
-    monkeypatch.setattr(artifacts, "_write_fd", write_until_full)
+    monkeypatch.setattr(atomic, "_write_fd", write_until_full)
     line = one_error_line(invoke("train", config, "--out", run, "-q", "--checkpoint-every", "5"))
     assert "No space left on device" in line and str(run) in line
-    monkeypatch.setattr(artifacts, "_write_fd", real_write)
+    monkeypatch.setattr(atomic, "_write_fd", real_write)
     snapshot = calls["snapshot"]
     assert snapshot and hashes(run) == snapshot  # nothing saved before the failure was touched
     assert not [p for p in run.rglob(".tmp-*")]  # and no temp file or directory left behind
@@ -150,7 +150,8 @@ def test_huge_learning_rate_stops_at_the_first_non_finite_loss(tmp_path):
     after = hashes(run / "checkpoints")
     assert all(after[name] == digest for name, digest in checkpoints_before.items() if name in after)
     assert hashes(run)["weights.safetensors"] == weights_before  # the finished run's weights are kept
-    from trainctl.runs.artifacts import RunDir, arrays_from_bytes
+    from trainctl.runs.rundir import RunDir
+    from trainctl.runs.tensors import arrays_from_bytes
 
     tag, files = RunDir(run).latest_checkpoint()  # verified against its manifest
     assert match.group(4).endswith(tag)

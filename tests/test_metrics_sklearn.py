@@ -166,7 +166,7 @@ def test_evaluate_classification_report_matches_sklearn(cancer_run):
     result = ok(["evaluate", run, "--output", report_path, "--plot", tmp / "cm.png"])
     report = json.loads(report_path.read_text())
     assert report["task"] == "classification" and report["classes"] == ["benign", "malignant"]
-    from trainctl.runs.run import open_run
+    from trainctl.runs.inference import open_run
 
     opened = open_run(run)
     import csv

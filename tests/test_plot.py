@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from trainctl.runs.artifacts import RunDir, atomic_write_json
+from trainctl.runs.rundir import RunDir
+from trainctl.runs.atomic import atomic_write_json
 from trainctl.errors import ArtifactError, TrainctlError
 from trainctl.cli.plot import INSTALL_HINT, Panel, Series, collect_panels, plot_run, render_chart
 

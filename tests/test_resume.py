@@ -39,7 +39,19 @@ callbacks:
 CHECKPOINT_EVERY = "25"  # steps; 200 steps per epoch
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
        "NUMBA_NUM_THREADS": "1", "COLUMNS": "200", "TERM": "dumb"}
-ENV.pop("TRAINCTL_TEST_SLOW_CHECKPOINT", None)
+# Runs the CLI with each checkpoint held for 0.3 s after its files are durable and before its
+# directory is renamed into place, so a kill can land inside a checkpoint write.
+SLOW_CHECKPOINTS = """
+import runpy, sys, time
+from trainctl.runs import checkpoints
+publish = checkpoints._publish
+def slow_publish(tmp, final):
+    time.sleep(0.3)
+    publish(tmp, final)
+checkpoints._publish = slow_publish
+sys.argv = ["trainctl", *sys.argv[1:]]
+runpy.run_module("trainctl", run_name="__main__")
+"""
 
 
 def trainctl(*args: str) -> list[str]:
@@ -106,8 +118,9 @@ def test_kill_loop_gives_bit_identical_weights(setup, tmp_path):
         else:
             args = resume(out)
         slow = attempt % 2 == 1
-        env = {**ENV, "TRAINCTL_TEST_SLOW_CHECKPOINT": "0.3"} if slow else ENV
-        process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        if slow:
+            args = [sys.executable, "-c", SLOW_CHECKPOINTS, *args[3:]]
+        process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
         caught_in_write = False
         if slow:  # kill while a checkpoint's files are written but not yet renamed into place
             deadline = time.monotonic() + 10

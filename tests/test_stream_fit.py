@@ -134,7 +134,7 @@ def test_streaming_fit_reaches_the_in_memory_accuracy(runs, stream):
 def test_the_map_stage_fits_standardize_on_the_training_rows_only(runs, workdir):
     """The stream's one pass over the file computes the in-memory fit's statistics; the
     held-out rows (last 20%) are left out of them."""
-    from trainctl.runs.run import open_run
+    from trainctl.runs.inference import open_run
 
     x = np.load(workdir / "x.npy")
     expected_mean = x[:N_TRAIN].mean(axis=0)
@@ -149,7 +149,7 @@ def test_the_map_stage_fits_standardize_on_the_training_rows_only(runs, workdir)
 def test_npy_and_csv_streams_of_the_same_rows_train_the_same_weights(runs):
     """Chunk size and file format do not change what the pipeline emits: the same rows in the
     same shuffle-buffer order give the same weights (the CSV holds the float32 values exactly)."""
-    from trainctl.runs.run import open_run
+    from trainctl.runs.inference import open_run
 
     npy = open_run(runs["npy_stream"][0]).model
     csv = open_run(runs["csv_stream"][0]).model

@@ -26,9 +26,9 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Sequential": "trainctl.nn.model",
     "load_config": "trainctl.config",
-    "build_model": "trainctl.runs.run",
-    "train_from_config": "trainctl.runs.run",
-    "open_run": "trainctl.runs.run",
+    "build_model": "trainctl.runs.build",
+    "train_from_config": "trainctl.runs.train",
+    "open_run": "trainctl.runs.inference",
     "TrainctlError": "trainctl.errors",
 }
 __all__ = [*_EXPORTS, "__version__"]

@@ -29,3 +29,9 @@ class ConfigValueError(TrainctlError):
     def __init__(self, problems: list[tuple[str, str]]):
         self.problems = list(problems)
         super().__init__("; ".join(f"{path}: {message}" for path, message in self.problems))
+
+
+class ExportRefused(TrainctlError):
+    """A model (or its training setup) that a format cannot express: one line naming the
+    layer or option and the format. Raised by layers' `to_keras_config` too, so it lives
+    here, below both the layers and the formats."""

@@ -123,8 +123,8 @@ def train(
 ) -> None:
     """Train a model from a YAML config and write a run directory (or --resume one)."""
     _limit_threads(threads)
-    from trainctl.config import config_to_yaml, load_config
     from trainctl.cli.render import ProgressDisplay, render_summary_line
+    from trainctl.config import config_to_yaml, load_config
 
     overrides = [*set_, f"seed={seed}"] if seed is not None else set_
 
@@ -142,8 +142,8 @@ def train(
         if print_config:
             sys.stdout.write(config_to_yaml(loaded.config))
             return
+    from trainctl.runs.train import resume_training, train_from_config
     from trainctl.train.resume import TrainingInterrupted
-    from trainctl.runs.run import resume_training, train_from_config
 
     console, errors = _stdout(), _stderr()
     mode = "quiet" if quiet else ("jsonl" if log_format is LogFormat.jsonl else "auto")
@@ -192,7 +192,7 @@ def summary(
 ) -> None:
     """Show the model table (computed from the config alone: no data, no kernels)."""
     from trainctl.cli.render import render_summary
-    from trainctl.runs.run import describe_model, model_from_target
+    from trainctl.runs.summary import describe_model, model_from_target
 
     model, compile_info = model_from_target(target, set_)
     rows, totals, weight_list, extras = describe_model(model, compile_info)
@@ -208,7 +208,7 @@ def validate(
 ) -> None:
     """Check a config (schema, ids, model shapes, loss vs output); print "ok" or every error."""
     from trainctl.config import config_to_yaml, load_config
-    from trainctl.runs.run import check_config
+    from trainctl.runs.build import check_config
 
     loaded = load_config(config, set_)
     check_config(loaded)
@@ -227,7 +227,7 @@ def predict(
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Rows per forward pass (bounds memory)."),
 ) -> None:
     """Run a trained model on new inputs."""
-    from trainctl.runs.run import open_run, predict_file
+    from trainctl.runs.inference import open_run, predict_file
 
     run = open_run(run_dir)
     result = predict_file(run, input, output, batch_size)
@@ -251,7 +251,7 @@ def evaluate(
     """Loss and metrics of a trained model; per-class report and confusion matrix, or MAE/RMSE/R²."""
     from trainctl.cli.render import render_evaluation_report, render_metrics_table
     from trainctl.errors import TrainctlError
-    from trainctl.runs.run import evaluation_report, open_run
+    from trainctl.runs.inference import evaluation_report, open_run
 
     if output is not None and output.suffix.lower() != ".json":
         raise TrainctlError(f"--output {output}: the report is JSON; name the file .json")
@@ -268,7 +268,7 @@ def evaluate(
         write_report_png(report, plot)
         _stderr().print(f"plot written to {plot}", highlight=False, soft_wrap=True)
     if output is not None:
-        from trainctl.runs.artifacts import atomic_write_json
+        from trainctl.runs.atomic import atomic_write_json
 
         atomic_write_json(output, report.to_json())
         _stderr().print(f"report written to {output}", highlight=False, soft_wrap=True)
@@ -301,8 +301,8 @@ def experiment(
     out: Optional[Path] = typer.Option(None, "--out", help="Experiment directory (default experiments/<name>)."),
 ) -> None:
     """Run every variant of a config (grid, random search, seeds) on dask and compare them."""
-    from trainctl.experiment.runner import run_experiment
     from trainctl.cli.render import ExperimentProgressLine, mean_std, render_compare_table
+    from trainctl.experiment.runner import run_experiment
 
     console = _stdout()
     with ExperimentProgressLine(console) as progress:
@@ -335,8 +335,8 @@ def compare(
     mode: Optional[str] = typer.Option(None, "--mode", help="min or max (default: from the metric)."),
 ) -> None:
     """Compare finished runs in one table, mean ± std over seeds."""
-    from trainctl.experiment.runner import compare_runs
     from trainctl.cli.render import mean_std, render_compare_table
+    from trainctl.experiment.compare import compare_runs
 
     comparison = compare_runs(paths, metric=metric, mode=mode)
     rows, columns = comparison.table(mean_std)

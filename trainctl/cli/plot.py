@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from trainctl.errors import ArtifactError, TrainctlError
+from trainctl.runs.files import WEIGHT_HISTORY_FILE
 
-WEIGHT_HISTORY_FILE = "weight_history.json"
 PLOT_FILE = "plot.png"
 MAX_ELEMENTS_PER_WEIGHT = 6  # a kernel has many values; its first few show the trend
 MARKERS = "*o+x#@%&"  # one per series in a text chart, in legend order
@@ -68,7 +68,7 @@ def _history_panels(rows: list[dict[str, Any]], skip: set[str]) -> list[Panel]:
 
 
 def _read_weight_history(path: Path) -> dict[str, Any] | None:
-    from trainctl.runs.artifacts import read_json
+    from trainctl.runs.atomic import read_json
 
     if not path.exists():
         return None
@@ -103,7 +103,7 @@ def _weight_panel(data: dict[str, Any]) -> Panel | None:
 
 def collect_panels(run_dir: Path) -> list[Panel]:
     """The run's panels; TrainctlError when there is nothing to draw yet."""
-    from trainctl.runs.artifacts import RunDir
+    from trainctl.runs.rundir import RunDir
 
     run = RunDir.open(run_dir, require_weights=False)
     rows = run.read_history()
@@ -150,7 +150,7 @@ def plot_run(run_dir: Path, out: Path | None = None, terminal: bool = False, *, 
 # -- PNG ----------------------------------------------------------------------------------
 def write_png(panels: list[Panel], path: Path, *, title: str = "", matplotlib: Any = None) -> None:
     """Render `panels` in a grid (two columns) and write the PNG atomically."""
-    from trainctl.runs.artifacts import atomic_write_bytes
+    from trainctl.runs.atomic import atomic_write_bytes
 
     Figure, FigureCanvasAgg = matplotlib or _load_matplotlib()
     columns = 1 if len(panels) == 1 else 2
@@ -190,7 +190,7 @@ def write_report_png(report: Any, path: Path) -> None:
     true values (regressors, one panel per target), as a PNG. TrainctlError without matplotlib."""
     import numpy as np
 
-    from trainctl.runs.artifacts import atomic_write_bytes
+    from trainctl.runs.atomic import atomic_write_bytes
 
     matplotlib = _load_matplotlib()
     if matplotlib is None:

@@ -170,6 +170,29 @@ class TeacherGenerator(_Generator):
     hidden: PositiveInt = 32
 
 
+class TimeSeriesGenerator(_Generator):
+    """Forecasting windows cut from one long seeded series: x [n, window, 1] holds `window`
+    consecutive values, y [n, horizon] the `horizon` values after them. `kind: sine` is a sum
+    of two sines with random phases plus N(0, noise); `kind: arma` an ARMA(2,1) process
+    x_t = 1.3 x_{t-1} - 0.6 x_{t-2} + e_t + 0.4 e_{t-1}, e ~ N(0, noise)."""
+
+    generator: _id("time_series")
+    kind: Literal["sine", "arma"] = "sine"
+    window: PositiveInt = 24  # steps the model sees
+    horizon: PositiveInt = 1  # steps it predicts
+    period: Annotated[float, Field(gt=1)] = 20.0  # of the first sine, in steps (the second: period / 2.7)
+    noise: NonNegativeFloat = 0.05
+
+
+class AddingProblemGenerator(_Generator):
+    """The adding problem (Hochreiter & Schmidhuber 1997): x [n, length, 2], channel 0 uniform
+    on [0, 1], channel 1 marks exactly two steps with 1; y [n, 1] is the sum of the two marked
+    values. Predicting the mean (1.0) scores MSE ~0.167; a recurrent model gets near 0."""
+
+    generator: _id("adding_problem")
+    length: Annotated[int, Field(ge=2)] = 30
+
+
 GENERATOR_CONFIGS: dict[str, type[_Generator]] = {
     "random_normal": RandomNormalGenerator,
     "random_uniform": RandomUniformGenerator,
@@ -182,6 +205,8 @@ GENERATOR_CONFIGS: dict[str, type[_Generator]] = {
     "spirals": SpiralsGenerator,
     "xor": XorGenerator,
     "teacher": TeacherGenerator,
+    "time_series": TimeSeriesGenerator,
+    "adding_problem": AddingProblemGenerator,
 }
 
 GeneratorConfig = Union[tuple(GENERATOR_CONFIGS.values())]  # type: ignore[valid-type]

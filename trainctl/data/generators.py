@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 
 from trainctl.data.config import (
+    AddingProblemGenerator,
     BlobsGenerator,
     CirclesGenerator,
     LinearGenerator,
@@ -24,6 +25,7 @@ from trainctl.data.config import (
     SineGenerator,
     SpiralsGenerator,
     TeacherGenerator,
+    TimeSeriesGenerator,
     XorGenerator,
 )
 from trainctl.registry import Registry
@@ -165,6 +167,40 @@ def teacher(cfg: TeacherGenerator, seed: int, split: str) -> Generated:
         x[start:stop] = block
         labels[start:stop] = np.argmax(np.tanh(block @ w1) @ w2 + b2, axis=1)
     return x, labels, cfg.n_classes
+
+
+@GENERATORS.register("time_series")
+def time_series(cfg: TimeSeriesGenerator, seed: int, split: str) -> Generated:
+    # one series per split, long enough for n_samples overlapping windows
+    length = cfg.n_samples + cfg.window + cfg.horizon - 1
+    rng = _rng(seed, split, "time_series", cfg.kind)
+    if cfg.kind == "sine":
+        t = np.arange(length, dtype=np.float64)
+        phase = rng.uniform(0.0, 2.0 * math.pi, 2)
+        series = np.sin(2 * math.pi * t / cfg.period + phase[0]) + 0.5 * np.sin(2 * math.pi * t * 2.7 / cfg.period + phase[1])
+        series += rng.normal(0.0, cfg.noise, length)
+    else:
+        noise = rng.normal(0.0, cfg.noise, length + 100)
+        series = np.zeros(length + 100)
+        for k in range(2, length + 100):  # burn in 100 steps so the start is stationary
+            series[k] = 1.3 * series[k - 1] - 0.6 * series[k - 2] + noise[k] + 0.4 * noise[k - 1]
+        series = series[100:]
+    windows = np.lib.stride_tricks.sliding_window_view(series, cfg.window + cfg.horizon)[: cfg.n_samples]
+    return _f32(windows[:, : cfg.window, None]), _f32(windows[:, cfg.window:]), None
+
+
+@GENERATORS.register("adding_problem")
+def adding_problem(cfg: AddingProblemGenerator, seed: int, split: str) -> Generated:
+    n, length = cfg.n_samples, cfg.length
+    rng = _rng(seed, split, "adding_problem", "x")
+    values = rng.uniform(0.0, 1.0, (n, length))
+    first = rng.integers(0, length // 2, n)  # one marker in each half, as in the original task
+    second = rng.integers(length // 2, length, n)
+    markers = np.zeros((n, length))
+    markers[np.arange(n), first] = 1.0
+    markers[np.arange(n), second] = 1.0
+    y = values[np.arange(n), first] + values[np.arange(n), second]
+    return _f32(np.stack([values, markers], axis=-1)), _f32(y[:, None]), None
 
 
 def generate(cfg, seed: int, split: str = "train") -> Generated:

@@ -34,7 +34,7 @@ class ParamTotals:
     non_trainable: int
 
 
-def _layer_from_spec(spec: Any, index: int) -> Layer:
+def layer_from_spec(spec: Any, index: int) -> Layer:
     """A layer from `{type: dense, units: 32, ...}` or from an already validated spec."""
     if isinstance(spec, Layer):
         return spec
@@ -58,7 +58,7 @@ class Sequential:
     """Layers applied in order. Built (shapes inferred, weights initialised) on construction."""
 
     def __init__(self, layers: Iterable[Any], *, name: str = "sequential", seed: int = 0, dtype=np.float32):
-        self.layers: list[Layer] = [_layer_from_spec(spec, i) for i, spec in enumerate(layers)]
+        self.layers: list[Layer] = [layer_from_spec(spec, i) for i, spec in enumerate(layers)]
         if not self.layers:
             raise ConfigValueError([("model.layers", "a model needs at least one layer")])
         self.name, self.seed, self.dtype = name, int(seed), np.dtype(dtype)

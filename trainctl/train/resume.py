@@ -24,8 +24,9 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from trainctl.train.callbacks import Callback, CSVLogger, EarlyStopping, WeightHistory
 from trainctl.errors import ArtifactError, TrainctlError
+from trainctl.runs.files import CALLBACKS_FILE, OPTIMIZER_FILE, STATE_FILE, WEIGHTS_FILE
+from trainctl.train.callbacks import Callback, CSVLogger, EarlyStopping, WeightHistory
 
 CHECKPOINT_FORMAT = 1
 MODEL_CHECKPOINTS_DIR = "model_checkpoints"  # where a configured model_checkpoint callback saves
@@ -127,7 +128,8 @@ class CheckpointWriter:
     # -- snapshot
     def files(self, epoch: int, batch: int, tag: str) -> dict[str, bytes]:
         """Checkpoint files for the position (next epoch to run, first batch of it to run)."""
-        from trainctl.runs.artifacts import _json_dumps, arrays_to_bytes
+        from trainctl.runs.atomic import _json_dumps
+        from trainctl.runs.tensors import arrays_to_bytes
 
         model, optimizer = self.model, self.model.optimizer
         callback_states, callback_arrays = [], {}
@@ -153,10 +155,10 @@ class CheckpointWriter:
             **self.totals.state(mid_epoch=batch > 0),
         }
         return {
-            "weights.safetensors": arrays_to_bytes({w.name: w.value for w in model.weights}),
-            "optimizer.safetensors": arrays_to_bytes(optimizer.state(), {"type": optimizer.get_config()["type"]}),
-            "callbacks.safetensors": arrays_to_bytes(callback_arrays),
-            "state.json": _json_dumps(state).encode("utf-8"),
+            WEIGHTS_FILE: arrays_to_bytes({w.name: w.value for w in model.weights}),
+            OPTIMIZER_FILE: arrays_to_bytes(optimizer.state(), {"type": optimizer.get_config()["type"]}),
+            CALLBACKS_FILE: arrays_to_bytes(callback_arrays),
+            STATE_FILE: _json_dumps(state).encode("utf-8"),
         }
 
     def save(self, tag: str, epoch: int, batch: int, keep_last: int, store=None, logs: dict | None = None) -> Path | None:
@@ -175,23 +177,23 @@ class CheckpointWriter:
     # -- restore
     def restore(self, checkpoint: dict[str, bytes], source: str) -> dict[str, Any]:
         """Put a checkpoint's state into the model, optimizer and callbacks; returns its state."""
-        from trainctl.runs.artifacts import arrays_from_bytes
-
         import json
 
+        from trainctl.runs.tensors import arrays_from_bytes
+
         try:
-            state = json.loads(checkpoint["state.json"].decode("utf-8"))
+            state = json.loads(checkpoint[STATE_FILE].decode("utf-8"))
             if state.get("format") != CHECKPOINT_FORMAT:
                 raise ArtifactError(f"{source}/state.json: unknown checkpoint format {state.get('format')!r}")
             model, optimizer = self.model, self.model.optimizer
             expected = {w.name: (tuple(w.value.shape), w.value.dtype.name) for w in model.weights}
-            weights = arrays_from_bytes(checkpoint["weights.safetensors"], expected,
+            weights = arrays_from_bytes(checkpoint[WEIGHTS_FILE], expected,
                                         source=f"{source}/weights.safetensors")
             model.set_weights(weights, source=f"{source}/weights.safetensors")
-            optimizer.load_state(arrays_from_bytes(checkpoint["optimizer.safetensors"],
+            optimizer.load_state(arrays_from_bytes(checkpoint[OPTIMIZER_FILE],
                                                    source=f"{source}/optimizer.safetensors"))
             optimizer.learning_rate = float(state["learning_rate"])
-            arrays = arrays_from_bytes(checkpoint["callbacks.safetensors"], source=f"{source}/callbacks.safetensors")
+            arrays = arrays_from_bytes(checkpoint[CALLBACKS_FILE], source=f"{source}/{CALLBACKS_FILE}")
             for layer in model.layers:
                 if layer.name in state["rng"]:
                     layer.set_state(state["rng"][layer.name])
@@ -308,7 +310,7 @@ class StopOnSignal(Callback):
 
 def model_checkpoint_saver(writer: CheckpointWriter, callback, run_dir) -> Callable[[str, dict], Any]:
     """The saver of a configured model_checkpoint: full checkpoints in <run>/model_checkpoints."""
-    from trainctl.runs.artifacts import RunDir
+    from trainctl.runs.rundir import RunDir
 
     store = RunDir(run_dir.path, checkpoints_dir=MODEL_CHECKPOINTS_DIR)
 
@@ -324,7 +326,7 @@ def model_checkpoint_saver(writer: CheckpointWriter, callback, run_dir) -> Calla
 def trim_history(path: Path, keep_through: int, first_epoch: int, separator: str = ",") -> None:
     """Drop rows of a per-epoch CSV (history.csv: 1-based epochs; csv_logger: 0-based) from
     epochs the resumed run will redo, so it ends up as an uninterrupted run's file."""
-    from trainctl.runs.artifacts import atomic_write_text
+    from trainctl.runs.atomic import atomic_write_text
 
     if not path.exists():
         return

@@ -173,6 +173,10 @@ class Layer:
                 w.regularizer.add_grad(w.value, w.grad)
 
     # -- interop (trainctl.runs.formats): TF.js layers-model and Keras 3 configs -----------
+    # A wrapper (bidirectional, time_distributed) names the built layer it wraps, so its
+    # `layer` option exports as that layer's own {class_name, config}.
+    wrapped_layer: "Layer | None" = None
+
     def to_keras_config(self, config: dict[str, Any], fmt: str) -> dict[str, Any]:
         """Adjust the generic translation of this layer's Params (snake_case keys as TF.js
         serialises them, initializers/regularizers as {class_name, config}, None left out)

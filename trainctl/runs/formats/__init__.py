@@ -6,14 +6,10 @@ TF.js and Keras serialise; `tfjs`, `keras` and `onnx` write (the first two also 
 files. Nothing here imports numba.
 """
 
-from trainctl.errors import ArtifactError, TrainctlError
+from trainctl.errors import ArtifactError, ExportRefused
 
 FORMATS = ("tfjs", "keras", "onnx")
-
-
-class ExportRefused(TrainctlError):
-    """A model (or its training setup) that a format cannot express: one line naming the
-    layer or option and the format."""
+__all__ = ["FORMATS", "ExportRefused", "ImportFailed"]
 
 
 class ImportFailed(ArtifactError):

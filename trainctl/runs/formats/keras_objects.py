@@ -149,6 +149,9 @@ def layer_to_keras(layer: Any, fmt: str) -> dict[str, Any]:
         if key in _MODEL_LEVEL_KEYS or value is None:
             continue
         ref = registry_ref(field)
+        if key == "layer" and layer.wrapped_layer is not None:  # a wrapper: the inner layer's own object
+            config[key] = layer_to_keras(layer.wrapped_layer, fmt)
+            continue
         config[key] = _value_to(ref, value, fmt, f"{where}.{key}") if ref is not None else value
     config["name"] = layer.name
     config = layer.to_keras_config(config, fmt)
@@ -189,6 +192,9 @@ def layer_from_keras(item: Any, fmt: str, where: str) -> dict[str, Any]:
                 continue
             raise ImportFailed(f"{where}: option {key}={value!r} is not supported by trainctl")
         ref = registry_ref(field)
+        if key == "layer" and isinstance(value, dict) and "class_name" in value:  # a wrapper's inner layer
+            spec[key] = layer_from_keras(value, fmt, f"{where}.layer")
+            continue
         spec[key] = _value_from(ref, value, f"{where}.{key}") if ref is not None else value
     return spec
 

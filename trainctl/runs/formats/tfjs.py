@@ -122,7 +122,7 @@ def write_tfjs(model, out_dir: str | Path, training: TrainingSpec | None = None,
                shard_bytes: int = SHARD_BYTES) -> Path:
     """Write model.json and its shards into `out_dir` (created; must not hold a model.json).
     Returns the model.json path."""
-    from trainctl.runs.artifacts import atomic_write_bytes, atomic_write_json
+    from trainctl.runs.atomic import atomic_write_bytes, atomic_write_json
 
     out = Path(out_dir)
     if out.suffix == ".json":
@@ -248,7 +248,7 @@ def _optimizer_state(spec: dict[str, Any], entries: list[tuple[dict, np.ndarray]
 
 def read_tfjs(path: str | Path, *, seed: int = 0) -> TfjsModel:
     """Read a TF.js layers-model (model.json path or its directory) into a trainctl model."""
-    from trainctl.runs.artifacts import read_json
+    from trainctl.runs.atomic import read_json
     from trainctl.errors import TrainctlError
     from trainctl.nn.model import Sequential
 

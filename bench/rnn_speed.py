@@ -1,0 +1,280 @@
+"""Recurrent training throughput: trainctl vs PyTorch eager (nn.LSTM / nn.GRU) vs JAX jit, in one run.
+
+Workload: sequences of 50 steps × 16 features → LSTM (or GRU) 64 units → dense 1, MSE, Adam,
+4,096 samples per epoch, batch 32 and 128, 1 thread. Each (framework, row) runs in TRIALS
+fresh processes, interleaved, and the fastest process counts; inside a process one warm-up
+epoch (compilation, caches), then the median of REPEATS epochs. samples/s, and trainctl ÷ peer.
+
+Two ways to run the time loop are measured for trainctl, as issue 11 asks before choosing:
+  trainctl          the loop compiled per cell (numba, np.dot per step into a buffer)
+  numpy-steps       the same LSTM step by step from Python: one numpy matmul per step for the
+                    recurrent product and numpy element-wise gates (the alternative design)
+
+    python bench/rnn_speed.py            # the table (a few minutes)
+    python bench/rnn_speed.py --quick    # 1 trial, 2 repeats
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+STEPS, FEATURES, UNITS, N_SAMPLES = 50, 16, 64, 4096
+ROWS = [("lstm", 32), ("lstm", 128), ("gru", 32), ("gru", 128)]
+
+
+def make_data():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((N_SAMPLES, STEPS, FEATURES), dtype=np.float32)
+    y = np.tanh(x[:, -10:, :4].sum(axis=(1, 2)) / 6.0)[:, None].astype(np.float32)
+    return x, y
+
+
+def _epochs(run_epoch, repeats):
+    run_epoch()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run_epoch()
+        times.append(time.perf_counter() - start)
+    return N_SAMPLES / statistics.median(times)
+
+
+def time_trainctl(cell, batch, repeats):
+    from trainctl.nn.model import Sequential
+
+    x, y = make_data()
+    # recurrent_activation sigmoid: the same function PyTorch and JAX compute
+    model = Sequential([{"type": cell, "units": UNITS, "recurrent_activation": "sigmoid",
+                         "reset_after": True, "input_shape": [STEPS, FEATURES]} if cell == "gru" else
+                        {"type": cell, "units": UNITS, "recurrent_activation": "sigmoid", "input_shape": [STEPS, FEATURES]},
+                        {"type": "dense", "units": 1}], seed=0)
+    model.compile(optimizer={"type": "adam", "learning_rate": 0.001}, loss="mean_squared_error")
+    return _epochs(lambda: model.fit(x, y, epochs=1, batch_size=batch, shuffle=True), repeats)
+
+
+def time_numpy_steps(cell, batch, repeats):
+    """The alternative design: Python drives the steps, numpy does each step's math."""
+    import numpy as np
+
+    if cell != "lstm":
+        return None
+    x, y = make_data()
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((FEATURES, 4 * UNITS), dtype=np.float32) * 0.1
+    u = rng.standard_normal((UNITS, 4 * UNITS), dtype=np.float32) * 0.1
+    b = np.zeros(4 * UNITS, np.float32)
+    wd = rng.standard_normal((UNITS, 1), dtype=np.float32) * 0.1
+    params = [w, u, b, wd]
+    slots = [(np.zeros_like(p), np.zeros_like(p)) for p in params]
+
+    def sigmoid(z):
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def step(xb, yb, t_adam):
+        n = xb.shape[0]
+        xw = (xb.reshape(-1, FEATURES) @ w).reshape(n, STEPS, -1) + b
+        h, c = np.zeros((n, UNITS), np.float32), np.zeros((n, UNITS), np.float32)
+        cache = []
+        for t in range(STEPS):
+            z = xw[:, t] + h @ u
+            i, f, g, o = sigmoid(z[:, :UNITS]), sigmoid(z[:, UNITS:2 * UNITS]), np.tanh(z[:, 2 * UNITS:3 * UNITS]), sigmoid(z[:, 3 * UNITS:])
+            c_new = f * c + i * g
+            tc = np.tanh(c_new)
+            cache.append((h, c, i, f, g, o, tc))
+            h, c = o * tc, c_new
+        pred = h @ wd
+        dpred = 2.0 * (pred - yb) / n
+        grads = [np.zeros_like(p) for p in params]
+        grads[3] = h.T @ dpred
+        dh, dc = dpred @ wd.T, np.zeros_like(c)
+        dxw = np.empty_like(xw)
+        for t in range(STEPS - 1, -1, -1):
+            h_prev, c_prev, i, f, g, o, tc = cache[t]
+            dct = dc + dh * o * (1 - tc * tc)
+            dz = np.concatenate([dct * g * i * (1 - i), dct * c_prev * f * (1 - f), dct * i * (1 - g * g),
+                                 dh * tc * o * (1 - o)], axis=1)
+            dxw[:, t] = dz
+            grads[1] += h_prev.T @ dz
+            dh, dc = dz @ u.T, dct * f
+        flat = dxw.reshape(-1, 4 * UNITS)
+        grads[0] = xb.reshape(-1, FEATURES).T @ flat
+        grads[2] = flat.sum(axis=0)
+        for p, g_, (m, v) in zip(params, grads, slots):
+            m *= 0.9
+            m += 0.1 * g_
+            v *= 0.999
+            v += 0.001 * g_ * g_
+            p -= 0.001 * (m / (1 - 0.9 ** t_adam)) / (np.sqrt(v / (1 - 0.999 ** t_adam)) + 1e-7)
+
+    def epoch():
+        order = rng.permutation(N_SAMPLES)
+        for k, start in enumerate(range(0, N_SAMPLES, batch)):
+            index = order[start:start + batch]
+            step(x[index], y[index], k + 1)
+
+    return _epochs(epoch, repeats)
+
+
+def time_torch(cell, batch, repeats):
+    import torch
+
+    torch.set_num_threads(1)
+    x, y = make_data()
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = (torch.nn.LSTM if cell == "lstm" else torch.nn.GRU)(FEATURES, UNITS, batch_first=True)
+            self.head = torch.nn.Linear(UNITS, 1)
+
+        def forward(self, inputs):
+            out, _ = self.rnn(inputs)
+            return self.head(out[:, -1])
+
+    net = Net()
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.001, foreach=True)
+
+    def epoch():
+        order = torch.randperm(N_SAMPLES)
+        for start in range(0, N_SAMPLES, batch):
+            index = order[start:start + batch]
+            optimizer.zero_grad()
+            loss = torch.mean((net(xt[index]) - yt[index]) ** 2)
+            loss.backward()
+            optimizer.step()
+
+    return _epochs(epoch, repeats)
+
+
+def time_jax(cell, batch, repeats):
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+
+    x, y = make_data()
+    key = jax.random.PRNGKey(0)
+    gates = 4 if cell == "lstm" else 3
+    k1, k2, k3 = jax.random.split(key, 3)
+    params = {"w": jax.random.normal(k1, (FEATURES, gates * UNITS)) * 0.1,
+              "u": jax.random.normal(k2, (UNITS, gates * UNITS)) * 0.1,
+              "b": jnp.zeros(gates * UNITS), "wd": jax.random.normal(k3, (UNITS, 1)) * 0.1, "bd": jnp.zeros(1)}
+
+    def forward(p, xb):
+        xw = jnp.einsum("ntf,fg->tng", xb, p["w"]) + p["b"]
+        n = xb.shape[0]
+
+        def lstm_step(carry, xw_t):
+            h, c = carry
+            z = xw_t + h @ p["u"]
+            i, f, g, o = jnp.split(z, 4, axis=1)
+            c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+            h = jax.nn.sigmoid(o) * jnp.tanh(c)
+            return (h, c), None
+
+        def gru_step(carry, xw_t):
+            h, _ = carry
+            rec = h @ p["u"]
+            z = jax.nn.sigmoid(xw_t[:, :UNITS] + rec[:, :UNITS])
+            r = jax.nn.sigmoid(xw_t[:, UNITS:2 * UNITS] + rec[:, UNITS:2 * UNITS])
+            hh = jnp.tanh(xw_t[:, 2 * UNITS:] + r * rec[:, 2 * UNITS:])
+            return (z * h + (1 - z) * hh, h), None
+
+        zeros = jnp.zeros((n, UNITS))
+        (h, _), _ = jax.lax.scan(lstm_step if cell == "lstm" else gru_step, (zeros, zeros), xw)
+        return h @ p["wd"] + p["bd"]
+
+    optimizer = optax.adam(0.001, eps=1e-7)
+    state = optimizer.init(params)
+
+    @jax.jit
+    def train_step(p, s, xb, yb):
+        loss, grads = jax.value_and_grad(lambda q: jnp.mean((forward(q, xb) - yb) ** 2))(p)
+        updates, s = optimizer.update(grads, s)
+        return optax.apply_updates(p, updates), s, loss
+
+    rng = np.random.default_rng(0)
+    holder = {"p": params, "s": state}
+
+    def epoch():
+        order = rng.permutation(N_SAMPLES)
+        for start in range(0, N_SAMPLES - batch + 1, batch):  # whole batches: one compiled shape
+            index = order[start:start + batch]
+            holder["p"], holder["s"], loss = train_step(holder["p"], holder["s"], x[index], y[index])
+        loss.block_until_ready()
+
+    return _epochs(epoch, repeats)
+
+
+FRAMEWORKS = {"trainctl": time_trainctl, "numpy-steps": time_numpy_steps, "pytorch": time_torch, "jax": time_jax}
+
+
+def child(framework, cell, batch, repeats):
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        try:
+            value = FRAMEWORKS[framework](cell, batch, repeats)
+        except ImportError as error:
+            value, note = None, f"not installed ({error.name})"
+        else:
+            note = ""
+    print(json.dumps({"value": value, "note": note}))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--child", nargs=4, metavar=("FRAMEWORK", "CELL", "BATCH", "REPEATS"))
+    args = parser.parse_args()
+    if args.child:
+        framework, cell, batch, repeats = args.child
+        child(framework, cell, int(batch), int(repeats))
+        return
+    trials, repeats = (1, 2) if args.quick else (2, 3)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+           "JAX_PLATFORMS": "cpu"}
+    best: dict[tuple, float | None] = {}
+    notes: dict[str, str] = {}
+    for _ in range(trials):  # interleaved: every framework once per round
+        for cell, batch in ROWS:
+            for framework in FRAMEWORKS:
+                out = subprocess.run([sys.executable, __file__, "--child", framework, cell, str(batch), str(repeats)],
+                                     capture_output=True, text=True, env=env)
+                try:
+                    result = json.loads(out.stdout.strip().splitlines()[-1])
+                except (IndexError, json.JSONDecodeError):
+                    result = {"value": None, "note": (out.stderr.strip().splitlines() or ["failed"])[-1][:80]}
+                if result["note"]:
+                    notes[framework] = result["note"]
+                key = (framework, cell, batch)
+                if result["value"] is not None:
+                    best[key] = max(best.get(key) or 0.0, result["value"])
+                else:
+                    best.setdefault(key, None)
+    print(f"samples/s, {STEPS} steps x {FEATURES} features, {UNITS} units, Adam, 1 thread; best of {trials} "
+          f"fresh processes, median of {repeats} epochs of {N_SAMPLES}")
+    header = f"{'row':<10}" + "".join(f"{f:>14}" for f in FRAMEWORKS) + f"{'÷ pytorch':>11}{'÷ jax':>9}"
+    print(header)
+    for cell, batch in ROWS:
+        values = [best.get((f, cell, batch)) for f in FRAMEWORKS]
+        cells = "".join(f"{v:>14,.0f}" if v else f"{'—':>14}" for v in values)
+        ours, torch_, jax_ = values[0], values[2], values[3]
+        ratio = lambda peer: f"{ours / peer:.2f}x" if ours and peer else "—"  # noqa: E731
+        print(f"{cell + ' b' + str(batch):<10}{cells}{ratio(torch_):>11}{ratio(jax_):>9}")
+    for framework, note in notes.items():
+        print(f"  {framework}: {note}")
+
+
+if __name__ == "__main__":
+    main()

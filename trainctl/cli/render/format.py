@@ -1,0 +1,67 @@
+"""Numbers, shapes, durations and sizes as the terminal shows them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+
+def format_shape(shape: Iterable[int | None]) -> str:
+    """(None, 28, 28, 1) -> "[null,28,28,1]", the way TF.js prints shapes."""
+    return "[" + ",".join("null" if dim is None else str(int(dim)) for dim in shape) + "]"
+
+
+def format_value(value: float) -> str:
+    """A loss or metric value: 4 decimals in the everyday range, scientific outside it."""
+    value = float(value)
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    magnitude = abs(value)
+    if value == 0 or 1e-3 <= magnitude < 1e6:
+        return f"{value:.4f}"
+    return f"{value:.3e}"
+
+
+def format_duration(seconds: float) -> str:
+    """0.42 -> "0.42s", 12.3 -> "12.3s", 125 -> "2:05", 3725 -> "1:02:05"."""
+    if seconds < 1:
+        return f"{seconds:.2f}s"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = int(round(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def human_bytes(n_bytes: int) -> str:
+    """101800 -> "99.4 KiB" (binary units)."""
+    size = float(n_bytes)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(size) < 1024 or unit == "TiB":
+            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def human_count(count: float) -> str:
+    """50800 -> "50.8K", 1.2e9 -> "1.2G" (decimal units, for FLOPs and throughput)."""
+    count = float(count)
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(count) >= scale:
+            return f"{count / scale:.1f}{unit}"
+    return f"{count:.0f}"
+
+
+def mean_std(values: Sequence[float]) -> str:
+    """"0.1234 ± 0.0056": mean and sample standard deviation (ddof=1); one value alone."""
+    values = [float(v) for v in values]
+    if not values:
+        return "–"
+    mean = math.fsum(values) / len(values)
+    if len(values) == 1:
+        return format_value(mean)
+    variance = math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    return f"{format_value(mean)} ± {format_value(math.sqrt(variance))}"

@@ -1,0 +1,36 @@
+"""The file names of a run directory: one table, used by every module that reads or writes one.
+
+Layout of a run directory::
+
+    config.yaml                 resolved config (text)
+    model.json                  architecture (JSON object)
+    weights.safetensors         "dense_Dense1/kernel", ...
+    optimizer.safetensors       optimizer slots + "iterations"
+    state.json                  training position for resume + "config_hash"
+    history.csv                 one row per epoch: epoch, then log keys
+    metrics.json                final metrics
+    preprocessing.safetensors   optional standardisation statistics
+    data.json                   where the data came from and how its labels were encoded
+    weight_history.json         optional per-epoch weight statistics (callback weight_history)
+    checkpoints/<seq>-<tag>/    files + manifest.json (sha256 and size of each); a resume
+                                checkpoint holds weights, optimizer, callbacks and state files
+"""
+
+CONFIG_FILE = "config.yaml"
+MODEL_FILE = "model.json"
+WEIGHTS_FILE = "weights.safetensors"
+OPTIMIZER_FILE = "optimizer.safetensors"
+STATE_FILE = "state.json"
+HISTORY_FILE = "history.csv"
+METRICS_FILE = "metrics.json"
+PREPROCESSING_FILE = "preprocessing.safetensors"
+DATA_FILE = "data.json"
+WEIGHT_HISTORY_FILE = "weight_history.json"
+CHECKPOINTS_DIR = "checkpoints"
+MANIFEST_FILE = "manifest.json"
+CALLBACKS_FILE = "callbacks.safetensors"  # inside a resume checkpoint: the callbacks' arrays
+
+# An experiment directory: experiment.json (the plan), results.csv, runs/<run id>/ (run directories).
+EXPERIMENT_FILE = "experiment.json"
+RESULTS_FILE = "results.csv"
+RUNS_DIR = "runs"

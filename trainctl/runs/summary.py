@@ -1,0 +1,47 @@
+"""What `trainctl summary` describes: a model built from a config or a run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trainctl.runs.build import build_model
+from trainctl.runs.files import CONFIG_FILE
+
+
+# -- summary ---------------------------------------------------------------------------
+def model_from_target(target: Path, overrides: list[str]):
+    """The model (weights initialised, never trained) from a config file or a run directory,
+    with the compile choices to show beside it. No data is read and no kernel compiled."""
+    from trainctl.config import load_config, load_config_text
+
+    target = Path(target)
+    if target.is_dir():
+        from trainctl.nn.model import Sequential
+        from trainctl.runs.rundir import RunDir
+
+        run_dir = RunDir.open(target, require_weights=False)
+        config = load_config_text(run_dir.read_config_text(), str(run_dir.file(CONFIG_FILE))).config
+        model = Sequential.from_json(run_dir.read_model(), seed=config.seed)
+    else:
+        config = load_config(target, overrides).config
+        model = build_model(config)
+    return model, config
+
+
+def describe_model(model, config):
+    from trainctl.nn.model import weights_nbytes
+
+    rows = model.summary_rows()
+    totals = model.param_totals()
+    weights = [(w.name, list(w.value.shape)) for w in model.weights]
+    optimizer = config.optimizer.to_dict()
+    optimizer_text = optimizer.pop("type") + "".join(
+        f", {key}={value}" for key, value in optimizer.items() if value is not None)
+    extras = {
+        "Optimizer": optimizer_text,
+        "Loss": config.loss,
+        "Metrics": ", ".join(m if isinstance(m, str) else (getattr(m.params, "name", None) or m.type) for m in config.metrics) or "none",
+        "FLOPs per sample (forward)": f"{model.flops_per_sample():,}",
+        "Weights size": f"{weights_nbytes(model):,} bytes",
+    }
+    return rows, totals, weights, extras

@@ -251,13 +251,10 @@ class CsvTable:
         n_f = len(self.numeric_features)
         n_t = 0 if self.string_labels else len(self.target_cols)
         n_rows = 0
-        try:
-            reader = self._open(CSV_CHUNK_BYTES, types, include)
-        except pa.ArrowInvalid as error:
-            self._explain(0, str(error))
+        batches = self._batches(types, include)
         while True:
             try:
-                batch = reader.read_next_batch()
+                batch = next(batches)
             except StopIteration:
                 break
             except pa.ArrowInvalid as error:
@@ -301,6 +298,34 @@ class CsvTable:
             yield chunk
         if n_rows == 0:
             raise DataError(f"{self.shown}: no data rows")
+
+    def _batches(self, types: dict, include: list[str]):
+        """Record batches of the data rows, CSV_CHUNK_BYTES of the file at a time.
+
+        pyarrow's own streaming reader reads the input ahead in the background as fast as it
+        can, so a file larger than memory would fill it; here the file is read a block at a
+        time, cut after its last row end outside quotes, and each block parsed by pyarrow
+        (column names given, so only the first block skips the header). Encodings where a
+        newline is not the byte 0x0A (utf-16, utf-32) use pyarrow's streaming reader."""
+        import codecs
+
+        pa, pacsv = _arrow_csv()
+        if "\n".encode(self.encoding) != b"\n" or '"'.encode(self.encoding) != b'"' or codecs.lookup(self.encoding).name.startswith("utf-8-sig"):
+            reader = self._open(CSV_CHUNK_BYTES, types, include)
+            while True:
+                try:
+                    yield reader.read_next_batch()
+                except StopIteration:
+                    return
+        encoding = "utf8" if codecs.lookup(self.encoding).name == "utf-8" else self.encoding
+        read = pacsv.ReadOptions(column_names=self._arrow_names, encoding=encoding, use_threads=True,
+                                 block_size=CSV_CHUNK_BYTES * 2)
+        parse = pacsv.ParseOptions(delimiter=self.delimiter, quote_char='"', newlines_in_values=True)
+        convert = pacsv.ConvertOptions(column_types=types, include_columns=include, null_values=self.missing_values,
+                                       strings_can_be_null=True, quoted_strings_can_be_null=True)
+        for block in _row_blocks(self.path, self.header):
+            table = pacsv.read_csv(pa.py_buffer(block), read_options=read, parse_options=parse, convert_options=convert)
+            yield from table.to_batches()
 
     # -- the slow path: name the line, row and column pyarrow refused
 
@@ -373,6 +398,49 @@ class CsvTable:
         except csv.Error as error:
             raise DataError(f"{self.shown}:{line}: {error}") from None
         raise DataError(f"{self.shown}: {arrow_message}")
+
+
+def _row_ends(data: bytes) -> np.ndarray:
+    """Offsets just past each newline of `data` that is outside double quotes (the block
+    starts outside quotes: every block is cut at such a point)."""
+    raw = np.frombuffer(data, dtype=np.uint8)
+    newlines = np.flatnonzero(raw == 10)
+    if not newlines.size:
+        return newlines
+    quotes = np.flatnonzero(raw == 34)
+    if not quotes.size:
+        return newlines + 1
+    return newlines[(np.searchsorted(quotes, newlines) & 1) == 0] + 1  # an even number of quotes before it
+
+
+def _row_blocks(path: Path, header: bool) -> Iterator[bytes]:
+    """The file's data rows in blocks of about CSV_CHUNK_BYTES, each ending at a row end;
+    with `header`, the first non-blank row is left out."""
+    pending = b""
+    skip_header = header
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(CSV_CHUNK_BYTES)
+            data = pending + block if pending else block
+            if not block:
+                if skip_header:
+                    return
+                if data.strip():
+                    yield data
+                return
+            ends = _row_ends(data)
+            if not ends.size:
+                pending = data
+                continue
+            cut = int(ends[-1])
+            head, pending = data[:cut], data[cut:]
+            if skip_header:
+                start = next((int(e) for e in ends if data[:e].strip()), None)
+                if start is None:  # only blank lines so far
+                    continue
+                head, skip_header = data[start:cut], False
+            if head.strip():
+                yield head
 
 
 # ---------------------------------------------------------------- .npy

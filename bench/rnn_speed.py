@@ -3,7 +3,8 @@
 Workload: sequences of 50 steps × 16 features → LSTM (or GRU) 64 units → dense 1, MSE, Adam,
 4,096 samples per epoch, batch 32 and 128, 1 thread. Each (framework, row) runs in TRIALS
 fresh processes, interleaved, and the fastest process counts; inside a process one warm-up
-epoch (compilation, caches), then the median of REPEATS epochs. samples/s, and trainctl ÷ peer.
+epoch (compilation, caches), then the median of REPEATS epochs. Samples per second of process
+CPU time (one thread each, so a loaded machine's time-slicing does not count), and trainctl ÷ peer.
 
 Two ways to run the time loop are measured for trainctl, as issue 11 asks before choosing:
   trainctl          the loop compiled per cell (numba, np.dot per step into a buffer)
@@ -38,12 +39,14 @@ def make_data():
 
 
 def _epochs(run_epoch, repeats):
+    """Samples per second of this process's CPU time (1 thread: on a shared, loaded machine
+    the wall clock also counts the time other processes held the core)."""
     run_epoch()  # warm-up
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = time.process_time()
         run_epoch()
-        times.append(time.perf_counter() - start)
+        times.append(time.process_time() - start)
     return N_SAMPLES / statistics.median(times)
 
 
@@ -262,7 +265,7 @@ def main():
                     best[key] = max(best.get(key) or 0.0, result["value"])
                 else:
                     best.setdefault(key, None)
-    print(f"samples/s, {STEPS} steps x {FEATURES} features, {UNITS} units, Adam, 1 thread; best of {trials} "
+    print(f"samples per CPU-second, {STEPS} steps x {FEATURES} features, {UNITS} units, Adam, 1 thread; best of {trials} "
           f"fresh processes, median of {repeats} epochs of {N_SAMPLES}")
     header = f"{'row':<10}" + "".join(f"{f:>14}" for f in FRAMEWORKS) + f"{'÷ pytorch':>11}{'÷ jax':>9}"
     print(header)

@@ -13,6 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from trainctl.train.callbacks import (
+    Callback,
     CALLBACKS,
     CosineDecay,
     CSVLogger,
@@ -88,6 +89,38 @@ def drive(callback, model, epoch_logs, *, batches=0, batch_losses=None, params=N
             break
     callback.on_train_end({})
     return ran
+
+
+class EventLog(Callback):
+    """Records the events it receives, in order, with what each event says."""
+
+    def __init__(self):
+        super().__init__()
+        self.events: list[tuple] = []
+
+    def on_train_begin(self, logs=None): self.events.append(("train_begin",))
+    def on_train_end(self, logs=None): self.events.append(("train_end",))
+    def on_epoch_begin(self, epoch, logs=None): self.events.append(("epoch_begin", epoch))
+    def on_epoch_end(self, epoch, logs=None): self.events.append(("epoch_end", epoch))
+    def on_batch_begin(self, batch, logs=None): self.events.append(("batch_begin", batch, logs["size"]))
+    def on_batch_end(self, batch, logs=None): self.events.append(("batch_end", batch, logs["size"]))
+
+
+def test_drive_replays_the_event_order_of_the_real_fit_loop():
+    # The unit tests below drive callbacks with `drive`; this pins it to what fit really sends.
+    from trainctl import Sequential
+
+    model = Sequential([{"type": "dense", "units": 2, "activation": "softmax", "input_shape": [3]}], seed=0)
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    x = np.zeros((8, 3), np.float32)
+    y = np.tile(np.array([[1.0, 0.0]], np.float32), (8, 1))
+    real = EventLog()
+    model.fit(x, y, epochs=3, batch_size=4, shuffle=False, initial_epoch=1, callbacks=[real])
+    replayed = EventLog()
+    drive(replayed, FakeModel(), [{"loss": 1.0}, {"loss": 1.0}], batches=2, initial_epoch=1)
+    assert real.events == replayed.events
+    assert real.events[:3] == [("train_begin",), ("epoch_begin", 1), ("batch_begin", 0, 4)]
+
 
 
 def losses(values, key="val_loss"):
@@ -189,9 +222,10 @@ def test_early_stopping_state_round_trip_matches_uninterrupted_run():
     first = EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True)
     first_model = FakeModel()
     drive(first, first_model, losses(values[:3]))
-    state, best = first.get_state(), {k: v.copy() for k, v in first.best_weights.items()}
+    state, arrays = first.get_state()  # the Callback contract: JSON values and named arrays
+    assert set(arrays) == {f"best_weights/{name}" for name in first.best_weights}
     resumed = EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True)
-    resumed.set_state(state, best)
+    resumed.set_state(state, {k: v.copy() for k, v in arrays.items()})
     resumed_model = FakeModel()
     ran_rest = drive(resumed, resumed_model, losses(values[3:]), initial_epoch=3)
     assert (resumed.stopped_epoch, resumed.best, resumed.best_epoch) == \
@@ -213,7 +247,11 @@ def test_mode_auto_follows_a_compiled_metrics_declared_direction():
     precision = SimpleNamespace(log_key="precision", name="precision", greater_is_better=True)
     model = FakeModel(metrics=[precision])
     assert infer_mode("auto", "val_precision", model) == "max"
-    assert infer_mode("auto", "val_precision") == "min"  # unknown without the metric (TF.js rule)
+    # Without the compiled metric the name decides: precision, recall, auc, r2 are maximised
+    # as accuracy is (Keras); issue 9 fixed "min" here.
+    assert infer_mode("auto", "val_precision") == "max"
+    assert infer_mode("auto", "recall") == infer_mode("auto", "val_auc") == infer_mode("auto", "r2") == "max"
+    assert infer_mode("auto", "val_mae") == infer_mode("auto", "val_mean_squared_error") == "min"
 
 
 def test_monitor_that_is_never_logged_is_an_error():

@@ -398,3 +398,31 @@ def test_compare_plain_run_directories_finds_the_differing_keys(tmp_path, base):
     assert best.path == result.best.path
     with pytest.raises(Exception, match="neither a run directory"):
         compare_runs([tmp_path])
+
+
+def _finished_run(path, accuracies, seed):
+    from trainctl.runs.rundir import RunDir
+
+    run = RunDir(path)
+    path.mkdir(parents=True)
+    run.write_config(f"name: r\nseed: {seed}\n")
+    for epoch, accuracy in enumerate(accuracies, start=1):
+        run.append_history({"epoch": epoch, "loss": 1.0 - accuracy, "val_accuracy": accuracy})
+    run.write_state({"completed": True})
+    run.write_metrics({"val_accuracy": accuracies[-1], "epochs": len(accuracies)})
+    return path
+
+
+def test_compare_ranks_accuracy_highest_first(tmp_path):
+    # Issue 9: without --mode, compare ranked val_accuracy lowest-first and called the worst
+    # run best. The direction now comes from the one Monitor rule (accuracy is maximised).
+    worse = _finished_run(tmp_path / "worse", [0.5, 0.6, 0.55], seed=1)
+    better = _finished_run(tmp_path / "better", [0.7, 0.9, 0.8], seed=2)
+    comparison = compare_runs([worse, better], metric="val_accuracy")
+    assert comparison.mode == "max"
+    assert comparison.best.path == better
+    by_name = {run.run_id: run for run in comparison.runs}
+    assert (by_name["better"].best, by_name["better"].best_epoch) == (0.9, 2)
+    assert (by_name["worse"].best, by_name["worse"].best_epoch) == (0.6, 2)
+    assert compare_runs([worse, better], metric="val_accuracy", mode="min").best.path == worse
+    assert compare_runs([worse, better], metric="loss").best.path == better  # a loss is minimised

@@ -100,19 +100,38 @@ def test_unknown_loss_suggests_the_closest():
         LOSSES.get("binaryCrossEntropy")
 
 
-def test_metadata_for_config_validation():
-    cce = LOSSES.get("categorical_crossentropy")
-    assert (cce.target_kind, cce.needs_probabilities, cce.fused_activation) == ("one_hot", True, "softmax")
-    scce = LOSSES.get("sparse_categorical_crossentropy")
-    assert (scce.target_kind, scce.needs_probabilities, scce.fused_activation) == ("sparse_labels", True, "softmax")
-    bce = LOSSES.get("binary_crossentropy")
-    assert (bce.target_kind, bce.needs_probabilities, bce.fused_activation) == ("binary", True, "sigmoid")
+def test_target_facts_drive_the_checks_production_runs():
+    # The loop's check_targets/check_loss_applicable and the data's label encoding ask the Loss.
+    from trainctl.data import label_encoding
+    from trainctl.errors import DataError
+
+    cce, scce, bce = (LOSSES.get(n) for n in ("categorical_crossentropy", "sparse_categorical_crossentropy",
+                                               "binary_crossentropy"))
+    assert (cce.fused_activation, scce.fused_activation, bce.fused_activation) == ("softmax", "softmax", "sigmoid")
     assert LOSSES.get("kld").needs_probabilities and LOSSES.get("kld").fused_activation is None
-    for name in ("mse", "mae", "mape", "msle", "hinge", "squared_hinge", "logcosh", "poisson", "cosine"):
-        loss = LOSSES.get(name)
-        assert (loss.target_kind, loss.needs_probabilities, loss.fused_activation) == ("any", False, None), name
+    for name, encoding in [("categorical_crossentropy", "one_hot"), ("kld", "one_hot"), ("categorical_hinge", "one_hot"),
+                           ("sparse_categorical_crossentropy", "sparse"), ("binary_crossentropy", "binary"),
+                           ("hinge", "binary"), ("mse", None), ("poisson", None)]:
+        assert LOSSES.get(name).label_encoding == encoding, name
+        by_loss = encoding if encoding in ("sparse", "one_hot") else None  # else the number of classes decides
+        assert label_encoding("auto", name, 3, True, False) == (by_loss or "one_hot"), name
+        assert label_encoding("auto", name, 2, True, False) == (by_loss or "binary"), name
+        assert label_encoding("auto", name, 3, False, False) == (encoding if encoding in ("sparse", "one_hot") else "none")
+    assert cce.check_output(1, "softmax") and scce.check_output(1, "softmax") and not bce.check_output(1, "sigmoid")
+    assert "expects a softmax output" in cce.check_output(3, "sigmoid")[0]
+    assert "expects probabilities" in bce.check_output(1, "relu")[0]
+    assert not LOSSES.get("mse").check_output(1, "relu")
+    labels = np.array([[0.0], [2.0], [3.0]])
+    with pytest.raises(DataError, match=r"where: row 3: labels must be integers in \[0, 2\]"):
+        scce.check_targets(labels, (3,), "where")
+    scce.check_targets(labels[:2], (3,), "where")
+    with pytest.raises(DataError, match="targets look like class labels"):
+        cce.check_targets(labels, (3,), "where")
+    with pytest.raises(DataError, match=r"binary_crossentropy needs targets in \[0, 1\]"):
+        bce.check_targets(np.array([[0.0], [2.0]]), (1,), "where")
+    LOSSES.get("hinge").check_targets(np.array([[-1.0], [1.0]]), (1,), "where")  # ±1 targets pass
     for name in NAMES:
-        assert LOSSES.get(name).target_kind in ("one_hot", "sparse_labels", "binary", "any")
+        assert LOSSES.get(name).target_kind in ("one_hot", "sparse_labels", "binary", "signed", "regression")
 
 
 # -- values -------------------------------------------------------------------------------------

@@ -10,6 +10,8 @@ import sys
 import numpy as np
 import pytest
 
+from trainctl.train.epoch import EpochAccumulator
+
 from tests.reference import metrics as reference
 from trainctl.errors import DataError, TrainctlError
 from trainctl.nn.metrics import (
@@ -19,7 +21,6 @@ from trainctl.nn.metrics import (
     ShorthandMetric,
     check_metric_applicable,
     resolve_metric,
-    weighted_mean,
 )
 from trainctl.registry import UnknownIdError
 
@@ -469,12 +470,20 @@ def test_check_metric_applicable_takes_resolved_and_registry_objects():
 # --- epoch means ------------------------------------------------------------------------
 
 
-def test_weighted_mean():
-    assert weighted_mean([0.5, 1.0], [32, 8]) == pytest.approx(0.6)
-    assert weighted_mean([0.25], [3]) == 0.25
-    assert math.isnan(weighted_mean([], []))
-    with pytest.raises(ValueError, match="2 values but 1 sizes"):
-        weighted_mean([0.5, 1.0], [32])
+def test_epoch_accumulator_is_the_size_weighted_mean():
+    # The accumulator the fit loop, evaluation and the display share (train/epoch.py).
+    totals = EpochAccumulator(["loss", "acc"])
+    totals.add([0.5, 1.0], 32)
+    totals.add([1.0, 0.0], 8)
+    assert totals.means() == {"loss": pytest.approx(0.6), "acc": pytest.approx(0.8)}
+    assert totals.seen == 40
+    resumed = EpochAccumulator(["loss", "acc"])
+    resumed.set_state(totals.get_state())  # a checkpoint in the middle of an epoch
+    resumed.add([0.25, 1.0], 3)
+    totals.add([0.25, 1.0], 3)
+    assert resumed.means() == totals.means()
+    totals.reset()
+    assert totals.seen == 0 and totals.means() == {"loss": 0.0, "acc": 0.0}
 
 
 def test_epoch_mean_of_batch_accuracy_equals_whole_epoch_accuracy():
@@ -484,7 +493,10 @@ def test_epoch_mean_of_batch_accuracy_equals_whole_epoch_accuracy():
     starts = range(0, 100, 32)
     values = [metric.compute(y_true[s:s + 32], y_pred[s:s + 32]) for s in starts]
     sizes = [len(y_true[s:s + 32]) for s in starts]
-    assert weighted_mean(values, sizes) == pytest.approx(metric.compute(y_true, y_pred), rel=1e-12)
+    totals = EpochAccumulator(["categorical_accuracy"])
+    for value, size in zip(values, sizes):
+        totals.add([value], size)
+    assert totals.means()["categorical_accuracy"] == pytest.approx(metric.compute(y_true, y_pred), rel=1e-12)
 
 
 def test_import_does_not_load_numba():

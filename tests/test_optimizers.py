@@ -104,6 +104,41 @@ def test_matches_tfjs_reference(spec, name, kwargs, dtype):
     assert all(np.isfinite(w.value).all() for w in weights)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("spec, name, kwargs", CASES, ids=IDS)
+def test_flat_buffer_path_matches_per_weight_path_and_reference(spec, name, kwargs, dtype):
+    # Production (compile) runs build_flat: every trainable weight a view of one buffer and
+    # one kernel call per step. It must give the per-weight path's numbers exactly.
+    rng = np.random.default_rng(7)
+    per_weight = make_weights(rng, dtype)
+    sizes = [w.value.size for w in per_weight]
+    flat_value = np.concatenate([w.value.reshape(-1) for w in per_weight])
+    flat_grad = np.zeros_like(flat_value)
+    offsets = np.cumsum([0, *sizes])
+    flat = [W(w.name, flat_value[a:b].reshape(w.value.shape), flat_grad[a:b].reshape(w.value.shape))
+            for w, a, b in zip(per_weight, offsets[:-1], offsets[1:])]
+    expected = {w.name: w.value.copy() for w in per_weight}
+    reference_state: dict[str, dict] = {w.name: {} for w in per_weight}
+    separate, together = build_optimizer(spec), build_optimizer(spec)
+    separate.build(per_weight)
+    together.build_flat(flat, flat_value, flat_grad)
+    for step in range(5):
+        fill_grads(per_weight, rng)
+        for w, f in zip(per_weight, flat):
+            f.grad[...] = w.grad
+            expected[w.name] = ref.UPDATES[name](expected[w.name], w.grad.copy(), reference_state[w.name], **kwargs)
+        separate.apply(per_weight)
+        together.apply(flat)
+        for w, f in zip(per_weight, flat):
+            np.testing.assert_array_equal(f.value, w.value, err_msg=f"step {step} {w.name}")
+            np.testing.assert_allclose(f.value, expected[w.name], **TOLERANCE[dtype], err_msg=f"step {step} {w.name}")
+    assert np.shares_memory(flat[0].value, flat_value)  # updated in place, still views
+    first, second = separate.state(), together.state()
+    assert first.keys() == second.keys()
+    for key in first:
+        np.testing.assert_array_equal(first[key], second[key], err_msg=key)
+
+
 @pytest.mark.parametrize("spec, name, kwargs", CASES, ids=IDS)
 def test_learning_rate_changed_between_steps(spec, name, kwargs):
     rng = np.random.default_rng(7)

@@ -4,6 +4,7 @@ matplotlib, and clear errors for runs with nothing to plot."""
 from __future__ import annotations
 
 import math
+import re
 import struct
 import sys
 
@@ -85,30 +86,63 @@ def test_terminal_chart_names_every_series_and_is_stable(tmp_path):
     assert plot_run(run, None, True) == text
     assert not (run / "plot.png").exists()
     lines = text.splitlines()
-    assert lines[0] == "loss" and "weights vs reference" in lines
-    assert max(len(line) for line in lines if "┤" in line or "│" in line) <= 8 + 60
+    assert lines[0].strip() == "loss" and "weights vs reference" in [line.strip() for line in lines]
+    assert max(len(line) for line in lines) <= 60 + 16  # plot area + rulers
+    assert "\x1b[" not in text
+    assert "\x1b[" in plot_run(run, None, True, color=True)
 
 
-def test_text_chart_draws_lines_references_and_gaps_exactly():
+def _plot_area(text: str) -> list[str]:
+    """The rows inside the chart's frame (between ┌ and └), without the rulers."""
+    lines = text.splitlines()
+    top = next(i for i, line in enumerate(lines) if "┌" in line)
+    bottom = next(i for i, line in enumerate(lines) if "└" in line)
+    return [re.split("[┤┼│]", line, maxsplit=1)[1] for line in lines[top + 1:bottom]]
+
+
+def test_text_chart_draws_lines_references_gaps_and_axis_labels():
     panel = Panel("t", [Series("a", [1, 2, 3], [0, 1, 2]), Series("val_a", [1, 2, 3], [2, math.nan, 1])],
                   [("ref", 1.5)])
-    assert render_chart(panel, width=8, height=5) == "\n".join([
-        "t",
-        "  2 ┤o      *",
-        "1.5 ┤- - -***",
-        "  1 ┤   *** o",
-        "    │  **",
-        "  0 ┤***",
-        "    └────────",
-        "     1      3  epoch",
-        "     * a   o val_a   - ref = 1.5",
-    ])
+    text = render_chart(panel, width=30, height=9)
+    area = "".join(_plot_area(text))
+    assert area.count("*") > 10  # a is drawn as a line through its 3 points
+    assert area.count("o") == 2  # val_a: two lone points; the nan breaks the line
+    assert sum("┈" in row for row in _plot_area(text)) == 1  # the reference, one dotted row
+    lines = text.splitlines()
+    assert lines[0].strip() == "t"
+    assert lines[-2].split() == ["t", "epoch"]  # y label at the left, x label under the axis
+    assert lines[-1].strip() == "* a   o val_a   ┄ ref = 1.5"
+    ticks = lines[-3].split()
+    assert ticks == ["1", "2", "3"]  # whole epochs
 
 
 def test_text_chart_of_a_constant_single_point_series():
     text = render_chart(Panel("lr", [Series("lr", [1], [0.01])]), width=10, height=3)
-    assert text == "lr\n0.011 ┤\n 0.01 ┤*\n0.009 ┤\n      └──────────\n       1  epoch\n       * lr"
+    assert "0.01000┤" in text and "0.01100┤" in text and "0.00900┤" in text  # ±10%, not ±1
+    assert "".join(_plot_area(text)).count("*") == 1
     assert render_chart(Panel("x", [Series("x", [1, 2], [math.inf, math.nan])])) == "x\n  (no finite values)"
+
+
+def test_png_axes_are_titled_and_labelled(tmp_path):
+    pytest.importorskip("matplotlib")
+    from trainctl.cli.plot import build_figure
+
+    figure = build_figure(collect_panels(make_run(tmp_path)), title="demo/run")
+    labelled = [(ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) for ax in figure.axes if ax.get_visible()]
+    assert labelled == [("loss", "epoch", "loss"), ("acc", "epoch", "acc"), ("weights vs reference", "epoch", "value")]
+
+
+def test_out_png_without_matplotlib_is_an_error_and_terminal_with_out_is_refused(tmp_path, monkeypatch):
+    run = make_run(tmp_path)
+    with pytest.raises(TrainctlError, match="--terminal draws in the terminal; --out writes a PNG"):
+        plot_run(run, tmp_path / "x.png", True)
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(TrainctlError, match=r"needs matplotlib, which is not installed; install it with: "
+                                            r"pip install 'trainctl\[plot\]'"):
+        plot_run(run, tmp_path / "x.png", False)
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_missing_matplotlib_falls_back_to_the_terminal(tmp_path, monkeypatch):

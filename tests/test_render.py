@@ -294,9 +294,11 @@ def test_rich_mode_keeps_one_line_per_epoch_and_shows_compile_status():
     # The finished epoch lines are the last things printed (live lines are transient).
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
     finished = [line for line in plain.splitlines() if "val_loss" in line]
+    bar = "━" * 20
+    # Keras's step counter and time per step; the 2 s compile is left out of the rate.
     assert finished == [
-        "Epoch 1/2  4.0s  loss 0.2500  acc 0.9000  val_loss 0.3000  val_acc 0.8500",
-        "Epoch 2/2  2.0s  loss 0.1250  acc 0.9000  val_loss 0.1500  val_acc 0.8500",
+        f"Epoch 1/2  4/4 {bar} 4.0s 500ms/step  loss 0.2500  acc 0.9000  val_loss 0.3000  val_acc 0.8500",
+        f"Epoch 2/2  4/4 {bar} 2.0s 500ms/step  loss 0.1250  acc 0.9000  val_loss 0.1500  val_acc 0.8500",
     ]
     assert text.rstrip().endswith("val_acc 0.8500\x1b[0m")
 
@@ -497,6 +499,15 @@ def test_library_modules_do_not_import_rich_or_render():
         and imports.search(path.read_text())
     ]
     assert offenders == []
+    # The one way in from the library: Sequential.summary() and fit(verbose=...) reach the
+    # CLI's display lazily, through trainctl.cli.verbose, inside those methods only.
+    cli_imports = re.compile(r"^(\s*)(?:from|import)\s+trainctl\.cli\b.*$", re.M)
+    reaching = {str(path.relative_to(root)): [(len(m.group(1)), m.group(0).strip()) for m in cli_imports.finditer(path.read_text())]
+                for path in root.rglob("*.py")
+                if not str(path.relative_to(root)).startswith("cli") and path.name != "__main__.py"}
+    reaching = {name: found for name, found in reaching.items() if found}
+    assert list(reaching) == ["nn/model.py"]
+    assert all(indent > 0 and line.startswith("from trainctl.cli.verbose import") for indent, line in reaching["nn/model.py"])
 
 
 def test_render_summary_line_prints_line_and_run_path():
@@ -559,4 +570,50 @@ def test_compile_announced_before_the_first_epoch_as_the_loop_does():
     callbacks.on_train_end({"loss": 1.0})
     assert display._live is None
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", console.file.getvalue())
-    assert "Epoch 1/1  11.0s  loss 1.0000" in plain
+    assert "Epoch 1/1  1/4 " + "━" * 20 + " 11.0s 1s/step  loss 1.0000" in plain  # 10 s of compiling left out of the rate
+
+
+def test_finished_epoch_wraps_between_values_at_80_columns():
+    console, clock = terminal_console(width=80), FakeClock()
+    display = ProgressDisplay(console, "rich", clock=clock)
+    logs = {"loss": 0.25, "acc": 0.9, "precision": 0.81, "recall": 0.84, "val_loss": 0.3, "val_acc": 0.85,
+            "val_precision": 0.8, "val_recall": 0.79}
+    run_fake_training(display, clock, epochs=1, compile_in_first=False, epoch_logs={0: logs})
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", console.file.getvalue())
+    finished = plain[plain.index("Epoch 1/1  4/4"):].splitlines()
+    assert finished == [
+        "Epoch 1/1  4/4 " + "━" * 20 + " 2.0s 500ms/step",
+        "    loss 0.2500  acc 0.9000  precision 0.8100  recall 0.8400  val_loss 0.3000",
+        "    val_acc 0.8500  val_precision 0.8000  val_recall 0.7900",
+    ]
+    assert all(len(line) <= 80 for line in finished)
+
+
+def test_short_epochs_still_show_their_final_bar_and_step_counter():
+    # Every batch lands between two refreshes (the clock stands still): the live bar never
+    # moves past 0/4, but the finished line draws the whole bar and counts every step.
+    console, clock = terminal_console(), FakeClock()
+    display = ProgressDisplay(console, "rich", clock=clock, refresh_interval=10.0)
+    callbacks = CallbackList([display])
+    callbacks.set_params(dict(PARAMS, epochs=1))
+    callbacks.on_train_begin({})
+    callbacks.on_epoch_begin(0, {})
+    for batch, size in enumerate(BATCH_SIZES):
+        callbacks.on_batch_end(batch, {"batch": batch, "size": size, "loss": 0.5, "acc": 0.5})
+    clock.now += 0.004
+    callbacks.on_epoch_end(0, {"loss": 0.5, "acc": 0.5})
+    callbacks.on_train_end({})
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", console.file.getvalue())
+    assert "Epoch 1/1  4/4 " + "━" * 20 + " 0.00s 1ms/step  loss 0.5000  acc 0.5000" in plain
+
+
+def test_summary_line_wraps_between_values_on_a_terminal():
+    console = terminal_console(width=80, color_system=None)
+    render_summary_line(console, "trained 3 epochs in 4.6s  loss 0.02187  accuracy 0.993  val_loss 0.01823  "
+                        "val_accuracy 0.9933  val_precision 0.9123", "runs/q/1")
+    assert console.file.getvalue().splitlines() == [
+        "trained 3 epochs in 4.6s",
+        "    loss 0.02187  accuracy 0.993  val_loss 0.01823  val_accuracy 0.9933",
+        "    val_precision 0.9123",
+        "run: runs/q/1",
+    ]

@@ -29,6 +29,7 @@ _EXPORTS = {
     "build_model": "trainctl.runs.build",
     "train_from_config": "trainctl.runs.train",
     "open_run": "trainctl.runs.inference",
+    "load": "trainctl.runs.saved",
     "TrainctlError": "trainctl.errors",
 }
 __all__ = [*_EXPORTS, "__version__"]

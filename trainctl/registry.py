@@ -73,6 +73,10 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return sorted(self._entries)
 
+    def aliases_of(self, name: str) -> list[str]:
+        """The extra ids registered for canonical `name` (snake_case), e.g. `acc` for accuracy."""
+        return [alias for alias, target in self._aliases.items() if target == name]
+
     def __contains__(self, name: object) -> bool:
         try:
             self.resolve(name)  # type: ignore[arg-type]

@@ -20,10 +20,26 @@ app = typer.Typer(
     name="trainctl",
     help="Train neural networks described in YAML files, with numba-compiled kernels on the CPU.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, powershell)
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from trainctl import __version__
+
+        typer.echo(f"trainctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", "-V", callback=_print_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Train neural networks described in YAML files, with numba-compiled kernels on the CPU."""
 
 
 class LogFormat(str, Enum):
@@ -32,19 +48,15 @@ class LogFormat(str, Enum):
 
 
 def _stderr():
-    from rich.console import Console
+    from trainctl.cli.consoles import stderr_console
 
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return stderr_console()
 
 
 def _stdout():
-    from rich.console import Console
+    from trainctl.cli.consoles import stdout_console
 
-    console = Console(highlight=False)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        # piped or redirected: rich would assume 80 columns and cut table cells with "…"
-        console = Console(highlight=False, width=200)
-    return console
+    return stdout_console()
 
 
 def expected_failures(command: Callable) -> Callable:
@@ -119,7 +131,7 @@ def train(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this interrupted run directory from its newest checkpoint."),
     force: bool = typer.Option(False, "--force", help="With --resume: accept a config that differs from the run's."),
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", min=1, help="Also checkpoint every N optimizer steps (always: every epoch)."),
-    keep_checkpoints: Optional[int] = typer.Option(None, "--keep-checkpoints", min=1, help="Checkpoints kept (default 3)."),
+    keep_checkpoints: Optional[int] = typer.Option(None, "--keep-checkpoints", min=1, help="Resume checkpoints kept (default: 3 while training, the last once the run finishes)."),
 ) -> None:
     """Train a model from a YAML config and write a run directory (or --resume one)."""
     _limit_threads(threads)
@@ -146,7 +158,8 @@ def train(
     from trainctl.train.resume import TrainingInterrupted
 
     console, errors = _stdout(), _stderr()
-    mode = "quiet" if quiet else ("jsonl" if log_format is LogFormat.jsonl else "auto")
+    mode = "quiet" if quiet else ("jsonl" if log_format is LogFormat.jsonl else _config_display(
+        loaded.config if resume is None else None, resume, config, overrides))
 
     def warn(line: str) -> None:
         from rich.text import Text
@@ -162,7 +175,7 @@ def train(
             else:
                 outcome = train_from_config(loaded, out=out, runs_root=runs_root, init_from=init_from,
                                             callbacks=[display], checkpoint_every=checkpoint_every,
-                                            keep_checkpoints=keep_checkpoints or 3, handle_signals=True)
+                                            keep_checkpoints=keep_checkpoints, handle_signals=True)
     except TrainingInterrupted as stop:
         import shlex
         import signal
@@ -181,6 +194,24 @@ def train(
         return
     if mode != "jsonl":
         render_summary_line(console, outcome.summary_line(), str(outcome.run_dir.path))
+
+
+def _config_display(config, resume: Optional[Path], config_path: Optional[Path], overrides) -> str:
+    """The display the config's `fit.verbose` asks for (Keras: 0 none, 1 progress bar, 2 one
+    line per epoch); --quiet and --log-format jsonl override it."""
+    from trainctl.cli.verbose import VERBOSE_MODES
+
+    if config is None:  # --resume: the config it will continue with
+        from trainctl.config import load_config, load_config_text
+
+        if config_path is not None:
+            config = load_config(config_path, overrides).config
+        else:
+            run_config = resume / "config.yaml"
+            if not run_config.is_file():
+                return "auto"  # resume_training reports the missing file
+            config = load_config_text(run_config.read_text(encoding="utf-8"), str(run_config), overrides).config
+    return VERBOSE_MODES[config.fit.verbose]
 
 
 @app.command()
@@ -274,6 +305,65 @@ def evaluate(
         _stderr().print(f"report written to {output}", highlight=False, soft_wrap=True)
 
 
+class Task(str, Enum):
+    classification = "classification"
+    regression = "regression"
+
+
+@app.command()
+@expected_failures
+def init(
+    path: Path = typer.Argument(Path("trainctl.yaml"), help="Where to write the config."),
+    task: Optional[Task] = typer.Option(None, "--task", help="classification or regression (default: from the CSV's target, else classification)."),
+    csv: Optional[Path] = typer.Option(None, "--csv", help="Start from this CSV (a header row names the columns)."),
+    target: Optional[str] = typer.Option(None, "--target", help="The CSV column to predict (default: the last)."),
+    name: Optional[str] = typer.Option(None, "--name", help="The run name (default: from the file name)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite PATH if it exists."),
+) -> None:
+    """Write a commented starter config that trains as written (for a CSV with --csv)."""
+    from trainctl.config import load_config
+    from trainctl.config.starter import starter_config
+    from trainctl.errors import TrainctlError
+    from trainctl.runs.atomic import atomic_write_text
+
+    if path.exists() and not force:
+        raise TrainctlError(f"{path}: already exists; pass --force to overwrite it")
+    text = starter_config(path, task=task.value if task else None, csv_path=csv, target=target, name=name,
+                          schema_path=_shipped_schema())
+    atomic_write_text(path, text)
+    load_config(path)  # the written file must load and validate as it stands
+    _stderr().print(f"wrote {path}; train it with: trainctl train {path}", highlight=False, soft_wrap=True)
+
+
+def _shipped_schema() -> Optional[Path]:
+    """The repository's schema file, when trainctl runs from a checkout (editable install)."""
+    from trainctl.config.jsonschema import SCHEMA_FILE
+
+    candidate = Path(__file__).resolve().parents[2] / SCHEMA_FILE
+    return candidate if candidate.is_file() else None
+
+
+@app.command()
+@expected_failures
+def schema(
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the schema to this file (default: print it)."),
+) -> None:
+    """The config's JSON Schema, for editors (# yaml-language-server: $schema=FILE)."""
+    import json
+
+    from trainctl.config.jsonschema import config_json_schema
+
+    text = json.dumps(config_json_schema(), indent=2) + "\n"
+    if out is None:
+        sys.stdout.write(text)
+        return
+    from trainctl.runs.atomic import atomic_write_text
+
+    atomic_write_text(out, text)
+    _stderr().print(f"wrote {out}; point a config at it with: # yaml-language-server: $schema={out}",
+                    highlight=False, soft_wrap=True)
+
+
 def main() -> None:  # pragma: no cover - the console script entry point is `app`
     app()
 
@@ -285,10 +375,37 @@ def plot(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="PNG file to write (default RUN_DIR/plot.png)."),
     terminal: bool = typer.Option(False, "--terminal", help="Draw the curves in the terminal instead of a PNG."),
 ) -> None:
-    """Loss and metric curves (train and validation) and recorded weight trajectories."""
-    from trainctl.cli.plot import plot_run
+    """Loss and metric curves (train and validation) and recorded weight trajectories; for an
+    experiment directory, the comparison's PNGs (as `compare --plot`)."""
+    if (run_dir / "experiment.json").is_file():
+        from trainctl.experiment.compare import compare_runs
 
-    typer.echo(plot_run(run_dir, out, terminal))
+        for written in _compare_plots(compare_runs([run_dir]), [run_dir], out):
+            typer.echo(f"wrote {written}")
+        return
+    import shutil
+
+    from trainctl.cli.plot import INSTALL_HINT, plot_run
+
+    console = _stdout()
+    color = console.is_terminal and console.color_system is not None  # NO_COLOR and pipes: plain text
+    width = min(max(shutil.get_terminal_size((80, 24)).columns - 16, 40), 120)
+    text = plot_run(run_dir, out, terminal, width=width, color=color)
+    if text.startswith(INSTALL_HINT):  # the fallback's note goes to stderr, the charts to stdout
+        _stderr().print(INSTALL_HINT, highlight=False, markup=False, soft_wrap=True)
+        text = text[len(INSTALL_HINT) + 1:]
+    sys.stdout.write(text + "\n")
+
+
+def _compare_plots(comparison, paths: List[Path], out: Optional[Path]) -> list[Path]:
+    """The comparison's PNGs; an experiment directory's own study is drawn too."""
+    from trainctl.cli.compare_plots import write_compare_plots
+    from trainctl.experiment.search import load_study_of
+
+    experiment_dir = paths[0] if len(paths) == 1 and (paths[0] / "experiment.json").is_file() else None
+    folder = out or (experiment_dir / "plots" if experiment_dir is not None else Path("compare-plots"))
+    study = load_study_of(experiment_dir) if experiment_dir is not None else None
+    return write_compare_plots(comparison, folder, study)
 
 
 @app.command()
@@ -333,8 +450,10 @@ def compare(
     paths: List[Path] = typer.Argument(..., help="Run directories, or an experiment directory."),
     metric: Optional[str] = typer.Option(None, "--metric", help="Rank by this logged value (default: val_loss or loss)."),
     mode: Optional[str] = typer.Option(None, "--mode", help="min or max (default: from the metric)."),
+    plot: bool = typer.Option(False, "--plot", help="Also write PNGs: learning curves, and a search's history, importances, parallel coordinates."),
+    plot_out: Optional[Path] = typer.Option(None, "--plot-out", help="Folder for the PNGs (default EXPERIMENT_DIR/plots, or ./compare-plots)."),
 ) -> None:
-    """Compare finished runs in one table, mean ± std over seeds."""
+    """Compare finished runs in one table, best first (mean ± std over seeds)."""
     from trainctl.cli.render import mean_std, render_compare_table
     from trainctl.experiment.compare import compare_runs
 
@@ -344,3 +463,6 @@ def compare(
     render_compare_table(console, rows, columns, sort_by=comparison.sort_column, mode=comparison.mode)
     if comparison.best is not None:
         console.print(f"best run: {comparison.best.path}", highlight=False)
+    if plot:
+        for written in _compare_plots(comparison, paths, plot_out):
+            console.print(f"wrote {written}", highlight=False)

@@ -4,8 +4,8 @@ weight trajectories against their reference values (the "basic training loops" g
 "weights vs true weight" figure).
 
 With matplotlib (the optional `plot` extra, imported lazily, Agg backend, no pyplot state)
-the figure is written as a PNG; in the terminal, or when matplotlib is missing, the same
-panels are drawn as text by a small character line-chart renderer.
+the figure is written as a PNG; in the terminal (`--terminal`, or when matplotlib is
+missing and no --out was asked for) the same panels are drawn by plotext.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from trainctl.runs.files import WEIGHT_HISTORY_FILE
 PLOT_FILE = "plot.png"
 MAX_ELEMENTS_PER_WEIGHT = 6  # a kernel has many values; its first few show the trend
 MARKERS = "*o+x#@%&"  # one per series in a text chart, in legend order
-INSTALL_HINT = "matplotlib is not installed (pip install 'trainctl[plot]'); drawing in the terminal instead"
+INSTALL_COMMAND = "pip install 'trainctl[plot]'"  # the extra that brings matplotlib
+INSTALL_HINT = f"matplotlib is not installed ({INSTALL_COMMAND}); drawing in the terminal instead"
 
 
 @dataclass
@@ -38,6 +39,7 @@ class Panel:
     series: list[Series]
     references: list[tuple[str, float]] = field(default_factory=list)  # horizontal lines
     xlabel: str = "epoch"
+    ylabel: str = ""  # default: the title (the logged quantity)
 
 
 # -- reading the run ---------------------------------------------------------------------
@@ -98,7 +100,7 @@ def _weight_panel(data: dict[str, Any]) -> Panel | None:
     references = [(f"{name} (reference)", float(value)) for name, value in data.get("reference", {}).items()]
     if not series:
         return None
-    return Panel("weights vs reference" if references else "weights", series, references)
+    return Panel("weights vs reference" if references else "weights", series, references, ylabel="value")
 
 
 def collect_panels(run_dir: Path) -> list[Panel]:
@@ -132,15 +134,21 @@ def _load_matplotlib() -> tuple[Any, Any] | None:
 
 
 def plot_run(run_dir: Path, out: Path | None = None, terminal: bool = False, *, width: int = 60,
-             height: int = 12) -> str:
+             height: int = 12, color: bool = False) -> str:
     """Draw the run's curves. Writes a PNG (default RUN_DIR/plot.png) and returns a line
-    saying where; with `terminal=True`, or without matplotlib, returns the text charts
-    (`width` x `height` characters of plot area per panel) instead."""
+    saying where; with `terminal=True`, or without matplotlib and no `out`, returns the text
+    charts (`width` x `height` cells of plot area per panel) instead. A PNG asked for by
+    name (`out`) without matplotlib is an error that says how to install it."""
     run_dir = Path(run_dir)
     panels = collect_panels(run_dir)
+    if terminal and out is not None:
+        raise TrainctlError("--terminal draws in the terminal; --out writes a PNG: give one of them")
     matplotlib = None if terminal else _load_matplotlib()
+    if matplotlib is None and out is not None:
+        raise TrainctlError(f"--out {out}: writing a PNG needs matplotlib, which is not installed; "
+                            f"install it with: {INSTALL_COMMAND}  (or draw in the terminal with --terminal)")
     if matplotlib is None:
-        text = render_panels_text(panels, width=width, height=height)
+        text = render_panels_text(panels, width=width, height=height, color=color)
         return text if terminal else f"{INSTALL_HINT}\n{text}"
     path = Path(out) if out is not None else run_dir / PLOT_FILE
     write_png(panels, path, title=f"{run_dir.resolve().parent.name}/{run_dir.name}", matplotlib=matplotlib)
@@ -152,6 +160,14 @@ def write_png(panels: list[Panel], path: Path, *, title: str = "", matplotlib: A
     """Render `panels` in a grid (two columns) and write the PNG atomically."""
     from trainctl.runs.atomic import atomic_write_bytes
 
+    figure = build_figure(panels, title=title, matplotlib=matplotlib)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def build_figure(panels: list[Panel], *, title: str = "", matplotlib: Any = None):
+    """The matplotlib Figure of `panels`: one axes per panel, titled and labelled on both axes."""
     Figure, FigureCanvasAgg = matplotlib or _load_matplotlib()
     columns = 1 if len(panels) == 1 else 2
     rows = math.ceil(len(panels) / columns)
@@ -172,6 +188,7 @@ def write_png(panels: list[Panel], path: Path, *, title: str = "", matplotlib: A
             ax.axhline(value, linestyle="--", linewidth=1.2, color=colors.get(weight, "0.3"), label=name)
         ax.set_title(panel.title)
         ax.set_xlabel(panel.xlabel)
+        ax.set_ylabel(panel.ylabel or panel.title)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small")
         if all(float(x).is_integer() for s in panel.series for x in s.x):
@@ -180,9 +197,7 @@ def write_png(panels: list[Panel], path: Path, *, title: str = "", matplotlib: A
         axes[index // columns][index % columns].set_visible(False)
     if title:
         figure.suptitle(title)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    atomic_write_bytes(path, buffer.getvalue())
+    return figure
 
 
 def write_report_png(report: Any, path: Path) -> None:
@@ -236,87 +251,72 @@ def write_report_png(report: Any, path: Path) -> None:
 
 
 # -- text ---------------------------------------------------------------------------------
+SERIES_COLORS = ("blue", "orange", "green", "red", "magenta", "cyan", "yellow", "gray")
+
+
 def _label(value: float) -> str:
     return f"{value:.4g}"
 
 
-def render_panels_text(panels: list[Panel], *, width: int = 60, height: int = 12) -> str:
-    return "\n\n".join(render_chart(panel, width=width, height=height) for panel in panels)
+def render_panels_text(panels: list[Panel], *, width: int = 60, height: int = 12, color: bool = False) -> str:
+    return "\n\n".join(render_chart(panel, width=width, height=height, color=color) for panel in panels)
 
 
-def render_chart(panel: Panel, *, width: int = 60, height: int = 12) -> str:
-    """A panel as a character line chart: one marker per series (legend below), dashed
-    reference lines, y labels at top, middle and bottom, x labels at both ends.
-    Non-finite points are left out (the line breaks there)."""
-    width, height = max(width, 8), max(height, 3)
-    points = [(x, y) for s in panel.series for x, y in zip(s.x, s.y) if math.isfinite(x) and math.isfinite(y)]
-    ys = [y for _, y in points] + [value for _, value in panel.references if math.isfinite(value)]
-    xs = [x for x, _ in points]
-    lines = [panel.title]
-    if not points:
-        lines.append("  (no finite values)")
-        return "\n".join(lines)
-    y_low, y_high = min(ys), max(ys)
-    if y_high == y_low:
-        pad = abs(y_low) * 0.1 or 1.0
-        y_low, y_high = y_low - pad, y_high + pad
-    x_low, x_high = min(xs), max(xs)
+def _finite_runs(series: Series) -> list[tuple[list[float], list[float]]]:
+    """The series split at non-finite points, so the line breaks there instead of jumping."""
+    runs: list[tuple[list[float], list[float]]] = [([], [])]
+    for x, y in zip(series.x, series.y):
+        if math.isfinite(x) and math.isfinite(y):
+            runs[-1][0].append(float(x))
+            runs[-1][1].append(float(y))
+        elif runs[-1][0]:
+            runs.append(([], []))
+    return [run for run in runs if run[0]]
 
-    def column(x: float) -> int:
-        return 0 if x_high == x_low else round((x - x_low) / (x_high - x_low) * (width - 1))
 
-    def row(y: float) -> int:  # 0 is the top row
-        return round((y_high - y) / (y_high - y_low) * (height - 1))
+def render_chart(panel: Panel, *, width: int = 60, height: int = 12, color: bool = False) -> str:
+    """A panel as a plotext line chart (`width` x `height` cells of plot area): one marker
+    per series, references as horizontal lines, title and axis labels, and a legend line
+    below (never over the data). Non-finite points are left out (the line breaks there)."""
+    import plotext
 
-    grid = [[" "] * width for _ in range(height)]
+    runs = [(index, run) for index, series in enumerate(panel.series) for run in _finite_runs(series)]
+    if not runs:
+        return f"{panel.title}\n  (no finite values)"
+    figure = plotext.figure
+    figure.clear()
+    figure.theme("simple" if color else "colorless")
+    figure.plot_size(max(width, 20) + 10, max(height, 5) + 5)  # + rulers, title and labels
+    for index, (xs, ys) in runs:
+        symbol = MARKERS[index % len(MARKERS)]
+        marker = plotext.marker(symbol, SERIES_COLORS[index % len(SERIES_COLORS)]) if color else symbol
+        signal = figure.signal(xs, ys, marker=marker)
+        if len(xs) > 1:
+            signal.lines()
+        figure.draw(signal)
     for _, value in panel.references:
         if math.isfinite(value):
-            r = row(value)
-            for c in range(0, width, 2):
-                grid[r][c] = "-"
-    for index, series in enumerate(panel.series):
-        marker = MARKERS[index % len(MARKERS)]
-        previous: tuple[int, int] | None = None
-        for x, y in zip(series.x, series.y):
-            if not (math.isfinite(x) and math.isfinite(y)):
-                previous = None
-                continue
-            c, r = column(x), row(y)
-            if previous is not None:
-                _segment(grid, previous, (c, r), marker)
-            grid[r][c] = marker
-            previous = (c, r)
-
-    labels = {0: _label(y_high), height - 1: _label(y_low), (height - 1) // 2: _label((y_high + y_low) / 2)}
-    for _, value in panel.references:  # a reference line is labelled with its own value
-        if math.isfinite(value):
-            labels[row(value)] = _label(value)
-    gutter = max(len(text) for text in labels.values())
-    for r in range(height):
-        tick = "┤" if r in labels else "│"
-        lines.append(f"{labels.get(r, ''):>{gutter}} {tick}{''.join(grid[r]).rstrip()}")
-    lines.append(" " * (gutter + 1) + "└" + "─" * width)
-    left, right = _label(x_low), _label(x_high)
-    axis = left + " " * max(1, width - len(left) - len(right)) + right if x_high != x_low else left
-    lines.append(" " * (gutter + 2) + axis + f"  {panel.xlabel}")
+            figure.line(value, style="dotted")
+    xs = [x for _, (run_x, _) in runs for x in run_x]
+    ys = [y for _, (_, run_y) in runs for y in run_y] + [v for _, v in panel.references if math.isfinite(v)]
+    low, high = min(ys), max(ys)
+    if high == low:  # a flat series: centre it in a band of ±10% instead of plotext's ±1
+        pad = abs(low) * 0.1 or 1.0
+        figure.ruler("y").lim(low - pad, high + pad)
+    if all(float(x).is_integer() for x in xs) and max(xs) - min(xs) <= 12:
+        figure.ruler("x").ticks(sorted({int(x) for x in xs}))  # whole epochs, not 1.7 and 2.3
+    figure.title(panel.title)
+    figure.label(panel.xlabel, "x")
+    figure.label(panel.ylabel or panel.title, "y")
+    text = figure.build().string(colorless=not color)
+    figure.clear()
     legend = [f"{MARKERS[i % len(MARKERS)]} {s.name}" for i, s in enumerate(panel.series)]
-    legend += [f"- {name} = {_label(value)}" for name, value in panel.references]
-    lines.append(" " * (gutter + 2) + "   ".join(legend))
-    return "\n".join(lines)
-
-
-def _segment(grid: list[list[str]], start: tuple[int, int], end: tuple[int, int], marker: str) -> None:
-    """Fill the cells between two plotted points so the curve reads as a line: for each
-    column in between, the rows from the previous column's height to this one's."""
-    (c0, r0), (c1, r1) = start, end
-    if c1 <= c0:
-        return
-    previous_row = r0
-    for c in range(c0 + 1, c1 + 1):
-        r = round(r0 + (r1 - r0) * (c - c0) / (c1 - c0))
-        low, high = sorted((previous_row, r))
-        # the vertical run sits in the column where the jump happens, like a step
-        for fill in range(low, high + 1):
-            if grid[fill][c] == " " or grid[fill][c] == "-":
-                grid[fill][c] = marker
-        previous_row = r
+    legend += [f"┄ {name} = {_label(value)}" for name, value in panel.references]
+    lines = [line.rstrip() for line in text.splitlines()]
+    chart_width = max(len(line) for line in lines)
+    rows = [""]
+    for entry in legend:  # wrapped at the chart's width
+        if rows[-1] and len(rows[-1]) + 3 + len(entry) > chart_width - 4:
+            rows.append("")
+        rows[-1] += ("   " if rows[-1] else "") + entry
+    return "\n".join([*lines, *("    " + row for row in rows)])

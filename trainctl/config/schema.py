@@ -96,7 +96,7 @@ class FitConfig(StrictModel):
     validation_steps: PositiveInt | None = None  # Keras name; None: all validation data
     batches_per_epoch: PositiveInt | None = None  # TF.js fitDataset name of steps_per_epoch
     validation_batches: PositiveInt | None = None  # TF.js fitDataset name of validation_steps
-    verbose: Annotated[int, Field(ge=0, le=2)] = 1  # accepted for TF.js; display is a callback
+    verbose: Annotated[int, Field(ge=0, le=2)] = 1  # Keras: 0 no display, 1 live bar (a line per epoch when piped), 2 a line per epoch
     yield_every: YieldEvery = "auto"  # accepted for TF.js; there is no event loop to yield to
 
 

@@ -34,7 +34,6 @@ from trainctl.data.preprocessing import (
     one_hot,
 )
 from trainctl.errors import DataError
-from trainctl.registry import snake_case
 
 __all__ = [
     "DataConfig",
@@ -49,9 +48,6 @@ __all__ = [
     "read_source",
 ]
 
-SPARSE_LOSSES = {"sparse_categorical_crossentropy"}
-ONE_HOT_LOSSES = {"categorical_crossentropy", "categorical_hinge", "kl_divergence", "kld", "kullback_leibler_divergence"}
-BINARY_LOSSES = {"binary_crossentropy", "hinge", "squared_hinge"}
 
 
 @dataclass
@@ -252,22 +248,27 @@ def _index_labels(labels: np.ndarray, class_names: list[str] | None, shown: str)
 
 def label_encoding(labels_option: str, loss: str | None, n_classes: int | None, natural_classes: bool, has_one_hot_step: bool) -> str:
     """How class labels become y: one_hot | sparse | binary | none (raw numeric targets)."""
-    loss_id = snake_case(loss) if isinstance(loss, str) else None
+    loss_encoding = _loss_label_encoding(loss)
     if labels_option == "none":
         return "none"
     if has_one_hot_step:
         return "sparse"  # the one_hot step expands the index column
     if labels_option != "auto":
         return labels_option
-    if not natural_classes and loss_id not in SPARSE_LOSSES | ONE_HOT_LOSSES:
+    if not natural_classes and loss_encoding not in ("sparse", "one_hot"):
         return "none"
-    if loss_id in SPARSE_LOSSES:
-        return "sparse"
-    if loss_id in ONE_HOT_LOSSES:
-        return "one_hot"
-    if loss_id in BINARY_LOSSES and n_classes == 2:
-        return "binary"
+    if loss_encoding in ("sparse", "one_hot"):
+        return loss_encoding
     return "binary" if n_classes == 2 else "one_hot"
+
+
+def _loss_label_encoding(loss: Any) -> str | None:
+    """The label encoding the loss declares (Loss.label_encoding); None for an unknown id."""
+    from trainctl.nn.losses import LOSSES
+
+    if isinstance(loss, str) and loss in LOSSES:
+        return LOSSES.get(loss).label_encoding
+    return getattr(loss, "label_encoding", None)
 
 
 def _classes_from_numeric(targets: np.ndarray, class_names: list[str] | None, shown: str) -> tuple[np.ndarray, int, list[str]]:

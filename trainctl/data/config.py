@@ -436,8 +436,10 @@ def _source_validator(allowed: tuple[str, ...]):
 _ArrayForms = Union[GeneratorConfig, CsvSource, NpySource, NpzSource, ShardsSource, ZipSource]  # type: ignore[valid-type]
 # Declared as Any so the serializer dumps whichever model was validated (a Union of models
 # would try each member and warn); the precise types are _ArrayForms / + StreamSource.
-FileOrGenerator = Annotated[Any, PlainValidator(_source_validator(_ARRAY_FORMS))]
-SourceConfig = Annotated[Any, PlainValidator(_source_validator(_FORMS))]
+# json_schema_input_type: what `trainctl schema` shows editors (validation is the dispatch above).
+FileOrGenerator = Annotated[Any, PlainValidator(_source_validator(_ARRAY_FORMS), json_schema_input_type=_ArrayForms)]
+SourceConfig = Annotated[Any, PlainValidator(_source_validator(_FORMS),
+                                             json_schema_input_type=Union[_ArrayForms, "StreamSource"])]
 
 
 class ZipParts(StrictModel):
@@ -532,7 +534,8 @@ def _validate_step(value: Any) -> Any:
     return PREPROCESSING_CONFIGS[_snake(value["type"])].model_validate(value)
 
 
-PreprocessingStep = Annotated[Any, PlainValidator(_validate_step)]  # one of PREPROCESSING_CONFIGS
+PreprocessingStep = Annotated[Any, PlainValidator(  # one of PREPROCESSING_CONFIGS, or its id alone
+    _validate_step, json_schema_input_type=Union[(Literal[tuple(PREPROCESSING_CONFIGS)], *PREPROCESSING_CONFIGS.values())])]
 
 
 # ---------------------------------------------------------------- the section

@@ -13,7 +13,8 @@ from trainctl.config.loader import parse_yaml
 from trainctl.errors import ArtifactError, ConfigError, TrainctlError
 from trainctl.experiment.plan import _short_labels, _show_value
 from trainctl.experiment.results import RunResult, _best_run, _is_complete, summarise_run_dir
-from trainctl.runs.files import CONFIG_FILE, EXPERIMENT_FILE, RESULTS_FILE
+from trainctl.runs.files import CONFIG_FILE, EXPERIMENT_FILE, RESULTS_FILE, TRIAL_FILE
+from trainctl.train.callbacks.monitor import ranking_monitor
 
 
 @dataclass
@@ -44,8 +45,10 @@ class Comparison:
 
     def columns(self) -> list[str]:
         labels = _short_labels(self.keys)
-        return [*(labels[key] for key in self.keys), "seeds", self.metric, f"best {self.metric}",
-                "train s", "runs"]
+        seeds = ["seeds"] if any(run.seed is not None for run in self.runs) else []
+        state = ["state"] if any(run.status not in ("ok", "skipped") for run in self.runs) else []
+        return [*(labels[key] for key in self.keys), *seeds, self.metric, f"best {self.metric}",
+                "train s", "runs", *state]
 
     def table(self, spread: Callable[[Sequence[float]], str]) -> tuple[list[dict[str, Any]], list[str]]:
         """(rows, columns) for a compare table: per configuration, `spread(values)` of the final
@@ -64,6 +67,11 @@ class Comparison:
             times = [run.train_seconds for run in good if run.train_seconds is not None]
             row["train s"] = spread(times) if times else None
             row["runs"] = f"{len(good)}" if len(good) == len(group) else f"{len(good)}/{len(group)}"
+            states = sorted({run.status for run in group if run.status not in ("ok", "skipped")})
+            if states:  # pruned and failed trials have no ranking value: they list after the others
+                row["state"] = ", ".join(states)
+                if not good:
+                    row[self.metric] = row[f"best {self.metric}"] = None
             rows.append(row)
         return rows, self.columns()
 
@@ -102,8 +110,8 @@ def compare_runs(paths: Sequence[str | os.PathLike], *, metric: str | None = Non
     single_plan = len(plans) == 1 and all(item is not None for _, item in entries)
     if metric is None:
         metric = plans[0]["metric"] if plans else _default_metric([p for p, _ in entries])
-    if mode is None:
-        mode = plans[0].get("mode", "min") if plans else "min"
+    # The plan's mode, else the metric's direction: val_accuracy is maximised (Monitor).
+    mode = ranking_monitor(metric, mode or (plans[0].get("mode") if plans else None)).direction
     configs = {path: _read_flat_config(path) for path, _ in entries}
     if single_plan:
         keys = list(plans[0].get("keys") or [])
@@ -126,6 +134,8 @@ def compare_runs(paths: Sequence[str | os.PathLike], *, metric: str | None = Non
                     setattr(run, key, value)
             except TrainctlError as error:
                 run.status, run.error = "failed", str(error)
+            if _trial_state(path) == "pruned":  # a search trial stopped by its pruner
+                run.status = "pruned"
         else:
             run.status = "incomplete" if path.exists() else "missing"
             run.error = previous.get(os.fspath(path.absolute()))
@@ -133,6 +143,18 @@ def compare_runs(paths: Sequence[str | os.PathLike], *, metric: str | None = Non
                 run.status = "failed"
         runs.append(run)
     return Comparison(runs, keys, metric, mode)
+
+
+def _trial_state(path: Path) -> str | None:
+    """A search trial's state from its trial.json (ok or pruned), None for other runs."""
+    from trainctl.runs.atomic import read_json
+
+    if not (path / TRIAL_FILE).is_file():
+        return None
+    try:
+        return read_json(path / TRIAL_FILE).get("state")
+    except (TrainctlError, AttributeError):
+        return None
 
 
 def _previous_errors(plans: list[dict], paths: Sequence) -> dict[str, str]:

@@ -24,8 +24,6 @@ from trainctl.errors import ConfigError, TrainctlError
 from trainctl.experiment.schema import ExperimentSpec
 
 DEFAULT_ROOT = Path("experiments")  # default experiment directory: experiments/<name>
-
-
 _MAX_RUN_ID = 72  # characters; long override summaries are cut (the index keeps ids unique)
 
 
@@ -56,11 +54,16 @@ class Experiment:
 
     @property
     def mode(self) -> str:
-        return self.spec.mode
+        """'min' or 'max': the experiment's mode, else the metric's direction (Monitor)."""
+        from trainctl.train.callbacks.monitor import ranking_monitor
+
+        return ranking_monitor(self.metric, self.spec.mode).direction
 
     @property
     def keys(self) -> list[str]:
         """The varied config keys, grid first, then random."""
+        if self.spec.search is not None:
+            return list(self.spec.search.params)
         random = list(self.spec.random.params) if self.spec.random else []
         return [*self.spec.grid, *random]
 
@@ -110,6 +113,13 @@ def load_experiment(path: str | os.PathLike) -> Experiment:
     return Experiment(path=path, name=name, spec=spec, base_source=base_source, variants=variants)
 
 
+def read_base_data(experiment: Experiment) -> dict:
+    """The base config's data as the experiment file names it (an inline mapping or a file)."""
+    if isinstance(experiment.spec.base, dict):
+        return experiment.spec.base
+    return read_yaml((experiment.path.parent / experiment.spec.base).resolve()).data
+
+
 def _line_col(positions: Positions, path: str) -> tuple[int, int]:
     mark = positions.value(path)
     return mark.line, mark.col
@@ -117,6 +127,12 @@ def _line_col(positions: Positions, path: str) -> tuple[int, int]:
 
 def _cross_checks(spec: ExperimentSpec, positions: Positions) -> list[Problem]:
     problems = []
+    if spec.search is not None:
+        for key in ("grid", "random", "seeds"):
+            if getattr(spec, key):
+                problems.append(_problem_at(positions, key, f"search picks every trial; give {key} or search, "
+                                            "not both", at="key"))
+        return problems
     random_keys = list(spec.random.params) if spec.random else []
     for key in random_keys:
         if key in spec.grid:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 from trainctl.errors import ArtifactError, TrainctlError
 from trainctl.experiment.plan import Experiment
 from trainctl.runs.files import METRICS_FILE, RESULTS_FILE
+from trainctl.train.callbacks.monitor import ranking_monitor
 
 if TYPE_CHECKING:
     from trainctl.experiment.compare import Comparison
@@ -71,9 +72,7 @@ def summarise_run_dir(path: Path, metric: str, mode: str) -> dict[str, Any]:
         logged = sorted({key for row in history for key in row if key != "epoch"})
         raise TrainctlError(f"{path}: history.csv has no {metric!r} column (logged: "
                             f"{', '.join(logged) or 'nothing'})")
-    sign = 1.0 if mode == "min" else -1.0
-    finite = [(epoch, value) for epoch, value in values if not math.isnan(value)]
-    best_epoch, best = min(finite, key=lambda ev: sign * ev[1]) if finite else (None, math.nan)
+    best_epoch, best = ranking_monitor(metric, mode).best_of(values, lambda ev: ev[1]) or (None, math.nan)
     return {"final": values[-1][1], "best": best, "best_epoch": best_epoch,
             "epochs": int(metrics.get("epochs", len(history))),
             "train_seconds": _float_or_none(metrics.get("seconds"))}
@@ -139,9 +138,7 @@ class ExperimentResult:
 
 
 def _best_run(runs: Iterable[RunResult], mode: str) -> RunResult | None:
-    sign = 1.0 if mode == "min" else -1.0
-    candidates = [run for run in runs if run.succeeded and not math.isnan(run.final)]
-    return min(candidates, key=lambda run: sign * run.final) if candidates else None
+    return ranking_monitor("", mode).best_of([run for run in runs if run.succeeded], lambda run: run.final)
 
 
 def _read_previous_results(path: Path) -> dict[str, float]:

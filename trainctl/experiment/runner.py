@@ -173,6 +173,18 @@ def run_experiment(path: str | os.PathLike, *, workers: int = 2, scheduler: str 
         (directory / RUNS_DIR).mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise ArtifactError(f"cannot create {directory / RUNS_DIR}: {error.strerror or error}") from None
+    if experiment.spec.search is not None:  # Optuna picks the trials (experiment/search.py)
+        from trainctl.experiment.search import run_search
+
+        def record(searched: ExperimentResult) -> None:  # the trials so far, for compare and plot
+            _write_plan(experiment, directory, searched.runs)
+            _write_results(searched)
+
+        result = run_search(experiment, directory, workers=workers, scheduler=scheduler, open_client=_open_client,
+                            progress=progress, snapshot=_snapshot, record=record)
+        result.seconds = time.perf_counter() - started
+        record(result)
+        return result
     _write_plan(experiment, directory, runs)
     _write_results(result)
     todo = [run for run in runs if run.status == "planned"]

@@ -11,6 +11,9 @@
         model.layers.0.units: {int: [16, 64]}
         optimizer.beta_1: {uniform: [0.85, 0.95]}
     seeds: [0, 1, 2]                    # ... each run once per seed (the config's `seed`)
+    # or, instead of grid/random/seeds, an adaptive search:
+    # search: {sampler: tpe, n_trials: 30, pruner: median, seed: 0,
+    #          params: {optimizer.learning_rate: {loguniform: [1e-4, 1e-1]}}}
     metric: val_loss                    # the history column to rank by
     mode: min                           # min or max: which end is best
 
@@ -26,7 +29,7 @@ from pydantic import AfterValidator, Field, model_validator
 
 from trainctl.config.base import NonNegativeInt, PositiveInt, StrictModel
 
-__all__ = ["DISTRIBUTIONS", "ExperimentSpec", "RandomSpec", "Distribution"]
+__all__ = ["DISTRIBUTIONS", "ExperimentSpec", "RandomSpec", "SearchSpec", "Distribution"]
 
 DISTRIBUTIONS = ("uniform", "loguniform", "choice", "int")
 
@@ -103,11 +106,29 @@ class RandomSpec(StrictModel):
     params: Annotated[dict[DottedKey, Distribution], Field(min_length=1)]
 
 
+SAMPLERS = ("tpe", "random", "grid", "cmaes", "qmc")
+PRUNERS = ("median", "successive_halving", "hyperband", "none")
+
+
+class SearchSpec(StrictModel):
+    """An adaptive search (Optuna): the sampler picks each trial's values from `params`
+    given the trials so far; the pruner stops a trial whose per-epoch metric falls behind."""
+
+    sampler: Literal[SAMPLERS] = "tpe"  # type: ignore[valid-type]  # Optuna's default
+    n_trials: PositiveInt  # finished + pruned trials of the whole study (a rerun continues it)
+    timeout: Annotated[float, Field(gt=0)] | None = None  # seconds; no new trial starts after it
+    pruner: Literal[PRUNERS] = "none"  # type: ignore[valid-type]
+    seed: NonNegativeInt = 0  # the sampler's seed: the same study proposes the same trials
+    storage: str | None = None  # an Optuna RDB URL; default: a journal file in the experiment dir
+    params: Annotated[dict[DottedKey, Distribution], Field(min_length=1)]
+
+
 class ExperimentSpec(StrictModel):
     name: str | None = None  # default: the experiment file's stem
     base: Union[str, dict[str, Any]]  # a config path relative to this file, or an inline config
     grid: dict[DottedKey, Annotated[list[Any], Field(min_length=1)]] = Field(default_factory=dict)
     random: RandomSpec | None = None
+    search: SearchSpec | None = None  # instead of grid/random: Optuna picks the trials
     seeds: Annotated[list[NonNegativeInt], Field(min_length=1)] | None = None  # None: the base's seed
     metric: Annotated[str, Field(min_length=1)] = "val_loss"  # a history column
-    mode: Literal["min", "max"] = "min"
+    mode: Literal["min", "max"] | None = None  # None: from the metric, as monitors decide (val_accuracy: max)

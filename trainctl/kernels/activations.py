@@ -68,12 +68,26 @@ def softplus(x):
 
 
 @njit
+def relu(x):
+    """max(x, 0) with NaN passed on (TF.js's relu propagates NaN; a diverging run must show)."""
+    return 0.0 if x <= 0.0 else x
+
+
+@njit
+def relu_derivative(x):
+    """tf step(x): 1 above 0, 0 at and below 0, NaN for NaN (tfjs Step kernel)."""
+    if x > 0.0:
+        return 1.0
+    return 0.0 if x <= 0.0 else x
+
+
+@njit
 def _forward(x, code):
     """act(x) for an element-wise activation code."""
     if code == LINEAR:
         return 1.0 * x
     if code == RELU:
-        return x if x > 0.0 else 0.0 * x
+        return relu(x)
     if code == SIGMOID:
         return sigmoid(x)
     if code == TANH:
@@ -108,7 +122,7 @@ def _derivative(x, y, code):
     if code == LINEAR:
         return 1.0
     if code == RELU:
-        return 1.0 if x > 0.0 else 0.0  # tf step(x): 0 at x = 0
+        return relu_derivative(x)
     if code == SIGMOID:
         return y * (1.0 - y)
     if code == TANH:
@@ -118,7 +132,7 @@ def _derivative(x, y, code):
     if code == SELU:
         return SELU_SCALE if x > 0.0 else SELU_SCALE_ALPHA * math.exp(x)
     if code == RELU6:
-        return 1.0 if (x > 0.0 and x <= 6.0) else 0.0  # lessEqual(x, 6) * step(x)
+        return 0.0 if x > 6.0 else relu_derivative(x)  # lessEqual(x, 6) * step(x)
     if code == HARD_SIGMOID:
         v = 0.2 * x + 0.5
         return 0.2 if (v >= 0.0 and v <= 1.0) else 0.0  # clipByValue passes at the bounds
@@ -197,11 +211,10 @@ def activation_forward(z, out, code):
         for i in range(rows):
             for j in range(cols):
                 out[i, j] = z[i, j]
-    elif code == RELU:
+    elif code == RELU:  # the hot case, without the per-element code switch
         for i in range(rows):
             for j in range(cols):
-                v = z[i, j]
-                out[i, j] = v if v > 0.0 else 0.0
+                out[i, j] = relu(z[i, j])
     else:
         for i in range(rows):
             for j in range(cols):
@@ -236,7 +249,7 @@ def bias_activation_forward(z, bias, out, code):
             for j in range(cols):
                 v = z[i, j] + bias[j]
                 z[i, j] = v
-                out[i, j] = v if v > 0.0 else 0.0
+                out[i, j] = relu(v)
     else:
         for i in range(rows):
             for j in range(cols):
@@ -262,7 +275,7 @@ def activation_backward(z, y, dy, dz, code):
     elif code == RELU:
         for i in range(rows):
             for j in range(cols):
-                dz[i, j] = dy[i, j] if z[i, j] > 0.0 else 0.0
+                dz[i, j] = dy[i, j] * relu_derivative(z[i, j])
     else:
         for i in range(rows):
             for j in range(cols):
@@ -289,7 +302,7 @@ def activation_backward_bias_grad(z, y, dy, dz, dbias, code):
     elif code == RELU:
         for i in range(rows):
             for j in range(cols):
-                g = dy[i, j] if z[i, j] > 0.0 else 0.0 * dy[i, j]
+                g = dy[i, j] * relu_derivative(z[i, j])
                 dz[i, j] = g
                 dbias[j] += g
     else:

@@ -48,6 +48,7 @@ JIT_OPTIONS = dict(cache=True, fastmath=False, nogil=True, error_model="numpy")
 
 
 _cache_guard_installed = False
+_cache_configured = False
 
 
 def _install_cache_guard() -> None:
@@ -80,7 +81,12 @@ def _install_cache_guard() -> None:
 
 
 def njit(*args, **overrides):
-    """numba.njit with trainctl's flags; use bare (`@njit`) or with overrides (`@njit(inline="always")`)."""
+    """numba.njit with trainctl's flags; use bare (`@njit`) or with overrides (`@njit(inline="always")`).
+    The first call points numba's cache at trainctl's directory (before numba is imported)."""
+    global _cache_configured
+    if not _cache_configured:
+        configure_cache()
+        _cache_configured = True
     import numba
 
     _install_cache_guard()

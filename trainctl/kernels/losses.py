@@ -106,7 +106,7 @@ def _mean_squared_logarithmic_error(t, p, g, i, scale, need_grad):
     for j in range(n):
         pj = p[i, j]
         inside = pj >= EPSILON and not math.isinf(pj)  # only +inf exceeds MAX_VALUE
-        cp = pj if inside else (EPSILON if pj < EPSILON else MAX_VALUE)
+        cp = pj if inside else (EPSILON if pj < EPSILON else (MAX_VALUE if pj > MAX_VALUE else pj))  # NaN stays
         tj = t[i, j]
         ct = EPSILON if tj < EPSILON else (MAX_VALUE if math.isinf(tj) else tj)
         d = math.log1p(cp) - math.log1p(ct)
@@ -123,7 +123,7 @@ def _squared_hinge(t, p, g, i, scale, need_grad):
     acc = 0.0
     for j in range(n):
         m = 1.0 - t[i, j] * p[i, j]
-        if m > 0.0:
+        if m > 0.0 or m != m:  # relu(m): NaN passes on, as in TF.js
             acc += m * m
             if need_grad:
                 g[i, j] = -f * m * t[i, j]
@@ -143,6 +143,10 @@ def _hinge(t, p, g, i, scale, need_grad):
             acc += m
             if need_grad:
                 g[i, j] = -f * t[i, j]
+        elif m != m:  # relu(NaN) and its step gradient are NaN (TF.js)
+            acc += m
+            if need_grad:
+                g[i, j] = m
         elif need_grad:
             g[i, j] = 0.0
     return acc / n
@@ -188,14 +192,16 @@ def _binary_crossentropy(t, p, out, i, scale, mode):
         pj = p[i, j]
         tj = t[i, j]
         inside = pj >= EPSILON and pj <= ONE_MINUS_EPSILON
-        c = pj if inside else (EPSILON if pj < EPSILON else ONE_MINUS_EPSILON)
+        # tf clipByValue passes NaN on (it used to become 1 - eps here: a finite loss)
+        c = pj if inside else (EPSILON if pj < EPSILON else (ONE_MINUS_EPSILON if pj > ONE_MINUS_EPSILON else pj))
         x = math.log(c / (1.0 - c))
         acc += (x if x > 0.0 else 0.0) - x * tj + math.log1p(math.exp(-abs(x)))
         if mode == _GRAD_WRT_PRED:
             out[i, j] = f * (c - tj) / (c * (1.0 - c)) if inside else 0.0
         elif mode == _GRAD_WRT_LOGITS:
             # chained with sigmoid' = p (1 - p); inside the clip c = p, so it cancels
-            out[i, j] = f * (pj - tj) if inside else 0.0
+            # outside the clip the gradient is 0 times sigmoid' = p (1 - p): NaN for a NaN p
+            out[i, j] = f * (pj - tj) if inside else (0.0 if pj == pj else pj)
     return acc / n
 
 
@@ -212,7 +218,7 @@ def _categorical_hinge(t, p, g, i, scale, need_grad):
         if w > neg:
             neg = w
     v = 1.0 + (neg - pos)
-    active = v > 0.0
+    active = v > 0.0 or v != v  # relu: NaN passes on (TF.js)
     if need_grad:
         for j in range(n):
             if active:
@@ -233,7 +239,7 @@ def _kullback_leibler_divergence(t, p, g, i, scale, need_grad):
         tj = t[i, j]
         pj = p[i, j]
         inside = pj >= EPSILON and pj <= 1.0
-        cp = pj if inside else (EPSILON if pj < EPSILON else 1.0)
+        cp = pj if inside else (EPSILON if pj < EPSILON else (1.0 if pj > 1.0 else pj))  # NaN stays NaN
         ct = EPSILON if tj < EPSILON else (1.0 if tj > 1.0 else tj)
         acc += tj * math.log(ct / cp)
         if need_grad:

@@ -21,23 +21,82 @@ from typing import Literal
 
 import numpy as np
 
+from trainctl.errors import DataError
 from trainctl.nn.activations import as_rows
 from trainctl.kernels import codes
 from trainctl.registry import Registry
 
-TargetKind = Literal["one_hot", "sparse_labels", "binary", "any"]
+TargetKind = Literal["one_hot", "sparse_labels", "binary", "signed", "regression"]
+
+# How class labels are encoded for a loss (data `labels: auto`), by its target kind. Binary and
+# ±1 losses take 0/1 labels (TF.js maps nothing to -1/1); regression losses take the values.
+_LABEL_ENCODING: dict[str, str | None] = {"one_hot": "one_hot", "sparse_labels": "sparse", "binary": "binary",
+                                          "signed": "binary", "regression": None}
 
 
 @dataclass(frozen=True)
 class Loss:
-    """A loss function over the last axis, with its gradient and config-validation facts."""
+    """A loss function over the last axis, with its gradient and the facts about its targets:
+    every check of targets or of the model's output against a loss lives here."""
 
     name: str  # canonical snake_case id
     code: int  # kernel code from trainctl.kernels.codes
     target_kind: TargetKind  # one_hot: rows of class probabilities; sparse_labels: [..., 1] indices;
-    # binary: 0/1 per output; any: real values of y_pred's shape
+    # binary: 0/1 per output; signed: -1/1 per output; regression: real values of y_pred's shape
     needs_probabilities: bool  # y_pred must be probabilities (softmax/sigmoid output) to make sense
     fused_activation: str | None  # output activation with a fused loss+activation backward kernel
+
+    @property
+    def per_class_output(self) -> bool:
+        """The output's last axis holds one softmax unit per class."""
+        return self.fused_activation == "softmax"
+
+    @property
+    def label_encoding(self) -> str | None:
+        """How class labels become targets for this loss: one_hot, sparse, binary, or None."""
+        return _LABEL_ENCODING[self.target_kind]
+
+    def check_output(self, units: int, activation: str | None) -> list[str]:
+        """Problems of this loss against the model's output (width, last activation)."""
+        problems: list[str] = []
+        if self.per_class_output and units < 2:
+            problems.append(f"{self.name} needs an output with at least 2 units (one per class), the model "
+                            f"outputs {units}; use binary_crossentropy for 1 unit" if self.target_kind == "one_hot"
+                            else f"{self.name} needs an output with one unit per class, the model outputs {units}")
+        if self.needs_probabilities and activation not in (None, "softmax", "sigmoid"):
+            problems.append(f"{self.name} expects probabilities, but the last activation is "
+                            f"{activation!r}; use softmax (or sigmoid for binary_crossentropy)")
+        if self.per_class_output and activation == "sigmoid" and units > 1:
+            problems.append(f"{self.name} expects a softmax output, the last activation is sigmoid")
+        return problems
+
+    def check_targets(self, y: np.ndarray, out: tuple[int, ...], where: str) -> None:
+        """Targets [n, ...] against the model output shape `out` (no batch axis): shape, label
+        ranges, one-hot width. DataError naming `where` and the first bad row."""
+        if self.target_kind == "sparse_labels":
+            expected = (*out[:-1], 1)
+            if tuple(y.shape[1:]) not in (expected, tuple(out[:-1])):
+                raise DataError(f"{where}: {self.name} needs integer class labels of shape "
+                                f"[n,{','.join(map(str, expected))}], got {list(y.shape)}")
+            if y.size:
+                labels = np.asarray(y)
+                low, high = float(labels.min()), float(labels.max())
+                if low < 0 or high >= out[-1] or not np.all(labels == np.floor(labels)):
+                    flat = labels.reshape(labels.shape[0], -1)
+                    bad = (flat < 0) | (flat >= out[-1]) | (flat != np.floor(flat))
+                    row = int(np.argmax(bad.any(axis=1)))
+                    raise DataError(f"{where}: row {row + 1}: labels must be integers in [0, {out[-1] - 1}] for a "
+                                    f"{out[-1]}-unit output, found {float(flat[row][bad[row]][0]):g}")
+            return
+        if tuple(y.shape[1:]) != tuple(out):
+            hint = ""
+            if self.target_kind == "one_hot" and y.ndim == 2 and y.shape[1] == 1:
+                hint = " (targets look like class labels: use sparse_categorical_crossentropy or one-hot them)"
+            raise DataError(f"{where}: targets have shape [n,{','.join(map(str, y.shape[1:]))}] but the model "
+                            f"outputs [n,{','.join(map(str, out))}]{hint}")
+        if self.target_kind == "binary" and y.size and (float(np.min(y)) < 0 or float(np.max(y)) > 1):
+            raise DataError(f"{where}: {self.name} needs targets in [0, 1], found values in "
+                            f"[{float(np.min(y)):g}, {float(np.max(y)):g}]")
 
     def _prepare(self, y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         y_pred = np.asarray(y_pred)
@@ -47,7 +106,7 @@ class Loss:
         rows, cols = pred2d.shape
         # Labels may arrive as ints or the other float width; cast once (no copy when they match).
         true = np.ascontiguousarray(y_true, dtype=y_pred.dtype)
-        if self.code == codes.SPARSE_CATEGORICAL_CROSSENTROPY:
+        if self.target_kind == "sparse_labels":
             if true.size != rows:
                 raise ValueError(
                     f"{self.name}: y_true must hold one class index per row ({rows}), got shape {true.shape}"
@@ -157,17 +216,17 @@ def _register(name: str, aliases: tuple[str, ...], target_kind: TargetKind, need
 
 
 # TF.js camelCase ids (meanSquaredError, ...) resolve through snake_case; these are the rest.
-_register("mean_squared_error", ("mse", "MSE"), "any")
-_register("mean_absolute_error", ("mae", "MAE"), "any")
-_register("mean_absolute_percentage_error", ("mape", "MAPE"), "any")
-_register("mean_squared_logarithmic_error", ("msle", "MSLE"), "any")
-_register("squared_hinge", (), "any")  # TF.js does not map 0/1 labels to -1/1: pass -1/1
-_register("hinge", (), "any")
+_register("mean_squared_error", ("mse", "MSE"), "regression")
+_register("mean_absolute_error", ("mae", "MAE"), "regression")
+_register("mean_absolute_percentage_error", ("mape", "MAPE"), "regression")
+_register("mean_squared_logarithmic_error", ("msle", "MSLE"), "regression")
+_register("squared_hinge", (), "signed")  # TF.js does not map 0/1 labels to -1/1: pass -1/1
+_register("hinge", (), "signed")
 _register("categorical_hinge", (), "one_hot")
-_register("logcosh", ("log_cosh",), "any")  # Keras 3 spells it log_cosh
+_register("logcosh", ("log_cosh",), "regression")  # Keras 3 spells it log_cosh
 _register("categorical_crossentropy", (), "one_hot", True, "softmax")
 _register("sparse_categorical_crossentropy", (), "sparse_labels", True, "softmax")
 _register("binary_crossentropy", (), "binary", True, "sigmoid")
-_register("kullback_leibler_divergence", ("kld", "KLD", "kl_divergence"), "any", True)
-_register("poisson", (), "any")
-_register("cosine_proximity", ("cosine", "cosine_similarity"), "any")
+_register("kullback_leibler_divergence", ("kld", "KLD", "kl_divergence"), "one_hot", True)  # rows of probabilities
+_register("poisson", (), "regression")
+_register("cosine_proximity", ("cosine", "cosine_similarity"), "regression")

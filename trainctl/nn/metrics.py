@@ -2,8 +2,8 @@
 
 A metric's value on a batch is the TF.js metric function on that batch, averaged over
 its rows (TF.js `mean(metricFn(yTrue, yPred))`); precision, recall and r2 are whole-batch
-ratios. Epoch values are size-weighted means of batch values (`weighted_mean`), computed
-by the training loop as TF.js's BaseLogger does.
+ratios. Epoch values are size-weighted means of batch values, computed by the training
+loop's EpochAccumulator (train/epoch.py) as TF.js's BaseLogger does.
 
 numba is imported on the first `compute`, never at import.
 """
@@ -16,10 +16,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from trainctl.errors import DataError
-from trainctl.registry import Registry, UnknownIdError, snake_case
+from trainctl.registry import Registry, snake_case
 
-BINARY_CROSSENTROPY = "binary_crossentropy"
-SPARSE_CATEGORICAL_CROSSENTROPY = "sparse_categorical_crossentropy"
 
 _FLOAT32 = np.dtype(np.float32)
 _FLOAT64 = np.dtype(np.float64)
@@ -413,35 +411,21 @@ def check_metric_applicable(
         concrete = METRICS.get(concrete.variants[_target_kind(loss_id, output_shape)])
     name = concrete.name
     width = _last_dim(output_shape)
-    loss = _canonical_loss(loss_id)
+    sparse_loss = _loss_kind(loss_id) == "sparse_labels"
     what = f"metric {label!r}" + (f" ({name})" if snake_case(label) != name else "")
     if width == 1 and name in _BINARY_COUNTERPART:
         return (f"{what} compares classes along the last axis, but the output has 1 unit, "
                 f"so its value is constant; use {_BINARY_COUNTERPART[name]}")
     if width is None or width == 1:
         return None
-    if concrete.sparse_targets and loss != SPARSE_CATEGORICAL_CROSSENTROPY:
+    if concrete.sparse_targets and not sparse_loss:
         return (f"{what} needs class-index targets [..., 1], but loss {loss_id!r} takes targets "
                 f"shaped like the output (last dim {width}); use loss sparse_categorical_crossentropy "
                 f"or metric {name.replace('sparse_', '', 1)}")
-    if not concrete.sparse_targets and loss == SPARSE_CATEGORICAL_CROSSENTROPY:
+    if not concrete.sparse_targets and sparse_loss:
         return (f"{what} compares targets shaped like the output (last dim {width}), but loss "
                 f"{loss_id!r} takes class-index targets [..., 1]")
     return None
-
-
-def weighted_mean(values: Sequence[float], sizes: Sequence[int]) -> float:
-    """The size-weighted mean of batch values (an epoch value); NaN when sizes sum to 0.
-
-    Summed in order, in float64, as TF.js's BaseLogger does."""
-    if len(values) != len(sizes):
-        raise ValueError(f"{len(values)} values but {len(sizes)} sizes")
-    total = 0.0
-    seen = 0
-    for value, size in zip(values, sizes):
-        total += float(value) * size
-        seen += size
-    return total / seen if seen else float("nan")
 
 
 _BINARY_COUNTERPART = {
@@ -456,24 +440,20 @@ def _last_dim(output_shape: Sequence[int | None]) -> int | None:
     return output_shape[-1] if len(output_shape) else None
 
 
-def _canonical_loss(loss_id: str | None) -> str:
+def _loss_kind(loss_id: str | None) -> str | None:
+    """The loss's declared target kind (Loss.target_kind), None for no or an unknown loss."""
     if not loss_id:
-        return ""
-    try:
-        from trainctl.nn.losses import LOSSES
-    except ImportError:
-        return snake_case(loss_id)
-    try:
-        return LOSSES.resolve(loss_id)
-    except UnknownIdError:
-        return snake_case(loss_id)
+        return None
+    from trainctl.nn.losses import LOSSES
+
+    return LOSSES.get(loss_id).target_kind if loss_id in LOSSES else None
 
 
 def _target_kind(loss_id: str | None, output_shape: Sequence[int | None]) -> str:
-    loss = _canonical_loss(loss_id)
-    if _last_dim(output_shape) == 1 or loss == BINARY_CROSSENTROPY:
+    kind = _loss_kind(loss_id)
+    if _last_dim(output_shape) == 1 or kind == "binary":
         return "binary"
-    if loss == SPARSE_CATEGORICAL_CROSSENTROPY:
+    if kind == "sparse_labels":
         return "sparse"
     return "categorical"
 

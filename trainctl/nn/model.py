@@ -63,9 +63,11 @@ class Sequential:
             raise ConfigValueError([("model.layers", "a model needs at least one layer")])
         self.name, self.seed, self.dtype = name, int(seed), np.dtype(dtype)
         self.stop_training = False
+        self.history: Any = None  # the History of the last fit
         self.optimizer: Any = None
         self.loss: Any = None
         self.metrics: list[Any] = []
+        self.compile_config: dict[str, Any] = {}
         self._build()
 
     # -- construction ------------------------------------------------------------------
@@ -227,14 +229,59 @@ class Sequential:
 
     # -- compile / fit / evaluate / predict (TF.js names) ------------------------------
     def compile(self, optimizer: Any = "sgd", loss: Any = "mean_squared_error", metrics: Iterable[str] = ()) -> None:
+        from trainctl.nn.metrics import METRICS
         from trainctl.train.loop import compile_model
 
         compile_model(self, optimizer, loss, list(metrics))
+        # What save() records to compile a loaded model the same way (ids as given, the
+        # optimizer as configured).
+        self.compile_config = {"optimizer": self.optimizer.get_config(), "loss": self.loss.name,
+                               "metrics": [METRICS.resolve(m) if isinstance(m, str) else
+                                           m.to_dict() if hasattr(m, "to_dict") else dict(m) if isinstance(m, dict) else m.name
+                                           for m in metrics]}
 
-    def fit(self, x=None, y=None, **options):
+    def fit(self, x=None, y=None, *, verbose: int | None = None, **options):
+        """TF.js/Keras fit. `verbose` as Keras: 0 silent, 1 the CLI's live progress, 2 one line
+        per epoch; default: 1 in a terminal, 0 otherwise. `callbacks` may mix Callback objects,
+        ids and config mappings (`{"type": "early_stopping", "patience": 3}`). Returns the
+        History (also `self.history`)."""
         from trainctl.train.loop import fit
 
-        return fit(self, x, y, **options)
+        self.history = self._with_progress(fit, verbose, x, y, **options)
+        return self.history
+
+    def fit_dataset(self, dataset, *, verbose: int | None = None, **options):
+        """TF.js fitDataset over a stream config or Python batches (see train.loop.fit_dataset)."""
+        from trainctl.train.loop import fit_dataset
+
+        self.history = self._with_progress(fit_dataset, verbose, dataset, **options)
+        return self.history
+
+    def _with_progress(self, run, verbose, *args, **options):
+        from trainctl.cli.verbose import progress_display  # the display, only when asked for
+
+        display = progress_display(verbose)
+        if display is None:
+            return run(self, *args, **options)
+        with display:
+            return run(self, *args, **{**options, "callbacks": [*options.get("callbacks", ()), display]})
+
+    def summary(self, *, weights: bool = False, print_fn=None) -> None:
+        """Print the model table of `trainctl summary` (layers, output shapes, parameters,
+        compile choices); `print_fn(line)` receives it line by line instead, as in Keras."""
+        from trainctl.cli.verbose import print_summary
+
+        print_summary(self, weights=weights, print_fn=print_fn)
+
+    fitDataset = fit_dataset  # the TF.js spelling
+
+    def save(self, path, *, overwrite: bool = True) -> None:
+        """Write a run directory at `path`: model.json (architecture and compile settings),
+        weights.safetensors, optimizer.safetensors, history.csv after fit. `trainctl.load(path)`
+        reads it back, compiled, with the optimizer state."""
+        from trainctl.runs.saved import save_model
+
+        save_model(self, path, overwrite=overwrite)
 
     def evaluate(self, x, y, *, batch_size: int = 32, sample_weight=None) -> dict[str, float]:
         from trainctl.data.source import ArraySource

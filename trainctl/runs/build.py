@@ -67,7 +67,8 @@ def check_config(loaded) -> None:
     compile_from_config(model, config, loaded)
     callbacks = build_callbacks(config)
     do_validation = validation_split_of(config) > 0 or getattr(config.data, "validation", None) is not None
-    check_monitors(callbacks, ["loss", *[m.log_key for m in model.metrics]], do_validation)
+    check_monitors(callbacks, ["loss", *[m.log_key for m in model.metrics]], do_validation, loaded)
+    check_callback_files(callbacks, loaded)
     if not loaded.path:  # a config built in memory (experiment variants): no file to resolve data paths from
         return
     base_dir = Path(loaded.path).resolve().parent
@@ -158,6 +159,32 @@ def _names_target(source, message: str) -> bool:
     target = source.target
     targets = target if isinstance(target, list) else [target]
     return any(isinstance(t, str) and repr(t) in message for t in targets)
+
+
+def check_callback_files(callbacks: list[Callback], loaded=None) -> None:
+    """The files callbacks declare stay inside the run directory, off the names the run
+    writes itself (a csv_logger writing history.csv would clobber it), and apart."""
+    from pathlib import PurePath
+
+    from trainctl.runs.files import RUN_OWNED
+
+    problems, owners = [], {}
+    for index, callback in enumerate(callbacks):
+        for name in callback.files():
+            path = PurePath(name)
+            if path.is_absolute() or ".." in path.parts:
+                problem = "a callback writes inside the run directory; give a relative name"
+            elif path.parts and path.parts[0] in RUN_OWNED:
+                problem = "the run directory keeps that name for itself; choose another"
+            elif path in owners:
+                problem = f"callbacks.{owners[path]} writes it too"
+            else:
+                owners[path] = index
+                continue
+            problems.append((f"callbacks.{index}", f"{callback.type_id} writes {name!r}: {problem}"))
+    if problems:
+        with located_in(loaded):
+            raise ConfigValueError(problems)
 
 
 # -- data -----------------------------------------------------------------------------
@@ -294,12 +321,13 @@ def _prepare(loaded, config_dir: Path, init_from: Path | None = None) -> _Prepar
     model = build_model(config, loaded)
     compile_from_config(model, config, loaded)
     user_callbacks = build_callbacks(config)
+    check_callback_files(user_callbacks, loaded)
     data = load_training_data(config, config_dir, model)
     with located_in(loaded):
         data.class_weight = resolve_class_weight(config.fit.class_weight, data)
     do_validation = data.x_val is not None or data.validation_stream is not None
-    check_monitors(user_callbacks, log_keys(model), do_validation)
-    if not any(isinstance(c, TerminateOnNaN) for c in user_callbacks):
+    check_monitors(user_callbacks, log_keys(model), do_validation, loaded)
+    if TerminateOnNaN.type_id not in {c.type_id for c in user_callbacks}:
         user_callbacks.append(TerminateOnNaN())  # on by default: a diverged run stops at once
     if init_from is not None:
         model.set_weights(load_init_weights(init_from, model), source=str(init_from))

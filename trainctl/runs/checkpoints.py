@@ -28,14 +28,8 @@ from trainctl.runs.atomic import (
 from trainctl.runs.files import MANIFEST_FILE
 
 _DEL_PREFIX = ".del-"  # checkpoints being pruned
-
-
 _CHECKPOINT_RE = re.compile(r"^(\d{8,})-([A-Za-z0-9][A-Za-z0-9._-]*)$")
-
-
 _SIMPLE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
 _CHECKPOINT_FORMAT = "trainctl-checkpoint"
 
 
@@ -145,10 +139,18 @@ class CheckpointStore:
             raise
         _fsync_dir(root)
 
-        # Prune only now that the new checkpoint is durable; rename first so a crash
-        # mid-delete leaves a ".del-" leftover, never a half-deleted checkpoint.
-        older = [p for seq, _, p in self.list_checkpoints() if seq != sequence]
-        to_delete = older[: max(0, len(older) - (keep_last - 1))]
+        # Prune only now that the new checkpoint is durable.
+        self.prune_checkpoints(keep_last)
+        return final
+
+    def prune_checkpoints(self, keep_last: int) -> None:
+        """Remove all but the newest `keep_last` checkpoints; rename first so a crash
+        mid-delete leaves a ".del-" leftover, never a half-deleted checkpoint."""
+        if not isinstance(keep_last, int) or isinstance(keep_last, bool) or keep_last < 1:
+            raise ValueError(f"keep_last must be an int >= 1, got {keep_last!r}")
+        root = self.checkpoints_path
+        existing = [p for _, _, p in self.list_checkpoints()]
+        to_delete = existing[: max(0, len(existing) - keep_last)]
         for path in to_delete:
             doomed = root / f"{_DEL_PREFIX}{path.name}.{secrets.token_hex(6)}"
             try:
@@ -158,7 +160,6 @@ class CheckpointStore:
         if to_delete:
             _fsync_dir(root)
             self._remove_leftovers()
-        return final
 
     def _read_checkpoint(self, sequence: int, tag: str, path: Path) -> dict[str, bytes]:
         """Verified contents of one checkpoint dir; ArtifactError says what is wrong."""

@@ -12,6 +12,7 @@ Layout of a run directory::
     preprocessing.safetensors   optional standardisation statistics
     data.json                   where the data came from and how its labels were encoded
     weight_history.json         optional per-epoch weight statistics (callback weight_history)
+    model_checkpoints/          a model_checkpoint callback's checkpoints (same layout)
     checkpoints/<seq>-<tag>/    files + manifest.json (sha256 and size of each); a resume
                                 checkpoint holds weights, optimizer, callbacks and state files
 """
@@ -27,10 +28,16 @@ PREPROCESSING_FILE = "preprocessing.safetensors"
 DATA_FILE = "data.json"
 WEIGHT_HISTORY_FILE = "weight_history.json"
 CHECKPOINTS_DIR = "checkpoints"
+MODEL_CHECKPOINTS_DIR = "model_checkpoints"  # where a configured model_checkpoint callback saves
 MANIFEST_FILE = "manifest.json"
+# What the run writes itself; a callback's declared files keep off these names.
+RUN_OWNED = frozenset((CONFIG_FILE, MODEL_FILE, WEIGHTS_FILE, OPTIMIZER_FILE, STATE_FILE, HISTORY_FILE, METRICS_FILE,
+                       PREPROCESSING_FILE, DATA_FILE, CHECKPOINTS_DIR, MANIFEST_FILE))
 CALLBACKS_FILE = "callbacks.safetensors"  # inside a resume checkpoint: the callbacks' arrays
 
 # An experiment directory: experiment.json (the plan), results.csv, runs/<run id>/ (run directories).
 EXPERIMENT_FILE = "experiment.json"
 RESULTS_FILE = "results.csv"
 RUNS_DIR = "runs"
+STUDY_FILE = "study.journal"  # a search's Optuna study (journal storage): a rerun continues it
+TRIAL_FILE = "trial.json"  # in a search's run directory: trial number, state (ok|pruned), params

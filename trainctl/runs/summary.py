@@ -28,20 +28,26 @@ def model_from_target(target: Path, overrides: list[str]):
     return model, config
 
 
-def describe_model(model, config):
+def describe_model(model, config=None):
+    """Rows, totals, weights and the extra lines of the summary table. The compile choices
+    come from `config`, or from the model's own compile() when there is no config (a model
+    built in Python); an uncompiled model shows none."""
     from trainctl.nn.model import weights_nbytes
 
     rows = model.summary_rows()
     totals = model.param_totals()
     weights = [(w.name, list(w.value.shape)) for w in model.weights]
-    optimizer = config.optimizer.to_dict()
-    optimizer_text = optimizer.pop("type") + "".join(
-        f", {key}={value}" for key, value in optimizer.items() if value is not None)
-    extras = {
-        "Optimizer": optimizer_text,
-        "Loss": config.loss,
-        "Metrics": ", ".join(m if isinstance(m, str) else (getattr(m.params, "name", None) or m.type) for m in config.metrics) or "none",
-        "FLOPs per sample (forward)": f"{model.flops_per_sample():,}",
-        "Weights size": f"{weights_nbytes(model):,} bytes",
-    }
+    extras = {}
+    if config is not None:
+        compiled = {"optimizer": config.optimizer.to_dict(), "loss": config.loss, "metrics": [m if isinstance(m, str) else (getattr(m.params, "name", None) or m.type) for m in config.metrics]}
+    else:
+        compiled = model.compile_config or None
+    if compiled is not None:
+        optimizer = dict(compiled["optimizer"])
+        extras["Optimizer"] = optimizer.pop("type") + "".join(
+            f", {key}={value}" for key, value in optimizer.items() if value is not None)
+        extras["Loss"] = compiled["loss"]
+        extras["Metrics"] = ", ".join(m if isinstance(m, str) else str(m.get("name") or m.get("type")) for m in compiled["metrics"]) or "none"
+    extras["FLOPs per sample (forward)"] = f"{model.flops_per_sample():,}"
+    extras["Weights size"] = f"{weights_nbytes(model):,} bytes"
     return rows, totals, weights, extras

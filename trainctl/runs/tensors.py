@@ -34,8 +34,6 @@ _ST_DTYPES: dict[str, np.dtype] = {
 
 
 _SAVABLE_DTYPES = {dt.name for dt in _ST_DTYPES.values()}
-
-
 _MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own limit
 
 

@@ -12,8 +12,11 @@ from typing import Any, Iterable
 from trainctl.data.baselines import forecast_baseline_line
 from trainctl.errors import ArtifactError, TrainctlError
 from trainctl.runs.build import _prepare, _Prepared, save_model_files
-from trainctl.runs.files import CONFIG_FILE, DATA_FILE, WEIGHT_HISTORY_FILE
-from trainctl.train.callbacks import Callback, WeightHistory
+from trainctl.runs.files import CONFIG_FILE, DATA_FILE
+from trainctl.train.callbacks import Callback
+
+TRAINING_CHECKPOINTS = 3  # kept while training: a damaged newest one still leaves two to resume from
+FINISHED_RUN_CHECKPOINTS = 1  # kept once finished: a forced resume (more epochs) continues from the last
 
 
 # -- training from a config ----------------------------------------------------------
@@ -26,11 +29,23 @@ class TrainOutcome:
     epochs: int
     messages: list[str] = field(default_factory=list)  # lines for the user (early stopping, ...)
     already_complete: bool = False  # --resume of a run that had finished
+    first_epoch: int = 0  # 0-based index of the first epoch this process trained (a resume starts later)
+    restored_epoch: int | None = None  # 1-based epoch whose weights early stopping restored (metrics are its)
 
     def summary_line(self) -> str:
+        """`trained 5 epochs in 2.1s  loss ...`: the epochs this process trained (a resume
+        says which), then the values of the weights the run ends with (the restored epoch's
+        after early stopping with restore_best_weights)."""
         shown = "  ".join(f"{key} {value:.4g}" for key, value in self.metrics.items()
                           if isinstance(value, float) and "/" not in key)
-        return f"trained {self.epochs} epoch{'s' if self.epochs != 1 else ''} in {self.seconds:.1f}s  {shown}"
+        line = f"trained {self.epochs} epoch{'s' if self.epochs != 1 else ''}"
+        if self.first_epoch and self.epochs:
+            last = self.first_epoch + self.epochs
+            line += f" ({self.first_epoch + 1}–{last})" if self.epochs > 1 else f" ({last})"
+        line += f" in {self.seconds:.1f}s"
+        if self.restored_epoch is not None:
+            line += f"  restored epoch {self.restored_epoch}:"
+        return f"{line}  {shown}"
 
 
 class HistoryWriter(Callback):
@@ -70,12 +85,12 @@ def _write_run_files(run_dir, prepared: _Prepared, settings: dict[str, Any]) -> 
 
 def train_from_config(loaded, *, out: Path | None = None, runs_root: Path = Path("runs"),
                       init_from: Path | None = None, callbacks: Iterable[Callback] = (),
-                      checkpoint_every: int | None = None, keep_checkpoints: int = 3,
+                      checkpoint_every: int | None = None, keep_checkpoints: int | None = None,
                       handle_signals: bool = False) -> TrainOutcome:
     """Build, check, train and save. Everything that can fail on bad input fails before
     the run directory is created. Checkpoints (for `resume_training`) are written at the
     start, at the end of every epoch and every `checkpoint_every` steps; the last
-    `keep_checkpoints` are kept. With `handle_signals` (main thread only), SIGINT/SIGTERM
+    `keep_checkpoints` are kept (default: 3 while training, the last one once finished). With `handle_signals` (main thread only), SIGINT/SIGTERM
     stop after the current batch with a checkpoint (TrainingInterrupted)."""
     from trainctl.runs.rundir import RunDir
 
@@ -147,7 +162,7 @@ def resume_training(run_path: Path, *, config_path: Path | None = None, override
     if not isinstance(state, dict):
         raise ArtifactError(f"{state_file}: expected a JSON object")
     settings = {"checkpoint_every": checkpoint_every if checkpoint_every is not None else state.get("checkpoint_every"),
-                "keep_checkpoints": keep_checkpoints or state.get("keep_checkpoints") or 3}
+                "keep_checkpoints": keep_checkpoints or state.get("keep_checkpoints")}  # None: the defaults
     if state.get("completed") and not changed:
         epochs = int(state.get("epoch", 0))
         return TrainOutcome(run_dir, None, {}, 0.0, epochs, messages=[
@@ -182,23 +197,17 @@ def _run_training(run_dir, prepared: _Prepared, extra: list[Callback], settings:
     import contextlib
 
     from trainctl.config import config_hash
-    from trainctl.runs.atomic import atomic_write_json
     from trainctl.runs.files import HISTORY_FILE
-    from trainctl.train.callbacks import EarlyStopping, History, ModelCheckpoint, TerminateOnNaN
-    from trainctl.train.resume import (
-        Checkpointer,
-        CheckpointWriter,
-        EpochTotals,
-        StopOnSignal,
-        model_checkpoint_saver,
-        prepare_csv_loggers,
-        trim_history,
-    )
+    from trainctl.runs.build import log_keys
+    from trainctl.train.callbacks import History
+    from trainctl.train.callbacks.base import RunContext
+    from trainctl.train.epoch import EpochAccumulator
+    from trainctl.train.resume import Checkpointer, CheckpointWriter, RunHistory, StopOnSignal, checkpoint_saver, trim_history
 
     config, model, data, user_callbacks = prepared.config, prepared.model, prepared.data, prepared.callbacks
     fit = config.fit
-    totals = EpochTotals()
-    writer = CheckpointWriter(run_dir, model, user_callbacks, totals, config_hash(config))
+    run_history, epoch_totals = RunHistory(), EpochAccumulator(log_keys(model))
+    writer = CheckpointWriter(run_dir, model, user_callbacks, run_history, epoch_totals, config_hash(config))
     initial_epoch, start_batch, stopped = fit.initial_epoch, 0, False
     resumed_epoch = None
     if checkpoint is not None:
@@ -206,11 +215,11 @@ def _run_training(run_dir, prepared: _Prepared, extra: list[Callback], settings:
         initial_epoch, start_batch, stopped = int(position["epoch"]), int(position["batch"]), bool(position["stopped"])
         resumed_epoch = initial_epoch
         trim_history(run_dir.file(HISTORY_FILE), initial_epoch, 1)
+    context = RunContext(run_dir.path, resumed_epoch, checkpoint_saver(writer, run_dir))
     for callback in user_callbacks:
-        if isinstance(callback, ModelCheckpoint):
-            callback.set_saver(model_checkpoint_saver(writer, callback, run_dir))
-    prepare_csv_loggers(user_callbacks, run_dir.path, resumed_epoch)
-    checkpointer = Checkpointer(writer, settings.get("checkpoint_every"), int(settings["keep_checkpoints"]),
+        callback.bind_run(context)
+    checkpointer = Checkpointer(writer, settings.get("checkpoint_every"),
+                                int(settings.get("keep_checkpoints") or TRAINING_CHECKPOINTS),
                                 resumed=checkpoint is not None)
     stopper = StopOnSignal(checkpointer, run_dir.path)
 
@@ -222,39 +231,43 @@ def _run_training(run_dir, prepared: _Prepared, extra: list[Callback], settings:
     guard = contextlib.nullcontext() if not handle_signals else stopper.installed()
     start = time.perf_counter()
     with guard:
-        model.fit(
-            data.x, data.y, source=data.stream, epochs=initial_epoch if stopped else fit.epochs,
+        model.fit(  # verbose=0: the caller's callbacks (the CLI's display) show progress
+            data.x, data.y, verbose=0, source=data.stream, epochs=initial_epoch if stopped else fit.epochs,
             batch_size=fit.batch_size, shuffle=fit.shuffle, validation_data=validation,
             initial_epoch=initial_epoch, start_batch=start_batch,
             class_weight=data.class_weight, sample_weight=data.sample_weight,
-            # EpochTotals first (it fixes a resumed epoch's logs before anyone reads them),
+            # The run history first (it keeps the loop's logs before callbacks add to them),
             # the checkpointer after every callback that reacts to an epoch.
-            callbacks=[totals, *user_callbacks, HistoryWriter(run_dir), *extra, checkpointer, stopper],
+            callbacks=[run_history, *user_callbacks, HistoryWriter(run_dir), *extra, checkpointer, stopper],
+            epoch_totals=epoch_totals,
             steps_per_epoch=fit.steps_per_epoch or fit.batches_per_epoch,
             validation_batch_size=fit.validation_batch_size, validation_freq=fit.validation_freq or 1,
             validation_steps=fit.validation_steps or fit.validation_batches,
         )
     seconds = time.perf_counter() - start
     for callback in user_callbacks:
-        if isinstance(callback, TerminateOnNaN) and callback.stopped_at is not None:
+        if callback.failure is not None:
             last = run_dir.list_checkpoints()
             where = f"; the last good checkpoint is {last[-1][2]}" if last else ""
-            raise TrainctlError(f"{callback.message}{where}")
+            raise TrainctlError(f"{callback.failure}{where}")
     save_model_files(run_dir, model)
     for callback in user_callbacks:
-        if isinstance(callback, WeightHistory):
-            atomic_write_json(run_dir.file(WEIGHT_HISTORY_FILE), {
-                "epochs": [e + 1 for e in callback.epochs], "weights": callback.values,
-                "reference": callback.reference})
+        callback.end_run(run_dir)
     history = History()
-    for epoch, row in zip(totals.epochs, totals.rows):
+    for epoch, row in zip(run_history.epochs, run_history.rows):
         history.on_epoch_end(epoch, row)
-    final = totals.final_metrics()
-    epochs_run = len(totals.epochs)
-    last_epoch = (totals.epochs[-1] + 1) if totals.epochs else initial_epoch
+    final = run_history.final_metrics()
+    restored_epoch = next((c.restored_epoch for c in user_callbacks if c.restored_epoch is not None), None)
+    if restored_epoch is not None and restored_epoch in run_history.epochs:
+        # The run ends with that epoch's weights: its values are the run's final metrics.
+        final = dict(run_history.rows[run_history.epochs.index(restored_epoch)])
+    trained_here = len([e for e in run_history.epochs if e >= initial_epoch])  # not the epochs a resume restored
+    last_epoch = (run_history.epochs[-1] + 1) if run_history.epochs else initial_epoch
     run_dir.write_state({"epoch": last_epoch, "batch": 0, "completed": True, **settings})
-    run_dir.write_metrics({**final, "epochs": epochs_run, "seconds": seconds})
-    messages = [c.message for c in user_callbacks if isinstance(c, EarlyStopping) and c.message]
+    restored = {} if restored_epoch is None else {"restored_epoch": restored_epoch + 1}
+    run_dir.write_metrics({**final, "epochs": len(run_history.epochs), **restored, "seconds": seconds})
+    run_dir.prune_checkpoints(settings.get("keep_checkpoints") or FINISHED_RUN_CHECKPOINTS)
+    messages = [c.message for c in user_callbacks if c.message]
     if data.class_names:
         from trainctl.runs.build import class_mapping_line
 
@@ -263,4 +276,6 @@ def _run_training(run_dir, prepared: _Prepared, extra: list[Callback], settings:
     baseline = forecast_baseline_line(config.data, data.x_val, data.y_val, model_mae)
     if baseline is not None:
         messages.append(baseline)
-    return TrainOutcome(run_dir, history, final, seconds, epochs_run, messages=messages)
+    return TrainOutcome(run_dir, history, final, seconds, trained_here, messages=messages,
+                        first_epoch=initial_epoch if checkpoint is not None else 0,
+                        restored_epoch=None if restored_epoch is None else restored_epoch + 1)

@@ -15,6 +15,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from trainctl.train.callbacks import Callback, CallbackList, History
+from trainctl.train.epoch import EpochAccumulator
 from trainctl.data.source import ArraySource, BatchSource, split_validation
 from trainctl.errors import ConfigValueError, DataError, TrainctlError
 
@@ -63,51 +64,12 @@ def _last_activation(model) -> str | None:
 
 def check_loss_applicable(model, loss) -> list[str]:
     """Loss vs output activation and width, as far as it can be told without data."""
-    problems: list[str] = []
-    units = model.output_shape[-1]
-    activation = _last_activation(model)
-    if loss.name == "categorical_crossentropy" and units < 2:
-        problems.append("categorical_crossentropy needs an output with at least 2 units "
-                        f"(one per class), the model outputs {units}; use binary_crossentropy for 1 unit")
-    if loss.name == "sparse_categorical_crossentropy" and units < 2:
-        problems.append("sparse_categorical_crossentropy needs an output with one unit per class, "
-                        f"the model outputs {units}")
-    if getattr(loss, "needs_probabilities", False) and activation not in (None, "softmax", "sigmoid"):
-        problems.append(f"{loss.name} expects probabilities, but the last activation is "
-                        f"{activation!r}; use softmax (or sigmoid for binary_crossentropy)")
-    if loss.name in ("categorical_crossentropy", "sparse_categorical_crossentropy") and activation == "sigmoid" and units > 1:
-        problems.append(f"{loss.name} expects a softmax output, the last activation is sigmoid")
-    return problems
+    return loss.check_output(model.output_shape[-1], _last_activation(model))
 
 
 def check_targets(model, y: np.ndarray, where: str) -> None:
-    """Targets vs model output and loss: shape, label ranges, one-hot width."""
-    loss = model.loss
-    out = model.output_shape
-    if loss.name == "sparse_categorical_crossentropy":
-        expected = (*out[:-1], 1)
-        if tuple(y.shape[1:]) not in (expected, tuple(out[:-1])):
-            raise DataError(f"{where}: sparse_categorical_crossentropy needs integer class labels of shape "
-                            f"[n,{','.join(map(str, expected))}], got {list(y.shape)}")
-        if y.size:
-            labels = np.asarray(y)
-            low, high = float(labels.min()), float(labels.max())
-            if low < 0 or high >= out[-1] or not np.all(labels == np.floor(labels)):
-                flat = labels.reshape(labels.shape[0], -1)
-                bad = (flat < 0) | (flat >= out[-1]) | (flat != np.floor(flat))
-                row = int(np.argmax(bad.any(axis=1)))
-                raise DataError(f"{where}: row {row + 1}: labels must be integers in [0, {out[-1] - 1}] for a "
-                                f"{out[-1]}-unit output, found {float(flat[row][bad[row]][0]):g}")
-        return
-    if tuple(y.shape[1:]) != tuple(out):
-        hint = ""
-        if loss.name == "categorical_crossentropy" and y.ndim == 2 and y.shape[1] == 1:
-            hint = " (targets look like class labels: use sparse_categorical_crossentropy or one-hot them)"
-        raise DataError(f"{where}: targets have shape [n,{','.join(map(str, y.shape[1:]))}] but the model "
-                        f"outputs [n,{','.join(map(str, out))}]{hint}")
-    if loss.name == "binary_crossentropy" and y.size and (float(np.min(y)) < 0 or float(np.max(y)) > 1):
-        raise DataError(f"{where}: binary_crossentropy needs targets in [0, 1], found values in "
-                        f"[{float(np.min(y)):g}, {float(np.max(y)):g}]")
+    """Targets vs model output and loss: shape, label ranges, one-hot width (Loss.check_targets)."""
+    model.loss.check_targets(y, tuple(model.output_shape), where)
 
 
 def check_inputs(model, x: np.ndarray, where: str) -> None:
@@ -240,16 +202,14 @@ class Trainer:
 
     def evaluate(self, source: BatchSource, batch_size: int, max_batches: int | None = None) -> dict[str, float]:
         """Size-weighted means of loss and metrics over the source's batches (one pass)."""
-        totals = np.zeros(1 + len(self.metrics))
-        seen = 0
+        totals = EpochAccumulator(self.log_keys)
         for index, (x, y, weights) in enumerate(source.batches(0, batch_size)):
             if max_batches is not None and index >= max_batches:
                 break
-            totals += np.asarray(self.test_batch(x, y, weights)) * x.shape[0]
-            seen += x.shape[0]
-        if seen == 0:
+            totals.add(self.test_batch(x, y, weights), x.shape[0])
+        if totals.seen == 0:
             raise DataError("evaluation data has no samples")
-        return dict(zip(self.log_keys, (totals / seen).tolist()))
+        return totals.means()
 
 
 # -- fit -------------------------------------------------------------------------------
@@ -258,7 +218,7 @@ class CompileNotice:
     kernels (a cold cache): a warm cache loads in well under `delay` and shows nothing."""
 
     def __init__(self, callbacks: Callback, delay: float = 0.4):
-        self.callbacks = callbacks
+        self.callbacks, self.delay = callbacks, delay
         self.done = False
         self._fired = False
         self._lock = threading.Lock()
@@ -272,7 +232,7 @@ class CompileNotice:
         with self._lock:
             if not self.done:
                 self._fired = True
-                self.callbacks.on_compile_begin({})
+                self.callbacks.on_compile_begin({"elapsed": self.delay})  # compiling since the step began
 
     def finish(self) -> None:
         self._timer.cancel()
@@ -289,14 +249,16 @@ def fit(model, x: np.ndarray | None = None, y: np.ndarray | None = None, *, epoc
         source: BatchSource | None = None, steps_per_epoch: int | None = None,
         validation_batch_size: int | None = None, validation_freq: int = 1,
         validation_steps: int | None = None, seed: int | None = None,
-        start_batch: int = 0) -> History:
+        start_batch: int = 0, epoch_totals: EpochAccumulator | None = None) -> History:
     """Train `model` (compiled) on arrays x, y or on a BatchSource; returns the History.
 
     TF.js semantics: validation_split takes the LAST fraction of x/y before shuffling;
     shuffling is per epoch after the split, seeded by `seed` (default: the model's seed).
-    `start_batch` skips the first batches of `initial_epoch` (exact resume).
+    `start_batch` skips the first batches of `initial_epoch` (exact resume); `epoch_totals`
+    is the epoch accumulator to use, and with `start_batch` its sums so far continue.
     """
     seed = model.seed if seed is None else seed
+    callbacks = resolve_callbacks(callbacks)
     if source is None:
         if x is None or y is None:
             raise TrainctlError("fit needs x and y, or a source")
@@ -342,11 +304,15 @@ def fit(model, x: np.ndarray | None = None, y: np.ndarray | None = None, *, epoc
     compile_notice = CompileNotice(callback_list)
     compile_notice.start()
     epoch_logs: dict[str, float] = {}
+    totals = epoch_totals if epoch_totals is not None else EpochAccumulator()
     for epoch in range(initial_epoch, epochs):
         callback_list.on_epoch_begin(epoch, {})
-        totals = np.zeros(1 + len(trainer.metrics))
-        seen = 0
         first_batch = start_batch if epoch == initial_epoch else 0
+        if first_batch == 0 or epoch_totals is None:
+            totals.reset(trainer.log_keys)
+        elif len(totals.totals) != len(trainer.log_keys):
+            raise TrainctlError(f"the saved epoch sums hold {len(totals.totals)} values, training logs "
+                                f"{len(trainer.log_keys)}")
         for index, (xb, yb, wb) in enumerate(source.batches(epoch, batch_size, first_batch), start=first_batch):
             if steps_per_epoch is not None and index >= steps_per_epoch:
                 break
@@ -356,15 +322,13 @@ def fit(model, x: np.ndarray | None = None, y: np.ndarray | None = None, *, epoc
             values = trainer.train_batch(xb, yb, wb)
             if not compile_notice.done:
                 compile_notice.finish()
+            totals.add(values, n)  # before on_batch_end: a checkpoint taken there includes this batch
             logs = dict(zip(trainer.log_keys, values))
             logs["batch"], logs["size"] = index, n
             callback_list.on_batch_end(index, logs)
-            for i, value in enumerate(values):
-                totals[i] += value * n
-            seen += n
             if model.stop_training:
                 break
-        epoch_logs = dict(zip(trainer.log_keys, (totals / max(seen, 1)).tolist()))
+        epoch_logs = totals.means()
         if val_source is not None and (epoch + 1) % validation_freq == 0 and not _nonfinite(epoch_logs):
             val = trainer.evaluate(val_source, validation_batch_size or batch_size, validation_steps)
             epoch_logs.update({f"val_{key}": value for key, value in val.items()})
@@ -374,6 +338,90 @@ def fit(model, x: np.ndarray | None = None, y: np.ndarray | None = None, *, epoc
     compile_notice.finish()
     callback_list.on_train_end(epoch_logs)
     return history
+
+
+def resolve_callbacks(callbacks: Iterable[Any]) -> list[Callback]:
+    """Callbacks as objects, ids (`"terminate_on_nan"`) or config mappings
+    (`{"type": "early_stopping", "monitor": "val_loss", "patience": 3}`), as in a config's
+    `callbacks:` list; a bad one is a ConfigValueError at `callbacks.<index>`."""
+    from trainctl.config.schema import dispatch_by_type
+    from trainctl.train.callbacks import CALLBACKS
+
+    resolved: list[Callback] = []
+    for index, spec in enumerate(callbacks or ()):
+        if isinstance(spec, Callback):
+            resolved.append(spec)
+            continue
+        if isinstance(spec, str):
+            spec = {"type": spec}
+        if not isinstance(spec, dict) or "type" not in spec:
+            raise ConfigValueError([(f"callbacks.{index}", "a callback is a Callback object, an id such as "
+                                     f"'early_stopping', or a mapping with 'type'; got {spec!r}")])
+        typed, problems = dispatch_by_type(CALLBACKS, spec, ("callbacks", index))
+        if problems:
+            raise ConfigValueError([(".".join(map(str, p.path)), p.message) for p in problems])
+        cls = CALLBACKS.get(typed.type)
+        params = typed.params
+        resolved.append(cls(**params.model_dump()))
+    return resolved
+
+
+def fit_dataset(model, dataset: Any, *, epochs: int = 1, batch_size: int = 32, batches_per_epoch: int | None = None,
+                validation_data: Any = None, validation_batches: int | None = None,
+                class_weight: dict | None = None, callbacks: Iterable[Any] = (), initial_epoch: int = 0,
+                base_dir: Any = None, **options) -> History:
+    """TF.js fitDataset. `dataset`: a stream config as in YAML (`{"stream": {"source": {"npy":
+    ...}, "shuffle": 10000}, "preprocessing": [...]}`, or the inner `{"source": ..., ...}`;
+    paths relative to `base_dir`, default the working directory; batched by `batch_size`), or Python batches:
+    a function returning an iterable (called once per epoch), or a generator / iterable
+    (continued across epochs), each item `(x, y)`, `(x, y, w)` or `{"xs": x, "ys": y}`.
+    `validation_data`: arrays `(x, y)` or a dataset in the same forms."""
+    source = _dataset_source(model, dataset, batch_size, batches_per_epoch, base_dir, "dataset")
+    validation = validation_data
+    if validation_data is not None and not isinstance(validation_data, (tuple, list)):
+        validation = _dataset_source(model, validation_data, batch_size, validation_batches, base_dir,
+                                     "validation_data")
+    # A Python source stops itself after batches_per_epoch (a shared generator loses no batch);
+    # a stream is cut by the loop.
+    from trainctl.data.python_source import PythonBatchSource
+
+    steps = None if isinstance(source, PythonBatchSource) else batches_per_epoch
+    return fit(model, source=source, epochs=epochs, batch_size=batch_size, validation_data=validation,
+               validation_steps=validation_batches, class_weight=class_weight, callbacks=callbacks,
+               initial_epoch=initial_epoch, steps_per_epoch=steps, **options)
+
+
+def _dataset_source(model, dataset: Any, batch_size: int, batches: int | None, base_dir: Any, where: str):
+    if isinstance(dataset, dict):
+        from pathlib import Path
+
+        from pydantic import ValidationError
+
+        from trainctl.data import DataConfig, load_data
+
+        spec = dict(dataset)
+        preprocessing = spec.pop("preprocessing", [])  # the map stage, as data.preprocessing in YAML
+        spec = spec if "stream" in spec else {"stream": spec}
+        try:
+            data_config = DataConfig.model_validate({"train": spec, "preprocessing": preprocessing})
+        except ValidationError as error:
+            first = error.errors()[0]
+            place = ".".join(str(part) for part in first["loc"][1:])
+            raise ConfigValueError([(f"{where}.{place}".rstrip("."), first["msg"])]) from None
+        data = load_data(data_config, seed=model.seed, base_dir=Path(base_dir or "."), loss=model.loss.name)
+        stream = data.stream
+        _check_dataset_shapes(model, stream, f"{where} ({data.description})" if data.description else where)
+        return stream
+    from trainctl.data.python_source import PythonBatchSource
+
+    source = PythonBatchSource(dataset, dtype=model.dtype, batches_per_epoch=batches, where=where)
+    _check_dataset_shapes(model, source, where)
+    return source
+
+
+def _check_dataset_shapes(model, source, where: str) -> None:
+    check_inputs(model, np.empty((0, *source.x_shape), model.dtype), where)
+    check_targets(model, np.empty((0, *source.y_shape), model.dtype), where)
 
 
 class ClassWeightedSource:

@@ -4,14 +4,15 @@ A checkpoint (RunDir.save_checkpoint: temp dir, fsync, rename, sha256 manifest) 
 
     weights.safetensors     the model's weights after the last finished step
     optimizer.safetensors   optimizer slots, accumulated scalars and `iterations`
-    callbacks.safetensors   arrays callbacks keep (early_stopping's best weights)
+    callbacks.safetensors   arrays callbacks keep (Callback.get_state's arrays, "<index>/<name>")
     state.json              position (epoch, batch, step), the live learning rate, callback
-                            states, dropout RNG states, the epoch's running sums, the history
+                            states, layer states (dropout RNG), the epoch's running sums, the history
 
 Resuming from any checkpoint replays the rest of training exactly: the data order of an
 epoch depends only on (seed, epoch), `start_batch` skips the batches already trained, and
-`EpochTotals` continues the epoch's size-weighted sums so the resumed epoch logs the same
-values an uninterrupted run logs. Everything here works through callbacks.
+the fit loop's EpochAccumulator continues the epoch's size-weighted sums so the resumed
+epoch logs the same values an uninterrupted run logs. Everything here works through the
+Callback contract (train/callbacks/base.py); nothing asks a callback what class it is.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ import numpy as np
 
 from trainctl.errors import ArtifactError, TrainctlError
 from trainctl.runs.files import CALLBACKS_FILE, OPTIMIZER_FILE, STATE_FILE, WEIGHTS_FILE
-from trainctl.train.callbacks import Callback, CSVLogger, EarlyStopping, WeightHistory
+from trainctl.train.callbacks.base import Callback, configured_rate
+from trainctl.train.epoch import EpochAccumulator
 
 CHECKPOINT_FORMAT = 1
-MODEL_CHECKPOINTS_DIR = "model_checkpoints"  # where a configured model_checkpoint callback saves
 SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
@@ -42,55 +43,26 @@ class TrainingInterrupted(TrainctlError):
         super().__init__(f"{signal.Signals(signum).name} received")
 
 
-# -- the epoch's running sums and the history, carried across a resume ---------------------
-class EpochTotals(Callback):
-    """Size-weighted sums of the epoch's batch values, computed exactly as the fit loop does
-    (`totals[i] += value * n` in float64, in batch order), continued from a checkpoint in the
-    middle of an epoch. At epoch end it writes the epoch means into the logs, so a resumed
-    epoch logs what an uninterrupted one logs; it must come first among the callbacks.
-    `epochs`/`rows` are the epoch logs so far (the run's history, across resumes)."""
+# -- the history, carried across a resume ---------------------------------------------------
+class RunHistory(Callback):
+    """The epoch logs of the whole run, across resumes (a checkpoint carries them). Comes
+    first among the callbacks, so a row holds what the loop logged, before callbacks add
+    their own keys (lr, weights)."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.totals: np.ndarray | None = None
-        self.seen = 0
+    def setup(self) -> None:
         self.epochs: list[int] = []
         self.rows: list[dict[str, float]] = []
-        self._continue_epoch: int | None = None
 
-    def restore(self, state: dict[str, Any]) -> None:
+    def get_state(self) -> tuple[dict[str, Any], dict]:
+        return {"history_epochs": list(self.epochs), "history": [dict(r) for r in self.rows]}, {}
+
+    def set_state(self, state: dict[str, Any], arrays: dict) -> None:
         self.epochs = [int(e) for e in state.get("history_epochs", [])]
         self.rows = [dict(r) for r in state.get("history", [])]
-        if state.get("totals") is not None:
-            self.totals = np.array(state["totals"], np.float64)
-            self.seen = int(state["seen"])
-            self._continue_epoch = int(state["epoch"])
-
-    def state(self, mid_epoch: bool) -> dict[str, Any]:
-        return {"history_epochs": list(self.epochs), "history": [dict(r) for r in self.rows],
-                "totals": self.totals.tolist() if mid_epoch and self.totals is not None else None,
-                "seen": self.seen if mid_epoch else 0}
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if self._continue_epoch == epoch and self.totals is not None:
-            self._continue_epoch = None
-            return
-        self._continue_epoch = None
-        self.totals = np.zeros(len(self.params.get("metrics") or ["loss"]))
-        self.seen = 0
-
-    def on_batch_end(self, batch, logs=None):
-        logs = logs or {}
-        n = logs["size"]
-        for i, key in enumerate(self.params.get("metrics") or ["loss"]):
-            self.totals[i] += logs[key] * n
-        self.seen += n
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is None or self.totals is None:
+        if logs is None:
             return
-        keys = self.params.get("metrics") or ["loss"]
-        logs.update(zip(keys, (self.totals / max(self.seen, 1)).tolist()))
         self.epochs.append(epoch)
         self.rows.append({k: float(v) for k, v in logs.items()})
 
@@ -112,16 +84,13 @@ def _all_finite(values: Any) -> bool:
     return True
 
 
-def _configured_rate(optimizer) -> float:
-    return float(getattr(optimizer.params, "learning_rate", optimizer.learning_rate))
-
-
 class CheckpointWriter:
     """Snapshots the whole training state into checkpoint files and restores it."""
 
-    def __init__(self, run_dir, model, user_callbacks: list[Callback], totals: EpochTotals, config_hash: str):
+    def __init__(self, run_dir, model, user_callbacks: list[Callback], history: RunHistory,
+                 epoch_totals: EpochAccumulator, config_hash: str):
         self.run_dir, self.model, self.user_callbacks = run_dir, model, user_callbacks
-        self.totals, self.config_hash = totals, config_hash
+        self.history, self.epoch_totals, self.config_hash = history, epoch_totals, config_hash
         self.last_saved: Path | None = None
         self.last_saved_step: int | None = None
 
@@ -134,25 +103,20 @@ class CheckpointWriter:
         model, optimizer = self.model, self.model.optimizer
         callback_states, callback_arrays = [], {}
         for index, callback in enumerate(self.user_callbacks):
-            entry: dict[str, Any] = {"index": index, "class": type(callback).__name__}
-            if isinstance(callback, EarlyStopping):
-                entry["state"] = callback.get_state()
-                for name, value in (callback.best_weights or {}).items():
-                    callback_arrays[f"{index}/best_weights/{name}"] = value
-            elif isinstance(callback, WeightHistory):
-                entry["state"] = {"epochs": callback.epochs, "values": callback.values}
-            elif hasattr(callback, "get_state"):
-                entry["state"] = callback.get_state()
-            callback_states.append(entry)
+            values, arrays = callback.get_state()
+            callback_states.append({"index": index, "class": type(callback).__name__, "state": values})
+            callback_arrays.update({f"{index}/{name}": array for name, array in arrays.items()})
         layer_states = {layer.name: state for layer in model.layers if (state := layer.get_state())}
         state = {
             "format": CHECKPOINT_FORMAT, "tag": tag, "config_hash": self.config_hash,
             "epoch": epoch, "batch": batch, "step": int(optimizer.iterations),
             "stopped": bool(getattr(model, "stop_training", False)),
             "learning_rate": float(optimizer.learning_rate),
-            "configured_learning_rate": _configured_rate(optimizer),
+            "configured_learning_rate": configured_rate(optimizer),
             "callbacks": callback_states, "rng": layer_states,  # key kept from format 1: layer states
-            **self.totals.state(mid_epoch=batch > 0),
+            **self.history.get_state()[0],
+            # the running sums of an epoch in progress (a resume continues them)
+            **(self.epoch_totals.get_state() if batch > 0 else {"totals": None, "seen": 0}),
         }
         return {
             WEIGHTS_FILE: arrays_to_bytes({w.name: w.value for w in model.weights}),
@@ -203,22 +167,17 @@ class CheckpointWriter:
                 if entry is None or entry["class"] != type(callback).__name__ or "state" not in entry:
                     continue
                 callback.set_model(model)
-                if isinstance(callback, EarlyStopping):
-                    prefix = f"{index}/best_weights/"
-                    best = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
-                    callback.set_state(entry["state"], best or None)
-                elif isinstance(callback, WeightHistory):
-                    callback.epochs = [int(e) for e in entry["state"]["epochs"]]
-                    callback.values = {k: [list(v) for v in vals] for k, vals in entry["state"]["values"].items()}
-                elif hasattr(callback, "set_state"):
-                    callback.set_state(entry["state"])
+                prefix = f"{index}/"
+                callback.set_state(entry["state"], {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
             # After reduce_lr_on_plateau's own restore. A rate the config now sets differently
             # (a forced resume with a new learning_rate) wins over the saved live rate.
-            if state.get("configured_learning_rate") == _configured_rate(optimizer):
+            if state.get("configured_learning_rate") == configured_rate(optimizer):
                 optimizer.learning_rate = float(state["learning_rate"])
             else:
-                optimizer.learning_rate = _configured_rate(optimizer)
-            self.totals.restore(state)
+                optimizer.learning_rate = configured_rate(optimizer)
+            self.history.set_state(state, {})
+            if state.get("totals") is not None:
+                self.epoch_totals.set_state(state)
         except ArtifactError:
             raise
         except TrainctlError as error:
@@ -308,18 +267,22 @@ class StopOnSignal(Callback):
             raise TrainingInterrupted(self.signum, self.run_path, epoch, -1, self.checkpointer.writer.last_saved)
 
 
-def model_checkpoint_saver(writer: CheckpointWriter, callback, run_dir) -> Callable[[str, dict], Any]:
-    """The saver of a configured model_checkpoint: full checkpoints in <run>/model_checkpoints."""
+def checkpoint_saver(writer: CheckpointWriter, run_dir) -> Callable[[str, int], Callable[[str, dict], Any]]:
+    """RunContext.checkpoint_saver: savers of full checkpoints into a directory of the run
+    (a model_checkpoint callback's), each keeping its own last `keep_last`."""
     from trainctl.runs.rundir import RunDir
 
-    store = RunDir(run_dir.path, checkpoints_dir=MODEL_CHECKPOINTS_DIR)
+    def saver_for(directory: str, keep_last: int) -> Callable[[str, dict], Any]:
+        store = RunDir(run_dir.path, checkpoints_dir=directory)
 
-    def save(tag: str, logs: dict[str, Any]) -> Path | None:
-        if "batch" in logs:
-            return writer.save(tag, int(logs["epoch"]), int(logs["batch"]) + 1, callback.keep_last, store=store)
-        return writer.save(tag, int(logs["epoch"]) + 1, 0, callback.keep_last, store=store)
+        def save(tag: str, logs: dict[str, Any]) -> Path | None:
+            if "batch" in logs:
+                return writer.save(tag, int(logs["epoch"]), int(logs["batch"]) + 1, keep_last, store=store)
+            return writer.save(tag, int(logs["epoch"]) + 1, 0, keep_last, store=store)
 
-    return save
+        return save
+
+    return saver_for
 
 
 # -- files a resumed run rewrites ----------------------------------------------------------------
@@ -345,13 +308,3 @@ def trim_history(path: Path, keep_through: int, first_epoch: int, separator: str
             kept.append(line)
     if kept != lines:
         atomic_write_text(path, "".join(kept))
-
-
-def prepare_csv_loggers(callbacks: list[Callback], run_path: Path, resumed_epoch: int | None) -> None:
-    """csv_logger files go in the run directory; on resume, keep the rows of finished epochs."""
-    for callback in callbacks:
-        if isinstance(callback, CSVLogger):
-            callback.base_dir = run_path
-            if resumed_epoch is not None:
-                trim_history(callback.path, resumed_epoch, 0, callback.separator)
-                callback.append = True

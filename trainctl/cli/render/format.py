@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
+from rich.text import Text
+
 
 def format_shape(shape: Iterable[int | None]) -> str:
     """(None, 28, 28, 1) -> "[null,28,28,1]", the way TF.js prints shapes."""
@@ -34,6 +36,39 @@ def format_duration(seconds: float) -> str:
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def format_per_step(seconds: float) -> str:
+    """Keras's time per step: 1.2 -> "1s/step", 0.0042 -> "4ms/step", 0.00031 -> "310us/step"."""
+    if seconds >= 1:
+        return f"{seconds:.0f}s/step"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.0f}ms/step"
+    return f"{seconds * 1e6:.0f}us/step"
+
+
+def wrap_items(head: Text, items: Sequence[tuple[str, str]], width: int, indent: str = "    ") -> Text:
+    """`head` then `items` (text, style) two spaces apart on one line when they fit in
+    `width`; otherwise the items go on indented lines below, wrapped between items, never
+    inside one."""
+    line = head.copy()
+    together = head.cell_len + sum(2 + len(text) for text, _ in items)
+    column = head.cell_len
+    if together > width and items:
+        line.append("\n" + indent)
+        column = len(indent)
+    first = True
+    for text, style in items:
+        if not first and column + 2 + len(text) > width:
+            line.append("\n" + indent)
+            column = len(indent)
+        elif not (first and column == len(indent) and together > width):
+            line.append("  ")
+            column += 2
+        line.append(text, style=style)
+        column += len(text)
+        first = False
+    return line
 
 
 def human_bytes(n_bytes: int) -> str:

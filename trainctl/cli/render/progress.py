@@ -14,18 +14,13 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from trainctl.cli.render.format import format_duration, format_value, human_count
+from trainctl.cli.render.format import format_duration, format_per_step, format_value, human_count, wrap_items
 from trainctl.train.callbacks import Callback, Logs
+from trainctl.train.epoch import EpochAccumulator
 
 MODES = ("auto", "rich", "plain", "jsonl", "quiet")
-
-
 _BATCH_KEYS = frozenset(("batch", "size"))
-
-
 _BAR_WIDTH = 20  # characters of the live progress bar
-
-
 _MAX_CHECK_EVERY = 200  # at most this many batches between clock reads, so a slowdown shows soon
 
 
@@ -79,9 +74,8 @@ class ProgressDisplay(Callback):
         self._last_refresh = now
         self._compile_seconds = 0.0  # compile time inside this epoch, left out of rates
         self._batches = 0
-        self._samples = 0.0
-        self._keys: tuple[str, ...] = ()
-        self._sums: list[float] | None = None  # per key: sum of value * size
+        self._running = EpochAccumulator()  # the fit loop's kind of running sums, keys from the first batch
+        self._last_batch: int | None = None  # index of the last finished batch (a resumed epoch starts later)
         self._checked_at = now
         self._checked_batches = 0
         self._check_every = 1
@@ -89,9 +83,9 @@ class ProgressDisplay(Callback):
 
     def running_logs(self) -> Logs:
         """Size-weighted mean of this epoch's batch values so far (tracked in rich mode)."""
-        if self._sums is None or self._samples <= 0:
+        if self._running.seen <= 0:
             return {}
-        return {key: total / self._samples for key, total in zip(self._keys, self._sums)}
+        return self._running.means()
 
     def _epoch_number(self, epoch: int) -> tuple[int, int | None]:
         return epoch + 1, self.params.get("epochs")
@@ -133,16 +127,12 @@ class ProgressDisplay(Callback):
         if not self._tracks_batches:
             return
         size = logs["size"]
-        sums = self._sums
-        if sums is None:
-            self._keys = tuple(k for k in logs if k not in _BATCH_KEYS)
-            sums = self._sums = [0.0] * len(self._keys)
-        i = 0
-        for key in self._keys:
-            sums[i] += logs.get(key, 0.0) * size
-            i += 1
-        self._samples += size
+        running = self._running
+        if not running.seen:
+            running.reset([k for k in logs if k not in _BATCH_KEYS])
+        running.add([logs.get(key, 0.0) for key in running.keys], size)
         self._batches += 1
+        self._last_batch = logs["batch"]
         if self._batches >= self._next_check:
             self._check_clock()
 
@@ -184,14 +174,27 @@ class ProgressDisplay(Callback):
             self.console.out("  ".join(p for p in parts if p), highlight=False)
             return
         self.close()
+        self.console.print(self._finished_line(head, seconds, logs), soft_wrap=True)
+
+    def _finished_line(self, head: str, seconds: float, logs: Mapping[str, float]) -> Text:
+        """`Epoch 3/15  750/750 ━━━━━━━━━━━━━━━━━━━━ 0.59s 786us/step  loss 0.0219  ...`: the
+        epoch's final bar, Keras's step counter and time per step (compile time left out),
+        then the values, wrapped between values (never inside one) at the console's width."""
+        steps = self.params.get("steps")
+        done = self._last_batch + 1 if self._last_batch is not None else self._batches
         line = Text()
         line.append(f"Epoch {head}", style="bold")
-        line.append(f"  {format_duration(seconds)}", style="dim")
-        for key, value in self._ordered(logs):
-            style = "cyan" if key.startswith("val_") else ""
-            line.append("  ")
-            line.append(f"{key} {format_value(value)}", style=style)
-        self.console.print(line, soft_wrap=True)
+        line.append(f"  {done}/{steps} " if steps else f"  {done} ")
+        if steps:
+            _append_bar(line, done, steps)
+            line.append(" ")
+        compute = max(seconds - self._compile_seconds, 0.0)
+        line.append(format_duration(seconds), style="dim")
+        if self._batches:
+            line.append(f" {format_per_step(compute / self._batches)}", style="dim")
+        items = [(f"{key} {format_value(value)}", "cyan" if key.startswith("val_") else "")
+                 for key, value in self._ordered(logs)]
+        return wrap_items(line, items, self.console.width)
 
     def on_train_end(self, logs=None):
         if self.mode == "rich":
@@ -207,7 +210,8 @@ class ProgressDisplay(Callback):
         self._emit_json(record)
 
     def on_compile_begin(self, logs=None):
-        self._compile_start = self.clock()
+        # `elapsed`: the loop announces compiling only once the first step has run that long.
+        self._compile_start = self.clock() - float((logs or {}).get("elapsed", 0.0))
         if self.mode == "plain":
             self.console.out("compiling kernels…", highlight=False)
         elif self.mode == "rich":
@@ -292,11 +296,8 @@ class ProgressDisplay(Callback):
         line = Text(no_wrap=True, overflow="ellipsis")
         line.append(f"Epoch {number}/{total}" if total else f"Epoch {number}", style="bold")
         if steps:
-            units = int(2 * _BAR_WIDTH * min(self._batches, steps) / steps)
-            full, half = divmod(units, 2)
             line.append(" ")
-            line.append("━" * full + ("╸" if half else ""), style="magenta")
-            line.append("━" * (_BAR_WIDTH - full - half), style="bright_black")
+            _append_bar(line, self._batches, steps)
             line.append(f" batch {self._batches}/{steps}")
         else:
             line.append(f" batch {self._batches}")
@@ -308,8 +309,16 @@ class ProgressDisplay(Callback):
         if running:
             line.append(" · " + running)
         if self._batches:
-            line.append(f" · {human_count(self._samples / elapsed)} samples/s", style="dim")
+            line.append(f" · {human_count(self._running.seen / elapsed)} samples/s", style="dim")
         return line
+
+
+def _append_bar(line: Text, done: int, steps: int) -> None:
+    """`━━━━━━╸━━━━━━━━━━━━━` for done/steps: magenta up to done (half cells too), grey after."""
+    units = int(2 * _BAR_WIDTH * min(done, steps) / steps)
+    full, half = divmod(units, 2)
+    line.append("━" * full + ("╸" if half else ""), style="magenta")
+    line.append("━" * (_BAR_WIDTH - full - half), style="bright_black")
 
 
 class ExperimentProgressLine:

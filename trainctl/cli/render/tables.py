@@ -170,14 +170,17 @@ def render_compare_table(
 
 
 def render_summary_line(console: Console, line: str, run_path: str) -> None:
-    """The end of `trainctl train`: one line of final values, then where the run went."""
-    console.print(Text(line), soft_wrap=True)
+    """The end of `trainctl train`: one line of final values (on a terminal, wrapped between
+    values at its width; piped, one line for the tools reading it), then where the run went."""
+    from trainctl.cli.render.format import wrap_items
+
+    head, *items = line.split("  ")
+    width = console.width if console.is_terminal else 1 << 30
+    console.print(wrap_items(Text(head), [(item, "") for item in items], width), soft_wrap=True)
     console.print(Text(f"run: {run_path}"), soft_wrap=True)
 
 
 _PREDICTION_ROWS = 20  # rows shown on screen; --output writes them all
-
-
 _PREDICTION_COLUMNS = 10  # output columns shown before eliding the rest
 
 

@@ -15,17 +15,79 @@ A callback stops training by setting `self.model.stop_training = True`.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import numpy as np
 
 from trainctl.registry import Registry
 
 Logs = dict[str, float]
+Arrays = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Monitored:
+    """A log value a callback reads: `name` (e.g. val_loss); `per_batch` when it is read from
+    the batch logs (which never hold val_ values)."""
+
+    name: str
+    per_batch: bool = False
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a callback is told when it runs inside a run directory (not for a plain fit):
+    the directory, the epoch a resume starts from (None for a fresh run), and a factory of
+    savers that write full checkpoints into a directory of the run, keeping `keep_last`."""
+
+    path: Path
+    resumed_epoch: int | None
+    checkpoint_saver: Callable[[str, int], Callable[[str, dict[str, Any]], Any]]
 
 
 class Callback:
-    def __init__(self) -> None:
+    """Base of everything that watches training. Every hook has a default, so no caller asks
+    a callback what it is:
+
+    - `Params`: the options of a registered callback, declared once; `__init__` validates
+      keyword (or positional, in field order) options against it, sets each as an attribute
+      and calls `setup()` for the state derived from them.
+    - `get_state() -> (json, arrays)` / `set_state(json, arrays)`: what a resume must carry.
+    - `monitored()`: the log values it reads, checked against what training logs before any
+      work (`check_monitors`).
+    - `files()`: the names it writes inside the run directory; `bind_run(context)` before
+      training in a run directory, `end_run(run_dir)` after it (final files).
+    - `message`: one line for the run's report (why it stopped early); `failure`: a reason
+      the run failed (a non-finite loss), or None; `restored_epoch`: the epoch whose weights
+      it put back at the end (the run reports that epoch's metrics), or None.
+    """
+
+    type_id: ClassVar[str] = ""  # the registry id, set by `register`
+    Params: ClassVar[type | None] = None
+
+    def __init__(self, *args: Any, **options: Any) -> None:
         self.model: Any = None
         self.params: dict[str, Any] = {}
+        if self.Params is None:
+            if args or options:
+                raise TypeError(f"{type(self).__name__} takes no options")
+        else:
+            fields = list(self.Params.model_fields)
+            if len(args) > len(fields):
+                raise TypeError(f"{type(self).__name__} takes at most {len(fields)} positional options")
+            for name, value in zip(fields, args):
+                if name in options:
+                    raise TypeError(f"{type(self).__name__}: {name} given twice")
+                options[name] = value
+            validated = self.Params.model_validate(options)
+            for name in fields:
+                setattr(self, name, getattr(validated, name))
+        self.setup()
+
+    def setup(self) -> None:
+        """State derived from the options (counters, buffers); called by `__init__`."""
 
     def set_model(self, model: Any) -> None:
         self.model = model
@@ -33,6 +95,29 @@ class Callback:
     def set_params(self, params: dict[str, Any]) -> None:
         self.params = params
 
+    # -- declared capabilities, with defaults
+    def get_state(self) -> tuple[dict[str, Any], Arrays]:
+        """What a resume needs: JSON-able values and named arrays."""
+        return {}, {}
+
+    def set_state(self, state: dict[str, Any], arrays: Arrays) -> None:
+        """Continue from `get_state()`'s output; called after `set_model`, before fit."""
+
+    def monitored(self) -> list[Monitored]:
+        return []
+
+    def files(self) -> list[str]:
+        """Names (relative to the run directory) this callback writes there."""
+        return []
+
+    def bind_run(self, context: RunContext) -> None: ...
+    def end_run(self, run_dir: Any) -> None: ...
+
+    message: str | None = None
+    failure: str | None = None
+    restored_epoch: int | None = None  # 0-based epoch whose weights the callback restored (early stopping)
+
+    # -- events
     def on_train_begin(self, logs: Logs | None = None) -> None: ...
     def on_train_end(self, logs: Logs | None = None) -> None: ...
     def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None: ...
@@ -41,6 +126,13 @@ class Callback:
     def on_batch_end(self, batch: int, logs: Logs | None = None) -> None: ...
     def on_compile_begin(self, logs: Logs | None = None) -> None: ...
     def on_compile_end(self, logs: Logs | None = None) -> None: ...
+
+
+def configured_rate(optimizer: Any) -> float:
+    """The optimizer's learning rate as configured (schedules and resume start from it), not
+    the live one a schedule or plateau has set."""
+    configured = getattr(getattr(optimizer, "params", None), "learning_rate", None)
+    return float(configured if configured is not None else optimizer.learning_rate)
 
 
 def _handles(callback: Callback, event: str) -> bool:
@@ -105,3 +197,13 @@ class CallbackList(Callback):
 
 
 CALLBACKS: Registry[type[Callback]] = Registry("callback")
+
+
+def register(name: str, *aliases: str) -> Callable[[type[Callback]], type[Callback]]:
+    """Register a callback class under `name` (and aliases) and record its id on the class."""
+
+    def add(cls: type[Callback]) -> type[Callback]:
+        cls.type_id = name
+        return CALLBACKS.register(name, *aliases)(cls)
+
+    return add

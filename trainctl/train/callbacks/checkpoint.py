@@ -9,14 +9,16 @@ from typing import Any, Callable, Literal
 from pydantic import model_validator
 
 from trainctl.config.base import FiniteFloat, PositiveInt, StrictModel
-from trainctl.train.callbacks.base import CALLBACKS, Callback
-from trainctl.train.callbacks.monitor import _MODE, _check_monitor, _finite, infer_mode
+from trainctl.runs.files import MODEL_CHECKPOINTS_DIR
+from trainctl.train.callbacks.base import Arrays, Monitored, RunContext, register
+from trainctl.train.callbacks.monitor import logged, Mode, MonitoringCallback, _finite
 
 # -- checkpoints -------------------------------------------------------------------
 Saver = Callable[[str, dict[str, Any]], Any]
 
 
-class ModelCheckpoint(Callback):
+@register("model_checkpoint")
+class ModelCheckpoint(MonitoringCallback):
     """Decides when to checkpoint (Keras ModelCheckpoint); the injected saver writes.
 
     `set_saver(fn)`: `fn(tag, logs)` is called for each checkpoint with a tag such as
@@ -32,7 +34,7 @@ class ModelCheckpoint(Callback):
 
     class Params(StrictModel):
         monitor: str = "val_loss"
-        mode: _MODE = "auto"
+        mode: Mode = "auto"
         save_best_only: bool = False
         save_freq: Literal["epoch"] | PositiveInt = "epoch"  # or every N steps
         every_n_epochs: PositiveInt = 1  # with save_freq 'epoch'
@@ -46,22 +48,23 @@ class ModelCheckpoint(Callback):
                 raise ValueError("every_n_epochs applies to save_freq 'epoch', not to step saves")
             return self
 
-    def __init__(self, monitor: str = "val_loss", mode: str = "auto", save_best_only: bool = False,
-                 save_freq: str | int = "epoch", every_n_epochs: int = 1, keep_last: int = 3,
-                 initial_value_threshold: float | None = None, verbose: int = 0):
-        super().__init__()
-        if save_freq != "epoch" and not (isinstance(save_freq, int) and save_freq > 0):
-            raise ValueError(f"model_checkpoint: save_freq must be 'epoch' or a positive int, got {save_freq!r}")
-        self.monitor, self.mode, self.save_best_only = monitor, mode, save_best_only
-        self.save_freq, self.every_n_epochs, self.keep_last = save_freq, int(every_n_epochs), int(keep_last)
-        self.initial_value_threshold, self.verbose = initial_value_threshold, verbose
+    def setup(self) -> None:
+        super().setup()
         self.saver: Saver | None = None
-        self.direction: str | None = None
         self.best: float | None = None
         self.saved: list[str] = []  # tags, in order
         self.skipped_nonfinite = 0
         self.epoch = 0
-        self._resumed = False
+
+    def monitored(self) -> list[Monitored]:
+        return [Monitored(self.monitor, per_batch=self.save_freq != "epoch")] if self.save_best_only else []
+
+    def files(self) -> list[str]:
+        return [MODEL_CHECKPOINTS_DIR]
+
+    def bind_run(self, context: RunContext) -> None:
+        """In a run directory, full checkpoints go to <run>/model_checkpoints."""
+        self.set_saver(context.checkpoint_saver(MODEL_CHECKPOINTS_DIR, self.keep_last))
 
     def set_saver(self, saver: Saver) -> None:
         self.saver = saver
@@ -71,14 +74,9 @@ class ModelCheckpoint(Callback):
             return float(self.initial_value_threshold)
         return math.inf if self.direction == "min" else -math.inf
 
-    def on_train_begin(self, logs=None):
-        if self.save_best_only:
-            self.monitor = _check_monitor("model_checkpoint", self.monitor, self.params, per_batch=self.save_freq != "epoch")
-        self.direction = infer_mode(self.mode, self.monitor, self.model)
-        if not self._resumed:
-            self.best = self._initial_best()
-            self.saved, self.skipped_nonfinite = [], 0
-        self._resumed = False
+    def reset(self) -> None:
+        self.best = self._initial_best()
+        self.saved, self.skipped_nonfinite = [], 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
@@ -98,21 +96,20 @@ class ModelCheckpoint(Callback):
 
     def _maybe_save(self, tag: str, logs: dict[str, Any]) -> None:
         if self.direction is None:
-            self.direction = infer_mode(self.mode, self.monitor, self.model)
+            self.watch.bind(self.model)
             self.best = self._initial_best()
-        watched = [logs.get("loss"), logs.get(self.monitor)]
+        watched = [logs.get("loss"), logged(logs, self.monitor)]
         if any(value is not None and not _finite(value) for value in watched):
             self.skipped_nonfinite += 1
             return
         if self.save_best_only:
-            current = logs.get(self.monitor)
+            current = logged(logs, self.monitor)
             if current is None:  # Keras: warns and saves anyway
                 warnings.warn(f"model_checkpoint: can save best only with {self.monitor} available; saving",
                               stacklevel=2)
             else:
                 current = float(current)
-                better = current < self.best if self.direction == "min" else current > self.best
-                if not better:
+                if not self.watch.improves(current, self.best):
                     return
                 self.best = current
         if self.saver is None:
@@ -120,12 +117,11 @@ class ModelCheckpoint(Callback):
         self.saver(tag, logs)
         self.saved.append(tag)
 
-    def get_state(self) -> dict[str, Any]:
-        return {"best": self.best}
+    def get_state(self) -> tuple[dict[str, Any], Arrays]:
+        return {"best": self.best}, {}
 
-    def set_state(self, state: dict[str, Any]) -> None:
+    def set_state(self, state: dict[str, Any], arrays: Arrays) -> None:
         self.best = None if state.get("best") is None else float(state["best"])
         self._resumed = True
 
 
-CALLBACKS.register("model_checkpoint")(ModelCheckpoint)

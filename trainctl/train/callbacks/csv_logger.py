@@ -9,10 +9,11 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from trainctl.config.base import StrictModel
-from trainctl.train.callbacks.base import CALLBACKS, Callback
+from trainctl.train.callbacks.base import Callback, RunContext, register
 
 
 # -- CSV log ----------------------------------------------------------------------------
+@register("csv_logger")
 class CSVLogger(Callback):
     """One row per epoch (Keras CSVLogger): `epoch` (0-based, as Keras) then the log keys
     sorted, `NA` for a key an epoch lacks. A relative `filename` is taken relative to
@@ -23,13 +24,23 @@ class CSVLogger(Callback):
         separator: Annotated[str, Field(min_length=1, max_length=1)] = ","
         append: bool = False  # add to an existing file instead of overwriting it
 
-    def __init__(self, filename: str, separator: str = ",", append: bool = False):
-        super().__init__()
-        self.filename, self.separator, self.append = filename, separator, append
+    def setup(self) -> None:
         self.base_dir: Path | None = None
         self.keys: list[str] | None = None
         self._file: Any = None
         self._writer: Any = None
+
+    def files(self) -> list[str]:
+        return [self.filename]
+
+    def bind_run(self, context: RunContext) -> None:
+        """In a run directory the file goes there; a resume keeps the rows of finished epochs."""
+        self.base_dir = context.path
+        if context.resumed_epoch is not None:
+            from trainctl.train.resume import trim_history
+
+            trim_history(self.path, context.resumed_epoch, 0, self.separator)
+            self.append = True
 
     @property
     def path(self) -> Path:
@@ -70,4 +81,3 @@ class CSVLogger(Callback):
         self._file, self._writer = None, None
 
 
-CALLBACKS.register("csv_logger")(CSVLogger)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from trainctl.config.base import StrictModel
-from trainctl.train.callbacks.base import CALLBACKS, Callback
+from typing import Any
+
+from trainctl.runs.files import WEIGHT_HISTORY_FILE
+from trainctl.train.callbacks.base import Arrays, Callback, register
 
 
 class History(Callback):
@@ -20,6 +23,7 @@ class History(Callback):
             self.history.setdefault(key, []).append(float(value))
 
 
+@register("weight_history")
 class WeightHistory(Callback):
     """Records chosen weights at the end of every epoch (the "basic training loops" guide
     tracks W and b this way). Single-value weights are also put into the epoch logs, so the
@@ -29,24 +33,22 @@ class WeightHistory(Callback):
         weights: list[str] | None = None  # weight names; default: every weight
         reference: dict[str, float] = {}  # true values to plot against (e.g. true_w, true_b)
 
-    def __init__(self, weights: list[str] | None = None, reference: dict[str, float] | None = None):
-        super().__init__()
-        self.names = weights
-        self.reference = dict(reference or {})
+    def setup(self) -> None:
+        self.reference = dict(self.reference)
         self.epochs: list[int] = []
         self.values: dict[str, list[list[float]]] = {}
 
     def _tracked(self):
         weights = {w.name: w for w in self.model.weights}
-        if self.names is None:
+        if self.weights is None:
             return list(weights.values())
-        unknown = [n for n in self.names if n not in weights]
+        unknown = [n for n in self.weights if n not in weights]
         if unknown:
             from trainctl.errors import TrainctlError
 
             raise TrainctlError(f"callbacks.weight_history: unknown weight {unknown[0]!r}; "
                                 f"the model has {', '.join(weights)}")
-        return [weights[n] for n in self.names]
+        return [weights[n] for n in self.weights]
 
     def on_train_begin(self, logs=None):
         self._weights = self._tracked()
@@ -62,10 +64,25 @@ class WeightHistory(Callback):
             recorded.append((weight.name, values))
         return recorded
 
+    def get_state(self) -> tuple[dict[str, Any], Arrays]:
+        return {"epochs": self.epochs, "values": self.values}, {}
+
+    def set_state(self, state: dict[str, Any], arrays: Arrays) -> None:
+        self.epochs = [int(e) for e in state["epochs"]]
+        self.values = {k: [list(v) for v in vals] for k, vals in state["values"].items()}
+
+    def files(self) -> list[str]:
+        return [WEIGHT_HISTORY_FILE]
+
+    def end_run(self, run_dir) -> None:
+        from trainctl.runs.atomic import atomic_write_json
+
+        atomic_write_json(run_dir.file(WEIGHT_HISTORY_FILE), {
+            "epochs": [e + 1 for e in self.epochs], "weights": self.values, "reference": self.reference})
+
     def on_epoch_end(self, epoch, logs=None):
         for name, values in self._record(epoch):
             if logs is not None and len(values) == 1:
                 logs[name] = values[0]
 
 
-CALLBACKS.register("weight_history")(WeightHistory)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from trainctl.config.base import StrictModel
-from trainctl.train.callbacks.base import CALLBACKS, Callback
+from trainctl.train.callbacks.base import Callback, register
 from trainctl.train.callbacks.monitor import _finite
 
 
 # -- stop on a non-finite loss -------------------------------------------------------
+@register("terminate_on_nan", "TerminateOnNaN")
 class TerminateOnNaN(Callback):
     """Stop at the first batch whose loss is NaN or infinite (Keras TerminateOnNaN).
     `stopped_at` is (epoch, batch), both 0-based; `message` says it in the display's 1-based
@@ -16,8 +17,7 @@ class TerminateOnNaN(Callback):
     class Params(StrictModel):
         pass
 
-    def __init__(self) -> None:
-        super().__init__()
+    def setup(self) -> None:
         self.stopped_at: tuple[int, int] | None = None
         self.message: str | None = None
         self.epoch = 0
@@ -37,5 +37,9 @@ class TerminateOnNaN(Callback):
                         f"batch {batch + 1}; try a smaller learning rate")
         self.model.stop_training = True
 
+    @property
+    def failure(self) -> str | None:
+        """A run that stopped on a non-finite loss failed."""
+        return self.message
 
-CALLBACKS.register("terminate_on_nan", "TerminateOnNaN")(TerminateOnNaN)
+

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
 from trainctl.config.base import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, StrictModel
 from trainctl.nn.schedules import Warmup, cosine_decay, exponential_decay, linear_warmup, step_decay
-from trainctl.train.callbacks.base import CALLBACKS, Callback
+from trainctl.train.callbacks.base import Callback, configured_rate, register
 
 
 # -- learning-rate schedules --------------------------------------------------------------
@@ -21,19 +21,14 @@ class _Schedule(Callback):
     then decay, give the decay schedule `warmup_steps`.
     """
 
-    def __init__(self, initial_learning_rate: float | None = None, warmup_steps: int = 0,
-                 warmup_initial_learning_rate: float = 0.0):
-        super().__init__()
-        self.initial_learning_rate = initial_learning_rate
-        self.warmup = Warmup(int(warmup_steps), float(warmup_initial_learning_rate))
+    def setup(self) -> None:
+        self.warmup = Warmup(int(self.warmup_steps), float(self.warmup_initial_learning_rate))
         self.epoch = 0
 
     def base_rate(self) -> float:
         if self.initial_learning_rate is not None:
             return float(self.initial_learning_rate)
-        optimizer = self.model.optimizer
-        configured = getattr(getattr(optimizer, "params", None), "learning_rate", None)
-        return float(configured if configured is not None else optimizer.learning_rate)
+        return configured_rate(self.model.optimizer)
 
     def decay(self, step: int, epoch: int, base: float) -> float:
         raise NotImplementedError
@@ -66,6 +61,7 @@ class _DecayParams(StrictModel):
     warmup_initial_learning_rate: NonNegativeFloat = 0.0  # the rate at step 0 of the warmup
 
 
+@register("exponential_decay")
 class ExponentialDecay(_Schedule):
     """tf.keras ExponentialDecay: lr = initial * decay_rate ** (step / decay_steps)."""
 
@@ -74,14 +70,11 @@ class ExponentialDecay(_Schedule):
         decay_rate: PositiveFloat
         staircase: bool = False  # floor the exponent: decay in discrete jumps
 
-    def __init__(self, decay_steps: int, decay_rate: float, staircase: bool = False, **common: Any):
-        super().__init__(**common)
-        self.decay_steps, self.decay_rate, self.staircase = int(decay_steps), float(decay_rate), staircase
-
     def decay(self, step, epoch, base):
         return exponential_decay(step, base, self.decay_steps, self.decay_rate, self.staircase)
 
 
+@register("cosine_decay")
 class CosineDecay(_Schedule):
     """tf.keras CosineDecay: from initial down to initial * alpha over decay_steps, then flat."""
 
@@ -89,14 +82,11 @@ class CosineDecay(_Schedule):
         decay_steps: PositiveInt
         alpha: Annotated[float, Field(ge=0, le=1)] = 0.0  # final rate / initial
 
-    def __init__(self, decay_steps: int, alpha: float = 0.0, **common: Any):
-        super().__init__(**common)
-        self.decay_steps, self.alpha = int(decay_steps), float(alpha)
-
     def decay(self, step, epoch, base):
         return cosine_decay(step, base, self.decay_steps, self.alpha)
 
 
+@register("step_decay")
 class StepDecay(_Schedule):
     """lr = initial * factor ** floor(n / step_size), n counting epochs or steps (`unit`).
     With warmup, the step count of the decay starts after the warmup."""
@@ -106,14 +96,11 @@ class StepDecay(_Schedule):
         factor: PositiveFloat = 0.5  # the multiplier at each drop
         unit: Literal["epochs", "steps"] = "epochs"
 
-    def __init__(self, step_size: int, factor: float = 0.5, unit: str = "epochs", **common: Any):
-        super().__init__(**common)
-        self.step_size, self.factor, self.unit = int(step_size), float(factor), unit
-
     def decay(self, step, epoch, base):
         return step_decay(step if self.unit == "steps" else epoch, base, self.factor, self.step_size)
 
 
+@register("linear_warmup")
 class LinearWarmup(Callback):
     """Rise linearly from `initial_learning_rate` (at step 0) to `target_learning_rate` (at
     step `warmup_steps`), then hand over: the rate is set to the target once and left alone
@@ -125,19 +112,10 @@ class LinearWarmup(Callback):
         initial_learning_rate: NonNegativeFloat = 0.0  # the rate at step 0
         target_learning_rate: PositiveFloat | None = None  # default: the optimizer's learning_rate
 
-    def __init__(self, warmup_steps: int, initial_learning_rate: float = 0.0,
-                 target_learning_rate: float | None = None):
-        super().__init__()
-        self.warmup_steps = int(warmup_steps)
-        self.initial_learning_rate = float(initial_learning_rate)
-        self.target_learning_rate = target_learning_rate
-
     def target(self) -> float:
         if self.target_learning_rate is not None:
             return float(self.target_learning_rate)
-        optimizer = self.model.optimizer
-        configured = getattr(getattr(optimizer, "params", None), "learning_rate", None)
-        return float(configured if configured is not None else optimizer.learning_rate)
+        return configured_rate(self.model.optimizer)
 
     def on_train_begin(self, logs=None):
         self._target = self.target()
@@ -154,13 +132,9 @@ class LinearWarmup(Callback):
             logs["lr"] = float(self.model.optimizer.learning_rate)
 
 
-CALLBACKS.register("exponential_decay")(ExponentialDecay)
 
 
-CALLBACKS.register("cosine_decay")(CosineDecay)
 
 
-CALLBACKS.register("step_decay")(StepDecay)
 
 
-CALLBACKS.register("linear_warmup")(LinearWarmup)

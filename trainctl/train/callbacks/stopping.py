@@ -9,12 +9,13 @@ import numpy as np
 from pydantic import Field
 
 from trainctl.config.base import FiniteFloat, NonNegativeFloat, NonNegativeInt, StrictModel
-from trainctl.train.callbacks.base import CALLBACKS, Callback
-from trainctl.train.callbacks.monitor import _MODE, _check_monitor, _copy_weights, infer_mode
+from trainctl.train.callbacks.base import Arrays, register
+from trainctl.train.callbacks.monitor import logged, Mode, MonitoringCallback, _copy_weights
 
 
 # -- early stopping ----------------------------------------------------------------------
-class EarlyStopping(Callback):
+@register("early_stopping")
+class EarlyStopping(MonitoringCallback):
     """Stop when `monitor` has not improved for `patience` epochs (Keras 3 EarlyStopping).
 
     An epoch improves when `current - min_delta` beats the best so far (min mode: `current <
@@ -29,29 +30,18 @@ class EarlyStopping(Callback):
         monitor: str = "val_loss"  # Keras and TF.js default
         min_delta: FiniteFloat = 0.0  # its absolute value is used, as Keras
         patience: NonNegativeInt = 0  # epochs without improvement before stopping
-        mode: _MODE = "auto"  # auto: infer the direction from the monitor
+        mode: Mode = "auto"  # auto: infer the direction from the monitor
         baseline: FiniteFloat | None = None  # the value to beat before patience restarts
         restore_best_weights: bool = False
         start_from_epoch: NonNegativeInt = 0  # Keras 3: epochs before monitoring starts
         verbose: int = 0  # accepted for TF.js/Keras; the progress display reports the stop
 
-    def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0,
-                 mode: str = "auto", baseline: float | None = None, restore_best_weights: bool = False,
-                 start_from_epoch: int = 0, verbose: int = 0):
-        super().__init__()
-        self.monitor = monitor
-        self.min_delta = abs(float(min_delta))
-        self.patience = int(patience)
-        self.mode = mode
-        self.baseline = baseline
-        self.restore_best_weights = restore_best_weights
-        self.start_from_epoch = int(start_from_epoch)
-        self.verbose = verbose
-        self.direction: str | None = None
-        self._reset()
-        self._resumed = False
+    def setup(self) -> None:
+        self.min_delta = abs(float(self.min_delta))
+        super().setup()
+        self.reset()
 
-    def _reset(self) -> None:
+    def reset(self) -> None:
         self.wait = 0
         self.stopped_epoch = 0
         self.best: float | None = None
@@ -60,23 +50,12 @@ class EarlyStopping(Callback):
         self.restored_epoch: int | None = None
 
     def _improves(self, value: float, reference: float | None) -> bool:
-        if reference is None:
-            return True
-        if self.direction == "min":  # Keras negates min_delta in min mode: current + delta < best
-            return value + self.min_delta < reference
-        return value - self.min_delta > reference
-
-    def on_train_begin(self, logs=None):
-        self.monitor = _check_monitor("early_stopping", self.monitor, self.params)
-        self.direction = infer_mode(self.mode, self.monitor, self.model)
-        if not self._resumed:
-            self._reset()
-        self._resumed = False
+        return self.watch.improves(value, reference)  # Keras negates min_delta in min mode: current + delta < best
 
     def on_epoch_end(self, epoch, logs=None):
         if self.direction is None:
-            self.direction = infer_mode(self.mode, self.monitor, self.model)
-        current = (logs or {}).get(self.monitor)
+            self.watch.bind(self.model)
+        current = logged(logs, self.monitor)
         if current is None or epoch < self.start_from_epoch:
             return
         current = float(current)
@@ -115,13 +94,16 @@ class EarlyStopping(Callback):
         return text
 
     # resume: the counters as JSON, the best weights as arrays
-    def get_state(self) -> dict[str, Any]:
-        return {"wait": self.wait, "stopped_epoch": self.stopped_epoch, "best": self.best,
-                "best_epoch": self.best_epoch}
+    def get_state(self) -> tuple[dict[str, Any], Arrays]:
+        state = {"wait": self.wait, "stopped_epoch": self.stopped_epoch, "best": self.best,
+                 "best_epoch": self.best_epoch}
+        return state, {f"best_weights/{name}": value for name, value in (self.best_weights or {}).items()}
 
-    def set_state(self, state: dict[str, Any], best_weights: dict[str, Any] | None = None) -> None:
-        """Continue from `get_state()` (and the saved `best_weights`); call before fit."""
-        self._reset()
+    def set_state(self, state: dict[str, Any], arrays: Arrays) -> None:
+        """Continue from `get_state()` (the counters, and the saved best weights); call before fit."""
+        prefix = "best_weights/"
+        best_weights = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)} or None
+        self.reset()
         self.wait, self.stopped_epoch = int(state["wait"]), int(state["stopped_epoch"])
         self.best = None if state["best"] is None else float(state["best"])
         self.best_epoch = int(state["best_epoch"])
@@ -129,11 +111,11 @@ class EarlyStopping(Callback):
         self._resumed = True
 
 
-CALLBACKS.register("early_stopping")(EarlyStopping)
 
 
 # -- reduce the learning rate on a plateau ------------------------------------------------
-class ReduceLROnPlateau(Callback):
+@register("reduce_lr_on_plateau")
+class ReduceLROnPlateau(MonitoringCallback):
     """Multiply the optimizer's learning rate by `factor` when `monitor` has not improved by
     more than `min_delta` for `patience` epochs; then wait `cooldown` epochs; never go below
     `min_lr` (Keras ReduceLROnPlateau). Puts the epoch's rate into the logs as `lr`."""
@@ -142,52 +124,39 @@ class ReduceLROnPlateau(Callback):
         monitor: str = "val_loss"
         factor: Annotated[float, Field(gt=0, lt=1)] = 0.1  # new_lr = lr * factor
         patience: NonNegativeInt = 10  # epochs without improvement before reducing
-        mode: _MODE = "auto"
+        mode: Mode = "auto"
         min_delta: NonNegativeFloat = 1e-4  # smaller changes are not improvements
         cooldown: NonNegativeInt = 0  # epochs after a reduction before counting again
         min_lr: NonNegativeFloat = 0.0  # lower bound on the learning rate
         verbose: int = 0  # accepted for Keras; the display shows `lr`
 
-    def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10,
-                 mode: str = "auto", min_delta: float = 1e-4, cooldown: int = 0, min_lr: float = 0.0,
-                 verbose: int = 0):
-        super().__init__()
-        if not 0 < factor < 1:
-            raise ValueError(f"reduce_lr_on_plateau: factor must be in (0, 1), got {factor}")
-        self.monitor, self.factor, self.patience = monitor, float(factor), int(patience)
-        self.mode, self.min_delta, self.cooldown = mode, float(min_delta), int(cooldown)
-        self.min_lr, self.verbose = float(min_lr), verbose
-        self.direction: str | None = None
-        self.reductions: list[tuple[int, float]] = []  # (epoch, new rate)
-        self._resumed = False
-        self._reset()
+    delta_on = "best"  # Keras ReduceLROnPlateau: current < best - min_delta
 
-    def _reset(self) -> None:
+    def setup(self) -> None:
+        super().setup()
+        self.reductions: list[tuple[int, float]] = []  # (epoch, new rate)
+        self._restart()
+
+    def _restart(self) -> None:
         self.wait = 0
         self.cooldown_counter = 0
         self.best = math.inf if self.direction != "max" else -math.inf
 
-    def _improves(self, value: float) -> bool:
-        if self.direction == "min":
-            return value < self.best - self.min_delta
-        return value > self.best + self.min_delta
+    def reset(self) -> None:
+        self._restart()
+        self.reductions = []
 
-    def on_train_begin(self, logs=None):
-        self.monitor = _check_monitor("reduce_lr_on_plateau", self.monitor, self.params)
-        self.direction = infer_mode(self.mode, self.monitor, self.model)
-        if not self._resumed:
-            self._reset()
-            self.reductions = []
-        self._resumed = False
+    def _improves(self, value: float) -> bool:
+        return self.watch.improves(value, self.best)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.direction is None:
-            self.direction = infer_mode(self.mode, self.monitor, self.model)
-            self._reset()
+            self.watch.bind(self.model)
+            self._restart()
         optimizer = self.model.optimizer
         if logs is not None:
             logs["lr"] = float(optimizer.learning_rate)
-        current = (logs or {}).get(self.monitor)
+        current = logged(logs, self.monitor)
         if current is None:
             return
         current = float(current)
@@ -214,11 +183,11 @@ class ReduceLROnPlateau(Callback):
     def in_cooldown(self) -> bool:
         return self.cooldown_counter > 0
 
-    def get_state(self) -> dict[str, Any]:
+    def get_state(self) -> tuple[dict[str, Any], Arrays]:
         return {"wait": self.wait, "cooldown_counter": self.cooldown_counter, "best": self.best,
-                "learning_rate": float(self.model.optimizer.learning_rate) if self.model is not None else None}
+                "learning_rate": float(self.model.optimizer.learning_rate) if self.model is not None else None}, {}
 
-    def set_state(self, state: dict[str, Any]) -> None:
+    def set_state(self, state: dict[str, Any], arrays: Arrays) -> None:
         """Continue from `get_state()`; restores the reduced rate too. Call after set_model."""
         self.wait, self.cooldown_counter = int(state["wait"]), int(state["cooldown_counter"])
         self.best = float(state["best"])
@@ -227,4 +196,3 @@ class ReduceLROnPlateau(Callback):
         self._resumed = True
 
 
-CALLBACKS.register("reduce_lr_on_plateau")(ReduceLROnPlateau)

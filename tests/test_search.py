@@ -1,0 +1,195 @@
+"""Adaptive search (Optuna on dask): a study runs, prunes bad trials, survives a killed client
+and continues to exactly n_trials, and compare/plot read it."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from trainctl.errors import ConfigError
+from trainctl.experiment.compare import compare_runs
+from trainctl.experiment.plan import load_experiment
+from trainctl.experiment.runner import run_experiment
+
+BASE = """\
+name: tiny
+seed: 0
+model:
+  layers:
+    - {type: dense, units: 8, activation: relu, input_shape: [6]}
+    - {type: dense, units: 3, activation: softmax}
+optimizer: {type: adam, learning_rate: 0.01}
+loss: categorical_crossentropy
+metrics: [accuracy]
+data:
+  train: {generator: teacher, n_samples: 600, n_features: 6, n_classes: 3, hidden: 6}
+fit: {epochs: 6, batch_size: 32, validation_split: 0.25}
+"""
+
+
+def write(directory: Path, name: str, text: str) -> Path:
+    path = directory / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def trials_in(directory: Path) -> dict[int, str]:
+    """trial number -> state, from the study's journal (Optuna's own reader)."""
+
+    from trainctl.experiment.search import load_study_of
+
+    study = load_study_of(directory)
+    return {t.number: t.state.name for t in study.get_trials(deepcopy=False)}
+
+
+def read_results(directory: Path) -> list[dict[str, str]]:
+    with open(directory / "results.csv", newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_search_with_grid_is_a_located_error(tmp_path):
+    write(tmp_path, "tiny.yaml", BASE)
+    path = write(tmp_path, "bad.yaml", "base: tiny.yaml\ngrid: {optimizer.learning_rate: [0.1]}\n"
+                 "search: {n_trials: 3, params: {optimizer.learning_rate: {loguniform: [0.001, 0.1]}}}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml:2:1: grid: search picks every trial"):
+        load_experiment(path)
+
+
+@pytest.mark.slow
+def test_median_pruning_stops_bad_trials_early_and_keeps_the_best(tmp_path):
+    write(tmp_path, "tiny.yaml", BASE)
+    space = "{optimizer.learning_rate: {choice: [0.02, 0.03, 0.04, 0.05, 0.0000001, 0.0000002]}}"
+    results = {}
+    for pruner in ("median", "none"):
+        path = write(tmp_path, f"{pruner}.yaml", f"name: {pruner}\nbase: tiny.yaml\nmetric: val_loss\n"
+                     f"search: {{sampler: grid, n_trials: 6, pruner: {pruner}, seed: 0, params: {space}}}\n")
+        directory = tmp_path / pruner
+        results[pruner] = (run_experiment(path, workers=1, out=directory), directory)
+    pruned_result, pruned_dir = results["median"]
+    full_result, _ = results["none"]
+    states = trials_in(pruned_dir)
+    assert len(states) == 6 and set(states.values()) <= {"COMPLETE", "PRUNED"}
+    by_rate = {run.overrides["optimizer.learning_rate"]: run for run in pruned_result.runs}
+    pruned = [run for run in pruned_result.runs if run.status == "pruned"]
+    assert pruned, "no trial was pruned"
+    bad_after_startup = [run for run in pruned_result.runs  # the median needs 3 finished trials first
+                         if run.overrides["optimizer.learning_rate"] < 1e-6 and run.index >= 3]
+    assert all(run.status == "pruned" and run.epochs == 1 for run in bad_after_startup)  # stopped after epoch 1
+    assert all(run.epochs < 6 for run in pruned)
+    assert sum(run.epochs for run in pruned_result.runs) < sum(run.epochs for run in full_result.runs)
+    assert pruned_result.best.overrides == full_result.best.overrides
+    assert pruned_result.best.final == pytest.approx(full_result.best.final, rel=1e-12)
+    for run in pruned:
+        assert json.loads((run.path / "trial.json").read_text())["state"] == "pruned"
+    assert by_rate  # every trial has a run
+    # compare: pruned apart (no ranking value, a state column), best first
+    comparison = compare_runs([pruned_dir])
+    rows, columns = comparison.table(lambda values: f"{values[0]:.4g}" if values else None)
+    assert "state" in columns and "seeds" in columns
+    assert [row.get("state") for row in rows if row.get("state")] == ["pruned"] * len(pruned)
+    assert all(row["val_loss"] is None for row in rows if row.get("state"))
+
+
+@pytest.mark.slow
+def test_a_killed_client_resumes_to_exactly_n_trials(tmp_path):
+    write(tmp_path, "tiny.yaml", BASE.replace("epochs: 6", "epochs: 4"))
+    path = write(tmp_path, "study.yaml", "name: study\nbase: tiny.yaml\nsearch: {sampler: tpe, n_trials: 5, seed: 3, "
+                 "params: {optimizer.learning_rate: {loguniform: [0.001, 0.1]}, model.layers.0.units: {int: [4, 16]}}}\n")
+    directory = tmp_path / "out"
+    command = [sys.executable, "-m", "trainctl", "experiment", os.fspath(path), "--workers", "1",
+               "--out", os.fspath(directory)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:  # kill once a trial is done
+        if (directory / "study.journal").is_file() and "COMPLETE" in trials_in(directory).values():
+            break
+        time.sleep(0.5)
+    assert process.poll() is None, "the study finished before it could be killed"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    before = trials_in(directory)
+    assert 1 <= list(before.values()).count("COMPLETE") < 5
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    after = trials_in(directory)
+    finished = [n for n, state in after.items() if state in ("COMPLETE", "PRUNED")]
+    assert len(finished) == 5
+    for number, state in before.items():
+        if state == "COMPLETE":
+            assert after[number] == "COMPLETE"  # kept, not rerun
+    run_dirs = sorted(p.name for p in (directory / "runs").iterdir())
+    assert len(run_dirs) == len(set(run_dirs))
+    assert {f"trial-{n:04d}" for n in finished} <= set(run_dirs)
+    rows = read_results(directory)
+    assert sum(row["status"] in ("ok", "skipped") for row in rows) == 5
+    plotted = subprocess.run([sys.executable, "-m", "trainctl", "plot", os.fspath(directory)],
+                             capture_output=True, text=True, timeout=120)
+    assert plotted.returncode == 0, plotted.stderr
+    for name in ("curves", "history", "parallel"):
+        assert (directory / "plots" / f"{name}.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_a_study_on_a_dask_scheduler_with_two_workers_and_one_killed(tmp_path):
+    """A real `dask scheduler` and two `dask worker` processes on 127.0.0.1 run the trials in
+    parallel; one worker is killed mid-study and the study still ends with n_trials finished."""
+    from distributed import Client
+
+    from tests.test_experiment import DASK, free_port, wait_for_port
+
+    write(tmp_path, "tiny.yaml", BASE.replace("n_samples: 600", "n_samples: 3000"))
+    path = write(tmp_path, "study.yaml", "name: remote\nbase: tiny.yaml\nsearch: {sampler: random, n_trials: 6, seed: 1, "
+                 "params: {optimizer.learning_rate: {loguniform: [0.003, 0.03]}}}\n")
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    logs = open(tmp_path / "dask.log", "w")
+    processes: list[subprocess.Popen] = []
+    try:
+        scheduler = subprocess.Popen([str(DASK), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                      "--no-dashboard"], stdout=logs, stderr=subprocess.STDOUT)
+        processes.append(scheduler)
+        wait_for_port(port, scheduler)
+        workers = [subprocess.Popen([str(DASK), "worker", address, "--nthreads", "1", "--nworkers", "1",
+                                     "--host", "127.0.0.1", "--no-dashboard"], stdout=logs, stderr=subprocess.STDOUT,
+                                    start_new_session=True) for _ in range(2)]
+        processes += workers
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
+        import threading
+
+        def kill_one_worker_once_a_trial_is_done():
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline:
+                if (tmp_path / "out" / "study.journal").is_file() and "COMPLETE" in trials_in(tmp_path / "out").values():
+                    os.killpg(workers[0].pid, signal.SIGKILL)
+                    return
+                time.sleep(0.3)
+
+        killer = threading.Thread(target=kill_one_worker_once_a_trial_is_done, daemon=True)
+        killer.start()
+        result = run_experiment(path, workers=1, scheduler=address, out=tmp_path / "out")
+        killer.join(timeout=5)
+        states = trials_in(tmp_path / "out")
+        assert list(states.values()).count("COMPLETE") == 6
+        assert set(states.values()) <= {"COMPLETE", "FAIL"}  # a trial on the killed worker failed or was retried
+        assert workers[0].poll() is not None  # the kill happened
+        assert sum(run.status in ("ok", "skipped") for run in result.runs) == 6
+    finally:
+        for process in reversed(processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        for process in reversed(processes):
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        logs.close()

@@ -268,8 +268,8 @@ def _run_training(run_dir, prepared: _Prepared, extra: list[Callback], settings:
     run_dir.write_metrics({**final, "epochs": len(run_history.epochs), **restored, "seconds": seconds})
     run_dir.prune_checkpoints(settings.get("keep_checkpoints") or FINISHED_RUN_CHECKPOINTS)
     messages = [c.message for c in user_callbacks if c.message]
-    if data.class_names:
-        from trainctl.runs.build import class_mapping_line
+    if data.class_names and (data.class_weight or data.class_names != [str(i) for i in range(len(data.class_names))]):
+        from trainctl.runs.build import class_mapping_line  # text classes (or weighted ones): say which index is which
 
         messages.insert(0, class_mapping_line(data.class_names, data.class_weight))
     model_mae = final.get("val_mae", final.get("val_mean_absolute_error"))  # the name as the user wrote it, or TF.js's

@@ -7,7 +7,8 @@ For each size it writes x.npy / y.npy (and data.csv) of N rows × 32 features in
 directory (in chunks, so the writer stays small), then trains one epoch of a small MLP in a
 fresh subprocess per (size, mode) and reports that process's peak RSS (VmHWM) and
 samples/s. Modes: `npy` streams the .npy files through the shuffle buffer, `csv` streams
-the CSV, `memory` loads the arrays into RAM and trains through ArraySource.
+the CSV, `memory` loads the arrays into RAM and trains through ArraySource, `csv-read` only
+reads the CSV (rows/s of the reader alone: training caps the `csv` mode near `memory`).
 Targets (issue 4): peak RSS at 10^7 rows within 1.2x of 10^5, npy stream within 30% of
 in-memory throughput.
 """
@@ -65,6 +66,16 @@ def peak_rss_mb() -> float:
 def child(mode: str, directory: Path) -> dict:
     from trainctl.data import DataConfig, load_data
     from trainctl.data.source import ArraySource
+
+    if mode == "csv-read":  # the CSV reader alone: every chunk parsed, nothing trained
+        from trainctl.data import table_for
+
+        cfg = DataConfig.model_validate({"train": {"csv": "data.csv", "target": "label", "labels": "none"}})
+        start, cpu = time.perf_counter(), time.process_time()
+        n = sum(len(chunk) for chunk in table_for(cfg.train, directory).chunks())
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        return {"mode": mode, "rows": n, "seconds": seconds, "samples_per_s": n / seconds, "cpu_seconds": cpu,
+                "peak_rss_mb": peak_rss_mb(), "loss": float("nan")}
     from trainctl.nn.model import Sequential
     from trainctl.train.loop import fit
 
@@ -83,40 +94,43 @@ def child(mode: str, directory: Path) -> dict:
         cfg = DataConfig.model_validate({"train": {"stream": {"source": train, "shuffle": {"buffer_size": 10000}}}})
         source = load_data(cfg, 0, directory).stream
     fit(model, epochs=1, batch_size=BATCH_SIZE, source=source, steps_per_epoch=2)  # the source's kernels too
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     history = fit(model, epochs=2, initial_epoch=1, batch_size=BATCH_SIZE, source=source)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     n = int(np.load(directory / "y.npy", mmap_mode="r").shape[0])
-    return {"mode": mode, "rows": n, "seconds": seconds, "samples_per_s": n / seconds,
+    return {"mode": mode, "rows": n, "seconds": seconds, "samples_per_s": n / seconds, "cpu_seconds": cpu,
             "peak_rss_mb": peak_rss_mb(), "loss": history.history["loss"][-1]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", type=float, default=[1e5, 1e6])
-    parser.add_argument("--modes", nargs="+", default=["memory", "npy", "csv"], choices=["memory", "npy", "csv"])
+    parser.add_argument("--modes", nargs="+", default=["memory", "npy", "csv"], choices=["memory", "npy", "csv", "csv-read"])
     parser.add_argument("--child", nargs=2, metavar=("MODE", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args.child[0], Path(args.child[1]))))
         return
-    print(f"{'rows':>10} {'mode':>7} {'peak RSS MB':>12} {'samples/s':>11} {'seconds':>8} {'loss':>7}")
+    # samples/s is wall-clock; per CPU s divides by the process's CPU time, steadier on a shared machine
+    print(f"{'rows':>10} {'mode':>8} {'peak RSS MB':>12} {'samples/s':>11} {'per CPU s':>11} {'seconds':>8} {'loss':>7}")
     results = []
     for size in args.sizes:
         n = int(size)
         with tempfile.TemporaryDirectory(prefix="trainctl-bench-") as tmp:
-            write_files(Path(tmp), n, "csv" in args.modes)
+            write_files(Path(tmp), n, any(m.startswith("csv") for m in args.modes))
             for mode in args.modes:
                 # one BLAS thread, as trainctl's CLI defaults to: a second one only spins at this size
                 env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
                 out = subprocess.run([sys.executable, __file__, "--child", mode, tmp], capture_output=True,
                                      text=True, env=env)
                 if out.returncode != 0:
-                    print(f"{n:>10} {mode:>7} failed: {out.stderr.strip().splitlines()[-1]}")
+                    print(f"{n:>10} {mode:>8} failed: {out.stderr.strip().splitlines()[-1]}")
                     continue
                 r = json.loads(out.stdout.strip().splitlines()[-1])
                 results.append(r)
-                print(f"{n:>10} {mode:>7} {r['peak_rss_mb']:>12.0f} {r['samples_per_s']:>11.0f} {r['seconds']:>8.1f} {r['loss']:>7.4f}", flush=True)
+                per_cpu = r["rows"] / r["cpu_seconds"] if r.get("cpu_seconds") else float("nan")
+                print(f"{n:>10} {mode:>8} {r['peak_rss_mb']:>12.0f} {r['samples_per_s']:>11.0f} {per_cpu:>11.0f} "
+                      f"{r['seconds']:>8.1f} {r['loss']:>7.4f}", flush=True)
     for mode in args.modes:
         rows = [r for r in results if r["mode"] == mode]
         if len(rows) > 1:

@@ -7,6 +7,7 @@
 Writes iris.csv, wine.csv, breast_cancer.csv (rows shuffled with a fixed seed, class names as
 text), digits.csv (rows shuffled likewise; CSV files with a header) and
 mnist_10k.npz (x uint8 [10000, 28, 28], y uint8 [10000], shuffled with a fixed seed).
+`python data/build_datasets.py houses` writes houses.csv (synthetic house prices, see houses()).
 """
 
 from __future__ import annotations
@@ -70,5 +71,39 @@ def main(sklearn_data: Path, mnist_digits: Path) -> None:
     np.savez_compressed(HERE / "mnist_10k.npz", x=x[order], y=y[order])
 
 
+NEIGHBORHOODS = {"riverside": 1.25, "old_town": 1.10, "hillcrest": 1.35, "northgate": 0.95, "eastfield": 0.85, "harbor": 1.05}
+CONDITIONS = {"poor": 0.80, "fair": 0.92, "good": 1.0, "excellent": 1.12}
+
+
+def houses(out: Path = HERE / "houses.csv", n: int = 1200, seed: int = 20261201) -> None:
+    """A house-price-like regression table (synthetic, deterministic): numeric and
+    categorical features, prices in currency units (~50k-1M), and missing cells (empty) in
+    lot_area, bedrooms and condition, as real listings have."""
+    rng = np.random.default_rng(seed)
+    names = list(NEIGHBORHOODS)
+    neighborhood = rng.choice(names, size=n, p=[0.22, 0.18, 0.12, 0.2, 0.18, 0.1])
+    condition = rng.choice(list(CONDITIONS), size=n, p=[0.08, 0.27, 0.45, 0.2])
+    living_area = np.round(rng.gamma(9.0, 15.0, size=n) + 35.0, 1)  # m²
+    bedrooms = np.clip(np.round(living_area / 38.0 + rng.normal(0, 0.7, n)), 1, 7).astype(int)
+    lot_area = np.round(living_area * rng.uniform(1.5, 6.0, n), 0)
+    year_built = rng.integers(1920, 2024, size=n)
+    garage = rng.choice(["yes", "no"], size=n, p=[0.6, 0.4])
+    price = (
+        2600.0 * living_area + 45.0 * lot_area + 9000.0 * bedrooms + 900.0 * (year_built - 1920)
+        + np.where(garage == "yes", 18000.0, 0.0)
+    ) * np.array([NEIGHBORHOODS[v] for v in neighborhood]) * np.array([CONDITIONS[v] for v in condition])
+    price = np.round(price * rng.lognormal(0.0, 0.08, n), -2)
+    lines = ["lot_area,living_area,bedrooms,year_built,neighborhood,condition,garage,price"]
+    for i in range(n):
+        lot = "" if rng.random() < 0.06 else f"{lot_area[i]:.0f}"
+        beds = "" if rng.random() < 0.04 else str(bedrooms[i])
+        cond = "" if rng.random() < 0.03 else condition[i]
+        lines.append(f"{lot},{living_area[i]:.1f},{beds},{year_built[i]},{neighborhood[i]},{cond},{garage[i]},{price[i]:.0f}")
+    out.write_text("\n".join(lines) + "\n")
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]))
+    if sys.argv[1:] == ["houses"]:  # python data/build_datasets.py houses  (no upstream files needed)
+        houses()
+    else:
+        main(Path(sys.argv[1]), Path(sys.argv[2]))

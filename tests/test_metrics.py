@@ -212,7 +212,7 @@ def test_sparse_crossentropy_out_of_range_label_scores_zero():
     assert metric.compute([[1], [7]], y_pred) == pytest.approx(-math.log(0.8) / 2, rel=1e-12)
 
 
-def test_tfjs_precision_and_recall():
+def test_precision_and_recall_on_exact_labels():
     precision, recall = METRICS.get("precision"), METRICS.get("recall")
     assert precision.compute([0, 0, 0, 1], [0, 0, 0, 1]) == 1.0
     labels = [[0, 0, 1], [0, 0, 1], [1, 0, 0], [0, 1, 0]]
@@ -232,12 +232,13 @@ def test_recall_without_positive_targets_is_zero():
     assert METRICS.get("recall").compute(np.zeros((4, 3)), predictions) == 0.0
 
 
-def test_precision_counts_only_exact_ones_as_tfjs_does():
-    # TF.js compares y_pred to exactly 1 (no 0.5 threshold): probabilities never count.
-    labels = np.array([[1.0], [0.0], [1.0]], np.float32)
-    probabilities = np.array([[0.99], [0.2], [0.7]], np.float32)
-    assert METRICS.get("precision").compute(labels, probabilities) == 0.0
-    assert METRICS.get("recall").compute(labels, probabilities) == 0.0
+def test_precision_and_recall_threshold_at_half_as_keras_not_tfjs():
+    # trainctl departs from TF.js on purpose: TF.js counts only outputs exactly 1, so a
+    # sigmoid's probabilities never count and precision reads 0; Keras thresholds at 0.5.
+    labels = np.array([[1.0], [0.0], [1.0], [1.0]], np.float32)
+    probabilities = np.array([[0.99], [0.6], [0.7], [0.4]], np.float32)
+    assert METRICS.get("precision").compute(labels, probabilities) == pytest.approx(2 / 3)
+    assert METRICS.get("recall").compute(labels, probabilities) == pytest.approx(2 / 3)
 
 
 def test_keras_r2_example():
@@ -394,13 +395,15 @@ def test_aliases(alias, canonical):
 def test_registry_holds_every_metric_with_a_kernel_code():
     from trainctl.kernels.metrics import METRIC_CODES
 
-    assert sorted(METRICS.names()) == sorted(CONCRETE + ["accuracy", "crossentropy"])
-    assert sorted(METRIC_CODES) == CONCRETE
+    configured = ["auc", "f1_score", "mean_iou", "sparse_top_k_categorical_accuracy", "top_k_categorical_accuracy"]
+    assert sorted(METRICS.names()) == sorted(CONCRETE + configured + ["accuracy", "crossentropy"])
+    with_options = {"precision", "recall", *configured}  # computed by their own kernels, with options
+    assert sorted(METRIC_CODES) == sorted(set(CONCRETE) - with_options)
     assert len(set(METRIC_CODES.values())) == len(METRIC_CODES)
-    for name in CONCRETE:
+    for name in CONCRETE + configured:
         metric = METRICS.get(name)
         assert isinstance(metric, Metric) and not isinstance(metric, ShorthandMetric)
-        assert metric.code == METRIC_CODES[name]
+        assert metric.code == METRIC_CODES.get(name, -1)
         assert metric.sparse_targets is name.startswith("sparse")
 
 
@@ -408,7 +411,7 @@ def test_unknown_metric_suggests_the_closest():
     with pytest.raises(UnknownIdError, match="did you mean 'accuracy'"):
         resolve_metric("accuracyy", "categorical_crossentropy", (None, 3))
     with pytest.raises(TrainctlError, match="unknown metric"):
-        METRICS.get("f1_score")
+        METRICS.get("f2_score")
 
 
 def test_greater_is_better():

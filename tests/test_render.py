@@ -520,8 +520,10 @@ def test_render_summary_line_prints_line_and_run_path():
 
 
 def test_render_predictions_classifier_shows_class_names_and_probabilities():
+    from trainctl.runs.inference import Predictions
+
     outputs = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]], dtype=np.float32)
-    result = SimpleNamespace(outputs=outputs, classes=np.argmax(outputs, axis=1), class_names=["cat", "dog"])
+    result = Predictions(outputs=outputs, classes=np.argmax(outputs, axis=1), class_names=["cat", "dog"])
     console = plain_console()
     render_predictions(console, result, max_rows=2)
     text = console.file.getvalue()
@@ -533,9 +535,11 @@ def test_render_predictions_classifier_shows_class_names_and_probabilities():
 
 
 def test_render_predictions_regression_elides_wide_outputs():
+    from trainctl.runs.inference import Predictions
+
     outputs = np.arange(24, dtype=np.float32).reshape(2, 12)
     console = plain_console(width=200)
-    render_predictions(console, SimpleNamespace(outputs=outputs, classes=None, class_names=None))
+    render_predictions(console, Predictions(outputs=outputs, classes=None, class_names=None))
     text = console.file.getvalue()
     assert "y9" in text and "y10" not in text and "… 2 more" in text
     assert re.search(r"1\s*│\s*12\s*│\s*13\s*│", text)

@@ -72,6 +72,7 @@ def invoke(args, env=PLAIN_ENV):
 
 
 def table_values(text: str) -> dict[str, str]:
+    text = re.split(r"^per (?:class|target)", text, flags=re.M)[0]  # the metrics table, not evaluate's report
     rows = [[c.strip() for c in line.strip().split("│")[1:-1]] for line in text.splitlines()
             if line.lstrip().startswith("│")]
     return {row[0]: row[1] for row in rows}

@@ -37,16 +37,17 @@ def sparse_categorical_accuracy(y_true, y_pred):
 
 
 def precision(y_true, y_pred):
+    # Keras Precision (thresholds=0.5): positive when y_pred > 0.5, a target when != 0
     t, p = _rows(y_true, y_pred)
-    tp = np.sum((t == 1) & (p == 1))
-    fp = np.sum((t == 0) & (p == 1))
+    tp = np.sum((t != 0) & (p > 0.5))
+    fp = np.sum((t == 0) & (p > 0.5))
     return float(tp / (tp + fp)) if tp + fp > 0 else 0.0
 
 
 def recall(y_true, y_pred):
     t, p = _rows(y_true, y_pred)
-    tp = np.sum((t == 1) & (p == 1))
-    fn = np.sum((t == 1) & (p == 0))
+    tp = np.sum((t != 0) & (p > 0.5))
+    fn = np.sum((t != 0) & ~(p > 0.5))
     return float(tp / (tp + fn)) if tp + fn > 0 else 0.0
 
 

@@ -289,14 +289,33 @@ def evaluate(
     data: Optional[Path] = typer.Option(None, "--data", help="Evaluate on this file (.csv/.npy/.npz) instead of the run's validation data."),
     batch_size: int = typer.Option(256, "--batch-size", min=1, max=1 << 24),
     max_memory: Optional[str] = typer.Option(None, "--max-memory", help=MAX_MEMORY_HELP),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG: the confusion matrix (classifiers) or predicted vs true (regressors)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the whole report as JSON (for machines)."),
 ) -> None:
-    """Loss and metrics of a trained model, as a table."""
-    from trainctl.cli.render import render_metrics_table
-    from trainctl.runs.inference import evaluate_run, open_run
+    """Loss and metrics of a trained model; per-class report and confusion matrix, or MAE/RMSE/R²."""
+    from trainctl.cli.render import render_evaluation_report, render_metrics_table
+    from trainctl.errors import TrainctlError
+    from trainctl.runs.inference import evaluation_report, open_run
 
+    if output is not None and output.suffix.lower() != ".json":
+        raise TrainctlError(f"--output {output}: the report is JSON; name the file .json")
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise TrainctlError(f"--plot {plot}: writes a PNG; name the file .png")
     run = open_run(run_dir, _max_memory(max_memory))
-    title, metrics = evaluate_run(run, data, batch_size)
-    render_metrics_table(_stdout(), title, metrics)
+    report = evaluation_report(run, data, batch_size)
+    console = _stdout()
+    render_metrics_table(console, report.title, report.metrics)
+    render_evaluation_report(console, report)
+    if plot is not None:
+        from trainctl.cli.plot import write_report_png
+
+        write_report_png(report, plot)
+        _stderr().print(f"plot written to {plot}", highlight=False, soft_wrap=True)
+    if output is not None:
+        from trainctl.runs.atomic import atomic_write_json
+
+        atomic_write_json(output, report.to_json())
+        _stderr().print(f"report written to {output}", highlight=False, soft_wrap=True)
 
 
 class Task(str, Enum):

@@ -200,6 +200,56 @@ def build_figure(panels: list[Panel], *, title: str = "", matplotlib: Any = None
     return figure
 
 
+def write_report_png(report: Any, path: Path) -> None:
+    """`trainctl evaluate --plot`: the confusion matrix (classifiers) or predicted against
+    true values (regressors, one panel per target), as a PNG. TrainctlError without matplotlib."""
+    import numpy as np
+
+    from trainctl.runs.atomic import atomic_write_bytes
+
+    matplotlib = _load_matplotlib()
+    if matplotlib is None:
+        raise TrainctlError("--plot needs matplotlib: pip install 'trainctl[plot]'")
+    Figure, FigureCanvasAgg = matplotlib
+    if report.task == "classification":
+        names = report.report["classes"]
+        matrix = np.asarray(report.report["confusion_matrix"], dtype=float)
+        size = max(4.0, 0.6 * len(names) + 2.5)
+        figure = Figure(figsize=(size + 1.0, size), dpi=100, layout="constrained")
+        FigureCanvasAgg(figure)
+        ax = figure.subplots()
+        image = ax.imshow(matrix, cmap="Blues")
+        figure.colorbar(image, ax=ax, label="rows")
+        ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+        ax.set_yticks(range(len(names)), names)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        for i in range(len(names)):
+            for j in range(len(names)):
+                ax.text(j, i, f"{int(matrix[i, j])}", ha="center", va="center",
+                        color="white" if matrix[i, j] > matrix.max() / 2 else "black")
+        ax.set_title(f"confusion matrix, accuracy {report.report['accuracy']:.4f}")
+    else:
+        targets = report.report["targets"]
+        figure = Figure(figsize=(5.0 * len(targets), 4.6), dpi=100, layout="constrained")
+        FigureCanvasAgg(figure)
+        axes = figure.subplots(1, len(targets), squeeze=False)[0]
+        for j, (ax, row) in enumerate(zip(axes, targets)):
+            truth, predicted = report.y_true[:, j], report.y_pred[:, j]
+            ax.scatter(truth, predicted, s=8, alpha=0.6)
+            low, high = float(min(truth.min(), predicted.min())), float(max(truth.max(), predicted.max()))
+            ax.plot([low, high], [low, high], linestyle="--", color="0.4", linewidth=1, label="predicted = true")
+            ax.set_xlabel(f"true {row['target']}")
+            ax.set_ylabel(f"predicted {row['target']}")
+            ax.set_title(f"{row['target']}: MAE {row['mae']:.4g}, RMSE {row['rmse']:.4g}, R² {row['r2']:.4f}")
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize="small")
+    figure.suptitle(report.title)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    atomic_write_bytes(Path(path), buffer.getvalue())
+
+
 # -- text ---------------------------------------------------------------------------------
 SERIES_COLORS = ("blue", "orange", "green", "red", "magenta", "cyan", "yellow", "gray")
 

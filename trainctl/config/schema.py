@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SerializeAsAny, ValidationError
 from pydantic.alias_generators import to_camel
 
-from trainctl.config.base import (MAX_COUNT, IndexKey, NonNegativeFloat, NonNegativeInt, PositiveInt, Seed, StrictModel,
+from trainctl.config.base import (MAX_COUNT, NonNegativeFloat, NonNegativeInt, PositiveInt, Seed, StrictModel,
                                   UnitInterval, bounded_int)
 from trainctl.config.problems import RawProblem, describe, show
 from trainctl.registry import Registry, UnknownIdError, did_you_mean, snake_case
@@ -72,6 +72,13 @@ def _yield_every(value: Any) -> Any:
 YieldEvery = Annotated[Union[str, int], BeforeValidator(_yield_every)]
 
 
+def _class_weight_keys(value: Any) -> Any:
+    """`--set fit.class_weight.1=4` gives the key "1": a digit string is a class index."""
+    if isinstance(value, dict):
+        return {int(k) if isinstance(k, str) and k.isdigit() else k: v for k, v in value.items()}
+    return value
+
+
 class FitConfig(StrictModel):
     """Every option of TF.js `model.fit` / `model.fitDataset`, snake_case (camelCase accepted).
 
@@ -85,7 +92,8 @@ class FitConfig(StrictModel):
     validation_batch_size: PositiveInt | None = None  # None: same as batch_size
     validation_freq: PositiveInt = 1  # validate every n-th epoch
     initial_epoch: NonNegativeInt = 0  # epoch to start from (resuming)
-    class_weight: dict[IndexKey, NonNegativeFloat] | None = None  # class index → weight
+    class_weight: Annotated[Union[dict[Union[NonNegativeInt, str], NonNegativeFloat], Literal["balanced"], None],
+                            BeforeValidator(_class_weight_keys)] = None  # class index or name → weight, or balanced
     steps_per_epoch: PositiveInt | None = None  # Keras name; None: one pass over the data
     validation_steps: PositiveInt | None = None  # Keras name; None: all validation data
     batches_per_epoch: PositiveInt | None = None  # TF.js fitDataset name of steps_per_epoch
@@ -127,7 +135,7 @@ class Config(StrictModel):
     model: ModelConfig
     optimizer: TypedSpec
     loss: str
-    metrics: list[str] = Field(default_factory=list)
+    metrics: list[Union[str, TypedSpec]] = Field(default_factory=list)  # ids as written, or {type: id, **options}
     data: SerializeAsAny[BaseModel]
     fit: FitConfig = Field(default_factory=FitConfig)
     callbacks: list[TypedSpec] = Field(default_factory=list)
@@ -141,7 +149,7 @@ class Config(StrictModel):
             "model": {"layers": [layer.to_dict() for layer in self.model.layers]},
             "optimizer": self.optimizer.to_dict(),
             "loss": self.loss,
-            "metrics": list(self.metrics),
+            "metrics": [m if isinstance(m, str) else m.to_dict() for m in self.metrics],
             "data": dump_model(self.data),
             "fit": dump_model(self.fit),
             "callbacks": [callback.to_dict() for callback in self.callbacks],
@@ -378,6 +386,11 @@ def _cross_checks(config: Config) -> list[RawProblem]:
     return problems
 
 
+def _metric_as_written(item: Any, resolved: tuple[str | None, list[RawProblem]]) -> tuple[str | None, list[RawProblem]]:
+    canonical, problems = resolved
+    return (item.strip() if canonical is not None else None), problems
+
+
 def validate_config(raw: Any, registries: Registries | None = None) -> tuple[Config | None,
                                                                              list[RawProblem]]:
     """Validate a whole config (plain data as loaded from YAML). Every problem is collected:
@@ -420,8 +433,11 @@ def validate_config(raw: Any, registries: Registries | None = None) -> tuple[Con
     if "loss" in work:
         work["loss"] = keep(("loss",), *resolve_id(registries.losses, work["loss"], ("loss",)))
     if isinstance(work.get("metrics"), list):
+        # a metric id keeps the user's spelling: it is the log key ('acc' vs 'accuracy', 'mae')
         work["metrics"] = [
-            keep(("metrics", index), *resolve_id(registries.metrics, item, ("metrics", index)))
+            keep(("metrics", index), *(_metric_as_written(item, resolve_id(registries.metrics, item, ("metrics", index)))
+                                       if not isinstance(item, dict)
+                                       else dispatch_by_type(registries.metrics, item, ("metrics", index))))
             for index, item in enumerate(work["metrics"])
         ]
     if "data" in work:

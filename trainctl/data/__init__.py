@@ -63,6 +63,10 @@ class RawData:
     sample_weight: np.ndarray | None = None  # float32 [n]
     feature_names: list[str] | None = None
     description: str = ""
+    text: list[np.ndarray] | None = None  # categorical feature columns as read (x then holds the numeric ones)
+    layout: list[tuple[str, str, int]] | None = None  # features in order: (name, numeric|categorical, position)
+    specs: dict[str, Any] = field(default_factory=dict)  # column name → ColumnSpec (categorical, fill)
+    needs_encoding: bool = False  # x must go through a TabularEncoder (categorical columns or fills)
 
 
 @dataclass
@@ -82,6 +86,7 @@ class LoadedData:
     stream: Any = None  # a StreamSource (BatchSource protocol) when data.train is a stream
     validation_stream: Any = None
     augmentation: Any = None  # an Augmentation (data/augmentation.py) for the training batches, or None
+    class_weight: dict[int, float] | None = None  # fit.class_weight resolved to class indices (by the run builder)
 
     @property
     def x_shape(self) -> tuple[int, ...]:
@@ -127,6 +132,7 @@ def read_source(
         raw = RawData(
             x=chunk.x, targets=chunk.targets, sample_weight=chunk.weights,
             feature_names=table.feature_names, description=table_shown(source),
+            text=chunk.text, layout=table.layout, specs=table.specs, needs_encoding=table.needs_encoding,
         )
         if chunk.labels is not None:
             raw.labels, raw.class_names = _index_labels(chunk.labels, source.class_names or class_names, raw.description)
@@ -175,9 +181,12 @@ def table_for(source: CsvSource | ShardsSource, base_dir: Path, chunk_rows: int 
     from trainctl.data import readers
 
     path = readers.resolve_path(source.csv if isinstance(source, CsvSource) else source.shards, base_dir)
+    options = dict(encoding=source.encoding, columns=source.columns, fill=source.fill, missing_values=source.missing_values)
     if isinstance(source, CsvSource):
-        return readers.CsvTable(path, source.csv, source.target, source.features, source.sample_weight, source.delimiter, source.header)
-    return readers.ShardTable(path, source.shards, source.pattern, source.target, source.features, source.sample_weight, source.delimiter, chunk_rows)
+        return readers.CsvTable(path, source.csv, source.target, source.features, source.sample_weight, source.delimiter,
+                                source.header, **options)
+    return readers.ShardTable(path, source.shards, source.pattern, source.target, source.features, source.sample_weight,
+                              source.delimiter, chunk_rows, **options)
 
 
 def table_shown(source: CsvSource | ShardsSource) -> str:
@@ -331,6 +340,17 @@ def load_data(data_config: DataConfig, seed: int, base_dir: Path, loss: str | No
     natural = train.labels is not None
     encoding = label_encoding(data_config.train.labels if hasattr(data_config.train, "labels") else "auto", loss, train.n_classes, natural, has_one_hot)
     y, n_classes, class_names = encode_targets(train, encoding, None, getattr(data_config.train, "class_names", None))
+    input_width = int(np.prod(train.x.shape[1:], dtype=np.int64)) if train.layout is None else len(train.layout)
+    encoder = None
+    if train.needs_encoding:
+        from trainctl.data.tabular import TabularEncoder
+
+        n_fit = len(train.x)
+        if data_config.validation_split > 0:
+            n_fit = int(np.floor(len(train.x) * (1.0 - data_config.validation_split)))
+        fit_text = None if train.text is None else [t[:n_fit] for t in train.text]
+        encoder = TabularEncoder.fit(train.layout, train.specs, [(train.x[:n_fit], fit_text)], train.description)
+        train.x = encoder.transform(train.x, train.text, train.description)
     x, w = train.x, train.sample_weight
     x_val = y_val = w_val = None
     val_description = None
@@ -350,12 +370,23 @@ def load_data(data_config: DataConfig, seed: int, base_dir: Path, loss: str | No
         if isinstance(data_config.validation, StreamSource):
             raise DataError("a validation stream needs a training stream; give validation as an in-memory source")
         val = read_source(data_config.validation, seed, base_dir, "validation", class_names)
+        if encoder is not None:
+            _check_width(val, input_width, train.feature_names)
+            val.x = encoder.transform(val.x, val.text, val.description)
         y_val, _, _ = encode_targets(val, encoding, n_classes, class_names)
         x_val, w_val, val_description = val.x, val.sample_weight, val.description
         if tuple(x_val.shape[1:]) != tuple(x.shape[1:]):
             raise DataError(f"{val.description}: validation samples have shape {list(x_val.shape[1:])}, training samples {list(x.shape[1:])}")
     state = fit_preprocessing(steps, x, y, n_classes)
-    if steps:
+    state.tabular, state.input_width = encoder, input_width
+    target_steps = list(data_config.target_preprocessing)
+    if target_steps:
+        if encoding != "none" or y is None:
+            raise DataError(f"{train.description}: target_preprocessing scales regression targets; these targets are class labels")
+        from trainctl.data.preprocessing import fit_target_preprocessing
+
+        fit_target_preprocessing(state, target_steps, y, train.description)
+    if steps or target_steps:
         x = apply_preprocessing(state, x)
         y = apply_target_preprocessing(state, y) if y is not None else None
         if x_val is not None:
@@ -376,5 +407,21 @@ def load_inputs(source: Any, seed: int, base_dir: Path, state: PreprocessingStat
     """x (and targets, when the source has them) for predict/evaluate, with the saved
     preprocessing applied to x; targets are left as read for the caller to encode."""
     raw = read_source(source, seed, base_dir, "predict")
+    if state.input_width is not None:
+        _check_width(raw, state.input_width, state.tabular.input_names if state.tabular is not None else None)
+    if state.tabular is not None:
+        raw.x = state.tabular.transform(raw.x, raw.text, raw.description)
+    elif raw.needs_encoding:
+        raise DataError(f"{raw.description}: categorical columns or fills were given, but the run was trained without them")
     raw.x = apply_preprocessing(state, raw.x)
     return raw
+
+
+def _check_width(raw: RawData, expected: int, names: list[str] | None) -> None:
+    """The input has as many feature columns as the training data (checked before any
+    preprocessing, so a wrong file is named instead of failing inside numpy)."""
+    found = len(raw.layout) if raw.layout is not None else int(np.prod(raw.x.shape[1:], dtype=np.int64))
+    if found != expected:
+        listed = f" (trained on columns {', '.join(names)})" if names else ""
+        shape = ",".join(map(str, raw.x.shape[1:])) if raw.layout is None else str(found)
+        raise DataError(f"{raw.description}: inputs have shape [n,{shape}], the model expects [n,{expected}]{listed}")

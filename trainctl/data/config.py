@@ -243,12 +243,69 @@ class _Labelled(StrictModel):
     class_names: list[str] | None = None  # fixes the class order (and is needed to stream string labels)
 
 
+FillStrategy = Literal["mean", "median", "constant", "most_frequent"]
+
+
+class ColumnSpec(StrictModel):
+    """How one feature column becomes model inputs (fitted on the training split).
+
+    `neighborhood: categorical` is short for `neighborhood: {type: categorical}`."""
+
+    type: Literal["numeric", "categorical"] = "numeric"
+    encoding: Literal["one_hot", "index"] = "one_hot"  # categorical: one-hot columns, or one index column for an embedding
+    fill: FillStrategy | None = None  # missing cells: None is an error naming the row
+    value: Union[FiniteFloat, str, None] = None  # the constant for fill: constant
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"type": data}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ColumnSpec":
+        if self.fill == "constant" and self.value is None:
+            raise ValueError("fill: constant needs a value")
+        if self.fill != "constant" and self.value is not None:
+            raise ValueError("value is only used with fill: constant")
+        if self.type == "categorical" and self.fill in ("mean", "median"):
+            raise ValueError(f"fill: {self.fill} needs a numeric column; use most_frequent or constant for a categorical one")
+        if self.type == "numeric" and self.fill == "constant" and isinstance(self.value, str):
+            raise ValueError("a numeric column's fill value must be a number")
+        if self.type == "numeric" and self.encoding != "one_hot":
+            raise ValueError("encoding applies to categorical columns")
+        return self
+
+
 class _Table(_Labelled):
     """Column selection shared by CSV files and shard directories."""
 
     target: Union[Column, list[Column], None] = None  # None: no targets (predict inputs)
     features: list[Column] | None = None  # None: every column that is not a target or weight
     sample_weight: Column | None = None  # a column of per-sample weights
+    columns: dict[str, ColumnSpec] = {}  # per-feature treatment by header name: categorical, fill
+    fill: FillStrategy | None = None  # default fill for every numeric feature column not in `columns`
+    missing_values: list[str] = ["", "NA", "N/A", "null"]  # cells read as missing (a literal nan stays NaN)
+    encoding: str = "utf-8"  # the file's text encoding (latin-1, utf-16, ...)
+
+    @field_validator("fill")
+    @classmethod
+    def _no_constant(cls, value):
+        if value in ("constant", "most_frequent"):
+            raise ValueError(f"fill: {value} is per column: columns: {{name: {{fill: {value}, ...}}}}")
+        return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown text encoding {value!r}") from None
+        return value
 
 
 class CsvSource(_Table):
@@ -588,11 +645,25 @@ PreprocessingStep = Annotated[Any, PlainValidator(  # one of PREPROCESSING_CONFI
 # ---------------------------------------------------------------- the section
 
 
+def _validate_target_step(value: Any) -> Any:
+    if isinstance(value, Standardize):
+        return value
+    if isinstance(value, str):
+        value = {"type": value}
+    if not isinstance(value, dict) or _snake(str(value.get("type"))) != "standardize":
+        raise ValueError("target_preprocessing supports standardize (targets scaled for training, unscaled by predict)")
+    return Standardize.model_validate(value)
+
+
+TargetStep = Annotated[Any, PlainValidator(_validate_target_step)]
+
+
 class DataConfig(StrictModel):
     train: SourceConfig
     validation: SourceConfig | None = None  # explicit validation data (TF.js validationData)
     validation_split: UnitInterval = 0.0  # hold out this last fraction of train (TF.js validationSplit)
     preprocessing: list[PreprocessingStep] = []
+    target_preprocessing: list[TargetStep] = []  # [standardize]: regression targets scaled for training
 
     @model_validator(mode="after")
     def _one_validation(self) -> "DataConfig":

@@ -31,17 +31,36 @@ class PreprocessingState:
 
     steps: list[Any]
     stats: list[dict[str, np.ndarray]] = field(default_factory=list)
+    tabular: Any = None  # a fitted trainctl.data.tabular.TabularEncoder (categorical columns, fills), or None
+    target_steps: list[Any] = field(default_factory=list)  # target_preprocessing (standardize), undone by predict
+    target_stats: list[dict[str, np.ndarray]] = field(default_factory=list)
+    input_width: int | None = None  # feature columns the raw input has (before tabular encoding and steps)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        """Flat name → array map for saving: `preprocessing.0.standardize/mean`, ..."""
-        return {
+        """Flat name → array map for saving: `preprocessing.0.standardize/mean`, ...,
+        `target_preprocessing.0.standardize/mean`."""
+        arrays = {
             f"preprocessing.{i}.{step.type}/{name}": value
             for i, (step, stats) in enumerate(zip(self.steps, self.stats))
             for name, value in stats.items()
         }
+        arrays.update({
+            f"target_preprocessing.{i}.{step.type}/{name}": value
+            for i, (step, stats) in enumerate(zip(self.target_steps, self.target_stats))
+            for name, value in stats.items()
+        })
+        return arrays
 
     @classmethod
-    def from_arrays(cls, steps: list[Any], arrays: dict[str, np.ndarray]) -> "PreprocessingState":
+    def from_arrays(cls, steps: list[Any], arrays: dict[str, np.ndarray], target_steps: list[Any] = ()) -> "PreprocessingState":
+        state = cls._from_arrays(steps, arrays)
+        target_steps = list(target_steps)
+        target = cls._from_arrays(target_steps, {k[len("target_"):]: v for k, v in arrays.items() if k.startswith("target_preprocessing.")})
+        state.target_steps, state.target_stats = target_steps, target.stats
+        return state
+
+    @classmethod
+    def _from_arrays(cls, steps: list[Any], arrays: dict[str, np.ndarray]) -> "PreprocessingState":
         stats: list[dict[str, np.ndarray]] = [{} for _ in steps]
         for key, value in arrays.items():
             if not key.startswith("preprocessing."):
@@ -201,12 +220,31 @@ def apply_preprocessing(state: PreprocessingState, x: np.ndarray) -> np.ndarray:
 
 
 def apply_target_preprocessing(state: PreprocessingState, y: np.ndarray) -> np.ndarray:
-    """y → targets after the y steps (one_hot: class indices [n] or [n, 1] → [n, k])."""
+    """y → targets after the y steps (one_hot: class indices [n] or [n, 1] → [n, k];
+    target_preprocessing standardize: (y − mean) / std with the training split's statistics)."""
     out = y
     for step, stats in zip(state.steps, state.stats):
         if isinstance(step, OneHot):
             out = one_hot(out, int(stats["num_classes"]))
+    for step, stats in zip(state.target_steps, state.target_stats):
+        out = (out.reshape(len(out), -1) - stats["mean"]) / stats["std"]
     return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def fit_target_preprocessing(state: PreprocessingState, target_steps: list[Any], y: np.ndarray, description: str) -> None:
+    """Fit target_preprocessing on the training targets y [n, m] (regression only)."""
+    state.target_steps, state.target_stats = list(target_steps), []
+    for step in target_steps:
+        mean, var, _ = _moments(_blocks(np.asarray(y).reshape(len(y), -1)))
+        state.target_stats.append({"mean": mean.astype(np.float32), "std": np.maximum(np.sqrt(var), step.epsilon).astype(np.float32)})
+
+
+def invert_target_preprocessing(state: PreprocessingState, y: np.ndarray) -> np.ndarray:
+    """Model outputs in the scaled target space → the target's own units (predict)."""
+    out = np.asarray(y, dtype=np.float64)
+    for step, stats in reversed(list(zip(state.target_steps, state.target_stats))):
+        out = out * stats["std"].astype(np.float64) + stats["mean"].astype(np.float64)
+    return out.astype(np.float32) if state.target_steps else np.asarray(y)
 
 
 def one_hot(indices: np.ndarray, n_classes: int, shown: str = "targets") -> np.ndarray:

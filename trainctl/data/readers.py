@@ -3,17 +3,14 @@
 A reader yields `Chunk`s of rows: features float32 [c, ...], numeric targets float32 [c, m]
 or string labels [c], and sample weights [c]. The in-memory loader concatenates them; the
 stream feeds them through its pipeline. Rows are never parsed one by one in Python: a chunk
-of lines goes to numpy's C parser at once, and only when it refuses one is the chunk
+of CSV goes to pyarrow's C++ parser at once, and only when it refuses one is the file
 scanned again to name the exact line and column.
 """
 
 from __future__ import annotations
 
 import glob
-import math
 import os
-import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -23,7 +20,7 @@ import numpy as np
 from trainctl.errors import DataError
 from trainctl.registry import did_you_mean
 
-CSV_CHUNK_BYTES = 8 << 20  # lines handed to the parser at a time: big enough to amortise, small in RAM
+CSV_CHUNK_BYTES = 8 << 20  # bytes pyarrow parses at a time: big enough to amortise, small in RAM
 
 
 @dataclass
@@ -32,6 +29,7 @@ class Chunk:
     targets: np.ndarray | None = None  # float32 [c, m]
     labels: np.ndarray | None = None  # str [c] (string class labels) — instead of targets
     weights: np.ndarray | None = None  # float32 [c]
+    text: list[np.ndarray] | None = None  # categorical feature columns, object [c] each (None: missing)
 
     def __len__(self) -> int:
         return len(self.x)
@@ -50,37 +48,6 @@ def _require_file(path: Path, shown: str) -> None:
         raise DataError(f"{shown}: is a directory, expected a file")
 
 
-def excerpt(text: str, limit: int = 24) -> str:
-    """A short, printable quote of a cell from a file that may be anything (a config pointed at
-    the wrong file must not copy that file's lines into the message): control characters
-    escaped, at most `limit` characters."""
-    text = text.encode("unicode_escape", "backslashreplace").decode("ascii")
-    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
-
-
-def not_utf8(shown: str, path: Path) -> DataError:
-    """The DataError for a file that is not UTF-8, naming the line and byte of the first bad byte."""
-    import codecs
-
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    line, where, byte = 1, "", "?"
-    with open(path, "rb") as f:
-        while True:
-            block = f.read(1 << 20)
-            try:
-                decoder.decode(block, final=not block)
-            except UnicodeDecodeError as error:
-                # error.start counts from the decoder's pending bytes + this block
-                start = max(0, error.start - (len(error.object) - len(block)))
-                line += block.count(b"\n", 0, start)
-                where, byte = f":{line}", block[start:start + 1].hex() or "?"
-                break
-            if not block:
-                break
-            line += block.count(b"\n")
-    return DataError(f"{shown}{where}: not UTF-8 text (byte 0x{byte}); save the file as UTF-8")
-
-
 def _check_finite(block: np.ndarray, shown: str, where) -> None:
     """DataError naming the first NaN/inf; `where(row) -> str` locates a row of `block`."""
     finite = np.isfinite(block)
@@ -96,10 +63,28 @@ def _check_finite(block: np.ndarray, shown: str, where) -> None:
 # ---------------------------------------------------------------- CSV
 
 
+def _arrow_csv():
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    return pa, pacsv
+
+
 class CsvTable:
-    """One CSV file: header, column selection, chunked numeric parsing.
+    """One CSV file read by pyarrow's streaming CSV reader: header, column selection, types.
 
     target/features/weight are column names or 0-based indices (negative from the end).
+    Column kinds come from pyarrow's type inference over the first block (a sample, not the
+    whole file): a single text target is a class label column. Feature columns are numeric
+    unless `columns` declares them categorical. Blocks of CSV_CHUNK_BYTES are parsed in C;
+    when pyarrow refuses one (ragged row, text in a number column, a missing cell without
+    a fill) the file is scanned again with the csv module to name the file line, the data
+    row and the column.
+
+    Chunks: `x` float32 [c, n_numeric] (the numeric features; NaN marks a missing cell in a
+    column that has a fill), `text` one object array [c] per categorical feature (None is
+    missing). `layout` lists the features in order as (name, kind, position in x or text);
+    `needs_encoding` says whether x must go through a fitted TabularEncoder.
     """
 
     def __init__(
@@ -111,23 +96,21 @@ class CsvTable:
         weight,
         delimiter: str = ",",
         header: bool = True,
+        *,
+        encoding: str = "utf-8",
+        columns: dict | None = None,
+        fill: str | None = None,
+        missing_values: Sequence[str] = ("", "NA", "N/A", "null"),
     ):
         _require_file(path, shown)
         self.path, self.shown, self.delimiter, self.header = path, shown, delimiter, header
-        try:
-            with open(path, "r", encoding="utf-8", newline=None) as f:
-                first = f.readline(1 << 20)
-                while first and not first.strip():
-                    first = f.readline(1 << 20)
-        except UnicodeDecodeError:
-            raise not_utf8(shown, path) from None
-        if "\0" in first:
-            raise DataError(f"{shown}: not a text file (it holds NUL bytes)")
-        if not first.strip():
-            raise DataError(f"{shown}: file is empty")
-        cells = [c.strip().strip('"').strip() for c in first.rstrip("\r\n").split(delimiter)]
-        self.n_columns = len(cells)
-        self.columns = cells if header else [str(i) for i in range(len(cells))]
+        self.encoding, self.missing_values = encoding, list(missing_values)
+        self.column_specs = dict(columns or {})
+        self.default_fill = fill
+        schema = self._sample_schema()
+        self.n_columns = len(schema.names)
+        self._arrow_names = list(schema.names)
+        self.columns = list(schema.names) if header else [str(i) for i in range(self.n_columns)]
         targets = [] if target is None else (list(target) if isinstance(target, list) else [target])
         self.target_cols = [self._column(c) for c in targets]
         self.weight_col = None if weight is None else self._column(weight)
@@ -138,12 +121,102 @@ class CsvTable:
             self.feature_cols = [self._column(c) for c in features]
             both = sorted(set(self.feature_cols) & taken)
             if both:
-                raise DataError(f"{shown}: column {excerpt(self.columns[both[0]])} is both a feature and a target/weight")
+                raise DataError(f"{shown}: column {self.columns[both[0]]!r} is both a feature and a target/weight")
         if not self.feature_cols:
             raise DataError(f"{shown}: no feature columns left after taking the target")
         self.feature_names = [self.columns[i] for i in self.feature_cols]
         self.target_names = [self.columns[i] for i in self.target_cols]
-        self.string_labels = self._target_is_text()
+        for name in self.column_specs:
+            if name not in self.feature_names:
+                hint = did_you_mean(name, self.feature_names)
+                suffix = f"; did you mean {hint!r}?" if hint else f"; feature columns are: {', '.join(self.feature_names)}"
+                raise DataError(f"{shown}: columns: {name!r} is not a feature column{suffix}")
+        pa, _ = _arrow_csv()
+        numeric_type = lambda t: t is None or pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_null(t)  # noqa: E731
+        self.string_labels = len(self.target_cols) == 1 and self._text_column(self.target_cols[0], numeric_type)
+        self.categorical = [c for c in self.feature_cols if self._spec(c).type == "categorical"]
+        self.numeric_features = [c for c in self.feature_cols if c not in self.categorical]
+        self.layout = [
+            (self.columns[c], "categorical", self.categorical.index(c)) if c in self.categorical
+            else (self.columns[c], "numeric", self.numeric_features.index(c))
+            for c in self.feature_cols
+        ]
+        self.fills = {c: self._spec(c).fill for c in self.feature_cols}
+        self.needs_encoding = bool(self.categorical) or any(f is not None for f in self.fills.values())
+        self.specs = {self.columns[c]: self._spec(c) for c in self.feature_cols}
+
+    def _spec(self, col: int):
+        from trainctl.data.config import ColumnSpec
+
+        spec = self.column_specs.get(self.columns[col])
+        if spec is None:
+            return ColumnSpec(fill=self.default_fill)
+        if spec.fill is None and spec.type == "numeric" and self.default_fill is not None:
+            return spec.model_copy(update={"fill": self.default_fill})
+        return spec
+
+    # -- pyarrow
+
+    def _read_options(self, block_size: int):
+        import codecs
+
+        _, pacsv = _arrow_csv()
+        # pyarrow decodes "utf8" natively and any other name (even "utf-8") through Python
+        encoding = "utf8" if codecs.lookup(self.encoding).name == "utf-8" else self.encoding
+        return pacsv.ReadOptions(
+            block_size=block_size, encoding=encoding, autogenerate_column_names=not self.header,
+            use_threads=True,
+        )
+
+    def _open(self, block_size: int, column_types: dict | None = None, include: list[str] | None = None):
+        pa, pacsv = _arrow_csv()
+        convert = pacsv.ConvertOptions(
+            column_types=column_types, include_columns=include, null_values=self.missing_values,
+            strings_can_be_null=True, quoted_strings_can_be_null=True,
+        )
+        parse = pacsv.ParseOptions(delimiter=self.delimiter, quote_char='"', newlines_in_values=True)
+        return pacsv.open_csv(self.path, read_options=self._read_options(block_size), parse_options=parse,
+                              convert_options=convert)
+
+    def _sample_schema(self):
+        """Header and inferred column types from the first block (at most 1 MB is read)."""
+        try:
+            schema = self._read_sample()
+            schema.names  # noqa: B018 - decoded lazily: a bad header fails here, inside the try
+            return schema
+        except UnicodeDecodeError as error:
+            raise DataError(f"{self.shown}: not {self.encoding} text ({error.reason} at byte {error.start}); "
+                            "set encoding: (latin-1, utf-16, ...)") from None
+
+    def _read_sample(self):
+        pa, _ = _arrow_csv()
+        try:
+            reader = self._open(min(CSV_CHUNK_BYTES, 1 << 20))
+        except pa.ArrowInvalid as error:
+            if "Empty CSV file" in str(error):
+                raise DataError(f"{self.shown}: file is empty") from None
+            self.n_columns = None
+            self._explain(0, str(error))
+        try:
+            self._sample = reader.read_next_batch()
+        except (StopIteration, pa.ArrowInvalid):
+            self._sample = None
+        return reader.schema
+
+    def _text_column(self, col: int, numeric_type) -> bool:
+        """Text when pyarrow did not infer a number and the first data row's cell is not one
+        (a typo further down a number column stays an error, not a class)."""
+        if numeric_type(self._sample.schema.types[col] if self._sample is not None else None) or self._sample is None:
+            return False
+        values = self._sample.column(col)
+        first = next((v for v in values.to_pylist() if v is not None), None)
+        if first is None:
+            return False
+        try:
+            float(str(first))
+        except ValueError:
+            return True
+        return False
 
     def _column(self, column) -> int:
         if isinstance(column, bool) or not isinstance(column, (int, str)):
@@ -157,135 +230,217 @@ class CsvTable:
         if not self.header:
             raise DataError(f"{self.shown}: the file has no header (header: false), so name columns by index, not {column!r}")
         hint = did_you_mean(column, self.columns)
-        if hint:
-            suffix = f"; did you mean {excerpt(hint)}?"
-        elif len(self.columns) <= 20 and sum(map(len, self.columns)) <= 200:
-            suffix = f"; columns are: {', '.join(excerpt(c)[1:-1] for c in self.columns)}"
-        else:  # a header this long is probably not a header: do not echo the file
-            suffix = f"; the first line has {len(self.columns)} columns (is this the right file?)"
+        suffix = f"; did you mean {hint!r}?" if hint else f"; columns are: {', '.join(self.columns)}"
         raise DataError(f"{self.shown}: unknown column {column!r}{suffix}")
-
-    def _first_row_cells(self) -> list[str] | None:
-        try:
-            with open(self.path, "r", encoding="utf-8") as f:
-                if self.header:
-                    f.readline()
-                for line in f:
-                    if line.strip():
-                        return line.rstrip("\r\n").split(self.delimiter)
-        except UnicodeDecodeError:
-            raise not_utf8(self.shown, self.path) from None
-        return None
-
-    def _target_is_text(self) -> bool:
-        if len(self.target_cols) != 1:
-            return False
-        cells = self._first_row_cells()
-        if cells is None or self.target_cols[0] >= len(cells):
-            return False
-        cell = cells[self.target_cols[0]].strip().strip('"')
-        try:
-            float(cell)
-        except ValueError:
-            return cell != ""
-        return False
 
     # -- chunked reading
 
-    def _line_chunks(self) -> Iterator[tuple[int, list[str]]]:
-        """(file line number of the chunk's first line, lines), a few MB at a time."""
-        with open(self.path, "r", encoding="utf-8", newline=None) as f:
-            line_no = 1
-            if self.header:
-                header = f.readline()
-                while header and not header.strip():
-                    header = f.readline()
-                    line_no += 1
-                line_no += 1
-            while True:
-                try:
-                    lines = f.readlines(CSV_CHUNK_BYTES)
-                except UnicodeDecodeError:
-                    raise not_utf8(self.shown, self.path) from None
-                if not lines:
-                    return
-                yield line_no, lines
-                line_no += len(lines)
+    def _number_columns(self) -> list[int]:
+        """Columns parsed as float64: numeric features, numeric targets, the weight."""
+        targets = [] if self.string_labels else self.target_cols
+        return self.numeric_features + targets + ([self.weight_col] if self.weight_col is not None else [])
 
     def chunks(self) -> Iterator[Chunk]:
-        numeric_targets = [] if self.string_labels else self.target_cols
-        numeric = self.feature_cols + numeric_targets + ([self.weight_col] if self.weight_col is not None else [])
+        pa, _ = _arrow_csv()
+        numbers = self._number_columns()
+        text = self.categorical + (self.target_cols if self.string_labels else [])
+        name = lambda c: self._arrow_names[c]  # noqa: E731
+        types = {name(c): pa.float64() for c in numbers} | {name(c): pa.string() for c in text}
+        include = [name(c) for c in sorted(set(numbers) | set(text))]
+        fill_cols = {c for c in self.numeric_features if self.fills[c] is not None}
+        n_f = len(self.numeric_features)
+        n_t = 0 if self.string_labels else len(self.target_cols)
         n_rows = 0
-        for first_line, lines in self._line_chunks():
-            data_rows = [i for i, line in enumerate(lines) if line.strip()] if _has_blank(lines) else None
-            if data_rows is not None:
-                lines = [lines[i] for i in data_rows]
-                if not lines:
-                    continue
-
-            def where(row: int, col_pos: int | None = None, _rows=data_rows, _first=first_line) -> str:
-                line = _first + (_rows[row] if _rows is not None else row)
-                text = f":{line}: row {n_rows + row + 1}"
-                if col_pos is not None:
-                    text += f", column {self.columns[numeric[col_pos]]!r}"
-                return text
-
-            self._check_ragged(lines, where)
+        batches = self._batches(types, include)
+        while True:
             try:
-                block = np.loadtxt(
-                    lines, delimiter=self.delimiter, dtype=np.float32, usecols=numeric,
-                    ndmin=2, comments=None, quotechar='"', encoding=None,
-                )
-            except ValueError:
-                self._explain_parse_failure(lines, numeric, where)
-                raise  # pragma: no cover - the scan always finds the culprit
-            _check_finite(block, self.shown, where)
-            n_f = len(self.feature_cols)
-            chunk = Chunk(x=np.ascontiguousarray(block[:, :n_f]))
-            if numeric_targets:
-                chunk.targets = np.ascontiguousarray(block[:, n_f : n_f + len(numeric_targets)])
+                batch = next(batches)
+            except StopIteration:
+                break
+            except pa.ArrowInvalid as error:
+                self._explain(n_rows, str(error))
+            except UnicodeDecodeError as error:
+                raise DataError(f"{self.shown}: not {self.encoding} text ({error.reason} at byte {error.start}); "
+                                "set encoding: (latin-1, utf-16, ...)") from None
+            c = batch.num_rows
+            if c == 0:
+                continue
+            block = np.empty((c, len(numbers)), dtype=np.float32)
+            with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, refused below
+                for j, col in enumerate(numbers):
+                    values = batch.column(name(col))
+                    if values.null_count and col not in fill_cols:
+                        self._explain(n_rows, "missing value")
+                    block[:, j] = values.to_numpy(zero_copy_only=False)
+            checked = block if not fill_cols else block[:, [j for j, col in enumerate(numbers) if col not in fill_cols]]
+            if not np.isfinite(checked).all() or (fill_cols and np.isinf(block).any()):
+                self._explain(n_rows, "value is not finite")
+            chunk = Chunk(x=np.ascontiguousarray(block[:, :n_f]) if len(numbers) != n_f else block)
+            if n_t:
+                chunk.targets = np.ascontiguousarray(block[:, n_f : n_f + n_t])
             if self.weight_col is not None:
                 chunk.weights = np.ascontiguousarray(block[:, -1])
+            if self.categorical:
+                chunk.text = [batch.column(name(col)).to_numpy(zero_copy_only=False) for col in self.categorical]
+                if any(self.fills[col] is None and (t == None).any() for col, t in zip(self.categorical, chunk.text)):  # noqa: E711
+                    self._explain(n_rows, "missing value")
             if self.string_labels:
-                labels = np.loadtxt(
-                    lines, delimiter=self.delimiter, dtype=str, usecols=self.target_cols,
-                    ndmin=1, comments=None, quotechar='"', encoding=None,
-                )
-                chunk.labels = np.char.strip(labels.reshape(-1))
+                import pyarrow.compute as pc
+
+                labels = batch.column(name(self.target_cols[0]))
+                if labels.null_count:
+                    self._explain(n_rows, "empty class label")
+                chunk.labels = pc.utf8_trim_whitespace(labels).to_numpy(zero_copy_only=False).astype(str)
                 empty = np.flatnonzero(chunk.labels == "")
                 if empty.size:
-                    raise DataError(f"{self.shown}{where(int(empty[0]))}: empty class label in column {excerpt(self.target_names[0])}")
-            n_rows += len(block)
+                    self._explain(n_rows, "empty class label")
+            n_rows += c
             yield chunk
         if n_rows == 0:
             raise DataError(f"{self.shown}: no data rows")
 
-    def _check_ragged(self, lines: list[str], where) -> None:
-        counts = np.char.count(np.asarray(lines), self.delimiter)
-        bad = np.flatnonzero(counts != self.n_columns - 1)
-        if bad.size:
-            row = int(bad[0])
-            found = int(counts[row]) + 1
-            raise DataError(f"{self.shown}{where(row)}: has {found} columns, expected {self.n_columns}")
+    def _batches(self, types: dict, include: list[str]):
+        """Record batches of the data rows, CSV_CHUNK_BYTES of the file at a time.
 
-    def _explain_parse_failure(self, lines: list[str], numeric: list[int], where) -> None:
-        for row, line in enumerate(lines):
-            cells = line.rstrip("\r\n").split(self.delimiter)
-            for pos, col in enumerate(numeric):
-                cell = cells[col].strip().strip('"').strip()
-                if cell == "":
-                    raise DataError(f"{self.shown}{where(row, pos)}: empty cell")
+        pyarrow's own streaming reader reads the input ahead in the background as fast as it
+        can, so a file larger than memory would fill it; here the file is read a block at a
+        time, cut after its last row end outside quotes, and each block parsed by pyarrow
+        (column names given, so only the first block skips the header). Encodings where a
+        newline is not the byte 0x0A (utf-16, utf-32) use pyarrow's streaming reader."""
+        import codecs
+
+        pa, pacsv = _arrow_csv()
+        if "\n".encode(self.encoding) != b"\n" or '"'.encode(self.encoding) != b'"' or codecs.lookup(self.encoding).name.startswith("utf-8-sig"):
+            reader = self._open(CSV_CHUNK_BYTES, types, include)
+            while True:
                 try:
-                    float(cell)
-                except ValueError:
-                    hint = ""
-                    if col in self.feature_cols:
-                        hint = " (features must be numeric)"
-                    raise DataError(f"{self.shown}{where(row, pos)}: {excerpt(cell)} is not a number{hint}") from None
+                    yield reader.read_next_batch()
+                except StopIteration:
+                    return
+        encoding = "utf8" if codecs.lookup(self.encoding).name == "utf-8" else self.encoding
+        read = pacsv.ReadOptions(column_names=self._arrow_names, encoding=encoding, use_threads=True,
+                                 block_size=CSV_CHUNK_BYTES * 2)
+        parse = pacsv.ParseOptions(delimiter=self.delimiter, quote_char='"', newlines_in_values=True)
+        convert = pacsv.ConvertOptions(column_types=types, include_columns=include, null_values=self.missing_values,
+                                       strings_can_be_null=True, quoted_strings_can_be_null=True)
+        for block in _row_blocks(self.path, self.header):
+            table = pacsv.read_csv(pa.py_buffer(block), read_options=read, parse_options=parse, convert_options=convert)
+            yield from table.to_batches()
+
+    # -- the slow path: name the line, row and column pyarrow refused
+
+    def _explain(self, first_row: int, arrow_message: str):
+        """Scan the file with the csv module from the top and raise the first problem at or
+        after data row `first_row` (0-based; earlier rows were parsed). Never returns."""
+        import csv
+
+        numbers = set(self._number_columns()) if self.n_columns is not None else set()
+        fill_cols = {c for c in getattr(self, "numeric_features", []) if self.fills.get(c) is not None}
+        categorical = set(getattr(self, "categorical", []))
+        text_target = self.target_cols[0] if getattr(self, "string_labels", False) else None
+        missing = set(self.missing_values)
+        expected = self.n_columns
+        try:
+            with open(self.path, "r", encoding=self.encoding, newline="") as f:
+                reader = csv.reader(f, delimiter=self.delimiter, quotechar='"')
+                row, line = -1 if self.header else 0, 0
+                header_seen = not self.header
+                for cells in reader:
+                    start_line, line = line + 1, reader.line_num
+                    if not cells:
+                        continue
+                    if not header_seen:
+                        header_seen = True
+                        expected = expected or len(cells)
+                        row = 0
+                        continue
+                    row += 1
+                    if row <= first_row:
+                        continue
+
+                    def at(col: int | None = None) -> str:
+                        text = f"{self.shown}:{start_line}: row {row}"
+                        return text if col is None else text + f", column {self.columns[col]!r}"
+
+                    if len(cells) != expected:
+                        raise DataError(f"{at()}: has {len(cells)} columns, expected {expected}")
+                    if self.n_columns is None:
+                        continue
+                    for col in sorted(numbers | categorical | ({text_target} if text_target is not None else set())):
+                        cell = cells[col].strip()
+                        if col == text_target:
+                            if cell == "" or cell in missing:
+                                raise DataError(f"{at()}: empty class label in column {self.columns[col]!r}")
+                            continue
+                        if cell in missing:
+                            if col in fill_cols or (col in categorical and self.fills.get(col) is not None):
+                                continue
+                            what = "empty cell" if cell == "" else f"missing value {cell!r}"
+                            hint = " (set fill: mean|median|constant for this column to fill it)" if col in self.feature_cols and cell != "" else ""
+                            raise DataError(f"{at(col)}: {what}{hint}")
+                        if col in categorical:
+                            continue
+                        try:
+                            if "_" in cell:
+                                raise ValueError(cell)
+                            value = float(cell)
+                        except ValueError:
+                            hint = " (features must be numeric)" if col in self.feature_cols else ""
+                            raise DataError(f"{at(col)}: {cell!r} is not a number{hint}") from None
+                        with np.errstate(over="ignore"):
+                            value32 = np.float32(value)
+                        if not np.isfinite(value32) and not (col in fill_cols and np.isnan(value32)):
+                            kind = "NaN" if np.isnan(value32) else ("inf" if value32 > 0 else "-inf")
+                            raise DataError(f"{at(col)}: value is {kind}; data must be finite")
+        except UnicodeDecodeError as error:
+            raise DataError(f"{self.shown}: not {self.encoding} text ({error.reason} at byte {error.start}); "
+                            "set encoding: (latin-1, utf-16, ...)") from None
+        except csv.Error as error:
+            raise DataError(f"{self.shown}:{line}: {error}") from None
+        raise DataError(f"{self.shown}: {arrow_message}")
 
 
-def _has_blank(lines: list[str]) -> bool:
-    return any(not line.strip() for line in lines)
+def _row_ends(data: bytes) -> np.ndarray:
+    """Offsets just past each newline of `data` that is outside double quotes (the block
+    starts outside quotes: every block is cut at such a point)."""
+    raw = np.frombuffer(data, dtype=np.uint8)
+    newlines = np.flatnonzero(raw == 10)
+    if not newlines.size:
+        return newlines
+    quotes = np.flatnonzero(raw == 34)
+    if not quotes.size:
+        return newlines + 1
+    return newlines[(np.searchsorted(quotes, newlines) & 1) == 0] + 1  # an even number of quotes before it
+
+
+def _row_blocks(path: Path, header: bool) -> Iterator[bytes]:
+    """The file's data rows in blocks of about CSV_CHUNK_BYTES, each ending at a row end;
+    with `header`, the first non-blank row is left out."""
+    pending = b""
+    skip_header = header
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(CSV_CHUNK_BYTES)
+            data = pending + block if pending else block
+            if not block:
+                if skip_header:
+                    return
+                if data.strip():
+                    yield data
+                return
+            ends = _row_ends(data)
+            if not ends.size:
+                pending = data
+                continue
+            cut = int(ends[-1])
+            head, pending = data[:cut], data[cut:]
+            if skip_header:
+                start = next((int(e) for e in ends if data[:e].strip()), None)
+                if start is None:  # only blank lines so far
+                    continue
+                head, skip_header = data[start:cut], False
+            if head.strip():
+                yield head
 
 
 # ---------------------------------------------------------------- .npy
@@ -306,8 +461,8 @@ class NpyArray:
                 else:
                     shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
                 self.offset = f.tell()
-        except (ValueError, OSError, EOFError) as error:
-            raise DataError(f"{shown}: not a readable .npy file ({str(error)[:80]})") from None
+        except (ValueError, OSError) as error:
+            raise DataError(f"{shown}: not a readable .npy file ({error})") from None
         if dtype.hasobject:
             raise DataError(f"{shown}: holds Python objects; only numeric arrays can be read (no pickle)")
         if dtype.kind not in "biuf":
@@ -316,11 +471,6 @@ class NpyArray:
             raise DataError(f"{shown}: Fortran-ordered arrays cannot be streamed; save it with np.ascontiguousarray")
         if len(shape) == 0 or shape[0] == 0:
             raise DataError(f"{shown}: no rows (shape {shape})")
-        claimed = math.prod(shape) * dtype.itemsize
-        held = os.path.getsize(path) - self.offset
-        if claimed != held:  # a lying header: never mmap or allocate what it claims
-            raise DataError(f"{shown}: the header claims shape {list(shape)} ({claimed:,} bytes of data) "
-                            f"but the file holds {held:,} bytes")
         self.shape, self.dtype = tuple(shape), dtype
         self.row_shape = self.shape[1:]
         self.row_bytes = int(np.prod(self.row_shape, dtype=np.int64)) * dtype.itemsize
@@ -352,43 +502,19 @@ def as_float32(a: np.ndarray, shown: str, row0: int = 0) -> np.ndarray:
     return out
 
 
-def npz_member(archive: zipfile.ZipFile, path_shown: str, key: str) -> tuple[zipfile.ZipInfo, tuple, np.dtype]:
-    """The member `key` of an open .npz and its (shape, dtype) from its header, checked
-    against the member's stored size (a lying header is refused before any allocation)."""
-    files = [name[:-4] for name in archive.namelist() if name.endswith(".npy")]
-    if key not in files:
-        hint = did_you_mean(key, files)
-        shown_keys = ", ".join(excerpt(k) for k in files[:10]) or "none"
-        suffix = f"; did you mean {hint!r}?" if hint else f"; keys are: {shown_keys}"
-        raise DataError(f"{path_shown}: no array {key!r}{suffix}")
-    info = archive.getinfo(key + ".npy")
-    with archive.open(info) as member:
-        version = np.lib.format.read_magic(member)
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, _, dtype = read_header(member)
-        header_bytes = member.tell()
-    if dtype.hasobject:
-        raise DataError(f"{path_shown}: array {key!r} holds Python objects; only numeric arrays can be read (no pickle)")
-    claimed = math.prod(shape) * dtype.itemsize
-    if claimed != info.file_size - header_bytes:
-        raise DataError(f"{path_shown}: array {key!r} claims shape {list(shape)} ({claimed:,} bytes) but holds "
-                        f"{info.file_size - header_bytes:,} bytes")
-    return info, tuple(shape), dtype
-
-
 def load_npz(path: Path, shown: str, key: str) -> np.ndarray:
     _require_file(path, shown)
     try:
-        with zipfile.ZipFile(path) as archive:
-            info, _, _ = npz_member(archive, shown, key)
-            with archive.open(info) as member:
-                return np.lib.format.read_array(member, allow_pickle=False)
+        with np.load(path, allow_pickle=False) as archive:
+            if key not in archive.files:
+                hint = did_you_mean(key, archive.files)
+                suffix = f"; did you mean {hint!r}?" if hint else f"; keys are: {', '.join(archive.files)}"
+                raise DataError(f"{shown}: no array {key!r}{suffix}")
+            return archive[key]
     except DataError:
         raise
-    except zipfile.BadZipFile:
-        raise DataError(f"{shown}: not a .npz file (not a zip archive, or a damaged one)") from None
-    except (ValueError, OSError, EOFError, zlib.error, NotImplementedError) as error:
-        raise DataError(f"{shown}: not a readable .npz file ({str(error)[:80]})") from None
+    except (ValueError, OSError) as error:
+        raise DataError(f"{shown}: not a readable .npz file ({error})") from None
 
 
 # ---------------------------------------------------------------- 2-D .npy tables and shards
@@ -420,6 +546,9 @@ class NpyTable:
         self.target_names = [str(i) for i in self.target_cols]
         self.string_labels = False
         self.chunk_rows = chunk_rows
+        self.layout = [(n, "numeric", i) for i, n in enumerate(self.feature_names)]
+        self.needs_encoding = False
+        self.specs = {}
 
     def chunks(self) -> Iterator[Chunk]:
         n = len(self.array)
@@ -437,7 +566,7 @@ class NpyTable:
 class ShardTable:
     """A directory of .csv or 2-D .npy shards with the same columns, read in name order."""
 
-    def __init__(self, directory: Path, shown: str, pattern: str | None, target, features, weight, delimiter: str, chunk_rows: int = 65536):
+    def __init__(self, directory: Path, shown: str, pattern: str | None, target, features, weight, delimiter: str, chunk_rows: int = 65536, **csv_options):
         if not directory.exists():
             raise DataError(f"{shown}: no such directory (looked for {directory})")
         if not directory.is_dir():
@@ -451,7 +580,7 @@ class ShardTable:
         for path in paths:
             name = f"{shown.rstrip('/')}/{path.name}"
             if path.suffix == ".csv":
-                self.tables.append(CsvTable(path, name, target, features, weight, delimiter))
+                self.tables.append(CsvTable(path, name, target, features, weight, delimiter, **csv_options))
             elif path.suffix == ".npy":
                 self.tables.append(NpyTable(path, name, target, features, weight, chunk_rows))
             else:
@@ -464,6 +593,9 @@ class ShardTable:
                 raise DataError(f"{table.shown}: target column is text here but numeric in {first.shown}")
         self.feature_names, self.target_names = first.feature_names, first.target_names
         self.string_labels = first.string_labels
+        self.layout = getattr(first, "layout", [(n, "numeric", i) for i, n in enumerate(first.feature_names)])
+        self.needs_encoding = getattr(first, "needs_encoding", False)
+        self.specs = getattr(first, "specs", {})
 
     def chunks(self) -> Iterator[Chunk]:
         for table in self.tables:
@@ -481,4 +613,7 @@ def concat_chunks(chunks: Iterator[Chunk], shown: str) -> Chunk:
             return None
         return values[0] if len(values) == 1 else np.concatenate(values)
 
-    return Chunk(x=cat("x"), targets=cat("targets"), labels=cat("labels"), weights=cat("weights"))
+    text = None
+    if parts[0].text is not None:
+        text = [np.concatenate([p.text[i] for p in parts]) for i in range(len(parts[0].text))]
+    return Chunk(x=cat("x"), targets=cat("targets"), labels=cat("labels"), weights=cat("weights"), text=text)

@@ -113,11 +113,20 @@ class _TableRows:
         self.n_rows: int | None = None
         self.string_labels = self.table.string_labels
         self.feature_names = self.table.feature_names
+        self.encoder = None  # the TabularEncoder (categorical columns, fills), fitted on one pass
+
+    def fit_encoder(self) -> Any:
+        from trainctl.data.tabular import TabularEncoder
+
+        self.encoder = TabularEncoder.fit(self.table.layout, self.table.specs,
+                                          ((c.x, c.text) for c in self.table.chunks()), self.description)
+        return self.encoder
 
     def chunks(self, start: int, stop: int | None, chunk_rows: int) -> Iterator[Rows]:
         for chunk in self.table.chunks():
             y = chunk.labels if chunk.labels is not None else chunk.targets
-            yield chunk.x, y, chunk.weights
+            x = chunk.x if self.encoder is None else self.encoder.transform(chunk.x, chunk.text, self.description)
+            yield x, y, chunk.weights
 
 
 class _ZipRows:
@@ -254,7 +263,7 @@ class StreamSource:
                 x, y, w = x[:limit_rows], None if y is None else y[:limit_rows], None if w is None else w[:limit_rows]
             x = apply_preprocessing(self.preprocessing, x) if self.preprocessing.steps else np.ascontiguousarray(x, dtype=np.float32)
             y = self.labels(y)
-            if y is not None and self.preprocessing.steps:
+            if y is not None and (self.preprocessing.steps or self.preprocessing.target_steps):
                 y = apply_target_preprocessing(self.preprocessing, y)
             yield x, y, w
             if limit_rows is not None:
@@ -434,7 +443,12 @@ def _finish(rows, config, data_config, seed, loss, fitted, start, stop, shuffle)
     steps = list(data_config.preprocessing)
     option = getattr(config.source, "labels", "auto")
     given_names = getattr(config.source, "class_names", None)
+    needs_encoding = isinstance(rows, _TableRows) and rows.table.needs_encoding
+    if fitted is not None and needs_encoding:
+        rows.encoder = fitted[3].tabular
     if fitted is None:
+        if needs_encoding:
+            rows.fit_encoder()
         has_one_hot = any(step.type == "one_hot" for step in steps)
         natural = rows.string_labels or (isinstance(rows, _MemoryRows) and rows.raw.labels is not None)
         if isinstance(rows, _MemoryRows) and rows.raw.labels is not None:
@@ -454,6 +468,18 @@ def _finish(rows, config, data_config, seed, loss, fitted, start, stop, shuffle)
         labels = _Labels(encoding, n_classes, names, rows.description)
         raw_stream = StreamSource(rows, config, seed, labels, PreprocessingState([], []), start, stop, shuffle=False)
         state = fit_preprocessing(steps, lambda: (x for x, _, _ in raw_stream._mapped()), None, n_classes)
+        state.tabular = rows.encoder if needs_encoding else None
+        if needs_encoding:
+            state.input_width = len(rows.table.layout)
+        if data_config.target_preprocessing:
+            from trainctl.data.preprocessing import _moments
+
+            if encoding != "none":
+                raise DataError(f"{rows.description}: target_preprocessing scales regression targets; these targets are class labels")
+            mean, var, _ = _moments(y for _, y, _ in raw_stream._mapped() if y is not None)
+            state.target_steps = list(data_config.target_preprocessing)
+            state.target_stats = [{"mean": mean.astype(np.float32), "std": np.maximum(np.sqrt(var), step.epsilon).astype(np.float32)}
+                                  for step in state.target_steps]
         fitted = (encoding, n_classes, names, state)
     encoding, n_classes, names, state = fitted
     labels = _Labels(encoding, n_classes, names, rows.description)
@@ -498,6 +524,8 @@ def load_stream_data(data_config: DataConfig, seed: int, base_dir: Path, loss: s
             from trainctl.data import encode_targets, read_source
 
             raw = read_source(validation, seed, base_dir, "validation", names)
+            if state.tabular is not None:
+                raw.x = state.tabular.transform(raw.x, raw.text, raw.description)
             y_val, _, _ = encode_targets(raw, "sparse" if any(s.type == "one_hot" for s in state.steps) else encoding, n_classes, names)
             loaded.x_val = apply_preprocessing(state, raw.x)
             loaded.y_val = apply_target_preprocessing(state, y_val) if y_val is not None else None

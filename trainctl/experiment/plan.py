@@ -296,10 +296,12 @@ def _check_variant(config, metric: str) -> str | None:
         validates = bool(validation_split_of(config)) or getattr(config.data, "validation", None) is not None
     except TrainctlError as error:
         return str(error)
-    logged = ["loss", *config.metrics]
+    from trainctl.nn.metrics import metric_key_aliases
+
+    logged = ["loss", *(m if isinstance(m, str) else (getattr(m.params, "name", None) or m.type) for m in config.metrics)]
     if validates:
         logged += [f"val_{key}" for key in logged]
-    if metric not in logged:
+    if metric not in logged and not any(alias in logged for alias in metric_key_aliases(metric)):
         from trainctl.registry import did_you_mean
 
         hint = did_you_mean(metric, logged)

@@ -63,6 +63,10 @@ def summarise_run_dir(path: Path, metric: str, mode: str) -> dict[str, Any]:
     run_dir = RunDir(path)
     metrics = run_dir.read_metrics()
     history = run_dir.read_history()
+    if history and metric not in history[0]:  # the other spelling (acc/accuracy, ce/crossentropy) names the same value
+        from trainctl.nn.metrics import metric_key_aliases
+
+        metric = next((alias for alias in metric_key_aliases(metric) if alias in history[0]), metric)
     values = [(int(row["epoch"]), float(row[metric])) for row in history if metric in row]
     if not values:
         logged = sorted({key for row in history for key in row if key != "epoch"})

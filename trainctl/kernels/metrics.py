@@ -2,7 +2,9 @@
 
 Both arrays are 2-D `[rows, last_dim]` (an N-D batch reshaped over its last axis). Sparse
 metrics take `y_true` as `[rows, 1]` class indices stored as floats. Formulas follow
-TF.js `tfjs-layers/src/metrics.ts` and `losses.ts`; r2 follows Keras `R2Score`.
+TF.js `tfjs-layers/src/metrics.ts` and `losses.ts`, except precision and recall, which
+threshold at 0.5 as Keras does (on purpose: TF.js counts only outputs exactly 0 or 1); r2,
+auc, top-k, the confusion matrix behind f1_score and mean_iou follow Keras.
 
 Element-wise arithmetic runs in y_pred's dtype, so float32 inputs reproduce TF.js's float32
 results (clipping at 1e-7 and 1 - 1e-7 is not the same number in float32 and float64, and
@@ -21,8 +23,6 @@ from trainctl.kernels.jit import njit
 BINARY_ACCURACY = 0
 CATEGORICAL_ACCURACY = 1
 SPARSE_CATEGORICAL_ACCURACY = 2
-PRECISION = 3
-RECALL = 4
 MEAN_SQUARED_ERROR = 5
 MEAN_ABSOLUTE_ERROR = 6
 MEAN_ABSOLUTE_PERCENTAGE_ERROR = 7
@@ -36,8 +36,6 @@ METRIC_CODES = {
     "binary_accuracy": BINARY_ACCURACY,
     "categorical_accuracy": CATEGORICAL_ACCURACY,
     "sparse_categorical_accuracy": SPARSE_CATEGORICAL_ACCURACY,
-    "precision": PRECISION,
-    "recall": RECALL,
     "mean_squared_error": MEAN_SQUARED_ERROR,
     "mean_absolute_error": MEAN_ABSOLUTE_ERROR,
     "mean_absolute_percentage_error": MEAN_ABSOLUTE_PERCENTAGE_ERROR,
@@ -106,42 +104,6 @@ def _sparse_categorical_accuracy(y_true, y_pred):
         if y_true[r, 0] == _argmax_row(y_pred, r):
             hits += 1
     return hits / rows
-
-
-@njit
-def _confusion_counts(y_true, y_pred):
-    # TF.js counts exact 1s and 0s in y_pred: probabilities in between count as neither.
-    true_positives = 0
-    false_positives = 0
-    false_negatives = 0
-    for r in range(y_pred.shape[0]):
-        for j in range(y_pred.shape[1]):
-            predicted = y_pred[r, j]
-            target = y_true[r, j]
-            if predicted == 1:
-                if target == 1:
-                    true_positives += 1
-                elif target == 0:
-                    false_positives += 1
-            elif predicted == 0 and target == 1:
-                false_negatives += 1
-    return true_positives, false_positives, false_negatives
-
-
-@njit
-def _precision(y_true, y_pred):
-    tp, fp, _ = _confusion_counts(y_true, y_pred)
-    if tp + fp > 0:
-        return tp / (tp + fp)
-    return 0.0
-
-
-@njit
-def _recall(y_true, y_pred):
-    tp, _, fn = _confusion_counts(y_true, y_pred)
-    if tp + fn > 0:
-        return tp / (tp + fn)
-    return 0.0
 
 
 @njit
@@ -317,10 +279,6 @@ def metric_value(code, y_true, y_pred):
         return _categorical_accuracy(y_true, y_pred)
     if code == SPARSE_CATEGORICAL_ACCURACY:
         return _sparse_categorical_accuracy(y_true, y_pred)
-    if code == PRECISION:
-        return _precision(y_true, y_pred)
-    if code == RECALL:
-        return _recall(y_true, y_pred)
     if code == MEAN_SQUARED_ERROR:
         return _mean_squared_error(y_true, y_pred)
     if code == MEAN_ABSOLUTE_ERROR:
@@ -338,3 +296,126 @@ def metric_value(code, y_true, y_pred):
     if code == R2_SCORE:
         return _r2_score(y_true, y_pred)
     raise ValueError("unknown metric code")
+
+
+# -- Keras-style thresholded and ranked metrics (configured metrics; each has its own entry) --
+
+
+@njit
+def threshold_counts(y_true, y_pred, threshold, class_id, counts):
+    """Keras confusion counts at one threshold into counts float64 [4] = (tp, fp, fn, tn):
+    a prediction is positive when y_pred > threshold, a target when y_true != 0.
+    class_id ≥ 0 takes that column only (one class of a softmax), -1 every column."""
+    for i in range(4):
+        counts[i] = 0.0
+    first, last = (class_id, class_id + 1) if class_id >= 0 else (0, y_pred.shape[1])
+    for r in range(y_pred.shape[0]):
+        for j in range(first, last):
+            predicted = y_pred[r, j] > threshold
+            actual = y_true[r, j] != 0
+            if predicted and actual:
+                counts[0] += 1.0
+            elif predicted:
+                counts[1] += 1.0
+            elif actual:
+                counts[2] += 1.0
+            else:
+                counts[3] += 1.0
+
+
+@njit
+def auc_value(y_true, y_pred, class_id, pr, scratch):
+    """Keras AUC (summation_method interpolation) over num_thresholds = scratch.shape[1]
+    evenly spaced thresholds [-eps, 1/(T-1), ..., (T-2)/(T-1), 1+eps]; pr: the PR curve
+    (Davis & Goadrich interpolation), else ROC (trapezoids). scratch float64 [4, T] holds
+    tp, fp, fn, tn per threshold. Columns are pooled (multi_label=False) unless class_id ≥ 0."""
+    n_t = scratch.shape[1]
+    for i in range(4):
+        for t in range(n_t):
+            scratch[i, t] = 0.0
+    first, last = (class_id, class_id + 1) if class_id >= 0 else (0, y_pred.shape[1])
+    eps = 1e-7
+    for r in range(y_pred.shape[0]):
+        for j in range(first, last):
+            p = float(y_pred[r, j])
+            actual = y_true[r, j] != 0
+            for t in range(n_t):
+                if t == 0:
+                    thr = -eps
+                elif t == n_t - 1:
+                    thr = 1.0 + eps
+                else:
+                    thr = t / (n_t - 1)
+                if p > thr:
+                    if actual:
+                        scratch[0, t] += 1.0
+                    else:
+                        scratch[1, t] += 1.0
+                else:
+                    if actual:
+                        scratch[2, t] += 1.0
+                    else:
+                        scratch[3, t] += 1.0
+    tp, fp, fn, tn = scratch[0], scratch[1], scratch[2], scratch[3]
+    total = 0.0
+    if pr:
+        for t in range(n_t - 1):
+            dtp = tp[t] - tp[t + 1]
+            p_a = tp[t] + fp[t]
+            p_b = tp[t + 1] + fp[t + 1]
+            dp = p_a - p_b
+            slope = dtp / dp if dp > 0 else 0.0
+            intercept = tp[t + 1] - slope * p_b
+            ratio = p_a / p_b if (p_a > 0 and p_b > 0) else 1.0
+            denominator = tp[t + 1] + fn[t + 1]
+            if denominator > 0:
+                total += slope * (dtp + intercept * math.log(ratio)) / denominator
+        return total
+    for t in range(n_t - 1):
+        tpr_a = tp[t] / (tp[t] + fn[t]) if tp[t] + fn[t] > 0 else 0.0
+        tpr_b = tp[t + 1] / (tp[t + 1] + fn[t + 1]) if tp[t + 1] + fn[t + 1] > 0 else 0.0
+        fpr_a = fp[t] / (fp[t] + tn[t]) if fp[t] + tn[t] > 0 else 0.0
+        fpr_b = fp[t + 1] / (fp[t + 1] + tn[t + 1]) if fp[t + 1] + tn[t + 1] > 0 else 0.0
+        total += (fpr_a - fpr_b) * (tpr_a + tpr_b) / 2.0
+    return total
+
+
+@njit
+def top_k_accuracy(y_true, y_pred, k, sparse):
+    """Share of rows whose target class is among the k largest predictions (ties count as
+    in, as tf.math.in_top_k). sparse: y_true [rows, 1] class indices, else one-hot rows."""
+    rows, width = y_pred.shape
+    hits = 0
+    for r in range(rows):
+        target = int(y_true[r, 0]) if sparse else _argmax_row(y_true, r)
+        if target < 0 or target >= width:
+            continue
+        score = y_pred[r, target]
+        above = 0
+        for j in range(width):
+            if y_pred[r, j] > score:
+                above += 1
+        if above < k:
+            hits += 1
+    return hits / rows
+
+
+@njit
+def class_confusion(y_true, y_pred, sparse, threshold, matrix):
+    """Single-label confusion matrix into matrix [k, k] (rows: true class, columns:
+    predicted). A 1-unit output is two classes (y_pred > threshold); wider outputs take
+    argmax; targets are class indices (sparse) or one-hot/0-1 columns."""
+    k = matrix.shape[0]
+    for a in range(k):
+        for b in range(k):
+            matrix[a, b] = 0.0
+    width = y_pred.shape[1]
+    for r in range(y_pred.shape[0]):
+        if width == 1:
+            predicted = 1 if y_pred[r, 0] > threshold else 0
+            actual = 1 if y_true[r, 0] != 0 else 0
+        else:
+            predicted = _argmax_row(y_pred, r)
+            actual = int(y_true[r, 0]) if sparse else _argmax_row(y_true, r)
+        if 0 <= actual < k and 0 <= predicted < k:
+            matrix[actual, predicted] += 1.0

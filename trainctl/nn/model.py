@@ -259,7 +259,9 @@ class Sequential:
         # What save() records to compile a loaded model the same way (ids as given, the
         # optimizer as configured).
         self.compile_config = {"optimizer": self.optimizer.get_config(), "loss": self.loss.name,
-                               "metrics": [METRICS.resolve(m) if isinstance(m, str) else m.name for m in metrics]}
+                               "metrics": [METRICS.resolve(m) if isinstance(m, str) else
+                                           m.to_dict() if hasattr(m, "to_dict") else dict(m) if isinstance(m, dict) else m.name
+                                           for m in metrics]}
 
     def fit(self, x=None, y=None, *, verbose: int | None = None, **options):
         """TF.js/Keras fit. `verbose` as Keras: 0 silent, 1 the CLI's live progress, 2 one line

@@ -310,7 +310,7 @@ class Adam(Optimizer):
         learning_rate: PositiveFloat = 0.001  # getOptimizer('adam')
         beta1: UnitInterval = 0.9
         beta2: UnitInterval = 0.999
-        epsilon: PositiveFloat = EPSILON
+        epsilon: NonNegativeFloat = EPSILON  # 0 accepted, as TF.js (only null takes the backend epsilon)
 
     def initial_scalars(self):
         return {"acc_beta1": self.params.beta1, "acc_beta2": self.params.beta2}
@@ -347,7 +347,7 @@ class Adamax(Optimizer):
         learning_rate: PositiveFloat = 0.002  # getOptimizer('adamax')
         beta1: UnitInterval = 0.9
         beta2: UnitInterval = 0.999
-        epsilon: PositiveFloat = EPSILON
+        epsilon: NonNegativeFloat = EPSILON  # 0 accepted, as TF.js (only null takes the backend epsilon)
         decay: NonNegativeFloat = 0.0  # learning rate / (1 + decay * iteration)
 
     def initial_scalars(self):
@@ -396,7 +396,7 @@ class Adadelta(Optimizer):
     class Params(OptimizerParams):
         learning_rate: PositiveFloat = 1.0  # getOptimizer('adadelta'), as Keras
         rho: UnitInterval = 0.95
-        epsilon: PositiveFloat = EPSILON
+        epsilon: NonNegativeFloat = EPSILON  # 0 accepted, as TF.js (only null takes the backend epsilon)
 
     def constants(self, dtype):
         p = self.params
@@ -414,7 +414,7 @@ class RMSProp(Optimizer):
         learning_rate: PositiveFloat = 0.001  # getOptimizer('rmsprop')
         decay: UnitInterval = 0.9  # discount of the mean square (Keras calls it rho)
         momentum: NonNegativeFloat = 0.0
-        epsilon: PositiveFloat = EPSILON
+        epsilon: NonNegativeFloat = EPSILON  # 0 accepted, as TF.js (only null takes the backend epsilon)
         centered: bool = False  # divide by the estimated variance of the gradient instead
 
     def __init__(self, params: OptimizerParams | None = None, /, **kwargs: Any):

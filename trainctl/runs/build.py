@@ -74,6 +74,96 @@ def check_config(loaded, max_memory: int | None = None) -> None:
     do_validation = validation_split_of(config) > 0 or getattr(config.data, "validation", None) is not None
     check_monitors(callbacks, ["loss", *[m.log_key for m in model.metrics]], do_validation, loaded)
     check_callback_files(callbacks, loaded)
+    if not loaded.path:  # a config built in memory (experiment variants): no file to resolve data paths from
+        return
+    base_dir = Path(loaded.path).resolve().parent
+    with located_in(loaded):
+        problems = probe_data(config, model, base_dir)
+        if problems:
+            raise ConfigValueError(problems)
+
+
+def probe_data(config, model, base_dir: Path) -> list[tuple[str, str]]:
+    """What `validate` can tell from the data files without reading them whole: a missing
+    file, a missing target column, the feature count against input_shape, the classes seen
+    against the output units and the class_weight keys (CSV: the header and pyarrow's first
+    block; .npy: the header). (dotted config path, message) pairs."""
+    from trainctl.data import table_for
+    from trainctl.data.config import CsvSource, NpySource, NpzSource, ShardsSource
+    from trainctl.data.readers import NpyArray, resolve_path
+
+    problems: list[tuple[str, str]] = []
+    sections = [("data.train", config.data.train)]
+    if config.data.validation is not None:
+        sections.append(("data.validation", config.data.validation))
+    steps = {step.type for step in config.data.preprocessing}
+    shape_kept = steps <= {"standardize", "min_max", "rescale", "one_hot"}
+    units = model.output_shape[-1] if model.output_shape else None
+    last = f"model.layers.{len(config.model.layers) - 1}.units"
+    for path, source in sections:
+        if hasattr(source, "stream"):
+            path, source = f"{path}.stream.source", source.stream.source
+        if isinstance(source, (CsvSource, ShardsSource)):
+            key = "csv" if isinstance(source, CsvSource) else "shards"
+            try:
+                table = table_for(source, base_dir)
+            except DataError as error:
+                message = str(error)
+                where = f"{path}.target" if "unknown column" in message and _names_target(source, message) else (
+                    f"{path}.{key}" if "no such" in message or "is a directory" in message or "empty" in message else path)
+                problems.append((where, message))
+                continue
+            first = table.tables[0] if hasattr(table, "tables") else table
+            if shape_kept and not table.needs_encoding and tuple(model.input_shape) != (len(table.feature_names),):
+                problems.append(("model.layers.0.input_shape",
+                                 f"{source.csv if key == 'csv' else source.shards} has {len(table.feature_names)} feature columns "
+                                 f"({', '.join(table.feature_names)}), the model expects input_shape {list(model.input_shape)}"))
+            if path.startswith("data.train") and table.string_labels and getattr(first, "_sample", None) is not None:
+                sample = first._sample.column(first.target_cols[0]).to_pylist()
+                seen = sorted({str(v).strip() for v in sample if v is not None and str(v).strip()})
+                names = source.class_names or seen
+                k = len(names)
+                complete = source.class_names is not None or (units is not None and k >= (2 if units == 1 else units))
+                if units is not None and (k > units and not (units == 1 and k == 2)):
+                    problems.append((last, f"the data has {k} classes ({', '.join(names)}) in its first rows, "
+                                           f"the output has {units} units"))
+                weights = config.fit.class_weight
+                if isinstance(weights, dict) and complete:
+                    for class_key in weights:
+                        if isinstance(class_key, str) and class_key not in names:
+                            problems.append((f"fit.class_weight.{class_key}",
+                                             f"no class {class_key!r}; the classes are: {', '.join(names)}"))
+            elif (path.startswith("data.train") and len(first.target_cols) == 1 and units and units > 1
+                  and getattr(source, "labels", "auto") != "none" and getattr(first, "_sample", None) is not None
+                  and model.loss.name in ("categorical_crossentropy", "sparse_categorical_crossentropy")):
+                values = [v for v in first._sample.column(first.target_cols[0]).to_pylist() if isinstance(v, (int, float))]
+                if values and all(float(v).is_integer() and v >= 0 for v in values) and max(values) + 1 > units:
+                    problems.append((last, f"the data has class index {int(max(values))} in its first rows, "
+                                           f"the output has {units} units (indices 0 to {units - 1})"))
+        elif isinstance(source, NpySource):
+            for field in ("npy", "targets", "sample_weight"):
+                name = getattr(source, field)
+                if name is None:
+                    continue
+                try:
+                    array = NpyArray(resolve_path(name, base_dir), name)
+                except DataError as error:
+                    problems.append((f"{path}.{field}", str(error)))
+                    continue
+                if field == "npy" and shape_kept and array.row_shape and tuple(array.row_shape) != tuple(model.input_shape) \
+                        and int(np.prod(array.row_shape)) != int(np.prod(model.input_shape)):
+                    problems.append(("model.layers.0.input_shape", f"{name} has samples of shape {list(array.row_shape)}, "
+                                                                  f"the model expects input_shape {list(model.input_shape)}"))
+        elif isinstance(source, NpzSource):
+            if not resolve_path(source.npz, base_dir).exists():
+                problems.append((f"{path}.npz", f"{source.npz}: no such file (looked for {resolve_path(source.npz, base_dir)})"))
+    return problems
+
+
+def _names_target(source, message: str) -> bool:
+    target = source.target
+    targets = target if isinstance(target, list) else [target]
+    return any(isinstance(t, str) and repr(t) in message for t in targets)
 
 
 def check_callback_files(callbacks: list[Callback], loaded=None) -> None:
@@ -139,6 +229,54 @@ def load_training_data(config, base_dir: Path, model):
     return data
 
 
+def resolve_class_weight(spec, data) -> dict[int, float] | None:
+    """fit.class_weight as {class index: weight}: keys are indices or class names; `balanced`
+    is n_samples / (n_classes · count(class)) over the training split, as scikit-learn's."""
+    if spec is None:
+        return None
+    names = data.class_names
+    if names is None:
+        raise ConfigValueError([("fit.class_weight", "needs class labels; these targets are not classes")])
+    if spec == "balanced":
+        counts = class_counts(data, len(names))
+        present = counts > 0
+        total = counts.sum()
+        return {i: float(total / (present.sum() * counts[i])) for i in range(len(names)) if counts[i] > 0}
+    resolved: dict[int, float] = {}
+    for key, weight in spec.items():
+        if isinstance(key, str) and not key.lstrip("-").isdigit():
+            if key not in names:
+                from trainctl.registry import did_you_mean
+
+                hint = did_you_mean(key, names)
+                suffix = f"; did you mean {hint!r}?" if hint else f"; the classes are: {', '.join(names)}"
+                raise ConfigValueError([(f"fit.class_weight.{key}", f"no class {key!r}{suffix}")])
+            index = names.index(key)
+        else:
+            index = int(key)
+            if not 0 <= index < len(names):
+                raise ConfigValueError([(f"fit.class_weight.{key}", f"class index {index} out of range for {len(names)} classes ({', '.join(names)})")])
+        resolved[index] = float(weight)
+    return resolved
+
+
+def class_counts(data, n_classes: int) -> np.ndarray:
+    """Samples per class in the training split (arrays or one pass over the stream)."""
+    counts = np.zeros(n_classes, dtype=np.int64)
+    blocks = [data.y] if data.y is not None else (y for _, y, _ in data.stream._mapped())
+    for y in blocks:
+        y = np.asarray(y).reshape(len(y), -1)
+        index = np.argmax(y, axis=1) if y.shape[1] > 1 else np.rint(y[:, 0]).astype(np.int64)
+        counts += np.bincount(index, minlength=n_classes)[:n_classes]
+    return counts
+
+
+def class_mapping_line(names: list[str], class_weight: dict[int, float] | None) -> str:
+    parts = [f"{i}={name}" + (f" (weight {class_weight[i]:.4g})" if class_weight and i in class_weight else "")
+             for i, name in enumerate(names)]
+    return "classes: " + "  ".join(parts)
+
+
 def check_shape_of_stream(model, stream, where: str) -> None:
     if tuple(stream.x_shape) != tuple(model.input_shape):
         raise DataError(f"{where}: inputs have shape [n,{','.join(map(str, stream.x_shape))}] but the model "
@@ -198,6 +336,8 @@ def _prepare(loaded, config_dir: Path, init_from: Path | None = None, max_memory
     user_callbacks = build_callbacks(config)
     check_callback_files(user_callbacks, loaded)
     data = load_training_data(config, config_dir, model)
+    with located_in(loaded):
+        data.class_weight = resolve_class_weight(config.fit.class_weight, data)
     do_validation = data.x_val is not None or data.validation_stream is not None
     check_monitors(user_callbacks, log_keys(model), do_validation, loaded)
     if TerminateOnNaN.type_id not in {c.type_id for c in user_callbacks}:

@@ -61,11 +61,21 @@ def open_run(path: Path, max_memory: int | None = None) -> Run:
     data_file = run_dir.file(DATA_FILE)
     data_info = read_json(data_file) if data_file.exists() else {}
     steps = list(loaded.config.data.preprocessing)
+    target_steps = list(loaded.config.data.target_preprocessing)
     arrays = run_dir.read_preprocessing() or {}
     try:
-        preprocessing = PreprocessingState.from_arrays(steps, arrays) if steps else PreprocessingState([], [])
+        preprocessing = PreprocessingState.from_arrays(steps, arrays, target_steps) if steps or target_steps \
+            else PreprocessingState([], [])
     except DataError as error:
         raise ArtifactError(f"{run_dir.file('preprocessing.safetensors')}: {error}") from None
+    if data_info.get("tabular"):
+        from trainctl.data.tabular import TabularEncoder
+
+        try:
+            preprocessing.tabular = TabularEncoder.from_json(data_info["tabular"])
+        except DataError as error:
+            raise ArtifactError(f"{data_file}: {error}") from None
+    preprocessing.input_width = data_info.get("input_width")
     return Run(run_dir, loaded.config, model, preprocessing, data_info)
 
 
@@ -86,8 +96,11 @@ def _file_source(path: Path, run: Run, with_targets: bool):
         if features is None and isinstance(train, CsvSource) and train.header:
             # the columns training used, by name: a file that still has the target column works
             features = run.data_info.get("feature_names")
+        options = {}
+        if isinstance(train, CsvSource):  # read it as training read its CSV: same columns, fills, encoding
+            options = {key: getattr(train, key) for key in ("delimiter", "header", "columns", "fill", "missing_values", "encoding")}
         return CsvSource(csv=str(path), target=target, features=features,
-                         labels=getattr(train, "labels", "auto"), class_names=run.class_names)
+                         labels=getattr(train, "labels", "auto"), class_names=run.class_names, **options)
     if suffix == ".npz":
         return NpzSource(npz=str(path), x_key=getattr(train, "x_key", "x"),
                          y_key=(getattr(train, "y_key", "y") or "y") if with_targets else None)
@@ -104,10 +117,26 @@ class Predictions:
     outputs: np.ndarray
     classes: np.ndarray | None
     class_names: list[str] | None
+    target_names: list[str] | None = None  # regression: the target columns' names
 
     @property
     def n_rows(self) -> int:
         return int(self.outputs.shape[0])
+
+    def output_labels(self) -> list[str]:
+        """Column names of the outputs, the same in the printed table and the CSV."""
+        width = int(np.prod(self.outputs.shape[1:], dtype=np.int64)) if self.outputs.ndim > 1 else 1
+        if self.classes is None:
+            names = self.target_names if self.target_names and len(self.target_names) == width else None
+            return list(names) if names else [f"y{i}" for i in range(width)]
+        if width == 1:  # one sigmoid unit: the probability of the second (positive) class
+            return [f"p_{self.class_names[1]}"] if self.class_names and len(self.class_names) == 2 else ["p"]
+        names = self.class_names if self.class_names and len(self.class_names) == width else [str(i) for i in range(width)]
+        return [f"p_{name}" for name in names]
+
+    def class_label(self, index: int) -> str:
+        names = self.class_names
+        return names[index] if names and 0 <= index < len(names) else str(index)
 
 
 def is_classifier(run: Run) -> bool:
@@ -127,11 +156,15 @@ def predict_file(run: Run, input_path: Path, output_path: Path | None, batch_siz
         raise DataError(f"{input_path}: inputs have shape [n,{','.join(map(str, x.shape[1:]))}], "
                         f"the model expects [n,{','.join(map(str, run.model.input_shape))}]")
     outputs = run.model.predict(x, batch_size=batch_size)
+    if run.preprocessing.target_steps:  # back to the target's units
+        from trainctl.data.preprocessing import invert_target_preprocessing
+
+        outputs = invert_target_preprocessing(run.preprocessing, outputs.reshape(len(outputs), -1)).reshape(outputs.shape)
     classes = None
     if is_classifier(run):
         flat = outputs.reshape(outputs.shape[0], -1)
         classes = (flat[:, 0] > 0.5).astype(np.int64) if flat.shape[1] == 1 else np.argmax(flat, axis=1)
-    result = Predictions(outputs, classes, run.class_names)
+    result = Predictions(outputs, classes, run.class_names, run.data_info.get("target_names"))
     if output_path is not None:
         write_predictions(Path(output_path), result)
     return result
@@ -151,21 +184,20 @@ def write_predictions(path: Path, result: Predictions) -> None:
         return
     if suffix != ".csv":
         raise TrainctlError(f"--output {path}: unsupported format {suffix or '(none)'}; use .npy or .csv")
-    names = result.class_names or [str(i) for i in range(flat.shape[1])]
+    columns = result.output_labels()
     if result.classes is None:
-        lines = [",".join(f"y{i}" for i in range(flat.shape[1]))]
+        lines = [",".join(columns)]
         lines += [",".join(f"{v:.8g}" for v in row) for row in flat]
     else:
-        columns = [f"p_{name}" for name in names] if flat.shape[1] > 1 else ["p"]
         lines = [",".join(["class", *columns])]
         for cls, row in zip(result.classes, flat):
-            label = names[cls] if cls < len(names) else str(cls)
-            lines.append(",".join([label, *(f"{v:.8g}" for v in row)]))
+            lines.append(",".join([result.class_label(int(cls)), *(f"{v:.8g}" for v in row)]))
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
-def evaluate_run(run: Run, data_path: Path | None, batch_size: int) -> tuple[str, dict[str, float]]:
-    """Loss and metrics on a given file, or on the run's own validation data."""
+def _evaluation_data(run: Run, data_path: Path | None, batch_size: int):
+    """(title, where, x, y) for a file or the run's validation arrays, or (title, where,
+    stream, None) for a validation stream; y is encoded and target-scaled as in training."""
     from trainctl.train.loop import check_inputs, check_targets
 
     if data_path is not None:
@@ -188,12 +220,117 @@ def evaluate_run(run: Run, data_path: Path | None, batch_size: int) -> tuple[str
         data = load_training_data(run.config, run.config_dir, run.model)
         where = data.validation_description or "validation data"
         if data.x_val is None and data.validation_stream is not None:
-            from trainctl.train.loop import Trainer
-
-            return f"evaluation on {where}", Trainer(run.model).evaluate(data.validation_stream, batch_size)
+            return f"evaluation on {where}", where, data.validation_stream, None
         if data.x_val is None:
             raise TrainctlError(f"{run.run_dir.path}: the run has no validation data; pass --data FILE")
         x, y, title = data.x_val, data.y_val, f"evaluation on {where}"
     check_inputs(run.model, x, where)
     check_targets(run.model, y, where)
+    return title, where, x, y
+
+
+def evaluate_run(run: Run, data_path: Path | None, batch_size: int) -> tuple[str, dict[str, float]]:
+    """Loss and metrics on a given file, or on the run's own validation data."""
+    title, _, x, y = _evaluation_data(run, data_path, batch_size)
+    if y is None:
+        from trainctl.train.loop import Trainer
+
+        return title, Trainer(run.model).evaluate(x, batch_size)
     return title, run.model.evaluate(x, y, batch_size=batch_size)
+
+
+@dataclass
+class EvaluationReport:
+    """What `trainctl evaluate` shows: loss and metrics, then per class (classifiers: a
+    classification report and confusion matrix) or per target (regressors: MAE, RMSE, R²
+    in the target's own units). `y_true`/`y_pred` (class indices or values) feed the plot."""
+
+    title: str
+    metrics: dict[str, float]
+    task: str  # classification | regression
+    report: dict[str, Any]
+    y_true: np.ndarray
+    y_pred: np.ndarray
+
+    def to_json(self) -> dict[str, Any]:
+        return {"title": self.title, "task": self.task, "metrics": self.metrics, **self.report}
+
+
+def evaluation_report(run: Run, data_path: Path | None, batch_size: int) -> EvaluationReport:
+    """Loss/metrics (as evaluate_run) and the per-class or per-target report over every row."""
+    title, where, x, y = _evaluation_data(run, data_path, batch_size)
+    if y is None:  # a validation stream: gather its batches once
+        from trainctl.train.loop import Trainer
+
+        metrics = Trainer(run.model).evaluate(x, batch_size)
+        outputs, targets = [], []
+        for xb, yb, _ in x.batches(0, batch_size):
+            outputs.append(np.array(run.model.predict(xb, batch_size=batch_size)))
+            targets.append(np.array(yb))
+        outputs, y = np.concatenate(outputs), np.concatenate(targets)
+    else:
+        metrics = run.model.evaluate(x, y, batch_size=batch_size)
+        outputs = run.model.predict(x, batch_size=batch_size)
+    n = len(outputs)
+    out2d, y2d = outputs.reshape(n, -1), np.asarray(y).reshape(n, -1)
+    if is_classifier(run):
+        true_index = _class_indices(y2d, out2d.shape[1])
+        pred_index = (out2d[:, 0] > 0.5).astype(np.int64) if out2d.shape[1] == 1 else np.argmax(out2d, axis=1)
+        k = 2 if out2d.shape[1] == 1 else out2d.shape[1]
+        names = run.class_names if run.class_names and len(run.class_names) == k else [str(i) for i in range(k)]
+        return EvaluationReport(title, metrics, "classification", classification_report(true_index, pred_index, names),
+                                true_index, pred_index)
+    from trainctl.data.preprocessing import invert_target_preprocessing
+
+    truth = invert_target_preprocessing(run.preprocessing, y2d).astype(np.float64)
+    predicted = invert_target_preprocessing(run.preprocessing, out2d).astype(np.float64)
+    names = run.data_info.get("target_names")
+    names = names if names and len(names) == truth.shape[1] else [f"y{i}" for i in range(truth.shape[1])]
+    return EvaluationReport(title, metrics, "regression", regression_report(truth, predicted, names), truth, predicted)
+
+
+def _class_indices(y2d: np.ndarray, width: int) -> np.ndarray:
+    if y2d.shape[1] > 1:
+        return np.argmax(y2d, axis=1)
+    return np.rint(y2d[:, 0]).astype(np.int64) if width > 1 else (y2d[:, 0] != 0).astype(np.int64)
+
+
+def classification_report(true_index: np.ndarray, pred_index: np.ndarray, names: list[str]) -> dict[str, Any]:
+    """Per-class precision, recall, F1 and support, their macro and weighted averages,
+    accuracy and the confusion matrix (rows: true class, columns: predicted), as scikit-learn's
+    classification_report and confusion_matrix compute them (0 where a ratio is 0/0)."""
+    k = len(names)
+    matrix = np.zeros((k, k), dtype=np.int64)
+    np.add.at(matrix, (true_index, pred_index), 1)
+    tp = np.diag(matrix).astype(np.float64)
+    predicted, support = matrix.sum(axis=0).astype(np.float64), matrix.sum(axis=1).astype(np.float64)
+    ratio = lambda a, b: np.divide(a, b, out=np.zeros_like(a), where=b > 0)  # noqa: E731
+    precision, recall = ratio(tp, predicted), ratio(tp, support)
+    f1 = ratio(2 * precision * recall, precision + recall)
+    rows = [{"class": name, "precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}
+            for name, p, r, f, n in zip(names, precision, recall, f1, support)]
+    total = support.sum()
+
+    def average(weights):
+        return {key: float((values * weights).sum() / weights.sum()) if weights.sum() else 0.0
+                for key, values in (("precision", precision), ("recall", recall), ("f1", f1))}
+
+    return {
+        "classes": list(names), "per_class": rows,
+        "accuracy": float(tp.sum() / total) if total else 0.0,
+        "macro_avg": {**average(np.ones(k)), "support": int(total)},
+        "weighted_avg": {**average(support), "support": int(total)},
+        "confusion_matrix": matrix.tolist(),
+    }
+
+
+def regression_report(truth: np.ndarray, predicted: np.ndarray, names: list[str]) -> dict[str, Any]:
+    """Per target column: MAE, RMSE and R² (1 − SS_res/SS_tot) in the target's units."""
+    rows = []
+    for j, name in enumerate(names):
+        error = predicted[:, j] - truth[:, j]
+        ss_tot = float(((truth[:, j] - truth[:, j].mean()) ** 2).sum())
+        rows.append({"target": name, "mae": float(np.abs(error).mean()), "rmse": float(np.sqrt((error ** 2).mean())),
+                     "r2": 1.0 - float((error ** 2).sum()) / ss_tot if ss_tot > 0 else float("nan"),
+                     "n": int(len(error))})
+    return {"targets": rows}

@@ -49,7 +49,7 @@ def describe_model(model, config=None):
     weights = [(w.name, list(w.value.shape)) for w in model.weights]
     extras = {}
     if config is not None:
-        compiled = {"optimizer": config.optimizer.to_dict(), "loss": config.loss, "metrics": list(config.metrics)}
+        compiled = {"optimizer": config.optimizer.to_dict(), "loss": config.loss, "metrics": [m if isinstance(m, str) else (getattr(m.params, "name", None) or m.type) for m in config.metrics]}
     else:
         compiled = model.compile_config or None
     if compiled is not None:
@@ -57,7 +57,7 @@ def describe_model(model, config=None):
         extras["Optimizer"] = optimizer.pop("type") + "".join(
             f", {key}={value}" for key, value in optimizer.items() if value is not None)
         extras["Loss"] = compiled["loss"]
-        extras["Metrics"] = ", ".join(compiled["metrics"]) or "none"
+        extras["Metrics"] = ", ".join(m if isinstance(m, str) else str(m.get("name") or m.get("type")) for m in compiled["metrics"]) or "none"
     extras["FLOPs per sample (forward)"] = f"{model.flops_per_sample():,}"
     extras["Weights size"] = f"{weights_nbytes(model):,} bytes"
     return rows, totals, weights, extras

@@ -66,9 +66,15 @@ def _write_run_files(run_dir, prepared: _Prepared, settings: dict[str, Any]) -> 
     from trainctl.runs.atomic import atomic_write_json
 
     data = prepared.data
+    tabular = data.preprocessing.tabular
     atomic_write_json(run_dir.file(DATA_FILE), {
         "config_dir": str(prepared.config_dir), "class_names": data.class_names,
-        "label_encoding": data.label_encoding, "feature_names": data.feature_names})
+        "class_index": {name: i for i, name in enumerate(data.class_names)} if data.class_names else None,
+        "class_weight": {str(k): v for k, v in data.class_weight.items()} if data.class_weight else None,
+        "label_encoding": data.label_encoding, "feature_names": data.feature_names,
+        "target_names": _target_names(prepared.config),
+        "input_width": data.preprocessing.input_width,
+        "tabular": tabular.to_json() if tabular is not None else None})
     run_dir.write_model(prepared.model.to_json())
     preprocessing = data.preprocessing.to_arrays()
     if preprocessing:
@@ -120,6 +126,14 @@ def _epochs_done(run_dir) -> int:
     except (OSError, UnicodeDecodeError):
         return 0
     return max(0, len([line for line in lines if line.strip()]) - 1)
+
+
+def _target_names(config) -> list[str] | None:
+    train = config.data.train
+    train = train.stream.source if hasattr(train, "stream") else train
+    target = getattr(train, "target", None)
+    targets = target if isinstance(target, list) else ([target] if target is not None else [])
+    return [str(t) for t in targets] if targets and all(isinstance(t, str) for t in targets) else None
 
 
 def _config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
@@ -266,7 +280,7 @@ def _run_training(run_dir, prepared: _Prepared, extra: list[Callback], settings:
             data.x, data.y, verbose=0, source=data.stream, epochs=initial_epoch if stopped else fit.epochs,
             batch_size=fit.batch_size, shuffle=fit.shuffle, validation_data=validation,
             initial_epoch=initial_epoch, start_batch=start_batch,
-            class_weight=fit.class_weight, sample_weight=data.sample_weight,
+            class_weight=data.class_weight, sample_weight=data.sample_weight,
             # The run history first (it keeps the loop's logs before callbacks add to them),
             # the checkpointer after every callback that reacts to an epoch.
             callbacks=[run_history, *user_callbacks, HistoryWriter(run_dir), *extra, checkpointer, stopper],
@@ -302,6 +316,10 @@ def _run_training(run_dir, prepared: _Prepared, extra: list[Callback], settings:
     run_dir.write_metrics({**final, "epochs": len(run_history.epochs), **restored, "seconds": seconds})
     run_dir.prune_checkpoints(settings.get("keep_checkpoints") or FINISHED_RUN_CHECKPOINTS)
     messages = [c.message for c in user_callbacks if c.message]
+    if data.class_names and (data.class_weight or data.class_names != [str(i) for i in range(len(data.class_names))]):
+        from trainctl.runs.build import class_mapping_line  # text classes (or weighted ones): say which index is which
+
+        messages.insert(0, class_mapping_line(data.class_names, data.class_weight))
     model_mae = final.get("val_mae", final.get("val_mean_absolute_error"))  # the name as the user wrote it, or TF.js's
     baseline = forecast_baseline_line(config.data, data.x_val, data.y_val, model_mae)
     if baseline is not None:

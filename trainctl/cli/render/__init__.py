@@ -8,8 +8,8 @@ errors); nothing here forces colour or a terminal, so NO_COLOR and pipes behave.
 
 from trainctl.cli.render.format import format_duration, format_shape, format_value, human_bytes, human_count, mean_std
 from trainctl.cli.render.progress import MODES, ExperimentProgressLine, ProgressDisplay
-from trainctl.cli.render.tables import (render_compare_table, render_error, render_metrics_table, render_predictions,
-                                        render_summary, render_summary_line)
+from trainctl.cli.render.tables import (render_compare_table, render_error, render_evaluation_report, render_metrics_table,
+                                        render_predictions, render_summary, render_summary_line)
 
 __all__ = [
     "MODES",
@@ -23,6 +23,7 @@ __all__ = [
     "mean_std",
     "render_compare_table",
     "render_error",
+    "render_evaluation_report",
     "render_metrics_table",
     "render_predictions",
     "render_summary",

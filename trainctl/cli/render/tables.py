@@ -72,6 +72,41 @@ def render_metrics_table(console: Console, title: str, metrics: Mapping[str, flo
     console.print(table)
 
 
+def render_evaluation_report(console: Console, report: Any) -> None:
+    """`trainctl evaluate` after the metrics table: for a classifier the per-class report
+    (precision, recall, F1, support by class name) and the confusion matrix; for a
+    regressor MAE, RMSE and R² per target, in the target's units."""
+    data = report.report
+    if report.task == "classification":
+        table = Table(title="per class", title_justify="left")
+        for column in ("class", "precision", "recall", "f1", "support"):
+            table.add_column(column, justify="left" if column == "class" else "right", no_wrap=True)
+        for row in data["per_class"]:
+            table.add_row(Text(row["class"]), *(Text(f"{row[key]:.4f}") for key in ("precision", "recall", "f1")),
+                          Text(str(row["support"])))
+        table.add_section()
+        for label, key in (("macro avg", "macro_avg"), ("weighted avg", "weighted_avg")):
+            avg = data[key]
+            table.add_row(Text(label), *(Text(f"{avg[k]:.4f}") for k in ("precision", "recall", "f1")), Text(str(avg["support"])))
+        table.add_row(Text("accuracy"), Text(""), Text(""), Text(f"{data['accuracy']:.4f}"), Text(str(data["macro_avg"]["support"])))
+        console.print(table)
+        matrix = Table(title="confusion matrix (rows: true class, columns: predicted)", title_justify="left")
+        matrix.add_column("true \\ predicted", no_wrap=True)
+        for name in data["classes"]:
+            matrix.add_column(Text(name), justify="right", no_wrap=True)
+        for name, row in zip(data["classes"], data["confusion_matrix"]):
+            matrix.add_row(Text(name), *(Text(str(v)) for v in row))
+        console.print(matrix)
+        return
+    table = Table(title="per target (in the target's units)", title_justify="left")
+    for column in ("target", "MAE", "RMSE", "R²", "rows"):
+        table.add_column(column, justify="left" if column == "target" else "right", no_wrap=True)
+    for row in data["targets"]:
+        table.add_row(Text(row["target"]), Text(format_value(row["mae"])), Text(format_value(row["rmse"])),
+                      Text(format_value(row["r2"])), Text(str(row["n"])))
+    console.print(table)
+
+
 def _sort_key(value: Any) -> float | None:
     """Numbers sort as themselves; "0.12 ± 0.01" sorts by its mean; anything else last."""
     if isinstance(value, bool) or value is None:
@@ -159,14 +194,8 @@ def render_predictions(console: Console, result: Any, *, max_rows: int = _PREDIC
     n_rows = int(outputs.shape[0])
     flat = outputs.reshape(n_rows, -1)
     classes = getattr(result, "classes", None)
-    names = getattr(result, "class_names", None)
     n_columns = flat.shape[1]
-    if classes is not None and n_columns > 1:
-        labels = [f"p_{name}" for name in names] if names else [f"p_{i}" for i in range(n_columns)]
-    elif classes is not None:
-        labels = ["p"]
-    else:
-        labels = [f"y{i}" for i in range(n_columns)]
+    labels = result.output_labels()  # the CSV's header too
     shown_columns = min(n_columns, _PREDICTION_COLUMNS)
     table = Table()
     table.add_column("#", justify="right", no_wrap=True)
@@ -179,9 +208,7 @@ def render_predictions(console: Console, result: Any, *, max_rows: int = _PREDIC
     for index in range(min(n_rows, max_rows)):
         cells = [Text(str(index))]
         if classes is not None:
-            cls = int(classes[index])
-            label = names[cls] if names and n_columns > 1 and cls < len(names) else str(cls)
-            cells.append(Text(label))
+            cells.append(Text(result.class_label(int(classes[index]))))
         cells += [Text(f"{float(v):.4g}") for v in flat[index, :shown_columns]]
         if shown_columns < n_columns:
             cells.append(Text("…"))

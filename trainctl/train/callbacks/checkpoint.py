@@ -11,7 +11,7 @@ from pydantic import model_validator
 from trainctl.config.base import FiniteFloat, PositiveInt, StrictModel, bounded_int
 from trainctl.runs.files import MODEL_CHECKPOINTS_DIR
 from trainctl.train.callbacks.base import Arrays, Monitored, RunContext, register
-from trainctl.train.callbacks.monitor import Mode, MonitoringCallback, _finite
+from trainctl.train.callbacks.monitor import logged, Mode, MonitoringCallback, _finite
 
 # -- checkpoints -------------------------------------------------------------------
 Saver = Callable[[str, dict[str, Any]], Any]
@@ -105,12 +105,12 @@ class ModelCheckpoint(MonitoringCallback):
         if self.direction is None:
             self.watch.bind(self.model)
             self.best = self._initial_best()
-        watched = [logs.get("loss"), logs.get(self.monitor)]
+        watched = [logs.get("loss"), logged(logs, self.monitor)]
         if any(value is not None and not _finite(value) for value in watched):
             self.skipped_nonfinite += 1
             return
         if self.save_best_only:
-            current = logs.get(self.monitor)
+            current = logged(logs, self.monitor)
             if current is None:  # Keras: warns and saves anyway
                 warnings.warn(f"model_checkpoint: can save best only with {self.monitor} available; saving",
                               stacklevel=2)

@@ -76,7 +76,12 @@ class Monitor:
         return value - d > reference if self.delta_on == "value" else value > reference + d
 
     def value(self, logs: dict[str, Any] | None) -> float | None:
-        current = (logs or {}).get(self.name)
+        logs = logs or {}
+        current = logs.get(self.name)
+        if current is None:  # a TF.js user's val_acc where the log says val_accuracy, and back
+            from trainctl.nn.metrics import metric_key_aliases
+
+            current = next((logs[a] for a in metric_key_aliases(self.name) if a in logs), None)
         return None if current is None else float(current)
 
     def sort_key(self, value: float) -> float:
@@ -97,6 +102,16 @@ def ranking_monitor(metric: str, mode: str | None) -> Monitor:
     return monitor
 
 
+def logged(logs: dict[str, Any] | None, name: str) -> Any:
+    """logs[name], or the value under its other spelling (val_acc / val_accuracy, ce / crossentropy)."""
+    logs = logs or {}
+    if name in logs:
+        return logs[name]
+    from trainctl.nn.metrics import metric_key_aliases
+
+    return next((logs[a] for a in metric_key_aliases(name) if a in logs), None)
+
+
 def _check_monitor(callback_id: str, monitor: str, params: dict[str, Any], *, per_batch: bool = False) -> str | None:
     """Why a monitored value will never be logged (the usual case: val_loss without
     validation data), or None when training logs it."""
@@ -108,6 +123,10 @@ def _check_monitor(callback_id: str, monitor: str, params: dict[str, Any], *, pe
         available += [f"val_{key}" for key in keys]
     if monitor in available:
         return None
+    from trainctl.nn.metrics import metric_key_aliases
+
+    if any(alias in available for alias in metric_key_aliases(monitor)):
+        return None  # the other spelling (val_acc / val_accuracy, ce / crossentropy) is logged: Monitor.value reads it
     if monitor.startswith("val_") and monitor[4:] in keys:
         reason = ("is only known at the end of an epoch; use monitor: " + monitor[4:]) if per_batch else \
             "needs validation data (fit.validation_split or data.validation)"

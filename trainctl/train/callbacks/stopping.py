@@ -10,7 +10,7 @@ from pydantic import Field
 
 from trainctl.config.base import FiniteFloat, NonNegativeFloat, NonNegativeInt, StrictModel, bounded_int
 from trainctl.train.callbacks.base import Arrays, register
-from trainctl.train.callbacks.monitor import Mode, MonitoringCallback, _copy_weights
+from trainctl.train.callbacks.monitor import logged, Mode, MonitoringCallback, _copy_weights
 
 
 # -- early stopping ----------------------------------------------------------------------
@@ -55,7 +55,7 @@ class EarlyStopping(MonitoringCallback):
     def on_epoch_end(self, epoch, logs=None):
         if self.direction is None:
             self.watch.bind(self.model)
-        current = (logs or {}).get(self.monitor)
+        current = logged(logs, self.monitor)
         if current is None or epoch < self.start_from_epoch:
             return
         current = float(current)
@@ -156,7 +156,7 @@ class ReduceLROnPlateau(MonitoringCallback):
         optimizer = self.model.optimizer
         if logs is not None:
             logs["lr"] = float(optimizer.learning_rate)
-        current = (logs or {}).get(self.monitor)
+        current = logged(logs, self.monitor)
         if current is None:
             return
         current = float(current)

@@ -10,7 +10,10 @@ scanned again to name the exact line and column.
 from __future__ import annotations
 
 import glob
+import math
 import os
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -46,6 +49,37 @@ def _require_file(path: Path, shown: str) -> None:
         raise DataError(f"{shown}: no such file (looked for {path})")
     if path.is_dir():
         raise DataError(f"{shown}: is a directory, expected a file")
+
+
+def excerpt(text: str, limit: int = 24) -> str:
+    """A short, printable quote of a cell from a file that may be anything (a config pointed at
+    the wrong file must not copy that file's lines into the message): control characters
+    escaped, at most `limit` characters."""
+    text = text.encode("unicode_escape", "backslashreplace").decode("ascii")
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
+def not_utf8(shown: str, path: Path) -> DataError:
+    """The DataError for a file that is not UTF-8, naming the line and byte of the first bad byte."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line, where, byte = 1, "", "?"
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(1 << 20)
+            try:
+                decoder.decode(block, final=not block)
+            except UnicodeDecodeError as error:
+                # error.start counts from the decoder's pending bytes + this block
+                start = max(0, error.start - (len(error.object) - len(block)))
+                line += block.count(b"\n", 0, start)
+                where, byte = f":{line}", block[start:start + 1].hex() or "?"
+                break
+            if not block:
+                break
+            line += block.count(b"\n")
+    return DataError(f"{shown}{where}: not UTF-8 text (byte 0x{byte}); save the file as UTF-8")
 
 
 def _check_finite(block: np.ndarray, shown: str, where) -> None:
@@ -121,7 +155,7 @@ class CsvTable:
             self.feature_cols = [self._column(c) for c in features]
             both = sorted(set(self.feature_cols) & taken)
             if both:
-                raise DataError(f"{shown}: column {self.columns[both[0]]!r} is both a feature and a target/weight")
+                raise DataError(f"{shown}: column {excerpt(self.columns[both[0]])} is both a feature and a target/weight")
         if not self.feature_cols:
             raise DataError(f"{shown}: no feature columns left after taking the target")
         self.feature_names = [self.columns[i] for i in self.feature_cols]
@@ -461,8 +495,8 @@ class NpyArray:
                 else:
                     shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
                 self.offset = f.tell()
-        except (ValueError, OSError) as error:
-            raise DataError(f"{shown}: not a readable .npy file ({error})") from None
+        except (ValueError, OSError, EOFError) as error:
+            raise DataError(f"{shown}: not a readable .npy file ({str(error)[:80]})") from None
         if dtype.hasobject:
             raise DataError(f"{shown}: holds Python objects; only numeric arrays can be read (no pickle)")
         if dtype.kind not in "biuf":
@@ -471,6 +505,11 @@ class NpyArray:
             raise DataError(f"{shown}: Fortran-ordered arrays cannot be streamed; save it with np.ascontiguousarray")
         if len(shape) == 0 or shape[0] == 0:
             raise DataError(f"{shown}: no rows (shape {shape})")
+        claimed = math.prod(shape) * dtype.itemsize
+        held = os.path.getsize(path) - self.offset
+        if claimed != held:  # a lying header: never mmap or allocate what it claims
+            raise DataError(f"{shown}: the header claims shape {list(shape)} ({claimed:,} bytes of data) "
+                            f"but the file holds {held:,} bytes")
         self.shape, self.dtype = tuple(shape), dtype
         self.row_shape = self.shape[1:]
         self.row_bytes = int(np.prod(self.row_shape, dtype=np.int64)) * dtype.itemsize
@@ -502,19 +541,43 @@ def as_float32(a: np.ndarray, shown: str, row0: int = 0) -> np.ndarray:
     return out
 
 
+def npz_member(archive: zipfile.ZipFile, path_shown: str, key: str) -> tuple[zipfile.ZipInfo, tuple, np.dtype]:
+    """The member `key` of an open .npz and its (shape, dtype) from its header, checked
+    against the member's stored size (a lying header is refused before any allocation)."""
+    files = [name[:-4] for name in archive.namelist() if name.endswith(".npy")]
+    if key not in files:
+        hint = did_you_mean(key, files)
+        shown_keys = ", ".join(excerpt(k) for k in files[:10]) or "none"
+        suffix = f"; did you mean {hint!r}?" if hint else f"; keys are: {shown_keys}"
+        raise DataError(f"{path_shown}: no array {key!r}{suffix}")
+    info = archive.getinfo(key + ".npy")
+    with archive.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(member)
+        header_bytes = member.tell()
+    if dtype.hasobject:
+        raise DataError(f"{path_shown}: array {key!r} holds Python objects; only numeric arrays can be read (no pickle)")
+    claimed = math.prod(shape) * dtype.itemsize
+    if claimed != info.file_size - header_bytes:
+        raise DataError(f"{path_shown}: array {key!r} claims shape {list(shape)} ({claimed:,} bytes) but holds "
+                        f"{info.file_size - header_bytes:,} bytes")
+    return info, tuple(shape), dtype
+
+
 def load_npz(path: Path, shown: str, key: str) -> np.ndarray:
     _require_file(path, shown)
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            if key not in archive.files:
-                hint = did_you_mean(key, archive.files)
-                suffix = f"; did you mean {hint!r}?" if hint else f"; keys are: {', '.join(archive.files)}"
-                raise DataError(f"{shown}: no array {key!r}{suffix}")
-            return archive[key]
+        with zipfile.ZipFile(path) as archive:
+            info, _, _ = npz_member(archive, shown, key)
+            with archive.open(info) as member:
+                return np.lib.format.read_array(member, allow_pickle=False)
     except DataError:
         raise
-    except (ValueError, OSError) as error:
-        raise DataError(f"{shown}: not a readable .npz file ({error})") from None
+    except zipfile.BadZipFile:
+        raise DataError(f"{shown}: not a .npz file (not a zip archive, or a damaged one)") from None
+    except (ValueError, OSError, EOFError, zlib.error, NotImplementedError) as error:
+        raise DataError(f"{shown}: not a readable .npz file ({str(error)[:80]})") from None
 
 
 # ---------------------------------------------------------------- 2-D .npy tables and shards

@@ -34,7 +34,8 @@ def _data(kind: str, seed: int = 0):
 LOSSES = {  # loss: (target kind, output units, last activation, metrics)
     "categorical_crossentropy": ("onehot", CLASSES, "softmax", ["accuracy", "crossentropy"]),
     "sparse_categorical_crossentropy": ("sparse", CLASSES, "softmax", ["accuracy"]),
-    "binary_crossentropy": ("binary", 1, "sigmoid", ["accuracy", "precision", "recall"]),
+    # precision/recall threshold at 0.5 (Keras) in their own kernels, outside the compiled step: see the fallback test
+    "binary_crossentropy": ("binary", 1, "sigmoid", ["accuracy", "binary_crossentropy"]),
     "mean_squared_error": ("regression", 2, "linear", ["mae", "mse"]),
     "categorical_hinge": ("onehot", CLASSES, "softmax", ["categorical_accuracy"]),  # not fused
     "huber_or_logcosh": ("regression", 2, "tanh", ["mape"]),
@@ -246,3 +247,15 @@ def test_resume_from_a_mid_epoch_checkpoint_is_exact(tmp_path):
     resume_training(tmp_path / "interrupted")
     for name in ("weights.safetensors", "optimizer.safetensors", "history.csv"):
         assert _digest(tmp_path / "interrupted" / name) == _digest(reference.run_dir.path / name), name
+
+
+def test_thresholded_metrics_fall_back_and_say_why():
+    from trainctl.nn.model import Sequential
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6000, 4)).astype(np.float32)
+    y = (x[:, :1] > 0).astype(np.float32)
+    model = Sequential([{"type": "dense", "units": 1, "activation": "sigmoid", "input_shape": [4]}], seed=0)
+    model.compile("sgd", "binary_crossentropy", metrics=["precision"])
+    model.fit(x, y, epochs=1, batch_size=1, steps_per_execution=100)
+    assert model.compiled_fallback == "metric precision is computed outside the compiled step"

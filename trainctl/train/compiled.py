@@ -131,6 +131,9 @@ class CompiledSteps:
             return f"optimizer {optimizer.type_id} has no compiled update"
         if model.dtype not in (np.float32, np.float64):
             return f"dtype {model.dtype}"
+        own = [m.metric.name for m in trainer.metrics if m.metric.code < 0]
+        if own:  # thresholded precision/recall, auc, f1, ... have kernels of their own
+            return f"metric {own[0]} is computed outside the compiled step"
         return None
 
     # -- running -----------------------------------------------------------------------

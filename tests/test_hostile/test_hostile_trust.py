@@ -51,7 +51,8 @@ def master(tmp_path_factory):
     cache = root / "cache" / "numba"
     first = run(cache, tmp_path)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.split()[0] == "42" and first.stdout.split()[1] == str(cache)
+    # the kernels live in a folder per version of their sources, inside the cache directory
+    assert first.stdout.split()[0] == "42" and Path(first.stdout.split()[1]).parent == cache
     assert stat.S_IMODE(cache.stat().st_mode) == 0o700
     assert stat.S_IMODE(cache.parent.stat().st_mode) == 0o700  # every level it created
     return cache

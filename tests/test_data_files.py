@@ -89,7 +89,7 @@ def test_csv_row_numbers_continue_across_chunks(tmp_path, monkeypatch):
 def test_csv_unknown_column_and_missing_file(tmp_path):
     write(tmp_path, "sepal,petal,species\n1,2,a\n")
     assert error_of({"csv": "t.csv", "target": "specie"}, tmp_path) == "t.csv: unknown column 'specie'; did you mean 'species'?"
-    assert error_of({"csv": "t.csv", "target": "zzz"}, tmp_path) == "t.csv: unknown column 'zzz'; columns are: sepal, petal, species"
+    assert error_of({"csv": "t.csv", "target": "zzz"}, tmp_path) == "t.csv: unknown column 'zzz'; columns are: 'sepal', 'petal', 'species'"
     assert error_of({"csv": "t.csv", "target": 5}, tmp_path) == "t.csv: column index 5 out of range; the file has 3 columns"
     assert error_of({"csv": "nope.csv", "target": "x"}, tmp_path) == f"nope.csv: no such file (looked for {tmp_path / 'nope.csv'})"
 

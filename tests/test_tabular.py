@@ -33,7 +33,7 @@ def test_quoted_fields_encodings_and_type_inference(tmp_path):
     np.testing.assert_array_equal(d.x[:, 0], [1.5, 2.0])
     assert d.class_names == ["cat", "dog"]
     (tmp_path / "l.csv").write_bytes("caf\xe9,y\n1,0\n2,1\n".encode("latin-1"))
-    with pytest.raises(DataError, match=r"l\.csv: not utf-8 text .*set encoding"):
+    with pytest.raises(DataError, match=r"l\.csv(:\d+)?: not UTF-8 text .*set encoding"):
         load({"csv": "l.csv", "target": "y"}, tmp_path)
     d = load({"csv": "l.csv", "target": "y", "encoding": "latin-1"}, tmp_path)
     assert d.feature_names == ["café"]

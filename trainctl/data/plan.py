@@ -139,6 +139,8 @@ def _file_plan(source: Any, base_dir: Path) -> SourcePlan:
             size = os.path.getsize(path)
         key = "csv" if isinstance(source, CsvSource) else "shards"
         width = len(getattr(table, "feature_cols", []) or []) or None
+        if getattr(table, "categorical", None):  # one-hot widths need the vocabulary (the whole file)
+            width = None
         return SourcePlan((width,) if width else None, 2 * size, [(key, size)])
     if isinstance(source, ZipSource):
         xs, ys = _file_or_generator(source.zip.x, base_dir), _file_or_generator(source.zip.y, base_dir)

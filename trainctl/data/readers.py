@@ -79,7 +79,8 @@ def not_utf8(shown: str, path: Path) -> DataError:
             if not block:
                 break
             line += block.count(b"\n")
-    return DataError(f"{shown}{where}: not UTF-8 text (byte 0x{byte}); save the file as UTF-8")
+    return DataError(f"{shown}{where}: not UTF-8 text (byte 0x{byte}); save it as UTF-8 or set encoding: "
+                     "(latin-1, utf-16, ...)")
 
 
 def _check_finite(block: np.ndarray, shown: str, where) -> None:
@@ -163,7 +164,7 @@ class CsvTable:
         for name in self.column_specs:
             if name not in self.feature_names:
                 hint = did_you_mean(name, self.feature_names)
-                suffix = f"; did you mean {hint!r}?" if hint else f"; feature columns are: {', '.join(self.feature_names)}"
+                suffix = f"; did you mean {hint!r}?" if hint else f"; feature columns are: {', '.join(excerpt(c) for c in self.feature_names[:20])}"
                 raise DataError(f"{shown}: columns: {name!r} is not a feature column{suffix}")
         pa, _ = _arrow_csv()
         numeric_type = lambda t: t is None or pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_null(t)  # noqa: E731
@@ -212,15 +213,36 @@ class CsvTable:
         return pacsv.open_csv(self.path, read_options=self._read_options(block_size), parse_options=parse,
                               convert_options=convert)
 
+    def _not_text(self, error: UnicodeDecodeError) -> DataError:
+        """One line for a file that is not in its encoding: for UTF-8, the line and byte."""
+        import codecs
+
+        if codecs.lookup(self.encoding).name == "utf-8":
+            return not_utf8(self.shown, self.path)
+        return DataError(f"{self.shown}: not {self.encoding} text ({error.reason} at byte {error.start}); "
+                         "set encoding: (latin-1, utf-16, ...)")
+
+    def _check_sample_decodes(self) -> None:
+        """pyarrow decodes lazily; the first MB is decoded here so validate sees bad text too."""
+        with open(self.path, "rb") as f:
+            raw = f.read(1 << 20)
+        try:
+            raw.decode(self.encoding)
+        except UnicodeDecodeError as error:
+            if error.start < len(raw) - 4:  # not just a character cut by the end of the sample
+                raise self._not_text(error) from None
+        except LookupError:
+            raise DataError(f"{self.shown}: unknown encoding {self.encoding!r}") from None
+
     def _sample_schema(self):
         """Header and inferred column types from the first block (at most 1 MB is read)."""
+        self._check_sample_decodes()
         try:
             schema = self._read_sample()
             schema.names  # noqa: B018 - decoded lazily: a bad header fails here, inside the try
             return schema
         except UnicodeDecodeError as error:
-            raise DataError(f"{self.shown}: not {self.encoding} text ({error.reason} at byte {error.start}); "
-                            "set encoding: (latin-1, utf-16, ...)") from None
+            raise self._not_text(error) from None
 
     def _read_sample(self):
         pa, _ = _arrow_csv()
@@ -264,7 +286,7 @@ class CsvTable:
         if not self.header:
             raise DataError(f"{self.shown}: the file has no header (header: false), so name columns by index, not {column!r}")
         hint = did_you_mean(column, self.columns)
-        suffix = f"; did you mean {hint!r}?" if hint else f"; columns are: {', '.join(self.columns)}"
+        suffix = f"; did you mean {hint!r}?" if hint else f"; columns are: {', '.join(excerpt(c) for c in self.columns[:20])}"
         raise DataError(f"{self.shown}: unknown column {column!r}{suffix}")
 
     # -- chunked reading
@@ -294,8 +316,7 @@ class CsvTable:
             except pa.ArrowInvalid as error:
                 self._explain(n_rows, str(error))
             except UnicodeDecodeError as error:
-                raise DataError(f"{self.shown}: not {self.encoding} text ({error.reason} at byte {error.start}); "
-                                "set encoding: (latin-1, utf-16, ...)") from None
+                raise self._not_text(error) from None
             c = batch.num_rows
             if c == 0:
                 continue
@@ -420,15 +441,14 @@ class CsvTable:
                             value = float(cell)
                         except ValueError:
                             hint = " (features must be numeric)" if col in self.feature_cols else ""
-                            raise DataError(f"{at(col)}: {cell!r} is not a number{hint}") from None
+                            raise DataError(f"{at(col)}: {excerpt(cell)} is not a number{hint}") from None
                         with np.errstate(over="ignore"):
                             value32 = np.float32(value)
                         if not np.isfinite(value32) and not (col in fill_cols and np.isnan(value32)):
                             kind = "NaN" if np.isnan(value32) else ("inf" if value32 > 0 else "-inf")
                             raise DataError(f"{at(col)}: value is {kind}; data must be finite")
         except UnicodeDecodeError as error:
-            raise DataError(f"{self.shown}: not {self.encoding} text ({error.reason} at byte {error.start}); "
-                            "set encoding: (latin-1, utf-16, ...)") from None
+            raise self._not_text(error) from None
         except csv.Error as error:
             raise DataError(f"{self.shown}:{line}: {error}") from None
         raise DataError(f"{self.shown}: {arrow_message}")

@@ -205,15 +205,20 @@ def preflight(config: Any, model: Any, base_dir: Path, max_memory: int | None, *
     """Before anything is allocated: the data's row shape against the model's input, then the
     memory estimate against the limit. `model` is built with shapes_only. With `need_files`
     False (validate), a data file that does not exist yet is no error here (train says so)."""
+    from trainctl.data.config import CsvSource, ShardsSource
     from trainctl.data.plan import input_row_shape
     from trainctl.errors import DataError
+
+    table = isinstance(config.data.train, (CsvSource, ShardsSource))
 
     try:
         row, where = input_row_shape(config.data, base_dir)
     except DataError as error:
-        if need_files or "no such file" not in str(error):
+        if need_files or ("no such file" not in str(error) and not table):
             raise
-        return
+        return  # validate: a missing file is train's to report; a table's own checks locate theirs
+    if table:  # CSV/shards: the table's checks (data probe) compare its feature columns, located
+        row = None
     if row is not None and tuple(row) != tuple(model.input_shape):
         key = ("model.layers.0.input_shape" if model.layers[0].params.input_shape is not None
                else "model.layers.0.batch_input_shape")

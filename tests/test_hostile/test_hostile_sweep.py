@@ -74,6 +74,21 @@ data:
   train: {generator: time_series, window: 6, n_samples: 64}
 fit: {epochs: 1, batch_size: 16}
 """
+# Images [8, 8, 2] and sequences [6, 4] for the layer zoo: LAYER first (it holds input_shape).
+SHAPED = """\
+name: sweep-shaped
+model:
+  layers:
+    - LAYER
+    - {type: flatten}
+    - {type: dense, units: 1}
+optimizer: adam
+loss: mean_squared_error
+data:
+  train: {generator: random_normal, n_samples: 32, shape: SHAPE, target_shape: [1]}
+  preprocessing: STEPS
+fit: {epochs: 1, batch_size: 16}
+"""
 GEN = "{generator: teacher, n_samples: 64, n_features: 4, n_classes: 3, hidden: 4}"
 
 
@@ -110,6 +125,41 @@ def templates(root: Path) -> dict[str, tuple[str, str]]:
                              "model.layers.0"),
         "masking": (seq("{type: masking, input_shape: [6, 1]}\n    - {type: lstm, units: 4}"), "model.layers.0"),
     })
+    def shaped(layer: str, shape: str = "[8, 8, 2]", steps: str = "[]") -> tuple[str, str]:
+        return (SHAPED.replace("LAYER", layer.replace("}", f", input_shape: {shape}}}", 1) if "input_shape" not in layer
+                               else layer).replace("SHAPE", shape).replace("STEPS", steps), "model.layers.0")
+
+    image = {"conv2d": "{type: conv2d, filters: 2, kernel_size: 3}",
+             "conv2d_transpose": "{type: conv2d_transpose, filters: 2, kernel_size: 3}",
+             "depthwise_conv2d": "{type: depthwise_conv2d, kernel_size: 3}",
+             "separable_conv2d": "{type: separable_conv2d, filters: 2, kernel_size: 3}",
+             "max_pooling2d": "{type: max_pooling2d}", "average_pooling2d": "{type: average_pooling2d}",
+             "global_average_pooling2d": "{type: global_average_pooling2d}",
+             "global_max_pooling2d": "{type: global_max_pooling2d}", "cropping2d": "{type: cropping2d, cropping: 1}",
+             "zero_padding2d": "{type: zero_padding2d, padding: 1}", "up_sampling2d": "{type: up_sampling2d, size: 2}",
+             "spatial_dropout2d": "{type: spatial_dropout2d, rate: 0.1}",
+             "batch_normalization": "{type: batch_normalization}", "layer_normalization": "{type: layer_normalization}",
+             "elu": "{type: elu}", "leaky_re_lu": "{type: leaky_re_lu}", "prelu": "{type: prelu}", "re_lu": "{type: re_lu}",
+             "softmax": "{type: softmax}", "thresholded_re_lu": "{type: thresholded_re_lu}",
+             "gaussian_noise": "{type: gaussian_noise, stddev: 0.1}", "gaussian_dropout": "{type: gaussian_dropout, rate: 0.1}",
+             "alpha_dropout": "{type: alpha_dropout, rate: 0.1}", "permute": "{type: permute, dims: [2, 1, 3]}"}
+    sequence = {"conv1d": "{type: conv1d, filters: 2, kernel_size: 3}", "max_pooling1d": "{type: max_pooling1d}",
+                "average_pooling1d": "{type: average_pooling1d}",
+                "global_average_pooling1d": "{type: global_average_pooling1d}",
+                "global_max_pooling1d": "{type: global_max_pooling1d}", "cropping1d": "{type: cropping1d, cropping: 1}",
+                "zero_padding1d": "{type: zero_padding1d, padding: 1}", "up_sampling1d": "{type: up_sampling1d, size: 2}",
+                "spatial_dropout1d": "{type: spatial_dropout1d, rate: 0.1}"}
+    found.update({name: shaped(layer) for name, layer in image.items()})
+    found.update({name: shaped(layer, "[6, 4]") for name, layer in sequence.items()})
+    found["repeat_vector"] = shaped("{type: repeat_vector, n: 2}", "[4]")
+    found["embedding"] = (seq("{type: embedding, input_dim: 10, output_dim: 4, input_shape: [6]}\n    - {type: flatten}")
+                          .replace("{generator: time_series, window: 6, n_samples: 64}",
+                                   "{generator: token_sequences, vocab_size: 10, length: 6, n_samples: 64}"), "model.layers.0")
+    for step in ("random_flip", "random_translation", "random_rotation", "random_zoom"):
+        options = {"random_flip": "", "random_translation": ", height_factor: 0.1, width_factor: 0.1",
+                   "random_rotation": ", factor: 0.1", "random_zoom": ", height_factor: 0.1"}[step]
+        text, _ = shaped("{type: conv2d, filters: 2, kernel_size: 3}", steps=f"[{{type: {step}{options}}}]")
+        found["".join(part.capitalize() for part in step.split("_"))] = (text, "data.preprocessing.0")
     from trainctl.data.config import GENERATOR_CONFIGS
 
     for name, cls in GENERATOR_CONFIGS.items():

@@ -25,6 +25,8 @@ from pydantic import BeforeValidator, Field, PlainValidator, field_validator, mo
 
 from trainctl.config.base import (
     _finite,
+    MAX_COUNT,
+    Seed,
     FiniteFloat,
     NonNegativeFloat,
     PositiveFloat,
@@ -180,10 +182,10 @@ class TokenSequencesGenerator(_Generator):
     (embedding → global_average_pooling1d → dense). The scores depend only on the seed."""
 
     generator: _id("token_sequences")
-    vocab_size: Annotated[int, Field(ge=2)] = 100  # token ids 0..vocab_size-1 (embedding input_dim)
+    vocab_size: Annotated[int, Strict(), Field(ge=2, le=MAX_COUNT)] = 100  # token ids 0..vocab_size-1 (embedding input_dim)
     length: PositiveInt = 20
     min_length: PositiveInt | None = None  # None: every sequence has `length` tokens
-    n_classes: Annotated[int, Field(ge=2)] = 2
+    n_classes: Annotated[int, Strict(), Field(ge=2, le=MAX_COUNT)] = 2
 
     @model_validator(mode="after")
     def _lengths(self) -> "TokenSequencesGenerator":
@@ -542,7 +544,7 @@ class _Augmentation(StrictModel):
     (validation, evaluate and predict see the images unchanged). Images are [rows, cols,
     channels]: put these steps after the reshape that makes them so."""
 
-    seed: int | None = None  # default: the config seed
+    seed: Seed | None = None  # default: the config seed
 
     @model_validator(mode="after")
     def _ordered_factors(self) -> "_Augmentation":

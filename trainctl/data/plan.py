@@ -83,6 +83,12 @@ def _generator_plan(cfg: Any) -> SourcePlan:
         length = cfg.length
         return SourcePlan((length, 2), n * (2 * length + 1) * per_value, [("n_samples", n * length), ("length", length * n)],
                           rows=n)
+    if cfg.generator == "token_sequences":  # token ids [n, length], per-token class scores, their gather
+        length, vocab, nc = cfg.length, cfg.vocab_size, cfg.n_classes
+        nbytes = n * length * (8 * 3 + 4) + vocab * nc * gen64 + n * length * nc * gen64
+        drivers = [("n_samples", n * length * (nc + 4)), ("length", length * n * (nc + 4)),
+                   ("vocab_size", vocab * nc), ("n_classes", nc * (vocab + n * length))]
+        return SourcePlan((length,), nbytes, drivers, rows=n, n_classes=nc)
     if cfg.generator not in ("polynomial", "sine", "moons", "circles", "spirals", "xor"):
         # a generator this module does not know: no row shape (the loader checks it), a rough size
         return SourcePlan(None, n * 64 * per_value, [("n_samples", n)], rows=n)

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BeforeValidator
 
-from trainctl.config.base import NonNegativeFloat, UnitInterval
+from trainctl.config.base import NonNegativeFloat, Seed, UnitInterval
 from trainctl.errors import ExportRefused, TrainctlError
 from trainctl.nn.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape
 from trainctl.registry import snake_case
@@ -38,7 +38,7 @@ class _RandomLayer(Layer):
     """A layer with its own seeded Generator whose state is resumable."""
 
     class Params(LayerParams):
-        seed: int | None = None  # default: derived from the config seed and the layer name
+        seed: Seed | None = None  # default: derived from the config seed and the layer name
 
     def build(self, input_shape: Shape, context: BuildContext) -> Shape:
         seed = self.params.seed if self.params.seed is not None else context.seed

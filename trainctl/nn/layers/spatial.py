@@ -13,8 +13,9 @@ import re
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator
 
+from trainctl.config.base import PositiveInt
 from trainctl.errors import TrainctlError
 from trainctl.nn.layers.base import Layer, Shape
 
@@ -26,7 +27,7 @@ def _snake_value(value: Any) -> Any:
 
 Padding = Annotated[Literal["valid", "same"], BeforeValidator(_snake_value)]
 DataFormat = Annotated[Literal["channels_last", "channels_first"], BeforeValidator(_snake_value)]
-PositiveSize = Annotated[int, Field(gt=0)]
+PositiveSize = PositiveInt  # bounded like every size (config.base)
 SizeOrSizes = PositiveSize | list[PositiveSize]
 
 

@@ -59,9 +59,14 @@ def one_error_line(result) -> str:
 
 
 def hashes(root: Path) -> dict[str, str]:
+    """sha256 of every run file (the run-dir lock's own files are not run files: a process
+    that fails before releasing the lock leaves them, harmlessly)."""
+    from trainctl.runs.lock import lock_names
+
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*"))
-            if p.is_file() and not any(part.startswith(".tmp-") for part in p.relative_to(root).parts)}
+            if p.is_file() and p.name not in lock_names()
+            and not any(part.startswith(".tmp-") for part in p.relative_to(root).parts)}
 
 
 @pytest.fixture

@@ -49,7 +49,7 @@ def test_the_screen_after_training_in_an_80_column_terminal(tmp_path):
         assert re.fullmatch(rf"Epoch \d/3  {steps} ━{{20}} \d+\.\d+s \d+(us|ms)/step", screen[i]), screen[i]
         # ... then the values on indented lines, each whole, none past column 80
         values = screen[i + 1] + " " + screen[i + 2]
-        assert screen[i + 1].startswith("    loss ") and "val_mean_absolute_error " in values, text
+        assert screen[i + 1].startswith("    loss ") and "val_mae " in values  # the metric as the config names it (issue 14 item 4), text
     assert all(len(line) <= 80 for line in screen)
     assert not re.search(r"batch \d+/8", text), "no live bar is left on the screen"
     summary = next(i for i, line in enumerate(screen) if line.startswith("trained 3 epochs in "))

@@ -13,9 +13,9 @@ import re
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, Field
 
-from trainctl.config.base import PositiveInt
+from trainctl.config.base import MAX_COUNT
 from trainctl.errors import TrainctlError
 from trainctl.nn.layers.base import Layer, Shape
 
@@ -27,7 +27,7 @@ def _snake_value(value: Any) -> Any:
 
 Padding = Annotated[Literal["valid", "same"], BeforeValidator(_snake_value)]
 DataFormat = Annotated[Literal["channels_last", "channels_first"], BeforeValidator(_snake_value)]
-PositiveSize = PositiveInt  # bounded like every size (config.base)
+PositiveSize = Annotated[int, Field(gt=0, le=MAX_COUNT)]  # bounded like every size (not Strict: a union with lists)
 SizeOrSizes = PositiveSize | list[PositiveSize]
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -126,11 +125,19 @@ def run_process(args: list[str], cwd: Path, timeout: float, env: dict | None = N
     env = {**os.environ, "COLUMNS": "200", **(env or {})}
     limit = 6 * GIB  # protect the machine; a case needing more is a blow-up anyway
 
-    def cap():
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    # A small wrapper sets the limit and runs the command as its own child, then reports that
+    # child's peak RSS: measured from this (possibly large) test process, the fork's copied
+    # pages would count in the child's peak.
+    report = tempfile.NamedTemporaryFile("w+", delete=False)
+    report.close()
+    wrapped = [sys.executable, "-c", "import os, resource, subprocess, sys; limit = int(sys.argv[1]); "
+               "resource.setrlimit(resource.RLIMIT_AS, (limit, limit)); code = subprocess.call(sys.argv[3:]); "
+               "open(sys.argv[2], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); "
+               "sys.exit(code if code >= 0 else 128 - code)",
+               str(limit), report.name, *args]
 
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(args, cwd=cwd, stdout=out, stderr=err, text=True, env=env, preexec_fn=cap)
+        proc = subprocess.Popen(wrapped, cwd=cwd, stdout=out, stderr=err, text=True, env=env, start_new_session=True)
         deadline = time.monotonic() + timeout
         code = None
         while True:
@@ -138,15 +145,30 @@ def run_process(args: list[str], cwd: Path, timeout: float, env: dict | None = N
             if pid:
                 code = os.waitstatus_to_exitcode(status)
                 break
-            if time.monotonic() > deadline:
-                proc.kill()
+            if time.monotonic() > deadline:  # still running: its peak so far (VmHWM), then kill it
+                import psutil
+
+                for child in psutil.Process(proc.pid).children(recursive=True):
+                    try:
+                        with open(f"/proc/{child.pid}/status") as status_file:
+                            hwm = next(int(line.split()[1]) for line in status_file if line.startswith("VmHWM"))
+                        with open(report.name, "w") as handle:
+                            handle.write(str(max(hwm, int(open(report.name).read() or 0))))
+                    except (OSError, StopIteration, ValueError, psutil.Error):
+                        pass
+                os.killpg(proc.pid, 9)  # the wrapper and the command
                 _, status, usage = os.wait4(proc.pid, 0)
                 break
             time.sleep(0.02)
         proc.returncode = code if code is not None else -9
         out.seek(0)
         err.seek(0)
-        return code, out.read(), err.read(), usage.ru_maxrss << 10
+        try:
+            peak = int(open(report.name).read() or 0) << 10
+        except ValueError:
+            peak = 0
+        os.unlink(report.name)
+        return code, out.read(), err.read(), peak
 
 
 def run_case(args: list[str], cwd: Path, timeout: float) -> dict:

@@ -100,7 +100,8 @@ def test_median_pruning_stops_bad_trials_early_and_keeps_the_best(tmp_path):
 
 @pytest.mark.slow
 def test_a_killed_client_resumes_to_exactly_n_trials(tmp_path):
-    write(tmp_path, "tiny.yaml", BASE.replace("epochs: 6", "epochs: 4"))
+    # trials long enough (3000 samples x 6 epochs) that the kill lands mid-study on a quiet machine
+    write(tmp_path, "tiny.yaml", BASE.replace("n_samples: 600", "n_samples: 3000"))
     path = write(tmp_path, "study.yaml", "name: study\nbase: tiny.yaml\nsearch: {sampler: tpe, n_trials: 5, seed: 3, "
                  "params: {optimizer.learning_rate: {loguniform: [0.001, 0.1]}, model.layers.0.units: {int: [4, 16]}}}\n")
     directory = tmp_path / "out"
@@ -111,7 +112,7 @@ def test_a_killed_client_resumes_to_exactly_n_trials(tmp_path):
     while time.monotonic() < deadline and process.poll() is None:  # kill once a trial is done
         if (directory / "study.journal").is_file() and "COMPLETE" in trials_in(directory).values():
             break
-        time.sleep(0.5)
+        time.sleep(0.05)
     assert process.poll() is None, "the study finished before it could be killed"
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()

@@ -1,13 +1,27 @@
-"""Wall time of a 16-run sweep with 1 and 2 LocalCluster workers, and the speed-up.
+"""Trials per minute with 1 and 2 dask workers, and what the experiment machinery (dask +
+Optuna + trainctl's bookkeeping) costs per trial beyond the training run itself.
 
-    python bench/experiment_scaling.py [EXPERIMENT_FILE] [--workers 1 2 4]
+    nice python bench/experiment_scaling.py [--trials 12] [--workers 1 2] [--seconds 2]
+                                            [--kinds plan search]
 
-Default: configs/experiments/quickstart_sweep.yaml (the quickstart MLP, 2 learning rates ×
-2 widths × 2 random beta1 draws × 2 seeds = 16 runs of 12 epochs). Each measurement starts
-its own cluster in a fresh directory, so it includes worker start-up (spawned processes
-importing numpy/numba and loading the cached kernels), which is what a user waits for.
-One untimed single-run experiment warms the kernel cache first. On a machine with fewer
-cores than workers the speed-up is bounded by the cores (shown as `cores`).
+The trial: the quickstart MLP (configs/quickstart.yaml) with its epochs scaled so that one
+`train_from_config` in a warm process takes about `--seconds` (calibrated first). The
+direct baseline is that same call, repeated in this process: wall and CPU seconds per run,
+run directory writes included (what `trainctl train` does).
+
+Each experiment is `--trials` runs of that config through `run_experiment` on a fresh
+LocalCluster: `plan` is a seeds list (one trial per seed, fixed values), `search` a TPE study
+over a narrow learning-rate range (pruner none). Reported per experiment:
+
+- trials/min over the whole command (cluster start included) and in steady state (from the
+  first submission to the last result);
+- overhead per trial = steady wall × workers / trials − the direct run's wall, in ms and as
+  a % of the direct run; on a loaded machine wall-clock is polluted, so also the CPU
+  figure: (CPU of the client process, its scheduler thread included, and of every worker
+  and nanny process, over the steady state) / trials − the direct run's CPU;
+- where the client's time goes per trial (ms): ask (source.next: study.ask or the fixed
+  trial, config build), submit, tell (study.tell), record (experiment.json + results.csv),
+  and the gap a worker waits between the end of one trial and the start of its next.
 """
 
 from __future__ import annotations
@@ -15,47 +29,193 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import tempfile
+import threading
 import time
+from collections import defaultdict
 from pathlib import Path
 
-from trainctl.experiment.plan import load_experiment
-from trainctl.experiment.runner import run_experiment
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+class Timers:
+    """Wall time accumulated per phase on the client."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    def wrap(self, owner, name: str, phase: str):
+        original = getattr(owner, name)
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.seconds[phase] += time.perf_counter() - start
+
+        setattr(owner, name, timed)
+        return lambda: setattr(owner, name, original)
+
+
+def process_tree_cpu() -> dict[int, float]:
+    """CPU seconds (user + system) of each child process of this one (workers and nannies)."""
+    import psutil
+
+    found = {}
+    for child in psutil.Process().children(recursive=True):
+        try:
+            times = child.cpu_times()
+            found[child.pid] = times.user + times.system
+        except psutil.Error:
+            continue
+    return found
+
+
+def calibrated_config(scratch: Path, seconds: float) -> tuple[Path, float, float, int]:
+    """(config path, direct wall s, direct CPU s, epochs): the quickstart MLP trained for as many
+    epochs as take about `seconds` in this (warm) process."""
+    from trainctl.config import load_config
+    from trainctl.runs.train import train_from_config
+
+    data = yaml.safe_load((ROOT / "configs/quickstart.yaml").read_text())
+    data["data"]["train"]["n_samples"] = 6000
+
+    def direct(epochs: int, repeats: int) -> tuple[float, float]:
+        data["fit"]["epochs"] = epochs
+        path = scratch / "trial.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        walls, cpus = [], []
+        for repeat in range(repeats):
+            out = scratch / f"direct-{epochs}-{repeat}"
+            wall, cpu = time.perf_counter(), time.process_time()
+            train_from_config(load_config(path), out=out, callbacks=[])
+            walls.append(time.perf_counter() - wall)
+            cpus.append(time.process_time() - cpu)
+            shutil.rmtree(out)
+        return statistics.median(walls), statistics.median(cpus)
+
+    direct(2, 1)  # compile or load the kernels
+    per_epoch = direct(4, 1)[0] / 4
+    epochs = max(1, round(seconds / per_epoch))
+    wall, cpu = direct(epochs, 3)
+    return scratch / "trial.yaml", wall, cpu, epochs
+
+
+def experiment_file(scratch: Path, config: Path, kind: str, trials: int, workers: int) -> Path:
+    name = f"{kind}-w{workers}"
+    if kind == "plan":
+        spec = {"name": name, "base": os.fspath(config), "seeds": list(range(trials)), "metric": "val_loss"}
+    else:
+        spec = {"name": name, "base": os.fspath(config), "metric": "val_loss",
+                "search": {"sampler": "tpe", "n_trials": trials, "seed": 0, "pruner": "none",
+                           "params": {"optimizer.learning_rate": {"loguniform": [0.002, 0.004]}}}}
+    path = scratch / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def measure(path: Path, out: Path, workers: int) -> dict:
+    import trainctl.experiment.runner as runner
+    import trainctl.experiment.study as study
+    from distributed import Client
+
+    timers = Timers()
+    outcomes: list[dict] = []
+    original_tell = study._tell
+
+    def tell(study_, asked, future):
+        start = time.perf_counter()
+        try:
+            outcomes.append(future.result())
+        except Exception:  # the machinery records it; the bench only times it
+            pass
+        original_tell(study_, asked, future)
+        timers.seconds["tell"] += time.perf_counter() - start
+
+    restore = [timers.wrap(runner, "_write_plan", "record"), timers.wrap(runner, "_write_results", "record"),
+               timers.wrap(Client, "submit", "submit")]
+    study._tell = tell
+    for source in (study.PlanTrials, __import__("trainctl.experiment.search", fromlist=["x"]).SearchTrials):
+        restore.append(timers.wrap(source, "next", "ask"))
+    marks: dict[str, tuple[float, float, dict[int, float]]] = {}
+    lock = threading.Lock()
+
+    def progress(snapshot):
+        with lock:
+            now = (time.perf_counter(), time.process_time(), process_tree_cpu())
+            if "first" not in marks and snapshot.running > 0:
+                marks["first"] = now
+            if snapshot.done + snapshot.failed == snapshot.total or snapshot.last is not None:
+                marks["last"] = now
+
+    start = time.perf_counter()
+    try:
+        result = runner.run_experiment(path, workers=workers, out=out, progress=progress)
+    finally:
+        study._tell = original_tell
+        for undo in restore:
+            undo()
+    total = time.perf_counter() - start
+    trials = sum(run.status in ("ok", "skipped") for run in result.runs)
+    first, last = marks["first"], marks["last"]
+    tree_cpu = sum(last[2].get(pid, 0.0) - first[2].get(pid, 0.0) for pid in last[2])
+    gaps = []
+    by_worker = defaultdict(list)
+    for outcome in outcomes:
+        by_worker[outcome.get("pid")].append((outcome["started_at"], outcome["ended_at"]))
+    for spans in by_worker.values():
+        spans.sort()
+        gaps += [b[0] - a[1] for a, b in zip(spans, spans[1:])]
+    return {"trials": trials, "failed": len(result.failed), "total": total, "steady": last[0] - first[0],
+            "client_cpu": last[1] - first[1], "tree_cpu": tree_cpu,
+            "task_wall": statistics.median(o["wall_seconds"] for o in outcomes),
+            "phases": {k: v / max(trials, 1) for k, v in timers.seconds.items()},
+            "gap": statistics.median(gaps) if gaps else float("nan")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("experiment", nargs="?", default=ROOT / "configs/experiments/quickstart_sweep.yaml",
-                        type=Path)
-    parser.add_argument("--workers", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--trials", type=int, default=12)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--seconds", type=float, default=2.0, help="the length of one trial's training run")
+    parser.add_argument("--kinds", nargs="+", default=["plan", "search"], choices=["plan", "search"])
     args = parser.parse_args()
-
-    experiment = load_experiment(args.experiment)
     scratch = Path(tempfile.mkdtemp(prefix="trainctl-bench-"))
+    rows = []
     try:
-        warm = scratch / "warm.yaml"  # compile (or load) the kernels once, untimed
-        warm.write_text(f"base: {experiment.base_source}\n", encoding="utf-8")
-        run_experiment(warm, workers=1, scheduler=None, dry_run=False, out=scratch / "warm", progress=None)
-
-        rows = []
-        for workers in args.workers:
-            start = time.perf_counter()
-            result = run_experiment(args.experiment, workers=workers, scheduler=None, dry_run=False,
-                                    out=scratch / f"w{workers}", progress=None)
-            wall = time.perf_counter() - start
-            failed = len(result.failed)
-            train = sum(run.train_seconds or 0.0 for run in result.runs)
-            rows.append((workers, len(result.runs), failed, wall, train))
+        config, direct_wall, direct_cpu, epochs = calibrated_config(scratch, args.seconds)
+        for kind in args.kinds:
+            for workers in args.workers:
+                path = experiment_file(scratch, config, kind, args.trials, workers)
+                rows.append((kind, workers, measure(path, scratch / path.stem, workers)))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
-    base_wall = rows[0][3]
-    print(f"experiment: {args.experiment}  runs: {len(experiment.variants)}  cores: {os.cpu_count()}")
-    print(f"{'workers':>7}  {'runs':>4}  {'failed':>6}  {'wall s':>7}  {'sum train s':>11}  {'speed-up':>8}")
-    for workers, runs, failed, wall, train in rows:
-        print(f"{workers:>7}  {runs:>4}  {failed:>6}  {wall:>7.1f}  {train:>11.1f}  {base_wall / wall:>7.2f}x")
+    print(f"trial: quickstart MLP, 6000 samples x {epochs} epochs; direct train_from_config "
+          f"{direct_wall:.3f} s wall, {direct_cpu:.3f} s CPU (median of 3)  cores: {os.cpu_count()}  "
+          f"load: {os.getloadavg()[0]:.1f}")
+    print(f"{'kind':>6} {'workers':>7} {'trials':>6} {'total s':>7} {'trials/min':>10} {'steady/min':>10} "
+          f"{'task s':>6} {'ovh ms':>7} {'ovh %':>6} {'ovh CPU ms':>10} {'CPU %':>6} "
+          f"{'ask':>5} {'submit':>6} {'tell':>5} {'record':>6} {'gap ms':>6}")
+    for kind, workers, m in rows:
+        n = max(m["trials"], 1)
+        overhead = m["steady"] * workers / n - direct_wall
+        cpu_overhead = (m["client_cpu"] + m["tree_cpu"]) / n - direct_cpu
+        phases = m["phases"]
+        print(f"{kind:>6} {workers:>7} {m['trials']:>6} {m['total']:>7.1f} {60 * n / m['total']:>10.1f} "
+              f"{60 * n / m['steady']:>10.1f} {m['task_wall']:>6.3f} {1000 * overhead:>7.0f} "
+              f"{100 * overhead / direct_wall:>5.1f}% {1000 * cpu_overhead:>10.0f} "
+              f"{100 * cpu_overhead / direct_cpu:>5.1f}% "
+              + " ".join(f"{1000 * phases.get(p, 0.0):>{w}.1f}" for p, w in
+                         (("ask", 5), ("submit", 6), ("tell", 5), ("record", 6)))
+              + f" {1000 * m['gap']:>6.1f}")
+    print("ovh: steady wall x workers / trials - direct wall; CPU: client + workers + nannies over the steady "
+          "state / trials - direct CPU; ask/submit/tell/record: client ms per trial; gap: a worker's median "
+          "idle time between two trials")
 
 
 if __name__ == "__main__":

@@ -8,10 +8,6 @@ import json
 import math
 import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,39 +16,14 @@ from trainctl.errors import ConfigError
 from trainctl.experiment.compare import compare_runs
 from trainctl.experiment.plan import load_experiment
 from trainctl.experiment.runner import run_experiment
+from tests.experiment_support import dask_cluster, read_results, tiny_config, write
 
-BASE = """\
-name: tiny
-seed: 0
-model:
-  layers:
-    - {type: dense, units: 8, activation: relu, input_shape: [6]}
-    - {type: dense, units: 3, activation: softmax}
-optimizer: {type: adam, learning_rate: 0.01}
-loss: categorical_crossentropy
-metrics: [accuracy]
-data:
-  train: {generator: teacher, n_samples: 240, n_features: 6, n_classes: 3, hidden: 6}
-fit: {epochs: 2, batch_size: 32, validation_split: 0.25}
-"""
-
-DASK = Path(sys.executable).parent / "dask"
-
-
-def write(directory: Path, name: str, text: str) -> Path:
-    path = directory / name
-    path.write_text(text, encoding="utf-8")
-    return path
+BASE = tiny_config()
 
 
 @pytest.fixture
 def base(tmp_path: Path) -> Path:
     return write(tmp_path, "tiny.yaml", BASE)
-
-
-def read_results(directory: Path) -> list[dict[str, str]]:
-    with open(directory / "results.csv", newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 # -- expansion ------------------------------------------------------------------------------
@@ -294,44 +265,12 @@ def test_sweep_on_a_local_cluster_then_a_rerun_skips_complete_runs(tmp_path, bas
     assert sum(r.status == "skipped" for r in dry.runs) == 4
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the dask scheduler exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
-
-
 @pytest.mark.slow
 def test_the_same_sweep_on_a_dask_scheduler_and_two_dask_workers(tmp_path, base):
     from distributed import Client
 
-    port = free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    logs = open(tmp_path / "dask.log", "w")
-    processes: list[subprocess.Popen] = []
-    try:
-        scheduler = subprocess.Popen([str(DASK), "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                                      "--no-dashboard"], stdout=logs, stderr=subprocess.STDOUT)
-        processes.append(scheduler)
-        wait_for_port(port, scheduler)
-        for _ in range(2):
-            processes.append(subprocess.Popen(
-                [str(DASK), "worker", address, "--nthreads", "1", "--nworkers", "1", "--host", "127.0.0.1",
-                 "--no-dashboard"], stdout=logs, stderr=subprocess.STDOUT))
+    with dask_cluster(tmp_path, n_workers=2) as (address, _):
         with Client(address, timeout="30s") as client:
-            client.wait_for_workers(2, timeout=60)
             workers = set(client.scheduler_info()["workers"])
         directory = tmp_path / "exp"
         result = run_experiment(write(tmp_path, "sweep.yaml", SWEEP), workers=1, scheduler=address,
@@ -339,23 +278,13 @@ def test_the_same_sweep_on_a_dask_scheduler_and_two_dask_workers(tmp_path, base)
         check_sweep(result, directory)
         with Client(address, timeout="30s") as client:  # the cluster outlives the experiment
             assert set(client.scheduler_info()["workers"]) == workers
-    finally:
-        for process in reversed(processes):
-            process.send_signal(signal.SIGINT)
-        for process in reversed(processes):
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        logs.close()
 
 
 @pytest.mark.slow
 def test_a_worker_killed_mid_sweep_and_the_experiment_still_completes(tmp_path, base):
     import psutil
 
-    write(tmp_path, "tiny.yaml", BASE.replace("n_samples: 240", "n_samples: 4000").replace("epochs: 2", "epochs: 3"))
+    write(tmp_path, "tiny.yaml", tiny_config(n_samples=4000, epochs=3))
     path = write(tmp_path, "kill.yaml", "base: tiny.yaml\n"
                  "grid: {optimizer.learning_rate: [0.01, 0.02, 0.03, 0.04, 0.05, 0.06]}\nseeds: [0, 1]\n")
     killed = {}

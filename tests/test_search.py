@@ -3,14 +3,12 @@ and continues to exactly n_trials, and compare/plot read it."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -18,41 +16,9 @@ from trainctl.errors import ConfigError
 from trainctl.experiment.compare import compare_runs
 from trainctl.experiment.plan import load_experiment
 from trainctl.experiment.runner import run_experiment
+from tests.experiment_support import dask_cluster, read_results, tiny_config, trials_in, write
 
-BASE = """\
-name: tiny
-seed: 0
-model:
-  layers:
-    - {type: dense, units: 8, activation: relu, input_shape: [6]}
-    - {type: dense, units: 3, activation: softmax}
-optimizer: {type: adam, learning_rate: 0.01}
-loss: categorical_crossentropy
-metrics: [accuracy]
-data:
-  train: {generator: teacher, n_samples: 600, n_features: 6, n_classes: 3, hidden: 6}
-fit: {epochs: 6, batch_size: 32, validation_split: 0.25}
-"""
-
-
-def write(directory: Path, name: str, text: str) -> Path:
-    path = directory / name
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def trials_in(directory: Path) -> dict[int, str]:
-    """trial number -> state, from the study's journal (Optuna's own reader)."""
-
-    from trainctl.experiment.search import load_study_of
-
-    study = load_study_of(directory)
-    return {t.number: t.state.name for t in study.get_trials(deepcopy=False)}
-
-
-def read_results(directory: Path) -> list[dict[str, str]]:
-    with open(directory / "results.csv", newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
+BASE = tiny_config(n_samples=600, epochs=6)
 
 
 def test_search_with_grid_is_a_located_error(tmp_path):
@@ -101,7 +67,7 @@ def test_median_pruning_stops_bad_trials_early_and_keeps_the_best(tmp_path):
 @pytest.mark.slow
 def test_a_killed_client_resumes_to_exactly_n_trials(tmp_path):
     # trials long enough (3000 samples x 6 epochs) that the kill lands mid-study on a quiet machine
-    write(tmp_path, "tiny.yaml", BASE.replace("n_samples: 600", "n_samples: 3000"))
+    write(tmp_path, "tiny.yaml", tiny_config(n_samples=3000, epochs=6))
     path = write(tmp_path, "study.yaml", "name: study\nbase: tiny.yaml\nsearch: {sampler: tpe, n_trials: 5, seed: 3, "
                  "params: {optimizer.learning_rate: {loguniform: [0.001, 0.1]}, model.layers.0.units: {int: [4, 16]}}}\n")
     directory = tmp_path / "out"
@@ -142,28 +108,10 @@ def test_a_killed_client_resumes_to_exactly_n_trials(tmp_path):
 def test_a_study_on_a_dask_scheduler_with_two_workers_and_one_killed(tmp_path):
     """A real `dask scheduler` and two `dask worker` processes on 127.0.0.1 run the trials in
     parallel; one worker is killed mid-study and the study still ends with n_trials finished."""
-    from distributed import Client
-
-    from tests.test_experiment import DASK, free_port, wait_for_port
-
-    write(tmp_path, "tiny.yaml", BASE.replace("n_samples: 600", "n_samples: 3000"))
+    write(tmp_path, "tiny.yaml", tiny_config(n_samples=3000, epochs=6))
     path = write(tmp_path, "study.yaml", "name: remote\nbase: tiny.yaml\nsearch: {sampler: random, n_trials: 6, seed: 1, "
                  "params: {optimizer.learning_rate: {loguniform: [0.003, 0.03]}}}\n")
-    port = free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    logs = open(tmp_path / "dask.log", "w")
-    processes: list[subprocess.Popen] = []
-    try:
-        scheduler = subprocess.Popen([str(DASK), "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                                      "--no-dashboard"], stdout=logs, stderr=subprocess.STDOUT)
-        processes.append(scheduler)
-        wait_for_port(port, scheduler)
-        workers = [subprocess.Popen([str(DASK), "worker", address, "--nthreads", "1", "--nworkers", "1",
-                                     "--host", "127.0.0.1", "--no-dashboard"], stdout=logs, stderr=subprocess.STDOUT,
-                                    start_new_session=True) for _ in range(2)]
-        processes += workers
-        with Client(address, timeout="30s") as client:
-            client.wait_for_workers(2, timeout=60)
+    with dask_cluster(tmp_path, n_workers=2) as (address, workers):
         import threading
 
         def kill_one_worker_once_a_trial_is_done():
@@ -183,14 +131,4 @@ def test_a_study_on_a_dask_scheduler_with_two_workers_and_one_killed(tmp_path):
         assert set(states.values()) <= {"COMPLETE", "FAIL"}  # a trial on the killed worker failed or was retried
         assert workers[0].poll() is not None  # the kill happened
         assert sum(run.status in ("ok", "skipped") for run in result.runs) == 6
-    finally:
-        for process in reversed(processes):
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-        for process in reversed(processes):
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        logs.close()
+

@@ -2,7 +2,8 @@
 
     search: {sampler: tpe, n_trials: 30, pruner: median, params: {optimizer.learning_rate: {loguniform: [1e-4, 0.1]}}}
 
-Ask-and-tell with the sampler on the client: while fewer than `n_trials` trials are finished
+The search is the `SearchTrials` source of the one experiment machinery (experiment/study.py):
+ask-and-tell with the sampler on the client: while fewer than `n_trials` trials are finished
 or pruned, ask for as many trials as there are free workers, build each trial's config (the
 base with its values applied), and submit one dask task per trial that trains into
 `runs/trial-NNNN`. Inside the task a callback reports the monitored metric after every epoch
@@ -17,31 +18,27 @@ is marked failed and its values are asked again first.
 
 from __future__ import annotations
 
-import math
-import os
 import shutil
 import time
-import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from trainctl.errors import TrainctlError
 from trainctl.experiment.plan import Experiment
 from trainctl.experiment.results import ExperimentResult, RunResult
-from trainctl.runs.files import EXPERIMENT_FILE, RUNS_DIR, STUDY_FILE, TRIAL_FILE
-from trainctl.train.callbacks import Callback
+from trainctl.experiment.study import (  # noqa: F401  (load_study_of, open_storage: the CLI's door to a study)
+    INTERRUPTED,
+    Asked,
+    PruneOnPlateau,
+    TrialSource,
+    _optuna,
+    load_study_of,
+    open_storage,
+    storage_url_of,
+    task_for,
+)
+from trainctl.runs.files import RUNS_DIR
 
 TRIAL_ID_WIDTH = 4  # runs/trial-0007
-INTERRUPTED = "trainctl_interrupted"  # user attribute of a trial whose client died while it ran
-
-
-def _optuna():
-    try:
-        import optuna
-    except ImportError:  # pragma: no cover - optuna is a dependency; a broken install still gets a line
-        raise TrainctlError("search needs optuna: pip install optuna") from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # trainctl shows its own progress
-    return optuna
 
 
 def _sampler(spec, optuna):
@@ -66,45 +63,6 @@ def _sampler(spec, optuna):
     return optuna.samplers.GridSampler(space, seed=seed)
 
 
-def _pruner(name: str, optuna):
-    """The pruner by id. Optuna does not store it with the study: the workers build it
-    again from the id (load_study's default would be a median pruner)."""
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
-    if name == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner()
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner()
-    return optuna.pruners.NopPruner()
-
-
-def _storage_url(experiment: Experiment, directory: Path) -> str:
-    """What a worker opens: an RDB URL, or `journal:<path>` for the journal file."""
-    spec = experiment.spec.search
-    return spec.storage if spec.storage else f"journal:{os.fspath(directory / STUDY_FILE)}"
-
-
-def open_storage(url: str):
-    optuna = _optuna()
-    if url.startswith("journal:"):
-        from optuna.storages.journal import JournalFileBackend
-
-        return optuna.storages.JournalStorage(JournalFileBackend(url[len("journal:"):]))
-    return url  # an RDB URL: optuna opens it
-
-
-def load_study_of(directory: Path):
-    """The study of a search's experiment directory (its journal file), or None."""
-    from trainctl.runs.atomic import read_json
-
-    journal = directory / STUDY_FILE
-    if not journal.is_file():
-        return None
-    plan = read_json(directory / EXPERIMENT_FILE)
-    optuna = _optuna()
-    return optuna.load_study(study_name=plan["name"], storage=open_storage(f"journal:{os.fspath(journal)}"))
-
-
 def suggest(trial, params) -> dict[str, Any]:
     """The trial's values for the experiment's distributions (same names as the config keys)."""
     values = {}
@@ -121,71 +79,15 @@ def suggest(trial, params) -> dict[str, Any]:
     return values
 
 
-class PruneOnPlateau(Callback):
-    """Reports the monitored metric to the trial after each epoch; stops training when the
-    pruner says so (at the end of that epoch, like Keras's early stopping)."""
-
-    def __init__(self, storage_url: str, study_name: str, trial_id: int, metric: str, pruner: str):
-        super().__init__()
-        self.storage_url, self.study_name, self.trial_id, self.metric = storage_url, study_name, trial_id, metric
-        self.pruner = pruner
-        self.pruned_at: int | None = None
-        self._trial = None
-
-    def on_train_begin(self, logs=None):
-        optuna = _optuna()
-        study = optuna.load_study(study_name=self.study_name, storage=open_storage(self.storage_url),
-                                  pruner=_pruner(self.pruner, optuna))
-        self._trial = optuna.trial.Trial(study, self.trial_id)
-
-    def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.metric)
-        if value is None or not math.isfinite(float(value)):
-            return
-        self._trial.report(float(value), epoch)
-        if self._trial.should_prune():
-            self.pruned_at = epoch
-            self.model.stop_training = True
-
-
-def _train_trial(task: dict[str, Any]) -> dict[str, Any]:
-    """One trial in a worker: train, report per epoch, return the outcome (never raises)."""
-    from trainctl.experiment.results import summarise_run_dir
-    from trainctl.runs.atomic import atomic_write_json
-
-    started = time.perf_counter()
-    out = Path(task["out"])
-    result: dict[str, Any] = {"number": task["number"], "status": "ok", "error": None}
-    try:
-        from trainctl.config import load_config_text
-        from trainctl.runs.train import train_from_config
-
-        if out.exists():  # left by an interrupted attempt: start over
-            shutil.rmtree(out)
-        pruning = PruneOnPlateau(task["storage"], task["study"], task["trial_id"], task["metric"], task["pruner"])
-        loaded = load_config_text(task["config_yaml"], task["source"])
-        train_from_config(loaded, out=out, callbacks=[pruning])
-        result.update(summarise_run_dir(out, task["metric"], task["mode"]))
-        if pruning.pruned_at is not None:
-            result.update(status="pruned", pruned_at=pruning.pruned_at)
-        atomic_write_json(out / TRIAL_FILE, {"number": task["number"], "state": result["status"],
-                                             "params": task["params"], "pruned_at": pruning.pruned_at})
-    except TrainctlError as error:
-        result.update(status="failed", error=str(error).replace("\n", "; "))
-    except Exception as error:  # a bug in one trial must not stop the study
-        result.update(status="failed", error=f"{type(error).__name__}: {error}".replace("\n", "; "))
-    result["wall_seconds"] = time.perf_counter() - started
-    return result
-
-
-def trial_config(experiment: Experiment, values: dict[str, Any]) -> tuple[str | None, str | None]:
+def trial_config(experiment: Experiment, values: dict[str, Any],
+                 base: dict | None = None) -> tuple[str | None, str | None]:
     """(the trial's resolved config as YAML, None) or (None, why it is not a valid config)."""
     from trainctl.config import config_to_yaml
     from trainctl.config.overrides import Override, apply_overrides_located
     from trainctl.config.schema import validate_config
     from trainctl.experiment.plan import read_base_data
 
-    base = read_base_data(experiment)
+    base = read_base_data(experiment) if base is None else base
     overrides = [Override(tuple(key.split(".")), value, index) for index, (key, value) in enumerate(values.items())]
     data, _, path_problems = apply_overrides_located(base, overrides)
     if path_problems:
@@ -194,116 +96,6 @@ def trial_config(experiment: Experiment, values: dict[str, Any]) -> tuple[str | 
     if config is None:
         return None, "; ".join(f"{problem.dotted}: {problem.message}" for problem in problems)
     return config_to_yaml(config), None
-
-
-def run_search(experiment: Experiment, directory: Path, *, workers: int, scheduler: str | None,
-               open_client: Callable, progress: Callable | None, snapshot: Callable,
-               record: Callable[[ExperimentResult], None]) -> ExperimentResult:
-    """Run (or continue) the study until n_trials are finished or pruned, or the timeout.
-    `record(result)` writes the plan and results.csv after each trial; Ctrl-C stops the
-    study cleanly (running trials are cancelled; the next run of the command resumes it)."""
-    optuna = _optuna()
-    spec = experiment.spec.search
-    storage_url = _storage_url(experiment, directory)
-    direction = "maximize" if experiment.mode == "max" else "minimize"
-    study = optuna.create_study(study_name=experiment.name, storage=open_storage(storage_url),
-                                direction=direction, sampler=_sampler(spec, optuna),
-                                pruner=_pruner(spec.pruner, optuna), load_if_exists=True)
-    states = optuna.trial.TrialState
-    runs_root = directory / RUNS_DIR
-    runs_root.mkdir(parents=True, exist_ok=True)
-    for trial in study.get_trials(deepcopy=False, states=(states.RUNNING,)):
-        # its client died mid-trial: drop the half-written run, ask its values again first
-        study._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
-        study._storage.set_trial_state_values(trial._trial_id, states.FAIL)
-        study.enqueue_trial(trial.params, skip_if_exists=False)
-        shutil.rmtree(runs_root / _run_id(trial.number), ignore_errors=True)
-    result = ExperimentResult(experiment, directory, _runs_of(study, runs_root, experiment), False)
-    record(result)
-
-    def counted() -> int:
-        return sum(t.state in (states.COMPLETE, states.PRUNED) for t in study.get_trials(deepcopy=False))
-
-    started = time.monotonic()
-    client, cluster = open_client(workers, scheduler)
-    futures: dict[Any, tuple[Any, RunResult]] = {}
-    token = uuid.uuid4().hex[:8]
-    try:
-        from distributed import wait
-
-        slots = max(1, sum(client.nthreads().values()))
-        wanted = min(spec.n_trials, grid_size(spec) or spec.n_trials)  # a grid has so many points
-        while True:
-            timed_out = spec.timeout is not None and time.monotonic() - started > spec.timeout
-            while not timed_out and len(futures) < slots and counted() + len(futures) < wanted:
-                trial = study.ask()
-                values = suggest(trial, spec.params)
-                run = _trial_run(trial.number, values, runs_root, experiment)
-                result.runs.append(run)
-                text, problem = trial_config(experiment, values)
-                if problem is not None:
-                    _told(study, trial, state=states.FAIL)
-                    run.status, run.error = "failed", problem
-                    continue
-                task = {"number": trial.number, "trial_id": trial._trial_id, "study": experiment.name,
-                        "storage": storage_url, "out": os.fspath(run.path), "config_yaml": text,
-                        "source": experiment.base_source, "metric": experiment.metric,
-                        "mode": experiment.mode, "params": values, "pruner": spec.pruner}
-                future = client.submit(_train_trial, task, key=f"trainctl-trial-{trial.number}-{token}", pure=False)
-                futures[future] = (trial, run)
-                run.status = "pending"
-            if not futures:
-                break
-            done, _ = wait(list(futures), return_when="FIRST_COMPLETED")
-            for future in done:
-                trial, run = futures.pop(future)
-                _tell(study, trial, run, future, states)
-                record(result)
-                if progress is not None:
-                    progress(snapshot(result, running=len(futures), last=run))
-    except KeyboardInterrupt:
-        _quiet_dask()
-        for _, run in futures.values():
-            run.status = "pending"
-        record(result)
-        raise TrainctlError(f"interrupted: {counted()} of {spec.n_trials} trials done; run the same command "
-                            "again to resume the study") from None
-    finally:
-        for future in futures:
-            future.cancel()
-        client.close()
-        if cluster is not None:
-            cluster.close()
-    return result
-
-
-def _quiet_dask() -> None:
-    """Closing a client under Ctrl-C makes dask log tracebacks of its cancelled tasks; the
-    user asked to stop, so say it in one line instead."""
-    import logging
-
-    for name in ("distributed", "distributed.client", "distributed.worker", "distributed.nanny",
-                 "distributed.scheduler", "distributed.core"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
-
-
-def _run_id(number: int) -> str:
-    return f"trial-{number:0{TRIAL_ID_WIDTH}d}"
-
-
-def _trial_run(number: int, values: dict[str, Any], runs_root: Path, experiment: Experiment) -> RunResult:
-    run_id = _run_id(number)
-    return RunResult(run_id, dict(values), None, "planned", path=runs_root / run_id, index=number)
-
-
-def _told(study, trial, value=None, state=None) -> None:
-    """study.tell, tolerating GridSampler's `study.stop()` when its grid is exhausted (meant
-    for study.optimize; in ask-and-tell it raises after the trial's state is stored)."""
-    try:
-        study.tell(trial, value, state=state)
-    except RuntimeError as error:
-        if "Study.stop" not in str(error):
-            raise
 
 
 def grid_size(spec) -> int | None:
@@ -317,38 +109,83 @@ def grid_size(spec) -> int | None:
     return size
 
 
-def _tell(study, trial, run: RunResult, future, states) -> None:
-    try:
-        outcome = future.result()
-    except Exception as error:  # the worker died twice (dask retried once): the trial failed
-        _told(study, trial, state=states.FAIL)
-        run.status, run.error = "failed", f"{type(error).__name__}: {error}".replace("\n", "; ")
-        return
-    run.status, run.error = outcome["status"], outcome.get("error")
-    run.wall_seconds = outcome.get("wall_seconds")
-    for key in ("final", "best", "best_epoch", "epochs", "train_seconds"):
-        setattr(run, key, outcome.get(key))
-    if run.status == "pruned":
-        _told(study, trial, state=states.PRUNED)
-    elif run.status == "ok" and run.final is not None and math.isfinite(run.final):
-        _told(study, trial, run.final)
-    else:
-        _told(study, trial, state=states.FAIL)
-        run.status = "failed"
-        run.error = run.error or "the metric is not finite"
+class SearchTrials(TrialSource):
+    """The sampler's trials: asked one per free worker until `n_trials` are finished or
+    pruned (the whole study's, earlier invocations included), or the timeout has passed."""
+
+    unit = "trials"
+
+    def __init__(self, experiment: Experiment, directory: Path):
+        from trainctl.experiment.plan import read_base_data
+
+        self.experiment, self.directory = experiment, directory
+        self.spec = experiment.spec.search
+        self.pruner = self.spec.pruner
+        self.runs_root = directory / RUNS_DIR
+        self.storage_url = storage_url_of(experiment, directory)
+        self.base = read_base_data(experiment)  # once: each trial applies its values to it
+        self.wanted = min(self.spec.n_trials, grid_size(self.spec) or self.spec.n_trials)  # a grid has so many points
+        self.started: float | None = None
+        self.invalid = 0  # trials whose values made no valid config
+
+    def sampler(self, optuna):
+        return _sampler(self.spec, optuna)
+
+    def resume(self, study, interrupted: list) -> list[RunResult]:
+        for trial in interrupted:  # its client died mid-trial: drop the half-written run, ask its values first
+            study.enqueue_trial(trial.params, skip_if_exists=False)
+            shutil.rmtree(self.runs_root / _run_id(trial.number), ignore_errors=True)
+        return _runs_of(study, self.runs_root, self.experiment)
+
+    def counted(self, study) -> int:
+        states = _optuna().trial.TrialState
+        return sum(t.state in (states.COMPLETE, states.PRUNED) for t in study.get_trials(deepcopy=False))
+
+    def remaining(self, study) -> int:
+        return self.wanted - self.counted(study)
+
+    def next(self, study, result: ExperimentResult, in_flight: int) -> Asked | None:
+        if self.started is None:
+            self.started = time.monotonic()
+        if self.spec.timeout is not None and time.monotonic() - self.started > self.spec.timeout:
+            return None
+        if self.invalid >= self.spec.n_trials or self.counted(study) + in_flight >= self.wanted:
+            return None
+        trial = study.ask()
+        values = suggest(trial, self.spec.params)
+        run = _trial_run(trial.number, values, self.runs_root)
+        result.runs.append(run)
+        text, problem = trial_config(self.experiment, values, self.base)
+        if problem is not None:
+            self.invalid += 1
+            run.status, run.error = "failed", problem
+            return Asked(trial, run, None)
+        return Asked(trial, run, task_for(self.experiment, self.storage_url, trial, run, text, values, self.pruner))
+
+    def done(self, study, result: ExperimentResult) -> tuple[int, int]:
+        return self.counted(study), self.spec.n_trials
+
+
+def _run_id(number: int) -> str:
+    return f"trial-{number:0{TRIAL_ID_WIDTH}d}"
+
+
+def _trial_run(number: int, values: dict[str, Any], runs_root: Path) -> RunResult:
+    run_id = _run_id(number)
+    return RunResult(run_id, dict(values), None, "planned", path=runs_root / run_id, index=number)
 
 
 def _runs_of(study, runs_root: Path, experiment: Experiment) -> list[RunResult]:
     """RunResults of the trials an earlier invocation finished (complete, pruned, failed)."""
+    from trainctl.errors import TrainctlError
     from trainctl.experiment.results import summarise_run_dir
 
-    states = study.get_trials(deepcopy=False)
     runs = []
-    for trial in states:
+    for trial in study.get_trials(deepcopy=False):
         state = trial.state.name.lower()
         if state not in ("complete", "pruned", "fail") or trial.user_attrs.get(INTERRUPTED):
             continue  # an interrupted trial was asked again under a new number
-        run = _trial_run(trial.number, dict(trial.params), runs_root, experiment)
+        run = _trial_run(trial.number, dict(trial.params), runs_root)
         run.status = {"complete": "skipped", "pruned": "pruned", "fail": "failed"}[state]
         if run.path.is_dir() and state != "fail":
             try:

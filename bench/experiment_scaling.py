@@ -5,9 +5,10 @@ Optuna + trainctl's bookkeeping) costs per trial beyond the training run itself.
                                             [--kinds plan search]
 
 The trial: the quickstart MLP (configs/quickstart.yaml) with its epochs scaled so that one
-`train_from_config` in a warm process takes about `--seconds` (calibrated first). The
-direct baseline is that same call, repeated in this process: wall and CPU seconds per run,
-run directory writes included (what `trainctl train` does).
+`train_from_config` in a warm process takes about `--seconds` of CPU (calibrated first). The
+direct baseline is that same call, repeated in this process with one BLAS thread as in a
+worker: wall and CPU seconds per run, run directory writes included (what `trainctl train`
+does).
 
 Each experiment is `--trials` runs of that config through `run_experiment` on a fresh
 LocalCluster: `plan` is a seeds list (one trial per seed, fixed values), `search` a TPE study
@@ -77,12 +78,15 @@ def process_tree_cpu() -> dict[int, float]:
 
 def calibrated_config(scratch: Path, seconds: float) -> tuple[Path, float, float, int]:
     """(config path, direct wall s, direct CPU s, epochs): the quickstart MLP trained for as many
-    epochs as take about `seconds` in this (warm) process."""
+    epochs as take about `seconds` of CPU in this (warm) process (CPU: on a shared machine the
+    wall-clock of a run depends on the neighbours; on a quiet one they agree)."""
     from trainctl.config import load_config
     from trainctl.runs.train import train_from_config
 
     data = yaml.safe_load((ROOT / "configs/quickstart.yaml").read_text())
     data["data"]["train"]["n_samples"] = 6000
+
+    from threadpoolctl import threadpool_limits
 
     def direct(epochs: int, repeats: int) -> tuple[float, float]:
         data["fit"]["epochs"] = epochs
@@ -92,15 +96,17 @@ def calibrated_config(scratch: Path, seconds: float) -> tuple[Path, float, float
         for repeat in range(repeats):
             out = scratch / f"direct-{epochs}-{repeat}"
             wall, cpu = time.perf_counter(), time.process_time()
-            train_from_config(load_config(path), out=out, callbacks=[])
+            with threadpool_limits(1):  # as in a worker: one BLAS thread (runner._open_client)
+                train_from_config(load_config(path), out=out, callbacks=[])
             walls.append(time.perf_counter() - wall)
             cpus.append(time.process_time() - cpu)
             shutil.rmtree(out)
         return statistics.median(walls), statistics.median(cpus)
 
     direct(2, 1)  # compile or load the kernels
-    per_epoch = direct(4, 1)[0] / 4
-    epochs = max(1, round(seconds / per_epoch))
+    short, long = direct(5, 2)[1], direct(25, 2)[1]  # CPU = start-up + epochs x per-epoch
+    per_epoch = (long - short) / 20
+    epochs = max(1, round(5 + (seconds - short) / per_epoch))
     wall, cpu = direct(epochs, 3)
     return scratch / "trial.yaml", wall, cpu, epochs
 
@@ -163,16 +169,20 @@ def measure(path: Path, out: Path, workers: int) -> dict:
     trials = sum(run.status in ("ok", "skipped") for run in result.runs)
     first, last = marks["first"], marks["last"]
     tree_cpu = sum(last[2].get(pid, 0.0) - first[2].get(pid, 0.0) for pid in last[2])
-    gaps = []
+    gaps, warmup = [], 0.0
     by_worker = defaultdict(list)
     for outcome in outcomes:
-        by_worker[outcome.get("pid")].append((outcome["started_at"], outcome["ended_at"]))
+        by_worker[outcome.get("pid")].append((outcome["started_at"], outcome["ended_at"], outcome["cpu_seconds"]))
     for spans in by_worker.values():
         spans.sort()
         gaps += [b[0] - a[1] for a, b in zip(spans, spans[1:])]
+        if len(spans) > 1:  # a worker's first trial imports trainctl and loads the kernels, once
+            warmup += spans[0][2] - statistics.median(span[2] for span in spans[1:])
     return {"trials": trials, "failed": len(result.failed), "total": total, "steady": last[0] - first[0],
             "client_cpu": last[1] - first[1], "tree_cpu": tree_cpu,
             "task_wall": statistics.median(o["wall_seconds"] for o in outcomes),
+            "task_cpu": sum(o["cpu_seconds"] for o in outcomes) / max(len(outcomes), 1), "warmup": warmup,
+            "workers": len(by_worker),
             "phases": {k: v / max(trials, 1) for k, v in timers.seconds.items()},
             "gap": statistics.median(gaps) if gaps else float("nan")}
 
@@ -200,11 +210,12 @@ def main() -> None:
           f"load: {os.getloadavg()[0]:.1f}")
     print(f"{'kind':>6} {'workers':>7} {'trials':>6} {'total s':>7} {'trials/min':>10} {'steady/min':>10} "
           f"{'task s':>6} {'ovh ms':>7} {'ovh %':>6} {'ovh CPU ms':>10} {'CPU %':>6} "
-          f"{'ask':>5} {'submit':>6} {'tell':>5} {'record':>6} {'gap ms':>6}")
+          f"{'ask':>5} {'submit':>6} {'tell':>5} {'record':>6} {'gap ms':>6} "
+          f"{'task+':>6} {'worker':>6} {'client':>6} {'warm-up s':>9}")
     for kind, workers, m in rows:
         n = max(m["trials"], 1)
         overhead = m["steady"] * workers / n - direct_wall
-        cpu_overhead = (m["client_cpu"] + m["tree_cpu"]) / n - direct_cpu
+        cpu_overhead = (m["client_cpu"] + m["tree_cpu"] - m["warmup"]) / n - direct_cpu
         phases = m["phases"]
         print(f"{kind:>6} {workers:>7} {m['trials']:>6} {m['total']:>7.1f} {60 * n / m['total']:>10.1f} "
               f"{60 * n / m['steady']:>10.1f} {m['task_wall']:>6.3f} {1000 * overhead:>7.0f} "
@@ -212,10 +223,15 @@ def main() -> None:
               f"{100 * cpu_overhead / direct_cpu:>5.1f}% "
               + " ".join(f"{1000 * phases.get(p, 0.0):>{w}.1f}" for p, w in
                          (("ask", 5), ("submit", 6), ("tell", 5), ("record", 6)))
-              + f" {1000 * m['gap']:>6.1f}")
+              + f" {1000 * m['gap']:>6.1f} {1000 * (m['task_cpu'] - m['warmup'] / n - direct_cpu):>6.0f} "
+              f"{1000 * (m['tree_cpu'] / n - m['task_cpu']):>6.0f} {1000 * m['client_cpu'] / n:>6.0f} "
+              f"{m['warmup'] / max(m['workers'], 1):>9.2f}")
     print("ovh: steady wall x workers / trials - direct wall; CPU: client + workers + nannies over the steady "
           "state / trials - direct CPU; ask/submit/tell/record: client ms per trial; gap: a worker's median "
-          "idle time between two trials")
+          "idle time between two trials; CPU ms per trial: task+ = the task thread beyond the direct run, "
+          "worker = the worker processes' other threads (dask), client = client + scheduler + nannies; "
+          "warm-up: CPU s of a worker's first trial beyond its others (imports, kernel cache), paid once per "
+          "worker and left out of the per-trial CPU overhead")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from trainctl.errors import ConfigError
 from trainctl.experiment.compare import compare_runs
 from trainctl.experiment.plan import load_experiment
 from trainctl.experiment.runner import run_experiment
+from trainctl.experiment.study import load_study_of
 from tests.experiment_support import dask_cluster, read_results, tiny_config, write
 
 BASE = tiny_config()
@@ -240,6 +241,15 @@ def test_sweep_on_a_local_cluster_then_a_rerun_skips_complete_runs(tmp_path, bas
     assert [row["seeds"] for row in rows] == ["0,1"] * 4
     ok = [r for r in result.runs if r.status == "ok"]
     assert rows[0]["val_loss"] == f"{(ok[0].final + ok[1].final) / 2:.6f}/2"
+    # the same machinery as a search: each run a trial of the study in the experiment directory,
+    # its values fixed (scalar ones as params; data.train's mappings live in experiment.json)
+    trials = load_study_of(directory).get_trials(deepcopy=False)
+    by_state = {state: {t.user_attrs["run_id"]: t for t in trials if t.state.name == state} for state in ("COMPLETE", "FAIL")}
+    assert {run_id: t.value for run_id, t in by_state["COMPLETE"].items()} == {r.run_id: r.final for r in ok}
+    assert set(by_state["FAIL"]) == {r.run_id for r in result.runs if r.status == "failed"}
+    for run in result.runs:
+        trial = {**by_state["COMPLETE"], **by_state["FAIL"]}[run.run_id]
+        assert trial.params == {"optimizer.learning_rate": run.overrides["optimizer.learning_rate"], "seed": run.seed}
     assert rows[1]["val_loss"] is None
     # compare reads the same numbers back from the directories
     again = compare_runs([directory])

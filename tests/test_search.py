@@ -65,7 +65,7 @@ def test_median_pruning_stops_bad_trials_early_and_keeps_the_best(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_killed_client_resumes_to_exactly_n_trials(tmp_path):
+def test_ctrl_c_then_a_killed_client_resume_to_exactly_n_trials(tmp_path):
     # trials long enough (3000 samples x 6 epochs) that the kill lands mid-study on a quiet machine
     write(tmp_path, "tiny.yaml", tiny_config(n_samples=3000, epochs=6))
     path = write(tmp_path, "study.yaml", "name: study\nbase: tiny.yaml\nsearch: {sampler: tpe, n_trials: 5, seed: 3, "
@@ -73,15 +73,32 @@ def test_a_killed_client_resumes_to_exactly_n_trials(tmp_path):
     directory = tmp_path / "out"
     command = [sys.executable, "-m", "trainctl", "experiment", os.fspath(path), "--workers", "1",
                "--out", os.fspath(directory)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and process.poll() is None:  # kill once a trial is done
-        if (directory / "study.journal").is_file() and "COMPLETE" in trials_in(directory).values():
-            break
-        time.sleep(0.05)
-    assert process.poll() is None, "the study finished before it could be killed"
+
+    def started_until(complete: int) -> subprocess.Popen:
+        """The command, running until the study holds `complete` finished trials."""
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   start_new_session=True)
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and process.poll() is None:
+            if list(trials_in(directory).values()).count("COMPLETE") >= complete:
+                break
+            time.sleep(0.05)
+        assert process.poll() is None, "the study finished before it could be stopped"
+        return process
+
+    # Ctrl-C in a terminal: SIGINT to the whole process group, the client and its dask workers
+    process = started_until(1)
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    assert stderr.strip().splitlines()[-1].endswith("trials done; run the same command again to resume"), stderr
+    stopped = list(trials_in(directory).values()).count("COMPLETE")
+    assert 1 <= stopped < 5
+    # SIGKILL of the client (and its workers) mid-study
+    process = started_until(stopped + 1)
     os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    process.communicate()
     before = trials_in(directory)
     assert 1 <= list(before.values()).count("COMPLETE") < 5
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)

@@ -75,6 +75,16 @@ def _open_client(workers: int, scheduler: str | None, cluster_security: Any = No
         # One task per worker thread; the rest wait at the scheduler for the first free worker
         # (the default 1.1 sends a second task to a busy single-threaded worker).
         "distributed.scheduler.worker-saturation": 1.0,
+        # dask's housekeeping costs CPU every second, whether trials run or not: by default
+        # ~6% of a core for a client and one worker (bench/experiment_scaling.py), mostly the
+        # statistical profiler sampling the worker's threads every 10 ms and the 20 ms
+        # event-loop ticks. A trial is seconds long: profile nothing, check less often.
+        "distributed.worker.profile.enabled": False,
+        "distributed.admin.tick.interval": "1s",
+        "distributed.worker.memory.monitor-interval": "1s",
+        "distributed.admin.system-monitor.interval": "2s",
+        # Each worker ignores Ctrl-C (the client's to handle) and imports trainctl once at start.
+        "distributed.worker.preload": ["trainctl.experiment.worker_setup"],
         # One BLAS thread per worker: N workers on N cores, not N×N threads fighting.
         "distributed.nanny.pre-spawn-environ.OMP_NUM_THREADS": 1,
         "distributed.nanny.pre-spawn-environ.OPENBLAS_NUM_THREADS": 1,

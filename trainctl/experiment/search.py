@@ -25,14 +25,12 @@ from typing import Any
 
 from trainctl.experiment.plan import Experiment
 from trainctl.experiment.results import ExperimentResult, RunResult
-from trainctl.experiment.study import (  # noqa: F401  (load_study_of, open_storage: the CLI's door to a study)
+from trainctl.experiment.study import (  # noqa: F401  (load_study_of: the CLI's door to a study)
     INTERRUPTED,
     Asked,
-    PruneOnPlateau,
     TrialSource,
     _optuna,
     load_study_of,
-    open_storage,
     storage_url_of,
     task_for,
 )
@@ -130,6 +128,13 @@ class SearchTrials(TrialSource):
 
     def sampler(self, optuna):
         return _sampler(self.spec, optuna)
+
+    def lookahead(self, slots: int) -> int:
+        """Random, grid and QMC samplers do not learn from results (GridSampler also skips the
+        points of running trials): asking one trial ahead per worker loses nothing and keeps
+        the workers busy while the client tells and asks. TPE and CMA-ES ask when a worker
+        is free, with every result so far."""
+        return slots if self.spec.sampler in ("random", "grid", "qmc") else 0
 
     def resume(self, study, interrupted: list) -> list[RunResult]:
         for trial in interrupted:  # its client died mid-trial: drop the half-written run, ask its values first

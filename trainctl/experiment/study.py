@@ -140,7 +140,7 @@ def train_trial(task: dict[str, Any]) -> dict[str, Any]:
     from trainctl.experiment.results import summarise_run_dir
     from trainctl.runs.atomic import atomic_write_json
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.thread_time()
     out = Path(task["out"])
     # started_at/ended_at (epoch seconds) and pid: when and where it ran (a worker's idle gaps)
     result: dict[str, Any] = {"number": task["number"], "status": "ok", "error": None,
@@ -167,6 +167,7 @@ def train_trial(task: dict[str, Any]) -> dict[str, Any]:
     except Exception as error:  # a bug in one trial must not stop the others; keep its story
         result.update(status="failed", error=f"{type(error).__name__}: {error}".replace("\n", "; "))
     result["wall_seconds"] = time.perf_counter() - started
+    result["cpu_seconds"] = time.thread_time() - cpu  # this task's thread, not the worker's others
     result["ended_at"] = time.time()
     return result
 
@@ -327,7 +328,27 @@ class PlanTrials(TrialSource):
     def resume(self, study, interrupted: list) -> list[RunResult]:
         runs = plan_runs(self.experiment, self.directory)
         self.todo = deque(run for run in runs if run.status == "planned")
+        self._complete_in_study(study, [run for run in runs if run.status == "skipped"])
         return runs
+
+    def _complete_in_study(self, study, skipped: list[RunResult]) -> None:
+        """A complete run the study does not hold as complete (it finished while its client
+        was stopping, or the experiment predates its study) joins it, so the study's plots
+        show every finished variant."""
+        states = _optuna().trial.TrialState
+        held = {trial.user_attrs.get("run_id") for trial in study.get_trials(deepcopy=False, states=(states.COMPLETE,))}
+        for run in skipped:
+            if run.run_id in held or run.final is None or not math.isfinite(run.final):
+                continue
+            told(study, self._trial(study, run), run.final)
+
+    def _trial(self, study, run: RunResult):
+        """A RUNNING trial of the run's variant: its scalar values as params, its run id."""
+        variant = self.variants[run.index]
+        values = {**variant.overrides, "seed": variant.seed}
+        params = {key: values[key] for key in self.distributions if key in values}
+        return fixed_trial(study, params, {key: self.distributions[key] for key in params},
+                           {"run_id": run.run_id, "config_hash": variant.config_hash})
 
     def remaining(self, study) -> int:
         return len(self.todo)
@@ -337,10 +358,7 @@ class PlanTrials(TrialSource):
             return None
         run = self.todo.popleft()
         variant = self.variants[run.index]
-        values = {**variant.overrides, "seed": variant.seed}
-        params = {key: values[key] for key in self.distributions if key in values}
-        trial = fixed_trial(study, params, {key: self.distributions[key] for key in params},
-                            {"run_id": run.run_id, "config_hash": variant.config_hash})
+        trial = self._trial(study, run)
         task = task_for(self.experiment, self.storage_url, trial, run, variant.config_yaml,
                         dict(variant.overrides), "none")
         return Asked(trial, run, task)
@@ -449,6 +467,7 @@ def run_study(experiment: Experiment, directory: Path, source: TrialSource, *, w
 
         slots = _slots(client)
         finished: list = []
+        submitted_count = 0
         while True:
             for future in finished:  # tell first: the sampler's next ask knows the result
                 asked = futures.pop(future)
@@ -463,7 +482,8 @@ def run_study(experiment: Experiment, directory: Path, source: TrialSource, *, w
                 if asked.task is None:  # not a valid config: failed without running
                     told(study, asked.trial, state=optuna.trial.TrialState.FAIL)
                     continue
-                future = client.submit(train_trial, asked.task, pure=False,
+                submitted_count += 1  # earlier asked, earlier run: a plan runs in plan order
+                future = client.submit(train_trial, asked.task, pure=False, priority=-submitted_count,
                                        key=f"trainctl-{asked.run.run_id}-{asked.trial.number}-{token}")
                 futures[future] = asked
                 asked.run.status = "pending"

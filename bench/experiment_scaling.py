@@ -16,13 +16,17 @@ over a narrow learning-rate range (pruner none). Reported per experiment:
 
 - trials/min over the whole command (cluster start included) and in steady state (from the
   first submission to the last result);
-- overhead per trial = steady wall × workers / trials − the direct run's wall, in ms and as
-  a % of the direct run; on a loaded machine wall-clock is polluted, so also the CPU
-  figure: (CPU of the client process, its scheduler thread included, and of every worker
-  and nanny process, over the steady state) / trials − the direct run's CPU;
-- where the client's time goes per trial (ms): ask (source.next: study.ask or the fixed
-  trial, config build), submit, tell (study.tell), record (experiment.json + results.csv),
-  and the gap a worker waits between the end of one trial and the start of its next.
+- the overhead in CPU, because on a shared machine wall-clock is polluted by the neighbours:
+  the CPU of the client process (its scheduler and nannies included) and of the worker
+  processes, outside the trials' own task threads, per trial. It has two parts: dask's
+  housekeeping, paid per second (measured on the idle cluster first: `idle ms/s`), and what
+  is paid per trial (`fixed`). `2 s trial` projects both onto a 2-second trial on a quiet
+  machine: (fixed + idle x 2 s / workers) / 2 s;
+- where the client's wall time goes per trial (ms): ask (source.next: the fixed trial or
+  study.ask, the trial's config), submit, tell (the result and study.tell), record
+  (experiment.json + results.csv), and the gap a worker waits between two trials;
+- warm-up: CPU seconds of a worker's first trial beyond its later ones (numba's kernel
+  cache, lazy imports), paid once per worker.
 """
 
 from __future__ import annotations
@@ -187,17 +191,37 @@ def measure(path: Path, out: Path, workers: int) -> dict:
             "gap": statistics.median(gaps) if gaps else float("nan")}
 
 
+def idle_rate(workers: int, seconds: float = 8.0) -> float:
+    """CPU ms per second that an idle cluster of this size costs (client + scheduler +
+    nannies + workers): dask's housekeeping, paid per second whatever the trials do."""
+    from trainctl.experiment.runner import _open_client
+
+    client, cluster = _open_client(workers, None)
+    try:
+        client.submit(int, 1, pure=False).result()  # the workers are up
+        start, cpu, tree = time.perf_counter(), time.process_time(), process_tree_cpu()
+        time.sleep(seconds)
+        after = process_tree_cpu()
+        used = time.process_time() - cpu + sum(after[pid] - tree.get(pid, 0.0) for pid in after)
+        return 1000 * used / (time.perf_counter() - start)
+    finally:
+        client.close()
+        cluster.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--seconds", type=float, default=2.0, help="the length of one trial's training run")
+    parser.add_argument("--seconds", type=float, default=2.0, help="the CPU length of one trial's training run")
     parser.add_argument("--kinds", nargs="+", default=["plan", "search"], choices=["plan", "search"])
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="trainctl-bench-"))
-    rows = []
+    rows, rates = [], {}
     try:
         config, direct_wall, direct_cpu, epochs = calibrated_config(scratch, args.seconds)
+        for workers in args.workers:
+            rates[workers] = idle_rate(workers)
         for kind in args.kinds:
             for workers in args.workers:
                 path = experiment_file(scratch, config, kind, args.trials, workers)
@@ -206,32 +230,29 @@ def main() -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
     print(f"trial: quickstart MLP, 6000 samples x {epochs} epochs; direct train_from_config "
-          f"{direct_wall:.3f} s wall, {direct_cpu:.3f} s CPU (median of 3)  cores: {os.cpu_count()}  "
-          f"load: {os.getloadavg()[0]:.1f}")
+          f"{direct_wall:.2f} s wall, {direct_cpu:.2f} s CPU (median of 3, one BLAS thread)  "
+          f"cores: {os.cpu_count()}  load: {os.getloadavg()[0]:.1f}")
     print(f"{'kind':>6} {'workers':>7} {'trials':>6} {'total s':>7} {'trials/min':>10} {'steady/min':>10} "
-          f"{'task s':>6} {'ovh ms':>7} {'ovh %':>6} {'ovh CPU ms':>10} {'CPU %':>6} "
-          f"{'ask':>5} {'submit':>6} {'tell':>5} {'record':>6} {'gap ms':>6} "
-          f"{'task+':>6} {'worker':>6} {'client':>6} {'warm-up s':>9}")
+          f"{'task CPU s':>10} {'ovh CPU ms':>10} {'idle ms/s':>9} {'fixed ms':>8} {'2 s trial':>9} "
+          f"{'ask':>5} {'submit':>6} {'tell':>5} {'record':>6} {'gap ms':>6} {'warm-up s':>9}")
     for kind, workers, m in rows:
         n = max(m["trials"], 1)
-        overhead = m["steady"] * workers / n - direct_wall
-        cpu_overhead = (m["client_cpu"] + m["tree_cpu"] - m["warmup"]) / n - direct_cpu
+        overhead = 1000 * (m["client_cpu"] + m["tree_cpu"] - m["task_cpu"] * n) / n  # CPU outside the tasks
+        fixed = overhead - rates[workers] * m["steady"] / n  # what is paid per trial, not per second
+        quiet = fixed + rates[workers] * args.seconds / workers  # a 2 s trial on a quiet machine
         phases = m["phases"]
         print(f"{kind:>6} {workers:>7} {m['trials']:>6} {m['total']:>7.1f} {60 * n / m['total']:>10.1f} "
-              f"{60 * n / m['steady']:>10.1f} {m['task_wall']:>6.3f} {1000 * overhead:>7.0f} "
-              f"{100 * overhead / direct_wall:>5.1f}% {1000 * cpu_overhead:>10.0f} "
-              f"{100 * cpu_overhead / direct_cpu:>5.1f}% "
+              f"{60 * n / m['steady']:>10.1f} {m['task_cpu']:>10.2f} {overhead:>10.0f} {rates[workers]:>9.1f} "
+              f"{fixed:>8.0f} {100 * quiet / (1000 * args.seconds):>8.1f}% "
               + " ".join(f"{1000 * phases.get(p, 0.0):>{w}.1f}" for p, w in
                          (("ask", 5), ("submit", 6), ("tell", 5), ("record", 6)))
-              + f" {1000 * m['gap']:>6.1f} {1000 * (m['task_cpu'] - m['warmup'] / n - direct_cpu):>6.0f} "
-              f"{1000 * (m['tree_cpu'] / n - m['task_cpu']):>6.0f} {1000 * m['client_cpu'] / n:>6.0f} "
-              f"{m['warmup'] / max(m['workers'], 1):>9.2f}")
-    print("ovh: steady wall x workers / trials - direct wall; CPU: client + workers + nannies over the steady "
-          "state / trials - direct CPU; ask/submit/tell/record: client ms per trial; gap: a worker's median "
-          "idle time between two trials; CPU ms per trial: task+ = the task thread beyond the direct run, "
-          "worker = the worker processes' other threads (dask), client = client + scheduler + nannies; "
-          "warm-up: CPU s of a worker's first trial beyond its others (imports, kernel cache), paid once per "
-          "worker and left out of the per-trial CPU overhead")
+              + f" {1000 * m['gap']:>6.1f} {m['warmup'] / max(m['workers'], 1):>9.2f}")
+    print("ovh CPU: client + scheduler + nannies + workers, outside the trials' own task threads, per trial, "
+          "over the steady state; idle: what the idle cluster costs per second (housekeeping); fixed: ovh minus "
+          "the idle cost of the steady state's seconds, i.e. paid per trial; 2 s trial: (fixed + idle x 2 s / "
+          "workers) / 2 s, the overhead of a 2-second trial on a quiet machine; ask/submit/tell/record: the "
+          "client's wall ms per trial; gap: a worker's median idle wall time between two trials; warm-up: CPU s "
+          "of a worker's first trial beyond its others (imports, kernel cache), once per worker")
 
 
 if __name__ == "__main__":

@@ -76,8 +76,11 @@ def test_ctrl_c_then_a_killed_client_resume_to_exactly_n_trials(tmp_path):
 
     def started_until(complete: int) -> subprocess.Popen:
         """The command, running until the study holds `complete` finished trials."""
+        # SIGINT as a terminal leaves it: a pytest started in the background ignores SIGINT, and
+        # its children would inherit that
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   start_new_session=True)
+                                   start_new_session=True,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and process.poll() is None:
             if list(trials_in(directory).values()).count("COMPLETE") >= complete:

@@ -417,7 +417,7 @@ def _tell(study, asked: Asked, future) -> None:
     else:
         told(study, asked.trial, state=states.FAIL)
         if run.status == "ok":
-            run.status, run.error = "failed", f"{run.error or ''}the metric is not finite (the run diverged)"
+            run.status, run.error = "failed", "the metric is not finite (the run diverged)"
 
 
 def _quiet_dask() -> None:
@@ -459,12 +459,13 @@ def run_study(experiment: Experiment, directory: Path, source: TrialSource, *, w
             progress(snapshot(result, running=0))
         return result
 
-    client, cluster = open_client(workers, scheduler)
+    client = cluster = None
     futures: dict[Any, Asked] = {}
     token = uuid.uuid4().hex[:8]
     try:
         from distributed import wait
 
+        client, cluster = open_client(workers, scheduler)  # inside: Ctrl-C while the cluster starts is clean too
         slots = _slots(client)
         finished: list = []
         submitted_count = 0
@@ -512,7 +513,8 @@ def run_study(experiment: Experiment, directory: Path, source: TrialSource, *, w
     finally:
         for future in futures:
             future.cancel()
-        client.close()
+        if client is not None:
+            client.close()
         if cluster is not None:
             cluster.close()
     return result

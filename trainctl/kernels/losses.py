@@ -45,9 +45,19 @@ MAX_VALUE = 1.7976931348623157e308  # JavaScript Number.MAX_VALUE, the clip ceil
 LOG_2 = 0.6931471805599453
 
 # What the row functions write into `out`.
-_LOSS_ONLY = 0
+LOSS_ONLY = 0
 _GRAD_WRT_PRED = 1  # out = row_scale * dLoss/dy_pred
 _GRAD_WRT_LOGITS = 2  # out = row_scale * dLoss/dz through the output activation
+
+
+@njit
+def _clip(value, low, high):
+    # tf clipByValue: a NaN passes through unchanged.
+    if value > high:
+        return high
+    if value < low:
+        return low
+    return value
 
 
 @njit
@@ -70,8 +80,8 @@ def _grad_factor(code):
 
 @njit
 def _element(code, tj, pj, f, mode, kind, exact):
-    """(loss term, out value) of one element; out is written only when mode != _LOSS_ONLY."""
-    need_grad = mode != _LOSS_ONLY
+    """(loss term, out value) of one element; out is written only when mode != LOSS_ONLY."""
+    need_grad = mode != LOSS_ONLY
     if code == MEAN_SQUARED_ERROR:
         d = pj - tj
         return d * d, (f * d if need_grad else 0.0)
@@ -145,7 +155,7 @@ def _elementwise_mean(code, t, p, out, i, scale, mode, kind, exact):
     for j in range(n):
         term, gj = _element(code, t[i, j], p[i, j], f, mode, kind, exact)
         acc += term
-        if mode != _LOSS_ONLY:
+        if mode != LOSS_ONLY:
             out[i, j] = gj
     if code == MEAN_ABSOLUTE_PERCENTAGE_ERROR:
         # TF.js: 100 * mean (the metric policy); the loss kernel has always rounded 100 * sum / n
@@ -256,22 +266,22 @@ def _crossentropy(t, p, out, i, scale, mode, sparse, kind, exact):
     loss = 0.0
     a_sum = 0.0
     for j in range(n):
-        tj = (1.0 if j == label else 0.0) if sparse else t[i, j]
+        # a one-hot entry in `kind`: the product below stays in the policy's dtype
+        tj = kind(1.0 if j == label else 0.0) if sparse else t[i, j]
         v = p[i, j]
         if sparse:
             v = eps if v < eps else (high if v > high else v)
         q = v / s
+        c = _clip(q, eps, high)
         # 0 * log(clipped) is exactly 0: skip the log; the metric policy keeps a NaN
-        # prediction's NaN (0 * log(NaN)), as TF.js does
-        if tj != 0.0 or (exact and not sparse and q != q):
-            if q < eps:
-                loss -= tj * math.log(eps)
-            elif q > high:
-                loss -= tj * math.log(high)
-            else:
-                loss -= tj * math.log(q)
+        # prediction's NaN (0 * log(NaN)), as TF.js does. `c` is read twice on purpose: a
+        # value read once lets LLVM fold log(bound) at compile time (in float64, then
+        # rounded: an ulp from float32's run-time log that TF.js takes).
+        if tj != 0.0 or (exact and not sparse and c != c):
+            loss -= tj * math.log(c)
+            if not (q < eps or q > high):  # inside the clip, NaN included
                 a_sum -= tj
-    if mode == _LOSS_ONLY:
+    if mode == LOSS_ONLY:
         return loss
     # pass 3 (fused): S = sum_k P_k
     big_s = 0.0
@@ -327,11 +337,11 @@ def row_loss(code, t, p, out, i, scale, mode, kind, exact):
     if code == SPARSE_CATEGORICAL_CROSSENTROPY:
         return _crossentropy(t, p, out, i, scale, mode, True, kind, exact)
     if code == CATEGORICAL_HINGE:
-        return _categorical_hinge(t, p, out, i, scale, mode != _LOSS_ONLY)
+        return _categorical_hinge(t, p, out, i, scale, mode != LOSS_ONLY)
     if code == KULLBACK_LEIBLER_DIVERGENCE:
-        return _kullback_leibler_divergence(t, p, out, i, scale, mode != _LOSS_ONLY)
+        return _kullback_leibler_divergence(t, p, out, i, scale, mode != LOSS_ONLY)
     if code == COSINE_PROXIMITY:
-        return _cosine_proximity(t, p, out, i, scale, mode != _LOSS_ONLY, kind)
+        return _cosine_proximity(t, p, out, i, scale, mode != LOSS_ONLY, kind)
     return _elementwise_mean(code, t, p, out, i, scale, mode, kind, exact)
 
 
@@ -345,7 +355,7 @@ def loss_forward_backward(code, y_true, y_pred, row_scale, per_row, grad, need_g
     `grad` must not be `y_pred`; it is untouched when need_grad is False.
     """
     rows = y_pred.shape[0]
-    mode = _GRAD_WRT_PRED if need_grad else _LOSS_ONLY
+    mode = _GRAD_WRT_PRED if need_grad else LOSS_ONLY
     for i in range(rows):
         per_row[i] = row_loss(code, y_true, y_pred, grad, i, row_scale[i], mode, np.float64, False)
 

@@ -1,4 +1,5 @@
-"""Recurrent layers: SimpleRNN, LSTM, GRU (TF.js semantics and defaults), and Masking.
+"""Recurrent layers: SimpleRNN, LSTM, GRU (TF.js semantics and defaults); Masking is in
+masking.py, the Bidirectional and TimeDistributed wrappers in wrappers.py.
 
 Input [n, steps, features]. Per batch: one matmul projects every step's input
 (`x @ kernel + bias`), one compiled loop (trainctl/kernels/recurrent.py) runs the steps,
@@ -21,7 +22,7 @@ TF.js facts followed here (tfjs-layers/src/layers/recurrent.ts, 4.22):
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import model_validator
@@ -92,7 +93,7 @@ class GatedParams(RecurrentParams):
     recurrent_activation: registry_id(ACTIVATIONS) = "hard_sigmoid"  # TF.js default (Keras: sigmoid)
 
 
-class _Recurrent(Layer):
+class Recurrent(Layer):
     """The shared body: weights, buffers, dropout masks, carried state; subclasses name the
     number of gates and call their kernels."""
 
@@ -270,11 +271,14 @@ class _Recurrent(Layer):
         """(dy_seq, dy_last) for the kernels: the gradient in its slot, an empty array in the other."""
         return (dy, self._no_dy_last) if sequences else (self._no_dy_seq, dy)
 
+    def _stacked(self, buffer: TimeMajor, n: int) -> np.ndarray:
+        """A time-major buffer's [steps, n, width] view as the [steps*n, width] rows that the
+        weight-gradient matmuls take."""
+        return buffer[n].reshape(self.input_shape[0] * n, -1)
+
     def recurrent_grads(self, n: int) -> None:
         """dU = H_dropped^T @ dZ over every step, one matmul."""
-        steps, units = self.input_shape[0], self.params.units
-        hd = self._hd[n].reshape(steps * n, units)
-        np.matmul(hd.T, self._dz[n].reshape(steps * n, -1), out=self.recurrent_kernel.grad)
+        np.matmul(self._stacked(self._hd, n).T, self._stacked(self._dz, n), out=self.recurrent_kernel.grad)
 
     def bias_grads(self, dxw2d: np.ndarray, n: int) -> None:
         np.sum(dxw2d, axis=0, out=self.bias.grad)
@@ -306,7 +310,7 @@ class _Recurrent(Layer):
 
 
 @LAYERS.register("simple_rnn")
-class SimpleRNN(_Recurrent):
+class SimpleRNN(Recurrent):
     """h_t = activation(x_t @ kernel + h_{t-1} @ recurrent_kernel + bias)."""
 
     type_id = "simple_rnn"
@@ -328,7 +332,7 @@ class SimpleRNN(_Recurrent):
 
 
 @LAYERS.register("lstm")
-class LSTM(_Recurrent):
+class LSTM(Recurrent):
     """Gates i, f, c, o: c_t = f*c_{t-1} + i*activation(z_c), h_t = o*activation(c_t)."""
 
     type_id = "lstm"
@@ -385,7 +389,7 @@ class _UnitForgetBias(Initializer):
 
 
 @LAYERS.register("gru")
-class GRU(_Recurrent):
+class GRU(Recurrent):
     """Gates z, r, h: h_t = z*h_{t-1} + (1-z)*activation(x_h + (r*h_{t-1}) @ U_h) (reset_after
     false, TF.js), or activation(x_h + r*(h_{t-1} @ U_h + b_rh)) (reset_after true, Keras 3)."""
 
@@ -462,16 +466,12 @@ class GRU(_Recurrent):
                        self.activation.code, self.recurrent_activation.code)
 
     def recurrent_grads(self, n: int) -> None:
+        hd, grad = self._stacked(self._hd, n), self.recurrent_kernel.grad
         if self.params.reset_after:
-            steps, units = self.input_shape[0], self.params.units
-            hd = self._hd[n].reshape(steps * n, units)
-            np.matmul(hd.T, self._drec[n].reshape(steps * n, -1), out=self.recurrent_kernel.grad)
+            np.matmul(hd.T, self._stacked(self._drec, n), out=grad)
             return
-        steps, units = self.input_shape[0], self.params.units
-        dz = self._dz[n].reshape(steps * n, 3 * units)
-        hd = self._hd[n].reshape(steps * n, units)
-        rh = self._rh[n].reshape(steps * n, units)
-        grad = self.recurrent_kernel.grad
+        units = self.params.units
+        dz, rh = self._stacked(self._dz, n), self._stacked(self._rh, n)
         grad[:, : 2 * units] = hd.T @ dz[:, : 2 * units]
         grad[:, 2 * units:] = rh.T @ dz[:, 2 * units:]
 
@@ -479,272 +479,5 @@ class GRU(_Recurrent):
         if not self.params.reset_after:
             np.sum(dxw2d, axis=0, out=self.bias.grad)
             return
-        steps = self.input_shape[0]
         np.sum(dxw2d, axis=0, out=self.bias.grad[0])
-        np.sum(self._drec[n].reshape(steps * n, -1), axis=0, out=self.bias.grad[1])
-
-
-@LAYERS.register("masking")
-class Masking(Layer):
-    """Marks the time steps whose features all equal `mask_value` as absent, for the
-    recurrent layers after it; outputs x * mask (TF.js/Keras Masking)."""
-
-    type_id = "masking"
-    class_name = "Masking"
-
-    class Params(LayerParams):
-        mask_value: float = 0.0  # TF.js default
-
-    def build(self, input_shape: Shape, context: BuildContext) -> Shape:
-        if len(input_shape) < 2:
-            raise TrainctlError(f"{self.name}: Masking needs inputs [steps, features], got {list(input_shape)}")
-        self.dtype = context.dtype
-        return super().build(input_shape, context)
-
-    def allocate(self, batch_size: int) -> None:
-        super().allocate(batch_size)
-        steps = self.input_shape[0]
-        self._mask = np.empty((batch_size, steps), bool)
-        self._y = np.empty((batch_size, *self.input_shape), self.dtype)
-        self._dx = np.empty((batch_size, *self.input_shape), self.dtype)
-
-    def compute_mask(self, x: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-        n = x.shape[0]
-        out = self._mask[:n]
-        np.any(x.reshape(n, x.shape[1], -1) != self.params.mask_value, axis=-1, out=out)
-        if mask is not None:
-            out &= mask
-        return out
-
-    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
-        n = x.shape[0]
-        keep = self._mask[:n].reshape(n, x.shape[1], *([1] * (x.ndim - 2)))
-        y = self._y[:n]
-        np.multiply(x, keep, out=y)
-        return y
-
-    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
-        if not need_dx:
-            return None
-        n = dy.shape[0]
-        keep = self._mask[:n].reshape(n, dy.shape[1], *([1] * (dy.ndim - 2)))
-        dx = self._dx[:n]
-        np.multiply(dy, keep, out=dx)
-        return dx
-
-
-_MERGE_MODES = Literal["concat", "sum", "mul", "ave"]
-
-
-@LAYERS.register("bidirectional")
-class Bidirectional(Layer):
-    """Runs a recurrent layer forwards and a copy backwards and merges their outputs (TF.js
-    Bidirectional: the copy's go_backwards flipped, its sequence output reversed back)."""
-
-    type_id = "bidirectional"
-    class_name = "Bidirectional"
-
-    class Params(LayerParams):
-        layer: dict[str, Any]  # the recurrent layer, as in model.layers: {type: lstm, units: 16}
-        merge_mode: _MERGE_MODES = "concat"  # TF.js default; null (separate outputs) needs a functional model
-
-    def build(self, input_shape: Shape, context: BuildContext) -> Shape:
-        from trainctl.nn.layers.base import auto_name
-        from trainctl.nn.model import layer_from_spec
-
-        self.input_shape = tuple(input_shape)
-        spec = dict(self.params.layer)
-        inner_type = LAYERS.get(spec.get("type", ""))
-        if not issubclass(inner_type, _Recurrent):
-            raise TrainctlError(f"{self.name}: Bidirectional wraps a recurrent layer (simple_rnn, lstm, gru), "
-                                f"got {spec.get('type')!r}")
-        self.forward_layer = layer_from_spec(spec, 0)
-        backward_spec = {**spec, "go_backwards": not spec.get("go_backwards", spec.get("goBackwards", False))}
-        backward_spec.pop("goBackwards", None)
-        self.backward_layer = layer_from_spec(backward_spec, 0)
-        inner_name = spec.get("name") or auto_name(self.forward_layer, context)
-        self.forward_layer.name = f"forward_{inner_name}"
-        self.backward_layer.name = f"backward_{inner_name}"
-        self.inner_name = inner_name
-        self.weights = []
-        for layer in (self.forward_layer, self.backward_layer):
-            layer.trainable = layer.trainable and self.trainable
-            inner_context = BuildContext(seed=context.seed, dtype=context.dtype, name_counts={})
-            layer.build(input_shape, inner_context)
-            for weight in layer.weights:
-                weight.name = f"{self.name}/{weight.name}"
-            self.weights.extend(layer.weights)
-        self.sequences = self.forward_layer.params.return_sequences
-        self.dtype = context.dtype
-        self.output_shape = self.compute_output_shape(self.input_shape)
-        return self.output_shape
-
-    def compute_output_shape(self, input_shape: Shape) -> Shape:
-        inner = self.forward_layer.output_shape
-        return (*inner[:-1], 2 * inner[-1]) if self.params.merge_mode == "concat" else inner
-
-    def allocate(self, batch_size: int) -> None:
-        super().allocate(batch_size)
-        self.forward_layer.allocate(batch_size)
-        self.backward_layer.allocate(batch_size)
-        inner = self.forward_layer.output_shape
-        self._y = np.empty((batch_size, *self.output_shape), self.dtype)
-        self._dy_forward = np.empty((batch_size, *inner), self.dtype)
-        self._dy_backward = np.empty((batch_size, *inner), self.dtype)
-        self._dx = np.empty((batch_size, *self.input_shape), self.dtype)
-
-    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
-        for layer in (self.forward_layer, self.backward_layer):
-            layer.input_mask = self.input_mask
-        y_forward = self.forward_layer.forward(x, training)
-        y_backward = self.backward_layer.forward(x, training)
-        if self.sequences:
-            y_backward = y_backward[:, ::-1]
-        self._y_forward, self._y_backward = y_forward, y_backward
-        n, units = x.shape[0], y_forward.shape[-1]
-        y = self._y[:n]
-        mode = self.params.merge_mode
-        if mode == "concat":
-            y[..., :units] = y_forward
-            y[..., units:] = y_backward
-        elif mode == "sum":
-            np.add(y_forward, y_backward, out=y)
-        elif mode == "mul":
-            np.multiply(y_forward, y_backward, out=y)
-        else:
-            np.add(y_forward, y_backward, out=y)
-            y *= y.dtype.type(0.5)
-        return y
-
-    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
-        n = dy.shape[0]
-        units = self._y_forward.shape[-1]
-        d_forward, d_backward = self._dy_forward[:n], self._dy_backward[:n]
-        mode = self.params.merge_mode
-        if mode == "concat":
-            d_forward[...] = dy[..., :units]
-            d_backward[...] = dy[..., units:]
-        elif mode == "sum":
-            d_forward[...] = dy
-            d_backward[...] = dy
-        elif mode == "mul":
-            np.multiply(dy, self._y_backward, out=d_forward)
-            np.multiply(dy, self._y_forward, out=d_backward)
-        else:
-            np.multiply(dy, dy.dtype.type(0.5), out=d_forward)
-            d_backward[...] = d_forward
-        if self.sequences:
-            d_backward[...] = d_backward[:, ::-1].copy()
-        dx_forward = self.forward_layer.backward(d_forward, need_dx)
-        dx_backward = self.backward_layer.backward(d_backward, need_dx)
-        if not need_dx:
-            return None
-        dx = self._dx[:n]
-        np.add(dx_forward, dx_backward, out=dx)
-        return dx
-
-    def compute_mask(self, x: np.ndarray, mask: np.ndarray | None) -> np.ndarray | None:
-        return mask if self.sequences else None
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config["layer"] = dict(self.params.layer)
-        return config
-
-    @property
-    def wrapped_layer(self) -> Layer:
-        return self.forward_layer
-
-    def to_keras_config(self, config: dict[str, Any], fmt: str) -> dict[str, Any]:
-        config["layer"]["config"]["name"] = self.inner_name  # TF.js serialises the inner layer's own name
-        return config
-
-    def reset_states(self) -> None:
-        self.forward_layer.reset_states()
-        self.backward_layer.reset_states()
-
-    def get_state(self) -> dict[str, Any]:
-        return {"forward": self.forward_layer.get_state(), "backward": self.backward_layer.get_state()}
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        self.forward_layer.set_state(state["forward"])
-        self.backward_layer.set_state(state["backward"])
-
-    def flops_per_sample(self) -> int:
-        return self.forward_layer.flops_per_sample() + self.backward_layer.flops_per_sample()
-
-
-@LAYERS.register("time_distributed")
-class TimeDistributed(Layer):
-    """Applies one layer to every time step: [n, steps, ...] runs as [n*steps, ...]."""
-
-    type_id = "time_distributed"
-    class_name = "TimeDistributed"
-
-    class Params(LayerParams):
-        layer: dict[str, Any]  # the layer applied per step, as in model.layers: {type: dense, units: 8}
-
-    def build(self, input_shape: Shape, context: BuildContext) -> Shape:
-        from trainctl.nn.layers.base import auto_name
-        from trainctl.nn.model import layer_from_spec
-
-        if len(input_shape) < 2:
-            raise TrainctlError(f"{self.name}: TimeDistributed needs inputs [steps, ...], got {list(input_shape)}")
-        self.input_shape = tuple(input_shape)
-        spec = dict(self.params.layer)
-        self.inner = layer_from_spec(spec, 0)
-        self.inner.name = spec.get("name") or auto_name(self.inner, context)
-        self.inner.trainable = self.inner.trainable and self.trainable
-        inner_output = self.inner.build(input_shape[1:], context)
-        for weight in self.inner.weights:  # TF.js scopes the inner weights by the wrapper: <wrapper>/kernel
-            weight.name = f"{self.name}/{weight.name.split('/', 1)[1]}"
-        self.weights = self.inner.weights
-        self.wrapped_layer = self.inner
-        self.output_activation = self.inner.output_activation
-        self.output_shape = (input_shape[0], *inner_output)
-        return self.output_shape
-
-    def compute_output_shape(self, input_shape: Shape) -> Shape:
-        return self.output_shape
-
-    def allocate(self, batch_size: int) -> None:
-        super().allocate(batch_size)
-        self.inner.allocate(batch_size * self.input_shape[0])
-
-    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
-        n, steps = x.shape[0], self.input_shape[0]
-        y = self.inner.forward(x.reshape(n * steps, *self.input_shape[1:]), training)
-        return y.reshape(n, steps, *self.output_shape[1:])
-
-    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
-        return self._back(self.inner.backward, dy, need_dx)
-
-    def backward_from_preactivation(self, dz: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
-        return self._back(self.inner.backward_from_preactivation, dz, need_dx)
-
-    def _back(self, step, dy, need_dx):
-        n, steps = dy.shape[0], self.input_shape[0]
-        dx = step(dy.reshape(n * steps, *self.output_shape[1:]), need_dx)
-        return None if dx is None else dx.reshape(n, steps, *self.input_shape[1:])
-
-    @property
-    def has_activity_regularizer(self) -> bool:
-        return self.inner.has_activity_regularizer
-
-    def activity_loss(self, n: int) -> float:
-        return self.inner.activity_loss(n * self.input_shape[0])  # the inner layer saw n*steps rows
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config["layer"] = dict(self.params.layer)
-        return config
-
-    def get_state(self) -> dict[str, Any]:
-        return self.inner.get_state()
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        self.inner.set_state(state)
-
-    def flops_per_sample(self) -> int:
-        return self.input_shape[0] * self.inner.flops_per_sample()
-
+        np.sum(self._stacked(self._drec, n), axis=0, out=self.bias.grad[1])

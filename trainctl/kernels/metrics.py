@@ -63,21 +63,13 @@ def _binary_accuracy(y_true, y_pred):
 
 
 @njit
-def _categorical_accuracy(y_true, y_pred):
+def _categorical_accuracy(y_true, y_pred, sparse):
+    # the target class: argmax of a one-hot row, or the class index itself (sparse)
     rows = y_pred.shape[0]
     hits = 0
     for r in range(rows):
-        if _argmax_row(y_true, r) == _argmax_row(y_pred, r):
-            hits += 1
-    return hits / rows
-
-
-@njit
-def _sparse_categorical_accuracy(y_true, y_pred):
-    rows = y_pred.shape[0]
-    hits = 0
-    for r in range(rows):
-        if y_true[r, 0] == _argmax_row(y_pred, r):
+        target = y_true[r, 0] if sparse else _argmax_row(y_true, r)
+        if target == _argmax_row(y_pred, r):
             hits += 1
     return hits / rows
 
@@ -134,9 +126,9 @@ def metric_value(code, y_true, y_pred):
     if code == BINARY_ACCURACY:
         return _binary_accuracy(y_true, y_pred)
     if code == CATEGORICAL_ACCURACY:
-        return _categorical_accuracy(y_true, y_pred)
+        return _categorical_accuracy(y_true, y_pred, False)
     if code == SPARSE_CATEGORICAL_ACCURACY:
-        return _sparse_categorical_accuracy(y_true, y_pred)
+        return _categorical_accuracy(y_true, y_pred, True)
     if code >= LOSS_METRIC_OFFSET:
         return _mean_row_loss(code - LOSS_METRIC_OFFSET, y_true, y_pred)
     if code == R2_SCORE:

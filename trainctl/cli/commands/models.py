@@ -9,13 +9,7 @@ from typing import List, Optional
 import typer
 
 from trainctl.cli.common import (
-    MAX_MEMORY_HELP,
-    SET_HELP,
-    _max_memory,
-    _stderr,
-    _stdout,
-    app,
-    expected_failures,
+    MAX_MEMORY_HELP, SET_HELP, _max_memory, _stderr, _stdout, app, expected_failures
 )
 
 

@@ -9,11 +9,7 @@ from typing import Optional
 
 import typer
 
-from trainctl.cli.common import (
-    _stderr,
-    app,
-    expected_failures,
-)
+from trainctl.cli.common import _stderr, app, expected_failures
 
 
 class Task(str, Enum):

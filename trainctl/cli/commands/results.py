@@ -8,13 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from trainctl.cli.common import (
-    _stderr,
-    _stdout,
-    _usage_error,
-    app,
-    expected_failures,
-)
+from trainctl.cli.common import _stderr, _stdout, _usage_error, app, expected_failures
 
 
 @app.command()

@@ -9,16 +9,8 @@ from typing import List, Optional
 import typer
 
 from trainctl.cli.common import (
-    MAX_MEMORY_HELP,
-    SET_HELP,
-    LogFormat,
-    _max_memory,
-    _set_threads,
-    _stderr,
-    _stdout,
-    _usage_error,
-    app,
-    expected_failures,
+    MAX_MEMORY_HELP, SET_HELP, LogFormat, _max_memory, _set_threads, _stderr, _stdout, _usage_error,
+    app, expected_failures
 )
 
 

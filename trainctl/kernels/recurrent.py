@@ -205,6 +205,8 @@ def lstm_backward(dy_seq, dy_last, sequences, recurrent_kernel_t, mask, rmask, c
     steps, n, four_units = pre.shape
     units = four_units // 4
     _initial_state_grad(dy_last, sequences, n, units, dh)
+    for b in range(n):
+        for j in range(units):
             dc[b, j] = 0.0
     for t in range(steps - 1, -1, -1):
         s = _source_step(t, steps, backwards)

@@ -417,12 +417,12 @@ BAD_CONFIGS = [
     ("set_misspelled_key", None, None, ["fit.epoch=3"],
      ["--set fit.epoch: unknown key 'epoch'; did you mean 'epochs'?"]),
     ("set_bad_value", None, None, ["optimizer=adamm"],
-     ["--set optimizer: unknown optimizer 'adamm'; did you mean 'adam'?"]),
+     ["--set optimizer (overrides {f}:8:1): unknown optimizer 'adamm'; did you mean 'adam'?"]),
     ("several_problems_at_once", "units: 8, activation: relu", "unts: 8, activation: rleu",
      ["fit.batch_size=0"],
      ["{f}:6:21: model.layers.0.unts: unknown key 'unts'; did you mean 'units'?",
       "{f}:6:42: model.layers.0.activation: unknown activation 'rleu'; did you mean 'relu'?",
-      "--set fit.batch_size: must be > 0, got 0"]),
+      "--set fit.batch_size (overrides {f}:15:3): must be > 0, got 0"]),
     # Checked after the schema, without data: the loss against the model's output.
     ("loss_output_mismatch", "units: 3, activation: softmax", "units: 1, activation: sigmoid", [],
      ["{f}:9:7: loss: categorical_crossentropy needs an output with at least 2 units (one per "

@@ -40,11 +40,9 @@ def located_in(loaded):
     except ConfigValueError as error:
         if loaded is None:
             raise
-        from trainctl.config.problems import Problem, raise_problems
+        from trainctl.config.problems import raise_problems
 
-        raise_problems([Problem(str(loaded.path), mark.line, mark.col, path, message)
-                        for path, message in error.problems
-                        for mark in [loaded.positions.value(path)]])
+        raise_problems([loaded.problem(path, message) for path, message in error.problems])
 
 
 def build_callbacks(config) -> list[Callback]:

@@ -21,6 +21,7 @@ TF.js facts followed here (tfjs-layers/src/layers/recurrent.ts, 4.22):
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -180,6 +181,23 @@ class _Recurrent(Layer):
     def allocate_cell(self, n: int, steps: int) -> None:
         """Cell-specific buffers."""
 
+    def buffer_nbytes(self, batch_size: int, itemsize: int) -> int:
+        """What `allocate` takes (pinned to it by tests/test_hostile/test_hostile_budget.py):
+        per step of the sequence and per row, the input projections, pre-activations, gate
+        gradients, hidden states and inputs kept for backpropagation through time."""
+        n, (steps, features) = batch_size, self.input_shape
+        units = self.params.units
+        gates, states, wide = self.n_gates * units, self.n_states, max(features, units)
+        y = n * steps * units if self.params.return_sequences else n * units
+        per_sequence = n * steps * (2 * features + 4 * gates + units + 1) + states * (steps + 1) * n * units
+        per_row = n * (features + units * (2 + 2 * states) + wide)  # masks, dh, dprev, carry, ones
+        values = per_sequence + per_row + y + gates * units + self.cell_buffer_values(n, steps)
+        return values * itemsize + n * wide * 8  # + the float64 uniforms for dropout masks
+
+    def cell_buffer_values(self, n: int, steps: int) -> int:
+        """Values in the buffers `allocate_cell` adds."""
+        return 0
+
     # -- forward ----------------------------------------------------------------------------
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         n, steps = x.shape[0], self.input_shape[0]
@@ -316,6 +334,9 @@ class SimpleRNN(_Recurrent):
     def allocate_cell(self, n: int, steps: int) -> None:
         self._rec = np.empty((n, self.params.units), self.dtype)
 
+    def cell_buffer_values(self, n: int, steps: int) -> int:
+        return n * self.params.units
+
     def run_forward(self, xw, mask, rmask, n):
         self._kernels.simple_rnn_forward(xw, self.recurrent_kernel.value, mask, rmask, self._states[0][n],
                                          self._hd[n], self._pre[n], self._rec[:n],
@@ -354,6 +375,10 @@ class LSTM(_Recurrent):
         self._gates = TimeMajor(steps, n, 4 * units, self.dtype)
         self._act_c = TimeMajor(steps, n, units, self.dtype)
         self._rec = np.empty((n, 4 * units), self.dtype)
+
+    def cell_buffer_values(self, n: int, steps: int) -> int:
+        units = self.params.units
+        return steps * n * 5 * units + n * 4 * units  # gates, act_c; rec
 
     def run_forward(self, xw, mask, rmask, n):
         h, c = (states[n] for states in self._states)
@@ -428,6 +453,13 @@ class GRU(_Recurrent):
             self._dzr = np.empty((n, 2 * units), dtype)
             self._dzh = np.empty((n, units), dtype)
             self._drh = np.empty((n, units), dtype)
+
+    def cell_buffer_values(self, n: int, steps: int) -> int:
+        units = self.params.units
+        shared = steps * n * 3 * units + 3 * units  # gates, zero bias
+        if self.params.reset_after:
+            return shared + 2 * steps * n * 3 * units + n * 3 * units  # rec_raw, drec; rec
+        return shared + steps * n * units + 6 * units * units + 7 * n * units  # rh; split kernels; row scratch
 
     def run_forward(self, xw, mask, rmask, n):
         p, k = self.params, self._kernels
@@ -507,6 +539,9 @@ class Masking(Layer):
         self._mask = np.empty((batch_size, steps), bool)
         self._y = np.empty((batch_size, *self.input_shape), self.dtype)
         self._dx = np.empty((batch_size, *self.input_shape), self.dtype)
+
+    def buffer_nbytes(self, batch_size: int, itemsize: int) -> int:
+        return batch_size * (self.input_shape[0] + 2 * math.prod(self.input_shape) * itemsize)  # mask, y, dx
 
     def compute_mask(self, x: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         n = x.shape[0]
@@ -592,6 +627,11 @@ class Bidirectional(Layer):
         self._dy_forward = np.empty((batch_size, *inner), self.dtype)
         self._dy_backward = np.empty((batch_size, *inner), self.dtype)
         self._dx = np.empty((batch_size, *self.input_shape), self.dtype)
+
+    def buffer_nbytes(self, batch_size: int, itemsize: int) -> int:
+        inner = math.prod(self.forward_layer.output_shape)
+        own = batch_size * (math.prod(self.output_shape) + 2 * inner + math.prod(self.input_shape)) * itemsize
+        return own + sum(layer.buffer_nbytes(batch_size, itemsize) for layer in (self.forward_layer, self.backward_layer))
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         for layer in (self.forward_layer, self.backward_layer):
@@ -710,6 +750,9 @@ class TimeDistributed(Layer):
     def allocate(self, batch_size: int) -> None:
         super().allocate(batch_size)
         self.inner.allocate(batch_size * self.input_shape[0])
+
+    def buffer_nbytes(self, batch_size: int, itemsize: int) -> int:
+        return self.inner.buffer_nbytes(batch_size * self.input_shape[0], itemsize)
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         n, steps = x.shape[0], self.input_shape[0]

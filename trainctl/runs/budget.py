@@ -116,6 +116,10 @@ def _layer_key(model: Any, index: int) -> str:
     return "model.layers.0.input_shape"
 
 
+# Integer options of a layer that size nothing.
+_NOT_SIZES = {"seed", "axis", "dims", "input_shape", "batch_input_shape", "batch_size", "input_dim"}
+
+
 def _input_key(model: Any) -> str:
     return ("model.layers.0.input_shape" if model.layers[0].params.input_shape is not None
             else "model.layers.0.batch_input_shape")
@@ -123,14 +127,16 @@ def _input_key(model: Any) -> str:
 
 def _buffer_key(model: Any, batch_size: int, batch_key: str) -> str:
     """The key that sizes the largest layer's buffers: the largest of its factors, the batch,
-    its units, its input's steps (a recurrent layer keeps every step) and its input's width."""
+    its own sizes (units, filters, an up-sampling size...), its input's steps (a recurrent
+    layer keeps every step) and its input's width."""
     sizes = [layer.buffer_nbytes(batch_size, model.dtype.itemsize) for layer in model.layers]
     index = max(range(len(sizes)), key=sizes.__getitem__)
     layer = model.layers[index]
     factors = [(batch_size, batch_key)]
-    units = getattr(layer.params, "units", None)
-    if units is not None:
-        factors.append((units, f"model.layers.{index}.units"))
+    for name, value in layer.params:
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if name not in _NOT_SIZES and values and all(type(v) is int and v > 0 for v in values):
+            factors.append((math.prod(values), f"model.layers.{index}.{name}"))
     shape = tuple(layer.input_shape or ())
     if len(shape) > 1:
         factors.append((math.prod(shape[:-1]), _input_key(model)))

@@ -18,30 +18,15 @@ import pytest
 from typer.testing import CliRunner
 
 from trainctl.cli import app
+from tests.fixtures import teacher_config
 
 ROOT = Path(__file__).resolve().parent.parent
 TFJS_MLP = ROOT / "configs" / "tfjs_mlp.yaml"
 
 # A tiny classifier on generated data: trains in well under a second once kernels are cached.
 # Line numbers matter: the bad-config table below points into this text.
-SMALL = """\
-# trainctl CLI test config: a tiny classifier on generated data.
-name: small
-seed: 0
-model:
-  layers:
-    - {type: dense, units: 8, activation: relu, input_shape: [6]}
-    - {type: dense, units: 3, activation: softmax}
-optimizer: {type: adam, learning_rate: 0.01}
-loss: categorical_crossentropy
-metrics: [accuracy]
-data:
-  train: {generator: teacher, n_samples: 300, n_features: 6, n_classes: 3, hidden: 4}
-fit:
-  epochs: 3
-  batch_size: 32
-  validation_split: 0.2
-"""
+SMALL = teacher_config(header="# trainctl CLI test config: a tiny classifier on generated data.", n_features=6,
+                       n_samples=300, fit="\n  epochs: 3\n  batch_size: 32\n  validation_split: 0.2")
 EPOCHS = 3
 
 # The environment a non-terminal run sees: no colour forcing from the outside.

@@ -18,26 +18,16 @@ from pathlib import Path
 import pytest
 
 from tests.kill_points import kill_loop
+from tests.fixtures import teacher_config
 
-CONFIG = """\
-name: killloop
-seed: 3
-model:
-  layers:
-    - {type: dense, units: 32, activation: relu, input_shape: [16]}
-    - {type: dropout, rate: 0.2}
-    - {type: dense, units: 4, activation: softmax}
-optimizer: {type: adam, learning_rate: 0.002}
-loss: categorical_crossentropy
-metrics: [accuracy]
-data:
-  train: {generator: teacher, n_samples: 4000, n_features: 16, n_classes: 4, hidden: 8}
-fit: {epochs: 20, batch_size: 16, shuffle: true, validation_split: 0.2}
+CONFIG = teacher_config(name="killloop", seed=3, units=32, n_features=16, n_classes=4, hidden=8, n_samples=4000,
+                        layers=("{type: dropout, rate: 0.2}",), optimizer="{type: adam, learning_rate: 0.002}",
+                        fit="{epochs: 20, batch_size: 16, shuffle: true, validation_split: 0.2}", tail="""\
 callbacks:
   - {type: reduce_lr_on_plateau, monitor: val_loss, patience: 2, factor: 0.5}
   - {type: early_stopping, monitor: val_loss, patience: 50, restore_best_weights: true}
   - {type: csv_logger, filename: log.csv}
-"""
+""")
 CHECKPOINT_EVERY = "25"  # steps; 200 steps per epoch
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
        "NUMBA_NUM_THREADS": "1", "COLUMNS": "200", "TERM": "dumb"}

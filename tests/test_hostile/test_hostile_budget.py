@@ -6,8 +6,8 @@ and the estimate agrees with the RSS a real run reaches."""
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,7 +78,7 @@ def test_lstm_buffers_past_max_memory_are_refused_at_the_key_that_drives_them(tm
     """1000 steps × 400 rows of gates: ~300 MiB of buffers for a model of 320 weights. Refused
     before allocation (small RSS, no run directory), at the sequence length (the largest
     factor), or at the batch size when that is the larger."""
-    config = write(tmp_path, "lstm.yaml", LSTM)
+    write(tmp_path, "lstm.yaml", LSTM)
     longer_batch = ["--set", "fit.batch_size=4000", "--set", "model.layers.0.input_shape=[100, 1]",
                     "--set", "data.train.window=100"]
     cases = [(["--max-memory", "200MiB"], r"lstm\.yaml:5:43: model\.layers\.0\.input_shape: "),
@@ -92,8 +92,6 @@ def test_lstm_buffers_past_max_memory_are_refused_at_the_key_that_drives_them(tm
     with ThreadPoolExecutor(2) as pool:
         for out, where, result in pool.map(run, cases):
             line = result.clean_error()
-            import re
-
             assert re.match(rf"error: {where}training needs about \d+\.\d MiB \(.*batch buffers (2|3)\d\d\.\d MiB.*\), more "
                             r"than the 200\.0 MiB --max-memory; batch buffers is the largest part", line), line
             assert not out.exists()

@@ -15,22 +15,11 @@ import pytest
 
 from tests.kill_points import kill_loop
 from tests.test_hostile.common import ENV, TRAINCTL, sha256
+from tests.fixtures import teacher_config
 
-DROPOUT = """\
-name: kill-dropout
-seed: 5
-model:
-  layers:
-    - {type: dense, units: 24, activation: relu, input_shape: [12]}
-    - {type: dropout, rate: 0.3}
-    - {type: dense, units: 3, activation: softmax}
-optimizer: {type: adam, learning_rate: 0.003}
-loss: categorical_crossentropy
-metrics: [accuracy]
-data:
-  train: {generator: teacher, n_samples: 3000, n_features: 12, n_classes: 3, hidden: 6}
-fit: {epochs: 8, batch_size: 16, validation_split: 0.2}
-"""
+DROPOUT = teacher_config(name="kill-dropout", seed=5, units=24, n_features=12, n_samples=3000, hidden=6,
+                         layers=("{type: dropout, rate: 0.3}",), optimizer="{type: adam, learning_rate: 0.003}",
+                         fit="{epochs: 8, batch_size: 16, validation_split: 0.2}")
 STREAM = """\
 name: kill-stream
 seed: 7

@@ -17,9 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Any, Union
 
-import pytest
 from pydantic import BaseModel
 
+from tests.fixtures import teacher_source
 from tests.test_hostile.common import BASE, MB, write
 
 VALUES = [10**7, 10**12, 2**63, 10**30]
@@ -89,7 +89,7 @@ data:
   preprocessing: STEPS
 fit: {epochs: 1, batch_size: 16}
 """
-GEN = "{generator: teacher, n_samples: 64, n_features: 4, n_classes: 3, hidden: 4}"
+GEN = teacher_source()
 
 
 def templates(root: Path) -> dict[str, tuple[str, str]]:

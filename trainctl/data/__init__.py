@@ -87,6 +87,7 @@ class LoadedData:
     validation_stream: Any = None
     augmentation: Any = None  # an Augmentation (data/augmentation.py) for the training batches, or None
     class_weight: dict[int, float] | None = None  # fit.class_weight resolved to class indices (by the run builder)
+    forecast_baseline: float | None = None  # a time series: the last-value forecast's val MAE, in y's units
 
     @property
     def x_shape(self) -> tuple[int, ...]:
@@ -127,6 +128,8 @@ def read_source(
         names = class_names or [str(i) for i in range(n_classes)]
         return RawData(x=x, labels=y, n_classes=n_classes, class_names=names, description=f"generator {source.generator}")
     if isinstance(source, (CsvSource, ShardsSource)):
+        if getattr(source, "window", None) is not None:
+            raise DataError(f"{source.csv}: a time-series CSV (window:) is read as data.train or data.validation only")
         table = table_for(source, base_dir)
         chunk = readers.concat_chunks(table.chunks(), table_shown(source))
         raw = RawData(
@@ -184,7 +187,7 @@ def table_for(source: CsvSource | ShardsSource, base_dir: Path, chunk_rows: int 
     options = dict(encoding=source.encoding, columns=source.columns, fill=source.fill, missing_values=source.missing_values)
     if isinstance(source, CsvSource):
         return readers.CsvTable(path, source.csv, source.target, source.features, source.sample_weight, source.delimiter,
-                                source.header, **options)
+                                source.header, window=source.window, **options)
     return readers.ShardTable(path, source.shards, source.pattern, source.target, source.features, source.sample_weight,
                               source.delimiter, chunk_rows, **options)
 
@@ -336,6 +339,10 @@ def load_data(data_config: DataConfig, seed: int, base_dir: Path, loss: str | No
         loaded.augmentation = build_augmentation(steps, loaded.x_shape, seed)
         return loaded
 
+    if getattr(data_config.train, "window", None) is not None:
+        from trainctl.data.windows import load_windows
+
+        return load_windows(data_config, seed, base_dir)
     train = read_source(data_config.train, seed, base_dir, "train")
     natural = train.labels is not None
     encoding = label_encoding(data_config.train.labels if hasattr(data_config.train, "labels") else "auto", loss, train.n_classes, natural, has_one_hot)
@@ -406,6 +413,10 @@ def load_data(data_config: DataConfig, seed: int, base_dir: Path, loss: str | No
 def load_inputs(source: Any, seed: int, base_dir: Path, state: PreprocessingState) -> RawData:
     """x (and targets, when the source has them) for predict/evaluate, with the saved
     preprocessing applied to x; targets are left as read for the caller to encode."""
+    if getattr(source, "window", None) is not None:
+        from trainctl.data.windows import window_inputs
+
+        return window_inputs(source, base_dir, state)
     raw = read_source(source, seed, base_dir, "predict")
     if state.input_width is not None:
         _check_width(raw, state.input_width, state.tabular.input_names if state.tabular is not None else None)

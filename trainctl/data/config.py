@@ -310,10 +310,41 @@ class _Table(_Labelled):
         return value
 
 
+# Keras timeseries_dataset_from_array names → ours (the issue's window/stride are canonical)
+_KERAS_WINDOW_NAMES = {"sequence_length": "window", "sequenceLength": "window",
+                       "sequence_stride": "stride", "sequenceStride": "stride"}
+
+
 class CsvSource(_Table):
+    """A CSV file: one sample per row, or with `window` a time series (rows are time steps).
+
+    Time-series mode cuts windows from the series as Keras timeseries_dataset_from_array
+    does: window i starts at row i·stride and holds `window` rows sampled every
+    `sampling_rate` rows; its targets are the `horizon` rows after its last row (y is
+    [n, horizon·targets]). Windows are views of the series, never copies; validation_split
+    cuts the series by time, so no window straddles the two splits. `features` defaults to
+    every numeric column (the target too: its past is an input); `sequence_length` and
+    `sequence_stride` (Keras's names) are accepted for window and stride."""
+
     csv: str
     delimiter: str = ","
     header: bool = True  # first line names the columns
+    window: PositiveInt | None = None  # time steps per input sequence (Keras sequence_length); None: rows are samples
+    horizon: PositiveInt = 1  # steps predicted after the window (1: the next step)
+    stride: PositiveInt = 1  # steps between window starts (Keras sequence_stride)
+    sampling_rate: PositiveInt = 1  # steps between the rows of one window (Keras sampling_rate)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keras_names(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any(k in data for k in _KERAS_WINDOW_NAMES):
+            data = dict(data)
+            for keras, ours in _KERAS_WINDOW_NAMES.items():
+                if keras in data:
+                    if ours in data:
+                        raise ValueError(f"give {ours} or {keras}, not both")
+                    data[ours] = data.pop(keras)
+        return data
 
     @field_validator("delimiter")
     @classmethod
@@ -321,6 +352,20 @@ class CsvSource(_Table):
         if len(value) != 1:
             raise ValueError("delimiter must be a single character")
         return value
+
+    @model_validator(mode="after")
+    def _time_series_options(self) -> "CsvSource":
+        if self.window is None:
+            given = [k for k in ("horizon", "stride", "sampling_rate") if getattr(self, k) != 1]
+            if given:
+                raise ValueError(f"{given[0]} applies to a time series: set window (time steps per input sequence)")
+        elif self.labels not in ("auto", "none"):
+            raise ValueError(f"labels: {self.labels} does not apply to a time series (its targets are numbers)")
+        return self
+
+    @property
+    def windowed(self) -> bool:
+        return self.window is not None
 
 
 class NpySource(_Labelled):
@@ -369,6 +414,13 @@ class StreamConfig(StrictModel):
     repeat: PositiveInt = 1  # passes over the source per epoch
     take: PositiveInt | None = None  # at most this many batches per epoch
     chunk_rows: PositiveInt = 65536  # rows read from the file at a time
+
+    @model_validator(mode="after")
+    def _not_windowed(self) -> "StreamConfig":
+        if getattr(self.source, "window", None) is not None:
+            raise ValueError("a time-series CSV (window:) is not streamed: its windows are views of the series "
+                             "held in memory; give it as data.train without stream:")
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -671,6 +723,19 @@ class DataConfig(StrictModel):
     def _one_validation(self) -> "DataConfig":
         if self.validation is not None and self.validation_split > 0:
             raise ValueError("give validation or validation_split, not both")
+        return self
+
+    @model_validator(mode="after")
+    def _time_series_steps(self) -> "DataConfig":
+        if getattr(self.train, "window", None) is None:
+            return self
+        for step in self.preprocessing:
+            if step.type not in ("standardize", "min_max", "rescale"):
+                raise ValueError(f"preprocessing {step.type} does not apply to time-series windows (window:); "
+                                 "standardize, min_max and rescale act per column of the series "
+                                 "(reshape in the model instead: a flatten or reshape layer)")
+        if self.validation is not None and getattr(self.validation, "window", None) != self.train.window:
+            raise ValueError(f"validation must be a time-series CSV with the same window ({self.train.window}) as train")
         return self
 
     @model_validator(mode="after")

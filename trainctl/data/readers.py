@@ -136,8 +136,10 @@ class CsvTable:
         columns: dict | None = None,
         fill: str | None = None,
         missing_values: Sequence[str] = ("", "NA", "N/A", "null"),
+        window: int | None = None,
     ):
         _require_file(path, shown)
+        self.window = window  # a time series: features may include the target (its past is an input)
         self.path, self.shown, self.delimiter, self.header = path, shown, delimiter, header
         self.encoding, self.missing_values = encoding, list(missing_values)
         self.column_specs = dict(columns or {})
@@ -150,8 +152,13 @@ class CsvTable:
         self.target_cols = [self._column(c) for c in targets]
         self.weight_col = None if weight is None else self._column(weight)
         taken = set(self.target_cols) | ({self.weight_col} if self.weight_col is not None else set())
+        if window is not None:  # the target's past is an input; a date or text column is left out by default
+            taken = {self.weight_col} if self.weight_col is not None else set()
         if features is None:
             self.feature_cols = [i for i in range(self.n_columns) if i not in taken]
+            if window is not None:
+                numeric = [i for i in self.feature_cols if not self._text_column(i, self._numeric_type())]
+                self.feature_cols = numeric or self.feature_cols
         else:
             self.feature_cols = [self._column(c) for c in features]
             both = sorted(set(self.feature_cols) & taken)
@@ -166,9 +173,7 @@ class CsvTable:
                 hint = did_you_mean(name, self.feature_names)
                 suffix = f"; did you mean {hint!r}?" if hint else f"; feature columns are: {', '.join(excerpt(c) for c in self.feature_names[:20])}"
                 raise DataError(f"{shown}: columns: {name!r} is not a feature column{suffix}")
-        pa, _ = _arrow_csv()
-        numeric_type = lambda t: t is None or pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_null(t)  # noqa: E731
-        self.string_labels = len(self.target_cols) == 1 and self._text_column(self.target_cols[0], numeric_type)
+        self.string_labels = len(self.target_cols) == 1 and self._text_column(self.target_cols[0], self._numeric_type())
         self.categorical = [c for c in self.feature_cols if self._spec(c).type == "categorical"]
         self.numeric_features = [c for c in self.feature_cols if c not in self.categorical]
         self.layout = [
@@ -179,6 +184,19 @@ class CsvTable:
         self.fills = {c: self._spec(c).fill for c in self.feature_cols}
         self.needs_encoding = bool(self.categorical) or any(f is not None for f in self.fills.values())
         self.specs = {self.columns[c]: self._spec(c) for c in self.feature_cols}
+
+    @property
+    def row_shape(self) -> tuple[int, ...] | None:
+        """One model input: [features], or [window, features] for a time series (None when
+        categorical columns make the width depend on the whole file)."""
+        if self.categorical:
+            return None
+        return (len(self.feature_cols),) if self.window is None else (self.window, len(self.feature_cols))
+
+    @staticmethod
+    def _numeric_type():
+        pa, _ = _arrow_csv()
+        return lambda t: t is None or pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_null(t)
 
     def _spec(self, col: int):
         from trainctl.data.config import ColumnSpec
@@ -675,6 +693,7 @@ class ShardTable:
             if table.string_labels != first.string_labels:
                 raise DataError(f"{table.shown}: target column is text here but numeric in {first.shown}")
         self.feature_names, self.target_names = first.feature_names, first.target_names
+        self.row_shape = (len(self.feature_names),)
         self.string_labels = first.string_labels
         self.layout = getattr(first, "layout", [(n, "numeric", i) for i, n in enumerate(first.feature_names)])
         self.needs_encoding = getattr(first, "needs_encoding", False)

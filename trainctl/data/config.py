@@ -726,19 +726,6 @@ class DataConfig(StrictModel):
         return self
 
     @model_validator(mode="after")
-    def _time_series_steps(self) -> "DataConfig":
-        if getattr(self.train, "window", None) is None:
-            return self
-        for step in self.preprocessing:
-            if step.type not in ("standardize", "min_max", "rescale"):
-                raise ValueError(f"preprocessing {step.type} does not apply to time-series windows (window:); "
-                                 "standardize, min_max and rescale act per column of the series "
-                                 "(reshape in the model instead: a flatten or reshape layer)")
-        if self.validation is not None and getattr(self.validation, "window", None) != self.train.window:
-            raise ValueError(f"validation must be a time-series CSV with the same window ({self.train.window}) as train")
-        return self
-
-    @model_validator(mode="after")
     def _augmentation_last(self) -> "DataConfig":
         seen = None
         for step in self.preprocessing:

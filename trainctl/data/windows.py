@@ -146,6 +146,17 @@ def load_windows(data_config: Any, seed: int, base_dir: Path) -> Any:
 
     source = data_config.train
     windowing = Windowing.of(source)
+    for i, step in enumerate(data_config.preprocessing):
+        if step.type not in ("standardize", "min_max", "rescale"):
+            raise ConfigValueError([(f"data.preprocessing.{i}", f"preprocessing {step.type} does not apply to "
+                                     "time-series windows: standardize, min_max and rescale act per column of the "
+                                     "series (flatten or reshape in the model instead)")])
+    validation = data_config.validation
+    if validation is not None and getattr(validation, "window", None) is None:
+        raise ConfigValueError([("data.validation", "the training data is a time series (window:); give validation "
+                                                    "as one too: {csv: ..., target: ..., window: ...}")])
+    if validation is not None and Windowing.of(validation) != windowing:
+        raise ConfigValueError([("data.validation.window", f"validation windows must be cut as training's: {windowing}")])
     series = read_series(source, Path(base_dir), "data.train")
     if series.targets is None:
         raise ConfigValueError([("data.train", f"{source.csv}: a time series to train on needs target: "
@@ -156,8 +167,10 @@ def load_windows(data_config: Any, seed: int, base_dir: Path) -> Any:
         cut = int(np.floor(n_rows * (1.0 - data_config.validation_split)))  # by time: the last rows validate
     n_train = windowing.count(cut)
     if n_train == 0:
-        what = f"{source.csv}" if cut == n_rows else f"the training split of {source.csv} (its first {cut} rows)"
-        raise ConfigValueError([("data.train.window", _too_short(windowing, cut, what))])
+        if cut == n_rows or windowing.count(n_rows) == 0:  # the whole series is too short
+            raise ConfigValueError([("data.train.window", _too_short(windowing, n_rows, source.csv))])
+        what = f"the training split of {source.csv} (its first {cut} rows)"
+        raise ConfigValueError([("data.validation_split", _too_short(windowing, cut, what))])
     encoder = None
     if series.table.needs_encoding:
         from trainctl.data.tabular import TabularEncoder

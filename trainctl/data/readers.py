@@ -263,7 +263,31 @@ class CsvTable:
             raise self._not_text(error) from None
 
     def _read_sample(self):
-        pa, _ = _arrow_csv()
+        """pyarrow's read_csv over the file's first MB cut at a row end: no streaming reader,
+        whose background read-ahead would go on parsing the whole file (CPU and memory)."""
+        import codecs
+
+        pa, pacsv = _arrow_csv()
+        with open(self.path, "rb") as f:
+            head = f.read(1 << 20)
+            whole = not f.read(1)
+        ascii_like = "\n".encode(self.encoding) == b"\n" and not codecs.lookup(self.encoding).name.startswith("utf-8-sig")
+        cut = len(head) if whole else _last_row_end(head)
+        if ascii_like and cut:
+            parse = pacsv.ParseOptions(delimiter=self.delimiter, quote_char='"', newlines_in_values=True)
+            convert = pacsv.ConvertOptions(null_values=self.missing_values, strings_can_be_null=True,
+                                           quoted_strings_can_be_null=True)
+            try:
+                table = pacsv.read_csv(pa.py_buffer(memoryview(head)[:cut]), read_options=self._read_options(1 << 20),
+                                       parse_options=parse, convert_options=convert)
+            except pa.ArrowInvalid as error:
+                if "Empty CSV file" in str(error):
+                    raise DataError(f"{self.shown}: file is empty") from None
+                self.n_columns = None
+                self._explain(0, str(error))
+            batch = table.combine_chunks().to_batches()
+            self._sample = batch[0] if batch and batch[0].num_rows else None
+            return table.schema
         try:
             reader = self._open(min(CSV_CHUNK_BYTES, 1 << 20))
         except pa.ArrowInvalid as error:
@@ -391,8 +415,9 @@ class CsvTable:
                 except StopIteration:
                     return
         encoding = "utf8" if codecs.lookup(self.encoding).name == "utf-8" else self.encoding
+        # blocks of a quarter chunk: pyarrow parses them on its threads side by side
         read = pacsv.ReadOptions(column_names=self._arrow_names, encoding=encoding, use_threads=True,
-                                 block_size=CSV_CHUNK_BYTES * 2)
+                                 block_size=max(CSV_CHUNK_BYTES // 4, 1 << 16))
         parse = pacsv.ParseOptions(delimiter=self.delimiter, quote_char='"', newlines_in_values=True)
         convert = pacsv.ConvertOptions(column_types=types, include_columns=include, null_values=self.missing_values,
                                        strings_can_be_null=True, quoted_strings_can_be_null=True)
@@ -485,9 +510,18 @@ def _row_ends(data: bytes) -> np.ndarray:
     return newlines[(np.searchsorted(quotes, newlines) & 1) == 0] + 1  # an even number of quotes before it
 
 
-def _row_blocks(path: Path, header: bool) -> Iterator[bytes]:
-    """The file's data rows in blocks of about CSV_CHUNK_BYTES, each ending at a row end;
-    with `header`, the first non-blank row is left out."""
+def _last_row_end(data: bytes) -> int:
+    """Offset just past the last newline of `data` outside double quotes (0: none). Without a
+    quote in the block that is one rfind; only quoted blocks pay for the full scan."""
+    if data.find(b'"') == -1:
+        return data.rfind(b"\n") + 1
+    ends = _row_ends(data)
+    return int(ends[-1]) if ends.size else 0
+
+
+def _row_blocks(path: Path, header: bool) -> Iterator[memoryview]:
+    """The file's data rows in blocks of about CSV_CHUNK_BYTES, each ending at a row end
+    (views, not copies); with `header`, the first non-blank row is left out."""
     pending = b""
     skip_header = header
     with open(path, "rb") as f:
@@ -495,24 +529,22 @@ def _row_blocks(path: Path, header: bool) -> Iterator[bytes]:
             block = f.read(CSV_CHUNK_BYTES)
             data = pending + block if pending else block
             if not block:
-                if skip_header:
-                    return
-                if data.strip():
-                    yield data
+                if not skip_header and data and not data.isspace():
+                    yield memoryview(data)  # the last row, without a newline
                 return
-            ends = _row_ends(data)
-            if not ends.size:
+            if skip_header:
+                start = next((int(e) for e in _row_ends(data) if not data[:e].isspace()), None)
+                if start is None:  # only blank lines (or a part of the header) so far
+                    pending = data
+                    continue
+                data, skip_header = data[start:], False
+            cut = _last_row_end(data)
+            if cut == 0:
                 pending = data
                 continue
-            cut = int(ends[-1])
-            head, pending = data[:cut], data[cut:]
-            if skip_header:
-                start = next((int(e) for e in ends if data[:e].strip()), None)
-                if start is None:  # only blank lines so far
-                    continue
-                head, skip_header = data[start:cut], False
-            if head.strip():
-                yield head
+            if not data.isspace():
+                yield memoryview(data)[:cut]
+            pending = data[cut:]
 
 
 # ---------------------------------------------------------------- .npy

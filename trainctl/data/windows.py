@@ -25,6 +25,11 @@ import numpy as np
 from trainctl.errors import ConfigValueError, DataError
 
 
+def is_time_series(source: Any) -> bool:
+    """A CSV source read as a time series (`window:` given)."""
+    return getattr(source, "csv", None) is not None and source.window is not None
+
+
 @dataclass(frozen=True)
 class Windowing:
     window: int
@@ -152,7 +157,7 @@ def load_windows(data_config: Any, seed: int, base_dir: Path) -> Any:
                                      "time-series windows: standardize, min_max and rescale act per column of the "
                                      "series (flatten or reshape in the model instead)")])
     validation = data_config.validation
-    if validation is not None and getattr(validation, "window", None) is None:
+    if validation is not None and not is_time_series(validation):
         raise ConfigValueError([("data.validation", "the training data is a time series (window:); give validation "
                                                     "as one too: {csv: ..., target: ..., window: ...}")])
     if validation is not None and Windowing.of(validation) != windowing:

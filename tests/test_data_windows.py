@@ -196,3 +196,11 @@ def test_shipped_csv_forecaster_beats_the_last_value_baseline(tmp_path):
     match = re.search(r"mae ([0-9.]+) \(standardized target units\) \(the model: val_mae ([0-9.]+)", out)
     assert match, out
     assert float(match.group(2)) < 0.8 * float(match.group(1))
+
+
+def test_sample_weight_of_a_window_is_its_first_target_row(tmp_path):
+    write(tmp_path / "w.csv", "v,w\n" + "\n".join(f"{i},{i % 3}" for i in range(20)) + "\n")
+    d = load({"csv": "w.csv", "target": "v", "features": ["v"], "sample_weight": "w", "window": 4, "stride": 2}, tmp_path)
+    starts = np.arange(len(d.x)) * 2
+    np.testing.assert_array_equal(d.sample_weight, (starts + 4) % 3)
+    np.testing.assert_array_equal(d.y[:, 0], starts + 4)

@@ -250,7 +250,8 @@ class ShardsFormat(_TableFormat):
         return ShardsSource
 
     def table(self, base_dir, chunk_rows=65536):
-        from trainctl.data.readers import ShardTable, resolve_path
+        from trainctl.data.readers import resolve_path
+        from trainctl.data.shards import ShardTable
 
         p = self.params
         return ShardTable(resolve_path(p.shards, base_dir), p.shards, p.pattern, p.target, p.features, p.sample_weight,

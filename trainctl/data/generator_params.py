@@ -10,15 +10,12 @@ from typing import Annotated, Literal, Union
 from pydantic import Field, Strict, model_validator
 
 from trainctl.config.base import (
-    _finite,
     MAX_COUNT,
-    Seed,
     FiniteFloat,
     NonNegativeFloat,
     PositiveFloat,
     PositiveInt,
     StrictModel,
-    UnitInterval,
     bounded_int,
 )
 from trainctl.data.params import LabelMode, Shape, _id

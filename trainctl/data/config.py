@@ -4,6 +4,7 @@
 data:
   train: {generator: teacher, n_samples: 60000, n_features: 784, n_classes: 10}
   # or {csv: data/iris.csv, target: species, labels: one_hot}
+  # or {csv: data/electricity_load.csv, target: load_mw, window: 24, horizon: 1}  (a time series)
   # or {npy: x.npy, targets: y.npy}  /  {npz: file.npz, x_key: x, y_key: y}
   # or {shards: dir/, target: -1}    /  {zip: {x: SOURCE, y: SOURCE}}
   # or {stream: {source: SOURCE, shuffle: {buffer_size: 10000}, drop_remainder: false}}
@@ -13,7 +14,8 @@ data:
 ```
 
 A source's form is chosen by its one key among `generator`, `csv`, `npy`, `npz`, `shards`,
-`zip` and `stream`. Paths are relative to the config file's directory unless absolute.
+`zip` and `stream`: the FORMATS registry of data/formats.py, one class per form.
+Paths are relative to the config file's directory unless absolute.
 """
 
 from __future__ import annotations

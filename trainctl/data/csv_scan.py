@@ -107,9 +107,9 @@ def _last_row_end(data: bytes) -> int:
     return int(ends[-1]) if ends.size else 0
 
 
-def _row_blocks(path: Path, header: bool, block_bytes: int) -> Iterator[memoryview]:
+def _row_blocks(path: Path, header: bool, block_bytes: int) -> Iterator[bytes]:
     """The file's data rows in blocks of about `block_bytes`, each ending at a row end
-    (views, not copies); with `header`, the first non-blank row is left out."""
+    (bytes: a pyarrow buffer over a memoryview aborted at exit now and then); with `header`, the first non-blank row is left out."""
     pending = b""
     skip_header = header
     with open(path, "rb") as f:
@@ -118,7 +118,7 @@ def _row_blocks(path: Path, header: bool, block_bytes: int) -> Iterator[memoryvi
             data = pending + block if pending else block
             if not block:
                 if not skip_header and data and not data.isspace():
-                    yield memoryview(data)  # the last row, without a newline
+                    yield data  # the last row, without a newline
                 return
             if skip_header:
                 start = next((int(e) for e in _row_ends(data) if not data[:e].isspace()), None)
@@ -131,5 +131,5 @@ def _row_blocks(path: Path, header: bool, block_bytes: int) -> Iterator[memoryvi
                 pending = data
                 continue
             if not data.isspace():
-                yield memoryview(data)[:cut]
+                yield data[:cut]
             pending = data[cut:]

@@ -207,7 +207,7 @@ class CsvTable:
             convert = pacsv.ConvertOptions(null_values=self.missing_values, strings_can_be_null=True,
                                            quoted_strings_can_be_null=True)
             try:
-                table = pacsv.read_csv(pa.py_buffer(memoryview(head)[:cut]), read_options=self._read_options(1 << 20),
+                table = pacsv.read_csv(pa.py_buffer(head[:cut]), read_options=self._read_options(1 << 20),
                                        parse_options=parse, convert_options=convert)
             except pa.ArrowInvalid as error:
                 if "Empty CSV file" in str(error):

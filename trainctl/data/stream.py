@@ -14,7 +14,7 @@ data:
 
 A `StreamSource` satisfies the `BatchSource` protocol of `trainctl.data.source`, so the
 training loop reads it exactly as it reads in-memory arrays. Files are read a chunk of rows
-at a time into reused buffers (.npy with one readinto per chunk, CSV through numpy's C
+at a time into reused buffers (.npy with one readinto per chunk, CSV through pyarrow's
 parser), so the resident set stays flat however large the file. The shuffle buffer follows
 tf.data: the buffer holds `buffer_size` rows; each incoming row swaps with a random slot and
 the slot's old row is emitted; at the end the buffer is emitted in random order. Epoch e

@@ -39,6 +39,8 @@ class Metric:
     """One batch metric. `sparse_targets`: y_true holds class indices `[..., 1]`, not
     output-shaped targets. `greater_is_better` tells monitors which way is improvement."""
 
+    compiled_ok = True  # metric_value computes it inside the compiled training loop (train/compiled.py)
+
     def __init__(self, name: str, greater_is_better: bool, sparse_targets: bool, summary: str):
         self.name = name
         self.greater_is_better = greater_is_better
@@ -134,6 +136,7 @@ class ConfiguredMetric(Metric):
     owns the scratch buffers its kernel fills, so a batch allocates nothing."""
 
     Params: type = None  # pydantic model of the options (set per subclass)
+    compiled_ok = False  # its own kernel and scratch buffers: fit runs its steps from Python
 
     def __init__(self, name: str, greater_is_better: bool, summary: str, params=None):
         super().__init__(name, greater_is_better, False, summary)

@@ -21,7 +21,7 @@ def forecast_baseline_line(data_config, x_val, y_val, model_value: float | None)
     """The line `train` prints for a forecasting source (None for other data, or when the
     inputs were rescaled so raw values cannot be compared)."""
     source = data_config.train
-    if getattr(source, "generator", None) != "time_series" or x_val is None or data_config.preprocessing:
+    if not getattr(source, "forecasts", False) or x_val is None or data_config.preprocessing:
         return None
     baseline = last_value_mae(x_val, y_val)
     line = f"last-value baseline on the validation split: mae {baseline:.4g}"

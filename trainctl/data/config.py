@@ -19,7 +19,7 @@ A source's form is chosen by its one key among `generator`, `csv`, `npy`, `npz`,
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BeforeValidator, Field, PlainValidator, field_validator, model_validator, Strict
 
@@ -59,6 +59,7 @@ def _id(name: str) -> Any:
 class _Generator(StrictModel):
     n_samples: PositiveInt = 1000  # enough points to see the shape of a toy problem
     labels: LabelMode = "auto"
+    forecasts: ClassVar[bool] = False  # windows of a series: train prints the last-value baseline
 
 
 class RandomNormalGenerator(_Generator):
@@ -200,6 +201,7 @@ class TimeSeriesGenerator(_Generator):
     of two sines with random phases plus N(0, noise); `kind: arma` an ARMA(2,1) process
     x_t = 1.3 x_{t-1} - 0.6 x_{t-2} + e_t + 0.4 e_{t-1}, e ~ N(0, noise)."""
 
+    forecasts: ClassVar[bool] = True
     generator: _id("time_series")
     kind: Literal["sine", "arma"] = "sine"
     window: PositiveInt = 24  # steps the model sees

@@ -10,7 +10,6 @@ import pytest
 
 from trainctl.kernels.codes import LOSS_CODES
 
-
 CASES = [(name, np.float32) for name in sorted(LOSS_CODES)] + [  # float64: one loss of each row family
     ("mean_squared_error", np.float64), ("categorical_crossentropy", np.float64), ("binary_crossentropy", np.float64)]
 

@@ -29,8 +29,15 @@ from trainctl.kernels.losses import (
 from trainctl.kernels.metrics import metric_value
 from trainctl.kernels.noise import multiply
 from trainctl.kernels.optimizers import l1l2_add_grad, l1l2_penalty
-from trainctl.kernels.steps import LOSS_GENERIC, LOSS_SIGMOID_FUSED, LOSS_SOFTMAX_FUSED, _update, batch_loss, \
-    dense_backward, dense_forward
+from trainctl.kernels.steps import (
+    LOSS_GENERIC,
+    LOSS_SIGMOID_FUSED,
+    LOSS_SOFTMAX_FUSED,
+    _update,
+    batch_loss,
+    dense_backward,
+    dense_forward,
+)
 
 # layer kinds of the plan
 KIND_DENSE, KIND_DROPOUT = 0, 1

@@ -128,18 +128,19 @@ class CompiledSteps:
         for index, plan in enumerate(plans):
             if isinstance(plan, DensePlan):
                 kinds.append(plan_steps.KIND_DENSE)
-                rows.append(dict(kernel=plan.kernel, bias=plan.bias, kernel_grad=plan.kernel_grad,
-                                 bias_grad=plan.bias_grad, z=plan.z, y=plan.y, dz=plan.dz, dx=plan.dx,
-                                 code=plan.activation_code, y_flat=plan.y.reshape(-1), dx_flat=plan.dx.reshape(-1),
-                                 mask=none1, rate=0.0, features=plan.y.shape[1]))
-            else:
+                rows.append({"kernel": plan.kernel, "bias": plan.bias, "kernel_grad": plan.kernel_grad,
+                             "bias_grad": plan.bias_grad, "z": plan.z, "y": plan.y, "dz": plan.dz, "dx": plan.dx,
+                             "code": plan.activation_code, "y_flat": plan.y.reshape(-1),
+                             "dx_flat": plan.dx.reshape(-1), "mask": none1, "rate": 0.0,
+                             "features": plan.y.shape[1]})
+            else:  # a DropoutPlan: 2-D views of its 1-D buffers for the layers around it
                 kinds.append(plan_steps.KIND_DROPOUT)
                 dropouts.append((index, plan))
                 capacity = plan.y.shape[0] // plan.features
-                rows.append(dict(kernel=none2, bias=none1, kernel_grad=none2, bias_grad=none1,
-                                 z=none2, y=plan.y.reshape(capacity, plan.features), dz=none2,
-                                 dx=plan.dx.reshape(capacity, plan.features), code=0, y_flat=plan.y,
-                                 dx_flat=plan.dx, mask=plan.mask, rate=plan.rate, features=plan.features))
+                rows.append({"kernel": none2, "bias": none1, "kernel_grad": none2, "bias_grad": none1,
+                             "z": none2, "y": plan.y.reshape(capacity, plan.features), "dz": none2,
+                             "dx": plan.dx.reshape(capacity, plan.features), "code": 0, "y_flat": plan.y,
+                             "dx_flat": plan.dx, "mask": plan.mask, "rate": plan.rate, "features": plan.features})
         regularizers = _regularizer_rows(model, plans, dtype)
         self.plan = _Plan(np.array(kinds, np.int64), *(_typed([r[k] for r in rows]) for k in (
             "kernel", "bias", "kernel_grad", "bias_grad", "z", "y", "dz", "dx")),

@@ -486,7 +486,7 @@ def test_camel_case_keys_and_ids_are_accepted(tmp_path, config_path):
                   .replace("{type: adam, learning_rate: 0.01}", "{type: adam, learningRate: 0.01}")
                   .replace("loss: categorical_crossentropy", "loss: categoricalCrossentropy")
                   .replace("units: 3, activation: softmax",
-                           "units: 3, activation: softmax, useBias: true, kernelInitializer: glorotUniform")
+                           "units: 3, activation: softmax, useBias: true, kernelInitializer: glorotNormal")
                   .replace("batch_size:", "batchSize:").replace("validation_split:", "validationSplit:"))
     assert ok(["validate", camel]).stdout == "ok\n"
     assert load_config(camel).config == load_config(config_path).config

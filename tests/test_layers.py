@@ -168,8 +168,13 @@ def test_tfjs_names_shapes_and_param_counts():
 def test_tfjs_default_initializers_for_dense():
     model = Sequential([{"type": "dense", "units": 200, "input_shape": [300]}], seed=0)
     kernel = model.layers[0].kernel.value
-    limit = np.sqrt(6 / (300 + 200))  # glorot_uniform
-    assert kernel.min() >= -limit and kernel.max() <= limit and kernel.std() > 0.8 * limit / np.sqrt(3)
+    # TF.js 4.22 Dense: DEFAULT_KERNEL_INITIALIZER = 'glorotNormal', a normal with stddev
+    # sqrt(2 / (fan_in + fan_out)) truncated at 2 stddev (std 0.88 of that, no correction)
+    sigma = np.sqrt(2 / (300 + 200))
+    assert np.abs(kernel).max() <= 2 * sigma and np.abs(kernel).max() > 1.9 * sigma
+    assert 0.86 * sigma < kernel.std() < 0.90 * sigma
+    # a uniform draw of the same variance would never pass |w| > sqrt(3) sigma
+    assert (np.abs(kernel) > np.sqrt(3) * sigma).mean() > 0.03
     assert np.all(model.layers[0].bias.value == 0)
 
 

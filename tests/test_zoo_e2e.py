@@ -97,7 +97,7 @@ def test_images_reshaped_to_rows_cols_channels_and_augmented(tmp_path):
         "  validation_split: 0.2\n"
         "  preprocessing: [{type: rescale, scale: 0.0625}, {type: reshape, target_shape: [8, 8, 1]},\n"
         "                  {type: random_translation, height_factor: 0.1, width_factor: 0.1, fill_mode: constant}]\n"
-        "fit: {epochs: 3}\n")
+        "fit: {epochs: 5}\n")
     out = tmp_path / "digits-run"
     ok(["train", digits, "--out", out, "--quiet"])
     assert final_metrics(out)["val_accuracy"] > 0.8

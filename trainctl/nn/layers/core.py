@@ -34,7 +34,7 @@ class Dense(Layer):
         units: PositiveInt
         activation: registry_id(ACTIVATIONS) = "linear"  # TF.js default: no activation
         use_bias: bool = True
-        kernel_initializer: typed_spec(INITIALIZERS) = "glorot_uniform"  # TF.js default
+        kernel_initializer: typed_spec(INITIALIZERS) = "glorot_normal"  # TF.js Dense DEFAULT_KERNEL_INITIALIZER (Keras: glorot_uniform)
         bias_initializer: typed_spec(INITIALIZERS) = "zeros"  # TF.js default
         kernel_regularizer: typed_spec(REGULARIZERS, allow_null=True) = None
         bias_regularizer: typed_spec(REGULARIZERS, allow_null=True) = None

@@ -1,4 +1,4 @@
-"""Integer codes that select an activation or a loss inside the numba kernels.
+"""Integer codes that select an activation, a loss or a metric inside the numba kernels.
 
 Plain ints, no numba import: the registries in `trainctl.nn.activations` and
 `trainctl.nn.losses` read them without loading the JIT. One kernel per role switches on
@@ -78,4 +78,32 @@ LOSS_CODES = {
     "kullback_leibler_divergence": KULLBACK_LEIBLER_DIVERGENCE,
     "poisson": POISSON,
     "cosine_proximity": COSINE_PROXIMITY,
+}
+
+# -- metrics -----------------------------------------------------------------------------
+# A metric that is a loss formula (evaluated in y_pred's dtype, as TF.js logs it) is
+# LOSS_METRIC_OFFSET + its loss code: the metric kernel runs the loss's row function.
+BINARY_ACCURACY = 0
+CATEGORICAL_ACCURACY = 1
+SPARSE_CATEGORICAL_ACCURACY = 2
+R2_SCORE = 12
+LOSS_METRIC_OFFSET = 100
+
+METRIC_CODES = {
+    "binary_accuracy": BINARY_ACCURACY,
+    "categorical_accuracy": CATEGORICAL_ACCURACY,
+    "sparse_categorical_accuracy": SPARSE_CATEGORICAL_ACCURACY,
+    "r2_score": R2_SCORE,
+    **{
+        name: LOSS_METRIC_OFFSET + LOSS_CODES[name]
+        for name in (
+            "mean_squared_error",
+            "mean_absolute_error",
+            "mean_absolute_percentage_error",
+            "cosine_proximity",
+            "binary_crossentropy",
+            "categorical_crossentropy",
+            "sparse_categorical_crossentropy",
+        )
+    },
 }

@@ -165,6 +165,18 @@ def depthwise_backward(x, kernel, dz, sh, sw, dh, dw, pad_top, pad_left, dkernel
 # copies, for each kernel tap, runs of out_w consecutive pixels (stride 1), which is what
 # the memory system likes. The products become colsT.T @ kernel2d and colsT @ dz.
 @njit
+def _inside_columns(out_w, sw, offset, width):
+    """The ow range [lo, hi) whose pixel w = ow * sw + offset is inside the image."""
+    ow_lo = 0
+    while ow_lo < out_w and ow_lo * sw + offset < 0:
+        ow_lo += 1
+    ow_hi = out_w
+    while ow_hi > ow_lo and (ow_hi - 1) * sw + offset >= width:
+        ow_hi -= 1
+    return ow_lo, ow_hi
+
+
+@njit
 def im2col_t(x, kh, kw, sh, sw, dh, dw, pad_top, pad_left, out_h, out_w, cols_t):
     """x [n, h, w, c] → cols_t [kh * kw * c, n * out_h * out_w] (overwritten)."""
     n, height, width, channels = x.shape
@@ -172,14 +184,8 @@ def im2col_t(x, kh, kw, sh, sw, dh, dw, pad_top, pad_left, out_h, out_w, cols_t)
     rows = cols_t.shape[1]
     for i in range(kh):
         for j in range(kw):
-            # the ow range whose pixel w = ow * sw - pad_left + j * dw is inside the image
             offset = j * dw - pad_left
-            ow_lo = 0
-            while ow_lo < out_w and ow_lo * sw + offset < 0:
-                ow_lo += 1
-            ow_hi = out_w
-            while ow_hi > ow_lo and (ow_hi - 1) * sw + offset >= width:
-                ow_hi -= 1
+            ow_lo, ow_hi = _inside_columns(out_w, sw, offset, width)
             for c in range(channels):
                 tap = (i * kw + j) * channels + c
                 for b in range(n):
@@ -215,12 +221,7 @@ def col2im_t(dcols_t, kh, kw, sh, sw, dh, dw, pad_top, pad_left, out_h, out_w, d
     for i in range(kh):
         for j in range(kw):
             offset = j * dw - pad_left
-            ow_lo = 0
-            while ow_lo < out_w and ow_lo * sw + offset < 0:
-                ow_lo += 1
-            ow_hi = out_w
-            while ow_hi > ow_lo and (ow_hi - 1) * sw + offset >= width:
-                ow_hi -= 1
+            ow_lo, ow_hi = _inside_columns(out_w, sw, offset, width)
             for c in range(channels):
                 tap = (i * kw + j) * channels + c
                 for b in range(n):

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from trainctl.kernels.activations import softplus
 from trainctl.kernels.codes import (
     BINARY_CROSSENTROPY,
@@ -43,9 +45,19 @@ MAX_VALUE = 1.7976931348623157e308  # JavaScript Number.MAX_VALUE, the clip ceil
 LOG_2 = 0.6931471805599453
 
 # What the row functions write into `out`.
-_LOSS_ONLY = 0
+LOSS_ONLY = 0
 _GRAD_WRT_PRED = 1  # out = row_scale * dLoss/dy_pred
 _GRAD_WRT_LOGITS = 2  # out = row_scale * dLoss/dz through the output activation
+
+
+@njit
+def _clip(value, low, high):
+    # tf clipByValue: a NaN passes through unchanged.
+    if value > high:
+        return high
+    if value < low:
+        return low
+    return value
 
 
 @njit
@@ -54,154 +66,100 @@ def _abs_grad(x):
     return 1.0 if x > 0.0 else -1.0
 
 
-# -- element-wise losses, mean over the row --------------------------------------------------
+# -- element-wise losses, mean over the row -------------------------------------------------
+# One element's (loss term, gradient); f = factor * row_scale / cols with the factor from
+# `_grad_factor`, so every gradient is the product its formula always had.
 @njit
-def _mean_squared_error(t, p, g, i, scale, need_grad):
-    n = p.shape[1]
-    f = 2.0 * scale / n
-    acc = 0.0
-    for j in range(n):
-        d = p[i, j] - t[i, j]
-        acc += d * d
-        if need_grad:
-            g[i, j] = f * d
-    return acc / n
+def _grad_factor(code):
+    if code == MEAN_SQUARED_ERROR or code == MEAN_SQUARED_LOGARITHMIC_ERROR or code == SQUARED_HINGE:
+        return 2.0
+    if code == MEAN_ABSOLUTE_PERCENTAGE_ERROR:
+        return 100.0
+    return 1.0
 
 
 @njit
-def _mean_absolute_error(t, p, g, i, scale, need_grad):
-    n = p.shape[1]
-    f = scale / n
-    acc = 0.0
-    for j in range(n):
-        d = p[i, j] - t[i, j]
-        acc += abs(d)
-        if need_grad:
-            g[i, j] = f * _abs_grad(d)
-    return acc / n
-
-
-@njit
-def _mean_absolute_percentage_error(t, p, g, i, scale, need_grad):
-    # 100 * mean(|(t - p) / clip(|t|, eps, MAX)|)
-    n = p.shape[1]
-    f = 100.0 * scale / n
-    acc = 0.0
-    for j in range(n):
-        c = abs(t[i, j])
-        c = EPSILON if c < EPSILON else (MAX_VALUE if math.isinf(c) else c)
-        x = (t[i, j] - p[i, j]) / c
-        acc += abs(x)
-        if need_grad:
-            g[i, j] = -f * _abs_grad(x) / c
-    return 100.0 * acc / n
-
-
-@njit
-def _mean_squared_logarithmic_error(t, p, g, i, scale, need_grad):
-    # mean((log(1 + clip(p, eps, MAX)) - log(1 + clip(t, eps, MAX)))^2)
-    n = p.shape[1]
-    f = 2.0 * scale / n
-    acc = 0.0
-    for j in range(n):
-        pj = p[i, j]
+def _element(code, tj, pj, f, mode, kind, exact):
+    """(loss term, out value) of one element; out is written only when mode != LOSS_ONLY."""
+    need_grad = mode != LOSS_ONLY
+    if code == MEAN_SQUARED_ERROR:
+        d = pj - tj
+        return d * d, (f * d if need_grad else 0.0)
+    if code == MEAN_ABSOLUTE_ERROR:
+        d = pj - tj
+        return abs(d), (f * _abs_grad(d) if need_grad else 0.0)
+    if code == MEAN_ABSOLUTE_PERCENTAGE_ERROR:
+        # 100 * mean(|(t - p) / clip(|t|, eps, MAX)|); in float32 MAX_VALUE is inf, so the
+        # metric policy (exact) clips only from below
+        eps = kind(EPSILON)
+        big = kind(math.inf) if exact else kind(MAX_VALUE)
+        c = abs(tj)
+        c = eps if c < eps else (big if c > big else c)
+        x = (tj - pj) / c
+        return abs(x), (-f * _abs_grad(x) / c if need_grad else 0.0)
+    if code == MEAN_SQUARED_LOGARITHMIC_ERROR:
+        # mean((log(1 + clip(p, eps, MAX)) - log(1 + clip(t, eps, MAX)))^2)
         inside = pj >= EPSILON and not math.isinf(pj)  # only +inf exceeds MAX_VALUE
         cp = pj if inside else (EPSILON if pj < EPSILON else (MAX_VALUE if pj > MAX_VALUE else pj))  # NaN stays
-        tj = t[i, j]
         ct = EPSILON if tj < EPSILON else (MAX_VALUE if math.isinf(tj) else tj)
         d = math.log1p(cp) - math.log1p(ct)
-        acc += d * d
-        if need_grad:
-            g[i, j] = f * d / (1.0 + cp) if inside else 0.0
-    return acc / n
-
-
-@njit
-def _squared_hinge(t, p, g, i, scale, need_grad):
-    n = p.shape[1]
-    f = 2.0 * scale / n
-    acc = 0.0
-    for j in range(n):
-        m = 1.0 - t[i, j] * p[i, j]
+        return d * d, ((f * d / (1.0 + cp) if inside else 0.0) if need_grad else 0.0)
+    if code == SQUARED_HINGE:
+        m = 1.0 - tj * pj
         if m > 0.0 or m != m:  # relu(m): NaN passes on, as in TF.js
-            acc += m * m
-            if need_grad:
-                g[i, j] = -f * m * t[i, j]
-        elif need_grad:
-            g[i, j] = 0.0
-    return acc / n
-
-
-@njit
-def _hinge(t, p, g, i, scale, need_grad):
-    n = p.shape[1]
-    f = scale / n
-    acc = 0.0
-    for j in range(n):
-        m = 1.0 - t[i, j] * p[i, j]
+            return m * m, (-f * m * tj if need_grad else 0.0)
+        return 0.0, 0.0
+    if code == HINGE:
+        m = 1.0 - tj * pj
         if m > 0.0:
-            acc += m
-            if need_grad:
-                g[i, j] = -f * t[i, j]
-        elif m != m:  # relu(NaN) and its step gradient are NaN (TF.js)
-            acc += m
-            if need_grad:
-                g[i, j] = m
-        elif need_grad:
-            g[i, j] = 0.0
-    return acc / n
-
-
-@njit
-def _logcosh(t, p, g, i, scale, need_grad):
-    # mean(d + softplus(-2 d) - log 2), d = p - t; its derivative is tanh(d)
-    n = p.shape[1]
-    f = scale / n
-    acc = 0.0
-    for j in range(n):
-        d = p[i, j] - t[i, j]
-        acc += d + softplus(-2.0 * d) - LOG_2
-        if need_grad:
-            g[i, j] = f * math.tanh(d)
-    return acc / n
-
-
-@njit
-def _poisson(t, p, g, i, scale, need_grad):
-    # mean(p - t * log(eps + p))
-    n = p.shape[1]
-    f = scale / n
-    acc = 0.0
-    for j in range(n):
-        shifted = EPSILON + p[i, j]
-        acc += p[i, j] - t[i, j] * math.log(shifted)
-        if need_grad:
-            g[i, j] = f * (1.0 - t[i, j] / shifted)
-    return acc / n
-
-
-@njit
-def _binary_crossentropy(t, p, out, i, scale, mode):
-    # c = clip(p, eps, 1 - eps); x = log(c / (1 - c));
-    # mean(max(x, 0) - x t + log1p(exp(-|x|)))   (sigmoidCrossEntropyWithLogits)
-    # d/dx = sigmoid(x) - t = c - t for every x under tf's relu/abs gradients.
-    n = p.shape[1]
-    f = scale / n
-    acc = 0.0
-    for j in range(n):
-        pj = p[i, j]
-        tj = t[i, j]
-        inside = pj >= EPSILON and pj <= ONE_MINUS_EPSILON
+            return m, (-f * tj if need_grad else 0.0)
+        if m != m:  # relu(NaN) and its step gradient are NaN (TF.js)
+            return m, m
+        return 0.0, 0.0
+    if code == LOGCOSH:
+        # mean(d + softplus(-2 d) - log 2), d = p - t; its derivative is tanh(d)
+        d = pj - tj
+        return d + softplus(-2.0 * d) - LOG_2, (f * math.tanh(d) if need_grad else 0.0)
+    if code == POISSON:
+        # mean(p - t * log(eps + p))
+        shifted = EPSILON + pj
+        return pj - tj * math.log(shifted), (f * (1.0 - tj / shifted) if need_grad else 0.0)
+    if code == BINARY_CROSSENTROPY:
+        # c = clip(p, eps, 1 - eps); x = log(c / (1 - c));
+        # mean(max(x, 0) - x t + log1p(exp(-|x|)))   (sigmoidCrossEntropyWithLogits)
+        # d/dx = sigmoid(x) - t = c - t for every x under tf's relu/abs gradients.
+        eps = kind(EPSILON)
+        one = kind(1.0)
+        zero = kind(0.0)
+        high = one - eps
+        inside = pj >= eps and pj <= high
         # tf clipByValue passes NaN on (it used to become 1 - eps here: a finite loss)
-        c = pj if inside else (EPSILON if pj < EPSILON else (ONE_MINUS_EPSILON if pj > ONE_MINUS_EPSILON else pj))
-        x = math.log(c / (1.0 - c))
-        acc += (x if x > 0.0 else 0.0) - x * tj + math.log1p(math.exp(-abs(x)))
+        c = pj if inside else (eps if pj < eps else (high if pj > high else pj))
+        x = math.log(c / (one - c))
+        term = (x if x > zero else zero) - x * tj + math.log1p(math.exp(-abs(x)))
         if mode == _GRAD_WRT_PRED:
-            out[i, j] = f * (c - tj) / (c * (1.0 - c)) if inside else 0.0
-        elif mode == _GRAD_WRT_LOGITS:
+            return term, (f * (c - tj) / (c * (one - c)) if inside else 0.0)
+        if mode == _GRAD_WRT_LOGITS:
             # chained with sigmoid' = p (1 - p); inside the clip c = p, so it cancels
             # outside the clip the gradient is 0 times sigmoid' = p (1 - p): NaN for a NaN p
-            out[i, j] = f * (pj - tj) if inside else (0.0 if pj == pj else pj)
+            return term, (f * (pj - tj) if inside else (0.0 if pj == pj else pj))
+        return term, 0.0
+    return math.nan, math.nan  # unknown code: poison rather than guess
+
+
+@njit
+def _elementwise_mean(code, t, p, out, i, scale, mode, kind, exact):
+    n = p.shape[1]
+    f = _grad_factor(code) * scale / n
+    acc = 0.0
+    for j in range(n):
+        term, gj = _element(code, t[i, j], p[i, j], f, mode, kind, exact)
+        acc += term
+        if mode != LOSS_ONLY:
+            out[i, j] = gj
+    if code == MEAN_ABSOLUTE_PERCENTAGE_ERROR:
+        # TF.js: 100 * mean (the metric policy); the loss kernel has always rounded 100 * sum / n
+        return 100.0 * (acc / n) if exact else 100.0 * acc / n
     return acc / n
 
 
@@ -248,29 +206,32 @@ def _kullback_leibler_divergence(t, p, g, i, scale, need_grad):
 
 
 @njit
-def _cosine_proximity(t, p, g, i, scale, need_grad):
+def _cosine_proximity(t, p, g, i, scale, need_grad, kind):
     # -sum(l2Normalize(t) * l2Normalize(p)), l2Normalize(x) = x / sqrt(max(sum(x^2), eps))
     n = p.shape[1]
+    eps = kind(EPSILON)
     sum_tt = 0.0
     sum_pp = 0.0
     for j in range(n):
         sum_tt += t[i, j] * t[i, j]
         sum_pp += p[i, j] * p[i, j]
-    norm_t = math.sqrt(sum_tt if sum_tt > EPSILON else EPSILON)
-    norm_p = math.sqrt(sum_pp if sum_pp > EPSILON else EPSILON)
+    squares_t = kind(sum_tt)  # the metric policy stores each reduction in y_pred's dtype
+    squares_p = kind(sum_pp)
+    norm_t = math.sqrt(squares_t if squares_t > eps else eps)
+    norm_p = math.sqrt(squares_p if squares_p > eps else eps)
     dot = 0.0
     for j in range(n):
         dot += (t[i, j] / norm_t) * (p[i, j] / norm_p)
     if need_grad:
         # maximum(sum_pp, eps) passes its gradient to sum_pp when sum_pp >= eps
-        through_norm = 1.0 if sum_pp >= EPSILON else 0.0
+        through_norm = 1.0 if squares_p >= eps else 0.0
         for j in range(n):
             g[i, j] = -scale * (t[i, j] / norm_t - through_norm * dot * (p[i, j] / norm_p)) / norm_p
     return -dot
 
 
 @njit
-def _crossentropy(t, p, out, i, scale, mode, sparse):
+def _crossentropy(t, p, out, i, scale, mode, sparse, kind, exact):
     """categorical / sparse categorical crossentropy of row i, as TF.js computes it.
 
     categorical: q = p / sum(p); L = -sum_j t_j log(clip(q_j, eps, 1 - eps)).
@@ -283,38 +244,44 @@ def _crossentropy(t, p, out, i, scale, mode, sparse):
         dL/dp_j = m1_j (g_j - A) / s          with g_j = -t_j m2_j / q_j
         through softmax: dL/dz_j = P_j - p_j sum_k P_k,  P_j = m1_j (-t_j m2_j - q_j A)
     (P_j = p_j dL/dp_j); written this way the fused form needs no division by q.
+    The loss runs in `kind`; the gradient passes (loss policy only) in float64.
     """
     n = p.shape[1]
+    eps = kind(EPSILON)
+    high = kind(1.0) - eps
     label = -1
     if sparse:
         raw = t[i, 0]
         if raw >= 0.0 and raw < n:
             label = int(math.floor(raw))
     # pass 1: the row sum of the (sparse: clipped) prediction
-    s = 0.0
+    row_sum = 0.0
     for j in range(n):
         v = p[i, j]
         if sparse:
-            v = EPSILON if v < EPSILON else (ONE_MINUS_EPSILON if v > ONE_MINUS_EPSILON else v)
-        s += v
+            v = eps if v < eps else (high if v > high else v)
+        row_sum += v
+    s = kind(row_sum)
     # pass 2: the loss and A
     loss = 0.0
     a_sum = 0.0
     for j in range(n):
-        tj = (1.0 if j == label else 0.0) if sparse else t[i, j]
-        if tj != 0.0:  # 0 * log(clipped) is exactly 0: skip the log
-            v = p[i, j]
-            if sparse:
-                v = EPSILON if v < EPSILON else (ONE_MINUS_EPSILON if v > ONE_MINUS_EPSILON else v)
-            q = v / s
-            if q < EPSILON:
-                loss -= tj * math.log(EPSILON)
-            elif q > ONE_MINUS_EPSILON:
-                loss -= tj * math.log(ONE_MINUS_EPSILON)
-            else:
-                loss -= tj * math.log(q)
+        # a one-hot entry in `kind`: the product below stays in the policy's dtype
+        tj = kind(1.0 if j == label else 0.0) if sparse else t[i, j]
+        v = p[i, j]
+        if sparse:
+            v = eps if v < eps else (high if v > high else v)
+        q = v / s
+        c = _clip(q, eps, high)
+        # 0 * log(clipped) is exactly 0: skip the log; the metric policy keeps a NaN
+        # prediction's NaN (0 * log(NaN)), as TF.js does. `c` is read twice on purpose: a
+        # value read once lets LLVM fold log(bound) at compile time (in float64, then
+        # rounded: an ulp from float32's run-time log that TF.js takes).
+        if tj != 0.0 or (exact and not sparse and c != c):
+            loss -= tj * math.log(c)
+            if not (q < eps or q > high):  # inside the clip, NaN included
                 a_sum -= tj
-    if mode == _LOSS_ONLY:
+    if mode == LOSS_ONLY:
         return loss
     # pass 3 (fused): S = sum_k P_k
     big_s = 0.0
@@ -357,6 +324,27 @@ def _crossentropy_p_times_grad(t, p, i, j, s, a_sum, label, sparse):
     return a - q * a_sum
 
 
+@njit
+def row_loss(code, t, p, out, i, scale, mode, kind, exact):
+    """The loss `code` of row i (see the module docstring for `out` under each mode).
+
+    The precision policy: `kind` is the float type clipping and element arithmetic run in,
+    `exact` the TF.js-logged form. Training losses pass (np.float64, False); metrics pass
+    (y_pred's dtype, True), so float32 metrics reproduce TF.js's float32 values.
+    """
+    if code == CATEGORICAL_CROSSENTROPY:
+        return _crossentropy(t, p, out, i, scale, mode, False, kind, exact)
+    if code == SPARSE_CATEGORICAL_CROSSENTROPY:
+        return _crossentropy(t, p, out, i, scale, mode, True, kind, exact)
+    if code == CATEGORICAL_HINGE:
+        return _categorical_hinge(t, p, out, i, scale, mode != LOSS_ONLY)
+    if code == KULLBACK_LEIBLER_DIVERGENCE:
+        return _kullback_leibler_divergence(t, p, out, i, scale, mode != LOSS_ONLY)
+    if code == COSINE_PROXIMITY:
+        return _cosine_proximity(t, p, out, i, scale, mode != LOSS_ONLY, kind)
+    return _elementwise_mean(code, t, p, out, i, scale, mode, kind, exact)
+
+
 # -- the kernels ---------------------------------------------------------------------------
 @njit
 def loss_forward_backward(code, y_true, y_pred, row_scale, per_row, grad, need_grad):
@@ -367,40 +355,9 @@ def loss_forward_backward(code, y_true, y_pred, row_scale, per_row, grad, need_g
     `grad` must not be `y_pred`; it is untouched when need_grad is False.
     """
     rows = y_pred.shape[0]
-    mode = _GRAD_WRT_PRED if need_grad else _LOSS_ONLY
+    mode = _GRAD_WRT_PRED if need_grad else LOSS_ONLY
     for i in range(rows):
-        scale = row_scale[i]
-        if code == MEAN_SQUARED_ERROR:
-            loss = _mean_squared_error(y_true, y_pred, grad, i, scale, need_grad)
-        elif code == CATEGORICAL_CROSSENTROPY:
-            loss = _crossentropy(y_true, y_pred, grad, i, scale, mode, False)
-        elif code == SPARSE_CATEGORICAL_CROSSENTROPY:
-            loss = _crossentropy(y_true, y_pred, grad, i, scale, mode, True)
-        elif code == BINARY_CROSSENTROPY:
-            loss = _binary_crossentropy(y_true, y_pred, grad, i, scale, mode)
-        elif code == MEAN_ABSOLUTE_ERROR:
-            loss = _mean_absolute_error(y_true, y_pred, grad, i, scale, need_grad)
-        elif code == MEAN_ABSOLUTE_PERCENTAGE_ERROR:
-            loss = _mean_absolute_percentage_error(y_true, y_pred, grad, i, scale, need_grad)
-        elif code == MEAN_SQUARED_LOGARITHMIC_ERROR:
-            loss = _mean_squared_logarithmic_error(y_true, y_pred, grad, i, scale, need_grad)
-        elif code == SQUARED_HINGE:
-            loss = _squared_hinge(y_true, y_pred, grad, i, scale, need_grad)
-        elif code == HINGE:
-            loss = _hinge(y_true, y_pred, grad, i, scale, need_grad)
-        elif code == CATEGORICAL_HINGE:
-            loss = _categorical_hinge(y_true, y_pred, grad, i, scale, need_grad)
-        elif code == LOGCOSH:
-            loss = _logcosh(y_true, y_pred, grad, i, scale, need_grad)
-        elif code == KULLBACK_LEIBLER_DIVERGENCE:
-            loss = _kullback_leibler_divergence(y_true, y_pred, grad, i, scale, need_grad)
-        elif code == POISSON:
-            loss = _poisson(y_true, y_pred, grad, i, scale, need_grad)
-        elif code == COSINE_PROXIMITY:
-            loss = _cosine_proximity(y_true, y_pred, grad, i, scale, need_grad)
-        else:
-            loss = math.nan  # unknown code: poison rather than guess
-        per_row[i] = loss
+        per_row[i] = row_loss(code, y_true, y_pred, grad, i, row_scale[i], mode, np.float64, False)
 
 
 @njit
@@ -418,7 +375,7 @@ def softmax_crossentropy_backward(code, y_true, probs, row_scale, per_row, dz):
     known = sparse or code == CATEGORICAL_CROSSENTROPY
     for i in range(rows):
         if known:
-            per_row[i] = _crossentropy(y_true, probs, dz, i, row_scale[i], _GRAD_WRT_LOGITS, sparse)
+            per_row[i] = _crossentropy(y_true, probs, dz, i, row_scale[i], _GRAD_WRT_LOGITS, sparse, np.float64, False)
         else:
             per_row[i] = math.nan
 
@@ -434,4 +391,6 @@ def sigmoid_binary_crossentropy_backward(y_true, probs, row_scale, per_row, dz):
     """
     rows = probs.shape[0]
     for i in range(rows):
-        per_row[i] = _binary_crossentropy(y_true, probs, dz, i, row_scale[i], _GRAD_WRT_LOGITS)
+        per_row[i] = _elementwise_mean(
+            BINARY_CROSSENTROPY, y_true, probs, dz, i, row_scale[i], _GRAD_WRT_LOGITS, np.float64, False
+        )

@@ -11,52 +11,28 @@ results (clipping at 1e-7 and 1 - 1e-7 is not the same number in float32 and flo
 changes binary crossentropy at the clip by ~0.2). Sums accumulate in float64, as the TF.js
 CPU backend does before storing each reduction as float32 (the explicit `float(...)` keeps
 that true under NUMBA_DISABLE_JIT, where NumPy would sum float32 in float32). Nothing is
-allocated.
+allocated. The loss-like metrics are the loss kernels' row functions under this precision
+policy (`kernels.losses.row_loss(..., kind=y_pred's dtype, exact=True)`); codes in codes.py.
 """
 
 from __future__ import annotations
 
 import math
 
+from trainctl.kernels.codes import (
+    BINARY_ACCURACY,
+    CATEGORICAL_ACCURACY,
+    LOSS_METRIC_OFFSET,
+    METRIC_CODES,
+    R2_SCORE,
+    SPARSE_CATEGORICAL_ACCURACY,
+)
 from trainctl.kernels.jit import njit
+from trainctl.kernels.losses import LOSS_ONLY, row_loss
 
-BINARY_ACCURACY = 0
-CATEGORICAL_ACCURACY = 1
-SPARSE_CATEGORICAL_ACCURACY = 2
-MEAN_SQUARED_ERROR = 5
-MEAN_ABSOLUTE_ERROR = 6
-MEAN_ABSOLUTE_PERCENTAGE_ERROR = 7
-COSINE_PROXIMITY = 8
-BINARY_CROSSENTROPY = 9
-CATEGORICAL_CROSSENTROPY = 10
-SPARSE_CATEGORICAL_CROSSENTROPY = 11
-R2_SCORE = 12
-
-METRIC_CODES = {
-    "binary_accuracy": BINARY_ACCURACY,
-    "categorical_accuracy": CATEGORICAL_ACCURACY,
-    "sparse_categorical_accuracy": SPARSE_CATEGORICAL_ACCURACY,
-    "mean_squared_error": MEAN_SQUARED_ERROR,
-    "mean_absolute_error": MEAN_ABSOLUTE_ERROR,
-    "mean_absolute_percentage_error": MEAN_ABSOLUTE_PERCENTAGE_ERROR,
-    "cosine_proximity": COSINE_PROXIMITY,
-    "binary_crossentropy": BINARY_CROSSENTROPY,
-    "categorical_crossentropy": CATEGORICAL_CROSSENTROPY,
-    "sparse_categorical_crossentropy": SPARSE_CATEGORICAL_CROSSENTROPY,
-    "r2_score": R2_SCORE,
-}
+__all__ = ["METRIC_CODES", "metric_value", "threshold_counts", "auc_value", "top_k_accuracy", "class_confusion"]
 
 _EPSILON = 1e-7  # tfjs-layers backend epsilon() on CPU
-
-
-@njit
-def _clip(value, low, high):
-    # Written as TF.js clipByValue: a NaN passes through unchanged.
-    if value > high:
-        return high
-    if value < low:
-        return low
-    return value
 
 
 @njit
@@ -87,152 +63,26 @@ def _binary_accuracy(y_true, y_pred):
 
 
 @njit
-def _categorical_accuracy(y_true, y_pred):
+def _categorical_accuracy(y_true, y_pred, sparse):
+    # the target class: argmax of a one-hot row, or the class index itself (sparse)
     rows = y_pred.shape[0]
     hits = 0
     for r in range(rows):
-        if _argmax_row(y_true, r) == _argmax_row(y_pred, r):
+        target = y_true[r, 0] if sparse else _argmax_row(y_true, r)
+        if target == _argmax_row(y_pred, r):
             hits += 1
     return hits / rows
 
 
 @njit
-def _sparse_categorical_accuracy(y_true, y_pred):
+def _mean_row_loss(loss_code, y_true, y_pred):
+    # The loss kernels' row functions under the metric precision policy (y_pred's dtype,
+    # TF.js's logged form), averaged over rows in float64.
     rows = y_pred.shape[0]
-    hits = 0
-    for r in range(rows):
-        if y_true[r, 0] == _argmax_row(y_pred, r):
-            hits += 1
-    return hits / rows
-
-
-@njit
-def _mean_squared_error(y_true, y_pred):
-    rows, width = y_pred.shape
-    total = 0.0
-    for r in range(rows):
-        row_sum = 0.0
-        for j in range(width):
-            diff = y_pred[r, j] - y_true[r, j]
-            row_sum += float(diff * diff)
-        total += row_sum / width
-    return total / rows
-
-
-@njit
-def _mean_absolute_error(y_true, y_pred):
-    rows, width = y_pred.shape
-    total = 0.0
-    for r in range(rows):
-        row_sum = 0.0
-        for j in range(width):
-            row_sum += float(abs(y_pred[r, j] - y_true[r, j]))
-        total += row_sum / width
-    return total / rows
-
-
-@njit
-def _mean_absolute_percentage_error(y_true, y_pred):
-    rows, width = y_pred.shape
-    eps = y_pred.dtype.type(_EPSILON)
-    total = 0.0
-    for r in range(rows):
-        row_sum = 0.0
-        for j in range(width):
-            target = y_true[r, j]
-            magnitude = abs(target)
-            if magnitude < eps:
-                magnitude = eps
-            row_sum += float(abs((target - y_pred[r, j]) / magnitude))
-        total += 100.0 * (row_sum / width)
-    return total / rows
-
-
-@njit
-def _cosine_proximity(y_true, y_pred):
-    rows, width = y_pred.shape
     kind = y_pred.dtype.type
-    eps = kind(_EPSILON)
     total = 0.0
     for r in range(rows):
-        true_squares = 0.0
-        pred_squares = 0.0
-        for j in range(width):
-            true_squares += float(y_true[r, j] * y_true[r, j])
-            pred_squares += float(y_pred[r, j] * y_pred[r, j])
-        true_norm = math.sqrt(max(kind(true_squares), eps))
-        pred_norm = math.sqrt(max(kind(pred_squares), eps))
-        row_sum = 0.0
-        for j in range(width):
-            row_sum += float((y_true[r, j] / true_norm) * (y_pred[r, j] / pred_norm))
-        total -= row_sum
-    return total / rows
-
-
-@njit
-def _binary_crossentropy(y_true, y_pred):
-    # TF.js: clip, back to logits, then the stable sigmoid cross-entropy with logits.
-    rows, width = y_pred.shape
-    kind = y_pred.dtype.type
-    eps = kind(_EPSILON)
-    one = kind(1.0)
-    zero = kind(0.0)
-    high = one - eps
-    total = 0.0
-    for r in range(rows):
-        row_sum = 0.0
-        for j in range(width):
-            p = _clip(y_pred[r, j], eps, high)
-            logit = math.log(p / (one - p))
-            row_sum += float(max(logit, zero) - logit * y_true[r, j] + math.log1p(math.exp(-abs(logit))))
-        total += row_sum / width
-    return total / rows
-
-
-@njit
-def _categorical_crossentropy(y_true, y_pred):
-    # TF.js: rescale each row to sum to 1, clip to [eps, 1 - eps], -sum(target * log).
-    rows, width = y_pred.shape
-    kind = y_pred.dtype.type
-    eps = kind(_EPSILON)
-    high = kind(1.0) - eps
-    total = 0.0
-    for r in range(rows):
-        row_sum = 0.0
-        for j in range(width):
-            row_sum += float(y_pred[r, j])
-        scale = kind(row_sum)
-        cross = 0.0
-        for j in range(width):
-            p = _clip(y_pred[r, j] / scale, eps, high)
-            target = y_true[r, j]
-            # 0 * log(p) adds nothing for clipped p, so skip the log (most of the cost
-            # with one-hot targets); a NaN p still propagates, as 0 * log(NaN) does in TF.js.
-            if target != 0 or p != p:
-                cross += float(target * math.log(p))
-        total -= cross
-    return total / rows
-
-
-@njit
-def _sparse_categorical_crossentropy(y_true, y_pred):
-    # TF.js: clip, then one-hot(floor(label)) through categorical crossentropy (which
-    # rescales and clips again). A label outside [0, width) one-hots to zeros: loss 0.
-    rows, width = y_pred.shape
-    kind = y_pred.dtype.type
-    eps = kind(_EPSILON)
-    high = kind(1.0) - eps
-    total = 0.0
-    for r in range(rows):
-        label = math.floor(y_true[r, 0])
-        if not (label >= 0 and label < width):
-            continue
-        row_sum = 0.0
-        for j in range(width):
-            row_sum += float(_clip(y_pred[r, j], eps, high))
-        scale = kind(row_sum)
-        p = _clip(_clip(y_pred[r, int(label)], eps, high) / scale, eps, high)
-        total -= float(math.log(p))
+        total += row_loss(loss_code, y_true, y_pred, y_pred, r, 1.0, LOSS_ONLY, kind, True)
     return total / rows
 
 
@@ -276,23 +126,11 @@ def metric_value(code, y_true, y_pred):
     if code == BINARY_ACCURACY:
         return _binary_accuracy(y_true, y_pred)
     if code == CATEGORICAL_ACCURACY:
-        return _categorical_accuracy(y_true, y_pred)
+        return _categorical_accuracy(y_true, y_pred, False)
     if code == SPARSE_CATEGORICAL_ACCURACY:
-        return _sparse_categorical_accuracy(y_true, y_pred)
-    if code == MEAN_SQUARED_ERROR:
-        return _mean_squared_error(y_true, y_pred)
-    if code == MEAN_ABSOLUTE_ERROR:
-        return _mean_absolute_error(y_true, y_pred)
-    if code == MEAN_ABSOLUTE_PERCENTAGE_ERROR:
-        return _mean_absolute_percentage_error(y_true, y_pred)
-    if code == COSINE_PROXIMITY:
-        return _cosine_proximity(y_true, y_pred)
-    if code == BINARY_CROSSENTROPY:
-        return _binary_crossentropy(y_true, y_pred)
-    if code == CATEGORICAL_CROSSENTROPY:
-        return _categorical_crossentropy(y_true, y_pred)
-    if code == SPARSE_CATEGORICAL_CROSSENTROPY:
-        return _sparse_categorical_crossentropy(y_true, y_pred)
+        return _categorical_accuracy(y_true, y_pred, True)
+    if code >= LOSS_METRIC_OFFSET:
+        return _mean_row_loss(code - LOSS_METRIC_OFFSET, y_true, y_pred)
     if code == R2_SCORE:
         return _r2_score(y_true, y_pred)
     raise ValueError("unknown metric code")

@@ -17,6 +17,14 @@ def spatial_dropout_forward(x, uniform, rate, channels_last, mask, y):
     for i in range(n):
         for c in range(channels):
             mask[i, c] = scale if uniform[i, c] >= rate else 0.0
+    apply_channel_mask(x, mask, channels_last, y)
+
+
+@njit
+def apply_channel_mask(x, mask, channels_last, y):
+    """y = x times its channel's mask: x, y [n, positions, channels] (channels_last) or
+    [n, channels, positions]; mask [n, channels]. Spatial dropout's forward and backward."""
+    n, channels = mask.shape
     if channels_last:
         for i in range(n):
             for p in range(x.shape[1]):
@@ -32,18 +40,7 @@ def spatial_dropout_forward(x, uniform, rate, channels_last, mask, y):
 
 @njit
 def spatial_dropout_backward(dy, mask, channels_last, dx):
-    n, channels = mask.shape
-    if channels_last:
-        for i in range(n):
-            for p in range(dy.shape[1]):
-                for c in range(channels):
-                    dx[i, p, c] = dy[i, p, c] * mask[i, c]
-    else:
-        for i in range(n):
-            for c in range(channels):
-                m = mask[i, c]
-                for p in range(dy.shape[2]):
-                    dx[i, c, p] = dy[i, c, p] * m
+    apply_channel_mask(dy, mask, channels_last, dx)
 
 
 @njit

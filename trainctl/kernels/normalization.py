@@ -124,74 +124,60 @@ def batch_norm_backward(dy, xhat, gamma, inv_std, training, need_dx, sum_dy, sum
 
 
 @njit
+def _normalise_group(x, gamma, beta, epsilon, xhat, y):
+    """One group x [k] (a row, or a strided column): xhat and y written, 1/std returned."""
+    k = x.shape[0]
+    shift = x[0]
+    total = 0.0
+    squares = 0.0
+    for c in range(k):
+        d = x[c] - shift
+        total += d
+        squares += d * d
+    centred = total / k
+    m = shift + centred
+    s = 1.0 / math.sqrt(max(squares / k - centred * centred, 0.0) + epsilon)
+    for c in range(k):
+        h = (x[c] - m) * s
+        xhat[c] = h
+        y[c] = h * gamma[c] + beta[c]
+    return s
+
+
+@njit
 def layer_norm_forward(x, gamma, beta, epsilon, inv_std, xhat, y):
     """Normalise each (pre, post) group over axis 1 of x [pre, k, post]; gamma, beta [k].
     inv_std [pre, post] and xhat are written for backward."""
     pre, k, post = x.shape
     if post == 1:  # the usual case (last axis): contiguous rows
-        _layer_norm_rows(x.reshape(pre, k), gamma, beta, epsilon, inv_std.reshape(pre), xhat.reshape(pre, k), y.reshape(pre, k))
+        x2, xhat2, y2, inv2 = x.reshape(pre, k), xhat.reshape(pre, k), y.reshape(pre, k), inv_std.reshape(pre)
+        for i in range(pre):
+            inv2[i] = _normalise_group(x2[i], gamma, beta, epsilon, xhat2[i], y2[i])
         return
     for i in range(pre):
         for j in range(post):
-            shift = x[i, 0, j]
-            total = 0.0
-            squares = 0.0
-            for c in range(k):
-                d = x[i, c, j] - shift
-                total += d
-                squares += d * d
-            centred = total / k
-            variance = max(squares / k - centred * centred, 0.0)
-            m = shift + centred
-            s = 1.0 / math.sqrt(variance + epsilon)
-            inv_std[i, j] = s
-            for c in range(k):
-                h = (x[i, c, j] - m) * s
-                xhat[i, c, j] = h
-                y[i, c, j] = h * gamma[c] + beta[c]
+            inv_std[i, j] = _normalise_group(x[i, :, j], gamma, beta, epsilon, xhat[i, :, j], y[i, :, j])
 
 
 @njit
-def _layer_norm_rows(x, gamma, beta, epsilon, inv_std, xhat, y):
-    rows, k = x.shape
-    for i in range(rows):
-        shift = x[i, 0]
-        total = 0.0
-        squares = 0.0
+def _group_backward(dy, xhat, gamma, s, need_dx, dgamma_acc, dbeta_acc, dx):
+    """One group's gradients (vectors [k]); dgamma_acc, dbeta_acc accumulate."""
+    k = dy.shape[0]
+    mean_g = 0.0
+    mean_gx = 0.0
+    for c in range(k):
+        d = dy[c]
+        h = xhat[c]
+        dgamma_acc[c] += d * h
+        dbeta_acc[c] += d
+        g = d * gamma[c]
+        mean_g += g
+        mean_gx += g * h
+    if need_dx:
+        mean_g /= k
+        mean_gx /= k
         for c in range(k):
-            d = x[i, c] - shift
-            total += d
-            squares += d * d
-        centred = total / k
-        m = shift + centred
-        s = 1.0 / math.sqrt(max(squares / k - centred * centred, 0.0) + epsilon)
-        inv_std[i] = s
-        for c in range(k):
-            h = (x[i, c] - m) * s
-            xhat[i, c] = h
-            y[i, c] = h * gamma[c] + beta[c]
-
-
-@njit
-def _layer_norm_rows_backward(dy, xhat, gamma, inv_std, need_dx, dgamma_acc, dbeta_acc, dx):
-    rows, k = dy.shape
-    for i in range(rows):
-        mean_g = 0.0
-        mean_gx = 0.0
-        for c in range(k):
-            d = dy[i, c]
-            h = xhat[i, c]
-            dgamma_acc[c] += d * h
-            dbeta_acc[c] += d
-            g = d * gamma[c]
-            mean_g += g
-            mean_gx += g * h
-        if need_dx:
-            mean_g /= k
-            mean_gx /= k
-            s = inv_std[i]
-            for c in range(k):
-                dx[i, c] = s * (dy[i, c] * gamma[c] - mean_g - xhat[i, c] * mean_gx)
+            dx[c] = s * (dy[c] * gamma[c] - mean_g - xhat[c] * mean_gx)
 
 
 @njit
@@ -202,26 +188,14 @@ def layer_norm_backward(dy, xhat, gamma, inv_std, need_dx, dgamma_acc, dbeta_acc
         dgamma_acc[c] = 0.0
         dbeta_acc[c] = 0.0
     if post == 1:
-        _layer_norm_rows_backward(dy.reshape(pre, k), xhat.reshape(pre, k), gamma, inv_std.reshape(pre), need_dx,
-                                  dgamma_acc, dbeta_acc, dx.reshape(pre, k))
-    for i in range(pre if post > 1 else 0):
-        for j in range(post):
-            mean_g = 0.0
-            mean_gx = 0.0
-            for c in range(k):
-                d = dy[i, c, j]
-                h = xhat[i, c, j]
-                dgamma_acc[c] += d * h
-                dbeta_acc[c] += d
-                g = d * gamma[c]
-                mean_g += g
-                mean_gx += g * h
-            if need_dx:
-                mean_g /= k
-                mean_gx /= k
-                s = inv_std[i, j]
-                for c in range(k):
-                    dx[i, c, j] = s * (dy[i, c, j] * gamma[c] - mean_g - xhat[i, c, j] * mean_gx)
+        dy2, xhat2, dx2, inv2 = dy.reshape(pre, k), xhat.reshape(pre, k), dx.reshape(pre, k), inv_std.reshape(pre)
+        for i in range(pre):
+            _group_backward(dy2[i], xhat2[i], gamma, inv2[i], need_dx, dgamma_acc, dbeta_acc, dx2[i])
+    else:
+        for i in range(pre):
+            for j in range(post):
+                _group_backward(dy[i, :, j], xhat[i, :, j], gamma, inv_std[i, j], need_dx, dgamma_acc, dbeta_acc,
+                                dx[i, :, j])
     for c in range(k):
         dgamma[c] = dgamma_acc[c]
         dbeta[c] = dbeta_acc[c]

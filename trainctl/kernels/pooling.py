@@ -25,6 +25,12 @@ def _u(i):
     return np.uint64(i)
 
 
+@njit(inline="always")
+def _window(o, stride, pad, size, extent):
+    """The input range [lo, hi) of output position o's window, clipped to the image."""
+    return max(o * stride - pad, 0), min(o * stride - pad + size, extent)
+
+
 @njit
 def max_pool_forward(x, ph, pw, sh, sw, pad_top, pad_left, y, argmax):
     """x [n, h, w, c] → y [n, oh, ow, c] and argmax (int64, same shape as y), both overwritten.
@@ -35,11 +41,9 @@ def max_pool_forward(x, ph, pw, sh, sw, pad_top, pad_left, y, argmax):
     xf, yf, af = x.reshape(-1), y.reshape(-1), argmax.reshape(-1)
     for b in range(n):
         for oh in range(out_h):
-            h_lo = max(oh * sh - pad_top, 0)
-            h_hi = min(oh * sh - pad_top + ph, height)
+            h_lo, h_hi = _window(oh, sh, pad_top, ph, height)
             for ow in range(out_w):
-                w_lo = max(ow * sw - pad_left, 0)
-                w_hi = min(ow * sw - pad_left + pw, width)
+                w_lo, w_hi = _window(ow, sw, pad_left, pw, width)
                 out = ((b * out_h + oh) * out_w + ow) * channels
                 first = ((b * height + h_lo) * width + w_lo) * channels
                 for c in range(channels):
@@ -76,11 +80,9 @@ def avg_pool_forward(x, ph, pw, sh, sw, pad_top, pad_left, y):
     out_h, out_w = y.shape[1], y.shape[2]
     for b in range(n):
         for oh in range(out_h):
-            h_lo = max(oh * sh - pad_top, 0)
-            h_hi = min(oh * sh - pad_top + ph, height)
+            h_lo, h_hi = _window(oh, sh, pad_top, ph, height)
             for ow in range(out_w):
-                w_lo = max(ow * sw - pad_left, 0)
-                w_hi = min(ow * sw - pad_left + pw, width)
+                w_lo, w_hi = _window(ow, sw, pad_left, pw, width)
                 count = (h_hi - h_lo) * (w_hi - w_lo)
                 for c in range(channels):
                     total = 0.0
@@ -99,11 +101,9 @@ def avg_pool_backward(dy, ph, pw, sh, sw, pad_top, pad_left, dx):
     dx[...] = 0
     for b in range(n):
         for oh in range(out_h):
-            h_lo = max(oh * sh - pad_top, 0)
-            h_hi = min(oh * sh - pad_top + ph, height)
+            h_lo, h_hi = _window(oh, sh, pad_top, ph, height)
             for ow in range(out_w):
-                w_lo = max(ow * sw - pad_left, 0)
-                w_hi = min(ow * sw - pad_left + pw, width)
+                w_lo, w_hi = _window(ow, sw, pad_left, pw, width)
                 scale = 1.0 / ((h_hi - h_lo) * (w_hi - w_lo))
                 for c in range(channels):
                     g = dy[b, oh, ow, c] * scale

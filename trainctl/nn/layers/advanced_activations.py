@@ -5,7 +5,7 @@ automatic names are TF.js's (`p_re_lu_PReLU1`)."""
 from __future__ import annotations
 
 import math
-from typing import Union
+from typing import ClassVar, Union
 
 import numpy as np
 
@@ -23,8 +23,8 @@ def _kernels():
     return advanced_activations
 
 
-class _ElementWise(Layer):
-    """y = f(x) element by element; forward keeps x for backward."""
+class _SameShape(Layer):
+    """An activation layer: output and input gradient shaped as the input, in buffers sized here."""
 
     def build(self, input_shape: Shape, context: BuildContext) -> Shape:
         self.dtype = context.dtype
@@ -36,39 +36,42 @@ class _ElementWise(Layer):
         self._y, self._dx = np.empty(size, self.dtype), np.empty(size, self.dtype)
         self._kernel = _kernels()
 
+
+class _ElementWise(_SameShape):
+    """y = f(x) element by element with the kernels `<kernel_name>_forward(x, *options, y)`
+    and `<kernel_name>_backward(x, dy, *options, dx)`; forward keeps x for backward."""
+
+    kernel_name: ClassVar[str]
+
+    def _options(self) -> tuple:
+        """The kernels' scalar options, from the params."""
+        return ()
+
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         self._x = x.reshape(-1)
         y = self._y[: x.size]
-        self._apply(self._x, y)
+        getattr(self._kernel, f"{self.kernel_name}_forward")(self._x, *self._options(), y)
         return y.reshape(x.shape)
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         if not need_dx:
             return None
         dx = self._dx[: dy.size]
-        self._derive(self._x, dy.reshape(-1), dx)
+        getattr(self._kernel, f"{self.kernel_name}_backward")(self._x, dy.reshape(-1), *self._options(), dx)
         return dx.reshape(dy.shape)
-
-    def _apply(self, x: np.ndarray, y: np.ndarray) -> None:
-        raise NotImplementedError
-
-    def _derive(self, x: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> None:
-        raise NotImplementedError
 
 
 @LAYERS.register("leaky_re_lu", "leaky_relu")
 class LeakyReLU(_ElementWise):
     type_id = "leaky_re_lu"
     class_name = "LeakyReLU"
+    kernel_name = "leaky_relu"
 
     class Params(LayerParams):
         alpha: FiniteFloat = 0.3  # TF.js DEFAULT_ALPHA
 
-    def _apply(self, x, y):
-        self._kernel.leaky_relu_forward(x, self.params.alpha, y)
-
-    def _derive(self, x, dy, dx):
-        self._kernel.leaky_relu_backward(x, dy, self.params.alpha, dx)
+    def _options(self):
+        return (self.params.alpha,)
 
 
 @LAYERS.register("elu")
@@ -77,6 +80,7 @@ class ELU(_ElementWise):
 
     type_id = "elu"
     class_name = "ELU"
+    kernel_name = "elu"
 
     class Params(LayerParams):
         alpha: FiniteFloat = 1.0  # TF.js DEFAULT_ALPHA
@@ -86,11 +90,8 @@ class ELU(_ElementWise):
             raise ExportRefused(f"{self.name}: TF.js ELU supports alpha 1.0 only (tfjs export)")
         return config
 
-    def _apply(self, x, y):
-        self._kernel.elu_forward(x, self.params.alpha, y)
-
-    def _derive(self, x, dy, dx):
-        self._kernel.elu_backward(x, dy, self.params.alpha, dx)
+    def _options(self):
+        return (self.params.alpha,)
 
 
 @LAYERS.register("re_lu", "relu_layer")
@@ -99,6 +100,7 @@ class ReLU(_ElementWise):
 
     type_id = "re_lu"
     class_name = "ReLU"
+    kernel_name = "relu"
 
     class Params(LayerParams):
         max_value: NonNegativeFloat | None = None  # TF.js: no cap
@@ -116,30 +118,22 @@ class ReLU(_ElementWise):
         p = self.params
         return p.max_value is not None, float(p.max_value or 0.0), p.threshold, p.negative_slope
 
-    def _apply(self, x, y):
-        self._kernel.relu_forward(x, *self._options(), y)
-
-    def _derive(self, x, dy, dx):
-        self._kernel.relu_backward(x, dy, *self._options(), dx)
-
 
 @LAYERS.register("thresholded_re_lu", "thresholded_relu")
 class ThresholdedReLU(_ElementWise):
     type_id = "thresholded_re_lu"
     class_name = "ThresholdedReLU"
+    kernel_name = "thresholded_relu"
 
     class Params(LayerParams):
         theta: FiniteFloat = 1.0  # TF.js DEFAULT_THETA
 
-    def _apply(self, x, y):
-        self._kernel.thresholded_relu_forward(x, self.params.theta, y)
-
-    def _derive(self, x, dy, dx):
-        self._kernel.thresholded_relu_backward(x, dy, self.params.theta, dx)
+    def _options(self):
+        return (self.params.theta,)
 
 
 @LAYERS.register("prelu", "p_re_lu")
-class PReLU(Layer):
+class PReLU(_SameShape):
     """x < 0 → alpha·x with a trainable alpha per input element; `shared_axes` (1-based, the
     batch axis is 0) share one alpha along those axes (TF.js PReLU)."""
 
@@ -166,14 +160,7 @@ class PReLU(Layer):
         self._index = np.ascontiguousarray(
             np.broadcast_to(np.arange(self.alpha.value.size).reshape(param_shape), input_shape).reshape(-1), dtype=np.int64)
         self._acc = np.zeros(self.alpha.value.size, np.float64)
-        self.dtype = context.dtype
         return self.output_shape
-
-    def allocate(self, batch_size: int) -> None:
-        super().allocate(batch_size)
-        size = batch_size * math.prod(self.input_shape)
-        self._y, self._dx = np.empty(size, self.dtype), np.empty(size, self.dtype)
-        self._kernel = _kernels()
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         n = x.shape[0]
@@ -191,7 +178,7 @@ class PReLU(Layer):
 
 
 @LAYERS.register("softmax")
-class Softmax(Layer):
+class Softmax(_SameShape):
     """Softmax over `axis` (counting the batch axis; a list of adjacent axes normalises over
     them jointly). TF.js's default is axis 1, the last axis of a [null, k] input."""
 
@@ -215,14 +202,7 @@ class Softmax(Layer):
         self._pre = math.prod(input_shape[:first])
         self._k = math.prod(input_shape[first:last + 1])
         self._post = math.prod(input_shape[last + 1:])
-        self.dtype = context.dtype
         return self.output_shape
-
-    def allocate(self, batch_size: int) -> None:
-        super().allocate(batch_size)
-        size = batch_size * math.prod(self.input_shape)
-        self._y, self._dx = np.empty(size, self.dtype), np.empty(size, self.dtype)
-        self._kernel = _kernels()
 
     def _view(self, a: np.ndarray, n: int) -> np.ndarray:
         return a.reshape(n * self._pre, self._k, self._post)

@@ -112,6 +112,7 @@ class BuildContext:
 class Layer:
     type_id: ClassVar[str]  # registry id, snake_case: "dense"
     class_name: ClassVar[str]  # TF.js class name: "Dense"
+    in_tfjs: ClassVar[bool] = True  # TF.js 4.22 has this layer (a tfjs export refuses it otherwise)
     Params: ClassVar[type[LayerParams]] = LayerParams
     # The activation applied last inside the layer, which a loss may fuse with (softmax with
     # cross-entropy): such a layer also implements `backward_from_preactivation`. None: no
@@ -278,6 +279,25 @@ def tfjs_snake_case(class_name: str) -> str:
     """TF.js generic_utils.toSnakeCase: `Dense` → `dense`, `PReLU` → `p_re_lu`, `UpSampling2D` → `up_sampling2d`."""
     intermediate = re.sub(r"(.)([A-Z][a-z0-9]+)", r"\1_\2", class_name)
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", intermediate).lower()
+
+
+class RandomLayer(Layer):
+    """A layer with its own seeded Generator, rng_for(seed, "dropout", name) with `seed` from
+    its params (else the config seed), whose state is the layer's resumable state."""
+
+    def build(self, input_shape: Shape, context: BuildContext) -> Shape:
+        from trainctl.seeding import rng_for
+
+        seed = self.params.seed if self.params.seed is not None else context.seed
+        self.rng = rng_for(seed, "dropout", self.name)
+        self.dtype = context.dtype
+        return super().build(input_shape, context)
+
+    def get_state(self) -> dict[str, Any]:
+        return self.rng.bit_generator.state
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state
 
 
 def auto_name(layer: Layer, context: BuildContext) -> str:

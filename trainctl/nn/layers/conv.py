@@ -1,21 +1,20 @@
-"""Convolution layers: Conv1D, Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
-(tfjs-layers convolutional.ts / convolutional_depthwise.ts names, options and defaults).
+"""Convolution layers: Conv1D, Conv2D, Conv2DTranspose (tfjs-layers convolutional.ts names,
+options and defaults); the shared base `_ConvBase` (geometry, bias, the fused epilogue).
+DepthwiseConv2D and SeparableConv2D are in depthwise.py.
 
 Conv1D / Conv2D: im2col (kernels/conv.py) then one BLAS matrix product against the kernel
 viewed as `[kh * kw * in_channels, filters]`, then one fused bias + activation kernel.
 Backward: the fused activation-derivative + bias-gradient kernel, `cols.T @ dz` for the
 kernel gradient, `dz @ kernel.T` then col2im for the input gradient. A 1x1 convolution with
 stride 1 skips im2col (the input is its own column matrix). Conv2DTranspose runs the same
-kernels the other way round; the depthwise convolution has direct kernels.
+kernels the other way round.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
-from pydantic import model_validator
 
 from trainctl.nn.activations import ACTIVATIONS
 from trainctl.config.base import PositiveInt, registry_id, typed_spec
@@ -72,8 +71,10 @@ class _ConvBase(SpatialLayer):
     uses_dilation = True
 
     def _geometry(self, input_shape: Shape) -> None:
+        """The activation, kernel size, strides, dilation and input split of `input_shape`."""
         p = self.params
         owner = self.name
+        self.activation = self.output_activation = ACTIVATIONS.get(p.activation)
         self.kernel_size = normalize_tuple(p.kernel_size, self.rank, "kernel_size", owner)
         self.strides = normalize_tuple(p.strides, self.rank, "strides", owner)
         self.dilation_rate = normalize_tuple(p.dilation_rate, self.rank, "dilation_rate", owner)
@@ -115,6 +116,15 @@ class _ConvBase(SpatialLayer):
         self._scratch_bias_grad = np.zeros(units, context.dtype)
         self.activity_regularizer = build_regularizer(p.activity_regularizer)
         self.dtype = context.dtype
+
+    def allocate(self, batch_size: int) -> None:
+        super().allocate(batch_size)
+        self._allocate_epilogue(batch_size * math.prod(self.out_spatial), self.out_channels)
+        self._layout_buffers(batch_size, self.in_spatial, self.in_channels, self.out_spatial,
+                             self.out_channels, self.dtype)
+
+    def _bias_flops(self) -> int:
+        return math.prod(self.out_spatial) * self.out_channels if self.bias is not None else 0
 
     # -- the fused epilogue: z (pre-activation, [rows, units]) → y ------------------------
     def _allocate_epilogue(self, rows: int, units: int) -> None:
@@ -183,7 +193,6 @@ class _Conv(_ConvBase):
 
     def build(self, input_shape: Shape, context: BuildContext) -> Shape:
         p = self.params
-        self.activation = self.output_activation = ACTIVATIONS.get(p.activation)
         self._geometry(input_shape)
         self.out_spatial, self.out_channels = self._spatial_out(self.in_spatial), p.filters
         self.geometry = self._geometry_4d(self.in_spatial, self.out_spatial, self.dilation_rate)
@@ -199,7 +208,6 @@ class _Conv(_ConvBase):
         self._in4 = (*self._as_2d(self.in_spatial), self.in_channels)
         self._out_hw = self._as_2d(self.out_spatial)
         self._per_sample = math.prod(self.out_spatial)  # output positions = column-matrix rows per sample
-        rows = batch_size * self._per_sample
         depth = self._depth = kh * kw * self.in_channels
         self._pointwise = kh == kw == sh == sw == 1 and pt == pl == 0
         # few input channels (a grey image): the transposed column matrix copies runs of
@@ -209,7 +217,6 @@ class _Conv(_ConvBase):
         # cache between im2col and its matrix products (a whole batch's columns at batch
         # 256 are 13 MB for the MNIST CNN's second conv); backward rebuilds it per chunk.
         self._chunk = max(1, min(batch_size, COLUMN_CHUNK_BYTES // (self._per_sample * depth * self.dtype.itemsize)))
-        self._allocate_epilogue(rows, self.out_channels)
         if not self._pointwise:
             chunk_rows = self._chunk * self._per_sample
             self._cols = np.empty(chunk_rows * depth, self.dtype)  # flat: [rows, depth] or [depth, rows] views
@@ -217,8 +224,6 @@ class _Conv(_ConvBase):
             self._kernel_part = np.empty((depth, self.out_channels), self.dtype)
         self._cols_of = (-1, -1)  # the samples whose columns _cols holds
         self._dx = np.empty((batch_size, *self._in4), self.dtype)
-        self._layout_buffers(batch_size, self.in_spatial, self.in_channels, self.out_spatial,
-                             self.out_channels, self.dtype)
 
     def _columns(self, s0: int, s1: int) -> np.ndarray:
         """The column matrix [rows, depth] of samples s0:s1 (a transposed view when _transposed)."""
@@ -289,7 +294,7 @@ class _Conv(_ConvBase):
     def flops_per_sample(self) -> int:
         positions = math.prod(self.out_spatial)
         macs = math.prod(self.kernel_size) * self.in_channels * self.out_channels
-        return positions * (2 * macs + (self.out_channels if self.bias is not None else 0))
+        return positions * 2 * macs + self._bias_flops()
 
 
 @LAYERS.register("conv2d")
@@ -326,7 +331,6 @@ class Conv2DTranspose(_ConvBase):
 
     def build(self, input_shape: Shape, context: BuildContext) -> Shape:
         p = self.params
-        self.activation = self.output_activation = ACTIVATIONS.get(p.activation)
         self._geometry(input_shape)
         self.out_spatial = tuple(deconv_length(size, s, k, p.padding)
                                  for size, s, k in zip(self.in_spatial, self.strides, self.kernel_size))
@@ -345,11 +349,8 @@ class Conv2DTranspose(_ConvBase):
         self._in_rows_per_sample = math.prod(self.in_spatial)
         depth = kh * kw * self.out_channels
         in_rows = batch_size * self._in_rows_per_sample
-        self._allocate_epilogue(batch_size * math.prod(self.out_spatial), self.out_channels)
         self._cols = np.empty((in_rows, depth), self.dtype)  # im2col of dz, and x @ kernel2d.T
         self._dx = np.empty((in_rows, self.in_channels), self.dtype)
-        self._layout_buffers(batch_size, self.in_spatial, self.in_channels, self.out_spatial,
-                             self.out_channels, self.dtype)
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         n = x.shape[0]
@@ -380,157 +381,4 @@ class Conv2DTranspose(_ConvBase):
 
     def flops_per_sample(self) -> int:
         macs = math.prod(self.in_spatial) * math.prod(self.kernel_size) * self.in_channels * self.out_channels
-        return 2 * macs + (math.prod(self.out_spatial) * self.out_channels if self.bias is not None else 0)
-
-
-class DepthwiseParams(BaseConvParams):
-    depth_multiplier: PositiveInt = 1  # TF.js default
-    depthwise_initializer: typed_spec(INITIALIZERS) = "glorot_normal"  # TF.js: DEFAULT_KERNEL_INITIALIZER
-    depthwise_regularizer: typed_spec(REGULARIZERS, allow_null=True) = None
-
-
-@LAYERS.register("depthwise_conv2d")
-class DepthwiseConv2D(_ConvBase):
-    """Each input channel convolved with its own depth_multiplier filters: depthwise_kernel
-    [kh, kw, in_channels, depth_multiplier], output channel c * depth_multiplier + k (TF.js)."""
-
-    type_id = "depthwise_conv2d"
-    class_name = "DepthwiseConv2D"
-    rank = 2
-    uses_dilation = False  # TF.js 4.22 DepthwiseConv2D passes no dilation
-    Params = DepthwiseParams
-
-    def build(self, input_shape: Shape, context: BuildContext) -> Shape:
-        p = self.params
-        self.activation = self.output_activation = ACTIVATIONS.get(p.activation)
-        self._geometry(input_shape)
-        self.out_spatial = self._spatial_out(self.in_spatial)
-        self.out_channels = self.in_channels * p.depth_multiplier
-        self.geometry = self._geometry_4d(self.in_spatial, self.out_spatial, (1, 1))
-        shape = (*self.kernel_size, self.in_channels, p.depth_multiplier)
-        self.depthwise_kernel = self.add_weight("depthwise_kernel", shape, p.depthwise_initializer, context,
-                                                regularizer=p.depthwise_regularizer)
-        self._build_bias(self.out_channels, context)
-        return super().build(input_shape, context)
-
-    def allocate(self, batch_size: int) -> None:
-        super().allocate(batch_size)
-        self._allocate_epilogue(batch_size * math.prod(self.out_spatial), self.out_channels)
-        self._dx = np.empty((batch_size, *self.in_spatial, self.in_channels), self.dtype)
-        self._layout_buffers(batch_size, self.in_spatial, self.in_channels, self.out_spatial,
-                             self.out_channels, self.dtype)
-
-    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
-        n = x.shape[0]
-        self._x4 = self._input_nhwc(x)
-        rows = n * math.prod(self.out_spatial)
-        z4 = self._z[:rows].reshape(n, *self.out_spatial, self.out_channels)
-        kh, kw, sh, sw, dh, dw, pt, pl = self.geometry
-        self._conv.depthwise_forward(self._x4, self.depthwise_kernel.value, sh, sw, dh, dw, pt, pl, z4)
-        return self._output(self._epilogue_forward(rows), n)
-
-    def _backward(self, dy2d: np.ndarray, code: int, need_dx: bool) -> np.ndarray | None:
-        dz = self._epilogue_backward(dy2d, code)
-        n = self._x4.shape[0]
-        kh, kw, sh, sw, dh, dw, pt, pl = self.geometry
-        dx = self._dx[:n]
-        self._conv.depthwise_backward(self._x4, self.depthwise_kernel.value,
-                                      dz.reshape(n, *self.out_spatial, self.out_channels),
-                                      sh, sw, dh, dw, pt, pl, self.depthwise_kernel.grad, dx, need_dx)
-        return self._grad_format(dx) if need_dx else None
-
-    def flops_per_sample(self) -> int:
-        macs = math.prod(self.out_spatial) * math.prod(self.kernel_size) * self.out_channels
-        return 2 * macs + (math.prod(self.out_spatial) * self.out_channels if self.bias is not None else 0)
-
-
-class SeparableParams(BaseConvParams):
-    filters: PositiveInt
-    depth_multiplier: PositiveInt = 1  # TF.js default
-    depthwise_initializer: typed_spec(INITIALIZERS) = "glorot_uniform"  # TF.js DEFAULT_DEPTHWISE_INITIALIZER
-    # TF.js 4.22 initialises the pointwise kernel with depthwise_initializer when one is given
-    # (it reads config.depthwiseInitializer for both); that is kept when pointwise_initializer
-    # is left out, and an explicit pointwise_initializer is honoured.
-    pointwise_initializer: typed_spec(INITIALIZERS, allow_null=True) = None
-    depthwise_regularizer: typed_spec(REGULARIZERS, allow_null=True) = None
-    pointwise_regularizer: typed_spec(REGULARIZERS, allow_null=True) = None
-    kernel_initializer: Any = None  # refused, as TF.js does: use depthwise_/pointwise_ options
-    kernel_regularizer: Any = None
-
-    @model_validator(mode="after")
-    def _no_kernel_options(self):
-        if self.kernel_initializer is not None or self.kernel_regularizer is not None:
-            raise ValueError("kernel_initializer and kernel_regularizer are invalid for separable_conv2d; "
-                             "use depthwise_initializer, pointwise_initializer, depthwise_regularizer "
-                             "and pointwise_regularizer")
-        return self
-
-
-@LAYERS.register("separable_conv2d")
-class SeparableConv2D(_ConvBase):
-    """A depthwise convolution (depthwise_kernel [kh, kw, in, depth_multiplier], with
-    dilation) followed by a 1x1 convolution (pointwise_kernel [1, 1, in * depth_multiplier,
-    filters]), then bias and activation (TF.js SeparableConv2D)."""
-
-    type_id = "separable_conv2d"
-    class_name = "SeparableConv2D"
-    rank = 2
-    Params = SeparableParams
-
-    def build(self, input_shape: Shape, context: BuildContext) -> Shape:
-        p = self.params
-        self.activation = self.output_activation = ACTIVATIONS.get(p.activation)
-        self._geometry(input_shape)
-        self.out_spatial, self.out_channels = self._spatial_out(self.in_spatial), p.filters
-        self.geometry = self._geometry_4d(self.in_spatial, self.out_spatial, self.dilation_rate)
-        self.mid_channels = self.in_channels * p.depth_multiplier
-        depthwise_shape = (*self.kernel_size, self.in_channels, p.depth_multiplier)
-        self.depthwise_kernel = self.add_weight("depthwise_kernel", depthwise_shape, p.depthwise_initializer,
-                                                context, regularizer=p.depthwise_regularizer)
-        pointwise_init = p.pointwise_initializer or p.depthwise_initializer
-        self.pointwise_kernel = self.add_weight("pointwise_kernel", (1, 1, self.mid_channels, p.filters),
-                                                pointwise_init, context, regularizer=p.pointwise_regularizer)
-        self._build_bias(p.filters, context)
-        return super().build(input_shape, context)
-
-    def allocate(self, batch_size: int) -> None:
-        super().allocate(batch_size)
-        rows = batch_size * math.prod(self.out_spatial)
-        self._allocate_epilogue(rows, self.out_channels)
-        self._mid = np.empty((rows, self.mid_channels), self.dtype)
-        self._dmid = np.empty((rows, self.mid_channels), self.dtype)
-        self._dx = np.empty((batch_size, *self.in_spatial, self.in_channels), self.dtype)
-        self._layout_buffers(batch_size, self.in_spatial, self.in_channels, self.out_spatial,
-                             self.out_channels, self.dtype)
-
-    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
-        n = x.shape[0]
-        self._x4 = self._input_nhwc(x)
-        rows = n * math.prod(self.out_spatial)
-        mid = self._mid[:rows]
-        kh, kw, sh, sw, dh, dw, pt, pl = self.geometry
-        self._conv.depthwise_forward(self._x4, self.depthwise_kernel.value, sh, sw, dh, dw, pt, pl,
-                                     mid.reshape(n, *self.out_spatial, self.mid_channels))
-        np.matmul(mid, self.pointwise_kernel.value.reshape(self.mid_channels, -1), out=self._z[:rows])
-        return self._output(self._epilogue_forward(rows), n)
-
-    def _backward(self, dy2d: np.ndarray, code: int, need_dx: bool) -> np.ndarray | None:
-        dz = self._epilogue_backward(dy2d, code)
-        rows = dz.shape[0]
-        n = self._x4.shape[0]
-        mid, dmid = self._mid[:rows], self._dmid[:rows]
-        pointwise = self.pointwise_kernel.value.reshape(self.mid_channels, -1)
-        np.matmul(mid.T, dz, out=self.pointwise_kernel.grad.reshape(self.mid_channels, -1))
-        np.matmul(dz, pointwise.T, out=dmid)
-        kh, kw, sh, sw, dh, dw, pt, pl = self.geometry
-        dx = self._dx[:n]
-        self._conv.depthwise_backward(self._x4, self.depthwise_kernel.value,
-                                      dmid.reshape(n, *self.out_spatial, self.mid_channels),
-                                      sh, sw, dh, dw, pt, pl, self.depthwise_kernel.grad, dx, need_dx)
-        return self._grad_format(dx) if need_dx else None
-
-    def flops_per_sample(self) -> int:
-        positions = math.prod(self.out_spatial)
-        depthwise = positions * math.prod(self.kernel_size) * self.mid_channels
-        pointwise = positions * self.mid_channels * self.out_channels
-        return 2 * (depthwise + pointwise) + (positions * self.out_channels if self.bias is not None else 0)
+        return 2 * macs + self._bias_flops()

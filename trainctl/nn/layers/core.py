@@ -12,9 +12,12 @@ from trainctl.nn.activations import ACTIVATIONS
 from trainctl.config.base import PositiveInt, Seed, Size, UnitInterval, bounded_int, registry_id, typed_spec
 from trainctl.errors import TrainctlError
 from trainctl.nn.initializers import INITIALIZERS
+<<<<<<< HEAD
 from trainctl.nn.layers.base import LAYERS, BuildContext, DensePlan, DropoutPlan, Layer, LayerParams, Shape
+=======
+from trainctl.nn.layers.base import LAYERS, BuildContext, DensePlan, Layer, LayerParams, RandomLayer, Shape
+>>>>>>> main
 from trainctl.nn.regularizers import REGULARIZERS, build_regularizer
-from trainctl.seeding import rng_for
 
 
 def _kernels():
@@ -207,7 +210,7 @@ class Activation(Layer):
 
 
 @LAYERS.register("dropout")
-class Dropout(Layer):
+class Dropout(RandomLayer):
     """Zeroes a `rate` fraction of inputs in training and scales the rest by 1/(1-rate)
     (TF.js: keep where uniform >= rate); identity at inference."""
 
@@ -224,12 +227,6 @@ class Dropout(Layer):
             if self.noise_shape is not None:
                 raise ValueError("noise_shape is not supported yet; remove it")
             return self
-
-    def build(self, input_shape: Shape, context: BuildContext) -> Shape:
-        seed = self.params.seed if self.params.seed is not None else context.seed
-        self.rng = rng_for(seed, "dropout", self.name)
-        self.dtype = context.dtype
-        return super().build(input_shape, context)
 
     def allocate(self, batch_size: int) -> None:
         super().allocate(batch_size)
@@ -262,6 +259,7 @@ class Dropout(Layer):
     def buffer_nbytes(self, batch_size: int, itemsize: int) -> int:
         return batch_size * math.prod(self.input_shape) * (8 + 3 * itemsize)  # uniforms (float64), mask, y, dx
 
+<<<<<<< HEAD
     def compiled_plan(self) -> DropoutPlan:
         return DropoutPlan(float(self.params.rate), self.rng, self._mask, self._y, self._dx, math.prod(self.input_shape))
 
@@ -271,6 +269,8 @@ class Dropout(Layer):
     def set_state(self, state: dict[str, Any]) -> None:
         self.rng.bit_generator.state = state
 
+=======
+>>>>>>> main
 
 @LAYERS.register("flatten")
 class Flatten(Layer):

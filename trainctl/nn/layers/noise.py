@@ -9,16 +9,15 @@ same numbers.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import BeforeValidator
 
 from trainctl.config.base import NonNegativeFloat, Seed, UnitInterval
 from trainctl.errors import ExportRefused, TrainctlError
-from trainctl.nn.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape
+from trainctl.nn.layers.base import LAYERS, BuildContext, LayerParams, RandomLayer, Shape
 from trainctl.registry import snake_case
-from trainctl.seeding import rng_for
 
 DataFormat = Annotated[Literal["channels_last", "channels_first"],
                        BeforeValidator(lambda v: snake_case(v) if isinstance(v, str) else v)]
@@ -34,17 +33,11 @@ def _kernels():
     return noise
 
 
-class _RandomLayer(Layer):
-    """A layer with its own seeded Generator whose state is resumable."""
+class _RandomLayer(RandomLayer):
+    """A noise layer: mask, output and input-gradient buffers; backward multiplies by the mask."""
 
     class Params(LayerParams):
         seed: Seed | None = None  # default: derived from the config seed and the layer name
-
-    def build(self, input_shape: Shape, context: BuildContext) -> Shape:
-        seed = self.params.seed if self.params.seed is not None else context.seed
-        self.rng = rng_for(seed, "dropout", self.name)
-        self.dtype = context.dtype
-        return super().build(input_shape, context)
 
     def allocate(self, batch_size: int) -> None:
         super().allocate(batch_size)
@@ -52,12 +45,6 @@ class _RandomLayer(Layer):
         self._y, self._dx, self._mask = (np.empty(size, self.dtype) for _ in range(3))
         self._kernel = _kernels()
         self._active = False
-
-    def get_state(self) -> dict[str, Any]:
-        return self.rng.bit_generator.state  # as Dropout's
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        self.rng.bit_generator.state = state
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         if not self._active or not need_dx:

@@ -41,8 +41,45 @@ def _three_d(shape: Shape, first: int, last: int) -> tuple[int, int, int]:
     return math.prod(shape[:first]), math.prod(shape[first:last + 1]), math.prod(shape[last + 1:])
 
 
+class _Normalization(Layer):
+    """What both normalizations share: gamma/beta (either may be off), the [pre, k, post]
+    view of a batch, the xhat/y/dx buffers."""
+
+    def _affine_weights(self, shape: tuple[int, ...], k: int, context: BuildContext) -> None:
+        p, dtype = self.params, context.dtype
+        self.gamma = self.add_weight("gamma", shape, p.gamma_initializer, context, regularizer=p.gamma_regularizer) if p.scale else None
+        self.beta = self.add_weight("beta", shape, p.beta_initializer, context, regularizer=p.beta_regularizer) if p.center else None
+        self._ones, self._zeros = np.ones(k, dtype), np.zeros(k, dtype)
+        self._scratch_grads = (np.zeros(k, dtype), np.zeros(k, dtype))
+
+    def allocate(self, batch_size: int) -> None:
+        super().allocate(batch_size)
+        size = batch_size * math.prod(self.input_shape)
+        dtype = self._ones.dtype
+        self._xhat, self._y, self._dx = (np.empty(size, dtype) for _ in range(3))
+        self._kernel = _kernels()
+
+    def _view(self, buffer: np.ndarray, n: int) -> np.ndarray:
+        return buffer[: n * self._pre * self._k * self._post].reshape(n * self._pre, self._k, self._post)
+
+    def _three_d(self, a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(a).reshape(a.shape[0] * self._pre, self._k, self._post)
+
+    def _gamma_beta(self) -> tuple[np.ndarray, np.ndarray]:
+        """gamma and beta as [k] (ones / zeros when off)."""
+        gamma = self.gamma.value.reshape(-1) if self.gamma is not None else self._ones
+        beta = self.beta.value.reshape(-1) if self.beta is not None else self._zeros
+        return gamma, beta
+
+    def _affine_grads(self) -> tuple[np.ndarray, np.ndarray]:
+        """Where dgamma and dbeta go, as [k] (scratch when off)."""
+        dgamma = self.gamma.grad.reshape(-1) if self.gamma is not None else self._scratch_grads[0]
+        dbeta = self.beta.grad.reshape(-1) if self.beta is not None else self._scratch_grads[1]
+        return dgamma, dbeta
+
+
 @LAYERS.register("batch_normalization")
-class BatchNormalization(Layer):
+class BatchNormalization(_Normalization):
     """y = gamma·(x − μ)/√(σ² + ε) + beta per feature of `axis`; μ, σ² of the batch in
     training (moving statistics updated), the moving statistics otherwise."""
 
@@ -69,34 +106,20 @@ class BatchNormalization(Layer):
         k = self.input_shape[self.feature_axis]
         dtype = context.dtype
         # TF.js creates gamma, beta, moving_mean, moving_variance in this order
-        self.gamma = self.add_weight("gamma", (k,), p.gamma_initializer, context, regularizer=p.gamma_regularizer) if p.scale else None
-        self.beta = self.add_weight("beta", (k,), p.beta_initializer, context, regularizer=p.beta_regularizer) if p.center else None
+        self._affine_weights((k,), k, context)
         self.moving_mean = self.add_weight("moving_mean", (k,), p.moving_mean_initializer, context, trainable=False)
         self.moving_variance = self.add_weight("moving_variance", (k,), p.moving_variance_initializer, context, trainable=False)
-        self._ones, self._zeros = np.ones(k, dtype), np.zeros(k, dtype)
-        self._scratch_grads = (np.zeros(k, dtype), np.zeros(k, dtype))
         self._sums, self._squares = np.zeros(k, np.float64), np.zeros(k, np.float64)
         self.batch_mean, self.batch_variance, self._inv_std = np.zeros(k, dtype), np.zeros(k, dtype), np.zeros(k, dtype)
         self._decay = float(dtype.type(1.0 - p.momentum))  # TF.js: decay = 1 - momentum, a float32 scalar
         self._pre, self._k, self._post = _three_d(self.input_shape, self.feature_axis, self.feature_axis)
         return self.output_shape
 
-    def allocate(self, batch_size: int) -> None:
-        super().allocate(batch_size)
-        size = batch_size * math.prod(self.input_shape)
-        dtype = self._ones.dtype
-        self._xhat, self._y, self._dx = (np.empty(size, dtype) for _ in range(3))
-        self._kernel = _kernels()
-
-    def _view(self, buffer: np.ndarray, n: int) -> np.ndarray:
-        return buffer[: n * self._pre * self._k * self._post].reshape(n * self._pre, self._k, self._post)
-
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         n = x.shape[0]
-        x3 = np.ascontiguousarray(x).reshape(n * self._pre, self._k, self._post)
+        x3 = self._three_d(x)
         self._training = bool(training)
-        gamma = self.gamma.value if self.gamma is not None else self._ones
-        beta = self.beta.value if self.beta is not None else self._zeros
+        gamma, beta = self._gamma_beta()
         y = self._view(self._y, n)
         self._kernel.batch_norm_forward(
             x3, gamma, beta, self.params.epsilon, self._training, self._decay,
@@ -106,10 +129,9 @@ class BatchNormalization(Layer):
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         n = dy.shape[0]
-        dy3 = np.ascontiguousarray(dy).reshape(n * self._pre, self._k, self._post)
-        gamma = self.gamma.value if self.gamma is not None else self._ones
-        dgamma = self.gamma.grad if self.gamma is not None else self._scratch_grads[0]
-        dbeta = self.beta.grad if self.beta is not None else self._scratch_grads[1]
+        dy3 = self._three_d(dy)
+        gamma, _ = self._gamma_beta()
+        dgamma, dbeta = self._affine_grads()
         dx = self._view(self._dx, n)
         self._kernel.batch_norm_backward(dy3, self._view(self._xhat, n), gamma, self._inv_std, self._training,
                                          need_dx, self._sums, self._squares, dgamma, dbeta, dx)
@@ -120,7 +142,7 @@ class BatchNormalization(Layer):
 
 
 @LAYERS.register("layer_normalization")
-class LayerNormalization(Layer):
+class LayerNormalization(_Normalization):
     """y = gamma·(x − μ)/√(σ² + ε) + beta with μ, σ² of each sample over `axis` (TF.js
     LayerNormalization; the axes must be adjacent, e.g. -1 or [-2, -1])."""
 
@@ -147,32 +169,20 @@ class LayerNormalization(Layer):
         if resolved != list(range(resolved[0], resolved[-1] + 1)):
             raise TrainctlError(f"{self.name}: axis {axes} must name adjacent axes (e.g. [-2, -1])")
         shape = tuple(self.input_shape[a] for a in resolved)
-        dtype = context.dtype
-        self.gamma = self.add_weight("gamma", shape, p.gamma_initializer, context, regularizer=p.gamma_regularizer) if p.scale else None
-        self.beta = self.add_weight("beta", shape, p.beta_initializer, context, regularizer=p.beta_regularizer) if p.center else None
         self._pre, self._k, self._post = _three_d(self.input_shape, resolved[0], resolved[-1])
         k = self._k
-        self._ones, self._zeros = np.ones(k, dtype), np.zeros(k, dtype)
-        self._scratch_grads = (np.zeros(k, dtype), np.zeros(k, dtype))
+        self._affine_weights(shape, k, context)
         self._acc = (np.zeros(k, np.float64), np.zeros(k, np.float64))
         return self.output_shape
 
     def allocate(self, batch_size: int) -> None:
         super().allocate(batch_size)
-        size = batch_size * math.prod(self.input_shape)
-        dtype = self._ones.dtype
-        self._xhat, self._y, self._dx = (np.empty(size, dtype) for _ in range(3))
-        self._inv_std = np.empty(batch_size * self._pre * self._post, dtype)
-        self._kernel = _kernels()
-
-    def _view(self, buffer: np.ndarray, n: int) -> np.ndarray:
-        return buffer[: n * self._pre * self._k * self._post].reshape(n * self._pre, self._k, self._post)
+        self._inv_std = np.empty(batch_size * self._pre * self._post, self._ones.dtype)
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         n = x.shape[0]
-        x3 = np.ascontiguousarray(x).reshape(n * self._pre, self._k, self._post)
-        gamma = self.gamma.value.reshape(-1) if self.gamma is not None else self._ones
-        beta = self.beta.value.reshape(-1) if self.beta is not None else self._zeros
+        x3 = self._three_d(x)
+        gamma, beta = self._gamma_beta()
         y = self._view(self._y, n)
         inv_std = self._inv_std[: n * self._pre * self._post].reshape(n * self._pre, self._post)
         self._kernel.layer_norm_forward(x3, gamma, beta, self.params.epsilon, inv_std, self._view(self._xhat, n), y)
@@ -180,10 +190,9 @@ class LayerNormalization(Layer):
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         n = dy.shape[0]
-        dy3 = np.ascontiguousarray(dy).reshape(n * self._pre, self._k, self._post)
-        gamma = self.gamma.value.reshape(-1) if self.gamma is not None else self._ones
-        dgamma = self.gamma.grad.reshape(-1) if self.gamma is not None else self._scratch_grads[0]
-        dbeta = self.beta.grad.reshape(-1) if self.beta is not None else self._scratch_grads[1]
+        dy3 = self._three_d(dy)
+        gamma, _ = self._gamma_beta()
+        dgamma, dbeta = self._affine_grads()
         inv_std = self._inv_std[: n * self._pre * self._post].reshape(n * self._pre, self._post)
         dx = self._view(self._dx, n)
         self._kernel.layer_norm_backward(dy3, self._view(self._xhat, n), gamma, inv_std, need_dx,

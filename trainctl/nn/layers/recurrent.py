@@ -1,4 +1,6 @@
-"""Recurrent layers: SimpleRNN, LSTM, GRU (TF.js semantics and defaults), and Masking.
+"""Recurrent layers: the shared body `Recurrent` (weights, buffers, dropout masks, carried
+state) here; the cells SimpleRNN, LSTM, GRU (TF.js semantics and defaults) in
+recurrent_cells.py; Masking in masking.py; Bidirectional and TimeDistributed in wrappers.py.
 
 Input [n, steps, features]. Per batch: one matmul projects every step's input
 (`x @ kernel + bias`), one compiled loop (trainctl/kernels/recurrent.py) runs the steps,
@@ -21,16 +23,16 @@ TF.js facts followed here (tfjs-layers/src/layers/recurrent.ts, 4.22):
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import model_validator
 
 from trainctl.config.base import PositiveInt, UnitInterval, bounded_int, registry_id, typed_spec
-from trainctl.errors import ExportRefused, TrainctlError
+from trainctl.errors import TrainctlError
 from trainctl.nn.activations import ACTIVATIONS
-from trainctl.nn.initializers import INITIALIZERS, Initializer
-from trainctl.nn.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape
+from trainctl.nn.initializers import INITIALIZERS
+from trainctl.nn.layers.base import BuildContext, Layer, LayerParams, Shape
 from trainctl.nn.regularizers import REGULARIZERS
 from trainctl.seeding import rng_for
 
@@ -92,7 +94,7 @@ class GatedParams(RecurrentParams):
     recurrent_activation: registry_id(ACTIVATIONS) = "hard_sigmoid"  # TF.js default (Keras: sigmoid)
 
 
-class _Recurrent(Layer):
+class Recurrent(Layer):
     """The shared body: weights, buffers, dropout masks, carried state; subclasses name the
     number of gates and call their kernels."""
 
@@ -270,11 +272,14 @@ class _Recurrent(Layer):
         """(dy_seq, dy_last) for the kernels: the gradient in its slot, an empty array in the other."""
         return (dy, self._no_dy_last) if sequences else (self._no_dy_seq, dy)
 
+    def _stacked(self, buffer: TimeMajor, n: int) -> np.ndarray:
+        """A time-major buffer's [steps, n, width] view as the [steps*n, width] rows that the
+        weight-gradient matmuls take."""
+        return buffer[n].reshape(self.input_shape[0] * n, -1)
+
     def recurrent_grads(self, n: int) -> None:
         """dU = H_dropped^T @ dZ over every step, one matmul."""
-        steps, units = self.input_shape[0], self.params.units
-        hd = self._hd[n].reshape(steps * n, units)
-        np.matmul(hd.T, self._dz[n].reshape(steps * n, -1), out=self.recurrent_kernel.grad)
+        np.matmul(self._stacked(self._hd, n).T, self._stacked(self._dz, n), out=self.recurrent_kernel.grad)
 
     def bias_grads(self, dxw2d: np.ndarray, n: int) -> None:
         np.sum(dxw2d, axis=0, out=self.bias.grad)
@@ -305,446 +310,7 @@ class _Recurrent(Layer):
         return steps * 2 * gates * (features + self.params.units)
 
 
-@LAYERS.register("simple_rnn")
-class SimpleRNN(_Recurrent):
-    """h_t = activation(x_t @ kernel + h_{t-1} @ recurrent_kernel + bias)."""
+# the cells, registered here (simple_rnn, lstm, gru, in this order); importable from this module
+from trainctl.nn.layers.recurrent_cells import GRU, LSTM, SimpleRNN  # noqa: E402
 
-    type_id = "simple_rnn"
-    class_name = "SimpleRNN"
-    n_gates = 1
-
-    def allocate_cell(self, n: int, steps: int) -> None:
-        self._rec = np.empty((n, self.params.units), self.dtype)
-
-    def run_forward(self, xw, mask, rmask, n):
-        self._kernels.simple_rnn_forward(xw, self.recurrent_kernel.value, mask, rmask, self._states[0][n],
-                                         self._hd[n], self._pre[n], self._rec[:n],
-                                         self.params.go_backwards, self.activation.code, self._fast)
-
-    def run_backward(self, dy, sequences, n):
-        self._kernels.simple_rnn_backward(*self._split_dy(dy, sequences), sequences, self._kernel_t, self._mask[:n], self._rmask[:n],
-                                          self._states[0][n], self._pre[n], self._dz[n], self._dh[0][:n],
-                                          self._dprev[:n], self.params.go_backwards, self.activation.code)
-
-
-@LAYERS.register("lstm")
-class LSTM(_Recurrent):
-    """Gates i, f, c, o: c_t = f*c_{t-1} + i*activation(z_c), h_t = o*activation(c_t)."""
-
-    type_id = "lstm"
-    class_name = "LSTM"
-    n_gates = 4
-
-    class Params(GatedParams):
-        unit_forget_bias: bool = False  # TF.js reads args.unitForgetBias bare: off unless given (Keras: on)
-
-    @property
-    def n_states(self) -> int:
-        return 2
-
-    def bias_initializer(self) -> Any:
-        if not self.params.unit_forget_bias:
-            return self.params.bias_initializer
-        from trainctl.nn.initializers import build_initializer
-
-        return _UnitForgetBias(build_initializer(self.params.bias_initializer), self.params.units)
-
-    def allocate_cell(self, n: int, steps: int) -> None:
-        units = self.params.units
-        self._gates = TimeMajor(steps, n, 4 * units, self.dtype)
-        self._act_c = TimeMajor(steps, n, units, self.dtype)
-        self._rec = np.empty((n, 4 * units), self.dtype)
-
-    def run_forward(self, xw, mask, rmask, n):
-        h, c = (states[n] for states in self._states)
-        self._kernels.lstm_forward(xw, self.recurrent_kernel.value, mask, rmask, h, c, self._hd[n],
-                                   self._pre[n], self._gates[n], self._act_c[n], self._rec[:n],
-                                   self.params.go_backwards, self.activation.code, self.recurrent_activation.code,
-                                   self._fast)
-
-    def run_backward(self, dy, sequences, n):
-        self._kernels.lstm_backward(*self._split_dy(dy, sequences), sequences, self._kernel_t, self._mask[:n], self._rmask[:n],
-                                    self._states[1][n], self._pre[n], self._gates[n], self._act_c[n],
-                                    self._dz[n], self._dh[0][:n], self._dh[1][:n], self._dprev[:n],
-                                    self.params.go_backwards, self.activation.code, self.recurrent_activation.code)
-
-
-class _UnitForgetBias(Initializer):
-    """TF.js's LSTM bias with unit_forget_bias: [init(units), ones(units), init(2*units)]."""
-
-    type_id = "unit_forget_bias"
-    class_name = "CustomInit"  # what TF.js names it
-
-    def __init__(self, base: Initializer, units: int):
-        super().__init__()
-        self.base, self.units = base, units
-
-    def __call__(self, shape, rng, dtype=np.float32):
-        u = self.units
-        return np.concatenate([self.base((u,), rng, dtype), np.ones(u, dtype), self.base((2 * u,), rng, dtype)])
-
-
-@LAYERS.register("gru")
-class GRU(_Recurrent):
-    """Gates z, r, h: h_t = z*h_{t-1} + (1-z)*activation(x_h + (r*h_{t-1}) @ U_h) (reset_after
-    false, TF.js), or activation(x_h + r*(h_{t-1} @ U_h + b_rh)) (reset_after true, Keras 3)."""
-
-    type_id = "gru"
-    class_name = "GRU"
-    n_gates = 3
-
-    class Params(GatedParams):
-        reset_after: bool = False  # TF.js has only this convention (Keras 3 defaults to true)
-
-    def bias_shape(self) -> tuple[int, ...]:
-        gates = 3 * self.params.units
-        return (2, gates) if self.params.reset_after else (gates,)
-
-    def to_keras_config(self, config: dict[str, Any], fmt: str) -> dict[str, Any]:
-        if fmt == "tfjs" and self.params.reset_after:
-            raise ExportRefused(f"{self.name} (GRU): reset_after: true has no TF.js form (TF.js's GRU applies the "
-                                "reset gate before the recurrent product only) (tfjs export)")
-        return config
-
-    def input_bias(self) -> np.ndarray:
-        return self.bias.value[0] if self.params.reset_after else self.bias.value
-
-    def allocate_cell(self, n: int, steps: int) -> None:
-        units, dtype = self.params.units, self.dtype
-        self._gates = TimeMajor(steps, n, 3 * units, dtype)
-        self._zero_bias = np.zeros(3 * units, dtype)
-        if self.params.reset_after:
-            self._rec_raw = TimeMajor(steps, n, 3 * units, dtype)
-            self._drec = TimeMajor(steps, n, 3 * units, dtype)
-            self._rec = np.empty((n, 3 * units), dtype)
-        else:
-            self._rh = TimeMajor(steps, n, units, dtype)
-            self._kernel_zr = np.empty((units, 2 * units), dtype)
-            self._kernel_h = np.empty((units, units), dtype)
-            self._kernel_zr_t = np.empty((2 * units, units), dtype)
-            self._kernel_h_t = np.empty((units, units), dtype)
-            self._rec_zr = np.empty((n, 2 * units), dtype)
-            self._rec_h = np.empty((n, units), dtype)
-            self._dzr = np.empty((n, 2 * units), dtype)
-            self._dzh = np.empty((n, units), dtype)
-            self._drh = np.empty((n, units), dtype)
-
-    def run_forward(self, xw, mask, rmask, n):
-        p, k = self.params, self._kernels
-        h = self._states[0][n]
-        if p.reset_after:
-            recurrent_bias = self.bias.value[1] if self.bias is not None else self._zero_bias
-            k.gru_reset_after_forward(xw, self.recurrent_kernel.value, recurrent_bias, mask, rmask, h,
-                                      self._hd[n], self._pre[n], self._gates[n], self._rec_raw[n],
-                                      self._rec[:n], p.go_backwards, self.activation.code,
-                                      self.recurrent_activation.code, self._fast)
-            return
-        units = p.units
-        np.copyto(self._kernel_zr, self.recurrent_kernel.value[:, : 2 * units])
-        np.copyto(self._kernel_h, self.recurrent_kernel.value[:, 2 * units:])
-        k.gru_forward(xw, self._kernel_zr, self._kernel_h, mask, rmask, h, self._hd[n], self._pre[n],
-                      self._gates[n], self._rh[n], self._rec_zr[:n], self._rec_h[:n], p.go_backwards,
-                      self.activation.code, self.recurrent_activation.code, self._fast)
-
-    def run_backward(self, dy, sequences, n):
-        p, k = self.params, self._kernels
-        if p.reset_after:
-            k.gru_reset_after_backward(*self._split_dy(dy, sequences), sequences, self._kernel_t, self._mask[:n], self._rmask[:n],
-                                       self._hd[n], self._pre[n], self._gates[n], self._rec_raw[n],
-                                       self._dz[n], self._drec[n], self._dh[0][:n], self._dprev[:n],
-                                       p.go_backwards, self.activation.code, self.recurrent_activation.code)
-            return
-        np.copyto(self._kernel_zr_t, self._kernel_zr.T)
-        np.copyto(self._kernel_h_t, self._kernel_h.T)
-        k.gru_backward(*self._split_dy(dy, sequences), sequences, self._kernel_zr_t, self._kernel_h_t, self._mask[:n], self._rmask[:n],
-                       self._hd[n], self._pre[n], self._gates[n], self._dz[n], self._dh[0][:n],
-                       self._dzr[:n], self._dzh[:n], self._dprev[:n], self._drh[:n], p.go_backwards,
-                       self.activation.code, self.recurrent_activation.code)
-
-    def recurrent_grads(self, n: int) -> None:
-        if self.params.reset_after:
-            steps, units = self.input_shape[0], self.params.units
-            hd = self._hd[n].reshape(steps * n, units)
-            np.matmul(hd.T, self._drec[n].reshape(steps * n, -1), out=self.recurrent_kernel.grad)
-            return
-        steps, units = self.input_shape[0], self.params.units
-        dz = self._dz[n].reshape(steps * n, 3 * units)
-        hd = self._hd[n].reshape(steps * n, units)
-        rh = self._rh[n].reshape(steps * n, units)
-        grad = self.recurrent_kernel.grad
-        grad[:, : 2 * units] = hd.T @ dz[:, : 2 * units]
-        grad[:, 2 * units:] = rh.T @ dz[:, 2 * units:]
-
-    def bias_grads(self, dxw2d: np.ndarray, n: int) -> None:
-        if not self.params.reset_after:
-            np.sum(dxw2d, axis=0, out=self.bias.grad)
-            return
-        steps = self.input_shape[0]
-        np.sum(dxw2d, axis=0, out=self.bias.grad[0])
-        np.sum(self._drec[n].reshape(steps * n, -1), axis=0, out=self.bias.grad[1])
-
-
-@LAYERS.register("masking")
-class Masking(Layer):
-    """Marks the time steps whose features all equal `mask_value` as absent, for the
-    recurrent layers after it; outputs x * mask (TF.js/Keras Masking)."""
-
-    type_id = "masking"
-    class_name = "Masking"
-
-    class Params(LayerParams):
-        mask_value: float = 0.0  # TF.js default
-
-    def build(self, input_shape: Shape, context: BuildContext) -> Shape:
-        if len(input_shape) < 2:
-            raise TrainctlError(f"{self.name}: Masking needs inputs [steps, features], got {list(input_shape)}")
-        self.dtype = context.dtype
-        return super().build(input_shape, context)
-
-    def allocate(self, batch_size: int) -> None:
-        super().allocate(batch_size)
-        steps = self.input_shape[0]
-        self._mask = np.empty((batch_size, steps), bool)
-        self._y = np.empty((batch_size, *self.input_shape), self.dtype)
-        self._dx = np.empty((batch_size, *self.input_shape), self.dtype)
-
-    def compute_mask(self, x: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-        n = x.shape[0]
-        out = self._mask[:n]
-        np.any(x.reshape(n, x.shape[1], -1) != self.params.mask_value, axis=-1, out=out)
-        if mask is not None:
-            out &= mask
-        return out
-
-    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
-        n = x.shape[0]
-        keep = self._mask[:n].reshape(n, x.shape[1], *([1] * (x.ndim - 2)))
-        y = self._y[:n]
-        np.multiply(x, keep, out=y)
-        return y
-
-    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
-        if not need_dx:
-            return None
-        n = dy.shape[0]
-        keep = self._mask[:n].reshape(n, dy.shape[1], *([1] * (dy.ndim - 2)))
-        dx = self._dx[:n]
-        np.multiply(dy, keep, out=dx)
-        return dx
-
-
-_MERGE_MODES = Literal["concat", "sum", "mul", "ave"]
-
-
-@LAYERS.register("bidirectional")
-class Bidirectional(Layer):
-    """Runs a recurrent layer forwards and a copy backwards and merges their outputs (TF.js
-    Bidirectional: the copy's go_backwards flipped, its sequence output reversed back)."""
-
-    type_id = "bidirectional"
-    class_name = "Bidirectional"
-
-    class Params(LayerParams):
-        layer: dict[str, Any]  # the recurrent layer, as in model.layers: {type: lstm, units: 16}
-        merge_mode: _MERGE_MODES = "concat"  # TF.js default; null (separate outputs) needs a functional model
-
-    def build(self, input_shape: Shape, context: BuildContext) -> Shape:
-        from trainctl.nn.layers.base import auto_name
-        from trainctl.nn.model import layer_from_spec
-
-        self.input_shape = tuple(input_shape)
-        spec = dict(self.params.layer)
-        inner_type = LAYERS.get(spec.get("type", ""))
-        if not issubclass(inner_type, _Recurrent):
-            raise TrainctlError(f"{self.name}: Bidirectional wraps a recurrent layer (simple_rnn, lstm, gru), "
-                                f"got {spec.get('type')!r}")
-        self.forward_layer = layer_from_spec(spec, 0)
-        backward_spec = {**spec, "go_backwards": not spec.get("go_backwards", spec.get("goBackwards", False))}
-        backward_spec.pop("goBackwards", None)
-        self.backward_layer = layer_from_spec(backward_spec, 0)
-        inner_name = spec.get("name") or auto_name(self.forward_layer, context)
-        self.forward_layer.name = f"forward_{inner_name}"
-        self.backward_layer.name = f"backward_{inner_name}"
-        self.inner_name = inner_name
-        self.weights = []
-        for layer in (self.forward_layer, self.backward_layer):
-            layer.trainable = layer.trainable and self.trainable
-            inner_context = BuildContext(seed=context.seed, dtype=context.dtype, name_counts={})
-            layer.build(input_shape, inner_context)
-            for weight in layer.weights:
-                weight.name = f"{self.name}/{weight.name}"
-            self.weights.extend(layer.weights)
-        self.sequences = self.forward_layer.params.return_sequences
-        self.dtype = context.dtype
-        self.output_shape = self.compute_output_shape(self.input_shape)
-        return self.output_shape
-
-    def compute_output_shape(self, input_shape: Shape) -> Shape:
-        inner = self.forward_layer.output_shape
-        return (*inner[:-1], 2 * inner[-1]) if self.params.merge_mode == "concat" else inner
-
-    def allocate(self, batch_size: int) -> None:
-        super().allocate(batch_size)
-        self.forward_layer.allocate(batch_size)
-        self.backward_layer.allocate(batch_size)
-        inner = self.forward_layer.output_shape
-        self._y = np.empty((batch_size, *self.output_shape), self.dtype)
-        self._dy_forward = np.empty((batch_size, *inner), self.dtype)
-        self._dy_backward = np.empty((batch_size, *inner), self.dtype)
-        self._dx = np.empty((batch_size, *self.input_shape), self.dtype)
-
-    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
-        for layer in (self.forward_layer, self.backward_layer):
-            layer.input_mask = self.input_mask
-        y_forward = self.forward_layer.forward(x, training)
-        y_backward = self.backward_layer.forward(x, training)
-        if self.sequences:
-            y_backward = y_backward[:, ::-1]
-        self._y_forward, self._y_backward = y_forward, y_backward
-        n, units = x.shape[0], y_forward.shape[-1]
-        y = self._y[:n]
-        mode = self.params.merge_mode
-        if mode == "concat":
-            y[..., :units] = y_forward
-            y[..., units:] = y_backward
-        elif mode == "sum":
-            np.add(y_forward, y_backward, out=y)
-        elif mode == "mul":
-            np.multiply(y_forward, y_backward, out=y)
-        else:
-            np.add(y_forward, y_backward, out=y)
-            y *= y.dtype.type(0.5)
-        return y
-
-    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
-        n = dy.shape[0]
-        units = self._y_forward.shape[-1]
-        d_forward, d_backward = self._dy_forward[:n], self._dy_backward[:n]
-        mode = self.params.merge_mode
-        if mode == "concat":
-            d_forward[...] = dy[..., :units]
-            d_backward[...] = dy[..., units:]
-        elif mode == "sum":
-            d_forward[...] = dy
-            d_backward[...] = dy
-        elif mode == "mul":
-            np.multiply(dy, self._y_backward, out=d_forward)
-            np.multiply(dy, self._y_forward, out=d_backward)
-        else:
-            np.multiply(dy, dy.dtype.type(0.5), out=d_forward)
-            d_backward[...] = d_forward
-        if self.sequences:
-            d_backward[...] = d_backward[:, ::-1].copy()
-        dx_forward = self.forward_layer.backward(d_forward, need_dx)
-        dx_backward = self.backward_layer.backward(d_backward, need_dx)
-        if not need_dx:
-            return None
-        dx = self._dx[:n]
-        np.add(dx_forward, dx_backward, out=dx)
-        return dx
-
-    def compute_mask(self, x: np.ndarray, mask: np.ndarray | None) -> np.ndarray | None:
-        return mask if self.sequences else None
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config["layer"] = dict(self.params.layer)
-        return config
-
-    @property
-    def wrapped_layer(self) -> Layer:
-        return self.forward_layer
-
-    def to_keras_config(self, config: dict[str, Any], fmt: str) -> dict[str, Any]:
-        config["layer"]["config"]["name"] = self.inner_name  # TF.js serialises the inner layer's own name
-        return config
-
-    def reset_states(self) -> None:
-        self.forward_layer.reset_states()
-        self.backward_layer.reset_states()
-
-    def get_state(self) -> dict[str, Any]:
-        return {"forward": self.forward_layer.get_state(), "backward": self.backward_layer.get_state()}
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        self.forward_layer.set_state(state["forward"])
-        self.backward_layer.set_state(state["backward"])
-
-    def flops_per_sample(self) -> int:
-        return self.forward_layer.flops_per_sample() + self.backward_layer.flops_per_sample()
-
-
-@LAYERS.register("time_distributed")
-class TimeDistributed(Layer):
-    """Applies one layer to every time step: [n, steps, ...] runs as [n*steps, ...]."""
-
-    type_id = "time_distributed"
-    class_name = "TimeDistributed"
-
-    class Params(LayerParams):
-        layer: dict[str, Any]  # the layer applied per step, as in model.layers: {type: dense, units: 8}
-
-    def build(self, input_shape: Shape, context: BuildContext) -> Shape:
-        from trainctl.nn.layers.base import auto_name
-        from trainctl.nn.model import layer_from_spec
-
-        if len(input_shape) < 2:
-            raise TrainctlError(f"{self.name}: TimeDistributed needs inputs [steps, ...], got {list(input_shape)}")
-        self.input_shape = tuple(input_shape)
-        spec = dict(self.params.layer)
-        self.inner = layer_from_spec(spec, 0)
-        self.inner.name = spec.get("name") or auto_name(self.inner, context)
-        self.inner.trainable = self.inner.trainable and self.trainable
-        inner_output = self.inner.build(input_shape[1:], context)
-        for weight in self.inner.weights:  # TF.js scopes the inner weights by the wrapper: <wrapper>/kernel
-            weight.name = f"{self.name}/{weight.name.split('/', 1)[1]}"
-        self.weights = self.inner.weights
-        self.wrapped_layer = self.inner
-        self.output_activation = self.inner.output_activation
-        self.output_shape = (input_shape[0], *inner_output)
-        return self.output_shape
-
-    def compute_output_shape(self, input_shape: Shape) -> Shape:
-        return self.output_shape
-
-    def allocate(self, batch_size: int) -> None:
-        super().allocate(batch_size)
-        self.inner.allocate(batch_size * self.input_shape[0])
-
-    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
-        n, steps = x.shape[0], self.input_shape[0]
-        y = self.inner.forward(x.reshape(n * steps, *self.input_shape[1:]), training)
-        return y.reshape(n, steps, *self.output_shape[1:])
-
-    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
-        return self._back(self.inner.backward, dy, need_dx)
-
-    def backward_from_preactivation(self, dz: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
-        return self._back(self.inner.backward_from_preactivation, dz, need_dx)
-
-    def _back(self, step, dy, need_dx):
-        n, steps = dy.shape[0], self.input_shape[0]
-        dx = step(dy.reshape(n * steps, *self.output_shape[1:]), need_dx)
-        return None if dx is None else dx.reshape(n, steps, *self.input_shape[1:])
-
-    @property
-    def has_activity_regularizer(self) -> bool:
-        return self.inner.has_activity_regularizer
-
-    def activity_loss(self, n: int) -> float:
-        return self.inner.activity_loss(n * self.input_shape[0])  # the inner layer saw n*steps rows
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config["layer"] = dict(self.params.layer)
-        return config
-
-    def get_state(self) -> dict[str, Any]:
-        return self.inner.get_state()
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        self.inner.set_state(state)
-
-    def flops_per_sample(self) -> int:
-        return self.input_shape[0] * self.inner.flops_per_sample()
-
+__all__ = ["GRU", "LSTM", "SimpleRNN", "Recurrent", "RecurrentParams", "GatedParams", "TimeMajor"]

@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import BeforeValidator, Field, model_validator
 
 from trainctl.config.base import NonNegativeInt, PositiveInt
-from trainctl.errors import ExportRefused, TrainctlError
+from trainctl.errors import TrainctlError
 from trainctl.nn.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape
 from trainctl.nn.layers.noise import DataFormat
 
@@ -44,12 +44,6 @@ def _check_rank(layer: Layer, input_shape: Shape, rank: int, form: str) -> None:
     if len(input_shape) != rank:
         raise TrainctlError(f"{layer.name}: {layer.class_name} expects inputs [null,{form}], "
                             f"got [null,{','.join(map(str, input_shape))}]")
-
-
-def refuse_in_tfjs(layer: Layer, fmt: str) -> None:
-    """For Keras layers TF.js 4.22 does not have."""
-    if fmt == "tfjs":
-        raise ExportRefused(f"{layer.name}: TF.js has no {layer.class_name} layer (tfjs export)")
 
 
 class _Slicing(Layer):
@@ -100,9 +94,7 @@ class ZeroPadding1D(_Slicing):
     type_id = "zero_padding1d"
     class_name = "ZeroPadding1D"
 
-    def to_keras_config(self, config, fmt):
-        refuse_in_tfjs(self, fmt)
-        return config
+    in_tfjs = False
 
     class Params(LayerParams):
         padding: Union[NonNegativeInt, Pair] = 1  # Keras default
@@ -136,9 +128,7 @@ class Cropping1D(_Slicing):
     type_id = "cropping1d"
     class_name = "Cropping1D"
 
-    def to_keras_config(self, config, fmt):
-        refuse_in_tfjs(self, fmt)
-        return config
+    in_tfjs = False
 
     class Params(LayerParams):
         cropping: Union[NonNegativeInt, Pair] = [1, 1]  # Keras default
@@ -235,9 +225,7 @@ class UpSampling1D(_UpSampling):
     type_id = "up_sampling1d"
     class_name = "UpSampling1D"
 
-    def to_keras_config(self, config, fmt):
-        refuse_in_tfjs(self, fmt)
-        return config
+    in_tfjs = False
 
     class Params(LayerParams):
         size: PositiveInt = 2  # Keras default

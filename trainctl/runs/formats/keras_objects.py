@@ -169,6 +169,8 @@ def layer_to_keras(layer: Any, fmt: str) -> dict[str, Any]:
     """`{"class_name": ..., "config": {...}}` of one built trainctl layer (no input shape;
     the model writer adds `batch_input_shape` / an InputLayer)."""
     where = f"{layer.name} ({layer.class_name})"
+    if fmt == "tfjs" and not layer.in_tfjs:
+        raise ExportRefused(f"{layer.name}: TF.js has no {layer.class_name} layer (tfjs export)")
     if fmt == "keras" and layer.class_name in _NOT_IN_KERAS3:
         raise ExportRefused(f"{layer.name}: {_NOT_IN_KERAS3[layer.class_name]} (keras export)")
     params = layer.params

@@ -12,11 +12,7 @@ from trainctl.nn.activations import ACTIVATIONS
 from trainctl.config.base import PositiveInt, Seed, Size, UnitInterval, bounded_int, registry_id, typed_spec
 from trainctl.errors import TrainctlError
 from trainctl.nn.initializers import INITIALIZERS
-<<<<<<< HEAD
-from trainctl.nn.layers.base import LAYERS, BuildContext, DensePlan, DropoutPlan, Layer, LayerParams, Shape
-=======
-from trainctl.nn.layers.base import LAYERS, BuildContext, DensePlan, Layer, LayerParams, RandomLayer, Shape
->>>>>>> main
+from trainctl.nn.layers.base import LAYERS, BuildContext, DensePlan, DropoutPlan, Layer, LayerParams, RandomLayer, Shape
 from trainctl.nn.regularizers import REGULARIZERS, build_regularizer
 
 
@@ -259,18 +255,9 @@ class Dropout(RandomLayer):
     def buffer_nbytes(self, batch_size: int, itemsize: int) -> int:
         return batch_size * math.prod(self.input_shape) * (8 + 3 * itemsize)  # uniforms (float64), mask, y, dx
 
-<<<<<<< HEAD
     def compiled_plan(self) -> DropoutPlan:
         return DropoutPlan(float(self.params.rate), self.rng, self._mask, self._y, self._dx, math.prod(self.input_shape))
 
-    def get_state(self) -> dict[str, Any]:
-        return self.rng.bit_generator.state
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        self.rng.bit_generator.state = state
-
-=======
->>>>>>> main
 
 @LAYERS.register("flatten")
 class Flatten(Layer):

@@ -119,15 +119,14 @@ class Trainer:
         """Call the loss kernels directly in the hot loop: the data were checked against the
         model before training, so the per-call argument checks of Loss.compute are skipped."""
         from trainctl.kernels import losses as kernels
-        from trainctl.kernels.loss_rows import ROWS
         from trainctl.kernels.steps import batch_loss
 
         self._batch_loss = batch_loss  # the compiled loop's own: both paths sum the same way
         code = self.loss.code
-        rows = ROWS[code]  # this loss's kernel alone (the generic one compiles every loss)
-        self._loss_only = lambda y2d, out2d, scale, per_row: rows(y2d, out2d, scale, per_row, out2d, False)
+        generic = kernels.loss_forward_backward
+        self._loss_only = lambda y2d, out2d, scale, per_row: generic(code, y2d, out2d, scale, per_row, out2d, False)
         if not self.fused:
-            self._loss_and_grad = lambda y2d, out2d, scale, per_row, grad: rows(y2d, out2d, scale, per_row, grad, True)
+            self._loss_and_grad = lambda y2d, out2d, scale, per_row, grad: generic(code, y2d, out2d, scale, per_row, grad, True)
         elif self.loss.fused_activation == "softmax":
             fused = kernels.softmax_crossentropy_backward
             self._loss_and_grad = lambda y2d, out2d, scale, per_row, dz: fused(code, y2d, out2d, scale, per_row, dz)

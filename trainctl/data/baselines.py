@@ -19,13 +19,14 @@ def last_value_mae(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def forecast_baseline_line(data_config, data, model_value: float | None) -> str | None:
-    """The line `train` prints for a forecasting source: the `time_series` generator, or a
-    time-series CSV (`window:`), whose loader computed the baseline from the raw series in
-    the units y is trained in (None for other data, or generator windows that were rescaled)."""
+    """The line `train` prints for a forecasting source: a generator that declares
+    `forecasts` (time_series), or a time-series CSV (`window:`), whose loader computed the
+    baseline from the raw series in the units y is trained in (None for other data, or
+    generator windows that were rescaled)."""
     source = data_config.train
     baseline = getattr(data, "forecast_baseline", None)
     if baseline is None:
-        if getattr(source, "generator", None) != "time_series" or data.x_val is None or data_config.preprocessing:
+        if not getattr(source, "forecasts", False) or data.x_val is None or data_config.preprocessing:
             return None
         baseline = last_value_mae(data.x_val, data.y_val)
     scaled = " (standardized target units)" if data_config.target_preprocessing else ""

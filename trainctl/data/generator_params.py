@@ -5,7 +5,7 @@ The functions that draw the data are in `generators.py`, registered under the sa
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal, Union
+from typing import Annotated, ClassVar, Literal, Union
 
 from pydantic import Field, Strict, model_validator
 
@@ -24,6 +24,7 @@ from trainctl.data.params import LabelMode, Shape, _id
 
 
 class _Generator(StrictModel):
+    forecasts: ClassVar[bool] = False  # windows of a series: train prints the last-value baseline
     n_samples: PositiveInt = 1000  # enough points to see the shape of a toy problem
     labels: LabelMode = "auto"
 
@@ -167,6 +168,7 @@ class TimeSeriesGenerator(_Generator):
     of two sines with random phases plus N(0, noise); `kind: arma` an ARMA(2,1) process
     x_t = 1.3 x_{t-1} - 0.6 x_{t-2} + e_t + 0.4 e_{t-1}, e ~ N(0, noise)."""
 
+    forecasts: ClassVar[bool] = True
     generator: _id("time_series")
     kind: Literal["sine", "arma"] = "sine"
     window: PositiveInt = 24  # steps the model sees

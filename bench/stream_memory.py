@@ -8,7 +8,9 @@ directory (in chunks, so the writer stays small), then trains one epoch of a sma
 fresh subprocess per (size, mode) and reports that process's peak RSS (VmHWM) and
 samples/s. Modes: `npy` streams the .npy files through the shuffle buffer, `csv` streams
 the CSV, `memory` loads the arrays into RAM and trains through ArraySource, `csv-read` only
-reads the CSV (rows/s of the reader alone: training caps the `csv` mode near `memory`).
+reads the CSV (rows/s of the reader alone: training caps the `csv` mode near `memory`),
+`pyarrow` is pyarrow.csv.read_csv of the whole file into memory with its columns as numpy:
+the parser's own speed, the ceiling for a reader built on it (held in memory, not streamed).
 Targets (issue 4): peak RSS at 10^7 rows within 1.2x of 10^5, npy stream within 30% of
 in-memory throughput.
 """
@@ -67,6 +69,16 @@ def child(mode: str, directory: Path) -> dict:
     from trainctl.data import DataConfig, load_data
     from trainctl.data.source import ArraySource
 
+    if mode == "pyarrow":  # the parser's ceiling: pyarrow.csv.read_csv of the whole file, columns to numpy
+        import pyarrow.csv as pacsv
+
+        start, cpu = time.perf_counter(), time.process_time()
+        table = pacsv.read_csv(directory / "data.csv")
+        n = table.num_rows
+        columns = [column.to_numpy() for column in table.columns]
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        return {"mode": mode, "rows": n, "seconds": seconds, "samples_per_s": n / seconds, "cpu_seconds": cpu,
+                "peak_rss_mb": peak_rss_mb(), "loss": float("nan"), "columns": len(columns)}
     if mode == "csv-read":  # the CSV reader alone: every chunk parsed, nothing trained
         from trainctl.data import table_for
 
@@ -105,7 +117,7 @@ def child(mode: str, directory: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", type=float, default=[1e5, 1e6])
-    parser.add_argument("--modes", nargs="+", default=["memory", "npy", "csv"], choices=["memory", "npy", "csv", "csv-read"])
+    parser.add_argument("--modes", nargs="+", default=["memory", "npy", "csv"], choices=["memory", "npy", "csv", "csv-read", "pyarrow"])
     parser.add_argument("--child", nargs=2, metavar=("MODE", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -117,7 +129,7 @@ def main() -> None:
     for size in args.sizes:
         n = int(size)
         with tempfile.TemporaryDirectory(prefix="trainctl-bench-") as tmp:
-            write_files(Path(tmp), n, any(m.startswith("csv") for m in args.modes))
+            write_files(Path(tmp), n, any(m.startswith("csv") or m == "pyarrow" for m in args.modes))
             for mode in args.modes:
                 # one BLAS thread, as trainctl's CLI defaults to: a second one only spins at this size
                 env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -138,6 +150,8 @@ def main() -> None:
                   f"{rows[-1]['peak_rss_mb'] / rows[0]['peak_rss_mb']:.2f}x")
     for size in {r["rows"] for r in results}:
         by = {r["mode"]: r for r in results if r["rows"] == size}
+        if "csv-read" in by and "pyarrow" in by:
+            print(f"{size:.0e} rows: CSV reader = {by['csv-read']['rows'] / by['csv-read']['cpu_seconds'] / (by['pyarrow']['rows'] / by['pyarrow']['cpu_seconds']):.2f}x pyarrow read_csv per CPU s")
         if "npy" in by and "memory" in by:
             print(f"{size:.0e} rows: npy stream throughput = {by['npy']['samples_per_s'] / by['memory']['samples_per_s']:.2f}x in-memory")
 

@@ -7,7 +7,8 @@
 Writes iris.csv, wine.csv, breast_cancer.csv (rows shuffled with a fixed seed, class names as
 text), digits.csv (rows shuffled likewise; CSV files with a header) and
 mnist_10k.npz (x uint8 [10000, 28, 28], y uint8 [10000], shuffled with a fixed seed).
-`python data/build_datasets.py houses` writes houses.csv (synthetic house prices, see houses()).
+`python data/build_datasets.py houses` writes houses.csv (synthetic house prices, see houses());
+`python data/build_datasets.py electricity_load` writes electricity_load.csv (an hourly series).
 """
 
 from __future__ import annotations
@@ -102,8 +103,40 @@ def houses(out: Path = HERE / "houses.csv", n: int = 1200, seed: int = 20261201)
     out.write_text("\n".join(lines) + "\n")
 
 
+def electricity_load(out: Path = HERE / "electricity_load.csv", days: int = 100, seed: int = 20261201) -> None:
+    """An hourly electricity-load series (synthetic, deterministic): temperature with a
+    seasonal drift, a daily cycle and AR(1) weather noise; load (MW) with morning and evening
+    peaks, lower weekends, heating/cooling demand away from 17 °C and AR(1) noise."""
+    import datetime
+
+    rng = np.random.default_rng(seed)
+    n = days * 24
+    t = np.arange(n)
+    hour, day = t % 24, t // 24
+    weather = np.zeros(n)
+    shocks = rng.normal(0, 0.6, n)
+    for i in range(1, n):
+        weather[i] = 0.97 * weather[i - 1] + shocks[i]
+    temperature = 8 + 10 * np.sin(2 * np.pi * (day - 30) / 365 * 1.5) + 4 * np.sin(2 * np.pi * (hour - 9) / 24) + weather
+    profile = 0.55 * np.exp(-((hour - 8.5) ** 2) / 6) + 0.8 * np.exp(-((hour - 19) ** 2) / 8) - 0.35 * np.cos(2 * np.pi * hour / 24)
+    weekend = np.isin(day % 7, (5, 6))
+    noise = np.zeros(n)
+    kicks = rng.normal(0, 6.0, n)
+    for i in range(1, n):
+        noise[i] = 0.8 * noise[i - 1] + kicks[i]
+    load = 900 + 160 * profile - 110 * weekend + 7 * np.abs(temperature - 17) + noise
+    start = datetime.datetime(2025, 1, 6)  # a Monday
+    lines = ["timestamp,temperature_c,load_mw"]
+    for i in range(n):
+        stamp = (start + datetime.timedelta(hours=int(i))).strftime("%Y-%m-%dT%H:00")
+        lines.append(f"{stamp},{temperature[i]:.1f},{load[i]:.1f}")
+    out.write_text("\n".join(lines) + "\n")
+
+
 if __name__ == "__main__":
     if sys.argv[1:] == ["houses"]:  # python data/build_datasets.py houses  (no upstream files needed)
         houses()
+    elif sys.argv[1:] == ["electricity_load"]:  # python data/build_datasets.py electricity_load
+        electricity_load()
     else:
         main(Path(sys.argv[1]), Path(sys.argv[2]))

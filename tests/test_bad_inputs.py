@@ -17,21 +17,9 @@ import pytest
 from typer.testing import CliRunner
 
 from trainctl.cli import app
+from tests.fixtures import teacher_config
 
-GOOD = """\
-name: bad-inputs
-seed: 0
-model:
-  layers:
-    - {type: dense, units: 8, activation: relu, input_shape: [4]}
-    - {type: dense, units: 3, activation: softmax}
-optimizer: {type: adam, learning_rate: 0.01}
-loss: categorical_crossentropy
-metrics: [accuracy]
-data:
-  train: {generator: teacher, n_samples: 60, n_features: 4, n_classes: 3, hidden: 4}
-fit: {epochs: 1, batch_size: 16}
-"""
+GOOD = teacher_config(name="bad-inputs", n_samples=60)
 LOC = r"cfg\.yaml:\d+:\d+"  # every config problem is located in the file
 
 # (id, config text, regex the single error line must match)

@@ -18,30 +18,15 @@ import pytest
 from typer.testing import CliRunner
 
 from trainctl.cli import app
+from tests.fixtures import teacher_config
 
 ROOT = Path(__file__).resolve().parent.parent
 TFJS_MLP = ROOT / "configs" / "tfjs_mlp.yaml"
 
 # A tiny classifier on generated data: trains in well under a second once kernels are cached.
 # Line numbers matter: the bad-config table below points into this text.
-SMALL = """\
-# trainctl CLI test config: a tiny classifier on generated data.
-name: small
-seed: 0
-model:
-  layers:
-    - {type: dense, units: 8, activation: relu, input_shape: [6]}
-    - {type: dense, units: 3, activation: softmax}
-optimizer: {type: adam, learning_rate: 0.01}
-loss: categorical_crossentropy
-metrics: [accuracy]
-data:
-  train: {generator: teacher, n_samples: 300, n_features: 6, n_classes: 3, hidden: 4}
-fit:
-  epochs: 3
-  batch_size: 32
-  validation_split: 0.2
-"""
+SMALL = teacher_config(header="# trainctl CLI test config: a tiny classifier on generated data.", n_features=6,
+                       n_samples=300, fit="\n  epochs: 3\n  batch_size: 32\n  validation_split: 0.2")
 EPOCHS = 3
 
 # The environment a non-terminal run sees: no colour forcing from the outside.
@@ -417,12 +402,12 @@ BAD_CONFIGS = [
     ("set_misspelled_key", None, None, ["fit.epoch=3"],
      ["--set fit.epoch: unknown key 'epoch'; did you mean 'epochs'?"]),
     ("set_bad_value", None, None, ["optimizer=adamm"],
-     ["--set optimizer: unknown optimizer 'adamm'; did you mean 'adam'?"]),
+     ["--set optimizer (overrides {f}:8:1): unknown optimizer 'adamm'; did you mean 'adam'?"]),
     ("several_problems_at_once", "units: 8, activation: relu", "unts: 8, activation: rleu",
      ["fit.batch_size=0"],
      ["{f}:6:21: model.layers.0.unts: unknown key 'unts'; did you mean 'units'?",
       "{f}:6:42: model.layers.0.activation: unknown activation 'rleu'; did you mean 'relu'?",
-      "--set fit.batch_size: must be > 0, got 0"]),
+      "--set fit.batch_size (overrides {f}:15:3): must be > 0, got 0"]),
     # Checked after the schema, without data: the loss against the model's output.
     ("loss_output_mismatch", "units: 3, activation: softmax", "units: 1, activation: sigmoid", [],
      ["{f}:9:7: loss: categorical_crossentropy needs an output with at least 2 units (one per "

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from tests.test_cli import ANSI, SMALL, numpy_forward, write
+from tests.fixtures import teacher_source
 
 ROOT = Path(__file__).resolve().parent.parent
 TFJS_MLP = ROOT / "configs" / "tfjs_mlp.yaml"
@@ -143,7 +144,7 @@ def test_summary_does_not_import_numba_or_read_data(tmp_path):
     data = tmp_path / "data.csv"
     data.write_text("a,b,c,d,e,f,y\n" + "0,0,0,0,0,0,1\n" * 10)
     config = write(tmp_path / "csv.yaml", SMALL.replace(
-        "{generator: teacher, n_samples: 300, n_features: 6, n_classes: 3, hidden: 4}",
+        teacher_source(300, 6),
         f"{{csv: {data}, target: y}}"))
     report, stdout = probe("summary", config, "--weights")
     assert report["code"] == 0, stdout
@@ -153,7 +154,7 @@ def test_summary_does_not_import_numba_or_read_data(tmp_path):
     assert str(data) not in report["opened"], "summary reads no data"
     # A data file that does not exist is no obstacle either.
     missing = write(tmp_path / "missing.yaml", SMALL.replace(
-        "{generator: teacher, n_samples: 300, n_features: 6, n_classes: 3, hidden: 4}",
+        teacher_source(300, 6),
         "{csv: nowhere.csv, target: y}"))
     report, stdout = probe("summary", missing)
     assert report["code"] == 0 and "Total params: 83" in stdout and report["numba"] is False

@@ -144,17 +144,51 @@ def test_a_callback_that_needs_every_batch_sees_every_step():
     assert probe.steps == list(range(1, 2 * 13 + 1))  # 13 batches of 16 in 203 samples
 
 
+def _dropout_state(model):
+    return [layer.get_state() for layer in model.layers if layer.type_id == "dropout"]
+
+
+REGULARIZED_STACKS = {  # dropout and weight regularizers, which the compiled loop runs too
+    "hidden_dropout_l2": [
+        {"type": "dense", "units": 8, "activation": "relu", "input_shape": [FEATURES]},
+        {"type": "dropout", "rate": 0.3},
+        {"type": "dense", "units": CLASSES, "activation": "softmax", "kernel_regularizer": {"type": "l2", "l2": 0.01}}],
+    "input_dropout_l1l2_bias_rate0_last": [
+        {"type": "dropout", "rate": 0.2, "input_shape": [FEATURES]},
+        {"type": "dense", "units": 8, "activation": "tanh", "kernel_regularizer": {"type": "l1l2", "l1": 0.01},
+         "bias_regularizer": "l1"},
+        {"type": "dropout", "rate": 0.0},
+        {"type": "dense", "units": CLASSES, "activation": "linear", "bias_regularizer": {"type": "l2", "l2": 0.0}},
+        {"type": "dropout", "rate": 0.5}],
+}
+
+
+@pytest.mark.parametrize("stack", list(REGULARIZED_STACKS))
+def test_dropout_and_regularizers_run_compiled_bit_for_bit(stack):
+    x, y = _data("onehot")
+    results, states = [], []
+    for jit in (True, False):
+        model = Sequential(REGULARIZED_STACKS[stack], seed=2)
+        loss = "categorical_crossentropy" if stack == "hidden_dropout_l2" else "mean_squared_error"
+        model.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
+        results.append((model, model.fit(x, y, epochs=2, batch_size=16, jit_compile=jit, steps_per_execution=4,
+                                         validation_split=0.2)))
+        states.append(_dropout_state(model))
+    assert results[0][0].compiled_fallback is None
+    _assert_identical(*results)
+    assert states[0] == states[1]  # each dropout generator drew the same numbers
+
+
 def test_uncovered_layers_fall_back_and_say_why():
     x, y = _data("onehot")
     results = []
     for jit in (True, False):
         model = Sequential([{"type": "dense", "units": 8, "activation": "relu", "input_shape": [FEATURES]},
-                            {"type": "dropout", "rate": 0.3},
-                            {"type": "dense", "units": CLASSES, "activation": "softmax",
-                             "kernel_regularizer": {"type": "l2", "l2": 0.01}}], seed=2)
+                            {"type": "batch_normalization"},
+                            {"type": "dense", "units": CLASSES, "activation": "softmax"}], seed=2)
         model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
         results.append((model, model.fit(x, y, epochs=2, batch_size=16, jit_compile=jit, steps_per_execution=4)))
-    assert "dropout" in results[0][0].compiled_fallback
+    assert "batch_normalization" in results[0][0].compiled_fallback
     _assert_identical(*results)
 
 
@@ -169,6 +203,25 @@ def test_a_nonfinite_loss_ends_the_chunk_where_terminate_on_nan_stops():
                             steps_per_execution=50)
         runs.append(((model, history), stop.stopped_at, model.optimizer.iterations))
     assert runs[0][1] is not None and runs[0][1:] == runs[1][1:]
+    _assert_identical(runs[0][0], runs[1][0])
+
+
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")
+def test_a_chunk_ended_early_rewinds_the_dropout_generators():
+    from trainctl.train.callbacks import TerminateOnNaN
+
+    x, y = _data("regression")
+    runs = []
+    for jit in (True, False):
+        model = Sequential([{"type": "dense", "units": 9, "activation": "relu", "input_shape": [FEATURES]},
+                            {"type": "dropout", "rate": 0.25},
+                            {"type": "dense", "units": 2, "kernel_regularizer": "l2"}], seed=3)
+        model.compile(optimizer={"type": "sgd", "learning_rate": 1e3}, loss="mean_squared_error")
+        stop = TerminateOnNaN()
+        history = model.fit(x, y, epochs=3, batch_size=16, callbacks=[stop], jit_compile=jit, steps_per_execution=50)
+        runs.append(((model, history), stop.stopped_at, _dropout_state(model)))
+    assert runs[0][0][0].compiled_fallback is None and runs[0][1] is not None
+    assert runs[0][1:] == runs[1][1:]
     _assert_identical(runs[0][0], runs[1][0])
 
 

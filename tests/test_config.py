@@ -432,7 +432,7 @@ def test_real_registries_report_located_problems(tmp_path):
     assert caught.value.problems == [
         f"{path}:4:21: model.layers.0.unts: unknown key 'unts'; did you mean 'units'?",
         f"{path}:6:19: optimizer.type: unknown optimizer 'adamm'; did you mean 'adam'?",
-        "--set fit.batch_size: must be > 0, got 0",
+        f"--set fit.batch_size (overrides {path}:11:18): fit.batchSize: must be > 0, got 0",  # as the file spells it
     ]
 
 

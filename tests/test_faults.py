@@ -16,21 +16,10 @@ import pytest
 from typer.testing import CliRunner
 
 from trainctl.cli import app
+from tests.fixtures import teacher_config
 
-CONFIG = """\
-name: faults
-seed: 1
-model:
-  layers:
-    - {type: dense, units: 16, activation: relu, input_shape: [8]}
-    - {type: dense, units: 3, activation: softmax}
-optimizer: {type: adam, learning_rate: 0.01}
-loss: categorical_crossentropy
-metrics: [accuracy]
-data:
-  train: {generator: teacher, n_samples: 600, n_features: 8, n_classes: 3, hidden: 4}
-fit: {epochs: 4, batch_size: 20, validation_split: 0.25}
-"""
+CONFIG = teacher_config(name="faults", seed=1, units=16, n_features=8, n_samples=600,
+                        fit="{epochs: 4, batch_size: 20, validation_split: 0.25}")
 REGRESSION = """\
 name: diverge
 seed: 0

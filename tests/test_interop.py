@@ -19,25 +19,12 @@ from trainctl.nn.layers import LAYERS
 from trainctl.nn.model import Sequential
 from trainctl.runs.formats import ExportRefused, ImportFailed
 from trainctl.runs.formats.tfjs import TrainingSpec, read_tfjs, write_tfjs
+from tests.fixtures import teacher_config
 
 TRAINING = TrainingSpec({"type": "adam", "learning_rate": 0.01}, "categorical_crossentropy", ["accuracy"])
 
-SMALL = """\
-name: small
-seed: 0
-model:
-  layers:
-    - {type: dense, units: 8, activation: relu, input_shape: [6]}
-    - {type: dropout, rate: 0.2}
-    - {type: dense, units: 3, activation: softmax}
-optimizer: {type: adam, learning_rate: 0.01}
-loss: categorical_crossentropy
-metrics: [accuracy]
-data:
-  train: {generator: teacher, n_samples: 200, n_features: 6, n_classes: 3, hidden: 4}
-  preprocessing: [{type: rescale, scale: 0.5, offset: 0.25}]
-fit: {epochs: 2, batch_size: 32}
-"""
+SMALL = teacher_config(n_features=6, n_samples=200, layers=("{type: dropout, rate: 0.2}",),
+                       data=("preprocessing: [{type: rescale, scale: 0.5, offset: 0.25}]",), fit="{epochs: 2, batch_size: 32}")
 
 
 def cli(*args):

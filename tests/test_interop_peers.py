@@ -117,7 +117,7 @@ def test_tfjs_built_model_of_each_layer_type_imports_and_continues_training_the_
 
 
 @pytest.mark.tfjs
-def test_tfjs_fit_from_the_exported_run_equals_trainctl_fit(tfjs, tmp_path):
+def test_tfjs_fit_from_the_exported_run_equals_trainctl_fit(tfjs, tmp_path, teacher_yaml):
     """A run trained by the CLI, exported by the CLI; TF.js compiles from the trainingConfig
     and fits two batches (shuffle off); trainctl fits the same two from the same weights."""
     from typer.testing import CliRunner
@@ -125,12 +125,8 @@ def test_tfjs_fit_from_the_exported_run_equals_trainctl_fit(tfjs, tmp_path):
     from trainctl.cli import app
     from trainctl.runs.inference import open_run
 
-    config = tmp_path / "c.yaml"
-    config.write_text("name: c\nmodel:\n  layers:\n    - {type: dense, units: 8, activation: relu, input_shape: [6]}\n"
-                      "    - {type: dense, units: 3, activation: softmax}\noptimizer: {type: sgd, learning_rate: 0.2}\n"
-                      "loss: categorical_crossentropy\nmetrics: [accuracy, mean_squared_error, recall]\n"
-                      "data:\n  train: {generator: teacher, n_samples: 64, n_features: 6, n_classes: 3, hidden: 4}\n"
-                      "fit: {epochs: 1, batch_size: 16}\n")
+    config = teacher_yaml(name="c", seed=None, n_features=6, optimizer="{type: sgd, learning_rate: 0.2}",
+                          metrics="[accuracy, mean_squared_error, recall]")
     runner = CliRunner()
     assert runner.invoke(app, ["train", str(config), "--out", str(tmp_path / "run"), "-q"]).exit_code == 0
     result = runner.invoke(app, ["export", str(tmp_path / "run"), "--out", str(tmp_path / "tfjs")])
@@ -148,20 +144,15 @@ def test_tfjs_fit_from_the_exported_run_equals_trainctl_fit(tfjs, tmp_path):
 
 
 @pytest.mark.tfjs
-def test_tfjs_continues_a_run_exported_with_its_optimizer_state(tfjs, tmp_path):
+def test_tfjs_continues_a_run_exported_with_its_optimizer_state(tfjs, tmp_path, teacher_yaml):
     from typer.testing import CliRunner
 
     from trainctl.cli import app
     from trainctl.runs.inference import open_run
     from trainctl.train.loop import Trainer
 
-    config = tmp_path / "c.yaml"
-    config.write_text("name: c\nmodel:\n  layers:\n    - {type: dense, units: 8, activation: tanh, input_shape: [6]}\n"
-                      "    - {type: dense, units: 3, activation: softmax}\n"
-                      "optimizer: {type: rmsprop, learning_rate: 0.01, momentum: 0.5}\n"
-                      "loss: categorical_crossentropy\n"
-                      "data:\n  train: {generator: teacher, n_samples: 64, n_features: 6, n_classes: 3, hidden: 4}\n"
-                      "fit: {epochs: 2, batch_size: 16}\n")
+    config = teacher_yaml(name="c", seed=None, n_features=6, activation="tanh", metrics="",
+                          optimizer="{type: rmsprop, learning_rate: 0.01, momentum: 0.5}", fit="{epochs: 2, batch_size: 16}")
     runner = CliRunner()
     assert runner.invoke(app, ["train", str(config), "--out", str(tmp_path / "run"), "-q"]).exit_code == 0
     result = runner.invoke(app, ["export", str(tmp_path / "run"), "--out", str(tmp_path / "tfjs"), "--include-optimizer"])
@@ -313,21 +304,16 @@ def test_onnxruntime_predictions_of_the_export_are_the_same(tmp_path, layer_type
 
 
 @pytest.mark.onnx
-def test_onnx_export_of_a_run_folds_its_preprocessing_in(tmp_path):
+def test_onnx_export_of_a_run_folds_its_preprocessing_in(tmp_path, teacher_yaml):
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
     from typer.testing import CliRunner
 
     from trainctl.cli import app
 
-    config = tmp_path / "c.yaml"
-    config.write_text("name: c\nmodel:\n  layers:\n    - {type: dense, units: 8, activation: gelu, input_shape: [6]}\n"
-                      "    - {type: dense, units: 3, activation: softmax}\noptimizer: adam\n"
-                      "loss: categorical_crossentropy\n"
-                      "data:\n  train: {generator: teacher, n_samples: 64, n_features: 6, n_classes: 3, hidden: 4}\n"
-                      "  preprocessing: [{type: standardize}, {type: min_max, feature_range: [-1, 1]}, "
-                      "{type: rescale, scale: 2.0, offset: 0.5}]\n"
-                      "fit: {epochs: 1, batch_size: 16}\n")
+    config = teacher_yaml(name="c", seed=None, n_features=6, activation="gelu", optimizer="adam", metrics="",
+                          data=("preprocessing: [{type: standardize}, {type: min_max, feature_range: [-1, 1]}, "
+                                "{type: rescale, scale: 2.0, offset: 0.5}]",))
     runner = CliRunner()
     assert runner.invoke(app, ["train", str(config), "--out", str(tmp_path / "run"), "-q"]).exit_code == 0
     result = runner.invoke(app, ["export", str(tmp_path / "run"), "--out", str(tmp_path / "m.onnx")])

@@ -1,4 +1,5 @@
-"""Exact resume: SIGKILL at random moments (also inside a checkpoint write), SIGINT/SIGTERM,
+"""Exact resume: SIGKILL at chosen moments (inside file writes and checkpoint saves, between
+checkpoints: tests/kill_points.py), SIGINT/SIGTERM,
 a damaged newest checkpoint, a changed config. The final weights must be bit-identical to
 an uninterrupted run's, and history.csv identical; a negative control shows that resuming
 without the optimizer state or the data position gives different weights."""
@@ -7,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -17,45 +17,31 @@ from pathlib import Path
 
 import pytest
 
-CONFIG = """\
-name: killloop
-seed: 3
-model:
-  layers:
-    - {type: dense, units: 32, activation: relu, input_shape: [16]}
-    - {type: dropout, rate: 0.2}
-    - {type: dense, units: 4, activation: softmax}
-optimizer: {type: adam, learning_rate: 0.002}
-loss: categorical_crossentropy
-metrics: [accuracy]
-data:
-  train: {generator: teacher, n_samples: 4000, n_features: 16, n_classes: 4, hidden: 8}
-fit: {epochs: 20, batch_size: 16, shuffle: true, validation_split: 0.2}
+from tests.kill_points import kill_loop
+from tests.fixtures import teacher_config
+
+CONFIG = teacher_config(name="killloop", seed=3, units=32, n_features=16, n_classes=4, hidden=8, n_samples=4000,
+                        layers=("{type: dropout, rate: 0.2}",), optimizer="{type: adam, learning_rate: 0.002}",
+                        fit="{epochs: 20, batch_size: 16, shuffle: true, validation_split: 0.2}", tail="""\
 callbacks:
   - {type: reduce_lr_on_plateau, monitor: val_loss, patience: 2, factor: 0.5}
   - {type: early_stopping, monitor: val_loss, patience: 50, restore_best_weights: true}
   - {type: csv_logger, filename: log.csv}
-"""
+""")
 CHECKPOINT_EVERY = "25"  # steps; 200 steps per epoch
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
        "NUMBA_NUM_THREADS": "1", "COLUMNS": "200", "TERM": "dumb"}
-# Runs the CLI with each checkpoint held for 0.3 s after its files are durable and before its
-# directory is renamed into place, so a kill can land inside a checkpoint write.
-SLOW_CHECKPOINTS = """
-import runpy, sys, time
-from trainctl.runs import checkpoints
-publish = checkpoints._publish
-def slow_publish(tmp, final):
-    time.sleep(0.3)
-    publish(tmp, final)
-checkpoints._publish = slow_publish
-sys.argv = ["trainctl", *sys.argv[1:]]
-runpy.run_module("trainctl", run_name="__main__")
-"""
+# Where each kill of the kill loop lands (tests/kill_points.py): (phase, occurrence in that
+# process). The first write of a fresh run (before its directory is set up), inside
+# checkpoint files and other atomic writes, between a checkpoint's fsync and its rename, and
+# between checkpoints with training done since the last one.
+SCHEDULE = [("write", 1), ("save", 3), ("publish", 2), ("write", 7), ("save", 9), ("publish", 5),
+            ("write", 23), ("write", 2)]
 
 
 def trainctl(*args: str) -> list[str]:
     return [sys.executable, "-m", "trainctl", *args]
+
 
 
 def sha256(path: Path) -> str:
@@ -108,53 +94,8 @@ def assert_same_as_reference(out: Path, reference: Path) -> None:
 def test_kill_loop_gives_bit_identical_weights(setup, tmp_path):
     config, reference = setup
     out = tmp_path / "run"
-    rng = random.Random(20240611)
-    kills = kills_in_write = 0
-    finished = False
-    for attempt in range(14):
-        if not (out / "config.yaml").exists():  # killed before the run directory was set up
-            shutil.rmtree(out, ignore_errors=True)
-            args = fresh(config, out)
-        else:
-            args = resume(out)
-        slow = attempt % 2 == 1
-        if slow:
-            args = [sys.executable, "-c", SLOW_CHECKPOINTS, *args[3:]]
-        process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-        caught_in_write = False
-        if slow:  # kill while a checkpoint's files are written but not yet renamed into place
-            deadline = time.monotonic() + 10
-            while process.poll() is None and time.monotonic() < deadline:
-                root = out / "checkpoints"
-                pending = [p for p in root.glob(".tmp-*") if (p / "manifest.json").exists()] if root.is_dir() else []
-                if pending:
-                    caught_in_write = True
-                    break
-                time.sleep(0.003)
-        else:
-            # Kill at a random moment once this attempt is training (a new checkpoint has
-            # appeared): a wall-clock delay alone lets a fast machine finish in few attempts.
-            root = out / "checkpoints"
-            before = set(os.listdir(root)) if root.is_dir() else set()
-            deadline = time.monotonic() + 10
-            while process.poll() is None and time.monotonic() < deadline:
-                if root.is_dir() and set(os.listdir(root)) - before:
-                    break
-                time.sleep(0.003)
-            time.sleep(rng.uniform(0.0, 0.3))
-        if process.poll() is None:
-            process.kill()
-            kills += 1
-            kills_in_write += caught_in_write and any((out / "checkpoints").glob(".tmp-*"))
-        _, stderr = process.communicate(timeout=30)
-        assert "Traceback" not in stderr, stderr
-        if process.returncode == 0:
-            finished = True
-            break
-    if not finished:
-        final = run(resume(out))
-        assert final.returncode == 0, final.stderr
-    assert kills >= 6 and kills_in_write >= 3, (kills, kills_in_write)
+    landed = kill_loop(SCHEDULE, fresh(config, out)[3:], resume(out)[3:], out, ENV)
+    assert landed == [phase for phase, _ in SCHEDULE]  # every kill landed where it was scheduled
     assert_same_as_reference(out, reference)
     assert not list((out / "checkpoints").glob(".tmp-*"))  # leftovers of killed saves are cleaned
 

@@ -3,33 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 from pathlib import Path
 
+from tests.fixtures import teacher_config, teacher_source
 from tests.test_hostile.fuzz import run_process
 
 TRAINCTL = [sys.executable, "-m", "trainctl"]
 MB = 1 << 20
 ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "COLUMNS": "300", "TERM": "dumb"}
 
-BASE = """\
-name: hostile
-seed: 0
-model:
-  layers:
-    - {type: dense, units: 8, activation: relu, input_shape: [4]}
-    - {type: dropout, rate: 0.1}
-    - {type: dense, units: 3, activation: softmax}
-optimizer: {type: adam, learning_rate: 0.01}
-loss: categorical_crossentropy
-metrics: [accuracy]
-data:
-  train: {generator: teacher, n_samples: 64, n_features: 4, n_classes: 3, hidden: 4}
-  validation_split: 0.25
-fit: {epochs: 1, batch_size: 16}
-"""
-GENERATOR = "{generator: teacher, n_samples: 64, n_features: 4, n_classes: 3, hidden: 4}"
+BASE = teacher_config(name="hostile", layers=("{type: dropout, rate: 0.1}",), data=("validation_split: 0.25",))
+GENERATOR = teacher_source()
 
 
 class Result:

@@ -24,25 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script from anywhere
+from tests.fixtures import teacher_config, teacher_source  # noqa: E402
+
 TRAINCTL = [str(Path(sys.executable).with_name("trainctl"))]
 GIB = 1 << 30
 
-BASE = """\
-name: fuzz
-seed: 0
-model:
-  layers:
-    - {type: dense, units: 8, activation: relu, input_shape: [4]}
-    - {type: dropout, rate: 0.1}
-    - {type: dense, units: 3, activation: softmax}
-optimizer: {type: adam, learning_rate: 0.01}
-loss: categorical_crossentropy
-metrics: [accuracy]
-data:
-  train: {generator: teacher, n_samples: 64, n_features: 4, n_classes: 3, hidden: 4}
-  validation_split: 0.25
-fit: {epochs: 1, batch_size: 16}
-"""
+BASE = teacher_config(name="fuzz", layers=("{type: dropout, rate: 0.1}",), data=("validation_split: 0.25",))
 SIZES = ["10000000", "1000000000000", str(2 ** 63), "1" + "0" * 30, "1" + "0" * 1000, "true", "'16'"]
 INT_KEYS = [
     "model.layers.0.units", "model.layers.2.units", "model.layers.0.input_shape.0", "fit.batch_size",
@@ -89,7 +77,7 @@ def cases(root: Path, run: Path) -> list[tuple[str, list[str]]]:
             found.append((f"{command} {name}", [command, str(path), *extra]))
 
     def data(source: str) -> str:
-        return BASE.replace("{generator: teacher, n_samples: 64, n_features: 4, n_classes: 3, hidden: 4}", source)
+        return BASE.replace(teacher_source(), source)
 
     config_case("latin1-csv", data(f"{{csv: {root}/latin1.csv, target: label}}"))
     config_case("notzip-npz", data(f"{{npz: {root}/notzip.npz}}"))

@@ -66,26 +66,49 @@ class LoadedConfig:
     path: str
     raw: dict[str, Any]  # the file's data after --set overrides, before validation
     positions: Positions  # where each dotted path of the file sits (not the --set values)
+    overrides: tuple[Override, ...] = ()  # the --set options, in order
+    written: tuple[tuple | None, ...] = ()  # for each, the path of keys it set (None: a bad path)
+
+    def problem(self, path: str, message: str, *, shown: str | None = None, at: str = "value") -> Problem:
+        """A problem found after validation (a shape, the memory budget, a monitor) at dotted
+        `path`, placed where its value came from: the --set that gave it (with the file's
+        line:col of the key it overrides), or its line:col in the file. `shown` is the path
+        printed, when it is not `path` itself."""
+        return _locate(RawProblem(tuple(path.split(".")) if path else (), at, message), self.positions,
+                       list(self.overrides), list(self.written), set(self.positions.values), shown)
 
 
 def _locate(problem: RawProblem, positions: Positions, overrides: list[Override],
-            resolved: list[tuple | None], file_paths: set[str]) -> Problem:
-    """A RawProblem with its place: inside a --set value, at a key a --set created, or in the file."""
-    path = tuple(problem.path)
+            resolved: list[tuple | None], file_paths: set[str], shown: str | None = None) -> Problem:
+    """A RawProblem with its place: inside a --set value, at a key a --set created, or in the
+    file. A --set's problem names the file's line:col of the key it replaced, when the file
+    has that key."""
+    path = tuple(str(part) for part in problem.path)
     dotted = problem.dotted
-    applied = [(o, written) for o, written in zip(overrides, resolved) if written is not None]
+    shown = dotted if shown is None else shown
+    applied = [(o, tuple(map(str, written))) for o, written in zip(overrides, resolved) if written is not None]
     # The last --set that wrote this path or an ancestor of it owns the value.
     for override, written in reversed(applied):
-        if path[: len(written)] == tuple(written):
-            shown = "" if path == tuple(written) else dotted
-            return override.problem(problem.message, shown)
+        if path[: len(written)] == written:
+            # The path is printed unless the --set names it exactly as the config spells it.
+            label = "" if path == written and shown == dotted and override.dotted == dotted else shown
+            return override.problem(problem.message, label, _file_mark(positions, written, file_paths))
     # A key the file does not have, created on the way to a --set value.
     if dotted not in file_paths:
         for override, written in reversed(applied):
-            if tuple(written)[: len(path)] == path:
-                return override.problem(problem.message, dotted)
+            if written[: len(path)] == path:
+                return override.problem(problem.message, shown)
     mark = positions.key(dotted) if problem.at == "key" else positions.value(dotted)
-    return Problem(positions.source, mark.line, mark.col, dotted, problem.message)
+    return Problem(positions.source, mark.line, mark.col, shown, problem.message)
+
+
+def _file_mark(positions: Positions, written: tuple[str, ...], file_paths: set[str]) -> str:
+    """`FILE:LINE:COL` of the key a --set replaced, or "" when the file did not have it."""
+    dotted = ".".join(written)
+    if dotted not in file_paths:
+        return ""
+    mark = positions.key(dotted)
+    return f"{positions.source}:{mark.line}:{mark.col}"
 
 
 def load_config(path: str | os.PathLike, overrides: Iterable[str] = (),
@@ -124,7 +147,8 @@ def _load(document: YamlDocument, source: str, overrides: Iterable[str],
     problems += [_locate(p, document.positions, parsed, resolved, file_paths) for p in raw_problems]
     raise_problems(problems)
     assert config is not None
-    return LoadedConfig(config=config, path=source, raw=raw, positions=document.positions)
+    return LoadedConfig(config=config, path=source, raw=raw, positions=document.positions,
+                        overrides=tuple(parsed), written=tuple(resolved))
 
 
 def config_from_dict(data: dict[str, Any], source: str = "<config>",

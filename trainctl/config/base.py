@@ -122,26 +122,30 @@ def typed_spec(registry: Registry, *, allow_null: bool = False) -> Any:
     return Annotated[Any, BeforeValidator(normalise), RegistryRef(registry, spec=True)]
 
 
+def spec_id(registry: Registry, spec: Any, key: str = "type") -> tuple[str, dict[str, Any]]:
+    """The canonical id of an "id or {key: id, ...}" value (`"adam"`, `{"type": "adam", ...}`,
+    `{"generator": "teacher", ...}`) and its other options; every problem is one TrainctlError
+    line (an unknown id with "did you mean"). The one resolver: resolve_spec below, and the data
+    section's generators, preprocessing steps and source forms, go through it."""
+    if isinstance(spec, str):
+        return registry.resolve(spec), {}
+    if isinstance(spec, Mapping):
+        options = dict(spec)
+        if key not in options:
+            raise TrainctlError(
+                f"{registry.kind} mapping needs a {key!r} key (one of: {', '.join(registry.names())})"
+            )
+        return registry.resolve(options.pop(key)), options  # UnknownIdError (a TrainctlError) with a hint
+    raise TrainctlError(f"{registry.kind} must be an id or a mapping with {key!r}, got {type(spec).__name__}")
+
+
 def resolve_spec(registry: Registry, spec: Any) -> tuple[Any, StrictModel]:
     """An id (`"adam"`) or a mapping with `type` (`{"type": "adam", "beta1": 0.8}`) →
     (registered class, its validated `Params`). Every problem is one TrainctlError line.
 
     Shared by initializers, regularizers and optimizers: all three are "id or mapping".
     """
-    if isinstance(spec, str):
-        type_name, options = spec, {}
-    elif isinstance(spec, Mapping):
-        options = dict(spec)
-        if "type" not in options:
-            raise TrainctlError(
-                f"{registry.kind} mapping needs a 'type' key (one of: {', '.join(registry.names())})"
-            )
-        type_name = options.pop("type")
-    else:
-        raise TrainctlError(
-            f"{registry.kind} must be an id or a mapping with 'type', got {type(spec).__name__}"
-        )
-    canonical = registry.resolve(type_name)  # UnknownIdError (a TrainctlError) with a hint
+    canonical, options = spec_id(registry, spec)
     cls = registry.get(canonical)
     try:
         params = cls.Params.model_validate(options)

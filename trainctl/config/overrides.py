@@ -38,8 +38,10 @@ class Override:
     def source(self) -> str:
         return f"--set {self.dotted}"
 
-    def problem(self, message: str, path: str = "") -> Problem:
-        return Problem(self.source, None, None, path, message, rank=self.index + 1)
+    def problem(self, message: str, path: str = "", overrides: str = "") -> Problem:
+        """A problem of this --set; `overrides` is the FILE:LINE:COL of the key it replaced."""
+        source = f"{self.source} (overrides {overrides})" if overrides else self.source
+        return Problem(source, None, None, path, message, rank=self.index + 1)
 
 
 def parse_overrides(items: Iterable[str]) -> list[Override]:

@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from trainctl.data.config import (
+from trainctl.data.generator_params import (
     AddingProblemGenerator,
     BlobsGenerator,
     CirclesGenerator,
@@ -36,6 +36,16 @@ Generated = tuple[np.ndarray, np.ndarray, "int | None"]
 GENERATORS: Registry[Callable[..., Generated]] = Registry("generator")
 
 
+def generator(name: str, params: type):
+    """Register a generator function under `name` with its options model (`fn.Params`), so the
+    config resolves `{generator: name, ...}` through the registry like every other id."""
+    def add(fn):
+        fn.Params = params
+        return GENERATORS.register(name)(fn)
+
+    return add
+
+
 def _rng(seed: int, split: str, name: str, part: str) -> np.random.Generator:
     return rng_for(seed, "data", split, name, part)
 
@@ -48,7 +58,7 @@ def _f32(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
-@GENERATORS.register("random_normal")
+@generator("random_normal", RandomNormalGenerator)
 def random_normal(cfg: RandomNormalGenerator, seed: int, split: str) -> Generated:
     n = cfg.n_samples
     x = _rng(seed, split, "random_normal", "x").normal(cfg.mean, cfg.stddev, (n, *cfg.shape))
@@ -56,7 +66,7 @@ def random_normal(cfg: RandomNormalGenerator, seed: int, split: str) -> Generate
     return _f32(x), _f32(y), None
 
 
-@GENERATORS.register("random_uniform")
+@generator("random_uniform", RandomUniformGenerator)
 def random_uniform(cfg: RandomUniformGenerator, seed: int, split: str) -> Generated:
     n = cfg.n_samples
     x = _rng(seed, split, "random_uniform", "x").uniform(cfg.minval, cfg.maxval, (n, *cfg.shape))
@@ -64,7 +74,7 @@ def random_uniform(cfg: RandomUniformGenerator, seed: int, split: str) -> Genera
     return _f32(x), _f32(y), None
 
 
-@GENERATORS.register("linear")
+@generator("linear", LinearGenerator)
 def linear(cfg: LinearGenerator, seed: int, split: str) -> Generated:
     n = cfg.n_samples
     if isinstance(cfg.true_w, list):
@@ -78,7 +88,7 @@ def linear(cfg: LinearGenerator, seed: int, split: str) -> Generated:
     return _f32(x), _f32(y[:, None]), None
 
 
-@GENERATORS.register("polynomial")
+@generator("polynomial", PolynomialGenerator)
 def polynomial(cfg: PolynomialGenerator, seed: int, split: str) -> Generated:
     n = cfg.n_samples
     x = _rng(seed, split, "polynomial", "x").uniform(cfg.x_min, cfg.x_max, n)
@@ -87,7 +97,7 @@ def polynomial(cfg: PolynomialGenerator, seed: int, split: str) -> Generated:
     return _f32(x[:, None]), _f32(y[:, None]), None
 
 
-@GENERATORS.register("sine")
+@generator("sine", SineGenerator)
 def sine(cfg: SineGenerator, seed: int, split: str) -> Generated:
     n = cfg.n_samples
     x = _rng(seed, split, "sine", "x").uniform(cfg.x_min, cfg.x_max, n)
@@ -101,7 +111,7 @@ def _balanced_labels(n: int, n_classes: int, rng: np.random.Generator) -> np.nda
     return rng.permutation(np.arange(n) % n_classes).astype(np.int64)
 
 
-@GENERATORS.register("blobs")
+@generator("blobs", BlobsGenerator)
 def blobs(cfg: BlobsGenerator, seed: int, split: str) -> Generated:
     low, high = cfg.center_box
     centers = _truth(seed, "blobs").uniform(low, high, (cfg.n_classes, cfg.n_features))
@@ -110,7 +120,7 @@ def blobs(cfg: BlobsGenerator, seed: int, split: str) -> Generated:
     return _f32(centers[labels] + noise), labels, cfg.n_classes
 
 
-@GENERATORS.register("moons")
+@generator("moons", MoonsGenerator)
 def moons(cfg: MoonsGenerator, seed: int, split: str) -> Generated:
     labels = _balanced_labels(cfg.n_samples, 2, _rng(seed, split, "moons", "labels"))
     t = _rng(seed, split, "moons", "t").uniform(0.0, math.pi, cfg.n_samples)
@@ -121,7 +131,7 @@ def moons(cfg: MoonsGenerator, seed: int, split: str) -> Generated:
     return _f32(x), labels, 2
 
 
-@GENERATORS.register("circles")
+@generator("circles", CirclesGenerator)
 def circles(cfg: CirclesGenerator, seed: int, split: str) -> Generated:
     labels = _balanced_labels(cfg.n_samples, 2, _rng(seed, split, "circles", "labels"))
     t = _rng(seed, split, "circles", "t").uniform(0.0, 2.0 * math.pi, cfg.n_samples)
@@ -131,7 +141,7 @@ def circles(cfg: CirclesGenerator, seed: int, split: str) -> Generated:
     return _f32(x), labels, 2
 
 
-@GENERATORS.register("spirals")
+@generator("spirals", SpiralsGenerator)
 def spirals(cfg: SpiralsGenerator, seed: int, split: str) -> Generated:
     k = cfg.n_classes
     labels = _balanced_labels(cfg.n_samples, k, _rng(seed, split, "spirals", "labels"))
@@ -142,7 +152,7 @@ def spirals(cfg: SpiralsGenerator, seed: int, split: str) -> Generated:
     return _f32(x), labels, k
 
 
-@GENERATORS.register("xor")
+@generator("xor", XorGenerator)
 def xor(cfg: XorGenerator, seed: int, split: str) -> Generated:
     x = _rng(seed, split, "xor", "x").uniform(-1.0, 1.0, (cfg.n_samples, 2))
     labels = ((x[:, 0] > 0) != (x[:, 1] > 0)).astype(np.int64)
@@ -150,7 +160,7 @@ def xor(cfg: XorGenerator, seed: int, split: str) -> Generated:
     return _f32(x), labels, 2
 
 
-@GENERATORS.register("teacher")
+@generator("teacher", TeacherGenerator)
 def teacher(cfg: TeacherGenerator, seed: int, split: str) -> Generated:
     truth = _truth(seed, "teacher")
     w1 = truth.normal(0.0, 1.0 / math.sqrt(cfg.n_features), (cfg.n_features, cfg.hidden))
@@ -170,7 +180,7 @@ def teacher(cfg: TeacherGenerator, seed: int, split: str) -> Generated:
     return x, labels, cfg.n_classes
 
 
-@GENERATORS.register("token_sequences")
+@generator("token_sequences", TokenSequencesGenerator)
 def token_sequences(cfg: TokenSequencesGenerator, seed: int, split: str) -> Generated:
     # class scores per token, centred per class so that every class wins about equally often
     scores = _truth(seed, "token_sequences").standard_normal((cfg.vocab_size, cfg.n_classes))
@@ -185,7 +195,7 @@ def token_sequences(cfg: TokenSequencesGenerator, seed: int, split: str) -> Gene
     return _f32(tokens), labels, cfg.n_classes
 
 
-@GENERATORS.register("time_series")
+@generator("time_series", TimeSeriesGenerator)
 def time_series(cfg: TimeSeriesGenerator, seed: int, split: str) -> Generated:
     # one series per split, long enough for n_samples overlapping windows
     length = cfg.n_samples + cfg.window + cfg.horizon - 1
@@ -205,7 +215,7 @@ def time_series(cfg: TimeSeriesGenerator, seed: int, split: str) -> Generated:
     return _f32(windows[:, : cfg.window, None]), _f32(windows[:, cfg.window:]), None
 
 
-@GENERATORS.register("adding_problem")
+@generator("adding_problem", AddingProblemGenerator)
 def adding_problem(cfg: AddingProblemGenerator, seed: int, split: str) -> Generated:
     n, length = cfg.n_samples, cfg.length
     rng = _rng(seed, split, "adding_problem", "x")

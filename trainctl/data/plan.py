@@ -17,18 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from trainctl.data.config import (
+from trainctl.data.generator_params import (
     BlobsGenerator,
-    CsvSource,
     LinearGenerator,
-    NpySource,
-    NpzSource,
     RandomNormalGenerator,
     RandomUniformGenerator,
-    ShardsSource,
-    StreamSource,
     TeacherGenerator,
-    ZipSource,
 )
 from trainctl.errors import DataError
 
@@ -47,7 +41,7 @@ def _driver(plan_drivers: list[tuple[str, int]]) -> str | None:
     return max(plan_drivers, key=lambda item: item[1])[0] if plan_drivers else None
 
 
-def _generator_plan(cfg: Any) -> SourcePlan:
+def generator_plan(cfg: Any) -> SourcePlan:
     n = cfg.n_samples
     gen64, kept32 = 8, 4  # generators draw float64, then keep a float32 copy
     per_value = gen64 * 2 + kept32  # the draw, one temporary of the same size, the copy
@@ -104,65 +98,79 @@ def _npy_header(path: Path, shown: str) -> tuple[tuple[int, ...], np.dtype]:
     return array.shape, array.dtype
 
 
-def _file_plan(source: Any, base_dir: Path) -> SourcePlan:
-    from trainctl.data import table_for, table_shown
+def npy_plan(source: Any, base_dir: Path) -> SourcePlan:
+    from trainctl.data.readers import resolve_path
+
+    shape, dtype = _npy_header(resolve_path(source.npy, base_dir), source.npy)
+    row = math.prod(shape[1:])
+    nbytes = shape[0] * row * (4 if dtype != np.float32 else 0)  # a float32 file stays mapped
+    for extra in (source.targets, source.sample_weight):
+        if extra:
+            other, other_dtype = _npy_header(resolve_path(extra, base_dir), extra)
+            nbytes += math.prod(other) * (4 + other_dtype.itemsize)
+    x_shape = tuple(shape[1:]) or (1,)
+    return SourcePlan(x_shape, nbytes, [("npy", nbytes)], rows=shape[0])
+
+
+def npz_plan(source: Any, base_dir: Path) -> SourcePlan:
     from trainctl.data.readers import excerpt, npz_member, resolve_path
 
-    if isinstance(source, NpySource):
-        shape, dtype = _npy_header(resolve_path(source.npy, base_dir), source.npy)
-        row = math.prod(shape[1:])
-        nbytes = shape[0] * row * (4 if dtype != np.float32 else 0)  # a float32 file stays mapped
-        for extra in (source.targets, source.sample_weight):
-            if extra:
-                other, other_dtype = _npy_header(resolve_path(extra, base_dir), extra)
-                nbytes += math.prod(other) * (4 + other_dtype.itemsize)
-        x_shape = tuple(shape[1:]) or (1,)
-        return SourcePlan(x_shape, nbytes, [("npy", nbytes)], rows=shape[0])
-    if isinstance(source, NpzSource):
-        path = resolve_path(source.npz, base_dir)
-        if not path.is_file():
-            raise DataError(f"{source.npz}: no such file (looked for {path})")
-        try:
-            with zipfile.ZipFile(path) as archive:
-                _, shape, dtype = npz_member(archive, source.npz, source.x_key)
-                nbytes = math.prod(shape) * (dtype.itemsize + 4)
-                for key in (source.y_key, source.sample_weight_key):
-                    if key and key + ".npy" in archive.namelist():
-                        _, other, other_dtype = npz_member(archive, source.npz, key)
-                        nbytes += math.prod(other) * (other_dtype.itemsize + 4)
-        except zipfile.BadZipFile:
-            raise DataError(f"{source.npz}: not a .npz file (not a zip archive, or a damaged one)") from None
-        except (ValueError, OSError, EOFError) as error:
-            raise DataError(f"{source.npz}: not a readable .npz file ({excerpt(str(error), 80)})") from None
-        x_shape = tuple(shape[1:]) or (1,)
-        return SourcePlan(x_shape, nbytes, [("npz", nbytes)], rows=shape[0] if shape else 0)
-    if isinstance(source, (CsvSource, ShardsSource)):
-        table = table_for(source, base_dir)  # reads the header line only
-        path = resolve_path(table_shown(source), base_dir)
-        if path.is_dir():
-            size = sum(f.stat().st_size for f in path.iterdir() if f.is_file())
-        else:
-            size = os.path.getsize(path)
-        key = "csv" if isinstance(source, CsvSource) else "shards"
-        width = len(getattr(table, "feature_cols", []) or []) or None
-        if getattr(table, "categorical", None):  # one-hot widths need the vocabulary (the whole file)
-            width = None
-        return SourcePlan((width,) if width else None, 2 * size, [(key, size)])
-    if isinstance(source, ZipSource):
-        xs, ys = _file_or_generator(source.zip.x, base_dir), _file_or_generator(source.zip.y, base_dir)
-        plan = SourcePlan(xs.x_shape, xs.nbytes + ys.nbytes, rows=xs.rows)
-        plan.drivers = [(f"zip.x.{k}", v) for k, v in xs.drivers] + [(f"zip.y.{k}", v) for k, v in ys.drivers]
-        return plan
-    raise DataError(f"{type(source).__name__}: unknown data source")  # pragma: no cover
+    path = resolve_path(source.npz, base_dir)
+    if not path.is_file():
+        raise DataError(f"{source.npz}: no such file (looked for {path})")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            _, shape, dtype = npz_member(archive, source.npz, source.x_key)
+            nbytes = math.prod(shape) * (dtype.itemsize + 4)
+            for key in (source.y_key, source.sample_weight_key):
+                if key and key + ".npy" in archive.namelist():
+                    _, other, other_dtype = npz_member(archive, source.npz, key)
+                    nbytes += math.prod(other) * (other_dtype.itemsize + 4)
+    except zipfile.BadZipFile:
+        raise DataError(f"{source.npz}: not a .npz file (not a zip archive, or a damaged one)") from None
+    except (ValueError, OSError, EOFError) as error:
+        raise DataError(f"{source.npz}: not a readable .npz file ({excerpt(str(error), 80)})") from None
+    x_shape = tuple(shape[1:]) or (1,)
+    return SourcePlan(x_shape, nbytes, [("npz", nbytes)], rows=shape[0] if shape else 0)
+
+
+def table_plan(form: Any, base_dir: Path) -> SourcePlan:
+    """A CSV file or shard directory (form: its formats._TableFormat): the header line only."""
+    from trainctl.data.readers import resolve_path
+
+    source, key = form.params, form.key
+    path = resolve_path(form.shown(), base_dir)
+    try:
+        table = form.table(base_dir)  # reads the header line only
+    except DataError as error:
+        if getattr(source, "window", None) is None or "column" not in str(error):
+            raise
+        # a time series' loader names the config key of the column (data.train.target, ...)
+        return SourcePlan(None, 2 * os.path.getsize(path), [("csv", os.path.getsize(path))])
+    if path.is_dir():
+        size = sum(f.stat().st_size for f in path.iterdir() if f.is_file())
+    else:
+        size = os.path.getsize(path)
+    width = len(getattr(table, "feature_cols", []) or []) or None
+    if getattr(table, "categorical", None):  # one-hot widths need the vocabulary (the whole file)
+        width = None
+    return SourcePlan((width,) if width else None, 2 * size, [(key, size)])
+
+
+def zip_plan(source: Any, base_dir: Path) -> SourcePlan:
+    xs, ys = _file_or_generator(source.zip.x, base_dir), _file_or_generator(source.zip.y, base_dir)
+    plan = SourcePlan(xs.x_shape, xs.nbytes + ys.nbytes, rows=xs.rows)
+    plan.drivers = [(f"zip.x.{k}", v) for k, v in xs.drivers] + [(f"zip.y.{k}", v) for k, v in ys.drivers]
+    return plan
 
 
 def _file_or_generator(source: Any, base_dir: Path) -> SourcePlan:
-    if hasattr(source, "generator"):
-        return _generator_plan(source)
-    return _file_plan(source, base_dir)
+    from trainctl.data.formats import format_of
+
+    return format_of(source).plan(base_dir, 32)
 
 
-def _stream_plan(source: StreamSource, base_dir: Path, batch_size: int) -> SourcePlan:
+def stream_plan(source: Any, base_dir: Path, batch_size: int) -> SourcePlan:
     stream = source.stream
     inner = _file_or_generator(stream.source, base_dir)
     if hasattr(stream.source, "generator"):
@@ -182,9 +190,9 @@ def _stream_plan(source: StreamSource, base_dir: Path, batch_size: int) -> Sourc
 
 def plan_source(source: Any, base_dir: Path, batch_size: int = 32) -> SourcePlan:
     """The plan of one source config (generator, file, zip or stream)."""
-    if isinstance(source, StreamSource):
-        return _stream_plan(source, Path(base_dir), batch_size)
-    return _file_or_generator(source, Path(base_dir))
+    from trainctl.data.formats import format_of
+
+    return format_of(source).plan(Path(base_dir), batch_size)
 
 
 def input_row_shape(data_config: Any, base_dir: Path) -> tuple[tuple[int, ...] | None, str]:
@@ -202,7 +210,7 @@ def input_row_shape(data_config: Any, base_dir: Path) -> tuple[tuple[int, ...] |
 
 
 def _describe(source: Any) -> str:
-    if isinstance(source, StreamSource):
+    if hasattr(source, "stream"):
         return "stream of " + _describe(source.stream.source)
     if hasattr(source, "generator"):
         return f"generator {source.generator}"

@@ -44,10 +44,12 @@ class ClusterSecurity:
 
     # -- a LocalCluster of our own ----------------------------------------------------------
     def local_settings(self) -> dict[str, Any]:
-        """dask config for the local cluster: no HTTP routes unless the dashboard is wanted."""
+        """dask config for the local cluster: no HTTP routes unless the dashboard is wanted;
+        each worker closes its own HTTP server as it starts (`dask_setup` below)."""
+        preload = {"distributed.worker.preload": [__name__]}
         if self.dashboard:
-            return {}
-        return {"distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []}
+            return preload
+        return {**preload, "distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []}
 
     def local_cluster_options(self) -> dict[str, Any]:
         try:
@@ -87,3 +89,11 @@ class ClusterSecurity:
                           "workers (give --tls-ca/--tls-cert/--tls-key and a tls:// address)",
                           ClusterSecurityWarning, stacklevel=2)
         return security
+
+
+def dask_setup(worker: Any) -> None:
+    """A local cluster worker's preload: dask starts an HTTP server (metrics, health) on every
+    worker, dashboard or not; close it, so the worker listens on its TLS port only."""
+    server = getattr(worker, "http_server", None)
+    if server is not None:
+        server.stop()

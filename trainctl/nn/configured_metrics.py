@@ -17,6 +17,7 @@ class ConfiguredMetric(Metric):
     owns the scratch buffers its kernel fills, so a batch allocates nothing."""
 
     Params: type = None  # pydantic model of the options (set per subclass)
+    compiled_ok = False  # its own kernel and scratch buffers: fit runs its steps from Python
 
     def __init__(self, name: str, greater_is_better: bool, summary: str, params=None):
         super().__init__(name, greater_is_better, False, summary)

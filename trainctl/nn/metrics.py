@@ -42,6 +42,7 @@ class Metric:
     returns a copy with given options from `configured(params)`."""
 
     Params: Any = None  # no options
+    compiled_ok = True  # metric_value computes it inside the compiled training loop (train/compiled.py)
 
     def __init__(self, name: str, greater_is_better: bool, sparse_targets: bool, summary: str):
         self.name = name

@@ -70,6 +70,9 @@ class Sequential:
         if not self.layers:
             raise ConfigValueError([("model.layers", "a model needs at least one layer")])
         self.name, self.seed, self.dtype = name, int(seed), np.dtype(dtype)
+        # masks exist only where a layer makes one (overrides compute_mask): otherwise every
+        # input_mask stays None and forward skips the per-layer mask calls
+        self._masking = any(type(layer).compute_mask is not Layer.compute_mask for layer in self.layers)
         self.stop_training = False
         self.history: Any = None  # the History of the last fit
         self.optimizer: Any = None
@@ -217,6 +220,10 @@ class Sequential:
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """x: [n, *input_shape] with n <= allocated batch size → [n, *output_shape] (a buffer view)."""
+        if not self._masking:
+            for layer in self.layers:
+                x = layer.forward(x, training)
+            return x
         mask = None
         for layer in self.layers:
             layer.input_mask = mask

@@ -2,7 +2,8 @@
 shapes alone, checked against the memory available or `--max-memory`.
 
 The estimate adds the weights (values, gradients, the flat copy the optimizer updates and the
-initialiser's float64 draw), the optimizer's slots, the layers' per-batch buffers and the
+initialiser's float64 draw), the optimizer's slots, the layers' per-batch buffers (what each
+layer's `allocate` takes, as its `buffer_nbytes` says), a checkpoint being serialised and the
 data held in memory. When it is over the limit the run is refused with one located line
 naming the config key that drives the largest part (`model.layers.0.units`, `fit.batch_size`,
 `data.train.n_samples`), before a byte of it is allocated.
@@ -115,8 +116,41 @@ def _layer_key(model: Any, index: int) -> str:
     return "model.layers.0.input_shape"
 
 
-def model_parts(model: Any, batch_size: int, slot_count: int, *, training: bool = True) -> list[Part]:
-    """Weights, optimizer slots and per-batch buffers of a model built with shapes_only."""
+# Integer options of a layer that size nothing.
+_NOT_SIZES = {"seed", "axis", "dims", "input_shape", "batch_input_shape", "batch_size", "input_dim"}
+
+
+def _input_key(model: Any) -> str:
+    return ("model.layers.0.input_shape" if model.layers[0].params.input_shape is not None
+            else "model.layers.0.batch_input_shape")
+
+
+def _buffer_key(model: Any, batch_size: int, batch_key: str) -> str:
+    """The key that sizes the largest layer's buffers: the largest of its factors, the batch,
+    its own sizes (units, filters, an up-sampling size...), its input's steps (a recurrent
+    layer keeps every step) and its input's width."""
+    sizes = [layer.buffer_nbytes(batch_size, model.dtype.itemsize) for layer in model.layers]
+    index = max(range(len(sizes)), key=sizes.__getitem__)
+    layer = model.layers[index]
+    factors = [(batch_size, batch_key)]
+    for name, value in layer.params:
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if name not in _NOT_SIZES and values and all(type(v) is int and v > 0 for v in values):
+            factors.append((math.prod(values), f"model.layers.{index}.{name}"))
+    shape = tuple(layer.input_shape or ())
+    if len(shape) > 1:
+        factors.append((math.prod(shape[:-1]), _input_key(model)))
+    if shape:
+        earlier = [i for i in range(index) if getattr(model.layers[i].params, "units", None) is not None]
+        factors.append((shape[-1], f"model.layers.{earlier[-1]}.units" if earlier else _input_key(model)))
+    return max(factors, key=lambda factor: factor[0])[1]
+
+
+def model_parts(model: Any, batch_size: int, slot_count: int, *, training: bool = True,
+                batch_key: str = "fit.batch_size") -> list[Part]:
+    """Weights, optimizer slots, per-batch buffers (each layer's `buffer_nbytes`: for a
+    recurrent layer the states and gates of every step, kept for backpropagation through
+    time) and, when training, a checkpoint being serialised, of a model built with shapes_only."""
     itemsize = model.dtype.itemsize
     sizes = [sum(w.value.size for w in layer.weights) for layer in model.layers]
     params = sum(sizes)
@@ -127,14 +161,17 @@ def model_parts(model: Any, batch_size: int, slot_count: int, *, training: bool 
     # value + grad, the flat buffer they are copied into, the initialiser's float64 draw
     copies = 3 if training else 2
     weights = params * itemsize * copies + largest_weight * 8
-    activations = [math.prod(layer.output_shape) for layer in model.layers]
-    widest = max(activations + [math.prod(model.input_shape)])
-    buffers = model.buffer_nbytes(batch_size) + batch_size * (math.prod(model.input_shape) + activations[-1] * 4) * itemsize
-    buffer_key = "fit.batch_size" if batch_size >= widest else _layer_key(model, activations.index(max(activations)))
+    outputs = math.prod(model.output_shape)
+    buffers = model.buffer_nbytes(batch_size) + batch_size * (math.prod(model.input_shape) + outputs * 4) * itemsize
+    buffer_key = _buffer_key(model, batch_size, batch_key)
     parts = [Part("weights", weights, weight_key)]
     if training:
         parts.append(Part("optimizer slots", slot_count * trainable * itemsize, weight_key))
     parts.append(Part("batch buffers", buffers, buffer_key))
+    if training:
+        # A checkpoint holds the weights and the optimizer state serialised, beside the copy
+        # of the slots the state is taken from, while it is written.
+        parts.append(Part("checkpoint", (params + 2 * slot_count * trainable) * itemsize, weight_key))
     return parts
 
 
@@ -185,9 +222,10 @@ def training_estimate(model: Any, config: Any, base_dir: Path | None) -> Estimat
 
     fit = config.fit
     batch = max(fit.batch_size, fit.validation_batch_size or 0)
+    batch_key = "fit.batch_size" if batch == fit.batch_size else "fit.validation_batch_size"
     optimizer_cls = OPTIMIZERS.get(config.optimizer.type)
     slots = len(getattr(optimizer_cls, "slot_names", ()) or ())
-    parts = model_parts(model, batch, slots)
+    parts = model_parts(model, batch, slots, batch_key=batch_key)
     if base_dir is not None:
         parts += data_parts(config.data, base_dir, batch, math.prod(model.output_shape))
     return Estimate(tuple(parts))

@@ -40,11 +40,9 @@ def located_in(loaded):
     except ConfigValueError as error:
         if loaded is None:
             raise
-        from trainctl.config.problems import Problem, raise_problems
+        from trainctl.config.problems import raise_problems
 
-        raise_problems([Problem(str(loaded.path), mark.line, mark.col, path, message)
-                        for path, message in error.problems
-                        for mark in [loaded.positions.value(path)]])
+        raise_problems([loaded.problem(path, message) for path, message in error.problems])
 
 
 def build_callbacks(config) -> list[Callback]:
@@ -114,7 +112,7 @@ def probe_data(config, model, base_dir: Path) -> list[tuple[str, str]]:
                 problems.append((where, message))
                 continue
             first = table.tables[0] if hasattr(table, "tables") else table
-            if shape_kept and not table.needs_encoding and tuple(model.input_shape) != (len(table.feature_names),):
+            if shape_kept and not table.needs_encoding and tuple(model.input_shape) != table.row_shape:
                 problems.append(("model.layers.0.input_shape",
                                  f"{source.csv if key == 'csv' else source.shards} has {len(table.feature_names)} feature columns "
                                  f"({', '.join(table.feature_names)}), the model expects input_shape {list(model.input_shape)}"))
@@ -335,8 +333,8 @@ def _prepare(loaded, config_dir: Path, init_from: Path | None = None, max_memory
     compile_from_config(model, config, loaded)
     user_callbacks = build_callbacks(config)
     check_callback_files(user_callbacks, loaded)
-    data = load_training_data(config, config_dir, model)
-    with located_in(loaded):
+    with located_in(loaded):  # data problems tied to a config key (a time series' window, a column)
+        data = load_training_data(config, config_dir, model)
         data.class_weight = resolve_class_weight(config.fit.class_weight, data)
     do_validation = data.x_val is not None or data.validation_stream is not None
     check_monitors(user_callbacks, log_keys(model), do_validation, loaded)

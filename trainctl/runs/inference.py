@@ -98,7 +98,8 @@ def _file_source(path: Path, run: Run, with_targets: bool):
             features = run.data_info.get("feature_names")
         options = {}
         if isinstance(train, CsvSource):  # read it as training read its CSV: same columns, fills, encoding
-            options = {key: getattr(train, key) for key in ("delimiter", "header", "columns", "fill", "missing_values", "encoding")}
+            options = {key: getattr(train, key) for key in ("delimiter", "header", "columns", "fill", "missing_values", "encoding",
+                                                    "window", "horizon", "stride", "sampling_rate")}
         return CsvSource(csv=str(path), target=target, features=features,
                          labels=getattr(train, "labels", "auto"), class_names=run.class_names, **options)
     if suffix == ".npz":

@@ -321,7 +321,7 @@ def _run_training(run_dir, prepared: _Prepared, extra: list[Callback], settings:
 
         messages.insert(0, class_mapping_line(data.class_names, data.class_weight))
     model_mae = final.get("val_mae", final.get("val_mean_absolute_error"))  # the name as the user wrote it, or TF.js's
-    baseline = forecast_baseline_line(config.data, data.x_val, data.y_val, model_mae)
+    baseline = forecast_baseline_line(config.data, data, model_mae)
     if baseline is not None:
         messages.append(baseline)
     return TrainOutcome(run_dir, history, final, seconds, trained_here, messages=messages,

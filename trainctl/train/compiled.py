@@ -1,8 +1,9 @@
 """Many training steps per compiled call (Keras `steps_per_execution`), for the models the
 compiled loop covers: in-memory data (ArraySource), a stack of layers that all give a
-`compiled_plan()` (Dense today), no weight or activity regularizers, an optimizer on the flat
-buffer without clipnorm. Anything else trains step by step from Python — same results, the
-fit simply does not use this module (`CompiledSteps.build` returns None and says why).
+`compiled_plan()` (Dense and Dropout today; weight regularizers on their kernels and biases),
+no activity regularizers, metrics that declare `compiled_ok`, an optimizer on the flat buffer
+without clipnorm. Anything else trains step by step from Python — same results, the fit simply
+does not use this module (`CompiledSteps.unsupported` says why, in `model.compiled_fallback`).
 
 The loop returns to Python only where something needs it: the epoch's end (validation), a
 step a callback saves at (`next_step_boundary`), a callback that must see every batch (a
@@ -37,8 +38,12 @@ def worth_compiling(total_steps: int | None, steps_per_execution) -> bool:
     return _loaded or (total_steps is not None and total_steps >= AUTO_MIN_STEPS)
 
 
+UNIFORM_BUDGET = 1 << 21  # dropout uniforms drawn per chunk (float64: 16 MB); longer chunks are cut
+
+
 @dataclass
 class _Plan:
+    kinds: np.ndarray
     kernels: Any
     biases: Any
     kernel_grads: Any
@@ -48,35 +53,103 @@ class _Plan:
     dzs: Any
     dxs: Any
     codes: np.ndarray
+    ys_flat: Any
+    dxs_flat: Any
+    masks: Any
+    uniforms: Any
+    rates: np.ndarray
+    features: np.ndarray
+    offsets: np.ndarray
+    dropouts: list  # (layer index, DropoutPlan) in forward order
+    regularized: bool
+    reg_which: np.ndarray
+    reg_rates: np.ndarray
+    reg_grad_rates: np.ndarray
+
+
+def _typed(items):
+    from numba.typed import List
+
+    out = List()
+    for item in items:
+        out.append(item)
+    return out
+
+
+def _regularizer_rows(model, plans, dtype):
+    """Per layer, its regularized weights in weight order (as Layer.regularization_loss sums
+    them): which (kernel/bias), the penalty's float64 rates and the gradient's rates in the
+    model's dtype (as Regularizer.add_grad rounds them). None: a regularized weight the plan
+    does not hold."""
+    from trainctl.kernels.plan_steps import REG_BIAS, REG_KERNEL, REG_NONE
+    from trainctl.nn.layers.base import DensePlan
+
+    n = len(plans)
+    which = np.full((n, 2), REG_NONE, np.int64)
+    rates = np.zeros((n, 2, 2), np.float64)
+    grad_rates = np.zeros((n, 2, 2), dtype)
+    for index, (layer, plan) in enumerate(zip(model.layers, plans)):
+        row = 0
+        for weight in layer.weights:
+            regularizer = weight.regularizer
+            if regularizer is None:
+                continue
+            if not isinstance(plan, DensePlan) or row == 2:
+                return None
+            if weight.value is plan.kernel:
+                which[index, row] = REG_KERNEL
+            elif weight.value is plan.bias:
+                which[index, row] = REG_BIAS
+            else:
+                return None
+            rates[index, row] = (regularizer.l1, regularizer.l2)
+            grad_rates[index, row] = (dtype.type(regularizer.l1), dtype.type(2.0 * regularizer.l2))
+            row += 1
+    return which, rates, grad_rates
 
 
 class CompiledSteps:
     """Runs chunks of an epoch's steps for one (trainer, source, batch size)."""
 
-    def __init__(self, trainer, source, batch_size: int, reason_out: list[str] | None = None):
-        from numba.typed import List
-
-        from trainctl.kernels import steps
+    def __init__(self, trainer, source, batch_size: int):
+        from trainctl.kernels import plan_steps, steps
         from trainctl.nn.activations import ACTIVATIONS
+        from trainctl.nn.layers.base import DensePlan
 
         self.trainer, self.source, self.batch_size = trainer, source, batch_size
         model = trainer.model
         trainer._ensure(batch_size)
-        plans = [layer.compiled_plan() for layer in model.layers]
         dtype = model.dtype
         self.dtype = dtype
-
-        def typed(items):
-            out = List()
-            for item in items:
-                out.append(item)
-            return out
-
-        self.plan = _Plan(typed([p.kernel for p in plans]), typed([p.bias for p in plans]),
-                          typed([p.kernel_grad for p in plans]), typed([p.bias_grad for p in plans]),
-                          typed([p.z for p in plans]), typed([p.y for p in plans]),
-                          typed([p.dz for p in plans]), typed([p.dx for p in plans]),
-                          np.array([p.activation_code for p in plans], np.int64))
+        plans = [layer.compiled_plan() for layer in model.layers]
+        none2, none1, none_u = np.zeros((0, 0), dtype), np.zeros(0, dtype), np.zeros(0, np.float64)
+        kinds, rows = [], []
+        dropouts = []
+        for index, plan in enumerate(plans):
+            if isinstance(plan, DensePlan):
+                kinds.append(plan_steps.KIND_DENSE)
+                rows.append({"kernel": plan.kernel, "bias": plan.bias, "kernel_grad": plan.kernel_grad,
+                             "bias_grad": plan.bias_grad, "z": plan.z, "y": plan.y, "dz": plan.dz, "dx": plan.dx,
+                             "code": plan.activation_code, "y_flat": plan.y.reshape(-1),
+                             "dx_flat": plan.dx.reshape(-1), "mask": none1, "rate": 0.0,
+                             "features": plan.y.shape[1]})
+            else:  # a DropoutPlan: 2-D views of its 1-D buffers for the layers around it
+                kinds.append(plan_steps.KIND_DROPOUT)
+                dropouts.append((index, plan))
+                capacity = plan.y.shape[0] // plan.features
+                rows.append({"kernel": none2, "bias": none1, "kernel_grad": none2, "bias_grad": none1,
+                             "z": none2, "y": plan.y.reshape(capacity, plan.features), "dz": none2,
+                             "dx": plan.dx.reshape(capacity, plan.features), "code": 0, "y_flat": plan.y,
+                             "dx_flat": plan.dx, "mask": plan.mask, "rate": plan.rate, "features": plan.features})
+        regularizers = _regularizer_rows(model, plans, dtype)
+        self.plan = _Plan(np.array(kinds, np.int64), *(_typed([r[k] for r in rows]) for k in (
+            "kernel", "bias", "kernel_grad", "bias_grad", "z", "y", "dz", "dx")),
+            np.array([r["code"] for r in rows], np.int64),
+            _typed([r["y_flat"] for r in rows]), _typed([r["dx_flat"] for r in rows]),
+            _typed([r["mask"] for r in rows]), _typed([none_u for _ in rows]),
+            np.array([r["rate"] for r in rows], np.float64), np.array([r["features"] for r in rows], np.int64),
+            np.zeros(len(rows), np.int64), dropouts, trainer.regularized, *regularizers)
+        self.uniforms_per_step = batch_size * sum(plan.features for _, plan in dropouts)
         self.linear_code = int(ACTIVATIONS.get("linear").code)
         if not trainer.fused:
             self.loss_mode = steps.LOSS_GENERIC
@@ -103,7 +176,7 @@ class CompiledSteps:
         self.y_buf = np.empty((batch_size, self.y_source.shape[1]), dtype)
         self.unit = np.array([0, 1], dtype)
         self.values = np.empty((0, 1 + len(trainer.metrics)), np.float64)
-        self._kernel = steps.train_steps
+        self._kernel = plan_steps.train_plan_steps
         self.seconds_per_step: float | None = None
 
     # -- eligibility -------------------------------------------------------------------
@@ -122,8 +195,11 @@ class CompiledSteps:
         uncovered = [layer.name for layer in model.layers if not _covered(layer)]
         if uncovered:
             return f"layer {uncovered[0]} has no compiled step yet"
-        if trainer.regularized or trainer.activity_regularized:
-            return "regularizers run in Python"
+        if trainer.activity_regularized:
+            return "activity regularizers run in Python"
+        if trainer.regularized and _regularizer_rows(model, [layer.compiled_plan() for layer in model.layers],
+                                                     model.dtype) is None:
+            return "a regularized weight the compiled step does not hold"
         optimizer = model.optimizer
         if optimizer._flat is None or optimizer.params.clipnorm is not None:
             return "clipnorm (per weight) runs in Python"
@@ -131,8 +207,8 @@ class CompiledSteps:
             return f"optimizer {optimizer.type_id} has no compiled update"
         if model.dtype not in (np.float32, np.float64):
             return f"dtype {model.dtype}"
-        own = [m.metric.name for m in trainer.metrics if m.metric.code < 0]
-        if own:  # thresholded precision/recall, auc, f1, ... have kernels of their own
+        own = [m.metric.name for m in trainer.metrics if not m.metric.compiled_ok]
+        if own:
             return f"metric {own[0]} is computed outside the compiled step"
         return None
 
@@ -152,6 +228,8 @@ class CompiledSteps:
                 size = min(size, max(1, int(CHUNK_SECONDS / max(self.seconds_per_step, 1e-9))), MAX_CHUNK)
         else:
             size = min(size, int(limit))
+        if self.uniforms_per_step:
+            size = min(size, max(1, UNIFORM_BUDGET // self.uniforms_per_step))
         return max(1, size)
 
     def _constants(self, n_steps: int) -> tuple[np.ndarray, bool]:
@@ -169,16 +247,32 @@ class CompiledSteps:
         table = np.array(rows, self.dtype) if rows and rows[0] else np.zeros((n_steps, 1), self.dtype)
         return np.ascontiguousarray(table), flag
 
+    def _draw_uniforms(self, first_sample: int, n_steps: int) -> None:
+        """Each active Dropout's uniforms for the chunk from its own generator, as its forward
+        draws them step by step (a generator's doubles drawn at once are the same stream)."""
+        plan = self.plan
+        if not plan.dropouts:
+            return
+        rows = max(0, min(n_steps * self.batch_size, self.x_source.shape[0] - first_sample))
+        for index, dropout in plan.dropouts:
+            if dropout.rate > 0:
+                plan.uniforms[index] = dropout.rng.random(rows * dropout.features)
+        plan.offsets[:] = 0
+
     def _snapshot(self):
         optimizer = self.optimizer
-        return optimizer.iterations, {k: v.copy() for k, v in optimizer._scalars.items()}
+        rngs = [plan.rng.bit_generator.state for _, plan in self.plan.dropouts]
+        return optimizer.iterations, {k: v.copy() for k, v in optimizer._scalars.items()}, rngs
 
-    def _rewind(self, snapshot, n_steps: int) -> None:
+    def _rewind(self, snapshot, first_sample: int, n_steps: int) -> None:
         optimizer = self.optimizer
         optimizer.iterations = snapshot[0]
         for key, value in snapshot[1].items():
             optimizer._scalars[key][...] = value
         self._constants(n_steps)
+        for (_, plan), state in zip(self.plan.dropouts, snapshot[2]):
+            plan.rng.bit_generator.state = state
+        self._draw_uniforms(first_sample, n_steps)
 
     def run(self, order: np.ndarray, first_batch: int, n_steps: int, totals: np.ndarray) -> np.ndarray:
         """Run up to n_steps from batch `first_batch` of the epoch with row order `order`;
@@ -187,14 +281,19 @@ class CompiledSteps:
             self.values = np.empty((max(n_steps, 2 * self.values.shape[0]), self.values.shape[1]), np.float64)
         snapshot = self._snapshot()
         constants, flag = self._constants(n_steps)
+        first_sample = first_batch * self.batch_size
+        self._draw_uniforms(first_sample, n_steps)
         trainer, plan = self.trainer, self.plan
         started = time.perf_counter()
         done = self._kernel(
             self.x_source, self.y_source, self.weight_source, order, self.has_weights,
-            first_batch * self.batch_size, self.x_source.shape[0], self.batch_size, n_steps,
-            self.x_buf, self.y_buf, trainer._scale, trainer._per_row, trainer._grad, self.unit,
-            plan.kernels, plan.biases, plan.kernel_grads, plan.bias_grads, plan.zs, plan.ys, plan.dzs, plan.dxs,
-            plan.codes, self.linear_code, self.loss_mode, self.loss_code, self.metric_codes, self.values, totals,
+            first_sample, self.x_source.shape[0], self.batch_size, n_steps,
+            self.x_buf, self.x_buf.reshape(-1), self.y_buf, trainer._scale, trainer._per_row, trainer._grad,
+            trainer._grad.reshape(-1), self.unit,
+            plan.kinds, plan.kernels, plan.biases, plan.kernel_grads, plan.bias_grads, plan.zs, plan.ys, plan.dzs,
+            plan.dxs, plan.codes, self.linear_code, plan.ys_flat, plan.dxs_flat, plan.masks, plan.uniforms,
+            plan.rates, plan.features, plan.offsets, plan.regularized, plan.reg_which, plan.reg_rates,
+            plan.reg_grad_rates, self.loss_mode, self.loss_code, self.metric_codes, self.values, totals,
             self.opt_code, self.flat_value, self.flat_grad, *self.slots, constants, flag, self.clipvalue)
         elapsed = time.perf_counter() - started
         global _loaded
@@ -202,7 +301,7 @@ class CompiledSteps:
         if done:
             self.seconds_per_step = elapsed / done
         if done < n_steps:
-            self._rewind(snapshot, done)
+            self._rewind(snapshot, first_sample, done)
         return self.values[:done]
 
 

@@ -119,7 +119,6 @@ class Trainer:
         """Call the loss kernels directly in the hot loop: the data were checked against the
         model before training, so the per-call argument checks of Loss.compute are skipped."""
         from trainctl.kernels import losses as kernels
-
         from trainctl.kernels.steps import batch_loss
 
         self._batch_loss = batch_loss  # the compiled loop's own: both paths sum the same way

@@ -61,6 +61,19 @@ class DensePlan:
 
 
 @dataclass(frozen=True)
+class DropoutPlan:
+    """Dropout as the compiled loop runs it: `rng` draws each step's uniforms (the same
+    stream `forward` draws from), `mask`, `y` and `dx` are the layer's 1-D buffers."""
+
+    rate: float
+    rng: Any
+    mask: np.ndarray
+    y: np.ndarray
+    dx: np.ndarray
+    features: int
+
+
+@dataclass(frozen=True)
 class ShapeOnly:
     """Stands in for a weight's value and grad when a model is built from shapes alone
     (`validate`, `summary`, the memory estimate before training): it answers `shape`, `size`,
@@ -143,7 +156,7 @@ class Layer:
         (softmax or sigmoid fused with cross-entropy). Only layers with an output activation."""
         raise TrainctlError(f"{self.name}: {self.class_name} has no output activation to fuse with the loss")
 
-    def compiled_plan(self) -> "DensePlan | None":
+    def compiled_plan(self) -> "DensePlan | DropoutPlan | None":
         """What the compiled training loop (trainctl/train/compiled.py) needs to run this layer's
         steps without Python: its buffers and codes, valid after `allocate`. None (the default):
         the loop cannot run this layer, and fit runs every step from Python (same results)."""

@@ -12,7 +12,7 @@ from trainctl.nn.activations import ACTIVATIONS
 from trainctl.config.base import PositiveInt, Seed, Size, UnitInterval, bounded_int, registry_id, typed_spec
 from trainctl.errors import TrainctlError
 from trainctl.nn.initializers import INITIALIZERS
-from trainctl.nn.layers.base import LAYERS, BuildContext, DensePlan, Layer, LayerParams, RandomLayer, Shape
+from trainctl.nn.layers.base import LAYERS, BuildContext, DensePlan, DropoutPlan, Layer, LayerParams, RandomLayer, Shape
 from trainctl.nn.regularizers import REGULARIZERS, build_regularizer
 
 
@@ -254,6 +254,9 @@ class Dropout(RandomLayer):
 
     def buffer_nbytes(self, batch_size: int, itemsize: int) -> int:
         return batch_size * math.prod(self.input_shape) * (8 + 3 * itemsize)  # uniforms (float64), mask, y, dx
+
+    def compiled_plan(self) -> DropoutPlan:
+        return DropoutPlan(float(self.params.rate), self.rng, self._mask, self._y, self._dx, math.prod(self.input_shape))
 
 
 @LAYERS.register("flatten")

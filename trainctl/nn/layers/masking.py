@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from trainctl.errors import TrainctlError
@@ -31,6 +33,9 @@ class Masking(Layer):
         self._mask = np.empty((batch_size, steps), bool)
         self._y = np.empty((batch_size, *self.input_shape), self.dtype)
         self._dx = np.empty((batch_size, *self.input_shape), self.dtype)
+
+    def buffer_nbytes(self, batch_size: int, itemsize: int) -> int:
+        return batch_size * (self.input_shape[0] + 2 * math.prod(self.input_shape) * itemsize)  # mask, y, dx
 
     def compute_mask(self, x: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         n = x.shape[0]

@@ -182,6 +182,23 @@ class Recurrent(Layer):
     def allocate_cell(self, n: int, steps: int) -> None:
         """Cell-specific buffers."""
 
+    def buffer_nbytes(self, batch_size: int, itemsize: int) -> int:
+        """What `allocate` takes (pinned to it by tests/test_hostile/test_hostile_budget.py):
+        per step of the sequence and per row, the input projections, pre-activations, gate
+        gradients, hidden states and inputs kept for backpropagation through time."""
+        n, (steps, features) = batch_size, self.input_shape
+        units = self.params.units
+        gates, states, wide = self.n_gates * units, self.n_states, max(features, units)
+        y = n * steps * units if self.params.return_sequences else n * units
+        per_sequence = n * steps * (2 * features + 4 * gates + units + 1) + states * (steps + 1) * n * units
+        per_row = n * (features + units * (2 + 2 * states) + wide)  # masks, dh, dprev, carry, ones
+        values = per_sequence + per_row + y + gates * units + self.cell_buffer_values(n, steps)
+        return values * itemsize + n * wide * 8  # + the float64 uniforms for dropout masks
+
+    def cell_buffer_values(self, n: int, steps: int) -> int:
+        """Values in the buffers `allocate_cell` adds."""
+        return 0
+
     # -- forward ----------------------------------------------------------------------------
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         n, steps = x.shape[0], self.input_shape[0]

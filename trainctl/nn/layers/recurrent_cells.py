@@ -24,6 +24,9 @@ class SimpleRNN(Recurrent):
     def allocate_cell(self, n: int, steps: int) -> None:
         self._rec = np.empty((n, self.params.units), self.dtype)
 
+    def cell_buffer_values(self, n: int, steps: int) -> int:
+        return n * self.params.units
+
     def run_forward(self, xw, mask, rmask, n):
         self._kernels.simple_rnn_forward(xw, self.recurrent_kernel.value, mask, rmask, self._states[0][n],
                                          self._hd[n], self._pre[n], self._rec[:n],
@@ -62,6 +65,10 @@ class LSTM(Recurrent):
         self._gates = TimeMajor(steps, n, 4 * units, self.dtype)
         self._act_c = TimeMajor(steps, n, units, self.dtype)
         self._rec = np.empty((n, 4 * units), self.dtype)
+
+    def cell_buffer_values(self, n: int, steps: int) -> int:
+        units = self.params.units
+        return steps * n * 5 * units + n * 4 * units  # gates, act_c; rec
 
     def run_forward(self, xw, mask, rmask, n):
         h, c = (states[n] for states in self._states)
@@ -136,6 +143,13 @@ class GRU(Recurrent):
             self._dzr = np.empty((n, 2 * units), dtype)
             self._dzh = np.empty((n, units), dtype)
             self._drh = np.empty((n, units), dtype)
+
+    def cell_buffer_values(self, n: int, steps: int) -> int:
+        units = self.params.units
+        shared = steps * n * 3 * units + 3 * units  # gates, zero bias
+        if self.params.reset_after:
+            return shared + 2 * steps * n * 3 * units + n * 3 * units  # rec_raw, drec; rec
+        return shared + steps * n * units + 6 * units * units + 7 * n * units  # rh; split kernels; row scratch
 
     def run_forward(self, xw, mask, rmask, n):
         p, k = self.params, self._kernels

@@ -188,13 +188,15 @@ class _UpSampling(Layer):
         super().build(input_shape, context)
         interpolation = getattr(self.params, "interpolation", "nearest")
         self.bilinear = interpolation == "bilinear"
-        rows, cols = self._as_nhwc(np.empty((1, *input_shape), np.int8)).shape[1:3]
-        size_rows, size_cols = self._factors()
-        self._tables = _bilinear_table(rows, size_rows, context.dtype) + _bilinear_table(cols, size_cols, context.dtype)
+        self._rows, self._cols = self._as_nhwc(np.empty((1, *input_shape), np.int8)).shape[1:3]
         return self.output_shape
 
     def allocate(self, batch_size: int) -> None:
         super().allocate(batch_size)
+        # the interpolation tables are output-sized: made here, never for a shapes-only build
+        size_rows, size_cols = self._factors()
+        self._tables = (_bilinear_table(self._rows, size_rows, self.dtype) + _bilinear_table(self._cols, size_cols, self.dtype)
+                        if self.bilinear else ())
         self._y = np.empty((batch_size, *self.output_shape), self.dtype)
         self._dx = np.empty((batch_size, *self.input_shape), self.dtype)
         self._kernel = _resampling_kernels()

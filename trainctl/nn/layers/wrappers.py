@@ -3,6 +3,7 @@ run both ways, outputs merged) and TimeDistributed (one layer applied to every t
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import numpy as np
@@ -89,6 +90,11 @@ class Bidirectional(_Wrapper):
         self._dy_forward = np.empty((batch_size, *inner), self.dtype)
         self._dy_backward = np.empty((batch_size, *inner), self.dtype)
         self._dx = np.empty((batch_size, *self.input_shape), self.dtype)
+
+    def buffer_nbytes(self, batch_size: int, itemsize: int) -> int:
+        inner = math.prod(self.forward_layer.output_shape)
+        own = batch_size * (math.prod(self.output_shape) + 2 * inner + math.prod(self.input_shape)) * itemsize
+        return own + sum(layer.buffer_nbytes(batch_size, itemsize) for layer in (self.forward_layer, self.backward_layer))
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         for layer in (self.forward_layer, self.backward_layer):
@@ -196,6 +202,9 @@ class TimeDistributed(_Wrapper):
     def allocate(self, batch_size: int) -> None:
         super().allocate(batch_size)
         self.inner.allocate(batch_size * self.input_shape[0])
+
+    def buffer_nbytes(self, batch_size: int, itemsize: int) -> int:
+        return self.inner.buffer_nbytes(batch_size * self.input_shape[0], itemsize)
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         n, steps = x.shape[0], self.input_shape[0]

@@ -161,11 +161,10 @@ def check_monitors(callbacks: list[Callback], log_keys: list[str], do_validation
     if loaded is None:
         index, type_id, problem = problems[0]
         raise TrainctlError(f"callbacks.{type_id}.monitor: {problem}")
-    from trainctl.config.problems import Problem, raise_problems
+    from trainctl.config.problems import raise_problems
 
-    raise_problems([Problem(str(loaded.path), mark.line, mark.col, f"callbacks.{type_id}.monitor", problem)
-                    for index, type_id, problem in problems
-                    for mark in [loaded.positions.value(f"callbacks.{index}.monitor")]])
+    raise_problems([loaded.problem(f"callbacks.{index}.monitor", problem, shown=f"callbacks.{type_id}.monitor")
+                    for index, type_id, problem in problems])
 
 
 class MonitoringCallback(Callback):

@@ -1,0 +1,40 @@
+"""The tiny teacher classifier most tests train: one place for its config (issue 9, item 8).
+
+    teacher_config()                                   # the 64-sample, 4-feature default
+    teacher_config(n_features=6, n_samples=300, fit="{epochs: 3, batch_size: 32}")
+
+Dense(relu) → [extra layers] → Dense(softmax) on the `teacher` generator (a random teacher
+network labels Gaussian inputs), categorical cross-entropy. Each keyword is one line's
+value; the layout is fixed, so tests that point at a line:col of the text stay valid. The
+`teacher_yaml` fixture (tests/conftest.py) writes it to a file.
+"""
+
+from __future__ import annotations
+
+
+def teacher_source(n_samples: int = 64, n_features: int = 4, n_classes: int = 3, hidden: int | None = 4) -> str:
+    """The `data.train` mapping of the teacher generator, in flow style."""
+    width = "" if hidden is None else f", hidden: {hidden}"
+    return f"{{generator: teacher, n_samples: {n_samples}, n_features: {n_features}, n_classes: {n_classes}{width}}}"
+
+
+def teacher_config(*, name: str = "small", seed: int | None = 0, units: int = 8, activation: str = "relu", n_features: int = 4,
+                   n_classes: int = 3, hidden: int | None = 4, n_samples: int = 64,
+                   layers: tuple[str, ...] = (), optimizer: str = "{type: adam, learning_rate: 0.01}",
+                   metrics: str = "[accuracy]", data: tuple[str, ...] = (), fit: str = "{epochs: 1, batch_size: 16}",
+                   header: str = "", tail: str = "") -> str:
+    """The config text. `layers` are flow mappings put between the two dense layers, `data`
+    extra lines of the data section (`validation_split: 0.25`), `fit` the fit section's value
+    (flow style, or block lines starting with a newline), `header` comment lines first and
+    `tail` sections after fit (e.g. callbacks)."""
+    lines = [header.rstrip("\n")] if header else []
+    lines += [f"name: {name}"] + ([f"seed: {seed}"] if seed is not None else [])
+    lines += ["model:", "  layers:", f"    - {{type: dense, units: {units}, activation: {activation}, input_shape: [{n_features}]}}"]
+    lines += [f"    - {layer}" for layer in layers]
+    lines += [f"    - {{type: dense, units: {n_classes}, activation: softmax}}",
+              f"optimizer: {optimizer}", "loss: categorical_crossentropy"]
+    lines += [f"metrics: {metrics}"] if metrics else []
+    lines += ["data:", f"  train: {teacher_source(n_samples, n_features, n_classes, hidden)}"]
+    lines += [f"  {line}" for line in data]
+    lines += [f"fit:{'' if fit.startswith(chr(10)) else ' '}{fit}"]
+    return "\n".join(lines) + "\n" + tail

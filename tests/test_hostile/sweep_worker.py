@@ -1,0 +1,85 @@
+"""One process that runs many `trainctl` commands in turn, for the size sweep: the CLI's own
+entry point (typer's test runner, so exit codes and uncaught exceptions are what a user
+would get) without paying interpreter start-up and kernel loading once per case.
+
+Reads one JSON case a line on stdin: {"args": [...], "limit": seconds}. For each it resets
+the peak RSS (/proc/self/clear_refs), runs the command, stops it at `limit` seconds if it is
+still running (a legitimate long run: SIGALRM raises CaseTimeout in whatever Python code
+runs), and writes one line `@@CASE {json}` with the exit code, an uncaught exception (a bug)
+and the case's peak RSS. Run it as a file (`python tests/test_hostile/sweep_worker.py`); the
+test side is `run_cases` in test_hostile_sweep.py.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import traceback
+
+
+class CaseTimeout(BaseException):
+    """The case is still running at its limit (not an Exception: nothing in trainctl catches it)."""
+
+
+def _alarm(signum, frame):
+    raise CaseTimeout
+
+
+def peak_rss() -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) << 10 for line in status if line.startswith("VmHWM"))
+
+
+def _release() -> None:
+    """Give back what earlier cases freed, so this case's peak starts from the baseline."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def run(runner, app, case: dict) -> dict:
+    _release()
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")  # the peak RSS from here on is this case's
+    outcome = {"code": None, "timed_out": False, "exception": None, "stderr": ""}
+    signal.setitimer(signal.ITIMER_REAL, case["limit"])
+    try:
+        result = runner.invoke(app, case["args"])
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        outcome["code"] = result.exit_code
+        outcome["stderr"] = result.stderr[-600:]
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            outcome["exception"] = "".join(traceback.format_exception(result.exception))[-1500:]
+    except CaseTimeout:
+        outcome["timed_out"] = True
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    outcome["rss"] = peak_rss()
+    return outcome
+
+
+def main() -> None:
+    from typer.testing import CliRunner
+
+    from trainctl.cli import app
+
+    runner = CliRunner()
+    signal.signal(signal.SIGALRM, _alarm)
+    out = sys.stdout
+    for line in sys.stdin:
+        try:
+            outcome = run(runner, app, json.loads(line))
+        except CaseTimeout:  # the alarm fired just as the command returned
+            outcome = {"code": None, "timed_out": True, "exception": None, "stderr": "", "rss": peak_rss()}
+        out.write("@@CASE " + json.dumps(outcome) + "\n")
+        out.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -46,7 +46,7 @@ def _shipped_schema() -> Optional[Path]:
     """The repository's schema file, when trainctl runs from a checkout (editable install)."""
     from trainctl.config.jsonschema import SCHEMA_FILE
 
-    candidate = Path(__file__).resolve().parents[2] / SCHEMA_FILE
+    candidate = Path(__file__).resolve().parents[3] / SCHEMA_FILE  # trainctl/cli/commands/ → the checkout
     return candidate if candidate.is_file() else None
 
 

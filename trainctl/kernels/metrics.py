@@ -12,7 +12,7 @@ changes binary crossentropy at the clip by ~0.2). Sums accumulate in float64, as
 CPU backend does before storing each reduction as float32 (the explicit `float(...)` keeps
 that true under NUMBA_DISABLE_JIT, where NumPy would sum float32 in float32). Nothing is
 allocated. The loss-like metrics are the loss kernels' row functions under this precision
-policy (`kernels.losses.row_loss(..., kind=y_pred's dtype, exact=True)`); codes in codes.py.
+policy (`kernels.losses.loss_rows(..., kind=y_pred's dtype, exact=True)`); codes in codes.py.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from trainctl.kernels.codes import (
     SPARSE_CATEGORICAL_ACCURACY,
 )
 from trainctl.kernels.jit import njit
-from trainctl.kernels.losses import LOSS_ONLY, row_loss
+from trainctl.kernels.losses import LOSS_ONLY, loss_rows
 
 __all__ = ["METRIC_CODES", "metric_value", "threshold_counts", "auc_value", "top_k_accuracy", "class_confusion"]
 
@@ -77,13 +77,11 @@ def _categorical_accuracy(y_true, y_pred, sparse):
 @njit
 def _mean_row_loss(loss_code, y_true, y_pred):
     # The loss kernels' row functions under the metric precision policy (y_pred's dtype,
-    # TF.js's logged form), averaged over rows in float64.
-    rows = y_pred.shape[0]
-    kind = y_pred.dtype.type
-    total = 0.0
-    for r in range(rows):
-        total += row_loss(loss_code, y_true, y_pred, y_pred, r, 1.0, LOSS_ONLY, kind, True)
-    return total / rows
+    # TF.js's logged form), averaged over rows in float64. Empty views stand for the row
+    # scale and per-row buffers a metric does not need (nothing is allocated).
+    none = y_pred[0, :0]
+    total = loss_rows(loss_code, y_true, y_pred, none, none, y_pred, LOSS_ONLY, y_pred.dtype.type, True)
+    return total / y_pred.shape[0]
 
 
 @njit

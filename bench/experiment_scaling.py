@@ -149,7 +149,10 @@ def measure(path: Path, out: Path, workers: int) -> dict:
     restore = [timers.wrap(runner, "_write_plan", "record"), timers.wrap(runner, "_write_results", "record"),
                timers.wrap(Client, "submit", "submit")]
     study._tell = tell
-    for source in (study.PlanTrials, __import__("trainctl.experiment.search", fromlist=["x"]).SearchTrials):
+    from trainctl.experiment.plan_trials import PlanTrials
+    from trainctl.experiment.search import SearchTrials
+
+    for source in (PlanTrials, SearchTrials):
         restore.append(timers.wrap(source, "next", "ask"))
     marks: dict[str, tuple[float, float, dict[int, float]]] = {}
     lock = threading.Lock()

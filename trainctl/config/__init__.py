@@ -16,7 +16,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from trainctl.config.loader import Positions, YamlDocument, dump_yaml, load_yaml, parse_yaml, read_yaml
+from trainctl.config.dumper import dump_yaml
+from trainctl.config.loader import Positions, YamlDocument, load_yaml, parse_yaml, read_yaml
 from trainctl.config.overrides import (
     Override,
     apply_overrides,

@@ -27,8 +27,8 @@ from trainctl.config.problems import Problem, raise_problems, show
 MAX_FILE_BYTES = 1024 * 1024  # a config is a page of YAML; 1 MB is a mistake (and ~5 s to parse)
 MAX_ALIAS_EXPANSION = 100_000  # values produced through aliases before we call it a bomb
 
-_TAG = "tag:yaml.org,2002:"
-_PLAIN_TAGS = {_TAG + t for t in ("str", "int", "float", "bool", "null", "seq", "map", "merge")}
+YAML_TAG = "tag:yaml.org,2002:"
+_PLAIN_TAGS = {YAML_TAG + t for t in ("str", "int", "float", "bool", "null", "seq", "map", "merge")}
 
 # YAML 1.2 core schema (https://yaml.org/spec/1.2.2/#1032-tag-resolution), plus `_`-free ints.
 _NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
@@ -40,7 +40,7 @@ _FLOAT = re.compile(
 )
 
 
-class _Yaml12Resolver(yaml.resolver.Resolver):
+class Yaml12Resolver(yaml.resolver.Resolver):
     """Plain-scalar resolution by the YAML 1.2 core schema instead of PyYAML's YAML 1.1."""
 
     yaml_implicit_resolvers: dict = {}
@@ -53,7 +53,7 @@ for _tag, _regexp, _first in (
     ("null", _NULL, ["~", "n", "N", ""]),
     ("merge", re.compile(r"^<<$"), "<"),
 ):
-    _Yaml12Resolver.add_implicit_resolver(_TAG + _tag, _regexp, list(_first))
+    Yaml12Resolver.add_implicit_resolver(YAML_TAG + _tag, _regexp, list(_first))
 
 
 class _AliasNode(Node):
@@ -65,7 +65,7 @@ class _AliasNode(Node):
 
 
 class ConfigYamlLoader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser,
-                       yaml.composer.Composer, yaml.constructor.SafeConstructor, _Yaml12Resolver):
+                       yaml.composer.Composer, yaml.constructor.SafeConstructor, Yaml12Resolver):
     """A SafeLoader with YAML 1.2 scalars. Use `parse_yaml`, which builds values itself."""
 
     def __init__(self, stream: str):
@@ -74,7 +74,7 @@ class ConfigYamlLoader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Par
         yaml.parser.Parser.__init__(self)
         yaml.composer.Composer.__init__(self)
         yaml.constructor.SafeConstructor.__init__(self)
-        _Yaml12Resolver.__init__(self)
+        Yaml12Resolver.__init__(self)
 
     def compose_node(self, parent: Node | None, index: Any) -> Node:
         if self.check_event(yaml.AliasEvent):
@@ -192,7 +192,7 @@ class _Builder:
             self.alias_depth -= 1
 
     def scalar(self, node: ScalarNode, path: str, mark: Mark) -> Any:
-        tag = node.tag[len(_TAG):]
+        tag = node.tag[len(YAML_TAG):]
         text = node.value
         if tag == "str":
             return text
@@ -233,7 +233,7 @@ class _Builder:
         merged: set[Any] = set()  # keys that came from a `<<` merge may be overridden
         for key_node, value_node in node.value:
             key_mark = _mark(key_node)
-            if key_node.tag == _TAG + "merge":
+            if key_node.tag == YAML_TAG + "merge":
                 self.merge(value_node, path, result, merged)
                 continue
             if not isinstance(key_node, ScalarNode) or key_node.tag not in _PLAIN_TAGS:
@@ -284,7 +284,7 @@ class _Abort(Exception):
 
 
 def _short_tag(tag: str) -> str:
-    return "!!" + tag[len(_TAG):] if tag.startswith(_TAG) else tag
+    return "!!" + tag[len(YAML_TAG):] if tag.startswith(YAML_TAG) else tag
 
 
 def _parse_int(text: str) -> int:
@@ -407,34 +407,3 @@ def load_yaml(path: str | os.PathLike) -> tuple[Any, Positions]:
     document = read_yaml(path)
     raise_problems(document.problems)
     return document.data, document.positions
-
-
-# -- dumping ---------------------------------------------------------------------------
-
-
-class ConfigYamlDumper(yaml.SafeDumper):
-    """Writes YAML that both YAML 1.1 readers and our 1.2 loader read back identically:
-    a string that either would resolve to a non-string is quoted."""
-
-    yaml_implicit_resolvers = {
-        first: list(resolvers) for first, resolvers in yaml.SafeDumper.yaml_implicit_resolvers.items()
-    }
-
-
-for _first, _resolvers in _Yaml12Resolver.yaml_implicit_resolvers.items():
-    ConfigYamlDumper.yaml_implicit_resolvers.setdefault(_first, []).extend(_resolvers)
-
-
-def _represent_list(dumper: yaml.SafeDumper, items: list) -> yaml.Node:
-    flow = all(isinstance(item, (int, float, str, bool, type(None))) for item in items)
-    flow = flow and sum(len(str(item)) for item in items) < 60
-    return dumper.represent_sequence(_TAG + "seq", items, flow_style=flow)
-
-
-ConfigYamlDumper.add_representer(list, _represent_list)
-ConfigYamlDumper.add_representer(tuple, _represent_list)
-
-
-def dump_yaml(data: Any) -> str:
-    return yaml.dump(data, Dumper=ConfigYamlDumper, sort_keys=False, allow_unicode=True,
-                     default_flow_style=False)

@@ -28,7 +28,8 @@ from typing import Any, Callable
 from trainctl.errors import ArtifactError, TrainctlError
 from trainctl.experiment.plan import Experiment, load_experiment
 from trainctl.experiment.results import ExperimentResult, RunResult, _write_results
-from trainctl.experiment.study import RUN_RETRIES, plan_runs
+from trainctl.experiment.plan_trials import plan_runs
+from trainctl.experiment.study import RUN_RETRIES
 from trainctl.runs.files import EXPERIMENT_FILE, RUNS_DIR
 
 
@@ -107,7 +108,8 @@ def run_experiment(path: str | os.PathLike, *, workers: int = 2, scheduler: str 
                    progress: Callable[[ExperimentProgress], None] | None = None) -> ExperimentResult:
     """Validate, plan and run an experiment; see the module docstring. Returns every run's
     result (skipped ones included). With dry_run, nothing is written or started."""
-    from trainctl.experiment.study import PlanTrials, run_study
+    from trainctl.experiment.plan_trials import PlanTrials
+    from trainctl.experiment.study import run_study
 
     started = time.perf_counter()
     experiment = load_experiment(path)

@@ -281,8 +281,8 @@ class Sequential:
         return self.history
 
     def fit_dataset(self, dataset, *, verbose: int | None = None, **options):
-        """TF.js fitDataset over a stream config or Python batches (see train.loop.fit_dataset)."""
-        from trainctl.train.loop import fit_dataset
+        """TF.js fitDataset over a stream config or Python batches (see train.datasets.fit_dataset)."""
+        from trainctl.train.datasets import fit_dataset
 
         self.history = self._with_progress(fit_dataset, verbose, dataset, **options)
         return self.history

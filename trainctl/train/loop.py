@@ -18,80 +18,9 @@ from trainctl.train.callbacks import Callback, CallbackList, History
 from trainctl.train.epoch import EpochAccumulator
 from trainctl.data.source import ArraySource, BatchSource, split_validation
 from trainctl.errors import ConfigValueError, DataError, TrainctlError
-
-
-# -- compile ------------------------------------------------------------------------------
-class CompileError(ConfigValueError):
-    """Loss or metrics that do not suit the model, each with its config path."""
-
-
-def compile_model(model, optimizer: Any, loss: Any, metrics: list[Any]) -> None:
-    """Resolve optimizer/loss/metric ids, check they suit the model's output, build slots."""
-    from trainctl.nn.losses import LOSSES
-    from trainctl.nn.metrics import check_metric_applicable, resolve_metric
-    from trainctl.nn.optimizers import Optimizer, build_optimizer
-
-    loss_obj = LOSSES.get(loss) if isinstance(loss, str) else loss
-    problems = [("loss", message) for message in check_loss_applicable(model, loss_obj)]
-    resolved = []
-    for index, metric in enumerate(metrics):
-        resolved_metric = resolve_metric(metric, loss_obj.name, (None, *model.output_shape))
-        problem = check_metric_applicable(resolved_metric, loss_obj.name, (None, *model.output_shape))
-        if problem:
-            problems.append((f"metrics.{index}", f"{metric}: {problem}"))
-        resolved.append(resolved_metric)
-    if problems:
-        raise CompileError(problems)
-    model.loss = loss_obj
-    model.metrics = resolved
-    if hasattr(optimizer, "to_dict"):  # a validated TypedSpec from the config
-        optimizer = optimizer.to_dict()
-    model.optimizer = optimizer if isinstance(optimizer, Optimizer) else build_optimizer(optimizer)
-    if model.shapes_only:  # validate / summary: the slots are counted, never allocated
-        return
-    if hasattr(model.optimizer, "build_flat") and model.trainable_weights:
-        model.optimizer.build_flat(model.trainable_weights, model.flat_values, model.flat_grads)
-    else:
-        model.optimizer.build(model.trainable_weights)
-
-
-def _last_activation(model) -> str | None:
-    for layer in reversed(model.layers):
-        if layer.output_activation is not None:
-            return layer.output_activation.name
-        if layer.weights:  # a weighted layer without activation ends the search
-            return None
-    return None
-
-
-def check_loss_applicable(model, loss) -> list[str]:
-    """Loss vs output activation and width, as far as it can be told without data."""
-    return loss.check_output(model.output_shape[-1], _last_activation(model))
-
-
-def check_targets(model, y: np.ndarray, where: str) -> None:
-    """Targets vs model output and loss: shape, label ranges, one-hot width (Loss.check_targets)."""
-    model.loss.check_targets(y, tuple(model.output_shape), where)
-
-
-def check_inputs(model, x: np.ndarray, where: str) -> None:
-    if tuple(x.shape[1:]) != tuple(model.input_shape):
-        raise DataError(f"{where}: inputs have shape [n,{','.join(map(str, x.shape[1:]))}] but the model "
-                        f"expects [n,{','.join(map(str, model.input_shape))}]")
-    model.layers[0].check_input(x, where)  # values the first layer accepts (embedding indices)
-
-
-def class_weight_to_sample_weight(y: np.ndarray, class_weight: dict[int, float]) -> np.ndarray:
-    """TF.js standardizeClassWeights: each sample's weight is its class's weight (argmax of a
-    one-hot target, the label itself for sparse or single-unit targets)."""
-    if y.ndim == 2 and y.shape[1] > 1:
-        classes = np.argmax(y, axis=1)
-    else:
-        classes = np.rint(y.reshape(y.shape[0], -1)[:, 0]).astype(np.int64)
-    weights = np.ones(y.shape[0], np.float32)
-    for cls, weight in class_weight.items():
-        weights[classes == int(cls)] = weight
-    return weights
+from trainctl.train.class_weights import ClassWeightedSource, class_weight_to_sample_weight  # noqa: F401 - re-exported
+from trainctl.train.compile import (CompileError, check_inputs, check_loss_applicable, last_activation,  # noqa: F401
+                                    check_targets, compile_model)
 
 
 # -- the step ------------------------------------------------------------------------------
@@ -105,7 +34,7 @@ class Trainer:
         self.loss = model.loss
         self.metrics = model.metrics
         self.fused = getattr(self.loss, "fused_activation", None) is not None and \
-            _last_activation(model) == self.loss.fused_activation and \
+            last_activation(model) == self.loss.fused_activation and \
             model.layers[-1].output_activation is not None
         self.positions = math.prod(model.output_shape[:-1])  # rows per sample in the 2-D view
         self.regularized = model.has_regularizers
@@ -450,82 +379,6 @@ def resolve_callbacks(callbacks: Iterable[Any]) -> list[Callback]:
         params = typed.params
         resolved.append(cls(**params.model_dump()))
     return resolved
-
-
-def fit_dataset(model, dataset: Any, *, epochs: int = 1, batch_size: int = 32, batches_per_epoch: int | None = None,
-                validation_data: Any = None, validation_batches: int | None = None,
-                class_weight: dict | None = None, callbacks: Iterable[Any] = (), initial_epoch: int = 0,
-                base_dir: Any = None, **options) -> History:
-    """TF.js fitDataset. `dataset`: a stream config as in YAML (`{"stream": {"source": {"npy":
-    ...}, "shuffle": 10000}, "preprocessing": [...]}`, or the inner `{"source": ..., ...}`;
-    paths relative to `base_dir`, default the working directory; batched by `batch_size`), or Python batches:
-    a function returning an iterable (called once per epoch), or a generator / iterable
-    (continued across epochs), each item `(x, y)`, `(x, y, w)` or `{"xs": x, "ys": y}`.
-    `validation_data`: arrays `(x, y)` or a dataset in the same forms."""
-    source = _dataset_source(model, dataset, batch_size, batches_per_epoch, base_dir, "dataset")
-    validation = validation_data
-    if validation_data is not None and not isinstance(validation_data, (tuple, list)):
-        validation = _dataset_source(model, validation_data, batch_size, validation_batches, base_dir,
-                                     "validation_data")
-    # A Python source stops itself after batches_per_epoch (a shared generator loses no batch);
-    # a stream is cut by the loop.
-    from trainctl.data.python_source import PythonBatchSource
-
-    steps = None if isinstance(source, PythonBatchSource) else batches_per_epoch
-    return fit(model, source=source, epochs=epochs, batch_size=batch_size, validation_data=validation,
-               validation_steps=validation_batches, class_weight=class_weight, callbacks=callbacks,
-               initial_epoch=initial_epoch, steps_per_epoch=steps, **options)
-
-
-def _dataset_source(model, dataset: Any, batch_size: int, batches: int | None, base_dir: Any, where: str):
-    if isinstance(dataset, dict):
-        from pathlib import Path
-
-        from pydantic import ValidationError
-
-        from trainctl.data import DataConfig, load_data
-
-        spec = dict(dataset)
-        preprocessing = spec.pop("preprocessing", [])  # the map stage, as data.preprocessing in YAML
-        spec = spec if "stream" in spec else {"stream": spec}
-        try:
-            data_config = DataConfig.model_validate({"train": spec, "preprocessing": preprocessing})
-        except ValidationError as error:
-            first = error.errors()[0]
-            place = ".".join(str(part) for part in first["loc"][1:])
-            raise ConfigValueError([(f"{where}.{place}".rstrip("."), first["msg"])]) from None
-        data = load_data(data_config, seed=model.seed, base_dir=Path(base_dir or "."), loss=model.loss.name)
-        stream = data.stream
-        _check_dataset_shapes(model, stream, f"{where} ({data.description})" if data.description else where)
-        return stream
-    from trainctl.data.python_source import PythonBatchSource
-
-    source = PythonBatchSource(dataset, dtype=model.dtype, batches_per_epoch=batches, where=where)
-    _check_dataset_shapes(model, source, where)
-    return source
-
-
-def _check_dataset_shapes(model, source, where: str) -> None:
-    check_inputs(model, np.empty((0, *source.x_shape), model.dtype), where)
-    check_targets(model, np.empty((0, *source.y_shape), model.dtype), where)
-
-
-class ClassWeightedSource:
-    """A BatchSource whose batches carry each sample's class weight (times any weight the
-    source already gives), as fit's class_weight does for arrays."""
-
-    def __init__(self, source: BatchSource, class_weight: dict):
-        self.source, self.class_weight = source, class_weight
-        self.x_shape, self.y_shape = source.x_shape, source.y_shape
-        self.n_samples = getattr(source, "n_samples", None)
-
-    def n_batches(self, batch_size: int) -> int | None:
-        return self.source.n_batches(batch_size)
-
-    def batches(self, epoch: int, batch_size: int, start_batch: int = 0):
-        for x, y, weights in self.source.batches(epoch, batch_size, start_batch):
-            class_weights = class_weight_to_sample_weight(np.asarray(y).reshape(len(y), -1), self.class_weight)
-            yield x, y, class_weights if weights is None else class_weights * weights
 
 
 def _nonfinite(logs: dict[str, float]) -> bool:

@@ -62,6 +62,18 @@ elif phase == "save":
         reached(tag)
         return save(self, tag, *args, **kwargs)
     resume.CheckpointWriter.save = patched_save
+elif phase == "hold":  # not a kill: wait at the N-th checkpoint until the test creates $KILL_POINTS_GO
+    go = os.environ["KILL_POINTS_GO"]
+    save = resume.CheckpointWriter.save
+    def held_save(self, tag, *args, **kwargs):
+        global seen
+        seen += 1
+        if seen == occurrence:
+            os.write(signal_fd, f"{phase} {tag}\n".encode())
+            while not os.path.exists(go):
+                time.sleep(0.02)
+        return save(self, tag, *args, **kwargs)
+    resume.CheckpointWriter.save = held_save
 else:
     raise SystemExit(f"unknown kill point {phase!r}")
 sys.argv = ["trainctl", *sys.argv[4:]]
@@ -110,6 +122,27 @@ def run_to_kill_point(args: list[str], phase: str, occurrence: int, env: dict, t
         os.close(read_end)
     detail = message.decode().strip().partition(" ")[2]
     return Attempt(killed, detail, process.returncode, stderr)
+
+
+def start_held(args: list[str], go: Path, env: dict, occurrence: int = 1, timeout: float = 120) -> subprocess.Popen:
+    """Start `trainctl *args` and return once it waits at its `occurrence`-th checkpoint (alive,
+    its run directory locked, mid-training) — it goes on when the test creates `go`."""
+    read_end, write_end = os.pipe()
+    try:
+        process = subprocess.Popen([sys.executable, "-c", WRAPPER, "hold", str(occurrence), str(write_end), *args],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   env={**env, "KILL_POINTS_GO": str(go)}, pass_fds=(write_end,))
+    finally:
+        os.close(write_end)
+    try:
+        ready, _, _ = select.select([read_end], [], [], timeout)
+        message = os.read(read_end, 4096) if ready else b""
+    finally:
+        os.close(read_end)
+    if not message.startswith(b"hold "):
+        process.kill()
+        raise AssertionError(f"checkpoint #{occurrence} not reached in {timeout}s: {process.communicate()[1]}")
+    return process
 
 
 def assert_inside_the_write(phase: str, detail: str) -> None:

@@ -7,14 +7,12 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
-from tests.test_hostile.common import BASE, ENV, TRAINCTL, cli, sha256, write
+from tests.kill_points import start_held
+from tests.test_hostile.common import BASE, ENV, cli, sha256, write
 
 LOC = r"cfg\.yaml:\d+:\d+: "
 SLOW = BASE.replace("n_samples: 64", "n_samples: 20000").replace("epochs: 1", "epochs: 40")
@@ -86,30 +84,20 @@ def test_predict_output_is_written_atomically_and_never_through_a_failed_run(tmp
     assert not link.is_symlink() and link.read_text().startswith("class,")
 
 
-def _start(args: list) -> subprocess.Popen:
-    return subprocess.Popen([*TRAINCTL, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, **ENV})
-
-
-def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, f"{path} did not appear"
-        time.sleep(0.02)
-
-
 def test_two_processes_on_one_run_directory_the_second_is_refused_with_the_pid(tmp_path):
     config = write(tmp_path, "cfg.yaml", SLOW)
     out = tmp_path / "run"
-    first = _start(["train", config, "-q", "--out", out, "--threads", "1"])
-    _wait_for(out / "checkpoints", first)
+    go = tmp_path / "go"
+    # the first waits inside its first checkpoint (alive, the run directory locked) until `go`
+    first = start_held(["train", os.fspath(config), "-q", "--out", os.fspath(out), "--threads", "1"], go,
+                       {**os.environ, **ENV})
     second_train = cli("train", config, "-q", "--out", out)
     assert second_train.clean_error() == f"error: {out} is being written by process {first.pid}; wait for it " \
                                          "to finish (or use another --out)"
     second_resume = cli("train", "--resume", out, "-q")
     assert f"is being written by process {first.pid}" in second_resume.clean_error()
     first.send_signal(signal.SIGINT)  # the first finishes its work (a checkpoint) undisturbed
+    go.touch()
     _, stderr = first.communicate(timeout=120)
     assert first.returncode == 130 and "Traceback" not in stderr, stderr
     # the first's results are intact: its resume completes and matches an uninterrupted run

@@ -92,7 +92,11 @@ def _open_client(workers: int, scheduler: str | None, cluster_security: Any = No
         "distributed.nanny.pre-spawn-environ.MKL_NUM_THREADS": 1,
         "distributed.nanny.pre-spawn-environ.NUMBA_NUM_THREADS": 1,
     }
-    with dask.config.set({**settings, **cluster_security.local_settings()}):
+    security_settings = cluster_security.local_settings()
+    # both want code run in each worker as it starts: one preload list, ours first (Ctrl-C
+    # ignored before anything else), then the security module's (closes the worker's HTTP server)
+    preloads = settings.pop("distributed.worker.preload") + security_settings.pop("distributed.worker.preload", [])
+    with dask.config.set({**settings, **security_settings, "distributed.worker.preload": preloads}):
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                silence_logs=logging.CRITICAL, **cluster_security.local_cluster_options())
         try:

@@ -134,15 +134,18 @@ def test_a_study_on_a_dask_scheduler_with_two_workers_and_one_killed(tmp_path):
     with dask_cluster(tmp_path, n_workers=2) as (address, workers):
         import threading
 
-        def kill_one_worker_once_a_trial_is_done():
+        def kill_one_worker_once_a_trial_runs():
             deadline = time.monotonic() + 180
             while time.monotonic() < deadline:
-                if (tmp_path / "out" / "study.journal").is_file() and "COMPLETE" in trials_in(tmp_path / "out").values():
+                # as soon as the study has a trial under way (a worker's first trial also loads
+                # the kernel cache: seconds), so the kill lands before the study can end
+                if (tmp_path / "out" / "study.journal").is_file() and \
+                        {"RUNNING", "COMPLETE"} & set(trials_in(tmp_path / "out").values()):
                     os.killpg(workers[0].pid, signal.SIGKILL)
                     return
-                time.sleep(0.3)
+                time.sleep(0.02)
 
-        killer = threading.Thread(target=kill_one_worker_once_a_trial_is_done, daemon=True)
+        killer = threading.Thread(target=kill_one_worker_once_a_trial_runs, daemon=True)
         killer.start()
         result = run_experiment(path, workers=1, scheduler=address, out=tmp_path / "out")
         killer.join(timeout=5)

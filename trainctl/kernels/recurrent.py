@@ -95,32 +95,6 @@ def _source_step(t, steps, backwards):
     return steps - 1 - t if backwards else t
 
 
-@njit(inline="always")
-def _dropped_state(hs, rmask, t, n, units, hd):
-    """hd[t] = hs[t] * rmask: the previous state after recurrent dropout, [n, u]."""
-    for b in range(n):
-        for j in range(units):
-            hd[t, b, j] = hs[t, b, j] * rmask[b, j]
-
-
-@njit(inline="always")
-def _initial_state_grad(dy_last, sequences, n, units, dh):
-    """dh [n, u] before the last step: the last output's gradient, or 0 with sequence outputs
-    (their per-step gradients join inside the loop)."""
-    for b in range(n):
-        for j in range(units):
-            dh[b, j] = 0.0 if sequences else dy_last[b, j]
-
-
-@njit(inline="always")
-def _carried_grad(dh, dy_seq, sequences, b, t, j):
-    """dLoss/dh at step t: the gradient carried back from later steps plus, with sequence
-    outputs, this step's output gradient; stored back into dh."""
-    g = dh[b, j] + (dy_seq[b, t, j] if sequences else 0.0)
-    dh[b, j] = g
-    return g
-
-
 # -- SimpleRNN: h = act(xw + (h_prev*rmask) @ U) ---------------------------------------------------
 @njit
 def simple_rnn_forward(xw, recurrent_kernel, mask, rmask, hs, hd, pre, rec, backwards, act, fast):
@@ -129,7 +103,9 @@ def simple_rnn_forward(xw, recurrent_kernel, mask, rmask, hs, hd, pre, rec, back
     n, steps, units = xw.shape
     for t in range(steps):
         s = _source_step(t, steps, backwards)
-        _dropped_state(hs, rmask, t, n, units, hd)
+        for b in range(n):
+            for j in range(units):
+                hd[t, b, j] = hs[t, b, j] * rmask[b, j]
         np.dot(hd[t], recurrent_kernel, rec)
         for b in range(n):
             keep = mask[b, s] != 0.0
@@ -145,13 +121,16 @@ def simple_rnn_backward(dy_seq, dy_last, sequences, recurrent_kernel_t, mask, rm
     an empty placeholder, as numba types both); fills dz [T,n,u] = dLoss/dpre per step
     (zero on masked steps) and leaves dh [n,u] = dLoss/d(initial state). dprev [n,u] scratch."""
     steps, n, units = pre.shape
-    _initial_state_grad(dy_last, sequences, n, units, dh)
+    for b in range(n):
+        for j in range(units):
+            dh[b, j] = 0.0 if sequences else dy_last[b, j]
     for t in range(steps - 1, -1, -1):
         s = _source_step(t, steps, backwards)
         for b in range(n):
             keep = mask[b, s] != 0.0
             for j in range(units):
-                g = _carried_grad(dh, dy_seq, sequences, b, t, j)
+                g = dh[b, j] + (dy_seq[b, t, j] if sequences else 0.0)
+                dh[b, j] = g
                 dz[t, b, j] = g * _dact(pre[t, b, j], hs[t + 1, b, j], act) if keep else 0.0
         np.dot(dz[t], recurrent_kernel_t, dprev)
         for b in range(n):
@@ -170,7 +149,9 @@ def lstm_forward(xw, recurrent_kernel, mask, rmask, hs, cs, hd, pre, gates, act_
     units = four_units // 4
     for t in range(steps):
         s = _source_step(t, steps, backwards)
-        _dropped_state(hs, rmask, t, n, units, hd)
+        for b in range(n):
+            for j in range(units):
+                hd[t, b, j] = hs[t, b, j] * rmask[b, j]
         np.dot(hd[t], recurrent_kernel, rec)
         for b in range(n):
             # branch-free inner loops over units, so LLVM vectorises them
@@ -204,9 +185,9 @@ def lstm_backward(dy_seq, dy_last, sequences, recurrent_kernel_t, mask, rmask, c
     """Fills dz [T,n,4u] = dLoss/dpre per step; leaves dh, dc [n,u] for the initial states."""
     steps, n, four_units = pre.shape
     units = four_units // 4
-    _initial_state_grad(dy_last, sequences, n, units, dh)
     for b in range(n):
         for j in range(units):
+            dh[b, j] = 0.0 if sequences else dy_last[b, j]
             dc[b, j] = 0.0
     for t in range(steps - 1, -1, -1):
         s = _source_step(t, steps, backwards)
@@ -259,7 +240,9 @@ def gru_forward(xw, kernel_zr, kernel_h, mask, rmask, hs, hd, pre, gates, rh, re
     units = three_units // 3
     for t in range(steps):
         s = _source_step(t, steps, backwards)
-        _dropped_state(hs, rmask, t, n, units, hd)
+        for b in range(n):
+            for j in range(units):
+                hd[t, b, j] = hs[t, b, j] * rmask[b, j]
         np.dot(hd[t], kernel_zr, rec_zr)
         for b in range(n):
             for j in range(units):
@@ -287,13 +270,16 @@ def gru_backward(dy_seq, dy_last, sequences, kernel_zr_t, kernel_h_t, mask, rmas
     dzr [n,2u] (the z|r block of this step), dzh [n,u] (the h block), dprev_zr [n,u], drh [n,u]."""
     steps, n, three_units = pre.shape
     units = three_units // 3
-    _initial_state_grad(dy_last, sequences, n, units, dh)
+    for b in range(n):
+        for j in range(units):
+            dh[b, j] = 0.0 if sequences else dy_last[b, j]
     for t in range(steps - 1, -1, -1):
         s = _source_step(t, steps, backwards)
         for b in range(n):
             keep = mask[b, s] != 0.0
             for j in range(units):
-                g_h = _carried_grad(dh, dy_seq, sequences, b, t, j)
+                g_h = dh[b, j] + (dy_seq[b, t, j] if sequences else 0.0)
+                dh[b, j] = g_h
                 if not keep:
                     dzh[b, j] = 0.0
                     dzr[b, j] = 0.0
@@ -328,7 +314,9 @@ def gru_reset_after_forward(xw, recurrent_kernel, recurrent_bias, mask, rmask, h
     units = three_units // 3
     for t in range(steps):
         s = _source_step(t, steps, backwards)
-        _dropped_state(hs, rmask, t, n, units, hd)
+        for b in range(n):
+            for j in range(units):
+                hd[t, b, j] = hs[t, b, j] * rmask[b, j]
         np.dot(hd[t], recurrent_kernel, rec)
         for b in range(n):
             keep = mask[b, s] != 0.0
@@ -352,13 +340,16 @@ def gru_reset_after_backward(dy_seq, dy_last, sequences, recurrent_kernel_t, mas
     leaves dh [n,u] for the initial state. dprev [n,u] scratch."""
     steps, n, three_units = pre.shape
     units = three_units // 3
-    _initial_state_grad(dy_last, sequences, n, units, dh)
+    for b in range(n):
+        for j in range(units):
+            dh[b, j] = 0.0 if sequences else dy_last[b, j]
     for t in range(steps - 1, -1, -1):
         s = _source_step(t, steps, backwards)
         for b in range(n):
             keep = mask[b, s] != 0.0
             for j in range(units):
-                g_h = _carried_grad(dh, dy_seq, sequences, b, t, j)
+                g_h = dh[b, j] + (dy_seq[b, t, j] if sequences else 0.0)
+                dh[b, j] = g_h
                 if not keep:
                     for k in range(3):
                         dz[t, b, k * units + j] = 0.0

@@ -303,12 +303,19 @@ def test_rich_mode_keeps_one_line_per_epoch_and_shows_compile_status():
     assert text.rstrip().endswith("val_acc 0.8500\x1b[0m")
 
 
-def test_rich_rate_and_eta_leave_out_compile_time():
+def one_epoch_training(refresh_interval: float):
+    """A rich ProgressDisplay on a terminal console and a fake clock, driven through a
+    CallbackList as the loop drives it, its one-epoch training begun."""
     console, clock = terminal_console(), FakeClock()
-    display = ProgressDisplay(console, "rich", clock=clock, refresh_interval=0.0)
+    display = ProgressDisplay(console, "rich", clock=clock, refresh_interval=refresh_interval)
     callbacks = CallbackList([display])
     callbacks.set_params(dict(PARAMS, epochs=1))
     callbacks.on_train_begin({})
+    return console, clock, display, callbacks
+
+
+def test_rich_rate_and_eta_leave_out_compile_time():
+    console, clock, display, callbacks = one_epoch_training(0.0)
     callbacks.on_epoch_begin(0, {})
     callbacks.on_compile_begin({})
     clock.now += 30.0
@@ -601,11 +608,7 @@ def test_render_predictions_regression_elides_wide_outputs():
 
 def test_compile_announced_before_the_first_epoch_as_the_loop_does():
     """training.fit emits on_compile_begin before on_epoch_begin and ends it after batch 0."""
-    console, clock = terminal_console(), FakeClock()
-    display = ProgressDisplay(console, "rich", clock=clock, refresh_interval=0.0)
-    callbacks = CallbackList([display])
-    callbacks.set_params(dict(PARAMS, epochs=1))
-    callbacks.on_train_begin({})
+    console, clock, display, callbacks = one_epoch_training(0.0)
     callbacks.on_compile_begin({})
     clock.now += 5.0  # compiling before the epoch: not part of the epoch at all
     callbacks.on_epoch_begin(0, {})
@@ -645,11 +648,7 @@ def test_finished_epoch_wraps_between_values_at_80_columns():
 def test_short_epochs_still_show_their_final_bar_and_step_counter():
     # Every batch lands between two refreshes (the clock stands still): the live bar never
     # moves past 0/4, but the finished line draws the whole bar and counts every step.
-    console, clock = terminal_console(), FakeClock()
-    display = ProgressDisplay(console, "rich", clock=clock, refresh_interval=10.0)
-    callbacks = CallbackList([display])
-    callbacks.set_params(dict(PARAMS, epochs=1))
-    callbacks.on_train_begin({})
+    console, clock, display, callbacks = one_epoch_training(10.0)
     callbacks.on_epoch_begin(0, {})
     for batch, size in enumerate(BATCH_SIZES):
         callbacks.on_batch_end(batch, {"batch": batch, "size": size, "loss": 0.5, "acc": 0.5})

@@ -52,10 +52,11 @@ class Trainer:
 
         self._batch_loss = batch_loss  # the compiled loop's own: both paths sum the same way
         code = self.loss.code
-        generic = kernels.loss_forward_backward
-        self._loss_only = lambda y2d, out2d, scale, per_row: generic(code, y2d, out2d, scale, per_row, out2d, False)
+        rows = kernels.loss_rows_for(code)  # this loss only: compiles and loads one formula, not fourteen
+        only, with_grad, kind = kernels.LOSS_ONLY, kernels.GRAD_WRT_PRED, np.float64
+        self._loss_only = lambda y2d, out2d, scale, per_row: rows(code, y2d, out2d, scale, per_row, out2d, only, kind, False)
         if not self.fused:
-            self._loss_and_grad = lambda y2d, out2d, scale, per_row, grad: generic(code, y2d, out2d, scale, per_row, grad, True)
+            self._loss_and_grad = lambda y2d, out2d, scale, per_row, grad: rows(code, y2d, out2d, scale, per_row, grad, with_grad, kind, False)
         elif self.loss.fused_activation == "softmax":
             fused = kernels.softmax_crossentropy_backward
             self._loss_and_grad = lambda y2d, out2d, scale, per_row, dz: fused(code, y2d, out2d, scale, per_row, dz)

@@ -6,7 +6,7 @@
 Rows: `trainctl train configs/linear_regression.yaml` and the README's quickstart command
 (`trainctl train configs/quickstart.yaml`), each cold (a fresh, empty kernel cache per run:
 TRAINCTL_CACHE_DIR points at a new directory, so every kernel compiles) and warm (a cache
-filled by one untimed run first); for context `python -c "import numpy"`, `"import numba"`
+filled by one untimed run first); for context `python -c pass`, `"import numpy"`, `"import numba"`
 and, as a peer, `"import torch"` (skipped when torch is absent). Each run is a fresh process
 with its output piped away; the table gives the median and the best of wall seconds and of
 CPU seconds (user + sys of the child, from getrusage), which are steadier than wall time
@@ -90,8 +90,9 @@ def main() -> None:
             "train quickstart.yaml (README)": [*TRAINCTL, "train", "configs/quickstart.yaml",
                                                "--runs-root", str(runs_root)],
         }
-        imports = {f"python -c 'import {module}'": [PYTHON, "-c", f"import {module}"]
-                   for module in ("numpy", "numba", "torch")}
+        imports = {"python -c pass": [PYTHON, "-c", "pass"]}
+        imports.update({f"python -c 'import {module}'": [PYTHON, "-c", f"import {module}"]
+                        for module in ("numpy", "numba", "torch")})
         if args.no_torch or subprocess.run([PYTHON, "-c", "import torch"], capture_output=True).returncode != 0:
             imports.pop("python -c 'import torch'")
         imports["trainctl --help"] = [*TRAINCTL, "--help"]

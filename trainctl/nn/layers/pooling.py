@@ -14,6 +14,7 @@ import numpy as np
 
 from trainctl.errors import TrainctlError
 from trainctl.nn.layers.base import LAYERS, BuildContext, LayerParams, Shape
+from trainctl.nn.layers.plans import PoolPlan
 from trainctl.nn.layers.spatial import (
     DataFormat,
     Padding,
@@ -104,6 +105,12 @@ class _Pooling(SpatialLayer):
         else:
             self._pool.avg_pool_backward(dy4, *self.geometry, dx)
         return self._grad_format(dx.reshape(n, *self.in_spatial, self.channels))
+
+    def compiled_plan(self) -> PoolPlan | None:
+        if self.channels_first:  # its transposes run in Python
+            return None
+        argmax = self._argmax if self.is_max else np.zeros((0, 0, 0, 0), np.int64)
+        return PoolPlan(self.is_max, self._y, self._dx, argmax, self.geometry, self._in4)
 
     def flops_per_sample(self) -> int:
         return math.prod(self.out_spatial) * self.channels * math.prod(self.pool_size)

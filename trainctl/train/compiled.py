@@ -301,6 +301,7 @@ class CompiledSteps:
         self._draw_uniforms(first_sample, n_steps)
         started = time.perf_counter()
         done = self._launch(order, first_sample, n_steps, constants, flag, totals)
+        self.trainer._scale_key = None  # the kernel wrote the row scales: Trainer._row_scale must refill
         elapsed = time.perf_counter() - started
         global _loaded
         _loaded = True

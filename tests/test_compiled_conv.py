@@ -34,9 +34,9 @@ STACKS = {  # name: (layers, loss)
          "activation": "tanh", "input_shape": IMAGE},
         {"type": "average_pooling2d", "pool_size": 2, "strides": 1, "padding": "same"}, *HEAD],
         "categorical_crossentropy"),
-    "one_channel_dilated_pointwise_nobias": ([  # the transposed column matrix, dilation, a 1x1 conv
-        {"type": "conv2d", "filters": 3, "kernel_size": 2, "dilation_rate": 2, "activation": "elu",
-         "input_shape": [SIDE, SIDE * CHANNELS, 1]},
+    "reshape_one_channel_dilated_pointwise_nobias": ([  # the transposed column matrix, dilation, 1x1
+        {"type": "reshape", "target_shape": [SIDE, SIDE * CHANNELS, 1], "input_shape": IMAGE},
+        {"type": "conv2d", "filters": 3, "kernel_size": 2, "dilation_rate": 2, "activation": "elu"},
         {"type": "conv2d", "filters": 2, "kernel_size": 1, "use_bias": False},
         {"type": "max_pooling2d", "pool_size": 3, "strides": 2, "padding": "same"}, *HEAD],
         "categorical_crossentropy"),
@@ -90,13 +90,14 @@ def test_conv_optimizers_and_options_match(optimizer):
     layers, loss = STACKS["batchnorm_regularized_dropout"]
     weights = np.random.default_rng(1).random(N) * 2
     options = {"sample_weight": weights} if isinstance(optimizer, dict) else {"shuffle": optimizer == "sgd"}
-    runs = [_fit(layers, loss, optimizer, jit, spe="auto" if optimizer == "adam" else 4, **options)
-            for jit in (True, False)]
+    spe = "auto" if optimizer == "adam" else 4  # auto: this process has loaded the loop, so it runs compiled
+    runs = [_fit(layers, loss, optimizer, jit, spe=spe, **options) for jit in (True, False)]
+    assert runs[0][0].compiled_fallback is None or spe == "auto"
     _assert_identical(*runs)
 
 
 def test_layers_the_general_plan_does_not_cover_fall_back_and_say_why():
-    layers = [{"type": "conv2d", "filters": 2, "kernel_size": 3, "input_shape": IMAGE, "data_format": "channels_first"},
+    layers = [{"type": "conv2d", "filters": 2, "kernel_size": 2, "input_shape": IMAGE, "data_format": "channels_first"},
               *HEAD]
     model, _ = _fit(layers, "categorical_crossentropy", "sgd", True, epochs=1)
     assert model.compiled_fallback == "layer conv2d_Conv2D1 has no compiled step yet"
@@ -135,11 +136,16 @@ def _run(tmp_path, name, steps, jit, callbacks=(), handle_signals=False):
                              callbacks=callbacks, handle_signals=handle_signals)
 
 
-def test_conv_checkpoints_history_and_mid_epoch_resume_are_exact(tmp_path):
+def test_conv_checkpoints_history_and_mid_epoch_resume_are_exact(tmp_path, monkeypatch):
     from trainctl.runs.train import resume_training
+    from trainctl.train.compiled import CompiledSteps
     from trainctl.train.resume import TrainingInterrupted
 
+    chunks = []
+    run = CompiledSteps.run
+    monkeypatch.setattr(CompiledSteps, "run", lambda self, *args: chunks.append(args[2]) or run(self, *args))
     _run(tmp_path, "compiled", "4", "true")
+    assert sum(chunks) == 3 * 15  # every step ran compiled: 240 training rows in batches of 16
     _run(tmp_path, "python", "4", "false")
     for name in ("weights.safetensors", "optimizer.safetensors", "history.csv"):
         assert _digest(tmp_path / "compiled" / name) == _digest(tmp_path / "python" / name), name

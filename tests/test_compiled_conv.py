@@ -48,10 +48,11 @@ STACKS = {  # name: (layers, loss)
         {"type": "max_pooling2d"}, {"type": "flatten"}, {"type": "dropout", "rate": 0.25},
         {"type": "dense", "units": 5, "activation": "relu"}, {"type": "batch_normalization", "center": False},
         {"type": "dense", "units": CLASSES, "activation": "softmax"}], "categorical_crossentropy"),
-    "conv1d_reshape_activation_last": ([  # Reshape, Conv1D + pooling 1D, a fused Activation layer last
+    "conv1d_reshape_activation_last": ([  # Reshape, Conv1D + pooling 1D, rate-0 dropout, fused Activation last
         {"type": "reshape", "target_shape": [SIDE * SIDE, CHANNELS], "input_shape": IMAGE},
         {"type": "conv1d", "filters": 3, "kernel_size": 4, "strides": 2, "padding": "same", "activation": "relu"},
         {"type": "average_pooling1d", "pool_size": 3},
+        {"type": "dropout", "rate": 0.0},  # passes x on: a view in the plan
         {"type": "conv1d", "filters": 2, "kernel_size": 2},
         {"type": "max_pooling1d", "pool_size": 2, "padding": "same"},
         {"type": "flatten"}, {"type": "dense", "units": CLASSES},

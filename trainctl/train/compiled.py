@@ -87,29 +87,19 @@ def _regularizer_rows(model, plans, dtype):
     model's dtype (as Regularizer.add_grad rounds them). None: a regularized weight the plan
     does not hold."""
     from trainctl.kernels.plan_steps import REG_BIAS, REG_KERNEL, REG_NONE
-    from trainctl.nn.layers.base import DensePlan
 
     n = len(plans)
     which = np.full((n, 2), REG_NONE, np.int64)
     rates = np.zeros((n, 2, 2), np.float64)
     grad_rates = np.zeros((n, 2, 2), dtype)
     for index, (layer, plan) in enumerate(zip(model.layers, plans)):
-        row = 0
-        for weight in layer.weights:
-            regularizer = weight.regularizer
-            if regularizer is None:
-                continue
-            if not isinstance(plan, DensePlan) or row == 2:
-                return None
-            if weight.value is plan.kernel:
-                which[index, row] = REG_KERNEL
-            elif weight.value is plan.bias:
-                which[index, row] = REG_BIAS
-            else:
-                return None
+        pairs = _regularized_pairs(layer, plan)
+        if pairs is None:
+            return None
+        for row, (regularizer, (value, _)) in enumerate(pairs):
+            which[index, row] = REG_KERNEL if value is plan.kernel else REG_BIAS
             rates[index, row] = (regularizer.l1, regularizer.l2)
             grad_rates[index, row] = (dtype.type(regularizer.l1), dtype.type(2.0 * regularizer.l2))
-            row += 1
     return which, rates, grad_rates
 
 

@@ -29,10 +29,11 @@ STACKS = {  # name: (layers, loss)
     "valid_relu_maxpool": ([
         {"type": "conv2d", "filters": 3, "kernel_size": 3, "activation": "relu", "input_shape": IMAGE},
         {"type": "max_pooling2d", "pool_size": 2}, *HEAD], "categorical_crossentropy"),
-    "same_strides_avgpool_same": ([
+    "same_strides_avgpool_same_global_avg": ([
         {"type": "conv2d", "filters": 4, "kernel_size": [3, 2], "strides": 2, "padding": "same",
          "activation": "tanh", "input_shape": IMAGE},
-        {"type": "average_pooling2d", "pool_size": 2, "strides": 1, "padding": "same"}, *HEAD],
+        {"type": "average_pooling2d", "pool_size": 2, "strides": 1, "padding": "same"},
+        {"type": "global_average_pooling2d"}, {"type": "dense", "units": CLASSES, "activation": "softmax"}],
         "categorical_crossentropy"),
     "reshape_one_channel_dilated_pointwise_nobias": ([  # the transposed column matrix, dilation, 1x1
         {"type": "reshape", "target_shape": [SIDE, SIDE * CHANNELS, 1], "input_shape": IMAGE},
@@ -48,14 +49,14 @@ STACKS = {  # name: (layers, loss)
         {"type": "max_pooling2d"}, {"type": "flatten"}, {"type": "dropout", "rate": 0.25},
         {"type": "dense", "units": 5, "activation": "relu"}, {"type": "batch_normalization", "center": False},
         {"type": "dense", "units": CLASSES, "activation": "softmax"}], "categorical_crossentropy"),
-    "conv1d_reshape_activation_last": ([  # Reshape, Conv1D + pooling 1D, rate-0 dropout, fused Activation last
+    "conv1d_reshape_activation_last": ([  # Reshape, Conv1D, pooling 1D and global, rate-0 dropout, fused Activation last
         {"type": "reshape", "target_shape": [SIDE * SIDE, CHANNELS], "input_shape": IMAGE},
         {"type": "conv1d", "filters": 3, "kernel_size": 4, "strides": 2, "padding": "same", "activation": "relu"},
         {"type": "average_pooling1d", "pool_size": 3},
         {"type": "dropout", "rate": 0.0},  # passes x on: a view in the plan
         {"type": "conv1d", "filters": 2, "kernel_size": 2},
         {"type": "max_pooling1d", "pool_size": 2, "padding": "same"},
-        {"type": "flatten"}, {"type": "dense", "units": CLASSES},
+        {"type": "reshape", "target_shape": [3, 1, 2]}, {"type": "global_max_pooling2d"}, {"type": "dense", "units": CLASSES},
         {"type": "activation", "activation": "softmax"}], "categorical_crossentropy"),
     "per_position_mse": ([  # a loss over every output position (positions > 1), no flatten
         {"type": "conv2d", "filters": 2, "kernel_size": 3, "activation": "sigmoid", "input_shape": IMAGE},

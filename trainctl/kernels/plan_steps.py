@@ -32,7 +32,14 @@ from trainctl.kernels.metrics import metric_value
 from trainctl.kernels.noise import multiply
 from trainctl.kernels.normalization import batch_norm_backward, batch_norm_forward
 from trainctl.kernels.optimizers import l1l2_add_grad, l1l2_penalty
-from trainctl.kernels.pooling import avg_pool_backward, avg_pool_forward, max_pool_backward, max_pool_forward
+from trainctl.kernels.pooling import (
+    avg_pool_backward,
+    avg_pool_forward,
+    global_pool_backward,
+    global_pool_forward,
+    max_pool_backward,
+    max_pool_forward,
+)
 from trainctl.kernels.steps import (
     LOSS_GENERIC,
     LOSS_SIGMOID_FUSED,
@@ -208,7 +215,8 @@ def train_plan_steps(x_source, y_source, weight_source, order, has_weights, firs
 # name the buffer a layer reads forward / backward, so Flatten and Reshape (views: their
 # output is their input) cost nothing and appear in no loop. Only train_plan_steps' dense and
 # dropout models skip this function, so they do not pay its compile time.
-KIND_VIEW, KIND_ACTIVATION, KIND_CONV, KIND_MAX_POOL, KIND_AVG_POOL, KIND_BATCH_NORM = 2, 3, 4, 5, 6, 7
+KIND_VIEW, KIND_ACTIVATION, KIND_CONV, KIND_MAX_POOL, KIND_AVG_POOL, KIND_BATCH_NORM, KIND_GLOBAL_POOL = \
+    2, 3, 4, 5, 6, 7, 8
 # bufs slots of a layer (S_AUX + i: a kind's own scratch, see compiled.py)
 S_Y, S_DX, S_Z, S_DZ, S_W0, S_W0_GRAD, S_W1, S_W1_GRAD, S_AUX = 0, 1, 2, 3, 4, 5, 6, 7, 8
 N_SLOTS = S_AUX + 6
@@ -258,6 +266,9 @@ def _spatial_forward(layer, kind, count, geo, fparams, code, x, bufs, slots, wid
                              ints[int_slots[layer]][:count * out_h * out_w * c].reshape(count, out_h, out_w, c))
         else:
             avg_pool_forward(x4, g[G_A + 3], g[G_A + 4], g[G_A + 5], g[G_A + 6], g[G_A + 7], g[G_A + 8], y4)
+    elif kind == KIND_GLOBAL_POOL:  # _GlobalPooling.forward
+        positions, c = g[G_A], g[G_A + 1]
+        global_pool_forward(x.reshape(count, positions, c), bufs[sl[S_Y]][:count * c].reshape(count, c), g[G_A + 2] == 1)
     elif kind == KIND_BATCH_NORM:  # BatchNormalization.forward(training=True)
         pre, k, post = g[G_A], g[G_A + 1], g[G_A + 2]
         size = x.shape[0]
@@ -321,6 +332,12 @@ def _spatial_backward(layer, kind, count, geo, fparams, code, x, dy, need_dx, bu
                               dx4)
         else:
             avg_pool_backward(dy4, g[G_A + 3], g[G_A + 4], g[G_A + 5], g[G_A + 6], g[G_A + 7], g[G_A + 8], dx4)
+    elif kind == KIND_GLOBAL_POOL:  # _GlobalPooling.backward
+        if need_dx:
+            positions, c = g[G_A], g[G_A + 1]
+            global_pool_backward(x.reshape(count, positions, c), bufs[sl[S_Y]][:count * c].reshape(count, c),
+                                 dy.reshape(count, c), bufs[sl[S_DX]][:count * positions * c].reshape(count, positions, c),
+                                 g[G_A + 2] == 1)
     elif kind == KIND_BATCH_NORM:  # BatchNormalization.backward (training)
         pre, k, post = g[G_A], g[G_A + 1], g[G_A + 2]
         size = dy.shape[0]

@@ -1,7 +1,7 @@
 """Many training steps per compiled call (Keras `steps_per_execution`), for the models the
 compiled loop covers: in-memory data (ArraySource), a stack of layers that all give a
 `compiled_plan()` (Dense, Dropout, Flatten, Reshape, Activation, Conv1D/2D, Max/AveragePooling1D/2D,
-BatchNormalization, channels_last; weight regularizers on their kernels, biases, gammas, betas),
+GlobalMax/AveragePooling1D/2D, BatchNormalization, channels_last; weight regularizers on their kernels, biases, gammas, betas),
 no activity regularizers, metrics that declare `compiled_ok`, an optimizer on the flat buffer
 without clipnorm. Anything else trains step by step from Python — same results, the fit simply
 does not use this module (`CompiledSteps.unsupported` says why, in `model.compiled_fallback`).
@@ -411,7 +411,7 @@ def _spatial_plan(steps: CompiledSteps, plans) -> _SpatialPlan:
     from trainctl.kernels import plan_steps as ps
     from trainctl.kernels.steps import LOSS_GENERIC
     from trainctl.nn.layers.base import DensePlan, DropoutPlan
-    from trainctl.nn.layers.plans import ActivationPlan, BatchNormPlan, ConvPlan, PoolPlan, ViewPlan
+    from trainctl.nn.layers.plans import ActivationPlan, BatchNormPlan, ConvPlan, GlobalPoolPlan, PoolPlan, ViewPlan
 
     trainer, dtype = steps.trainer, steps.dtype
     model = trainer.model
@@ -480,6 +480,9 @@ def _spatial_plan(steps: CompiledSteps, plans) -> _SpatialPlan:
             row[ps.G_A + 9:ps.G_A + 11] = plan.y.shape[1:3]
             if plan.is_max:
                 int_slots[index] = slot(plan.argmax, ints)
+        elif isinstance(plan, GlobalPoolPlan):
+            kinds[index] = ps.KIND_GLOBAL_POOL
+            row[ps.G_A:ps.G_A + 3] = (plan.positions, plan.channels, int(plan.is_max))
         elif isinstance(plan, BatchNormPlan):
             kinds[index] = ps.KIND_BATCH_NORM
             row[ps.G_A:ps.G_A + 3] = (plan.pre, plan.k, plan.post)

@@ -62,6 +62,17 @@ class PoolPlan:
 
 
 @dataclass(frozen=True)
+class GlobalPoolPlan:
+    """GlobalMax/AveragePooling1D/2D (channels_last): y [batch, c], dx [batch, positions, c]."""
+
+    is_max: bool
+    y: np.ndarray
+    dx: np.ndarray
+    positions: int
+    channels: int
+
+
+@dataclass(frozen=True)
 class BatchNormPlan:
     """BatchNormalization in training mode over the [n * pre, k, post] view of its input."""
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from trainctl.errors import TrainctlError
 from trainctl.nn.layers.base import LAYERS, BuildContext, LayerParams, Shape
-from trainctl.nn.layers.plans import PoolPlan
+from trainctl.nn.layers.plans import GlobalPoolPlan, PoolPlan
 from trainctl.nn.layers.spatial import (
     DataFormat,
     Padding,
@@ -181,6 +181,11 @@ class _GlobalPooling(SpatialLayer):
         dx = self._dx[:n]
         self._pool.global_pool_backward(self._x3, self._y[:n], dy, dx, self.is_max)
         return self._grad_format(dx.reshape(n, *self.in_spatial, self.channels))
+
+    def compiled_plan(self) -> GlobalPoolPlan | None:
+        if self.channels_first:  # its transposes run in Python
+            return None
+        return GlobalPoolPlan(self.is_max, self._y, self._dx, self.positions, self.channels)
 
     def flops_per_sample(self) -> int:
         return self.positions * self.channels

@@ -1,12 +1,16 @@
-"""`train_plan_steps`: many training steps of a layer plan in one compiled call (Keras
-`steps_per_execution`), the kernel behind trainctl/train/compiled.py.
+"""Many training steps of a layer plan in one compiled call (Keras `steps_per_execution`), the
+kernels behind trainctl/train/compiled.py: `train_plan_steps` for Dense and Dropout over 2-D
+activations, `train_spatial_plan_steps` for the general plan (conv, pooling, batch
+normalization, activation, views, Dense of any rank; see "the general plan" below). Two
+functions so that a dense model does not pay the general one's compile time.
 
-The plan is data, not generated code: per layer an int kind (Dense or Dropout) and its buffers
-in typed lists, so one compilation serves every depth, width and mix of the two (per dtype).
+The plan is data, not generated code: per layer an int kind and its buffers in typed lists,
+so one compilation serves every depth, width and mix of layers (per dtype).
 Each step runs exactly the kernels Trainer.train_batch runs from Python, in the same order:
-gather, forward (steps.dense_forward / layers.dropout_forward), the loss and its gradient, the
-weight-regularizer penalties (optimizers.l1l2_penalty), metrics, backward (steps.dense_backward
-/ noise.multiply), the regularizer gradients (optimizers.l1l2_add_grad), the optimizer update.
+gather, forward (steps.dense_forward / layers.dropout_forward / conv_steps.conv_forward / the
+pooling, normalization and activation kernels the layers call), the loss and its gradient, the
+weight-regularizer penalties (optimizers.l1l2_penalty), metrics, backward (the layers' backward
+kernels), the regularizer gradients (optimizers.l1l2_add_grad), the optimizer update.
 What Python computes between steps arrives precomputed by the same Python code: the optimizer's
 per-step constants (one row per step) and each Dropout layer's uniforms (its generator's draws
 for the chunk, in step order), so results are the same to the bit.

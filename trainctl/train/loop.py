@@ -44,18 +44,29 @@ class Trainer:
         self._bind_loss_kernels()
         self._scale_key: tuple[int, bool] | None = None
 
-    def _bind_loss_kernels(self) -> None:
+    def _bind_loss_kernels(self, generic: bool = False) -> None:
         """Call the loss kernels directly in the hot loop: the data were checked against the
-        model before training, so the per-call argument checks of Loss.compute are skipped."""
+        model before training, so the per-call argument checks of Loss.compute are skipped.
+        The kernel is compiled for this loss only (one formula, not fourteen: kernels/losses.py),
+        unless `generic`: the compiled loop's own kernel, already compiled (or loaded) with it,
+        which fit's Python-side steps (validation) then share."""
         from trainctl.kernels import losses as kernels
         from trainctl.kernels.steps import batch_loss
 
         self._batch_loss = batch_loss  # the compiled loop's own: both paths sum the same way
         code = self.loss.code
-        generic = kernels.loss_forward_backward
-        self._loss_only = lambda y2d, out2d, scale, per_row: generic(code, y2d, out2d, scale, per_row, out2d, False)
+        if generic:
+            step = kernels.loss_forward_backward
+            self._loss_only = lambda y2d, out2d, scale, per_row: step(code, y2d, out2d, scale, per_row, out2d, False)
+        else:
+            rows = kernels.loss_rows_for(code)
+            only, with_grad, kind = kernels.LOSS_ONLY, kernels.GRAD_WRT_PRED, np.float64
+            self._loss_only = lambda y2d, out2d, scale, per_row: rows(code, y2d, out2d, scale, per_row, out2d, only, kind, False)
         if not self.fused:
-            self._loss_and_grad = lambda y2d, out2d, scale, per_row, grad: generic(code, y2d, out2d, scale, per_row, grad, True)
+            if generic:
+                self._loss_and_grad = lambda y2d, out2d, scale, per_row, grad: step(code, y2d, out2d, scale, per_row, grad, True)
+            else:
+                self._loss_and_grad = lambda y2d, out2d, scale, per_row, grad: rows(code, y2d, out2d, scale, per_row, grad, with_grad, kind, False)
         elif self.loss.fused_activation == "softmax":
             fused = kernels.softmax_crossentropy_backward
             self._loss_and_grad = lambda y2d, out2d, scale, per_row, dz: fused(code, y2d, out2d, scale, per_row, dz)
@@ -272,6 +283,7 @@ def _train_epochs(model, trainer, source, val_source, callback_list, *, epochs, 
         model.compiled_fallback = CompiledSteps.unsupported(trainer, source, batch_size)
         if model.compiled_fallback is None:
             compiled = CompiledSteps(trainer, source, batch_size)
+            trainer._bind_loss_kernels(generic=True)  # the compiled loop's loss kernel, not a second one
     model.stop_training = False
     wants_batch_begin = callback_list.wants_batch_begin
     callback_list.on_train_begin({})

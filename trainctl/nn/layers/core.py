@@ -13,6 +13,7 @@ from trainctl.config.base import PositiveInt, Seed, Size, UnitInterval, bounded_
 from trainctl.errors import TrainctlError
 from trainctl.nn.initializers import INITIALIZERS
 from trainctl.nn.layers.base import LAYERS, BuildContext, DensePlan, DropoutPlan, Layer, LayerParams, RandomLayer, Shape
+from trainctl.nn.layers.plans import ActivationPlan, ViewPlan
 from trainctl.nn.regularizers import REGULARIZERS, build_regularizer
 
 
@@ -204,6 +205,9 @@ class Activation(Layer):
         self._act_kernels.activation_backward(self._x2d, self._y[:rows], dy.reshape(rows, -1), dx, self.activation.code)
         return dx.reshape(dy.shape)
 
+    def compiled_plan(self) -> ActivationPlan:
+        return ActivationPlan(self._y, self._dx, int(self.activation.code))
+
 
 @LAYERS.register("dropout")
 class Dropout(RandomLayer):
@@ -279,6 +283,9 @@ class Flatten(Layer):
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         return dy.reshape(dy.shape[0], *self.input_shape)
 
+    def compiled_plan(self) -> ViewPlan:
+        return ViewPlan()
+
 
 @LAYERS.register("reshape")
 class Reshape(Layer):
@@ -311,6 +318,9 @@ class Reshape(Layer):
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         return dy.reshape(dy.shape[0], *self.input_shape)
+
+    def compiled_plan(self) -> ViewPlan:
+        return ViewPlan()
 
     def to_keras_config(self, config: dict[str, Any], fmt: str) -> dict[str, Any]:
         # tfjs-layers 4.22 leaves a -1 unresolved in its output shape ([null,2,null]), so a

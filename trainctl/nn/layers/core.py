@@ -76,11 +76,13 @@ class Dense(Layer):
         self._views: dict[int, tuple[np.ndarray, ...]] = {}
         from trainctl.kernels import steps
 
-        # one compiled call each way (matrix products included), the same the compiled loop runs
-        self._forward_kernel = steps.dense_forward
-        self._backward_kernel = steps.dense_backward
+        # one compiled call each way (matrix products included), the same instructions the compiled
+        # loop runs, compiled for this layer's activation only
         self._activation_code = self.activation.code
+        self._forward_kernel, self._backward_kernel = steps.dense_kernels_for(self._activation_code)
         self._linear_code = ACTIVATIONS.get("linear").code
+        # the fused softmax + cross-entropy backward starts from dz: the linear one (compiled on first use)
+        self._linear_backward_kernel = steps.dense_kernels_for(self._linear_code)[1]
 
     def _buffers(self, rows: int) -> tuple[np.ndarray, ...]:
         """(z, y, dz, dx) views for `rows` rows, made once per row count (the hot loop reuses them)."""
@@ -117,8 +119,8 @@ class Dense(Layer):
         bias_grad = self.bias.grad if self.bias is not None else self._scratch_bias_grad
         if not dy2d.flags.c_contiguous:
             dy2d = np.ascontiguousarray(dy2d)
-        self._backward_kernel(x2d, self.kernel.value, z, y, dy2d, dz, dx, self.kernel.grad, bias_grad,
-                              activation_code, need_dx)
+        kernel = self._backward_kernel if activation_code == self._activation_code else self._linear_backward_kernel
+        kernel(x2d, self.kernel.value, z, y, dy2d, dz, dx, self.kernel.grad, bias_grad, activation_code, need_dx)
         if not need_dx:
             return None
         return dx if flat else dx.reshape(dy.shape[0], *self.input_shape)

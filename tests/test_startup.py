@@ -63,3 +63,20 @@ def test_mxcsr_needs_no_numba():
         "fpu.set_mxcsr(before)\n"
         "print(inside, fpu.get_mxcsr() & fpu.CONTROL == before & fpu.CONTROL, 'numba' in sys.modules)\n")
     assert out == ["True", "True", "False"]
+
+
+def test_a_metric_compiles_its_own_kernel_only(tmp_path):
+    # the Python loop's metrics (metric_value_for) prune the other metrics' branches, and a
+    # loss-like metric compiles its own loss formula only (in a fresh cache)
+    out = _python(
+        "import numpy as np\n"
+        "from trainctl.kernels import loss_formulas as f, metrics as m\n"
+        "from trainctl.kernels.codes import CATEGORICAL_ACCURACY as CA, LOSS_METRIC_OFFSET, MEAN_ABSOLUTE_ERROR\n"
+        "t = np.array([[1, 0], [0, 1], [0, 1]], np.float32); p = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7]], np.float32)\n"
+        "mae = LOSS_METRIC_OFFSET + MEAN_ABSOLUTE_ERROR\n"
+        "expected = float(np.mean(np.abs(t - p).mean(axis=1, dtype=np.float64)))\n"
+        "print(m.metric_value_for(CA)(CA, t, p), abs(m.metric_value_for(mae)(mae, t, p) - expected) < 1e-7)\n"
+        "others = [k for k in (m._binary_accuracy, m._r2_score, f._crossentropy, f._mean_squared_error) if k.signatures]\n"
+        "print(len(m._categorical_accuracy.signatures), len(f._mean_absolute_error.signatures), len(others))\n",
+        tmp_path / "cache")
+    assert out == [str(2 / 3), "True", "1", "1", "0"]

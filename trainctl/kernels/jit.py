@@ -125,6 +125,35 @@ def configure_cache() -> None:
         numba_config.CACHE_DIR = str(chosen)
 
 
+def kernel_cache() -> Path:
+    """The directory numba caches trainctl's kernels in (configured on first use; no numba import)."""
+    global _cache_configured
+    if not _cache_configured:
+        configure_cache()
+        _cache_configured = True
+    return Path(os.environ["NUMBA_CACHE_DIR"])
+
+
+def _compiled_mark(key: str) -> Path:
+    return kernel_cache() / "compiled" / key
+
+
+def is_marked_compiled(key: str) -> bool:
+    """Whether `mark_compiled(key)` ran with this cache (and this version of the kernel sources:
+    the cache directory is per version), i.e. loading the kernel costs a load, not a compile."""
+    return _compiled_mark(key).is_file()
+
+
+def mark_compiled(key: str) -> None:
+    """Record that the kernel `key` (a name and its specialisation) is in the cache now."""
+    mark = _compiled_mark(key)
+    try:
+        mark.parent.mkdir(mode=0o700, exist_ok=True)
+        mark.touch()
+    except OSError:
+        pass  # a read-only cache: the next process decides as if it were not compiled
+
+
 def clear_cache() -> None:
     """Delete every cached kernel (used when the cache is found damaged)."""
     shutil.rmtree(os.environ.get("NUMBA_CACHE_DIR", cache_dir()), ignore_errors=True)

@@ -29,18 +29,37 @@ import numpy as np
 
 CHUNK_SECONDS = 0.05  # auto chunks: short enough for a live display and a prompt Ctrl-C
 MAX_CHUNK = 1 << 16
-# steps_per_execution "auto" uses the compiled loop for fits of at least this many steps, or
-# once this process has loaded it: loading the cached loop costs ~0.4-0.8 s of CPU (compiling it
-# the first time, ~17 s), which a fit of a few hundred small steps never wins back.
+# steps_per_execution "auto": once the compiled loop is in the kernel cache, fits of at least
+# AUTO_MIN_STEPS steps use it (loading it costs ~0.4-0.8 s of CPU, which a fit of a few hundred
+# small steps never wins back), as does every fit once this process has loaded it. Compiling it
+# costs 30-60 s of CPU, once per machine and version of trainctl, and saves ~20-40% of each small
+# step: a fit that has not compiled it trains from Python and switches to the loop at an
+# epoch's end only when the epochs left would take long enough from Python for the saving to pay
+# for the compile (worth_switching). The results are bit-identical on either path, so the switch
+# changes nothing but time. An explicit steps_per_execution always uses the loop.
 AUTO_MIN_STEPS = 5000
+LOOP_COMPILE_SECONDS = 40.0  # CPU-s to compile a loop (fresh cache, 2-core machine: 28-55 s)
+SAVED_FRACTION = 0.25  # a conservative share of a Python step the loop saves (conv b32 ~23%, dense more)
 _loaded = False
 
 
-def worth_compiling(total_steps: int | None, steps_per_execution) -> bool:
-    """Whether fit should use the compiled loop (results are the same either way)."""
-    if steps_per_execution != "auto":
-        return True
-    return _loaded or (total_steps is not None and total_steps >= AUTO_MIN_STEPS)
+def compile_decision(total_steps: int | None, steps_per_execution, kernel_key: str) -> str:
+    """'loop': train on the compiled loop from the first step; 'measure': train from Python
+    and ask worth_switching at each epoch's end; 'python': train from Python."""
+    from trainctl.kernels.jit import is_marked_compiled
+
+    if steps_per_execution != "auto" or _loaded:
+        return "loop"
+    if total_steps is None:
+        return "python"
+    if is_marked_compiled(kernel_key):
+        return "loop" if total_steps >= AUTO_MIN_STEPS else "python"
+    return "measure"
+
+
+def worth_switching(python_seconds_per_step: float, steps_left: int) -> bool:
+    """Whether compiling the loop now pays for itself within this fit."""
+    return python_seconds_per_step * steps_left * SAVED_FRACTION > LOOP_COMPILE_SECONDS
 
 
 UNIFORM_BUDGET = 1 << 21  # dropout uniforms drawn per chunk (float64: 16 MB); longer chunks are cut
@@ -294,12 +313,24 @@ class CompiledSteps:
         self.trainer._scale_key = None  # the kernel wrote the row scales: Trainer._row_scale must refill
         elapsed = time.perf_counter() - started
         global _loaded
+        if not _loaded:
+            from trainctl.kernels.jit import mark_compiled
+
+            mark_compiled(self.kernel_key(self.trainer))  # in the cache now: later auto fits load it
         _loaded = True
         if done:
             self.seconds_per_step = elapsed / done
         if done < n_steps:
             self._rewind(snapshot, first_sample, done)
         return self.values[:done]
+
+    @staticmethod
+    def kernel_key(trainer) -> str:
+        """Which compiled loop runs this model, and its float type: the cache mark's name."""
+        model = trainer.model
+        plans = [layer.compiled_plan() for layer in model.layers]
+        name = "train_plan_steps" if _dense_only(model, trainer, plans) else "train_spatial_plan_steps"
+        return f"{name}-{np.dtype(model.dtype).name}"
 
     def _launch_dense(self, order, first_sample, n_steps, constants, flag, totals) -> int:
         from trainctl.kernels.plan_steps import train_plan_steps

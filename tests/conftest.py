@@ -17,7 +17,7 @@ if ROOT not in sys.path:
 import pytest  # noqa: E402
 
 # Peer fixtures usable from any test module (each skips cleanly when its peer is absent).
-from tests.fixtures import teacher_config  # noqa: E402
+from tests.fixtures import teacher_config, write  # noqa: E402
 from tests.peers.tfjs import tfjs  # noqa: E402,F401
 
 
@@ -25,9 +25,4 @@ from tests.peers.tfjs import tfjs  # noqa: E402,F401
 def teacher_yaml(tmp_path):
     """Write the tiny teacher config (tests/fixtures.py) with the given options into the
     test's tmp_path: `teacher_yaml(n_features=6, fit="{epochs: 2, batch_size: 16}")` → its path."""
-    def write(filename: str = "c.yaml", **options):
-        path = tmp_path / filename
-        path.write_text(teacher_config(**options))
-        return path
-
-    return write
+    return lambda filename="c.yaml", **options: write(tmp_path, filename, teacher_config(**options))

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from tests.fixtures import write  # noqa: F401 (re-exported for the experiment tests)
+
 # `python -m dask` of this interpreter: the scheduler and workers import the trainctl under
 # test (a `dask` script elsewhere on PATH may belong to another environment).
 DASK = [sys.executable, "-m", "dask"]
@@ -33,12 +35,6 @@ data:
   train: {{generator: teacher, n_samples: {n_samples}, n_features: 6, n_classes: 3, hidden: 6}}
 fit: {{epochs: {epochs}, batch_size: 32, validation_split: 0.25}}
 """
-
-
-def write(directory: Path, name: str, text: str) -> Path:
-    path = directory / name
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def read_results(directory: Path) -> list[dict[str, str]]:

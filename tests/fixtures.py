@@ -1,4 +1,6 @@
-"""The tiny teacher classifier most tests train: one place for its config (issue 9, item 8).
+"""Helpers many test files share: the tiny teacher config, writing a file, reading the CLI's tables.
+
+The tiny teacher classifier most tests train: one place for its config (issue 9, item 8).
 
     teacher_config()                                   # the 64-sample, 4-feature default
     teacher_config(n_features=6, n_samples=300, fit="{epochs: 3, batch_size: 32}")
@@ -10,6 +12,31 @@ value; the layout is fixed, so tests that point at a line:col of the text stay v
 """
 
 from __future__ import annotations
+
+import re
+from pathlib import Path
+
+
+def write(directory: Path, name: str, text: str) -> Path:
+    """`text` into `directory / name` (UTF-8, as trainctl reads configs); the file's path."""
+    path = Path(directory) / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def metrics_table(text: str) -> str:
+    """`trainctl evaluate`'s output up to its per-class / per-target report: the metrics table."""
+    return re.split(r"^per (?:class|target)", text, flags=re.M)[0]
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """The cells of every rich table row in `text` (header rows included), whitespace stripped."""
+    rows = []
+    for line in text.splitlines():
+        for bar in ("┃", "│"):
+            if line.lstrip().startswith(bar):
+                rows.append([cell.strip() for cell in line.strip().split(bar)[1:-1]])
+    return rows
 
 
 def teacher_source(n_samples: int = 64, n_features: int = 4, n_classes: int = 3, hidden: int | None = 4) -> str:

@@ -31,13 +31,15 @@ from trainctl.runs import atomic, checkpoints
 from trainctl.train import resume
 seen = 0
 
-def reached(detail):
+def reached(detail, go_on=lambda: False):
+    # count a kill point; at the chosen one say so on the pipe and wait there: for the kill,
+    # or (holding) until go_on()
     global seen
     seen += 1
     if seen == occurrence:
         os.write(signal_fd, f"{phase} {detail}\n".encode())
-        while True:  # the test kills this process now
-            time.sleep(60)
+        while not go_on():  # the test kills this process now, or lets it go on
+            time.sleep(0.02)
 
 if phase == "write":
     write_fd = atomic._write_fd
@@ -56,24 +58,14 @@ elif phase == "publish":
         reached(str(tmp))
         publish(tmp, final)
     checkpoints._publish = patched_publish
-elif phase == "save":
+elif phase in ("save", "hold"):  # hold is not a kill: it waits until the test creates $KILL_POINTS_GO
+    go = os.environ.get("KILL_POINTS_GO")
+    go_on = (lambda: os.path.exists(go)) if phase == "hold" else (lambda: False)
     save = resume.CheckpointWriter.save
     def patched_save(self, tag, *args, **kwargs):
-        reached(tag)
+        reached(tag, go_on)
         return save(self, tag, *args, **kwargs)
     resume.CheckpointWriter.save = patched_save
-elif phase == "hold":  # not a kill: wait at the N-th checkpoint until the test creates $KILL_POINTS_GO
-    go = os.environ["KILL_POINTS_GO"]
-    save = resume.CheckpointWriter.save
-    def held_save(self, tag, *args, **kwargs):
-        global seen
-        seen += 1
-        if seen == occurrence:
-            os.write(signal_fd, f"{phase} {tag}\n".encode())
-            while not os.path.exists(go):
-                time.sleep(0.02)
-        return save(self, tag, *args, **kwargs)
-    resume.CheckpointWriter.save = held_save
 else:
     raise SystemExit(f"unknown kill point {phase!r}")
 sys.argv = ["trainctl", *sys.argv[4:]]
@@ -91,29 +83,47 @@ class Attempt:
     stderr: str
 
 
+def _launch(phase: str, occurrence: int, args: list[str], env: dict, stdout) -> tuple[subprocess.Popen, int]:
+    """Start `trainctl *args` under the wrapper, stopping at the `occurrence`-th `phase` point;
+    returns the process and the read end of the pipe it reports that point on."""
+    read_end, write_end = os.pipe()
+    try:
+        process = subprocess.Popen([sys.executable, "-c", WRAPPER, phase, str(occurrence), str(write_end), *args],
+                                   stdout=stdout, stderr=subprocess.PIPE, text=True, env=env, pass_fds=(write_end,))
+    except BaseException:
+        os.close(read_end)
+        raise
+    finally:
+        os.close(write_end)  # the child holds the only write end: EOF when it exits
+    return process, read_end
+
+
+def _report(read_end: int, timeout: float) -> bytes | None:
+    """The child's line on the pipe once it is at its point; what came before EOF when it
+    exited without reaching it; None when neither happened within `timeout`."""
+    message = b""
+    deadline = time.monotonic() + timeout
+    while not message.endswith(b"\n"):
+        ready, _, _ = select.select([read_end], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            return None
+        chunk = os.read(read_end, 4096)
+        if not chunk:
+            break  # exited before the point
+        message += chunk
+    return message
+
+
 def run_to_kill_point(args: list[str], phase: str, occurrence: int, env: dict, timeout: float = 120) -> Attempt:
     """Run `trainctl *args` until the `occurrence`-th `phase` point, then SIGKILL it there.
     A run that finishes (or fails) before reaching it is not killed."""
     assert phase in PHASES, phase
-    read_end, write_end = os.pipe()
+    process, read_end = _launch(phase, occurrence, args, env, subprocess.DEVNULL)
     try:
-        process = subprocess.Popen([sys.executable, "-c", WRAPPER, phase, str(occurrence), str(write_end), *args],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
-                                   pass_fds=(write_end,))
-    finally:
-        os.close(write_end)  # the child holds the only write end: EOF when it exits
-    try:
-        message = b""
-        deadline = time.monotonic() + timeout
-        while not message.endswith(b"\n"):
-            ready, _, _ = select.select([read_end], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
-                process.kill()
-                raise AssertionError(f"{phase} #{occurrence} neither reached nor finished in {timeout}s")
-            chunk = os.read(read_end, 4096)
-            if not chunk:
-                break  # exited before the kill point
-            message += chunk
+        message = _report(read_end, timeout)
+        if message is None:
+            process.kill()
+            raise AssertionError(f"{phase} #{occurrence} neither reached nor finished in {timeout}s")
         killed = message.endswith(b"\n")
         if killed:
             process.kill()
@@ -127,19 +137,12 @@ def run_to_kill_point(args: list[str], phase: str, occurrence: int, env: dict, t
 def start_held(args: list[str], go: Path, env: dict, occurrence: int = 1, timeout: float = 120) -> subprocess.Popen:
     """Start `trainctl *args` and return once it waits at its `occurrence`-th checkpoint (alive,
     its run directory locked, mid-training) — it goes on when the test creates `go`."""
-    read_end, write_end = os.pipe()
+    process, read_end = _launch("hold", occurrence, args, {**env, "KILL_POINTS_GO": str(go)}, subprocess.PIPE)
     try:
-        process = subprocess.Popen([sys.executable, "-c", WRAPPER, "hold", str(occurrence), str(write_end), *args],
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   env={**env, "KILL_POINTS_GO": str(go)}, pass_fds=(write_end,))
-    finally:
-        os.close(write_end)
-    try:
-        ready, _, _ = select.select([read_end], [], [], timeout)
-        message = os.read(read_end, 4096) if ready else b""
+        message = _report(read_end, timeout)
     finally:
         os.close(read_end)
-    if not message.startswith(b"hold "):
+    if not (message or b"").startswith(b"hold "):
         process.kill()
         raise AssertionError(f"checkpoint #{occurrence} not reached in {timeout}s: {process.communicate()[1]}")
     return process

@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from trainctl.cli import app
-from tests.fixtures import teacher_config
+from tests.fixtures import metrics_table, table_rows, teacher_config  # noqa: F401 (table_rows: re-exported)
 
 ROOT = Path(__file__).resolve().parent.parent
 TFJS_MLP = ROOT / "configs" / "tfjs_mlp.yaml"
@@ -71,21 +71,6 @@ def small_config(tmp_path: Path, old: str | None = None, new: str = "", name: st
         assert old in SMALL, old
         text = SMALL.replace(old, new)
     return write(tmp_path / name, text)
-
-
-def metrics_table(text: str) -> str:
-    """`trainctl evaluate`'s output up to its per-class / per-target report: the metrics table."""
-    return re.split(r"^per (?:class|target)", text, flags=re.M)[0]
-
-
-def table_rows(text: str) -> list[list[str]]:
-    """The cells of every rich table row in `text` (header rows included), whitespace stripped."""
-    rows = []
-    for line in text.splitlines():
-        for bar in ("┃", "│"):
-            if line.lstrip().startswith(bar):
-                rows.append([cell.strip() for cell in line.strip().split(bar)[1:-1]])
-    return rows
 
 
 # ---------------------------------------------------------------------- forward reference

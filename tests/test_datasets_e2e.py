@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from tests.fixtures import metrics_table, table_rows
 from trainctl.cli import app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,20 +40,6 @@ def train(config: Path, out: Path, *sets: str) -> dict:
         args += ["--set", item]
     ok(args)
     return json.loads((out / "metrics.json").read_text())
-
-
-def metrics_table(text: str) -> str:
-    """`trainctl evaluate`'s output up to its per-class / per-target report: the metrics table."""
-    return re.split(r"^per (?:class|target)", text, flags=re.M)[0]
-
-
-def table_rows(text: str) -> list[list[str]]:
-    rows = []
-    for line in text.splitlines():
-        for bar in ("┃", "│"):
-            if line.lstrip().startswith(bar):
-                rows.append([cell.strip() for cell in line.strip().split(bar)[1:-1]])
-    return rows
 
 
 def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:

@@ -303,12 +303,19 @@ def test_rich_mode_keeps_one_line_per_epoch_and_shows_compile_status():
     assert text.rstrip().endswith("val_acc 0.8500\x1b[0m")
 
 
-def test_rich_rate_and_eta_leave_out_compile_time():
+def one_epoch_training(refresh_interval: float):
+    """A rich ProgressDisplay on a terminal console and a fake clock, driven through a
+    CallbackList as the loop drives it, its one-epoch training begun."""
     console, clock = terminal_console(), FakeClock()
-    display = ProgressDisplay(console, "rich", clock=clock, refresh_interval=0.0)
+    display = ProgressDisplay(console, "rich", clock=clock, refresh_interval=refresh_interval)
     callbacks = CallbackList([display])
     callbacks.set_params(dict(PARAMS, epochs=1))
     callbacks.on_train_begin({})
+    return console, clock, display, callbacks
+
+
+def test_rich_rate_and_eta_leave_out_compile_time():
+    console, clock, display, callbacks = one_epoch_training(0.0)
     callbacks.on_epoch_begin(0, {})
     callbacks.on_compile_begin({})
     clock.now += 30.0
@@ -499,15 +506,68 @@ def test_library_modules_do_not_import_rich_or_render():
         and imports.search(path.read_text())
     ]
     assert offenders == []
-    # The one way in from the library: Sequential.summary() and fit(verbose=...) reach the
-    # CLI's display lazily, through trainctl.cli.verbose, inside those methods only.
-    cli_imports = re.compile(r"^(\s*)(?:from|import)\s+trainctl\.cli\b.*$", re.M)
-    reaching = {str(path.relative_to(root)): [(len(m.group(1)), m.group(0).strip()) for m in cli_imports.finditer(path.read_text())]
-                for path in root.rglob("*.py")
-                if not str(path.relative_to(root)).startswith("cli") and path.name != "__main__.py"}
-    reaching = {name: found for name, found in reaching.items() if found}
-    assert list(reaching) == ["nn/model.py"]
-    assert all(indent > 0 and line.startswith("from trainctl.cli.verbose import") for indent, line in reaching["nn/model.py"])
+
+
+def _imported_modules(path, root):
+    """(module imported, enclosing function or None) for every import in a file under
+    `root` (the trainctl package), relative imports resolved and `from pkg import name`
+    counted as importing pkg.name as well."""
+    import ast
+
+    package = ["trainctl", *path.relative_to(root).parent.parts]
+    found = []
+
+    def visit(node, function):
+        for child in ast.iter_child_nodes(node):
+            inner = child.name if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) else function
+            if isinstance(child, ast.Import):
+                found.extend((alias.name, function) for alias in child.names)
+            elif isinstance(child, ast.ImportFrom):
+                base = child.module or ""
+                if child.level:
+                    base = ".".join(package[: len(package) - child.level + 1] + ([base] if base else []))
+                found.append((base, function))
+                found.extend((f"{base}.{alias.name}", function) for alias in child.names)
+            elif isinstance(child, ast.Call) and getattr(child.func, "attr", getattr(child.func, "id", "")) == "import_module":
+                found.extend((arg.value, function) for arg in child.args[:1] if isinstance(arg, ast.Constant))
+            visit(child, inner)
+
+    visit(ast.parse(path.read_text(encoding="utf-8")), None)
+    return found
+
+
+def test_no_library_module_imports_the_cli():
+    """One way only: the CLI imports the library, never back. The library reaches a display
+    through trainctl.train.display, where the package root registers the CLI's (lazily,
+    inside _terminal_display); `python -m trainctl` (__main__) runs the CLI."""
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[1] / "trainctl"
+    reaching = {}
+    for path in sorted(root.rglob("*.py")):
+        name = str(path.relative_to(root))
+        if name.startswith("cli/"):
+            continue
+        cli = [(module, function) for module, function in _imported_modules(path, root)
+               if module == "trainctl.cli" or module.startswith("trainctl.cli.")]
+        if cli:
+            reaching[name] = cli
+    assert reaching.pop("__main__.py") == [("trainctl.cli", None), ("trainctl.cli.app", None)]
+    assert reaching.pop("__init__.py") == [("trainctl.cli.verbose", "_terminal_display"),
+                                           ("trainctl.cli.verbose.TerminalDisplay", "_terminal_display")]
+    assert reaching == {}
+
+
+def test_the_import_walk_sees_every_spelling(tmp_path):
+    """The walk above catches absolute, relative, from-package and import_module imports."""
+    root = tmp_path / "trainctl"
+    (root / "nn").mkdir(parents=True)
+    probe = root / "nn" / "probe.py"
+    probe.write_text("import trainctl.cli.render\nfrom .. import cli\nfrom ..cli.verbose import x\n"
+                     "def f():\n    import importlib\n    importlib.import_module('trainctl.cli.app')\n")
+    modules = {module for module, _ in _imported_modules(probe, root)}
+    assert {"trainctl.cli.render", "trainctl.cli", "trainctl.cli.verbose", "trainctl.cli.app"} <= modules
+    assert ("trainctl.cli.app", "f") in _imported_modules(probe, root)
 
 
 def test_render_summary_line_prints_line_and_run_path():
@@ -548,11 +608,7 @@ def test_render_predictions_regression_elides_wide_outputs():
 
 def test_compile_announced_before_the_first_epoch_as_the_loop_does():
     """training.fit emits on_compile_begin before on_epoch_begin and ends it after batch 0."""
-    console, clock = terminal_console(), FakeClock()
-    display = ProgressDisplay(console, "rich", clock=clock, refresh_interval=0.0)
-    callbacks = CallbackList([display])
-    callbacks.set_params(dict(PARAMS, epochs=1))
-    callbacks.on_train_begin({})
+    console, clock, display, callbacks = one_epoch_training(0.0)
     callbacks.on_compile_begin({})
     clock.now += 5.0  # compiling before the epoch: not part of the epoch at all
     callbacks.on_epoch_begin(0, {})
@@ -592,11 +648,7 @@ def test_finished_epoch_wraps_between_values_at_80_columns():
 def test_short_epochs_still_show_their_final_bar_and_step_counter():
     # Every batch lands between two refreshes (the clock stands still): the live bar never
     # moves past 0/4, but the finished line draws the whole bar and counts every step.
-    console, clock = terminal_console(), FakeClock()
-    display = ProgressDisplay(console, "rich", clock=clock, refresh_interval=10.0)
-    callbacks = CallbackList([display])
-    callbacks.set_params(dict(PARAMS, epochs=1))
-    callbacks.on_train_begin({})
+    console, clock, display, callbacks = one_epoch_training(10.0)
     callbacks.on_epoch_begin(0, {})
     for batch, size in enumerate(BATCH_SIZES):
         callbacks.on_batch_end(batch, {"batch": batch, "size": size, "loss": 0.5, "acc": 0.5})

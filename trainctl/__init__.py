@@ -35,6 +35,19 @@ _EXPORTS = {
 __all__ = [*_EXPORTS, "__version__"]
 
 
+def _terminal_display():
+    """The display of the Python API (fit(verbose=...), summary()): the CLI's terminal rendering.
+    The package root is where library and CLI meet; below it the library never imports the CLI."""
+    from trainctl.cli.verbose import TerminalDisplay
+
+    return TerminalDisplay()
+
+
+from trainctl.train import display as _display  # noqa: E402 (after the environment default above)
+
+_display.register(_terminal_display)
+
+
 def __getattr__(name: str):
     """Lazy exports, so `import trainctl` (and `trainctl --help`) stays light."""
     if name in _EXPORTS:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from tests.fixtures import teacher_config, teacher_source
+from tests.fixtures import write  # noqa: F401 (re-exported for the hostile tests)
 from tests.test_hostile.fuzz import run_process
 
 TRAINCTL = [sys.executable, "-m", "trainctl"]
@@ -42,12 +43,6 @@ def cli(*args, cwd: Path | None = None, timeout: float = 120, env: dict | None =
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def write(root: Path, name: str, text: str) -> Path:
-    path = Path(root) / name
-    path.write_text(text)
-    return path
 
 
 def config_with_data(source: str) -> str:

@@ -1,59 +1,43 @@
-"""Keras's `verbose` for the Python API and the config's `fit.verbose`: which progress
-display a fit gets. 0: none; 1: the live bar in a terminal (one line per epoch otherwise);
-2: one line per epoch; None ("auto"): 1 in a terminal, 0 otherwise.
-
-The library reaches the display only through here, lazily, when a user asks for it from
-Python (`Sequential.fit(verbose=...)`, `Sequential.summary()`)."""
+"""The CLI's terminal display for the Python API: what `Sequential.fit(verbose=...)` and
+`Sequential.summary()` show. The library never imports this module: it asks
+trainctl.train.display, where the package root registers `TerminalDisplay` (the verbose
+values' meaning, VERBOSE_MODES and display_mode, lives there too)."""
 
 from __future__ import annotations
 
-import sys
-from typing import Any
+from trainctl.train.display import VERBOSE_MODES, Display, display_mode
 
-from trainctl.errors import TrainctlError
-
-VERBOSE_MODES = {0: "quiet", 1: "auto", 2: "plain"}
+__all__ = ["VERBOSE_MODES", "TerminalDisplay", "describe", "display_mode"]
 
 
-def display_mode(verbose: int | None, *, is_terminal: bool | None = None) -> str:
-    """The ProgressDisplay mode for a Keras verbose value."""
-    if verbose is None or verbose == "auto":
-        terminal = sys.stdout.isatty() if is_terminal is None else is_terminal
-        verbose = 1 if terminal else 0
-    if isinstance(verbose, bool) or verbose not in VERBOSE_MODES:
-        raise TrainctlError(f"verbose must be 0 (silent), 1 (progress bar), 2 (one line per epoch) or None (auto), got {verbose!r}")
-    return VERBOSE_MODES[verbose]
+class TerminalDisplay(Display):
+    """The library's Display on stdout, with the CLI's rendering."""
 
+    def progress(self, mode: str):
+        """A ProgressDisplay callback on stdout in `mode` ('auto' or 'plain')."""
+        from trainctl.cli.consoles import stdout_console
+        from trainctl.cli.render import ProgressDisplay
 
-def progress_display(verbose: int | None) -> Any:
-    """A ProgressDisplay callback on stdout for `verbose`, or None for silence."""
-    mode = display_mode(verbose)
-    if mode == "quiet":
-        return None
-    from trainctl.cli.consoles import stdout_console
-    from trainctl.cli.render import ProgressDisplay
+        return ProgressDisplay(stdout_console(), mode)
 
-    return ProgressDisplay(stdout_console(), mode)
+    def summary(self, model, *, weights: bool = False, print_fn=None) -> None:
+        """The CLI's `trainctl summary` table for a model built in Python."""
+        from rich.console import Console
 
+        from trainctl.cli.consoles import stdout_console
+        from trainctl.cli.render import render_summary
 
-def print_summary(model, *, weights: bool = False, print_fn=None) -> None:
-    """The CLI's `trainctl summary` table for a model built in Python."""
-    from rich.console import Console
+        rows, totals, weight_list, extras = describe(model)
+        if print_fn is None:
+            render_summary(stdout_console(), rows, totals, weights=weight_list if weights else None, extras=extras)
+            return
+        import io
 
-    from trainctl.cli.consoles import stdout_console
-    from trainctl.cli.render import render_summary
-
-    rows, totals, weight_list, extras = describe(model)
-    if print_fn is None:
-        render_summary(stdout_console(), rows, totals, weights=weight_list if weights else None, extras=extras)
-        return
-    import io
-
-    buffer = io.StringIO()
-    render_summary(Console(highlight=False, file=buffer, width=200), rows, totals,
-                   weights=weight_list if weights else None, extras=extras)
-    for line in buffer.getvalue().splitlines():
-        print_fn(line)
+        buffer = io.StringIO()
+        render_summary(Console(highlight=False, file=buffer, width=200), rows, totals,
+                       weights=weight_list if weights else None, extras=extras)
+        for line in buffer.getvalue().splitlines():
+            print_fn(line)
 
 
 def describe(model):

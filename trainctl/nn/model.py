@@ -288,7 +288,7 @@ class Sequential:
         return self.history
 
     def _with_progress(self, run, verbose, *args, **options):
-        from trainctl.cli.verbose import progress_display  # the display, only when asked for
+        from trainctl.train.display import progress_display  # the registered display, only when asked for
 
         display = progress_display(verbose)
         if display is None:
@@ -299,7 +299,7 @@ class Sequential:
     def summary(self, *, weights: bool = False, print_fn=None) -> None:
         """Print the model table of `trainctl summary` (layers, output shapes, parameters,
         compile choices); `print_fn(line)` receives it line by line instead, as in Keras."""
-        from trainctl.cli.verbose import print_summary
+        from trainctl.train.display import print_summary
 
         print_summary(self, weights=weights, print_fn=print_fn)
 

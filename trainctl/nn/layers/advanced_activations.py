@@ -42,10 +42,11 @@ class _ElementWise(_SameShape):
     and `<kernel_name>_backward(x, dy, *options, dx)`; forward keeps x for backward."""
 
     kernel_name: ClassVar[str]
+    kernel_options: ClassVar[tuple[str, ...]] = ()  # the params passed to the kernels, in order
 
     def _options(self) -> tuple:
         """The kernels' scalar options, from the params."""
-        return ()
+        return tuple(getattr(self.params, name) for name in self.kernel_options)
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         self._x = x.reshape(-1)
@@ -66,12 +67,10 @@ class LeakyReLU(_ElementWise):
     type_id = "leaky_re_lu"
     class_name = "LeakyReLU"
     kernel_name = "leaky_relu"
+    kernel_options = ("alpha",)
 
     class Params(LayerParams):
         alpha: FiniteFloat = 0.3  # TF.js DEFAULT_ALPHA
-
-    def _options(self):
-        return (self.params.alpha,)
 
 
 @LAYERS.register("elu")
@@ -81,6 +80,7 @@ class ELU(_ElementWise):
     type_id = "elu"
     class_name = "ELU"
     kernel_name = "elu"
+    kernel_options = ("alpha",)
 
     class Params(LayerParams):
         alpha: FiniteFloat = 1.0  # TF.js DEFAULT_ALPHA
@@ -89,9 +89,6 @@ class ELU(_ElementWise):
         if fmt == "tfjs" and self.params.alpha != 1.0:
             raise ExportRefused(f"{self.name}: TF.js ELU supports alpha 1.0 only (tfjs export)")
         return config
-
-    def _options(self):
-        return (self.params.alpha,)
 
 
 @LAYERS.register("re_lu", "relu_layer")
@@ -124,12 +121,10 @@ class ThresholdedReLU(_ElementWise):
     type_id = "thresholded_re_lu"
     class_name = "ThresholdedReLU"
     kernel_name = "thresholded_relu"
+    kernel_options = ("theta",)
 
     class Params(LayerParams):
         theta: FiniteFloat = 1.0  # TF.js DEFAULT_THETA
-
-    def _options(self):
-        return (self.params.theta,)
 
 
 @LAYERS.register("prelu", "p_re_lu")

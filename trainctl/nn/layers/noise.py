@@ -46,6 +46,19 @@ class _RandomLayer(RandomLayer):
         self._kernel = _kernels()
         self._active = False
 
+    def _drops(self, training: bool) -> bool:
+        """Whether this forward draws a mask: in training, for 0 < rate < 1 (TF.js passes the
+        input through at rate 0 or 1); backward multiplies by the mask only then."""
+        rate = self.params.rate
+        self._active = training and 0 < rate < 1
+        return self._active
+
+    def _normal(self, buffer: np.ndarray, size: int) -> np.ndarray:
+        """`size` standard-normal draws in the layer's dtype, into the head of `buffer`."""
+        draws = buffer[:size]
+        self.rng.standard_normal(out=draws, dtype=self.dtype)
+        return draws
+
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         if not self._active or not need_dx:
             return dy if need_dx else None
@@ -80,15 +93,14 @@ class _SpatialDropout(_RandomLayer):
         return a.reshape(shape)
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
-        rate = self.params.rate
-        self._active = training and 0 < rate < 1  # TF.js: rate 0 or 1 passes the input through
-        if not self._active:
+        if not self._drops(training):
             return x
         n = x.shape[0]
         uniform, mask = self._uniform[:n], self._channel_mask[:n]
         self.rng.random(out=uniform)
         y = self._y[: x.size]
-        self._kernel.spatial_dropout_forward(self._three_d(x, n), uniform, rate, self.channels_last, mask, self._three_d(y, n))
+        self._kernel.spatial_dropout_forward(self._three_d(x, n), uniform, self.params.rate, self.channels_last, mask,
+                                             self._three_d(y, n))
         return y.reshape(x.shape)
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
@@ -144,10 +156,8 @@ class GaussianNoise(_RandomLayer):
         self._active = False  # additive noise: dx = dy, no mask
         if not training:
             return x
-        size = x.size
-        normal, y = self._mask[:size], self._y[:size]
-        self.rng.standard_normal(out=normal, dtype=self.dtype)
-        self._kernel.gaussian_noise_forward(x.reshape(-1), normal, self.params.stddev, y)
+        y = self._y[: x.size]
+        self._kernel.gaussian_noise_forward(x.reshape(-1), self._normal(self._mask, x.size), self.params.stddev, y)
         return y.reshape(x.shape)
 
 
@@ -162,13 +172,11 @@ class GaussianDropout(_RandomLayer):
         rate: UnitInterval
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
-        rate = self.params.rate
-        self._active = training and 0 < rate < 1
-        if not self._active:
+        if not self._drops(training):
             return x
-        size = x.size
-        normal, y = self._dx[:size], self._y[:size]  # dx's buffer holds the draws until backward
-        self.rng.standard_normal(out=normal, dtype=self.dtype)
+        rate, size = self.params.rate, x.size
+        normal = self._normal(self._dx, size)  # dx's buffer holds the draws until backward
+        y = self._y[:size]
         self._kernel.gaussian_dropout_forward(x.reshape(-1), normal, math.sqrt(rate / (1 - rate)), self._mask[:size], y)
         return y.reshape(x.shape)
 
@@ -198,11 +206,9 @@ class AlphaDropout(_RandomLayer):
         self._uniform = np.empty(batch_size * math.prod(self.input_shape), np.float64)
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
-        rate = self.params.rate
-        self._active = training and 0 < rate < 1
-        if not self._active:
+        if not self._drops(training):
             return x
-        size = x.size
+        rate, size = self.params.rate, x.size
         alpha_p = -SELU_ALPHA * SELU_SCALE
         a = ((1 - rate) * (1 + rate * alpha_p ** 2)) ** -0.5
         b = -a * alpha_p * rate

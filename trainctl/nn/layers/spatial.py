@@ -65,6 +65,8 @@ class SpatialLayer(Layer):
     """A layer over `rank` spatial axes with a channel axis first or last."""
 
     rank: int = 2
+    # channels_first only: the transpose buffers (_layout_buffers)
+    _in_nhwc = _out_nchw = _dy_nhwc = _dx_nchw = None
 
     def _data_format(self) -> str:
         return getattr(self.params, "data_format", "channels_last")
@@ -112,35 +114,27 @@ class SpatialLayer(Layer):
     def _perm_to_first(self) -> tuple[int, ...]:
         return (0, self.rank + 1, *range(1, self.rank + 1))
 
+    def _relayout(self, a: np.ndarray, buffer: np.ndarray, perm: tuple[int, ...]) -> np.ndarray:
+        """a transposed by `perm` into the head of `buffer` (channels_first); a itself otherwise."""
+        if not self.channels_first:
+            return a
+        buf = buffer[: a.shape[0]]
+        np.copyto(buf, a.transpose(perm))
+        return buf
+
     def _input_nhwc(self, x: np.ndarray) -> np.ndarray:
         """x in the layer's format → channels_last [n, *spatial, c] (a view, or the buffer)."""
-        if not self.channels_first:
-            return x
-        buf = self._in_nhwc[: x.shape[0]]
-        np.copyto(buf, x.transpose(self._perm_to_last()))
-        return buf
+        return self._relayout(x, self._in_nhwc, self._perm_to_last())
 
     def _output_format(self, y_nhwc: np.ndarray) -> np.ndarray:
         """y channels_last [n, *spatial, c] → the layer's format."""
-        if not self.channels_first:
-            return y_nhwc
-        buf = self._out_nchw[: y_nhwc.shape[0]]
-        np.copyto(buf, y_nhwc.transpose(self._perm_to_first()))
-        return buf
+        return self._relayout(y_nhwc, self._out_nchw, self._perm_to_first())
 
     def _grad_nhwc(self, dy: np.ndarray) -> np.ndarray:
-        if not self.channels_first:
-            return dy
-        buf = self._dy_nhwc[: dy.shape[0]]
-        np.copyto(buf, dy.transpose(self._perm_to_last()))
-        return buf
+        return self._relayout(dy, self._dy_nhwc, self._perm_to_last())
 
     def _grad_format(self, dx_nhwc: np.ndarray) -> np.ndarray:
-        if not self.channels_first:
-            return dx_nhwc
-        buf = self._dx_nchw[: dx_nhwc.shape[0]]
-        np.copyto(buf, dx_nhwc.transpose(self._perm_to_first()))
-        return buf
+        return self._relayout(dx_nhwc, self._dx_nchw, self._perm_to_first())
 
 
 def rows_of(batch: int, spatial: tuple[int, ...]) -> int:

@@ -1,6 +1,6 @@
 """Pieces of a training step in compiled code: Dense forward/backward (one call each, used by
 the Python path and by the compiled loop, kernels/plan_steps.py, so both paths run the same
-instructions), the batch loss, and the optimizer update by code.
+instructions; the products go to numpy's BLAS, kernels/blas.py), the batch loss, and the optimizer update by code.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from trainctl.kernels.activations import (
     activation_backward_bias_grad,
     bias_activation_forward,
 )
+from trainctl.kernels.blas import gemm
 from trainctl.kernels.jit import njit
 from trainctl.kernels.optimizers import (
     adadelta_update,
@@ -34,7 +35,7 @@ OPTIMIZER_CODES = {"sgd_update": 0, "momentum_update": 1, "adam_update": 2, "ada
 @njit
 def dense_forward(x, kernel, bias, z, y, code):
     """z = x @ kernel; y = act(z + bias) (z keeps the biased pre-activation)."""
-    np.dot(x, kernel, z)
+    gemm(x, kernel, z, False, False)
     bias_activation_forward(z, bias, y, code)
 
 
@@ -42,9 +43,9 @@ def dense_forward(x, kernel, bias, z, y, code):
 def dense_backward(x, kernel, z, y, dy, dz, dx, kernel_grad, bias_grad, code, need_dx):
     """dz = act'(z) * dy, bias_grad = sum(dz), kernel_grad = x.T @ dz, dx = dz @ kernel.T."""
     activation_backward_bias_grad(z, y, dy, dz, bias_grad, code)
-    np.dot(x.T, dz, kernel_grad)
+    gemm(x, dz, kernel_grad, True, False)
     if need_dx:
-        np.dot(dz, kernel.T, dx)
+        gemm(dz, kernel, dx, False, True)
 
 
 @njit

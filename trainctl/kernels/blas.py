@@ -56,33 +56,38 @@ def _numpy_cblas() -> dict[str, int] | None:
     return None
 
 
-def _dot_fallback(dtype):
-    """A cfunc with the CBLAS signature computing the product with np.dot (row-major, alpha 1,
-    beta 0 and contiguous rows: what `gemm` below passes)."""
-
-    def product(order, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
-        a_rows, b_rows = (k, m) if trans_a == TRANS else (m, k), (n, k) if trans_b == TRANS else (k, n)
-        left = carray(a, (a_rows[0] * a_rows[1],), dtype).reshape(a_rows)
-        right = carray(b, (b_rows[0] * b_rows[1],), dtype).reshape(b_rows)
-        out = carray(c, (m * n,), dtype).reshape((m, n))
-        if trans_a == TRANS:
-            if trans_b == TRANS:
-                np.dot(left.T, right.T, out)
-            else:
-                np.dot(left.T, right, out)
-        elif trans_b == TRANS:
-            np.dot(left, right.T, out)
+def _dot_product(order, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    """The CBLAS product with np.dot, for the cfunc fallback (row-major, alpha 1, beta 0 and
+    contiguous rows: what `gemm` below passes; typed pointers, the same C ABI as void*)."""
+    a_shape = (k, m) if trans_a == TRANS else (m, k)
+    b_shape = (n, k) if trans_b == TRANS else (k, n)
+    left = carray(a, (a_shape[0] * a_shape[1],)).reshape(a_shape)
+    right = carray(b, (b_shape[0] * b_shape[1],)).reshape(b_shape)
+    out = carray(c, (m * n,)).reshape((m, n))
+    if trans_a == TRANS:
+        if trans_b == TRANS:
+            np.dot(left.T, right.T, out)
         else:
-            np.dot(left, right, out)
+            np.dot(left.T, right, out)
+    elif trans_b == TRANS:
+        np.dot(left, right.T, out)
+    else:
+        np.dot(left, right, out)
 
-    return product
+
+def fallback_signature(prefix: str):
+    """The CBLAS signature with typed pointers, for the np.dot cfunc."""
+    scalar = types.float32 if prefix == "s" else types.float64
+    pointer = types.CPointer(scalar)
+    return types.void(types.int32, types.int32, types.int32, types.int64, types.int64, types.int64, scalar,
+                      pointer, types.int64, pointer, types.int64, scalar, pointer, types.int64)
 
 
 def _bind() -> str:
     addresses = None if os.environ.get("TRAINCTL_BLAS") == "scipy" else _numpy_cblas()
     if addresses is None:
-        for prefix, dtype in (("s", np.float32), ("d", np.float64)):
-            compiled = cfunc(_SIGNATURES[prefix])(_dot_fallback(dtype))  # a closure: not cacheable
+        for prefix in ("s", "d"):
+            compiled = cfunc(fallback_signature(prefix), cache=True)(_dot_product)
             _FALLBACKS.append(compiled)  # keep the machine code alive
             llvm.add_symbol(_SYMBOLS[prefix], compiled.address)
         return "scipy (np.dot)"
@@ -92,7 +97,6 @@ def _bind() -> str:
 
 
 _FALLBACKS: list = []
-BOUND_TO = _bind()  # which BLAS the kernels' gemm calls: "numpy" or "scipy (np.dot)"
 
 
 def _gemm_call(a, b, out, trans_a, trans_b):
@@ -131,3 +135,7 @@ def gemm(a, b, out, trans_a, trans_b):
         np.dot(a, b.T, out)
     else:
         np.dot(a, b, out)
+
+
+# after the first njit (it points numba's cache at trainctl's directory, for the fallback cfuncs)
+BOUND_TO = _bind()  # which BLAS the kernels' gemm calls: "numpy" or "scipy (np.dot)"

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import llvmlite.binding as llvm
 import numpy as np
-from numba import carray, cfunc, types
-from numba.extending import overload
+from numba import carray, types
+from numba.core.extending import overload
 
 from trainctl.kernels.jit import njit
 
@@ -86,6 +86,8 @@ def fallback_signature(prefix: str):
 def _bind() -> str:
     addresses = None if os.environ.get("TRAINCTL_BLAS") == "scipy" else _numpy_cblas()
     if addresses is None:
+        from numba import cfunc  # only here: its import is not free, and the numpy binding is the usual one
+
         for prefix in ("s", "d"):
             compiled = cfunc(fallback_signature(prefix), cache=True)(_dot_product)
             _FALLBACKS.append(compiled)  # keep the machine code alive

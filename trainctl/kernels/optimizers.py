@@ -18,7 +18,7 @@ import platform
 
 import numpy as np
 from numba import types
-from numba.extending import overload
+from numba.core.extending import overload
 
 from trainctl.kernels.jit import njit
 

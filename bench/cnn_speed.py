@@ -8,7 +8,9 @@ Each round times one shuffled epoch per (framework, batch) in turn, so load on t
 hits every framework alike; the best round counts. Time is this process's CPU time
 (time.process_time: all its threads), so other work on a shared machine does not count
 against whoever happened to be running, and a framework that used a second thread would
-pay for it; samples/s = samples / CPU seconds. "matmul limit" is the time
+pay for it; samples/s = samples / CPU seconds. "trainctl python" runs a
+step per call from Python, "trainctl compiled" chunks of steps inside one numba call
+(steps_per_execution "auto"); both give the same weights. "matmul limit" is the time
 of the matrix products alone at the im2col shapes (numpy, out= buffers, same thread): a
 trainer built on im2col + GEMM cannot beat it.
 
@@ -52,21 +54,29 @@ MNIST_CNN = [
 
 
 class Trainctl:
-    name = "trainctl"
+    """trainctl's Python path (one step per call from Python) or its compiled loop (chunks of
+    steps inside one numba call, steps_per_execution "auto": ~50 ms per chunk)."""
 
-    def __init__(self, data):
+    def __init__(self, data, compiled: bool):
         from trainctl.nn.model import Sequential
 
+        self.name = "trainctl compiled" if compiled else "trainctl python"
+        self.compiled = compiled
         self.x, self.y, _ = data
         self.models = {}
         for batch in BATCHES:
             model = Sequential(MNIST_CNN, seed=0)
             model.compile(optimizer={"type": "adam", "learning_rate": 0.001}, loss="categorical_crossentropy")
-            model.fit(self.x[:1024], self.y[:1024], epochs=1, batch_size=batch)  # compile / load kernels
+            # compile / load the kernels (an explicit steps_per_execution: the compiled loop even for a short fit)
+            model.fit(self.x[:1024], self.y[:1024], epochs=1, batch_size=batch, jit_compile=compiled,
+                      steps_per_execution=8)
+            if compiled and model.compiled_fallback is not None:
+                raise SystemExit(f"the compiled loop did not run: {model.compiled_fallback}")
             self.models[batch] = model
 
     def epoch(self, batch):
-        self.models[batch].fit(self.x, self.y, epochs=1, batch_size=batch, shuffle=True)
+        self.models[batch].fit(self.x, self.y, epochs=1, batch_size=batch, shuffle=True,
+                               jit_compile=self.compiled, steps_per_execution="auto")
 
 
 class Torch:
@@ -210,7 +220,7 @@ def main() -> None:
     args = parser.parse_args()
     data = make_data()
     with threadpool_limits(limits=1):
-        runners = [Trainctl(data)]
+        runners = [Trainctl(data, compiled=False), Trainctl(data, compiled=True)]
         if "torch" not in args.skip:
             runners += [Torch(data, channels_last=False), Torch(data, channels_last=True)]
         if "jax" not in args.skip:
@@ -228,16 +238,16 @@ def main() -> None:
     names = [r.name for r in runners]
     print(f"samples per CPU second, 1 thread, best of {args.rounds} interleaved rounds, "
           f"{N_SAMPLES} samples per epoch")
+    ours = [n for n in names if n.startswith("trainctl")]
     print(f"{'batch':>6} " + " ".join(f"{n:>20}" for n in names)
-          + f" {'vs best torch':>14} {'% matmul limit':>15}")
+          + "".join(f" {n.split()[1] + ' vs torch':>18} {n.split()[1] + ' % limit':>17}" for n in ours))
     for batch in args.batches:
         row = [best[(n, batch)] for n in names]
-        ours = best[("trainctl", batch)]
         torch_best = max((best[(n, batch)] for n in names if n.startswith("torch")), default=float("nan"))
         limit = best[("matmul limit", batch)]
         print(f"{batch:>6} " + " ".join(f"{v:>20,.0f}" for v in row)
-              + f" {ours / torch_best:>13.2f}x {100 * ours / limit:>14.0f}%")
-
+              + "".join(f" {best[(n, batch)] / torch_best:>17.2f}x {100 * best[(n, batch)] / limit:>16.0f}%"
+                        for n in ours))
 
 if __name__ == "__main__":
     main()

@@ -13,6 +13,7 @@ Two ways to run the time loop are measured for trainctl, as issue 11 asks before
 
     python bench/rnn_speed.py            # the table (a few minutes)
     python bench/rnn_speed.py --quick    # 1 trial, 2 repeats
+    python bench/rnn_speed.py --profile lstm 32   # where trainctl's training step spends its time
 """
 
 from __future__ import annotations
@@ -51,16 +52,9 @@ def _epochs(run_epoch, repeats):
 
 
 def time_trainctl(cell, batch, repeats):
-    from trainctl.nn.model import Sequential
-
     x, y = make_data()
-    # recurrent_activation sigmoid: the same function PyTorch and JAX compute
-    model = Sequential([{"type": cell, "units": UNITS, "recurrent_activation": "sigmoid",
-                         "reset_after": True, "input_shape": [STEPS, FEATURES]} if cell == "gru" else
-                        {"type": cell, "units": UNITS, "recurrent_activation": "sigmoid", "input_shape": [STEPS, FEATURES]},
-                        {"type": "dense", "units": 1}], seed=0)
-    model.compile(optimizer={"type": "adam", "learning_rate": 0.001}, loss="mean_squared_error")
-    return _epochs(lambda: model.fit(x, y, epochs=1, batch_size=batch, shuffle=True), repeats)
+    model = _trainctl_model(cell, batch)
+    return _epochs(lambda: model.fit(x, y, epochs=1, batch_size=batch, shuffle=True, verbose=0), repeats)
 
 
 def time_numpy_steps(cell, batch, repeats):
@@ -218,6 +212,95 @@ def time_jax(cell, batch, repeats):
     return _epochs(epoch, repeats)
 
 
+def _trainctl_model(cell, batch):
+    from trainctl.nn.model import Sequential
+
+    # recurrent_activation sigmoid: the same function PyTorch and JAX compute; GRU reset_after
+    # as PyTorch's GRU
+    spec = {"type": cell, "units": UNITS, "recurrent_activation": "sigmoid", "input_shape": [STEPS, FEATURES]}
+    if cell == "gru":
+        spec["reset_after"] = True
+    model = Sequential([spec, {"type": "dense", "units": 1}], seed=0)
+    model.compile(optimizer={"type": "adam", "learning_rate": 0.001}, loss="mean_squared_error")
+    return model
+
+
+def profile_trainctl(cell, batch, epochs=3):
+    """CPU µs per batch of trainctl's training step, split into the recurrent layer's parts
+    (time loop kernels, input projection and weight-gradient matmuls, the Python around them)
+    and the rest of the step (data, dense head, loss, optimizer, loop). Timers wrap the methods
+    of one model (each costs ~1 µs, included in its parent)."""
+    import numpy as np
+
+    model = _trainctl_model(cell, batch)
+    x, y = make_data()
+    model.fit(x, y, epochs=1, batch_size=batch, shuffle=True, verbose=0)  # compile, allocate
+    rnn, head = model.layers
+    spent: dict[str, int] = {}
+
+    def timed(label, function):
+        def wrapper(*args, **kwargs):
+            start = time.process_time_ns()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[label] = spent.get(label, 0) + time.process_time_ns() - start
+        return wrapper
+
+    def matmuls(label, function):
+        """Count numpy matmuls made inside `function` (the layer's projection / gradients)."""
+        def wrapper(*args, **kwargs):
+            original = np.matmul
+
+            def counted(*a, **k):
+                start = time.process_time_ns()
+                try:
+                    return original(*a, **k)
+                finally:
+                    spent[label] = spent.get(label, 0) + time.process_time_ns() - start
+            np.matmul = counted
+            try:
+                return function(*args, **kwargs)
+            finally:
+                np.matmul = original
+        return wrapper
+
+    rnn.run_forward = timed("rnn forward: time-loop kernel", rnn.run_forward)
+    rnn.run_backward = timed("rnn backward: BPTT kernel", rnn.run_backward)
+    rnn.recurrent_grads = timed("rnn backward: recurrent-kernel grad", rnn.recurrent_grads)
+    rnn.forward = timed("rnn forward (all)", matmuls("rnn forward: input projection matmul", rnn.forward))
+    rnn.backward = timed("rnn backward (all)", matmuls("rnn backward: numpy matmuls", rnn.backward))
+    head.forward = timed("dense head forward", head.forward)
+    head.backward = timed("dense head backward", head.backward)
+    head.backward_from_preactivation = timed("dense head backward", head.backward_from_preactivation)
+    model.optimizer.apply = timed("optimizer", model.optimizer.apply)
+    start = time.process_time_ns()
+    model.fit(x, y, epochs=epochs, batch_size=batch, shuffle=True, verbose=0)
+    total = time.process_time_ns() - start
+    batches = epochs * -(-N_SAMPLES // batch)
+    us = {label: value / batches / 1000 for label, value in spent.items()}
+    fwd, bwd = us["rnn forward (all)"], us["rnn backward (all)"]
+    rows = [
+        ("rnn forward: time-loop kernel", us["rnn forward: time-loop kernel"]),
+        ("rnn forward: input projection matmul", us.get("rnn forward: input projection matmul", 0.0)),
+        ("rnn forward: other Python/numpy", fwd - us["rnn forward: time-loop kernel"]
+         - us.get("rnn forward: input projection matmul", 0.0)),
+        ("rnn backward: BPTT kernel", us["rnn backward: BPTT kernel"]),
+        ("rnn backward: numpy matmuls (dW, dU, dx)", us.get("rnn backward: numpy matmuls", 0.0)),
+        ("rnn backward: other Python/numpy", bwd - us["rnn backward: BPTT kernel"]
+         - us.get("rnn backward: numpy matmuls", 0.0)),
+        ("dense head forward+backward", us["dense head forward"] + us["dense head backward"]),
+        ("optimizer", us["optimizer"]),
+    ]
+    rest = total / batches / 1000 - sum(value for _, value in rows)
+    rows.append(("rest of the step (data, loss, loop)", rest))
+    print(f"trainctl {cell} b{batch}: CPU µs per batch over {batches} batches "
+          f"({N_SAMPLES * epochs / (total / 1e9):,.0f} samples per CPU-second with the timers)")
+    for label, value in rows:
+        print(f"  {label:<42}{value:>9.1f}")
+    print(f"  {'total':<42}{total / batches / 1000:>9.1f}")
+
+
 FRAMEWORKS = {"trainctl": time_trainctl, "numpy-steps": time_numpy_steps, "pytorch": time_torch, "jax": time_jax}
 
 
@@ -238,7 +321,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--child", nargs=4, metavar=("FRAMEWORK", "CELL", "BATCH", "REPEATS"))
+    parser.add_argument("--profile", nargs=2, metavar=("CELL", "BATCH"))
     args = parser.parse_args()
+    if args.profile:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1):
+            profile_trainctl(args.profile[0], int(args.profile[1]))
+        return
     if args.child:
         framework, cell, batch, repeats = args.child
         child(framework, cell, int(batch), int(repeats))

@@ -184,11 +184,11 @@ def test_uncovered_layers_fall_back_and_say_why():
     results = []
     for jit in (True, False):
         model = Sequential([{"type": "dense", "units": 8, "activation": "relu", "input_shape": [FEATURES]},
-                            {"type": "batch_normalization"},
+                            {"type": "layer_normalization"},
                             {"type": "dense", "units": CLASSES, "activation": "softmax"}], seed=2)
         model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
         results.append((model, model.fit(x, y, epochs=2, batch_size=16, jit_compile=jit, steps_per_execution=4)))
-    assert "batch_normalization" in results[0][0].compiled_fallback
+    assert results[0][0].compiled_fallback == "layer layer_normalization_LayerNormalization1 has no compiled step yet"
     _assert_identical(*results)
 
 
@@ -312,3 +312,57 @@ def test_thresholded_metrics_fall_back_and_say_why():
     model.compile("sgd", "binary_crossentropy", metrics=["precision"])
     model.fit(x, y, epochs=1, batch_size=1, steps_per_execution=100)
     assert model.compiled_fallback == "metric precision is computed outside the compiled step"
+
+
+def _auto_fit(monkeypatch, tmp_path, *, marked: bool, compile_seconds: float | None = None):
+    """An auto fit of 3 epochs x 13 steps in a process that has not loaded the loop, with the
+    loop in the kernel cache (`marked`) or not."""
+    from trainctl.kernels import jit
+    from trainctl.train import compiled
+
+    monkeypatch.setattr(compiled, "_loaded", False)
+    monkeypatch.setattr(compiled, "AUTO_MIN_STEPS", 20)
+    monkeypatch.setattr(jit, "kernel_cache", lambda: tmp_path)
+    if compile_seconds is not None:
+        monkeypatch.setattr(compiled, "LOOP_COMPILE_SECONDS", compile_seconds)
+    model, kind = _model("categorical_crossentropy", "adam")
+    if marked:
+        jit.mark_compiled(compiled.CompiledSteps.kernel_key(_trainer_of(model)))
+    seen = []
+
+    class Path(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(model.compiled_fallback is None)
+
+    x, y = _data(kind)
+    history = model.fit(x, y, epochs=3, batch_size=16, callbacks=[Path()])
+    return (model, history), seen
+
+
+def _trainer_of(model):
+    from trainctl.train.loop import Trainer
+
+    trainer = Trainer(model)
+    trainer._ensure(16)  # the plans hold the allocated buffers
+    return trainer
+
+
+def test_auto_uses_a_cached_loop_and_does_not_compile_one_for_a_short_fit(monkeypatch, tmp_path):
+    python = _train(False, "categorical_crossentropy", "adam")
+    cached, seen = _auto_fit(monkeypatch, tmp_path, marked=True)
+    assert seen == [True, True, True]  # 39 steps >= AUTO_MIN_STEPS, and the loop is cached: compiled
+    _assert_identical(cached, python)
+    uncached, seen = _auto_fit(monkeypatch, tmp_path / "fresh", marked=False)
+    assert seen == [False, False, False]  # compiling would cost far more than 39 steps from Python
+    assert "not compiled on this machine yet" in uncached[0].compiled_fallback
+    _assert_identical(uncached, python)
+
+
+def test_auto_switches_to_the_loop_when_the_fit_left_pays_for_compiling(monkeypatch, tmp_path):
+    switched, seen = _auto_fit(monkeypatch, tmp_path, marked=False, compile_seconds=0.0)
+    assert seen == [False, True, True]  # measured one epoch from Python, then switched
+    _assert_identical(switched, _train(False, "categorical_crossentropy", "adam"))
+    from trainctl.kernels import jit
+    from trainctl.train import compiled
+
+    assert jit.is_marked_compiled(compiled.CompiledSteps.kernel_key(_trainer_of(switched[0])))  # cached for next time

@@ -122,6 +122,6 @@ def test_the_lstm_estimate_matches_the_rss_of_a_real_run(tmp_path):
     with ThreadPoolExecutor(2) as pool:
         full, small = pool.map(run, [[], one_row])
     estimated = estimate([]) - estimate(one_row)
-    assert estimated > 250 * MB, estimated / MB  # the buffers dominate: the comparison means something
+    assert estimated > 200 * MB, estimated / MB  # the buffers dominate: the comparison means something
     ratio = (full - small) / estimated
     assert 0.8 < ratio < 1.25, (ratio, full / MB, small / MB, estimated / MB)

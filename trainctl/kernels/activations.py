@@ -228,6 +228,14 @@ def bias_activation_forward(z, bias, out, code):
     z, out: [rows, cols]; bias: [cols]. One pass over z. `out` may be `z` when the
     pre-activation is not needed (linear, or inference).
     """
+    bias_activation_forward_inline(z, bias, out, code)
+
+
+@njit(inline="always")
+def bias_activation_forward_inline(z, bias, out, code):
+    """bias_activation_forward's body, inlined into its callers: a caller that fixes `code`
+    when it is compiled (kernels/steps.py dense_kernels_for) compiles that activation only —
+    numba prunes the other branches once the body is inlined."""
     rows, cols = z.shape
     if code == SOFTMAX or code == LOG_SOFTMAX:
         for i in range(rows):
@@ -285,6 +293,12 @@ def activation_backward(z, y, dy, dz, code):
 @njit
 def activation_backward_bias_grad(z, y, dy, dz, dbias, code):
     """As `activation_backward`, and dbias[j] = sum_i dz[i, j] (dbias: [cols], overwritten)."""
+    activation_backward_bias_grad_inline(z, y, dy, dz, dbias, code)
+
+
+@njit(inline="always")
+def activation_backward_bias_grad_inline(z, y, dy, dz, dbias, code):
+    """activation_backward_bias_grad's body, inlined as bias_activation_forward_inline is."""
     rows, cols = z.shape
     for j in range(cols):
         dbias[j] = 0.0

@@ -6,14 +6,21 @@ goes on (8 x 256 layers: epochs slowing from 1.96 s to 3.70 s). Two MXCSR bits r
 FTZ (bit 15) writes 0 for a result that would be denormal, DAZ (bit 6) reads a denormal input
 as 0. PyTorch's `torch.set_flush_denormal(True)` sets the same two bits.
 
-MXCSR is per thread, so it is read and written from the thread that trains, by two LLVM
-intrinsics (`llvm.x86.sse.stmxcsr` / `ldmxcsr`) compiled through numba: no ctypes machine code,
-no C extension. Elsewhere (aarch64, ...) the functions are no-ops that report "unsupported".
+MXCSR is per thread, so it is read and written from the thread that trains. On Linux and macOS
+that is the C library's own `fegetenv` / `fesetenv` through ctypes (x86-64's fenv_t holds the
+MXCSR word: glibc and musl at byte 28, macOS at byte 4): no machine code of ours, no C
+extension, and no numba — reading the bits used to be the process's first numba cache load,
+which initialises numba's whole target context (~0.4 s of every `trainctl train`, and ~0.7 s
+of compiling on a cold cache). Elsewhere on x86-64 two LLVM intrinsics compiled through numba
+(`llvm.x86.sse.stmxcsr` / `ldmxcsr`, kernels/intrinsics.py) do it; on other machines (aarch64,
+...) the functions are no-ops that report "unsupported".
 """
 
 from __future__ import annotations
 
+import ctypes
 import platform
+import sys
 
 FTZ = 0x8000  # MXCSR bit 15: flush denormal results to zero
 DAZ = 0x0040  # MXCSR bit 6: treat denormal inputs as zero
@@ -21,7 +28,50 @@ CONTROL = 0xFFC0  # bits 6-15 control; bits 0-5 are sticky exception flags arith
 
 SUPPORTED = platform.machine().lower() in ("x86_64", "amd64")
 
-if SUPPORTED:
+# byte offset of the MXCSR word in x86-64's fenv_t, by C library
+_FENV_MXCSR_OFFSET = {"linux": 28, "darwin": 4}.get(sys.platform)
+
+
+def _c_library_env():
+    """(fegetenv, fesetenv, fenv_t type) from the C library, or None where fenv_t's layout
+    is not known here."""
+    if not SUPPORTED or _FENV_MXCSR_OFFSET is None:
+        return None
+    try:
+        libc = ctypes.CDLL(None)
+        fegetenv, fesetenv = libc.fegetenv, libc.fesetenv
+    except (OSError, AttributeError):
+        return None
+
+    class FEnv(ctypes.Structure):
+        _fields_ = [("head", ctypes.c_uint8 * _FENV_MXCSR_OFFSET), ("mxcsr", ctypes.c_uint32),
+                    ("tail", ctypes.c_uint8 * 32)]  # room for any trailing fields
+
+    fegetenv.argtypes = fesetenv.argtypes = [ctypes.POINTER(FEnv)]
+    fegetenv.restype = fesetenv.restype = ctypes.c_int
+    return fegetenv, fesetenv, FEnv
+
+
+_libc_env = _c_library_env()
+
+if SUPPORTED and _libc_env is not None:
+    _fegetenv, _fesetenv, _FEnv = _libc_env
+
+    def _get() -> int:
+        env = _FEnv()
+        if _fegetenv(ctypes.byref(env)) != 0:
+            raise OSError("fegetenv failed")
+        return env.mxcsr
+
+    def _set(value: int) -> None:
+        env = _FEnv()
+        if _fegetenv(ctypes.byref(env)) != 0:
+            raise OSError("fegetenv failed")
+        env.mxcsr = value  # the x87 part is written back as it was read
+        if _fesetenv(ctypes.byref(env)) != 0:
+            raise OSError("fesetenv failed")
+
+elif SUPPORTED:
     from trainctl.kernels.intrinsics import ldmxcsr, stmxcsr
     from trainctl.kernels.jit import njit
 

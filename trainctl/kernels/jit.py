@@ -125,6 +125,35 @@ def configure_cache() -> None:
         numba_config.CACHE_DIR = str(chosen)
 
 
+def kernel_cache() -> Path:
+    """The directory numba caches trainctl's kernels in (configured on first use; no numba import)."""
+    global _cache_configured
+    if not _cache_configured:
+        configure_cache()
+        _cache_configured = True
+    return Path(os.environ["NUMBA_CACHE_DIR"])
+
+
+def _compiled_mark(key: str) -> Path:
+    return kernel_cache() / "compiled" / key
+
+
+def is_marked_compiled(key: str) -> bool:
+    """Whether `mark_compiled(key)` ran with this cache (and this version of the kernel sources:
+    the cache directory is per version), i.e. loading the kernel costs a load, not a compile."""
+    return _compiled_mark(key).is_file()
+
+
+def mark_compiled(key: str) -> None:
+    """Record that the kernel `key` (a name and its specialisation) is in the cache now."""
+    mark = _compiled_mark(key)
+    try:
+        mark.parent.mkdir(mode=0o700, exist_ok=True)
+        mark.touch()
+    except OSError:
+        pass  # a read-only cache: the next process decides as if it were not compiled
+
+
 def clear_cache() -> None:
     """Delete every cached kernel (used when the cache is found damaged)."""
     shutil.rmtree(os.environ.get("NUMBA_CACHE_DIR", cache_dir()), ignore_errors=True)
@@ -145,6 +174,28 @@ def _owned_and_private(path: str) -> bool:
         return os.stat(path).st_uid == os.getuid()
     except OSError:
         return True
+
+
+def _load_without_refresh(cache, sig, target_context, original):
+    """numba's Cache.load_overload without its `target_context.refresh()`.
+
+    refresh() installs every typing and lowering registry numba has (it imports
+    numba.cpython.*, numba.np.*, numba.typed.*, cffi's C parser, ...: ~0.3 s of every warm
+    `trainctl train`, the largest single piece after the imports) — what compiling needs, not
+    what loading compiled machine code needs. Loading needs numba's runtime (NRT) symbols,
+    which `rtsys.initialize` registers, as refresh would first. Any compile that follows runs
+    numba's compiler, which refreshes the context itself. Falls back to numba's own method
+    when its internals are not as expected."""
+    load = getattr(cache, "_load_overload", None)
+    guard = getattr(cache, "_guard_against_spurious_io_errors", None)
+    if load is None or guard is None:
+        return original(cache, sig, target_context)
+    from numba.core.runtime import rtsys
+
+    rtsys.initialize(target_context)
+    with guard():
+        return load(sig, target_context)
+    return None  # the guard swallowed a spurious I/O error (Windows), as numba's method returns
 
 
 def _install_cache_guard() -> None:
@@ -171,7 +222,7 @@ def _install_cache_guard() -> None:
                 self._trainctl_no_save = True
             return None
         try:
-            return original(self, sig, target_context)
+            return _load_without_refresh(self, sig, target_context, original)
         except Exception as error:  # any damage: unpickling errors, bad magic, short reads
             warnings.warn(f"trainctl: damaged kernel cache entry ({type(error).__name__}); recompiling",
                           RuntimeWarning, stacklevel=2)
@@ -193,12 +244,80 @@ def _install_cache_guard() -> None:
     _cache_guard_installed = True
 
 
+_BLAS_MODULE = "scipy.linalg.cython_blas"
+
+
+class _AttachCythonBlas:
+    """A meta-path finder that waits for a later `import scipy.linalg` and, once its package
+    has run, sets its `cython_blas` attribute to the module preload_cython_blas loaded, as a
+    normal import would have (then it removes itself)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "scipy.linalg":
+            return None
+        import importlib.util
+
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        run_package = spec.loader.exec_module
+
+        def exec_module(module):
+            run_package(module)
+            blas = sys.modules.get(_BLAS_MODULE)
+            if blas is not None and not hasattr(module, "cython_blas"):
+                module.cython_blas = blas
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def preload_cython_blas() -> None:
+    """Load scipy's `cython_blas` extension (the BLAS numba's np.dot calls; numba imports it
+    by name when it first compiles or loads a kernel, and threadpoolctl must see it) without
+    running `scipy/linalg/__init__.py`, which imports all of scipy.linalg and, through
+    scipy's array-API layer, numpy.f2py: 0.38-0.52 s against 0.06 s for the extension alone
+    (2 cores under load). numba finds the module in sys.modules; a later `import scipy.linalg`
+    runs the package as usual and gets its `cython_blas` attribute (_AttachCythonBlas).
+    Anything unexpected (no scipy, another layout) leaves the normal import to happen."""
+    if _BLAS_MODULE in sys.modules or "scipy.linalg" in sys.modules:
+        return
+    import importlib.machinery
+    import importlib.util
+
+    try:
+        scipy_spec = importlib.util.find_spec("scipy")
+        if scipy_spec is None or not scipy_spec.submodule_search_locations:
+            return
+        folder = Path(list(scipy_spec.submodule_search_locations)[0]) / "linalg"
+        path = next((folder / f"cython_blas{suffix}" for suffix in importlib.machinery.EXTENSION_SUFFIXES
+                     if (folder / f"cython_blas{suffix}").is_file()), None)
+        if path is None:
+            return
+        loader = importlib.machinery.ExtensionFileLoader(_BLAS_MODULE, str(path))
+        spec = importlib.util.spec_from_file_location(_BLAS_MODULE, str(path), loader=loader)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[_BLAS_MODULE] = module
+        try:
+            loader.exec_module(module)
+        except BaseException:
+            sys.modules.pop(_BLAS_MODULE, None)
+            raise
+    except Exception:  # the ordinary import (numba's, threadpoolctl's) still works
+        return
+    sys.meta_path.insert(0, _AttachCythonBlas())
+
+
 def njit(*args, **overrides):
     """numba.njit with trainctl's flags; use bare (`@njit`) or with overrides (`@njit(inline="always")`).
-    The first call points numba's cache at trainctl's directory (before numba is imported)."""
+    The first call points numba's cache at trainctl's directory (before numba is imported)
+    and loads scipy's cython_blas cheaply (preload_cython_blas)."""
     global _cache_configured
     if not _cache_configured:
         configure_cache()
+        preload_cython_blas()
         _cache_configured = True
     import numba
 

@@ -28,9 +28,9 @@ from trainctl.kernels.codes import (
     SPARSE_CATEGORICAL_ACCURACY,
 )
 from trainctl.kernels.jit import njit
-from trainctl.kernels.losses import LOSS_ONLY, loss_rows
+from trainctl.kernels.losses import LOSS_ONLY, loss_rows, loss_rows_for
 
-__all__ = ["METRIC_CODES", "metric_value", "threshold_counts", "auc_value", "top_k_accuracy", "class_confusion"]
+__all__ = ["METRIC_CODES", "metric_value", "metric_value_for", "threshold_counts", "auc_value", "top_k_accuracy", "class_confusion"]
 
 _EPSILON = 1e-7  # tfjs-layers backend epsilon() on CPU
 
@@ -115,23 +115,61 @@ def _r2_score(y_true, y_pred):
     return total / width
 
 
-@njit
-def metric_value(code, y_true, y_pred):
-    """The metric `code` (see METRIC_CODES) on one batch: y_true, y_pred [rows, k] → float.
+ANY_CODE = -1  # metric_value reads the code from its argument at run time
 
-    Sparse codes take y_true [rows, 1] of float class indices.
-    """
-    if code == BINARY_ACCURACY:
-        return _binary_accuracy(y_true, y_pred)
-    if code == CATEGORICAL_ACCURACY:
-        return _categorical_accuracy(y_true, y_pred, False)
-    if code == SPARSE_CATEGORICAL_ACCURACY:
-        return _categorical_accuracy(y_true, y_pred, True)
-    if code >= LOSS_METRIC_OFFSET:
-        return _mean_row_loss(code - LOSS_METRIC_OFFSET, y_true, y_pred)
-    if code == R2_SCORE:
-        return _r2_score(y_true, y_pred)
-    raise ValueError("unknown metric code")
+
+def _metric_value_kernel(fixed):
+    """metric_value with the metric code fixed when it is compiled (`fixed`), or read from
+    the argument (`fixed` = ANY_CODE), as kernels/losses.py's _loss_rows_kernel: numba prunes
+    the other codes' branches before typing them, so a fixed code compiles its own metric only.
+    The arithmetic of a branch is the same either way: the results are bit-identical."""
+
+    @njit
+    def metric_value(code, y_true, y_pred):
+        """The metric `code` (see METRIC_CODES) on one batch: y_true, y_pred [rows, k] → float.
+
+        Sparse codes take y_true [rows, 1] of float class indices.
+        """
+        code = code if fixed == ANY_CODE else fixed
+        if code == BINARY_ACCURACY:
+            return _binary_accuracy(y_true, y_pred)
+        if code == CATEGORICAL_ACCURACY:
+            return _categorical_accuracy(y_true, y_pred, False)
+        if code == SPARSE_CATEGORICAL_ACCURACY:
+            return _categorical_accuracy(y_true, y_pred, True)
+        if code >= LOSS_METRIC_OFFSET:
+            return _mean_row_loss(code - LOSS_METRIC_OFFSET, y_true, y_pred)
+        if code == R2_SCORE:
+            return _r2_score(y_true, y_pred)
+        raise ValueError("unknown metric code")
+
+    return metric_value
+
+
+metric_value = _metric_value_kernel(ANY_CODE)  # the compiled training loop's: any code at run time
+_fixed_metric_values: dict = {}
+
+
+def metric_value_for(code: int):
+    """A callable (code, y_true, y_pred) -> float computing exactly what metric_value does,
+    compiling only the metric `code`: the Python training loop and Metric.compute use it, so a
+    model compiles (and loads) its own metrics only. A loss-like metric calls the loss kernel
+    fixed to its loss (losses.loss_rows_for) under the metric precision policy, as
+    _mean_row_loss does: the generic one would compile all fourteen formulas (~7 s cold)."""
+    kernel = _fixed_metric_values.get(code)
+    if kernel is None:
+        if code >= LOSS_METRIC_OFFSET:
+            rows_kernel = loss_rows_for(code - LOSS_METRIC_OFFSET)
+
+            def kernel(code, y_true, y_pred):
+                none = y_pred[0, :0]
+                total = rows_kernel(code - LOSS_METRIC_OFFSET, y_true, y_pred, none, none, y_pred,
+                                    LOSS_ONLY, y_pred.dtype.type, True)
+                return total / y_pred.shape[0]
+        else:
+            kernel = _metric_value_kernel(int(code))
+        _fixed_metric_values[code] = kernel
+    return kernel
 
 
 # -- Keras-style thresholded and ranked metrics (configured metrics; each has its own entry) --

@@ -1,12 +1,16 @@
-"""`train_plan_steps`: many training steps of a layer plan in one compiled call (Keras
-`steps_per_execution`), the kernel behind trainctl/train/compiled.py.
+"""Many training steps of a layer plan in one compiled call (Keras `steps_per_execution`), the
+kernels behind trainctl/train/compiled.py: `train_plan_steps` for Dense and Dropout over 2-D
+activations, `train_spatial_plan_steps` for the general plan (conv, pooling, batch
+normalization, activation, views, Dense of any rank; see "the general plan" below). Two
+functions so that a dense model does not pay the general one's compile time.
 
-The plan is data, not generated code: per layer an int kind (Dense or Dropout) and its buffers
-in typed lists, so one compilation serves every depth, width and mix of the two (per dtype).
+The plan is data, not generated code: per layer an int kind and its buffers in typed lists,
+so one compilation serves every depth, width and mix of layers (per dtype).
 Each step runs exactly the kernels Trainer.train_batch runs from Python, in the same order:
-gather, forward (steps.dense_forward / layers.dropout_forward), the loss and its gradient, the
-weight-regularizer penalties (optimizers.l1l2_penalty), metrics, backward (steps.dense_backward
-/ noise.multiply), the regularizer gradients (optimizers.l1l2_add_grad), the optimizer update.
+gather, forward (steps.dense_forward / layers.dropout_forward / conv_steps.conv_forward / the
+pooling, normalization and activation kernels the layers call), the loss and its gradient, the
+weight-regularizer penalties (optimizers.l1l2_penalty), metrics, backward (the layers' backward
+kernels), the regularizer gradients (optimizers.l1l2_add_grad), the optimizer update.
 What Python computes between steps arrives precomputed by the same Python code: the optimizer's
 per-step constants (one row per step) and each Dropout layer's uniforms (its generator's draws
 for the chunk, in step order), so results are the same to the bit.
@@ -18,7 +22,9 @@ import math
 
 import numpy as np
 
+from trainctl.kernels.activations import activation_backward, activation_forward
 from trainctl.kernels.batches import gather_rows
+from trainctl.kernels.conv_steps import conv_backward, conv_forward
 from trainctl.kernels.jit import njit
 from trainctl.kernels.layers import dropout_forward
 from trainctl.kernels.losses import (
@@ -28,7 +34,16 @@ from trainctl.kernels.losses import (
 )
 from trainctl.kernels.metrics import metric_value
 from trainctl.kernels.noise import multiply
+from trainctl.kernels.normalization import batch_norm_backward, batch_norm_forward
 from trainctl.kernels.optimizers import l1l2_add_grad, l1l2_penalty
+from trainctl.kernels.pooling import (
+    avg_pool_backward,
+    avg_pool_forward,
+    global_pool_backward,
+    global_pool_forward,
+    max_pool_backward,
+    max_pool_forward,
+)
 from trainctl.kernels.steps import (
     LOSS_GENERIC,
     LOSS_SIGMOID_FUSED,
@@ -43,6 +58,58 @@ from trainctl.kernels.steps import (
 KIND_DENSE, KIND_DROPOUT = 0, 1
 # a weight-regularizer row: which weight of the layer (or none), then its rates
 REG_NONE, REG_KERNEL, REG_BIAS = -1, 0, 1
+
+
+# -- the pieces of a step both kernels share (Trainer.train_batch's, in its order) -----------
+# inline="always": inlined in numba's IR, so the loss and metric kernels are linked into each
+# kernel once (as separate functions they were optimised twice: +4-8 s of the first compile)
+@njit(inline="always")
+def _next_batch(x_source, y_source, weight_source, order, has_weights, start, count, positions,
+                x_buf, y_buf, row_scale, unit):
+    """Gather the batch's rows and write Trainer._row_scale's scale (rows = count * positions
+    loss rows, each sample's weight / rows); returns the scale view. unit[0] = 1 / rows."""
+    gather_rows(x_source, order, start, count, x_buf)
+    gather_rows(y_source, order, start, count, y_buf)
+    rows = count * positions
+    scale = row_scale[:rows]
+    unit[0] = 1.0 / rows
+    if has_weights:
+        inv = unit[0]
+        for i in range(count):
+            for p in range(positions):
+                scale[i * positions + p] = weight_source[order[start + i]]
+                scale[i * positions + p] = scale[i * positions + p] * inv
+    else:
+        for i in range(rows):
+            scale[i] = 1.0 / rows
+    return scale
+
+
+@njit(inline="always")
+def _batch_loss(loss_mode, loss_code, yb, out, scale, rows_loss, grad):
+    """The per-row loss and its gradient (fused with the last activation when loss_mode says
+    so), then the batch loss in float64."""
+    if loss_mode == LOSS_SOFTMAX_FUSED:
+        softmax_crossentropy_backward(loss_code, yb, out, scale, rows_loss, grad)
+    elif loss_mode == LOSS_SIGMOID_FUSED:
+        sigmoid_binary_crossentropy_backward(yb, out, scale, rows_loss, grad)
+    else:
+        loss_forward_backward(loss_code, yb, out, scale, rows_loss, grad, True)
+    return np.float64(batch_loss(rows_loss, scale))
+
+
+@njit(inline="always")
+def _record(values, step, loss_value, metric_codes, yb, out):
+    """values[step] = [loss, *metrics] on the outputs before the update (float64)."""
+    values[step, 0] = loss_value
+    for m in range(metric_codes.shape[0]):
+        values[step, 1 + m] = metric_value(metric_codes[m], yb, out)
+
+
+@njit(inline="always")
+def _add_totals(totals, values, step, count):
+    for m in range(values.shape[1]):
+        totals[m] += values[step, m] * count
 
 
 @njit
@@ -92,25 +159,14 @@ def train_plan_steps(x_source, y_source, weight_source, order, has_weights, firs
     values[step] = [loss, *metrics] (before the update, float64); totals += values * size in
     step order. Stops after a step whose loss is not finite. Returns the number of steps run."""
     n_layers = kinds.shape[0]
-    n_metrics = metric_codes.shape[0]
     one = unit[1]
     for step in range(n_steps):
         start = first_sample + step * batch_size
         if start >= n_samples:
             return step
         count = min(batch_size, n_samples - start)
-        gather_rows(x_source, order, start, count, x_buf)
-        gather_rows(y_source, order, start, count, y_buf)
-        scale = row_scale[:count]
-        unit[0] = 1.0 / count
-        if has_weights:
-            inv = unit[0]
-            for i in range(count):
-                scale[i] = weight_source[order[start + i]]
-                scale[i] = scale[i] * inv
-        else:
-            for i in range(count):
-                scale[i] = 1.0 / count
+        scale = _next_batch(x_source, y_source, weight_source, order, has_weights, start, count, 1,
+                            x_buf, y_buf, row_scale, unit)
         # forward
         for layer in range(n_layers):
             x = x_buf[:count] if layer == 0 else ys[layer - 1][:count]
@@ -128,20 +184,11 @@ def train_plan_steps(x_source, y_source, weight_source, order, has_weights, firs
                     offsets[layer] = start_u + size
         out = ys[n_layers - 1][:count]
         yb = y_buf[:count]
-        rows_loss = per_row[:count]
         grad = loss_grad[:count]
-        if loss_mode == LOSS_SOFTMAX_FUSED:
-            softmax_crossentropy_backward(loss_code, yb, out, scale, rows_loss, grad)
-        elif loss_mode == LOSS_SIGMOID_FUSED:
-            sigmoid_binary_crossentropy_backward(yb, out, scale, rows_loss, grad)
-        else:
-            loss_forward_backward(loss_code, yb, out, scale, rows_loss, grad, True)
-        loss_value = np.float64(batch_loss(rows_loss, scale))
+        loss_value = _batch_loss(loss_mode, loss_code, yb, out, scale, per_row[:count], grad)
         if regularized:
             loss_value = loss_value + _regularization_loss(kinds, kernels, biases, reg_which, reg_rates)
-        values[step, 0] = loss_value
-        for m in range(n_metrics):
-            values[step, 1 + m] = metric_value(metric_codes[m], yb, out)
+        _record(values, step, loss_value, metric_codes, yb, out)
         # backward
         for layer in range(n_layers - 1, -1, -1):
             if kinds[layer] == KIND_DENSE:
@@ -160,8 +207,220 @@ def train_plan_steps(x_source, y_source, weight_source, order, has_weights, firs
         if regularized:
             _add_regularization_grads(kinds, kernels, biases, kernel_grads, bias_grads, reg_which, reg_grad_rates)
         _update(opt_code, flat_value, flat_grad, slot0, slot1, slot2, constants[step], flag, clipvalue, one)
-        for m in range(1 + n_metrics):
-            totals[m] += values[step, m] * count
+        _add_totals(totals, values, step, count)
+        if not math.isfinite(loss_value):
+            return step + 1
+    return n_steps
+
+
+# -- the general plan: every layer's buffers flat ------------------------------------------
+# Layers of every rank in one compiled function: per layer a kind, a row of ints (geo), a row
+# of floats (fparams), an activation code, and slots into three typed lists of flat buffers
+# (bufs in the model's dtype, wide float64, ints int64), reshaped here to what each kernel
+# takes. bufs[0] is the gathered input batch and bufs[1] the loss gradient; x_slot / dy_slot
+# name the buffer a layer reads forward / backward, so Flatten and Reshape (views: their
+# output is their input) cost nothing and appear in no loop. Only train_plan_steps' dense and
+# dropout models skip this function, so they do not pay its compile time.
+KIND_VIEW, KIND_ACTIVATION, KIND_CONV, KIND_MAX_POOL, KIND_AVG_POOL, KIND_BATCH_NORM, KIND_GLOBAL_POOL = \
+    2, 3, 4, 5, 6, 7, 8
+# bufs slots of a layer (S_AUX + i: a kind's own scratch, see compiled.py)
+S_Y, S_DX, S_Z, S_DZ, S_W0, S_W0_GRAD, S_W1, S_W1_GRAD, S_AUX = 0, 1, 2, 3, 4, 5, 6, 7, 8
+N_SLOTS = S_AUX + 6
+# geo columns: values per sample in and out, then per kind
+G_IN, G_OUT, G_A = 0, 1, 2
+N_GEO = G_A + 16
+
+
+@njit
+def _spatial_forward(layer, kind, count, geo, fparams, code, x, bufs, slots, wide, wide_slots, ints, int_slots,
+                     uniforms, offsets):
+    """Layer `layer`'s forward on the flat input x (count samples) into its own buffers."""
+    g = geo[layer]
+    sl = slots[layer]
+    if kind == KIND_DENSE:  # Dense.forward: rows of the last axis
+        n_in, units = g[G_A], g[G_A + 1]
+        rows = count * g[G_IN] // n_in
+        dense_forward(x.reshape(rows, n_in), bufs[sl[S_W0]].reshape(n_in, units), bufs[sl[S_W1]],
+                      bufs[sl[S_Z]][:rows * units].reshape(rows, units),
+                      bufs[sl[S_Y]][:rows * units].reshape(rows, units), code)
+    elif kind == KIND_DROPOUT:  # Dropout.forward (training, rate > 0: rate 0 is a view)
+        size = x.shape[0]
+        start_u = offsets[layer]
+        dropout_forward(x, uniforms[layer][start_u:start_u + size], fparams[layer, 0], bufs[sl[S_AUX]][:size],
+                        bufs[sl[S_Y]][:size])
+        offsets[layer] = start_u + size
+    elif kind == KIND_ACTIVATION:  # Activation.forward: over the last axis
+        last = g[G_A]
+        rows = x.shape[0] // last
+        activation_forward(x.reshape(rows, last), bufs[sl[S_Y]][:rows * last].reshape(rows, last), code)
+    elif kind == KIND_CONV:  # _Conv.forward (conv_steps.conv_forward)
+        h, w, c, filters = g[G_A], g[G_A + 1], g[G_A + 2], g[G_A + 3]
+        kh, kw = g[G_A + 4], g[G_A + 5]
+        out_h, out_w = g[G_A + 12], g[G_A + 13]
+        rows = count * out_h * out_w
+        conv_forward(x.reshape(count, h, w, c), bufs[sl[S_W0]].reshape(kh * kw * c, filters), bufs[sl[S_W1]],
+                     kh, kw, g[G_A + 6], g[G_A + 7], g[G_A + 8], g[G_A + 9], g[G_A + 10], g[G_A + 11],
+                     out_h, out_w, g[G_A + 14], g[G_A + 15], bufs[sl[S_AUX]],
+                     bufs[sl[S_Z]][:rows * filters].reshape(rows, filters),
+                     bufs[sl[S_Y]][:rows * filters].reshape(rows, filters), code)
+    elif kind == KIND_MAX_POOL or kind == KIND_AVG_POOL:  # _Pooling.forward
+        h, w, c, out_h, out_w = g[G_A], g[G_A + 1], g[G_A + 2], g[G_A + 9], g[G_A + 10]
+        x4 = x.reshape(count, h, w, c)
+        y4 = bufs[sl[S_Y]][:count * out_h * out_w * c].reshape(count, out_h, out_w, c)
+        if kind == KIND_MAX_POOL:
+            max_pool_forward(x4, g[G_A + 3], g[G_A + 4], g[G_A + 5], g[G_A + 6], g[G_A + 7], g[G_A + 8], y4,
+                             ints[int_slots[layer]][:count * out_h * out_w * c].reshape(count, out_h, out_w, c))
+        else:
+            avg_pool_forward(x4, g[G_A + 3], g[G_A + 4], g[G_A + 5], g[G_A + 6], g[G_A + 7], g[G_A + 8], y4)
+    elif kind == KIND_GLOBAL_POOL:  # _GlobalPooling.forward
+        positions, c = g[G_A], g[G_A + 1]
+        global_pool_forward(x.reshape(count, positions, c), bufs[sl[S_Y]][:count * c].reshape(count, c), g[G_A + 2] == 1)
+    elif kind == KIND_BATCH_NORM:  # BatchNormalization.forward(training=True)
+        pre, k, post = g[G_A], g[G_A + 1], g[G_A + 2]
+        size = x.shape[0]
+        shape3 = (count * pre, k, post)
+        batch_norm_forward(x.reshape(shape3), bufs[sl[S_W0]], bufs[sl[S_W1]], fparams[layer, 0], True,
+                           fparams[layer, 1], bufs[sl[S_AUX]], bufs[sl[S_AUX + 1]],
+                           wide[wide_slots[layer, 0]], wide[wide_slots[layer, 1]], bufs[sl[S_AUX + 2]],
+                           bufs[sl[S_AUX + 3]], bufs[sl[S_AUX + 4]], bufs[sl[S_AUX + 5]][:size].reshape(shape3),
+                           bufs[sl[S_Y]][:size].reshape(shape3))
+
+
+@njit
+def _spatial_backward(layer, kind, count, geo, fparams, code, x, dy, need_dx, bufs, slots, wide, wide_slots,
+                      ints, int_slots):
+    """Layer `layer`'s backward from the flat dy: its weights' grads and (need_dx) its dx."""
+    g = geo[layer]
+    sl = slots[layer]
+    if kind == KIND_DENSE:  # Dense._backward
+        n_in, units = g[G_A], g[G_A + 1]
+        rows = count * g[G_IN] // n_in
+        dense_backward(x.reshape(rows, n_in), bufs[sl[S_W0]].reshape(n_in, units),
+                       bufs[sl[S_Z]][:rows * units].reshape(rows, units),
+                       bufs[sl[S_Y]][:rows * units].reshape(rows, units), dy.reshape(rows, units),
+                       bufs[sl[S_DZ]][:rows * units].reshape(rows, units),
+                       bufs[sl[S_DX]][:rows * n_in].reshape(rows, n_in),
+                       bufs[sl[S_W0_GRAD]].reshape(n_in, units), bufs[sl[S_W1_GRAD]], code, need_dx)
+    elif kind == KIND_DROPOUT:  # Dropout.backward
+        if need_dx:
+            size = dy.shape[0]
+            multiply(dy, bufs[sl[S_AUX]][:size], bufs[sl[S_DX]][:size])
+    elif kind == KIND_ACTIVATION:  # Activation.backward (backward_from_preactivation: dx is dy)
+        size = dy.shape[0]
+        if code < 0:
+            bufs[sl[S_DX]][:size] = dy
+        else:
+            last = g[G_A]
+            rows = size // last
+            activation_backward(x.reshape(rows, last), bufs[sl[S_Y]][:size].reshape(rows, last),
+                                dy.reshape(rows, last), bufs[sl[S_DX]][:size].reshape(rows, last), code)
+    elif kind == KIND_CONV:  # _Conv._backward (conv_steps.conv_backward)
+        h, w, c, filters = g[G_A], g[G_A + 1], g[G_A + 2], g[G_A + 3]
+        kh, kw = g[G_A + 4], g[G_A + 5]
+        out_h, out_w = g[G_A + 12], g[G_A + 13]
+        rows = count * out_h * out_w
+        depth = kh * kw * c
+        conv_backward(x.reshape(count, h, w, c), bufs[sl[S_W0]].reshape(depth, filters),
+                      bufs[sl[S_Z]].reshape(-1, filters), bufs[sl[S_Y]].reshape(-1, filters),
+                      dy.reshape(rows, filters), bufs[sl[S_DZ]].reshape(-1, filters), bufs[sl[S_W1_GRAD]],
+                      bufs[sl[S_W0_GRAD]].reshape(depth, filters),
+                      bufs[sl[S_AUX + 2]].reshape(-1, filters), kh, kw, g[G_A + 6], g[G_A + 7], g[G_A + 8],
+                      g[G_A + 9], g[G_A + 10], g[G_A + 11], out_h, out_w, g[G_A + 14], g[G_A + 15],
+                      bufs[sl[S_AUX]], bufs[sl[S_AUX + 1]], bufs[sl[S_DX]].reshape(-1, h, w, c), code, need_dx)
+    elif kind == KIND_MAX_POOL or kind == KIND_AVG_POOL:  # _Pooling.backward
+        if not need_dx:
+            return
+        h, w, c, out_h, out_w = g[G_A], g[G_A + 1], g[G_A + 2], g[G_A + 9], g[G_A + 10]
+        dy4 = dy.reshape(count, out_h, out_w, c)
+        dx4 = bufs[sl[S_DX]][:count * h * w * c].reshape(count, h, w, c)
+        if kind == KIND_MAX_POOL:
+            max_pool_backward(dy4, ints[int_slots[layer]][:count * out_h * out_w * c].reshape(count, out_h, out_w, c),
+                              dx4)
+        else:
+            avg_pool_backward(dy4, g[G_A + 3], g[G_A + 4], g[G_A + 5], g[G_A + 6], g[G_A + 7], g[G_A + 8], dx4)
+    elif kind == KIND_GLOBAL_POOL:  # _GlobalPooling.backward
+        if need_dx:
+            positions, c = g[G_A], g[G_A + 1]
+            global_pool_backward(x.reshape(count, positions, c), bufs[sl[S_Y]][:count * c].reshape(count, c),
+                                 dy.reshape(count, c), bufs[sl[S_DX]][:count * positions * c].reshape(count, positions, c),
+                                 g[G_A + 2] == 1)
+    elif kind == KIND_BATCH_NORM:  # BatchNormalization.backward (training)
+        pre, k, post = g[G_A], g[G_A + 1], g[G_A + 2]
+        size = dy.shape[0]
+        shape3 = (count * pre, k, post)
+        batch_norm_backward(dy.reshape(shape3), bufs[sl[S_AUX + 5]][:size].reshape(shape3), bufs[sl[S_W0]],
+                            bufs[sl[S_AUX + 4]], True, need_dx, wide[wide_slots[layer, 0]],
+                            wide[wide_slots[layer, 1]], bufs[sl[S_W0_GRAD]], bufs[sl[S_W1_GRAD]],
+                            bufs[sl[S_DX]][:size].reshape(shape3))
+
+
+@njit
+def _penalties(bufs, reg_slots, reg_rates):
+    """Model.regularization_loss: per layer its regularized weights in weight order, then over
+    layers (float64). reg_slots[layer, r] = the weight's bufs index, or -1."""
+    total = 0.0
+    for layer in range(reg_slots.shape[0]):
+        layer_sum = 0.0
+        for r in range(reg_slots.shape[1]):
+            if reg_slots[layer, r] >= 0:
+                layer_sum += l1l2_penalty(bufs[reg_slots[layer, r]], reg_rates[layer, r, 0], reg_rates[layer, r, 1])
+        total += layer_sum
+    return total
+
+
+@njit
+def train_spatial_plan_steps(x_source, y_source, weight_source, order, has_weights, first_sample, n_samples,
+                             batch_size, n_steps, x_buf, y_buf, row_scale, per_row, loss_grad, unit, positions,
+                             kinds, geo, fparams, codes, back_codes, x_slots, dy_slots, need_dx, out_slot,
+                             bufs, slots, wide, wide_slots, ints, int_slots, uniforms, offsets,
+                             regularized, reg_slots, reg_grad_slots, reg_rates, reg_grad_rates,
+                             loss_mode, loss_code, metric_codes, values, totals,
+                             opt_code, flat_value, flat_grad, slot0, slot1, slot2, constants, flag, clipvalue):
+    """train_plan_steps for any stack of the general plan's kinds (see above); per step exactly
+    Trainer.train_batch. x_slots[l] / dy_slots[l]: the bufs index layer l reads forward /
+    backward; out_slot: the model's output; codes[l] / back_codes[l]: the activation forward
+    and backward (for the last layer with a fused loss: linear, or -1 for an Activation layer,
+    whose dx is then dy).
+    Returns the number of steps run (a non-finite loss ends the chunk after its step)."""
+    n_layers = kinds.shape[0]
+    one = unit[1]
+    units = loss_grad.shape[1]
+    for step in range(n_steps):
+        start = first_sample + step * batch_size
+        if start >= n_samples:
+            return step
+        count = min(batch_size, n_samples - start)
+        scale = _next_batch(x_source, y_source, weight_source, order, has_weights, start, count, positions,
+                            x_buf, y_buf, row_scale, unit)
+        for layer in range(n_layers):
+            kind = kinds[layer]
+            if kind != KIND_VIEW:
+                x = bufs[x_slots[layer]][:count * geo[layer, G_IN]]
+                _spatial_forward(layer, kind, count, geo, fparams, codes[layer], x, bufs, slots, wide, wide_slots,
+                                 ints, int_slots, uniforms, offsets)
+        rows = count * positions
+        out = bufs[out_slot][:rows * units].reshape(rows, units)
+        yb = y_buf[:count].reshape(rows, units)
+        grad = loss_grad[:rows]
+        loss_value = _batch_loss(loss_mode, loss_code, yb, out, scale, per_row[:rows], grad)
+        if regularized:
+            loss_value = loss_value + _penalties(bufs, reg_slots, reg_rates)
+        _record(values, step, loss_value, metric_codes, yb, out)
+        for layer in range(n_layers - 1, -1, -1):
+            kind = kinds[layer]
+            if kind != KIND_VIEW:
+                x = bufs[x_slots[layer]][:count * geo[layer, G_IN]]
+                dy = bufs[dy_slots[layer]][:count * geo[layer, G_OUT]]
+                _spatial_backward(layer, kind, count, geo, fparams, back_codes[layer], x, dy, need_dx[layer], bufs,
+                                  slots, wide, wide_slots, ints, int_slots)
+        if regularized:
+            for layer in range(reg_slots.shape[0]):
+                for r in range(reg_slots.shape[1]):
+                    if reg_slots[layer, r] >= 0:
+                        l1l2_add_grad(bufs[reg_slots[layer, r]], bufs[reg_grad_slots[layer, r]],
+                                      reg_grad_rates[layer, r, 0], reg_grad_rates[layer, r, 1])
+        _update(opt_code, flat_value, flat_grad, slot0, slot1, slot2, constants[step], flag, clipvalue, one)
+        _add_totals(totals, values, step, count)
         if not math.isfinite(loss_value):
             return step + 1
     return n_steps

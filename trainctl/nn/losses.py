@@ -145,14 +145,15 @@ class Loss:
 
         row_scale [rows] defaults to 1/rows. `per_row` is an optional output buffer [rows].
         """
-        from trainctl.kernels.losses import loss_forward_backward
+        from trainctl.kernels.losses import GRAD_WRT_PRED, LOSS_ONLY, loss_rows_for
 
+        rows_kernel = loss_rows_for(self.code)  # this loss's formula only (kernels/losses.py)
         true2d, pred2d = self._prepare(y_true, y_pred)
         rows = pred2d.shape[0]
         scale = self._scale(row_scale, rows, pred2d.dtype)
         out = self._per_row(per_row, rows, pred2d.dtype)
         if grad is None:
-            loss_forward_backward(self.code, true2d, pred2d, scale, out, pred2d, False)
+            rows_kernel(self.code, true2d, pred2d, scale, out, pred2d, LOSS_ONLY, np.float64, False)
         else:
             if grad.dtype != pred2d.dtype:
                 raise TypeError(f"{self.name}: grad dtype {grad.dtype} differs from y_pred dtype {pred2d.dtype}")
@@ -161,7 +162,7 @@ class Loss:
                 raise ValueError(f"{self.name}: grad shape {grad.shape} does not match y_pred {y_pred.shape}")
             if np.may_share_memory(grad2d, pred2d):
                 raise ValueError(f"{self.name}: grad must not share memory with y_pred")
-            loss_forward_backward(self.code, true2d, pred2d, scale, out, grad2d, True)
+            rows_kernel(self.code, true2d, pred2d, scale, out, grad2d, GRAD_WRT_PRED, np.float64, False)
         return out
 
     def fused_backward(

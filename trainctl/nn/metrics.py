@@ -21,18 +21,18 @@ from trainctl.registry import Registry, snake_case
 
 _FLOAT32 = np.dtype(np.float32)
 _FLOAT64 = np.dtype(np.float64)
-_kernel: Any = None
+_kernel_for: Any = None
 _codes: dict[str, int] = {}
 
 
 def _load_kernel() -> Any:
-    global _kernel
-    if _kernel is None:
-        from trainctl.kernels.metrics import METRIC_CODES, metric_value
+    global _kernel_for
+    if _kernel_for is None:
+        from trainctl.kernels.metrics import METRIC_CODES, metric_value_for
 
         _codes.update(METRIC_CODES)
-        _kernel = metric_value
-    return _kernel
+        _kernel_for = metric_value_for
+    return _kernel_for
 
 
 class Metric:
@@ -65,7 +65,7 @@ class Metric:
         as 2-D [rows, k] over the last axis. Returns a Python float."""
         code = self._code if self._code >= 0 else self.code
         y_true2d, y_pred2d = _as_2d(self, y_true, y_pred)
-        return float(_kernel(code, y_true2d, y_pred2d))
+        return float(_kernel_for(code)(code, y_true2d, y_pred2d))  # compiled for this metric only
 
     def configured(self, params) -> "Metric":
         raise NotImplementedError(f"metric {self.name!r} takes no options")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from typing import Any, Iterable
 
 import numpy as np
@@ -44,18 +45,29 @@ class Trainer:
         self._bind_loss_kernels()
         self._scale_key: tuple[int, bool] | None = None
 
-    def _bind_loss_kernels(self) -> None:
+    def _bind_loss_kernels(self, generic: bool = False) -> None:
         """Call the loss kernels directly in the hot loop: the data were checked against the
-        model before training, so the per-call argument checks of Loss.compute are skipped."""
+        model before training, so the per-call argument checks of Loss.compute are skipped.
+        The kernel is compiled for this loss only (one formula, not fourteen: kernels/losses.py),
+        unless `generic`: the compiled loop's own kernel, already compiled (or loaded) with it,
+        which fit's Python-side steps (validation) then share."""
         from trainctl.kernels import losses as kernels
         from trainctl.kernels.steps import batch_loss
 
         self._batch_loss = batch_loss  # the compiled loop's own: both paths sum the same way
         code = self.loss.code
-        generic = kernels.loss_forward_backward
-        self._loss_only = lambda y2d, out2d, scale, per_row: generic(code, y2d, out2d, scale, per_row, out2d, False)
+        if generic:
+            step = kernels.loss_forward_backward
+            self._loss_only = lambda y2d, out2d, scale, per_row: step(code, y2d, out2d, scale, per_row, out2d, False)
+        else:
+            rows = kernels.loss_rows_for(code)
+            only, with_grad, kind = kernels.LOSS_ONLY, kernels.GRAD_WRT_PRED, np.float64
+            self._loss_only = lambda y2d, out2d, scale, per_row: rows(code, y2d, out2d, scale, per_row, out2d, only, kind, False)
         if not self.fused:
-            self._loss_and_grad = lambda y2d, out2d, scale, per_row, grad: generic(code, y2d, out2d, scale, per_row, grad, True)
+            if generic:
+                self._loss_and_grad = lambda y2d, out2d, scale, per_row, grad: step(code, y2d, out2d, scale, per_row, grad, True)
+            else:
+                self._loss_and_grad = lambda y2d, out2d, scale, per_row, grad: rows(code, y2d, out2d, scale, per_row, grad, with_grad, kind, False)
         elif self.loss.fused_activation == "softmax":
             fused = kernels.softmax_crossentropy_backward
             self._loss_and_grad = lambda y2d, out2d, scale, per_row, dz: fused(code, y2d, out2d, scale, per_row, dz)
@@ -258,7 +270,7 @@ def _train_epochs(model, trainer, source, val_source, callback_list, *, epochs, 
                   start_batch, steps_per_epoch, validation_batch_size, validation_freq, validation_steps,
                   steps_per_execution, jit_compile, epoch_totals):
     """The epochs of a fit, on the training thread's environment; returns the last epoch's logs."""
-    from trainctl.train.compiled import CompiledSteps, worth_compiling
+    from trainctl.train.compiled import CompiledSteps, compile_decision, worth_switching
 
     compiled = None
     per_epoch = source.n_batches(batch_size)
@@ -266,12 +278,26 @@ def _train_epochs(model, trainer, source, val_source, callback_list, *, epochs, 
         per_epoch = min(per_epoch, steps_per_epoch)
     total_steps = None if per_epoch is None else per_epoch * (epochs - initial_epoch) - start_batch
     model.compiled_fallback = "jit_compile is off"
-    if jit_compile and not worth_compiling(total_steps, steps_per_execution):
-        model.compiled_fallback = f"a short fit ({total_steps} steps): faster from Python than loading the compiled loop"
-    elif jit_compile:
+    decision = "python"
+    if jit_compile:
         model.compiled_fallback = CompiledSteps.unsupported(trainer, source, batch_size)
         if model.compiled_fallback is None:
-            compiled = CompiledSteps(trainer, source, batch_size)
+            decision = compile_decision(total_steps, steps_per_execution, CompiledSteps.kernel_key(trainer))
+            if decision == "python":
+                model.compiled_fallback = (f"a fit of {total_steps} steps: faster from Python than loading the "
+                                           f"compiled loop (steps_per_execution: N uses it anyway)")
+            elif decision == "measure":
+                model.compiled_fallback = ("the compiled loop is not compiled on this machine yet, and this fit is "
+                                           "too short to pay for compiling it (steps_per_execution: N compiles it)")
+
+    def use_the_loop():
+        nonlocal compiled
+        compiled = CompiledSteps(trainer, source, batch_size)
+        trainer._bind_loss_kernels(generic=True)  # the compiled loop's loss kernel, not a second one
+        model.compiled_fallback = None
+
+    if decision == "loop":
+        use_the_loop()
     model.stop_training = False
     wants_batch_begin = callback_list.wants_batch_begin
     callback_list.on_train_begin({})
@@ -282,6 +308,7 @@ def _train_epochs(model, trainer, source, val_source, callback_list, *, epochs, 
     for epoch in range(initial_epoch, epochs):
         callback_list.on_epoch_begin(epoch, {})
         first_batch = start_batch if epoch == initial_epoch else 0
+        epoch_started, python_steps = time.perf_counter(), 0
         if first_batch == 0 or epoch_totals is None:
             totals.reset(trainer.log_keys)
         elif len(totals.totals) != len(trainer.log_keys):
@@ -298,6 +325,7 @@ def _train_epochs(model, trainer, source, val_source, callback_list, *, epochs, 
             if wants_batch_begin:
                 callback_list.on_batch_begin(index, {"batch": index, "size": n})
             values = trainer.train_batch(xb, yb, wb)
+            python_steps += 1
             if not compile_notice.done:
                 compile_notice.finish()
             totals.add(values, n)  # before on_batch_end: a checkpoint taken there includes this batch
@@ -313,6 +341,10 @@ def _train_epochs(model, trainer, source, val_source, callback_list, *, epochs, 
         callback_list.on_epoch_end(epoch, epoch_logs)
         if model.stop_training:
             break
+        if decision == "measure" and compiled is None and python_steps and epoch + 1 < epochs:
+            seconds_per_step = (time.perf_counter() - epoch_started) / python_steps
+            if worth_switching(seconds_per_step, per_epoch * (epochs - epoch - 1)):
+                use_the_loop()  # from the next epoch: the same results, sooner
     compile_notice.finish()
     return epoch_logs
 

@@ -27,6 +27,9 @@ def _load_blas() -> None:
     """Load the BLAS libraries training calls, so threadpoolctl sees them all."""
     import numpy  # noqa: F401  (its OpenBLAS)
 
+    from trainctl.kernels.jit import preload_cython_blas
+
+    preload_cython_blas()  # without the rest of scipy.linalg (kernels/jit.py)
     try:
         import scipy.linalg.cython_blas  # noqa: F401  (numba's np.dot calls scipy's BLAS)
     except ImportError:

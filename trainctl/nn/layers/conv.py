@@ -2,8 +2,9 @@
 options and defaults); the shared base `_ConvBase` (geometry, bias, the fused epilogue).
 DepthwiseConv2D and SeparableConv2D are in depthwise.py.
 
-Conv1D / Conv2D: im2col (kernels/conv.py) then one BLAS matrix product against the kernel
-viewed as `[kh * kw * in_channels, filters]`, then one fused bias + activation kernel.
+Conv1D / Conv2D (one compiled call each way, kernels/conv_steps.py, which the compiled
+training loop calls too): im2col (kernels/conv.py) then one BLAS matrix product against the
+kernel viewed as `[kh * kw * in_channels, filters]`, then one fused bias + activation kernel.
 Backward: the fused activation-derivative + bias-gradient kernel, `cols.T @ dz` for the
 kernel gradient, `dz @ kernel.T` then col2im for the input gradient. A 1x1 convolution with
 stride 1 skips im2col (the input is its own column matrix). Conv2DTranspose runs the same
@@ -21,6 +22,7 @@ from trainctl.config.base import PositiveInt, registry_id, typed_spec
 from trainctl.errors import TrainctlError
 from trainctl.nn.initializers import INITIALIZERS
 from trainctl.nn.layers.base import LAYERS, BuildContext, LayerParams, Shape
+from trainctl.nn.layers.plans import ConvPlan
 from trainctl.nn.layers.spatial import (
     DataFormat,
     Padding,
@@ -148,16 +150,23 @@ class _ConvBase(SpatialLayer):
     def _epilogue_backward(self, dy2d: np.ndarray, code: int) -> np.ndarray:
         rows = self._rows
         z, y, dz = self._z[:rows], self._y[:rows], self._dz[:rows]
-        if self.activity_regularizer is not None:  # as Dense: grad of penalty(y) / n joins dLoss/dy
-            total = self._activity_grad[:rows]
-            total.fill(0)
-            self.activity_regularizer.add_grad(y, total)
-            total *= total.dtype.type(1.0 / self._n)
-            total += dy2d
-            dy2d = total
-        bias_grad = self.bias.grad if self.bias is not None else self._scratch_bias_grad
-        self._backward_kernel(z, y, dy2d, dz, bias_grad, code)
+        self._backward_kernel(z, y, self._with_activity_grad(dy2d), dz, self._bias_grad(), code)
         return dz
+
+    def _with_activity_grad(self, dy2d: np.ndarray) -> np.ndarray:
+        """dLoss/dy plus, with an activity regularizer, the grad of penalty(y) / n (as Dense)."""
+        if self.activity_regularizer is None:
+            return dy2d
+        rows = self._rows
+        total = self._activity_grad[:rows]
+        total.fill(0)
+        self.activity_regularizer.add_grad(self._y[:rows], total)
+        total *= total.dtype.type(1.0 / self._n)
+        total += dy2d
+        return total
+
+    def _bias_grad(self) -> np.ndarray:
+        return self.bias.grad if self.bias is not None else self._scratch_bias_grad
 
     def activity_loss(self, n: int) -> float:
         if self.activity_regularizer is None:
@@ -204,92 +213,64 @@ class _Conv(_ConvBase):
 
     def allocate(self, batch_size: int) -> None:
         super().allocate(batch_size)
+        from trainctl.kernels import conv_steps
+
+        self._steps = conv_steps
         kh, kw, sh, sw, dh, dw, pt, pl = self.geometry
         self._in4 = (*self._as_2d(self.in_spatial), self.in_channels)
         self._out_hw = self._as_2d(self.out_spatial)
         self._per_sample = math.prod(self.out_spatial)  # output positions = column-matrix rows per sample
         depth = self._depth = kh * kw * self.in_channels
-        self._pointwise = kh == kw == sh == sw == 1 and pt == pl == 0
-        # few input channels (a grey image): the transposed column matrix copies runs of
-        # out_w pixels instead of runs of kw (measured 3x faster for 1 channel)
-        self._transposed = not self._pointwise and self.in_channels == 1
+        if kh == kw == sh == sw == 1 and pt == pl == 0:
+            self._mode = conv_steps.MODE_POINTWISE
+        elif self.in_channels == 1:
+            # few input channels (a grey image): the transposed column matrix copies runs of
+            # out_w pixels instead of runs of kw (measured 3x faster for 1 channel)
+            self._mode = conv_steps.MODE_TRANSPOSED
+        else:
+            self._mode = conv_steps.MODE_ROWS
         # The column matrix is built for a chunk of samples at a time, sized to stay in
         # cache between im2col and its matrix products (a whole batch's columns at batch
         # 256 are 13 MB for the MNIST CNN's second conv); backward rebuilds it per chunk.
         self._chunk = max(1, min(batch_size, COLUMN_CHUNK_BYTES // (self._per_sample * depth * self.dtype.itemsize)))
-        if not self._pointwise:
-            chunk_rows = self._chunk * self._per_sample
-            self._cols = np.empty(chunk_rows * depth, self.dtype)  # flat: [rows, depth] or [depth, rows] views
-            self._dcols = np.empty(chunk_rows * depth, self.dtype)
-            self._kernel_part = np.empty((depth, self.out_channels), self.dtype)
-        self._cols_of = (-1, -1)  # the samples whose columns _cols holds
+        scratch = 0 if self._mode == conv_steps.MODE_POINTWISE else self._chunk * self._per_sample * depth
+        self._cols = np.empty(scratch, self.dtype)  # flat: [rows, depth] or [depth, rows] views
+        self._dcols = np.empty(scratch, self.dtype)
+        self._kernel_part = np.empty((depth if scratch else 0, self.out_channels), self.dtype)
         self._dx = np.empty((batch_size, *self._in4), self.dtype)
 
-    def _columns(self, s0: int, s1: int) -> np.ndarray:
-        """The column matrix [rows, depth] of samples s0:s1 (a transposed view when _transposed)."""
-        rows = (s1 - s0) * self._per_sample
-        if self._cols_of != (s0, s1):
-            x4 = self._x4[s0:s1]
-            if self._transposed:
-                self._conv.im2col_t(x4, *self.geometry, *self._out_hw,
-                                    self._cols[: rows * self._depth].reshape(self._depth, rows))
-            else:
-                self._conv.im2col(x4, *self.geometry, *self._out_hw,
-                                  self._cols[: rows * self._depth].reshape(rows, self._depth))
-            self._cols_of = (s0, s1)
-        if self._transposed:
-            return self._cols[: rows * self._depth].reshape(self._depth, rows).T
-        return self._cols[: rows * self._depth].reshape(rows, self._depth)
+    def _kernel_args(self) -> tuple:
+        """The geometry arguments of conv_steps.conv_forward / conv_backward after the buffers."""
+        return (*self.geometry, *self._out_hw, self._chunk, self._mode)
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         n = x.shape[0]
-        self._x4 = self._input_nhwc(x).reshape(n, *self._in4)
+        self._x4 = np.ascontiguousarray(self._input_nhwc(x)).reshape(n, *self._in4)
         rows = n * self._per_sample
-        kernel2d = self.kernel.value.reshape(-1, self.out_channels)
-        if self._pointwise:
-            np.matmul(self._x4.reshape(rows, self.in_channels), kernel2d, out=self._z[:rows])
-        else:
-            self._cols_of = (-1, -1)  # new input
-            per = self._per_sample
-            for s0 in range(0, n, self._chunk):
-                s1 = min(n, s0 + self._chunk)
-                np.matmul(self._columns(s0, s1), kernel2d, out=self._z[s0 * per:s1 * per])
-        return self._output(self._epilogue_forward(rows), n)
+        bias = self.bias.value if self.bias is not None else self._zero_bias
+        self._steps.conv_forward(self._x4, self.kernel.value.reshape(-1, self.out_channels), bias,
+                                 *self._kernel_args(), self._cols, self._z, self._y, self.activation.code)
+        self._rows = rows
+        return self._output(self._y[:rows], n)
 
     def _backward(self, dy2d: np.ndarray, code: int, need_dx: bool) -> np.ndarray | None:
-        dz = self._epilogue_backward(dy2d, code)
-        n = dz.shape[0] // self._per_sample
-        kernel2d = self.kernel.value.reshape(-1, self.out_channels)
-        kernel_grad = self.kernel.grad.reshape(-1, self.out_channels)
-        dx4 = self._dx[:n]
-        if self._pointwise:
-            x2d = self._x4.reshape(dz.shape[0], self.in_channels)
-            np.matmul(x2d.T, dz, out=kernel_grad)
-            if need_dx:
-                np.matmul(dz, kernel2d.T, out=dx4.reshape(dz.shape[0], self.in_channels))
-        else:
-            per = self._per_sample
-            starts = list(range(0, n, self._chunk))
-            for k, s0 in enumerate(reversed(starts)):  # the last chunk's columns are still built
-                s1 = min(n, s0 + self._chunk)
-                cols, dz_part = self._columns(s0, s1), dz[s0 * per:s1 * per]
-                np.matmul(cols.T, dz_part, out=kernel_grad if k == 0 else self._kernel_part)
-                if k > 0:
-                    kernel_grad += self._kernel_part
-                if not need_dx:
-                    continue
-                rows = dz_part.shape[0]
-                if self._transposed:
-                    dcols_t = self._dcols[: rows * self._depth].reshape(self._depth, rows)
-                    np.matmul(kernel2d, dz_part.T, out=dcols_t)
-                    self._conv.col2im_t(dcols_t, *self.geometry, *self._out_hw, dx4[s0:s1])
-                else:
-                    dcols = self._dcols[: rows * self._depth].reshape(rows, self._depth)
-                    np.matmul(dz_part, kernel2d.T, out=dcols)
-                    self._conv.col2im(dcols, *self.geometry, *self._out_hw, dx4[s0:s1])
+        dy2d = np.ascontiguousarray(self._with_activity_grad(dy2d))
+        n = self._rows // self._per_sample
+        self._steps.conv_backward(
+            self._x4, self.kernel.value.reshape(-1, self.out_channels), self._z, self._y, dy2d, self._dz,
+            self._bias_grad(), self.kernel.grad.reshape(-1, self.out_channels), self._kernel_part,
+            *self._kernel_args(), self._cols, self._dcols, self._dx, code, need_dx)
         if not need_dx:
             return None
-        return self._grad_format(dx4.reshape(n, *self.in_spatial, self.in_channels))
+        return self._grad_format(self._dx[:n].reshape(n, *self.in_spatial, self.in_channels))
+
+    def compiled_plan(self) -> ConvPlan | None:
+        if self.activity_regularizer is not None or self.channels_first:  # these run in Python
+            return None
+        return ConvPlan(self.kernel.value, self.bias.value if self.bias is not None else self._zero_bias,
+                        self.kernel.grad, self._bias_grad(), self._z, self._y, self._dz, self._dx,
+                        self._cols, self._dcols, self._kernel_part, int(self.activation.code),
+                        (*self.geometry, *self._out_hw, self._chunk, self._mode), self._in4)
 
     def flops_per_sample(self) -> int:
         positions = math.prod(self.out_spatial)

@@ -13,6 +13,7 @@ from trainctl.config.base import PositiveInt, Seed, Size, UnitInterval, bounded_
 from trainctl.errors import TrainctlError
 from trainctl.nn.initializers import INITIALIZERS
 from trainctl.nn.layers.base import LAYERS, BuildContext, DensePlan, DropoutPlan, Layer, LayerParams, RandomLayer, Shape
+from trainctl.nn.layers.plans import ActivationPlan, ViewPlan
 from trainctl.nn.regularizers import REGULARIZERS, build_regularizer
 
 
@@ -75,11 +76,13 @@ class Dense(Layer):
         self._views: dict[int, tuple[np.ndarray, ...]] = {}
         from trainctl.kernels import steps
 
-        # one compiled call each way (matrix products included), the same the compiled loop runs
-        self._forward_kernel = steps.dense_forward
-        self._backward_kernel = steps.dense_backward
+        # one compiled call each way (matrix products included), the same instructions the compiled
+        # loop runs, compiled for this layer's activation only
         self._activation_code = self.activation.code
+        self._forward_kernel, self._backward_kernel = steps.dense_kernels_for(self._activation_code)
         self._linear_code = ACTIVATIONS.get("linear").code
+        # the fused softmax + cross-entropy backward starts from dz: the linear one (compiled on first use)
+        self._linear_backward_kernel = steps.dense_kernels_for(self._linear_code)[1]
 
     def _buffers(self, rows: int) -> tuple[np.ndarray, ...]:
         """(z, y, dz, dx) views for `rows` rows, made once per row count (the hot loop reuses them)."""
@@ -116,8 +119,8 @@ class Dense(Layer):
         bias_grad = self.bias.grad if self.bias is not None else self._scratch_bias_grad
         if not dy2d.flags.c_contiguous:
             dy2d = np.ascontiguousarray(dy2d)
-        self._backward_kernel(x2d, self.kernel.value, z, y, dy2d, dz, dx, self.kernel.grad, bias_grad,
-                              activation_code, need_dx)
+        kernel = self._backward_kernel if activation_code == self._activation_code else self._linear_backward_kernel
+        kernel(x2d, self.kernel.value, z, y, dy2d, dz, dx, self.kernel.grad, bias_grad, activation_code, need_dx)
         if not need_dx:
             return None
         return dx if flat else dx.reshape(dy.shape[0], *self.input_shape)
@@ -204,6 +207,9 @@ class Activation(Layer):
         self._act_kernels.activation_backward(self._x2d, self._y[:rows], dy.reshape(rows, -1), dx, self.activation.code)
         return dx.reshape(dy.shape)
 
+    def compiled_plan(self) -> ActivationPlan:
+        return ActivationPlan(self._y, self._dx, int(self.activation.code))
+
 
 @LAYERS.register("dropout")
 class Dropout(RandomLayer):
@@ -279,6 +285,9 @@ class Flatten(Layer):
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         return dy.reshape(dy.shape[0], *self.input_shape)
 
+    def compiled_plan(self) -> ViewPlan:
+        return ViewPlan()
+
 
 @LAYERS.register("reshape")
 class Reshape(Layer):
@@ -311,6 +320,9 @@ class Reshape(Layer):
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         return dy.reshape(dy.shape[0], *self.input_shape)
+
+    def compiled_plan(self) -> ViewPlan:
+        return ViewPlan()
 
     def to_keras_config(self, config: dict[str, Any], fmt: str) -> dict[str, Any]:
         # tfjs-layers 4.22 leaves a -1 unresolved in its output shape ([null,2,null]), so a

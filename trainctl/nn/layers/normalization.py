@@ -16,6 +16,7 @@ from trainctl.config.base import PositiveFloat, typed_spec
 from trainctl.errors import TrainctlError
 from trainctl.nn.initializers import INITIALIZERS
 from trainctl.nn.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape
+from trainctl.nn.layers.plans import BatchNormPlan
 from trainctl.nn.regularizers import REGULARIZERS
 from trainctl.config.base import FiniteFloat
 
@@ -136,6 +137,15 @@ class BatchNormalization(_Normalization):
         self._kernel.batch_norm_backward(dy3, self._view(self._xhat, n), gamma, self._inv_std, self._training,
                                          need_dx, self._sums, self._squares, dgamma, dbeta, dx)
         return dx.reshape(dy.shape) if need_dx else None
+
+    def compiled_plan(self) -> BatchNormPlan:
+        """The training-mode step (the compiled loop only trains)."""
+        gamma, beta = self._gamma_beta()
+        dgamma, dbeta = self._affine_grads()
+        return BatchNormPlan(gamma, beta, dgamma, dbeta, self.moving_mean.value, self.moving_variance.value,
+                             self._sums, self._squares, self.batch_mean, self.batch_variance, self._inv_std,
+                             self._xhat, self._y, self._dx, float(self.params.epsilon), self._decay,
+                             self._pre, self._k, self._post)
 
     def flops_per_sample(self) -> int:
         return 4 * math.prod(self.input_shape)

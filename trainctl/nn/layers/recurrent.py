@@ -2,9 +2,11 @@
 state) here; the cells SimpleRNN, LSTM, GRU (TF.js semantics and defaults) in
 recurrent_cells.py; Masking in masking.py; Bidirectional and TimeDistributed in wrappers.py.
 
-Input [n, steps, features]. Per batch: one matmul projects every step's input
-(`x @ kernel + bias`), one compiled loop (trainctl/kernels/recurrent.py) runs the steps,
-and the weight gradients are matmuls over the stacked per-step values after the loop.
+Input [n, steps, features]. Per batch: the inputs are copied time-major in processing order
+(dropout applied in the same pass), one matmul projects every step's input (`x @ kernel`)
+into the time-major pre-activation buffer, one compiled loop (trainctl/kernels/recurrent.py)
+runs the steps (bias, recurrent product, gates), and the weight gradients are one matmul each
+over the stacked per-step values after the loop (the bias gradient is summed in the loop).
 Buffers are sized in `allocate`; nothing is allocated per step or per batch.
 
 TF.js facts followed here (tfjs-layers/src/layers/recurrent.ts, 4.22):
@@ -151,8 +153,7 @@ class Recurrent(Layer):
         n, (steps, features) = batch_size, self.input_shape
         units, dtype = self.params.units, self.dtype
         gates = self.n_gates * units
-        self._x_dropped = np.empty((n, steps, features), dtype)
-        self._xw = np.empty((n * steps, gates), dtype)
+        self._x_tm = TimeMajor(steps, n, features, dtype)  # inputs, processing order, dropout applied
         self._mask = np.ones((n, steps), dtype)
         self._input_mask_scale = np.ones((n, features), dtype)
         self._rmask = np.ones((n, units), dtype)
@@ -161,8 +162,10 @@ class Recurrent(Layer):
         self._pre = TimeMajor(steps, n, gates, dtype)
         self._y = np.empty((n, steps, units) if self.params.return_sequences else (n, units), dtype)
         self._dz = TimeMajor(steps, n, gates, dtype)
-        self._dxw = np.empty((n * steps, gates), dtype)
-        self._dx = np.empty((n * steps, features), dtype)
+        self._dx_tm = TimeMajor(steps, n, features, dtype)
+        self._dx = np.empty((n, steps, features), dtype)
+        self._zero_bias = np.zeros(self.bias_shape(), dtype)  # the bias when use_bias is off
+        self._unused_bias_grad = np.zeros(self.bias_shape(), dtype)  # the kernels' sum, then dropped
         self._dh = [np.empty((n, units), dtype) for _ in range(self.n_states)]
         self._dprev = np.empty((n, units), dtype)
         self._kernel_t = np.empty((gates, units), dtype)
@@ -190,9 +193,10 @@ class Recurrent(Layer):
         units = self.params.units
         gates, states, wide = self.n_gates * units, self.n_states, max(features, units)
         y = n * steps * units if self.params.return_sequences else n * units
-        per_sequence = n * steps * (2 * features + 4 * gates + units + 1) + states * (steps + 1) * n * units
+        per_sequence = n * steps * (3 * features + 2 * gates + units + 1) + states * (steps + 1) * n * units
         per_row = n * (features + units * (2 + 2 * states) + wide)  # masks, dh, dprev, carry, ones
-        values = per_sequence + per_row + y + gates * units + self.cell_buffer_values(n, steps)
+        bias = 2 * int(np.prod(self.bias_shape()))  # zero bias, unused bias gradient
+        values = per_sequence + per_row + y + gates * units + bias + self.cell_buffer_values(n, steps)
         return values * itemsize + n * wide * 8  # + the float64 uniforms for dropout masks
 
     def cell_buffer_values(self, n: int, steps: int) -> int:
@@ -205,16 +209,15 @@ class Recurrent(Layer):
         p = self.params
         self._n = n
         self._dropped_inputs = training and p.dropout > 0
+        x_tm = self._x_tm[n]
+        source = x.transpose(1, 0, 2)[::-1] if p.go_backwards else x.transpose(1, 0, 2)
         if self._dropped_inputs:
             scale = self._draw_mask(self._input_mask_scale[:n], p.dropout)
-            x_dropped = self._x_dropped[:n]
-            np.multiply(x, scale[:, None, :], out=x_dropped)
-            x = x_dropped
-        self._x = x
-        xw = self._xw[: n * steps]
-        np.matmul(x.reshape(n * steps, -1), self.kernel.value, out=xw)
-        if self.bias is not None:
-            xw += self.input_bias()
+            np.multiply(source, scale[None], out=x_tm)
+        else:
+            np.copyto(x_tm, source)
+        pre = self._pre[n]  # x @ kernel here; the loop adds the bias and the recurrent product
+        np.matmul(x_tm.reshape(steps * n, -1), self.kernel.value, out=pre.reshape(steps * n, -1))
         rmask = self._rmask[:n]
         if training and p.recurrent_dropout > 0:
             self._draw_mask(rmask, p.recurrent_dropout)
@@ -230,7 +233,7 @@ class Recurrent(Layer):
                 states[n][0] = carry[:n]
             else:
                 states[n][0] = 0
-        self.run_forward(xw.reshape(n, steps, -1), mask, rmask, n)
+        self.run_forward(pre, mask, rmask, n)
         last = [states[n][steps] for states in self._states]
         if p.stateful:
             for state, carry in zip(last, self._carry):
@@ -252,10 +255,17 @@ class Recurrent(Layer):
         self._layer_kernels.dropout_forward(self._ones[: flat.size], uniform, rate, flat, flat)
         return out
 
-    def input_bias(self) -> np.ndarray:
-        return self.bias.value
+    def bias_value(self) -> np.ndarray:
+        """The bias as the kernels take it (zeros when use_bias is off)."""
+        return self._zero_bias if self.bias is None else self.bias.value
 
-    def run_forward(self, xw: np.ndarray, mask: np.ndarray, rmask: np.ndarray, n: int) -> None:
+    def bias_grad(self) -> np.ndarray:
+        """Where the kernels sum the bias gradient."""
+        return self._unused_bias_grad if self.bias is None else self.bias.grad
+
+    def run_forward(self, pre: np.ndarray, mask: np.ndarray, rmask: np.ndarray, n: int) -> None:
+        """pre [steps, n, gates*units] holds x @ kernel in processing order; the cell's loop
+        turns it into the pre-activations and fills the states."""
         raise NotImplementedError
 
     # -- backward ---------------------------------------------------------------------------
@@ -263,24 +273,21 @@ class Recurrent(Layer):
         n, steps = self._n, self.input_shape[0]
         sequences = self.params.return_sequences
         np.copyto(self._kernel_t, self.recurrent_kernel.value.T)
-        dz = self._dz[n]
-        self.run_backward(dy, sequences, n)
-        dxw = self._dxw[: n * steps].reshape(n, steps, -1)
-        # dz is in processing order; the input projection is in time order
-        dxw[...] = (dz[::-1] if self.params.go_backwards else dz).transpose(1, 0, 2)
-        dxw2d = dxw.reshape(n * steps, -1)
-        np.matmul(self._x.reshape(n * steps, -1).T, dxw2d, out=self.kernel.grad)
+        self.run_backward(dy, sequences, n)  # dz (processing order, as x_tm) and the bias gradient
+        dz = self._stacked(self._dz, n)
+        np.matmul(self._stacked(self._x_tm, n).T, dz, out=self.kernel.grad)
         self.recurrent_grads(n)
-        if self.bias is not None:
-            self.bias_grads(dxw2d, n)
         if not need_dx:
             return None
-        dx = self._dx[: n * steps]
-        np.matmul(dxw2d, self.kernel.value.T, out=dx)
-        dx3 = dx.reshape(n, steps, -1)
+        dx_tm = self._dx_tm[n]
+        np.matmul(dz, self.kernel.value.T, out=dx_tm.reshape(steps * n, -1))
+        dx = self._dx[:n]
+        target = dx.transpose(1, 0, 2)[::-1] if self.params.go_backwards else dx.transpose(1, 0, 2)
         if self._dropped_inputs:
-            dx3 *= self._input_mask_scale[:n][:, None, :]
-        return dx3
+            np.multiply(dx_tm, self._input_mask_scale[:n][None], out=target)
+        else:
+            np.copyto(target, dx_tm)
+        return dx
 
     def run_backward(self, dy: np.ndarray, sequences: bool, n: int) -> None:
         raise NotImplementedError
@@ -297,9 +304,6 @@ class Recurrent(Layer):
     def recurrent_grads(self, n: int) -> None:
         """dU = H_dropped^T @ dZ over every step, one matmul."""
         np.matmul(self._stacked(self._hd, n).T, self._stacked(self._dz, n), out=self.recurrent_kernel.grad)
-
-    def bias_grads(self, dxw2d: np.ndarray, n: int) -> None:
-        np.sum(dxw2d, axis=0, out=self.bias.grad)
 
     # -- state ------------------------------------------------------------------------------
     def reset_states(self) -> None:

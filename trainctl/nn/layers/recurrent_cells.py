@@ -27,15 +27,15 @@ class SimpleRNN(Recurrent):
     def cell_buffer_values(self, n: int, steps: int) -> int:
         return n * self.params.units
 
-    def run_forward(self, xw, mask, rmask, n):
-        self._kernels.simple_rnn_forward(xw, self.recurrent_kernel.value, mask, rmask, self._states[0][n],
-                                         self._hd[n], self._pre[n], self._rec[:n],
+    def run_forward(self, pre, mask, rmask, n):
+        self._kernels.simple_rnn_forward(pre, self.recurrent_kernel.value, self.bias_value(), mask, rmask,
+                                         self._states[0][n], self._hd[n], self._rec[:n],
                                          self.params.go_backwards, self.activation.code, self._fast)
 
     def run_backward(self, dy, sequences, n):
         self._kernels.simple_rnn_backward(*self._split_dy(dy, sequences), sequences, self._kernel_t, self._mask[:n], self._rmask[:n],
-                                          self._states[0][n], self._pre[n], self._dz[n], self._dh[0][:n],
-                                          self._dprev[:n], self.params.go_backwards, self.activation.code)
+                                          self._states[0][n], self._pre[n], self._dz[n], self.bias_grad(),
+                                          self._dh[0][:n], self._dprev[:n], self.params.go_backwards, self.activation.code)
 
 
 @LAYERS.register("lstm")
@@ -70,17 +70,17 @@ class LSTM(Recurrent):
         units = self.params.units
         return steps * n * 5 * units + n * 4 * units  # gates, act_c; rec
 
-    def run_forward(self, xw, mask, rmask, n):
+    def run_forward(self, pre, mask, rmask, n):
         h, c = (states[n] for states in self._states)
-        self._kernels.lstm_forward(xw, self.recurrent_kernel.value, mask, rmask, h, c, self._hd[n],
-                                   self._pre[n], self._gates[n], self._act_c[n], self._rec[:n],
+        self._kernels.lstm_forward(pre, self.recurrent_kernel.value, self.bias_value(), mask, rmask, h, c, self._hd[n],
+                                   self._gates[n], self._act_c[n], self._rec[:n],
                                    self.params.go_backwards, self.activation.code, self.recurrent_activation.code,
                                    self._fast)
 
     def run_backward(self, dy, sequences, n):
         self._kernels.lstm_backward(*self._split_dy(dy, sequences), sequences, self._kernel_t, self._mask[:n], self._rmask[:n],
                                     self._states[1][n], self._pre[n], self._gates[n], self._act_c[n],
-                                    self._dz[n], self._dh[0][:n], self._dh[1][:n], self._dprev[:n],
+                                    self._dz[n], self.bias_grad(), self._dh[0][:n], self._dh[1][:n], self._dprev[:n],
                                     self.params.go_backwards, self.activation.code, self.recurrent_activation.code)
 
 
@@ -121,13 +121,9 @@ class GRU(Recurrent):
                                 "reset gate before the recurrent product only) (tfjs export)")
         return config
 
-    def input_bias(self) -> np.ndarray:
-        return self.bias.value[0] if self.params.reset_after else self.bias.value
-
     def allocate_cell(self, n: int, steps: int) -> None:
         units, dtype = self.params.units, self.dtype
         self._gates = TimeMajor(steps, n, 3 * units, dtype)
-        self._zero_bias = np.zeros(3 * units, dtype)
         if self.params.reset_after:
             self._rec_raw = TimeMajor(steps, n, 3 * units, dtype)
             self._drec = TimeMajor(steps, n, 3 * units, dtype)
@@ -146,40 +142,41 @@ class GRU(Recurrent):
 
     def cell_buffer_values(self, n: int, steps: int) -> int:
         units = self.params.units
-        shared = steps * n * 3 * units + 3 * units  # gates, zero bias
+        shared = steps * n * 3 * units  # gates
         if self.params.reset_after:
             return shared + 2 * steps * n * 3 * units + n * 3 * units  # rec_raw, drec; rec
         return shared + steps * n * units + 6 * units * units + 7 * n * units  # rh; split kernels; row scratch
 
-    def run_forward(self, xw, mask, rmask, n):
+    def run_forward(self, pre, mask, rmask, n):
         p, k = self.params, self._kernels
         h = self._states[0][n]
         if p.reset_after:
-            recurrent_bias = self.bias.value[1] if self.bias is not None else self._zero_bias
-            k.gru_reset_after_forward(xw, self.recurrent_kernel.value, recurrent_bias, mask, rmask, h,
-                                      self._hd[n], self._pre[n], self._gates[n], self._rec_raw[n],
+            bias = self.bias_value()  # [2, 3u]: the input and recurrent halves
+            k.gru_reset_after_forward(pre, self.recurrent_kernel.value, bias[0], bias[1], mask, rmask, h,
+                                      self._hd[n], self._gates[n], self._rec_raw[n],
                                       self._rec[:n], p.go_backwards, self.activation.code,
                                       self.recurrent_activation.code, self._fast)
             return
         units = p.units
         np.copyto(self._kernel_zr, self.recurrent_kernel.value[:, : 2 * units])
         np.copyto(self._kernel_h, self.recurrent_kernel.value[:, 2 * units:])
-        k.gru_forward(xw, self._kernel_zr, self._kernel_h, mask, rmask, h, self._hd[n], self._pre[n],
+        k.gru_forward(pre, self._kernel_zr, self._kernel_h, self.bias_value(), mask, rmask, h, self._hd[n],
                       self._gates[n], self._rh[n], self._rec_zr[:n], self._rec_h[:n], p.go_backwards,
                       self.activation.code, self.recurrent_activation.code, self._fast)
 
     def run_backward(self, dy, sequences, n):
         p, k = self.params, self._kernels
         if p.reset_after:
+            db = self.bias_grad()
             k.gru_reset_after_backward(*self._split_dy(dy, sequences), sequences, self._kernel_t, self._mask[:n], self._rmask[:n],
                                        self._hd[n], self._pre[n], self._gates[n], self._rec_raw[n],
-                                       self._dz[n], self._drec[n], self._dh[0][:n], self._dprev[:n],
+                                       self._dz[n], self._drec[n], db[0], db[1], self._dh[0][:n], self._dprev[:n],
                                        p.go_backwards, self.activation.code, self.recurrent_activation.code)
             return
         np.copyto(self._kernel_zr_t, self._kernel_zr.T)
         np.copyto(self._kernel_h_t, self._kernel_h.T)
         k.gru_backward(*self._split_dy(dy, sequences), sequences, self._kernel_zr_t, self._kernel_h_t, self._mask[:n], self._rmask[:n],
-                       self._hd[n], self._pre[n], self._gates[n], self._dz[n], self._dh[0][:n],
+                       self._hd[n], self._pre[n], self._gates[n], self._dz[n], self.bias_grad(), self._dh[0][:n],
                        self._dzr[:n], self._dzh[:n], self._dprev[:n], self._drh[:n], p.go_backwards,
                        self.activation.code, self.recurrent_activation.code)
 
@@ -192,10 +189,3 @@ class GRU(Recurrent):
         dz, rh = self._stacked(self._dz, n), self._stacked(self._rh, n)
         grad[:, : 2 * units] = hd.T @ dz[:, : 2 * units]
         grad[:, 2 * units:] = rh.T @ dz[:, 2 * units:]
-
-    def bias_grads(self, dxw2d: np.ndarray, n: int) -> None:
-        if not self.params.reset_after:
-            np.sum(dxw2d, axis=0, out=self.bias.grad)
-            return
-        np.sum(dxw2d, axis=0, out=self.bias.grad[0])
-        np.sum(self._stacked(self._drec, n), axis=0, out=self.bias.grad[1])

@@ -1,6 +1,6 @@
 """Pieces of a training step in compiled code: Dense forward/backward (one call each, used by
 the Python path and by the compiled loop, kernels/plan_steps.py, so both paths run the same
-instructions), the batch loss, and the optimizer update by code.
+instructions; the products go to numpy's BLAS, kernels/blas.py), the batch loss, and the optimizer update by code.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from trainctl.kernels.activations import (
     activation_backward_bias_grad_inline,
     bias_activation_forward_inline,
 )
+from trainctl.kernels.blas import gemm
 from trainctl.kernels.jit import njit
 from trainctl.kernels.optimizers import (
     adadelta_update,
@@ -45,7 +46,7 @@ def _dense_kernels(fixed):
     def dense_forward(x, kernel, bias, z, y, code):
         """z = x @ kernel; y = act(z + bias) (z keeps the biased pre-activation)."""
         code = code if fixed == ANY_CODE else fixed
-        np.dot(x, kernel, z)
+        gemm(x, kernel, z, False, False)
         bias_activation_forward_inline(z, bias, y, code)
 
     @njit
@@ -53,9 +54,9 @@ def _dense_kernels(fixed):
         """dz = act'(z) * dy, bias_grad = sum(dz), kernel_grad = x.T @ dz, dx = dz @ kernel.T."""
         code = code if fixed == ANY_CODE else fixed
         activation_backward_bias_grad_inline(z, y, dy, dz, bias_grad, code)
-        np.dot(x.T, dz, kernel_grad)
+        gemm(x, dz, kernel_grad, True, False)
         if need_dx:
-            np.dot(dz, kernel.T, dx)
+            gemm(dz, kernel, dx, False, True)
 
     return dense_forward, dense_backward
 

@@ -1,0 +1,115 @@
+"""The speed paths of the kernels compute what the plain formulas compute, bit for bit: Adam's
+divisions by its bias corrections as float64 reciprocal products (kernels/optimizers.py), and
+the Dense products through numpy's BLAS or the np.dot fallback (kernels/blas.py)."""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import pytest
+
+from trainctl.kernels.fpu import SUPPORTED, FlushDenormals
+
+
+def _tfjs_adam(value, grad, m, v, lr, beta1, beta2, epsilon, step):
+    """adam_optimizer.ts op by op in numpy float32 (each op rounds, like TF.js's kernels)."""
+    f = np.float32
+    one_minus_acc1 = f(1) - f(beta1) ** step
+    one_minus_acc2 = f(1) - f(beta2) ** step
+    m_new = m * f(beta1) + grad * (f(1) - f(beta1))
+    v_new = v * f(beta2) + np.square(grad) * (f(1) - f(beta2))
+    m_hat = m_new / one_minus_acc1
+    v_hat = v_new / one_minus_acc2
+    m[...] = m_new
+    v[...] = v_new
+    value[...] = (m_hat / (np.sqrt(v_hat) + f(epsilon))) * f(-lr) + value
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_adam_update_equals_the_tfjs_divisions_bit_for_bit(flush):
+    from trainctl.kernels.optimizers import adam_update
+
+    rng = np.random.default_rng(3)
+    n = 4099  # not a multiple of the vector width: the loop's scalar tail runs too
+    f = np.float32
+    ours = [rng.standard_normal(n).astype(f), np.zeros(n, f), np.zeros(n, f)]
+    theirs = [a.copy() for a in ours]
+    lr, beta1, beta2, epsilon = 1e-3, 0.9, 0.999, 1e-7
+    with FlushDenormals(flush), np.errstate(all="ignore"):
+        for step in range(1, 25):
+            # magnitudes from 1e-44 (denormal) to 1e4, and the special values
+            grad = (rng.standard_normal(n) * 10.0 ** rng.uniform(-44, 4, n)).astype(f)
+            grad[:6] = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-45]
+            acc1, acc2 = f(beta1) ** step, f(beta2) ** step
+            adam_update(ours[0], grad, ours[1], ours[2], f(-lr), f(beta1), f(beta2), f(1) - f(beta1),
+                        f(1) - f(beta2), f(1) - acc1, f(1) - acc2, f(epsilon), f(1), f(0))
+            _tfjs_adam(*theirs[:1], grad, *theirs[1:], lr, beta1, beta2, epsilon, step)
+    for a, b in zip(ours, theirs):
+        assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+@pytest.mark.skipif(not SUPPORTED, reason="FTZ/DAZ are x86 bits")
+def test_reciprocal_products_equal_float32_divisions():
+    """The identity the Adam kernel relies on, over random float32 numerators and divisors
+    (every exponent, both signs, NaN and infinities) under FTZ/DAZ."""
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 2**32, 400_000, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    divisors = rng.integers(0, 2**32, 40, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    divisors = np.concatenate([divisors, np.float32(1) - np.float32(0.999) ** np.arange(1, 30, dtype=np.float32)])
+    with FlushDenormals(True), np.errstate(all="ignore"):
+        for c in divisors:
+            quotient = x / c
+            product = (x.astype(np.float64) * (1.0 / np.float64(c))).astype(np.float32)
+            same = (quotient.view(np.uint32) == product.view(np.uint32)) | (np.isnan(quotient) & np.isnan(product))
+            assert same.all(), (c, x[~same][:3])
+
+
+def _products(dtype, rng, rows, n_in, n_out):
+    x = rng.standard_normal((rows + 3, n_in)).astype(dtype)[:rows]  # a slice of rows, as batches are
+    kernel = rng.standard_normal((n_in, n_out)).astype(dtype)
+    dy = rng.standard_normal((rows, n_out)).astype(dtype)
+    return x, kernel, dy
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_products_are_numpys(dtype):
+    """forward z = x @ W, kernel grad x.T @ dz, dx = dz @ W.T: the same bits as np.matmul."""
+    from trainctl.kernels import blas
+    from trainctl.kernels.steps import dense_backward, dense_forward
+
+    rng = np.random.default_rng(0)
+    for rows, n_in, n_out in ((7, 5, 3), (130, 64, 33), (1, 1, 1), (0, 4, 2)):
+        x, kernel, dy = _products(dtype, rng, rows, n_in, n_out)
+        bias = np.zeros(n_out, dtype)
+        z, y, dz = np.empty_like(dy), np.empty_like(dy), np.empty_like(dy)
+        dx, kernel_grad, bias_grad = np.empty_like(x), np.empty_like(kernel), np.empty_like(bias)
+        dense_forward(x, kernel, bias, z, y, 0)
+        dense_backward(x, kernel, z, y, dy, dz, dx, kernel_grad, bias_grad, 0, True)
+        exact = np.array_equal if blas.BOUND_TO == "numpy" else np.allclose
+        assert exact(z, np.matmul(x, kernel))
+        assert exact(kernel_grad, np.matmul(x.T, dy))
+        assert exact(dx, np.matmul(dy, kernel.T))
+
+
+def test_np_dot_fallback_computes_the_cblas_product():
+    """The binding used where numpy bundles no OpenBLAS we know, called through its C address,
+    for each pair of transpose flags."""
+    from numba import cfunc
+
+    from trainctl.kernels import blas
+
+    product = cfunc(blas.fallback_signature("d"), cache=True)(blas._dot_product)
+    rng = np.random.default_rng(1)
+    m, n, k = 4, 3, 5
+    pointer = ctypes.POINTER(ctypes.c_double)
+    for trans_a in (False, True):
+        for trans_b in (False, True):
+            a = rng.standard_normal((k, m) if trans_a else (m, k))
+            b = rng.standard_normal((n, k) if trans_b else (k, n))
+            out = np.empty((m, n))
+            flags = [blas.TRANS if t else blas.NO_TRANS for t in (trans_a, trans_b)]
+            product.ctypes(blas.ROW_MAJOR, *flags, m, n, k, 1.0, a.ctypes.data_as(pointer), a.shape[1],
+                           b.ctypes.data_as(pointer), b.shape[1], 0.0, out.ctypes.data_as(pointer), n)
+            expected = (a.T if trans_a else a) @ (b.T if trans_b else b)
+            np.testing.assert_allclose(out, expected, rtol=1e-12)

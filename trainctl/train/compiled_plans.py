@@ -1,0 +1,295 @@
+"""The plans the compiled training loops run (kernels/plan_steps.py), built from the layers'
+`compiled_plan()` records: per layer its kind, its buffers in numba typed lists and its
+geometry as int rows, and per regularized weight where the plan holds it. train/compiled.py
+chooses the loop and runs it; this module only lays out its arguments."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class DenseLoopPlan:
+    kinds: np.ndarray
+    kernels: Any
+    biases: Any
+    kernel_grads: Any
+    bias_grads: Any
+    zs: Any
+    ys: Any
+    dzs: Any
+    dxs: Any
+    codes: np.ndarray
+    ys_flat: Any
+    dxs_flat: Any
+    masks: Any
+    uniforms: Any
+    rates: np.ndarray
+    features: np.ndarray
+    offsets: np.ndarray
+    dropouts: list  # (layer index, DropoutPlan) in forward order
+    regularized: bool
+    reg_which: np.ndarray
+    reg_rates: np.ndarray
+    reg_grad_rates: np.ndarray
+
+
+def typed_list(items):
+    from numba.typed import List
+
+    out = List()
+    for item in items:
+        out.append(item)
+    return out
+
+
+def regularizer_rows(model, plans, dtype):
+    """Per layer, its regularized weights in weight order (as Layer.regularization_loss sums
+    them): which (kernel/bias), the penalty's float64 rates and the gradient's rates in the
+    model's dtype (as Regularizer.add_grad rounds them). None: a regularized weight the plan
+    does not hold."""
+    from trainctl.kernels.plan_steps import REG_BIAS, REG_KERNEL, REG_NONE
+
+    n = len(plans)
+    which = np.full((n, 2), REG_NONE, np.int64)
+    rates = np.zeros((n, 2, 2), np.float64)
+    grad_rates = np.zeros((n, 2, 2), dtype)
+    for index, (layer, plan) in enumerate(zip(model.layers, plans)):
+        pairs = regularized_pairs(layer, plan)
+        if pairs is None:
+            return None
+        for row, (regularizer, (value, _)) in enumerate(pairs):
+            which[index, row] = REG_KERNEL if value is plan.kernel else REG_BIAS
+            rates[index, row] = (regularizer.l1, regularizer.l2)
+            grad_rates[index, row] = (dtype.type(regularizer.l1), dtype.type(2.0 * regularizer.l2))
+    return which, rates, grad_rates
+
+
+def dense_plan(steps, plans) -> DenseLoopPlan:
+    """The plan of train_plan_steps: Dense and Dropout layers over [rows, features]."""
+    from trainctl.kernels import plan_steps
+    from trainctl.nn.layers.base import DensePlan
+
+    trainer, dtype = steps.trainer, steps.dtype
+    model = trainer.model
+    none2, none1, none_u = np.zeros((0, 0), dtype), np.zeros(0, dtype), np.zeros(0, np.float64)
+    kinds, rows = [], []
+    dropouts = []
+    for index, plan in enumerate(plans):
+        if isinstance(plan, DensePlan):
+            kinds.append(plan_steps.KIND_DENSE)
+            rows.append({"kernel": plan.kernel, "bias": plan.bias, "kernel_grad": plan.kernel_grad,
+                         "bias_grad": plan.bias_grad, "z": plan.z, "y": plan.y, "dz": plan.dz, "dx": plan.dx,
+                         "code": plan.activation_code, "y_flat": plan.y.reshape(-1),
+                         "dx_flat": plan.dx.reshape(-1), "mask": none1, "rate": 0.0,
+                         "features": plan.y.shape[1]})
+        else:  # a DropoutPlan: 2-D views of its 1-D buffers for the layers around it
+            kinds.append(plan_steps.KIND_DROPOUT)
+            dropouts.append((index, plan))
+            capacity = plan.y.shape[0] // plan.features
+            rows.append({"kernel": none2, "bias": none1, "kernel_grad": none2, "bias_grad": none1,
+                         "z": none2, "y": plan.y.reshape(capacity, plan.features), "dz": none2,
+                         "dx": plan.dx.reshape(capacity, plan.features), "code": 0, "y_flat": plan.y,
+                         "dx_flat": plan.dx, "mask": plan.mask, "rate": plan.rate, "features": plan.features})
+    regularizers = regularizer_rows(model, plans, dtype)
+    return DenseLoopPlan(np.array(kinds, np.int64), *(typed_list([r[k] for r in rows]) for k in (
+        "kernel", "bias", "kernel_grad", "bias_grad", "z", "y", "dz", "dx")),
+        np.array([r["code"] for r in rows], np.int64),
+        typed_list([r["y_flat"] for r in rows]), typed_list([r["dx_flat"] for r in rows]),
+        typed_list([r["mask"] for r in rows]), typed_list([none_u for _ in rows]),
+        np.array([r["rate"] for r in rows], np.float64), np.array([r["features"] for r in rows], np.int64),
+        np.zeros(len(rows), np.int64), dropouts, trainer.regularized, *regularizers)
+
+def _plan_weights(plan) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (value, grad) pairs of the weights a plan holds, in the layer's weight order."""
+    from trainctl.nn.layers.base import DensePlan
+    from trainctl.nn.layers.plans import BatchNormPlan, ConvPlan
+
+    if isinstance(plan, (DensePlan, ConvPlan)):
+        return [(plan.kernel, plan.kernel_grad), (plan.bias, plan.bias_grad)]
+    if isinstance(plan, BatchNormPlan):
+        return [(plan.gamma, plan.gamma_grad), (plan.beta, plan.beta_grad)]
+    return []
+
+
+def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.size == b.size and a.dtype == b.dtype and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+
+
+def regularized_pairs(layer, plan):
+    """Per regularized weight of `layer` (weight order): its regularizer and the plan's (value,
+    grad) pair holding it; None when the plan does not hold one of them."""
+    pairs = []
+    for weight in layer.weights:
+        if weight.regularizer is None:
+            continue
+        held = [pair for pair in _plan_weights(plan) if _same_memory(pair[0], weight.value)]
+        if not held:
+            return None
+        pairs.append((weight.regularizer, held[0]))
+    return pairs
+
+
+def regularized_weights_held(model) -> bool:
+    return all(regularized_pairs(layer, layer.compiled_plan()) is not None for layer in model.layers)
+
+
+@dataclass
+class SpatialLoopPlan:
+    """The general plan (see kernels/plan_steps.py, train_spatial_plan_steps)."""
+
+    kinds: np.ndarray
+    geo: np.ndarray
+    fparams: np.ndarray
+    codes: np.ndarray  # the activation forward
+    back_codes: np.ndarray  # and backward (linear, or -1 for an Activation: fused into the loss)
+    x_slots: np.ndarray
+    dy_slots: np.ndarray
+    need_dx: np.ndarray
+    out_slot: int
+    bufs: Any
+    slots: np.ndarray
+    wide: Any
+    wide_slots: np.ndarray
+    ints: Any
+    int_slots: np.ndarray
+    uniforms: Any
+    offsets: np.ndarray
+    dropouts: list  # (layer index, DropoutPlan) in forward order
+    regularized: bool
+    reg_slots: np.ndarray
+    reg_grad_slots: np.ndarray
+    reg_rates: np.ndarray
+    reg_grad_rates: np.ndarray
+
+
+def spatial_plan(steps, plans) -> SpatialLoopPlan:
+    """Every layer's buffers as flat views in typed lists, its geometry as int rows."""
+    from trainctl.kernels import plan_steps as ps
+    from trainctl.kernels.steps import LOSS_GENERIC
+    from trainctl.nn.layers.base import DensePlan, DropoutPlan
+    from trainctl.nn.layers.plans import (
+        ActivationPlan,
+        BatchNormPlan,
+        ConvPlan,
+        GlobalPoolPlan,
+        PoolPlan,
+        ViewPlan,
+    )
+
+    trainer, dtype = steps.trainer, steps.dtype
+    model = trainer.model
+    bufs = [steps.x_buf.reshape(-1), trainer._grad.reshape(-1), np.zeros(0, dtype)]  # 0: input, 1: dLoss, 2: none
+    wide, ints = [np.zeros(0, np.float64)], [np.zeros(0, np.int64)]
+    where: dict[tuple[int, int], int] = {}
+
+    def slot(array: np.ndarray, store=bufs) -> int:
+        if not array.flags.c_contiguous:
+            raise AssertionError("a plan buffer must be C-contiguous (the loop writes its flat view)")
+        key = (array.__array_interface__["data"][0], array.size)
+        if store is bufs and key in where:
+            return where[key]
+        store.append(array.reshape(-1))
+        if store is bufs:
+            where[key] = len(bufs) - 1
+        return len(store) - 1
+
+    n = len(plans)
+    kinds = np.full(n, ps.KIND_VIEW, np.int64)
+    geo = np.zeros((n, ps.N_GEO), np.int64)
+    fparams = np.zeros((n, 2), np.float64)
+    codes, back_codes = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    slots = np.full((n, ps.N_SLOTS), 2, np.int64)
+    wide_slots = np.zeros((n, 2), np.int64)
+    int_slots = np.zeros(n, np.int64)
+    dropouts = []
+    last = n - 1
+    fused = steps.loss_mode != LOSS_GENERIC
+    for index, (layer, plan) in enumerate(zip(model.layers, plans)):
+        row, sl = geo[index], slots[index]
+        row[ps.G_IN], row[ps.G_OUT] = math.prod(layer.input_shape), math.prod(layer.output_shape)
+        if isinstance(plan, ViewPlan) or (isinstance(plan, DropoutPlan) and plan.rate == 0.0):
+            if isinstance(plan, DropoutPlan):  # rate 0: Dropout.forward passes x on, draws nothing
+                dropouts.append((index, plan))
+            continue
+        sl[ps.S_Y], sl[ps.S_DX] = slot(plan.y), slot(plan.dx)
+        if isinstance(plan, (DensePlan, ConvPlan)):
+            kinds[index] = ps.KIND_DENSE if isinstance(plan, DensePlan) else ps.KIND_CONV
+            sl[ps.S_Z], sl[ps.S_DZ] = slot(plan.z), slot(plan.dz)
+            sl[ps.S_W0], sl[ps.S_W0_GRAD] = slot(plan.kernel), slot(plan.kernel_grad)
+            sl[ps.S_W1], sl[ps.S_W1_GRAD] = slot(plan.bias), slot(plan.bias_grad)
+            codes[index] = plan.activation_code
+            back_codes[index] = steps.linear_code if (index == last and fused) else plan.activation_code
+            if isinstance(plan, DensePlan):
+                row[ps.G_A:ps.G_A + 2] = plan.kernel.shape
+            else:
+                row[ps.G_A:ps.G_A + 4] = (*plan.in4, plan.kernel.shape[-1])
+                row[ps.G_A + 4:ps.G_A + 16] = plan.geometry
+                sl[ps.S_AUX], sl[ps.S_AUX + 1], sl[ps.S_AUX + 2] = \
+                    slot(plan.cols), slot(plan.dcols), slot(plan.kernel_part)
+        elif isinstance(plan, DropoutPlan):
+            kinds[index] = ps.KIND_DROPOUT
+            dropouts.append((index, plan))
+            sl[ps.S_AUX] = slot(plan.mask)
+            fparams[index, 0] = plan.rate
+        elif isinstance(plan, ActivationPlan):
+            kinds[index] = ps.KIND_ACTIVATION
+            row[ps.G_A] = plan.y.shape[1]
+            codes[index] = plan.activation_code
+            back_codes[index] = -1 if (index == last and fused) else plan.activation_code
+        elif isinstance(plan, PoolPlan):
+            kinds[index] = ps.KIND_MAX_POOL if plan.is_max else ps.KIND_AVG_POOL
+            row[ps.G_A:ps.G_A + 3] = plan.in4
+            row[ps.G_A + 3:ps.G_A + 9] = plan.geometry
+            row[ps.G_A + 9:ps.G_A + 11] = plan.y.shape[1:3]
+            if plan.is_max:
+                int_slots[index] = slot(plan.argmax, ints)
+        elif isinstance(plan, GlobalPoolPlan):
+            kinds[index] = ps.KIND_GLOBAL_POOL
+            row[ps.G_A:ps.G_A + 3] = (plan.positions, plan.channels, int(plan.is_max))
+        elif isinstance(plan, BatchNormPlan):
+            kinds[index] = ps.KIND_BATCH_NORM
+            row[ps.G_A:ps.G_A + 3] = (plan.pre, plan.k, plan.post)
+            fparams[index] = (plan.epsilon, plan.decay)
+            sl[ps.S_W0], sl[ps.S_W0_GRAD] = slot(plan.gamma), slot(plan.gamma_grad)
+            sl[ps.S_W1], sl[ps.S_W1_GRAD] = slot(plan.beta), slot(plan.beta_grad)
+            for k, array in enumerate((plan.moving_mean, plan.moving_variance, plan.batch_mean,
+                                       plan.batch_variance, plan.inv_std, plan.xhat)):
+                sl[ps.S_AUX + k] = slot(array)
+            wide_slots[index] = (slot(plan.sums, wide), slot(plan.squares, wide))
+        else:
+            raise AssertionError(f"{layer.name}: no compiled kind for {type(plan).__name__}")
+    # what each layer reads: forward the output of the computing layer before it (or the
+    # input), backward the dx of the computing layer after it (or dLoss); views pass through
+    x_slots, dy_slots = np.zeros(n, np.int64), np.ones(n, np.int64)
+    need_dx = np.zeros(n, np.bool_)
+    current, computed = 0, False
+    for index in range(n):
+        x_slots[index], need_dx[index] = current, computed
+        if kinds[index] != ps.KIND_VIEW:
+            current, computed = slots[index, ps.S_Y], True
+    out_slot = int(current)
+    current = 1
+    for index in range(n - 1, -1, -1):
+        dy_slots[index] = current
+        if kinds[index] != ps.KIND_VIEW:
+            current = slots[index, ps.S_DX]
+    # weight regularizers, per layer in weight order (as Layer.regularization_loss sums them)
+    reg_slots = np.full((n, 2), -1, np.int64)
+    reg_grad_slots = np.full((n, 2), -1, np.int64)
+    reg_rates = np.zeros((n, 2, 2), np.float64)
+    reg_grad_rates = np.zeros((n, 2, 2), dtype)
+    for index, (layer, plan) in enumerate(zip(model.layers, plans)):
+        for r, (regularizer, (value, grad)) in enumerate(regularized_pairs(layer, plan)):
+            reg_slots[index, r], reg_grad_slots[index, r] = slot(value), slot(grad)
+            reg_rates[index, r] = (regularizer.l1, regularizer.l2)
+            reg_grad_rates[index, r] = (dtype.type(regularizer.l1), dtype.type(2.0 * regularizer.l2))
+    none_u = np.zeros(0, np.float64)
+    return SpatialLoopPlan(kinds, geo, fparams, codes, back_codes, x_slots, dy_slots, need_dx, out_slot, typed_list(bufs), slots,
+                        typed_list(wide), wide_slots, typed_list(ints), int_slots, typed_list([none_u] * n),
+                        np.zeros(n, np.int64), dropouts, trainer.regularized, reg_slots, reg_grad_slots,
+                        reg_rates, reg_grad_rates)

@@ -311,7 +311,7 @@ def test_every_integer_key_at_every_size(tmp_path):
         assert len(accepted) >= 20, len(accepted)  # the train stage has cases to run
         trained = workers.map([["train", str(path), "-q", "--out", str(tmp_path / "runs" / re.sub(r"\W", "_", f"{key}{shown}")),
                                 "--set", f"{key}={shown}", "--max-memory", "1GiB", "--threads", "1"]
-                               for path, key, shown in accepted], limit=2)
+                               for path, key, shown in accepted], limit=1)
     finally:
         workers.close()
     for (path, key, shown), outcome in zip(accepted, trained):

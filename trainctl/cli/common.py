@@ -80,8 +80,11 @@ def expected_failures(command: Callable) -> Callable:
         # Collections every 50k allocations find the same garbage, a few times, not 300.
         thresholds = gc.get_threshold()
         gc.set_threshold(max(thresholds[0], 50_000), *thresholds[1:])
+        failed = True
         try:
-            return command(*args, **kwargs)
+            result = command(*args, **kwargs)
+            failed = False
+            return result
         except TrainctlError as error:
             from trainctl.cli.render import render_error
 
@@ -92,6 +95,11 @@ def expected_failures(command: Callable) -> Callable:
             raise typer.Exit(130) from None
         finally:
             gc.set_threshold(*thresholds)
+            if failed:
+                # What a failed command left in reference cycles (its traceback's frames, a data
+                # reader suspended mid-file) goes now, while the libraries are whole: an arrow
+                # reader reaching interpreter teardown with its threads alive aborts the process.
+                gc.collect()
 
     return wrapper
 

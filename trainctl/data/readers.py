@@ -228,7 +228,13 @@ class CsvTable:
             self._sample = reader.read_next_batch()
         except (StopIteration, pa.ArrowInvalid):
             self._sample = None
-        return reader.schema
+        finally:
+            # the streaming reader reads ahead on arrow's threads: close it now, so none of them
+            # is still running when the interpreter exits (arrow's threads torn down at exit
+            # abort the process: "terminate called without an active exception", exit 134)
+            schema = reader.schema
+            reader.close()
+        return schema
 
     def _text_column(self, col: int, numeric_type) -> bool:
         """Text when pyarrow did not infer a number and the first data row's cell is not one
@@ -338,11 +344,14 @@ class CsvTable:
         pa, pacsv = _arrow_csv()
         if "\n".encode(self.encoding) != b"\n" or '"'.encode(self.encoding) != b'"' or codecs.lookup(self.encoding).name.startswith("utf-8-sig"):
             reader = self._open(CSV_CHUNK_BYTES, types, include)
-            while True:
-                try:
-                    yield reader.read_next_batch()
-                except StopIteration:
-                    return
+            try:
+                while True:
+                    try:
+                        yield reader.read_next_batch()
+                    except StopIteration:
+                        return
+            finally:
+                reader.close()  # also when the consumer stops early (see _read_sample)
         encoding = "utf8" if codecs.lookup(self.encoding).name == "utf-8" else self.encoding
         # blocks of a quarter chunk: pyarrow parses them on its threads side by side
         read = pacsv.ReadOptions(column_names=self._arrow_names, encoding=encoding, use_threads=True,

@@ -51,3 +51,19 @@ def test_kernels_are_cached_in_trainctl_cache_dir_and_damage_is_recompiled(tmp_p
     repaired = run(cache)
     assert repaired.returncode == 0 and "damaged" not in repaired.stderr
     assert repaired.stdout.splitlines() == [history, "False False"]  # loads only: no registries
+
+
+def test_kernel_variants_made_by_a_factory_have_names_of_their_own():
+    # numba names compiled code by the function's name and a per-process counter: variants of
+    # one factory (a fixed activation/loss/metric code, the recurrent loops' activation pairs),
+    # compiled by different processes and loaded from the cache into one, shared a symbol and a
+    # caller ran the wrong variant (a Python-path fit, then a compiled-loop fit, trained wrong)
+    from trainctl.kernels import losses, metrics, recurrent, steps
+
+    dense = {steps.dense_forward.py_func.__qualname__, steps.dense_kernels_for(0)[0].py_func.__qualname__,
+             steps.dense_kernels_for(1)[0].py_func.__qualname__}
+    loss = {losses.loss_rows.py_func.__qualname__, losses.loss_rows_for(0).py_func.__qualname__}
+    metric = {metrics.metric_value.py_func.__qualname__, metrics.metric_value_for(0).py_func.__qualname__}
+    lstm = {recurrent._lstm_forward_for(1, 2, True).py_func.__qualname__,
+            recurrent._lstm_forward_for(2, 1, True).py_func.__qualname__}
+    assert (len(dense), len(loss), len(metric), len(lstm)) == (3, 2, 2, 2)

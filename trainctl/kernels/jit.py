@@ -325,5 +325,24 @@ def njit(*args, **overrides):
 
     options = {**JIT_OPTIONS, **overrides}
     if args and callable(args[0]):
-        return numba.njit(**options)(args[0])
-    return numba.njit(*args, **options)
+        return numba.njit(**options)(_named_by_variant(args[0]))
+    decorate = numba.njit(*args, **options)
+    return lambda function: decorate(_named_by_variant(function))
+
+
+def _named_by_variant(function):
+    """A kernel a factory makes once per constant (a fixed activation or loss code, a fast-path
+    flag: `dense_kernels_for`, `loss_rows_for`, the recurrent loops) gets the constants in its
+    name. numba names compiled code by the Python name and a per-process counter, so two
+    variants compiled by two processes and loaded from the cache into a third could carry the
+    same symbol, and a caller would run the wrong one: a Python-path fit (fixed codes) followed
+    by a compiled-loop fit (generic codes) in one process trained with the wrong activation.
+    Distinct names give distinct symbols (and cache files)."""
+    cells = function.__closure__ or ()
+    values = [cell.cell_contents for cell in cells]
+    if values and all(isinstance(value, (bool, int, float, str)) for value in values):
+        suffix = "_".join(str(value) for value in values)
+        suffix = "".join(ch if ch.isalnum() else "_" for ch in suffix.replace("-", "m"))
+        function.__name__ = f"{function.__name__}__{suffix}"
+        function.__qualname__ = f"{function.__qualname__}__{suffix}"
+    return function

@@ -201,6 +201,7 @@ def _train_epochs(model, trainer, source, val_source, callback_list, *, epochs, 
             callback_list.on_batch_end(index, logs)
             if model.stop_training:
                 break
+        python_seconds = time.perf_counter() - epoch_started  # the steps only, not validation
         epoch_logs = totals.means()
         if val_source is not None and (epoch + 1) % validation_freq == 0 and not _nonfinite(epoch_logs):
             val = trainer.evaluate(val_source, validation_batch_size or batch_size, validation_steps)
@@ -209,9 +210,10 @@ def _train_epochs(model, trainer, source, val_source, callback_list, *, epochs, 
         if model.stop_training:
             break
         if decision == "measure" and compiled is None and python_steps and epoch + 1 < epochs:
-            seconds_per_step = (time.perf_counter() - epoch_started) / python_steps
-            if worth_switching(seconds_per_step, per_epoch * (epochs - epoch - 1)):
+            if worth_switching(python_seconds / python_steps, per_epoch * (epochs - epoch - 1)):
                 use_the_loop()  # from the next epoch: the same results, sooner
+                compile_notice = CompileNotice(callback_list)  # the display says it is compiling
+                compile_notice.start()
     compile_notice.finish()
     return epoch_logs
 

@@ -253,7 +253,19 @@ def install_cache_guard() -> None:
     def save_overload_unless_untrusted(self, sig, data):
         if getattr(self, "_trainctl_no_save", False):
             return None
-        return original_save(self, sig, data)
+        index = getattr(getattr(self, "_cache_file", None), "_index_path", None)
+        if index is None:
+            return original_save(self, sig, data)
+        from filelock import FileLock
+
+        # numba's save reads the function's index, adds this overload, writes the index back and
+        # then the data file it named, unlocked: two processes saving two overloads of one
+        # function at once (test workers, experiment workers) both pick data file 1, and the
+        # index keeps one overload while file 1 may hold the other's code (numba/numba#10128;
+        # its maintainers propose a file lock). One saver per function at a time.
+        self._impl.locator.ensure_cache_path()
+        with FileLock(index + ".lock"):
+            return original_save(self, sig, data)
 
     caching.Cache.load_overload = load_overload_or_recompile
     caching.Cache.save_overload = save_overload_unless_untrusted

@@ -1,6 +1,6 @@
 """Kernels for layers without a matrix product (dropout, the activity-regularizer gradient)."""
 
-from trainctl.kernels.jit import njit
+from trainctl.jit import njit
 from trainctl.kernels.optimizers import l1l2_add_grad
 
 

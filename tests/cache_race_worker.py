@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from trainctl.kernels.jit import njit
+from trainctl.jit import njit
 
 
 @njit

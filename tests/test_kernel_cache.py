@@ -17,7 +17,7 @@ m.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"
 rng = np.random.default_rng(0)
 x = rng.random((10, 3), dtype=np.float32); y = np.eye(2, dtype=np.float32)[rng.integers(0, 2, 10)]
 print(repr(m.fit(x, y, epochs=2).history["loss"]))
-import sys  # what loading (not compiling) kernels must not import: kernels/jit.py
+import sys  # what loading (not compiling) kernels must not import: jit/cache.py
 print("scipy.linalg" in sys.modules, "numba.cpython.listobj" in sys.modules)
 """
 

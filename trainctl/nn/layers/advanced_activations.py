@@ -157,8 +157,12 @@ class PReLU(_SameShape):
         self.alpha = self.add_weight("alpha", param_shape, self.params.alpha_initializer, context,
                                      regularizer=self.params.alpha_regularizer)
         # position → alpha index, by broadcasting the alpha indices over the input shape
-        self._index = np.array(  # a writable copy (the compiled loop's typed list takes no read-only array)
-            np.broadcast_to(np.arange(self.alpha.value.size).reshape(param_shape), input_shape).reshape(-1), np.int64)
+        # writable (the compiled loop's typed list takes no read-only array) and no second copy of
+        # a large index: the flat broadcast is a new array, the unbroadcast arange is its own
+        index = np.arange(self.alpha.value.size, dtype=np.int64).reshape(param_shape)
+        if index.shape != tuple(input_shape):
+            index = np.broadcast_to(index, input_shape)
+        self._index = np.ascontiguousarray(index.reshape(-1))
         self._acc = np.zeros(self.alpha.value.size, np.float64)
         return self.output_shape
 

@@ -44,6 +44,12 @@ from trainctl.kernels.pooling import (
     max_pool_backward,
     max_pool_forward,
 )
+from trainctl.kernels.recurrent_steps import (
+    embedding_step_backward,
+    embedding_step_forward,
+    recurrent_backward,
+    recurrent_forward,
+)
 from trainctl.kernels.steps import (
     LOSS_GENERIC,
     LOSS_SIGMOID_FUSED,
@@ -223,6 +229,7 @@ def train_plan_steps(x_source, y_source, weight_source, order, has_weights, firs
 # dropout models skip this function, so they do not pay its compile time.
 KIND_VIEW, KIND_ACTIVATION, KIND_CONV, KIND_MAX_POOL, KIND_AVG_POOL, KIND_BATCH_NORM, KIND_GLOBAL_POOL = \
     2, 3, 4, 5, 6, 7, 8
+KIND_RECURRENT, KIND_EMBEDDING = 20, 21  # kernels/recurrent_steps.py: geo[G_A:] its R_* row / output_dim
 # bufs slots of a layer (S_AUX + i: a kind's own scratch, see compiled.py)
 S_Y, S_DX, S_Z, S_DZ, S_W0, S_W0_GRAD, S_W1, S_W1_GRAD, S_AUX = 0, 1, 2, 3, 4, 5, 6, 7, 8
 N_SLOTS = S_AUX + 6
@@ -284,6 +291,10 @@ def _spatial_forward(layer, kind, count, geo, fparams, code, x, bufs, slots, wid
                            wide[wide_slots[layer, 0]], wide[wide_slots[layer, 1]], bufs[sl[S_AUX + 2]],
                            bufs[sl[S_AUX + 3]], bufs[sl[S_AUX + 4]], bufs[sl[S_AUX + 5]][:size].reshape(shape3),
                            bufs[sl[S_Y]][:size].reshape(shape3))
+    elif kind == KIND_RECURRENT:
+        recurrent_forward(count, g[G_A:], x, bufs)
+    elif kind == KIND_EMBEDDING:
+        embedding_step_forward(x, bufs[sl[S_W0]], bufs[sl[S_Y]], g[G_A])
 
 
 @njit
@@ -352,6 +363,10 @@ def _spatial_backward(layer, kind, count, geo, fparams, code, x, dy, need_dx, bu
                             bufs[sl[S_AUX + 4]], True, need_dx, wide[wide_slots[layer, 0]],
                             wide[wide_slots[layer, 1]], bufs[sl[S_W0_GRAD]], bufs[sl[S_W1_GRAD]],
                             bufs[sl[S_DX]][:size].reshape(shape3))
+    elif kind == KIND_RECURRENT:
+        recurrent_backward(count, g[G_A:], dy, need_dx, bufs)
+    elif kind == KIND_EMBEDDING:  # indices get no gradient: dx stays the layer's zeros
+        embedding_step_backward(x, dy, bufs[sl[S_W0_GRAD]], g[G_A])
 
 
 @njit

@@ -113,6 +113,17 @@ def _plan_weights(plan) -> list[tuple[np.ndarray, np.ndarray]]:
         return [(plan.kernel, plan.kernel_grad), (plan.bias, plan.bias_grad)]
     if isinstance(plan, BatchNormPlan):
         return [(plan.gamma, plan.gamma_grad), (plan.beta, plan.beta_grad)]
+    return _sequence_plan_weights(plan)
+
+
+def _sequence_plan_weights(plan) -> list[tuple[np.ndarray, np.ndarray]]:
+    from trainctl.nn.layers.embedding import EmbeddingPlan
+    from trainctl.nn.layers.recurrent import RecurrentPlan
+
+    if isinstance(plan, RecurrentPlan):
+        return list(plan.weights)
+    if isinstance(plan, EmbeddingPlan):
+        return [(plan.embeddings, plan.embeddings_grad)]
     return []
 
 
@@ -165,6 +176,33 @@ class SpatialLoopPlan:
     reg_grad_slots: np.ndarray
     reg_rates: np.ndarray
     reg_grad_rates: np.ndarray
+
+
+def _sequence_layer(plan, row, sl, bufs, slot, dtype) -> bool:
+    """Lay out a recurrent layer's or an Embedding's row of the general plan; returns its kind
+    (False: neither)."""
+    from trainctl.kernels import plan_steps as ps
+    from trainctl.kernels import recurrent_steps as rs
+    from trainctl.nn.layers.embedding import EmbeddingPlan
+    from trainctl.nn.layers.recurrent import RecurrentPlan
+
+    if isinstance(plan, EmbeddingPlan):
+        row[ps.G_A] = plan.output_dim
+        sl[ps.S_W0], sl[ps.S_W0_GRAD] = slot(plan.embeddings), slot(plan.embeddings_grad)
+        return ps.KIND_EMBEDDING
+    if not isinstance(plan, RecurrentPlan):
+        return False
+    # the layer's buffers as one block of consecutive entries, in recurrent_steps.BLOCK's order
+    base, empty = len(bufs), np.zeros(0, dtype)
+    for name in rs.BLOCK:
+        array = plan.buffers.get(name, empty)
+        if not array.flags.c_contiguous:
+            raise AssertionError("a plan buffer must be C-contiguous (the loop writes its flat view)")
+        bufs.append(array.reshape(-1))
+    r = row[ps.G_A:]
+    r[rs.R_CELL], r[rs.R_STEPS], r[rs.R_FEATURES], r[rs.R_UNITS] = plan.cell, plan.steps, plan.features, plan.units
+    r[rs.R_SEQUENCES], r[rs.R_BACKWARDS], r[rs.R_BLOCK] = int(plan.return_sequences), int(plan.go_backwards), base
+    return ps.KIND_RECURRENT
 
 
 def spatial_plan(steps, plans) -> SpatialLoopPlan:
@@ -262,7 +300,9 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
                 sl[ps.S_AUX + k] = slot(array)
             wide_slots[index] = (slot(plan.sums, wide), slot(plan.squares, wide))
         else:
-            raise AssertionError(f"{layer.name}: no compiled kind for {type(plan).__name__}")
+            kinds[index] = _sequence_layer(plan, row, sl, bufs, slot, dtype)
+            if not kinds[index]:
+                raise AssertionError(f"{layer.name}: no compiled kind for {type(plan).__name__}")
     # what each layer reads: forward the output of the computing layer before it (or the
     # input), backward the dx of the computing layer after it (or dLoss); views pass through
     x_slots, dy_slots = np.zeros(n, np.int64), np.ones(n, np.int64)

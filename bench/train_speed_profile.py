@@ -25,8 +25,8 @@ threadpool_limits(1)
 from trainctl.kernels.activations import activation_backward_bias_grad, bias_activation_forward  # noqa: E402
 from trainctl.kernels.batches import gather_rows  # noqa: E402
 from trainctl.kernels.codes import ACTIVATION_CODES, LOSS_CODES  # noqa: E402
-from trainctl.kernels.fpu import FlushDenormals  # noqa: E402
-from trainctl.kernels.jit import njit  # noqa: E402
+from trainctl.jit.fpu import FlushDenormals  # noqa: E402
+from trainctl.jit import njit  # noqa: E402
 from trainctl.kernels.losses import softmax_crossentropy_backward  # noqa: E402
 from trainctl.kernels.optimizers import adam_update  # noqa: E402
 from trainctl.nn.model import Sequential  # noqa: E402

@@ -317,7 +317,7 @@ def test_thresholded_metrics_fall_back_and_say_why():
 def _auto_fit(monkeypatch, tmp_path, *, marked: bool, compile_seconds: float | None = None):
     """An auto fit of 3 epochs x 13 steps in a process that has not loaded the loop, with the
     loop in the kernel cache (`marked`) or not."""
-    from trainctl.kernels import jit
+    from trainctl.jit import cache as jit
     from trainctl.train import compiled
 
     monkeypatch.setattr(compiled, "_loaded", False)
@@ -362,7 +362,7 @@ def test_auto_switches_to_the_loop_when_the_fit_left_pays_for_compiling(monkeypa
     switched, seen = _auto_fit(monkeypatch, tmp_path, marked=False, compile_seconds=0.0)
     assert seen == [False, True, True]  # measured one epoch from Python, then switched
     _assert_identical(switched, _train(False, "categorical_crossentropy", "adam"))
-    from trainctl.kernels import jit
+    from trainctl.jit import cache as jit
     from trainctl.train import compiled
 
     assert jit.is_marked_compiled(compiled.CompiledSteps.kernel_key(_trainer_of(switched[0])))  # cached for next time

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import yaml
 
-from trainctl.kernels import fpu
+from trainctl.jit import fpu
 from trainctl.nn.model import Sequential
 from trainctl.train.callbacks import Callback
 from trainctl.train.runtime import TrainingEnvironment

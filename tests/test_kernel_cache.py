@@ -67,3 +67,48 @@ def test_kernel_variants_made_by_a_factory_have_names_of_their_own():
     lstm = {recurrent._lstm_forward_for(1, 2, True).py_func.__qualname__,
             recurrent._lstm_forward_for(2, 1, True).py_func.__qualname__}
     assert (len(dense), len(loss), len(metric), len(lstm)) == (3, 2, 2, 2)
+
+
+FIRST_COMPILE_AFTER_KERNEL_CACHE = """
+import sys
+import numpy as np
+from trainctl.jit.cache import kernel_cache
+kernel_cache()  # the cache configured before any kernel (train/compiled.py's marks can come first)
+from trainctl.kernels import steps
+x = np.ones((2, 3), np.float32); kernel = np.ones((3, 2), np.float32); bias = np.zeros(2, np.float32)
+z = np.empty((2, 2), np.float32); y = np.empty_like(z)
+steps.dense_kernels_for(1)[0](x, kernel, bias, z, y, 1)
+print(float(y.sum()), "scipy.linalg" in sys.modules)
+"""
+
+
+def test_configuring_the_cache_first_still_loads_cython_blas_alone(tmp_path):
+    # kernel_cache() used to configure the cache without preloading scipy's cython_blas, so
+    # the first compile of a BLAS-using kernel after it imported all of scipy.linalg (~0.4 s)
+    env = {**os.environ, "TRAINCTL_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("NUMBA_CACHE_DIR", None)
+    done = subprocess.run([sys.executable, "-c", FIRST_COMPILE_AFTER_KERNEL_CACHE], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["12.0", "False"]
+
+
+def test_the_cache_directory_changes_with_the_kernels_and_the_jit_plumbing(tmp_path, monkeypatch):
+    # compiled code is made of the kernels and of trainctl/jit (intrinsics, the gemm binding,
+    # the njit flags): an edit to either must select a fresh cache directory
+    import shutil
+
+    from trainctl.jit import cache
+
+    package = Path(cache.__file__).resolve().parents[1]
+    for folder in ("kernels", "jit"):
+        shutil.copytree(package / folder, tmp_path / folder)
+    monkeypatch.setattr(cache, "_PACKAGE", tmp_path)
+    digests = [cache._sources_digest()]
+    for edited in ("jit/intrinsics.py", "kernels/layers.py"):
+        with open(tmp_path / edited, "a") as source:
+            source.write("\n# edited\n")
+        digests.append(cache._sources_digest())
+    monkeypatch.undo()
+    assert digests[0] == cache._sources_digest()  # the copy digests as the package does
+    assert len(set(digests)) == 3

@@ -1,6 +1,6 @@
 """The speed paths of the kernels compute what the plain formulas compute, bit for bit: Adam's
 divisions by its bias corrections as float64 reciprocal products (kernels/optimizers.py), and
-the Dense products through numpy's BLAS or the np.dot fallback (kernels/blas.py)."""
+the Dense products through numpy's BLAS or the np.dot fallback (kernels/blas.py, bound in jit/blas.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import ctypes
 import numpy as np
 import pytest
 
-from trainctl.kernels.fpu import SUPPORTED, FlushDenormals
+from trainctl.jit.fpu import SUPPORTED, FlushDenormals
 
 
 def _tfjs_adam(value, grad, m, v, lr, beta1, beta2, epsilon, step):
@@ -97,7 +97,7 @@ def test_np_dot_fallback_computes_the_cblas_product():
     for each pair of transpose flags."""
     from numba import cfunc
 
-    from trainctl.kernels import blas
+    from trainctl.jit import blas
 
     product = cfunc(blas.fallback_signature("d"), cache=True)(blas._dot_product)
     rng = np.random.default_rng(1)

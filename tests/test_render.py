@@ -570,6 +570,46 @@ def test_the_import_walk_sees_every_spelling(tmp_path):
     assert ("trainctl.cli.app", "f") in _imported_modules(probe, root)
 
 
+def _kernel_import_offenders(root):
+    """{kernels file: imports outside what kernels may import}: numpy, numba, math, each other,
+    and the names trainctl.jit exports for them (imported from the package itself, not from
+    its modules: the cache, the fpu control and the BLAS binding are plumbing, not kernels)."""
+    from trainctl import jit
+
+    allowed_jit = {"trainctl.jit", *(f"trainctl.jit.{name}" for name in jit.__all__)}
+
+    def allowed(module):
+        top = module.split(".")[0]
+        return (top in ("__future__", "numpy", "numba", "math") or module in allowed_jit
+                or module == "trainctl.kernels" or module.startswith("trainctl.kernels."))
+
+    offenders = {}
+    for path in sorted((root / "kernels").glob("*.py")):
+        bad = sorted({module for module, _ in _imported_modules(path, root) if not allowed(module)})
+        if bad:
+            offenders[path.name] = bad
+    return offenders
+
+
+def test_kernels_import_only_numpy_numba_math_and_the_jit_exports():
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[1] / "trainctl"
+    assert sorted(path.name for path in (root / "kernels").glob("*.py"))  # the walk sees the kernels
+    assert _kernel_import_offenders(root) == {}
+
+
+def test_the_kernel_import_walk_catches_plumbing_and_stdlib(tmp_path):
+    root = tmp_path / "trainctl"
+    (root / "kernels").mkdir(parents=True)
+    (root / "kernels" / "probe.py").write_text(
+        "import math\nimport numpy as np\nfrom numba import types\nfrom trainctl.jit import njit\n"
+        "from . import codes\nimport os\nfrom trainctl.jit.cache import kernel_cache\nfrom trainctl import jit\n"
+        "def f():\n    import ctypes\n")
+    assert _kernel_import_offenders(root) == {"probe.py": ["ctypes", "os", "trainctl", "trainctl.jit.cache",
+                                                           "trainctl.jit.cache.kernel_cache"]}
+
+
 def test_render_summary_line_prints_line_and_run_path():
     console = plain_console(width=30)
     render_summary_line(console, "trained 5 epochs in 2.1s  loss 0.1234  acc [0.95]", "runs/tfjs-mlp/20250101-120000")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from trainctl.kernels import fpu
+from trainctl.jit import fpu
 
 
 def _python(code: str, cache: Path | None = None) -> list[str]:
@@ -26,7 +26,7 @@ def _python(code: str, cache: Path | None = None) -> list[str]:
 def test_cython_blas_loads_without_scipy_linalg_and_a_later_import_is_whole():
     out = _python(
         "import sys\n"
-        "from trainctl.kernels.jit import preload_cython_blas\n"
+        "from trainctl.jit.cython_blas import preload_cython_blas\n"
         "preload_cython_blas()\n"
         "blas = sys.modules['scipy.linalg.cython_blas']\n"
         "print('scipy.linalg' in sys.modules, 'dgemm' in blas.__pyx_capi__)\n"
@@ -57,7 +57,7 @@ def test_a_fixed_loss_code_compiles_its_formula_only(tmp_path):
 def test_mxcsr_needs_no_numba():
     out = _python(
         "import sys\n"
-        "from trainctl.kernels import fpu\n"
+        "from trainctl.jit import fpu\n"
         "before = fpu.flush_denormals(True)\n"
         "inside = fpu.get_mxcsr() & (fpu.FTZ | fpu.DAZ) == fpu.FTZ | fpu.DAZ\n"
         "fpu.set_mxcsr(before)\n"

@@ -5,7 +5,8 @@ import os
 
 os.umask(0)
 
-from trainctl.kernels.jit import configure_cache, njit  # noqa: E402
+from trainctl.jit.cache import configure_cache
+from trainctl.jit.decorator import njit
 
 configure_cache()
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+from trainctl.jit import njit
 from trainctl.kernels.codes import (
     ELU,
     GELU,
@@ -34,7 +35,6 @@ from trainctl.kernels.codes import (
     SWISH,
     TANH,
 )
-from trainctl.kernels.jit import njit
 
 # tfjs-core/src/ops/selu_util.ts
 SELU_SCALE = 1.0507009873554804934193349852946

@@ -7,7 +7,7 @@ position to its alpha; softmax takes [pre, k, post] and normalises over k.
 
 import math
 
-from trainctl.kernels.jit import njit
+from trainctl.jit import njit
 
 
 @njit

@@ -9,7 +9,7 @@ constant (k k | a b c d | k k).
 
 import math
 
-from trainctl.kernels.jit import njit
+from trainctl.jit import njit
 
 FILL_REFLECT, FILL_WRAP, FILL_NEAREST, FILL_CONSTANT = 0, 1, 2, 3
 INTERP_BILINEAR, INTERP_NEAREST = 0, 1

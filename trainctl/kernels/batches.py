@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainctl.kernels.intrinsics import prefetch
-from trainctl.kernels.jit import njit
+from trainctl.jit import njit, prefetch
 
 
 PREFETCH_STRIDE = 16  # float32 values per 64-byte cache line (float64 prefetches every other line twice: harmless)

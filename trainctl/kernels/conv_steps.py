@@ -17,7 +17,7 @@ import numpy as np
 
 from trainctl.kernels.activations import activation_backward_bias_grad, bias_activation_forward
 from trainctl.kernels.conv import col2im, col2im_t, im2col, im2col_t
-from trainctl.kernels.jit import njit
+from trainctl.jit import njit
 
 MODE_POINTWISE, MODE_ROWS, MODE_TRANSPOSED = 0, 1, 2
 

@@ -1,6 +1,6 @@
 """Kernels for layers without a matrix product (dropout)."""
 
-from trainctl.kernels.jit import njit
+from trainctl.jit import njit
 
 
 @njit

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import math
 
+from trainctl.jit import njit
 from trainctl.kernels.activations import softplus
-from trainctl.kernels.jit import njit
 
 EPSILON = 1e-7  # tfjs-layers backend/common.ts epsilon()
 ONE_MINUS_EPSILON = 1.0 - EPSILON

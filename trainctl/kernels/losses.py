@@ -37,7 +37,7 @@ from trainctl.kernels.codes import (
     SPARSE_CATEGORICAL_CROSSENTROPY,
     SQUARED_HINGE,
 )
-from trainctl.kernels.jit import njit
+from trainctl.jit import njit
 from trainctl.kernels.loss_formulas import (
     LOSS_ONLY,
     _GRAD_WRT_PRED,

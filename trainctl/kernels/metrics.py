@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 
+from trainctl.jit import njit
 from trainctl.kernels.codes import (
     BINARY_ACCURACY,
     CATEGORICAL_ACCURACY,
@@ -27,7 +28,6 @@ from trainctl.kernels.codes import (
     R2_SCORE,
     SPARSE_CATEGORICAL_ACCURACY,
 )
-from trainctl.kernels.jit import njit
 from trainctl.kernels.losses import LOSS_ONLY, loss_rows, loss_rows_for
 
 __all__ = ["METRIC_CODES", "metric_value", "metric_value_for", "threshold_counts", "auc_value", "top_k_accuracy", "class_confusion"]

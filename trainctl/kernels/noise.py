@@ -4,7 +4,7 @@ The random numbers are drawn by the layer (numpy Generators, resumable) into buf
 passed in; these kernels only combine them. Every `mask` written here is dy/dx for backward.
 """
 
-from trainctl.kernels.jit import njit
+from trainctl.jit import njit
 
 
 @njit

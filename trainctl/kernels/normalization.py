@@ -9,7 +9,7 @@ value), so one pass gives mean and variance without cancellation.
 
 import math
 
-from trainctl.kernels.jit import njit
+from trainctl.jit import njit
 
 
 @njit

@@ -14,16 +14,14 @@ caller's gradient buffer is never modified.
 from __future__ import annotations
 
 import math
-import platform
 
 import numpy as np
 from numba import types
 from numba.core.extending import overload
 
-from trainctl.kernels.jit import njit
+from trainctl.jit import DAZ, FTZ, MXCSR_SUPPORTED, njit
 
-_X86 = platform.machine().lower() in ("x86_64", "amd64")
-_FTZ_DAZ = 0x8040  # MXCSR flush-to-zero (bit 15) and denormals-are-zero (bit 6), kernels/fpu.py
+_FTZ_DAZ = FTZ | DAZ  # MXCSR flush-to-zero (bit 15) and denormals-are-zero (bit 6), jit/fpu.py
 
 
 def _reciprocal_is_exact(value):
@@ -31,14 +29,14 @@ def _reciprocal_is_exact(value):
     and c on this thread: the two agree bit for bit for every x and c except when the quotient
     is a denormal (a quotient of two 24-bit numbers is never within 2^-50 of a float32
     rounding boundary; the float64 product is within 2^-52 of it), so only while FTZ and DAZ
-    are on (trainctl's default: kernels/fpu.py), and only for float32."""
+    are on (trainctl's default: jit/fpu.py), and only for float32."""
 
 
 @overload(_reciprocal_is_exact, inline="always")
 def _reciprocal_is_exact_impl(value):
-    if not (_X86 and isinstance(value, types.Array) and value.dtype == types.float32):
+    if not (MXCSR_SUPPORTED and isinstance(value, types.Array) and value.dtype == types.float32):
         return lambda value: False
-    from trainctl.kernels.intrinsics import stmxcsr
+    from trainctl.jit import stmxcsr
 
     return lambda value: (stmxcsr() & _FTZ_DAZ) == _FTZ_DAZ
 

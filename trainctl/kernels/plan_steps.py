@@ -22,10 +22,10 @@ import math
 
 import numpy as np
 
+from trainctl.jit import njit
 from trainctl.kernels.activations import activation_backward, activation_forward
 from trainctl.kernels.batches import gather_rows
 from trainctl.kernels.conv_steps import conv_backward, conv_forward
-from trainctl.kernels.jit import njit
 from trainctl.kernels.layers import dropout_forward
 from trainctl.kernels.losses import (
     loss_forward_backward,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainctl.kernels.jit import njit
+from trainctl.jit import njit
 
 
 @njit(inline="always")

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainctl.kernels.jit import njit
+from trainctl.jit import njit
 from trainctl.kernels.recurrent_gates import (
     _act,
     _add_input,

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from trainctl.jit import njit
 from trainctl.kernels.activations import _derivative, _forward
 from trainctl.kernels.codes import HARD_SIGMOID, SIGMOID, TANH
-from trainctl.kernels.jit import njit
 
 # tanh as a rational polynomial (Eigen's / XLA's float32 form: clamp at +-7.905, then a
 # degree-13/6 odd rational): max abs error 2.4e-7 on float32 inputs, and it vectorises,

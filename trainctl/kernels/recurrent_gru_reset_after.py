@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainctl.kernels.jit import njit
+from trainctl.jit import njit
 from trainctl.kernels.recurrent_gates import (
     ONE,
     _dact,

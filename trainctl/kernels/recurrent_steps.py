@@ -20,9 +20,9 @@ import numpy as np
 from numba import types
 from numba.core.extending import overload
 
+from trainctl.jit import njit
 from trainctl.kernels.blas import _gemm_call
 from trainctl.kernels.codes import HARD_SIGMOID, TANH
-from trainctl.kernels.jit import njit
 from trainctl.kernels.recurrent import _simple_rnn_backward_for, _simple_rnn_forward_for
 from trainctl.kernels.recurrent_gates import _specialised
 from trainctl.kernels.recurrent_gru import _gru_backward_for, _gru_forward_for

@@ -5,7 +5,7 @@ Images are indexed [n, rows, cols, channels]; a channels_first caller passes tra
 Bilinear takes per-output-row tables (top, bottom, fraction) and the same per column.
 """
 
-from trainctl.kernels.jit import njit
+from trainctl.jit import njit
 
 
 @njit

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from trainctl.jit import njit
 from trainctl.kernels.activations import (
     activation_backward_bias_grad_inline,
     bias_activation_forward_inline,
 )
 from trainctl.kernels.blas import gemm
-from trainctl.kernels.jit import njit
 from trainctl.kernels.optimizers import (
     adadelta_update,
     adagrad_update,

@@ -50,7 +50,7 @@ _loaded = False
 def compile_decision(total_steps: int | None, steps_per_execution, kernel_key: str) -> str:
     """'loop': train on the compiled loop from the first step; 'measure': train from Python
     and ask worth_switching at each epoch's end; 'python': train from Python."""
-    from trainctl.kernels.jit import is_marked_compiled
+    from trainctl.jit.cache import is_marked_compiled
 
     if steps_per_execution != "auto" or _loaded:
         return "loop"
@@ -233,7 +233,7 @@ class CompiledSteps:
         elapsed = time.perf_counter() - started
         global _loaded
         if not _loaded:
-            from trainctl.kernels.jit import mark_compiled
+            from trainctl.jit.cache import mark_compiled
 
             mark_compiled(self.kernel_key(self.trainer))  # in the cache now: later auto fits load it
         _loaded = True

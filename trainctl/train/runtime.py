@@ -27,9 +27,9 @@ def _load_blas() -> None:
     """Load the BLAS libraries training calls, so threadpoolctl sees them all."""
     import numpy  # noqa: F401  (its OpenBLAS)
 
-    from trainctl.kernels.jit import preload_cython_blas
+    from trainctl.jit.cython_blas import preload_cython_blas
 
-    preload_cython_blas()  # without the rest of scipy.linalg (kernels/jit.py)
+    preload_cython_blas()  # without the rest of scipy.linalg (jit/cython_blas.py)
     try:
         import scipy.linalg.cython_blas  # noqa: F401  (numba's np.dot calls scipy's BLAS)
     except ImportError:
@@ -69,7 +69,7 @@ class TrainingEnvironment:
         self._previous_mxcsr: int | None = None
 
     def __enter__(self) -> "TrainingEnvironment":
-        from trainctl.kernels import fpu
+        from trainctl.jit import fpu
 
         _load_blas()
         if self.threads is not None:
@@ -83,12 +83,12 @@ class TrainingEnvironment:
         return self
 
     def _control_changed(self) -> bool:
-        from trainctl.kernels import fpu
+        from trainctl.jit import fpu
 
         return (fpu.get_mxcsr() ^ self._previous_mxcsr) & fpu.CONTROL != 0
 
     def __exit__(self, *exc) -> None:
-        from trainctl.kernels import fpu
+        from trainctl.jit import fpu
 
         if self._previous_mxcsr is not None and self._control_changed():
             fpu.set_mxcsr(self._previous_mxcsr)

@@ -12,7 +12,7 @@ MXCSR word: glibc and musl at byte 28, macOS at byte 4): no machine code of ours
 extension, and no numba — reading the bits used to be the process's first numba cache load,
 which initialises numba's whole target context (~0.4 s of every `trainctl train`, and ~0.7 s
 of compiling on a cold cache). Elsewhere on x86-64 two LLVM intrinsics compiled through numba
-(`llvm.x86.sse.stmxcsr` / `ldmxcsr`, kernels/intrinsics.py) do it; on other machines (aarch64,
+(`llvm.x86.sse.stmxcsr` / `ldmxcsr`, jit/intrinsics.py) do it; on other machines (aarch64,
 ...) the functions are no-ops that report "unsupported".
 """
 
@@ -72,8 +72,8 @@ if SUPPORTED and _libc_env is not None:
             raise OSError("fesetenv failed")
 
 elif SUPPORTED:
-    from trainctl.kernels.intrinsics import ldmxcsr, stmxcsr
-    from trainctl.kernels.jit import njit
+    from trainctl.jit.decorator import njit
+    from trainctl.jit.intrinsics import ldmxcsr, stmxcsr
 
     @njit
     def _get():

@@ -1,5 +1,5 @@
 """Two LLVM intrinsics numba does not expose, for kernels to call: a cache prefetch, and the
-x86 MXCSR read/write (the thread's SSE control and status register; kernels/fpu.py)."""
+x86 MXCSR read/write (the thread's SSE control and status register; jit/fpu.py)."""
 
 from __future__ import annotations
 

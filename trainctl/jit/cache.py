@@ -1,8 +1,7 @@
-"""JIT flags in one place, and trainctl's own numba cache directory.
-
-`njit` here is the only decorator kernels use: cache=True, no fastmath (results
-must be reproducible and match references), no parallel (numba threads beside a
-multi-threaded BLAS oversubscribe the cores: measured 500k → 21k samples/s).
+"""trainctl's numba cache: where it lives (one directory per version of the kernel sources),
+whether it can be trusted (numba unpickles its index files), the marks of what is compiled, and
+a loader that turns a damaged entry into a recompile. Also the one-time preparation of numba
+(`prepare_numba`) that the first `njit` and the first `kernel_cache()` run.
 """
 
 from __future__ import annotations
@@ -23,17 +22,23 @@ def cache_dir() -> Path:
     return Path(base) / "trainctl" / "numba"
 
 
+_PACKAGE = Path(__file__).resolve().parents[1]  # trainctl/
+_COMPILED_SOURCES = ("kernels", "jit")  # what compiled code is made of: the kernels and this plumbing
+
+
 def _sources_digest() -> str:
-    """A digest of every kernel source file. numba keys a cached function on its own file
-    only, so a kernel that calls (inlines) a kernel of another file would load stale code
-    after that file changed (the compiled training loop calls kernels of every file): the
-    cache lives in a directory per version of the kernel sources instead."""
+    """A digest of every file compiled code is made of: the kernels, and this package (the
+    intrinsics, the gemm binding, the fpu fallback, the njit flags). numba keys a cached
+    function on its own file only, so a kernel that calls (inlines) a kernel of another file
+    would load stale code after that file changed (the compiled training loop calls kernels of
+    every file): the cache lives in a directory per version of these sources instead."""
     import hashlib
 
     digest = hashlib.sha1()
-    for source in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(source.name.encode())
-        digest.update(source.read_bytes())
+    for folder in _COMPILED_SOURCES:
+        for source in sorted((_PACKAGE / folder).glob("*.py")):
+            digest.update(f"{folder}/{source.name}".encode())
+            digest.update(source.read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -125,12 +130,27 @@ def configure_cache() -> None:
         numba_config.CACHE_DIR = str(chosen)
 
 
-def kernel_cache() -> Path:
-    """The directory numba caches trainctl's kernels in (configured on first use; no numba import)."""
-    global _cache_configured
-    if not _cache_configured:
+_prepared = False
+
+
+def prepare_numba() -> None:
+    """Once per process, before numba is imported or loads a kernel: point its cache at
+    trainctl's directory and load scipy's cython_blas cheaply (cython_blas.py). The first
+    `njit` and the first `kernel_cache()` both run it: when kernel_cache() configured the
+    cache alone, a kernel decorated after it skipped the cheap load and numba imported all
+    of scipy.linalg (~0.4 s)."""
+    global _prepared
+    if not _prepared:
+        from trainctl.jit.cython_blas import preload_cython_blas
+
         configure_cache()
-        _cache_configured = True
+        preload_cython_blas()
+        _prepared = True
+
+
+def kernel_cache() -> Path:
+    """The directory numba caches trainctl's kernels in (prepared on first use; no numba import)."""
+    prepare_numba()
     return Path(os.environ["NUMBA_CACHE_DIR"])
 
 
@@ -160,11 +180,7 @@ def clear_cache() -> None:
     configure_cache()
 
 
-JIT_OPTIONS = dict(cache=True, fastmath=False, nogil=True, error_model="numpy")
-
-
 _cache_guard_installed = False
-_cache_configured = False
 
 
 def _owned_and_private(path: str) -> bool:
@@ -198,7 +214,7 @@ def _load_without_refresh(cache, sig, target_context, original):
     return None  # the guard swallowed a spurious I/O error (Windows), as numba's method returns
 
 
-def _install_cache_guard() -> None:
+def install_cache_guard() -> None:
     """A damaged cache entry (truncated or garbage index/data file) must cost a recompile,
     never a crash: numba raises from inside its loader, so loading is wrapped once here.
     The damaged entry's index is reset and numba compiles and saves a fresh one."""
@@ -237,112 +253,20 @@ def _install_cache_guard() -> None:
     def save_overload_unless_untrusted(self, sig, data):
         if getattr(self, "_trainctl_no_save", False):
             return None
-        return original_save(self, sig, data)
+        index = getattr(getattr(self, "_cache_file", None), "_index_path", None)
+        if index is None:
+            return original_save(self, sig, data)
+        from filelock import FileLock
+
+        # numba's save reads the function's index, adds this overload, writes the index back and
+        # then the data file it named, unlocked: two processes saving two overloads of one
+        # function at once (test workers, experiment workers) both pick data file 1, and the
+        # index keeps one overload while file 1 may hold the other's code (numba/numba#10128;
+        # its maintainers propose a file lock). One saver per function at a time.
+        self._impl.locator.ensure_cache_path()
+        with FileLock(index + ".lock"):
+            return original_save(self, sig, data)
 
     caching.Cache.load_overload = load_overload_or_recompile
     caching.Cache.save_overload = save_overload_unless_untrusted
     _cache_guard_installed = True
-
-
-_BLAS_MODULE = "scipy.linalg.cython_blas"
-
-
-class _AttachCythonBlas:
-    """A meta-path finder that waits for a later `import scipy.linalg` and, once its package
-    has run, sets its `cython_blas` attribute to the module preload_cython_blas loaded, as a
-    normal import would have (then it removes itself)."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name != "scipy.linalg":
-            return None
-        import importlib.util
-
-        if self in sys.meta_path:
-            sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            return spec
-        run_package = spec.loader.exec_module
-
-        def exec_module(module):
-            run_package(module)
-            blas = sys.modules.get(_BLAS_MODULE)
-            if blas is not None and not hasattr(module, "cython_blas"):
-                module.cython_blas = blas
-
-        spec.loader.exec_module = exec_module
-        return spec
-
-
-def preload_cython_blas() -> None:
-    """Load scipy's `cython_blas` extension (the BLAS numba's np.dot calls; numba imports it
-    by name when it first compiles or loads a kernel, and threadpoolctl must see it) without
-    running `scipy/linalg/__init__.py`, which imports all of scipy.linalg and, through
-    scipy's array-API layer, numpy.f2py: 0.38-0.52 s against 0.06 s for the extension alone
-    (2 cores under load). numba finds the module in sys.modules; a later `import scipy.linalg`
-    runs the package as usual and gets its `cython_blas` attribute (_AttachCythonBlas).
-    Anything unexpected (no scipy, another layout) leaves the normal import to happen."""
-    if _BLAS_MODULE in sys.modules or "scipy.linalg" in sys.modules:
-        return
-    import importlib.machinery
-    import importlib.util
-
-    try:
-        scipy_spec = importlib.util.find_spec("scipy")
-        if scipy_spec is None or not scipy_spec.submodule_search_locations:
-            return
-        folder = Path(list(scipy_spec.submodule_search_locations)[0]) / "linalg"
-        path = next((folder / f"cython_blas{suffix}" for suffix in importlib.machinery.EXTENSION_SUFFIXES
-                     if (folder / f"cython_blas{suffix}").is_file()), None)
-        if path is None:
-            return
-        loader = importlib.machinery.ExtensionFileLoader(_BLAS_MODULE, str(path))
-        spec = importlib.util.spec_from_file_location(_BLAS_MODULE, str(path), loader=loader)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[_BLAS_MODULE] = module
-        try:
-            loader.exec_module(module)
-        except BaseException:
-            sys.modules.pop(_BLAS_MODULE, None)
-            raise
-    except Exception:  # the ordinary import (numba's, threadpoolctl's) still works
-        return
-    sys.meta_path.insert(0, _AttachCythonBlas())
-
-
-def njit(*args, **overrides):
-    """numba.njit with trainctl's flags; use bare (`@njit`) or with overrides (`@njit(inline="always")`).
-    The first call points numba's cache at trainctl's directory (before numba is imported)
-    and loads scipy's cython_blas cheaply (preload_cython_blas)."""
-    global _cache_configured
-    if not _cache_configured:
-        configure_cache()
-        preload_cython_blas()
-        _cache_configured = True
-    import numba
-
-    _install_cache_guard()
-
-    options = {**JIT_OPTIONS, **overrides}
-    if args and callable(args[0]):
-        return numba.njit(**options)(_named_by_variant(args[0]))
-    decorate = numba.njit(*args, **options)
-    return lambda function: decorate(_named_by_variant(function))
-
-
-def _named_by_variant(function):
-    """A kernel a factory makes once per constant (a fixed activation or loss code, a fast-path
-    flag: `dense_kernels_for`, `loss_rows_for`, the recurrent loops) gets the constants in its
-    name. numba names compiled code by the Python name and a per-process counter, so two
-    variants compiled by two processes and loaded from the cache into a third could carry the
-    same symbol, and a caller would run the wrong one: a Python-path fit (fixed codes) followed
-    by a compiled-loop fit (generic codes) in one process trained with the wrong activation.
-    Distinct names give distinct symbols (and cache files)."""
-    cells = function.__closure__ or ()
-    values = [cell.cell_contents for cell in cells]
-    if values and all(isinstance(value, (bool, int, float, str)) for value in values):
-        suffix = "_".join(str(value) for value in values)
-        suffix = "".join(ch if ch.isalnum() else "_" for ch in suffix.replace("-", "m"))
-        function.__name__ = f"{function.__name__}__{suffix}"
-        function.__qualname__ = f"{function.__qualname__}__{suffix}"
-    return function

@@ -123,7 +123,6 @@ def test_sequence_config_trains_compiled_through_the_cli_and_resumes_exactly(tmp
     from trainctl.runs.train import resume_training, train_from_config
     from trainctl.train.compiled import CompiledSteps
     from trainctl.train.resume import TrainingInterrupted
-
     from trainctl.train.trainer import Trainer
 
     chunks, python_steps = [], []

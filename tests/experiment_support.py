@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -50,23 +49,20 @@ def trials_in(directory: Path) -> dict[int, str]:
     return {t.number: t.state.name for t in study.get_trials(deepcopy=False)} if study is not None else {}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def wait_for_address(scheduler_file: Path, process: subprocess.Popen, timeout: float = 120.0) -> str:
+    """The address the scheduler wrote once it listens (it picked a free port itself: --port 0,
+    so two test processes never race for one port)."""
+    import json
 
-
-def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the dask scheduler exited with {process.returncode}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+            return json.loads(scheduler_file.read_text())["address"]
+        except (OSError, ValueError, KeyError):
+            time.sleep(0.2)  # not written yet (or mid-write)
+    raise TimeoutError(f"the dask scheduler wrote no address to {scheduler_file} in {timeout}s")
 
 
 @contextlib.contextmanager
@@ -76,15 +72,15 @@ def dask_cluster(log_dir: Path, n_workers: int = 2):
     all are stopped on exit."""
     from distributed import Client
 
-    port = free_port()
-    address = f"tcp://127.0.0.1:{port}"
+    scheduler_file = log_dir / "scheduler.json"
     logs = open(log_dir / "dask.log", "w")
     processes: list[subprocess.Popen] = []
     try:
-        scheduler = subprocess.Popen([*DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                                      "--no-dashboard"], stdout=logs, stderr=subprocess.STDOUT)
+        scheduler = subprocess.Popen([*DASK, "scheduler", "--host", "127.0.0.1", "--port", "0",
+                                      "--scheduler-file", str(scheduler_file), "--no-dashboard"],
+                                     stdout=logs, stderr=subprocess.STDOUT)
         processes.append(scheduler)
-        wait_for_port(port, scheduler)
+        address = wait_for_address(scheduler_file, scheduler)
         workers = [subprocess.Popen([*DASK, "worker", address, "--nthreads", "1", "--nworkers", "1",
                                      "--host", "127.0.0.1", "--no-dashboard"], stdout=logs,
                                     stderr=subprocess.STDOUT, start_new_session=True)

@@ -48,12 +48,13 @@ def teacher_source(n_samples: int = 64, n_features: int = 4, n_classes: int = 3,
 def teacher_config(*, name: str = "small", seed: int | None = 0, units: int = 8, activation: str = "relu", n_features: int = 4,
                    n_classes: int = 3, hidden: int | None = 4, n_samples: int = 64,
                    layers: tuple[str, ...] = (), optimizer: str = "{type: adam, learning_rate: 0.01}",
-                   metrics: str = "[accuracy]", data: tuple[str, ...] = (), fit: str = "{epochs: 1, batch_size: 16}",
-                   header: str = "", tail: str = "") -> str:
-    """The config text. `layers` are flow mappings put between the two dense layers, `data`
-    extra lines of the data section (`validation_split: 0.25`), `fit` the fit section's value
-    (flow style, or block lines starting with a newline), `header` comment lines first and
-    `tail` sections after fit (e.g. callbacks)."""
+                   metrics: str = "[accuracy]", train: str | None = None, data: tuple[str, ...] = (),
+                   fit: str = "{epochs: 1, batch_size: 16}", header: str = "", tail: str = "") -> str:
+    """The config text. `layers` are flow mappings put between the two dense layers, `train`
+    another `data.train` source than the teacher's (flow style, or block lines starting with a
+    newline), `data` extra lines of the data section (`validation_split: 0.25`), `fit` the fit
+    section's value (flow style or block lines), `header` comment lines first and `tail`
+    sections after fit (e.g. callbacks)."""
     lines = [header.rstrip("\n")] if header else []
     lines += [f"name: {name}"] + ([f"seed: {seed}"] if seed is not None else [])
     lines += ["model:", "  layers:", f"    - {{type: dense, units: {units}, activation: {activation}, input_shape: [{n_features}]}}"]
@@ -61,7 +62,14 @@ def teacher_config(*, name: str = "small", seed: int | None = 0, units: int = 8,
     lines += [f"    - {{type: dense, units: {n_classes}, activation: softmax}}",
               f"optimizer: {optimizer}", "loss: categorical_crossentropy"]
     lines += [f"metrics: {metrics}"] if metrics else []
-    lines += ["data:", f"  train: {teacher_source(n_samples, n_features, n_classes, hidden)}"]
+    train = teacher_source(n_samples, n_features, n_classes, hidden) if train is None else train
+    lines += ["data:", f"  train:{_block_or_flow(train)}"]
     lines += [f"  {line}" for line in data]
-    lines += [f"fit:{'' if fit.startswith(chr(10)) else ' '}{fit}"]
+    lines += [f"fit:{_block_or_flow(fit)}"]
     return "\n".join(lines) + "\n" + tail
+
+
+def _block_or_flow(value: str) -> str:
+    """A mapping's value after its key: block lines (starting with a newline) as they are, a
+    flow value after a space."""
+    return value if value.startswith("\n") else f" {value}"

@@ -37,6 +37,13 @@ def _one_line(exc_info) -> str:
     return msg
 
 
+def _load_error(path, *expected) -> str:
+    """The one-line ArtifactError `load_weights(path, *expected)` must raise."""
+    with pytest.raises(ArtifactError) as exc_info:
+        load_weights(path, *expected)
+    return _one_line(exc_info)
+
+
 def _safetensors_bytes(header: dict, data: bytes = b"") -> bytes:
     """A hand-made safetensors file: u64 little-endian header length, JSON header, data."""
     raw = json.dumps(header).encode()
@@ -227,18 +234,14 @@ def test_save_refuses_unstorable_dtype_and_bad_metadata(tmp_path):
 
 
 def test_load_missing_file(tmp_path):
-    with pytest.raises(ArtifactError) as exc_info:
-        load_weights(tmp_path / "nope.safetensors")
-    assert "nope.safetensors: file not found" in _one_line(exc_info)
+    assert "nope.safetensors: file not found" in _load_error(tmp_path / "nope.safetensors")
 
 
 def test_load_pickle_renamed_to_safetensors(tmp_path):
     path = tmp_path / "model.safetensors"
     # The one permitted use of pickle: to produce bad input bytes for this test.
     path.write_bytes(pickle.dumps({"dense_Dense1/kernel": np.ones((3, 3))}))
-    with pytest.raises(ArtifactError) as exc_info:
-        load_weights(path)
-    msg = _one_line(exc_info)
+    msg = _load_error(path)
     assert str(path) in msg and "not a safetensors file" in msg
 
 
@@ -269,9 +272,7 @@ def test_load_absurd_header_length_is_refused_before_the_library(tmp_path, monke
     monkeypatch.setattr(safetensors.numpy, "load", must_not_run)
     path = tmp_path / "w.safetensors"
     path.write_bytes(struct.pack("<Q", 10**12) + b'{"a":1}' + b"\x00" * 64)
-    with pytest.raises(ArtifactError) as exc_info:
-        load_weights(path)
-    msg = _one_line(exc_info)
+    msg = _load_error(path)
     assert "1000000000000" in msg and str(path) in msg
 
 
@@ -282,9 +283,7 @@ def test_load_truncated_file_at_every_kind_of_cut(tmp_path):
     header_len = struct.unpack("<Q", full[:8])[0]
     for cut in (4, 8, 8 + header_len // 2, 8 + header_len, 8 + header_len + 100, len(full) - 1):
         path.write_bytes(full[:cut])
-        with pytest.raises(ArtifactError) as exc_info:
-            load_weights(path)
-        msg = _one_line(exc_info)
+        msg = _load_error(path)
         assert str(path) in msg
         if cut > 8 + header_len:
             assert "truncated" in msg
@@ -325,9 +324,7 @@ def test_load_header_not_object_and_bad_entries(tmp_path):
 def test_load_unsupported_dtype(tmp_path):
     path = tmp_path / "w.safetensors"
     path.write_bytes(_safetensors_bytes({"w": {"dtype": "BF16", "shape": [2], "data_offsets": [0, 4]}}, b"\x00" * 4))
-    with pytest.raises(ArtifactError) as exc_info:
-        load_weights(path)
-    msg = _one_line(exc_info)
+    msg = _load_error(path)
     assert "w: unsupported dtype 'BF16'" in msg and str(path) in msg
 
 
@@ -344,9 +341,7 @@ def test_load_shape_mismatch_message(tmp_path):
     arrays["dense_Dense1/kernel"] = np.zeros((784, 16), np.float32)
     save_weights(path, arrays)
     expected = _expected(_weights())
-    with pytest.raises(ArtifactError) as exc_info:
-        load_weights(path, expected)
-    assert "dense_Dense1/kernel: expected shape [784,32], file has [784,16]" in _one_line(exc_info)
+    assert "dense_Dense1/kernel: expected shape [784,32], file has [784,16]" in _load_error(path, expected)
 
 
 def test_load_missing_unexpected_and_dtype_mismatch_reported_together(tmp_path):
@@ -356,9 +351,7 @@ def test_load_missing_unexpected_and_dtype_mismatch_reported_together(tmp_path):
     arrays["extra/thing"] = np.zeros(2, np.float32)
     arrays["dense_Dense2/kernel"] = arrays["dense_Dense2/kernel"].astype(np.float64)
     save_weights(path, arrays)
-    with pytest.raises(ArtifactError) as exc_info:
-        load_weights(path, _expected(_weights()))
-    msg = _one_line(exc_info)
+    msg = _load_error(path, _expected(_weights()))
     assert "missing dense_Dense1/bias" in msg
     assert "unexpected extra/thing" in msg
     assert "dense_Dense2/kernel: expected dtype float32, file has float64" in msg

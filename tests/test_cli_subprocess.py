@@ -111,7 +111,7 @@ PROBE = textwrap.dedent("""\
     import json, sys, time
     opened = []
     sys.addaudithook(lambda event, args: opened.append(str(args[0])) if event == "open" else None)
-    start = time.perf_counter()
+    start = time.process_time()
     from trainctl.cli import app
     try:
         app(sys.argv[1:], prog_name="trainctl")
@@ -119,7 +119,7 @@ PROBE = textwrap.dedent("""\
         code = exit.code
     else:
         code = 0
-    seconds = time.perf_counter() - start
+    seconds = time.process_time() - start  # CPU time: wall time on a shared machine is noise
     print(json.dumps({"code": code, "numba": "numba" in sys.modules, "seconds": seconds,
                       "opened": opened}), file=sys.stderr)
     """)
@@ -137,6 +137,7 @@ def test_help_does_not_import_numba_and_is_quick():
     assert report["code"] == 0 and "summary" in stdout
     assert report["numba"] is False
     # Target 0.3 s (measured in the report); asserted only loosely, timing is not a test here.
+    # CPU seconds of the process: two test workers beside other load stretch its wall time.
     assert report["seconds"] < 2.0, report["seconds"]
 
 

@@ -16,6 +16,7 @@ from typing import Union
 import pytest
 from pydantic import BaseModel
 
+from tests.fixtures import teacher_config
 from trainctl.config import (
     Config,
     TypedSpec,
@@ -115,22 +116,10 @@ def fake_registries() -> Registries:
     return Registries(layers, optimizers, callbacks, losses, metrics, DataConfig)
 
 
-GOOD = """\
-# a comment
-name: tfjs-mlp
-seed: 3
-model:
-  layers:
-    - {type: dense, units: 32, activation: relu, input_shape: [784]}
-    - {type: dense, units: 10, activation: softmax}
-optimizer: {type: adam, learning_rate: 1e-3}
-loss: categorical_crossentropy
-metrics: [accuracy]
-data:
-  train: {generator: blobs, n_samples: 1000}
-fit: {epochs: 5, batch_size: 64, validation_split: 0.2}
-callbacks: [{type: early_stopping, patience: 3}, terminate_on_nan]
-"""
+GOOD = teacher_config(header="# a comment", name="tfjs-mlp", seed=3, units=32, n_features=784, n_classes=10,
+                      optimizer="{type: adam, learning_rate: 1e-3}", train="{generator: blobs, n_samples: 1000}",
+                      fit="{epochs: 5, batch_size: 64, validation_split: 0.2}",
+                      tail="callbacks: [{type: early_stopping, patience: 3}, terminate_on_nan]\n")
 
 
 def write(tmp_path, text: str, name: str = "config.yaml"):

@@ -34,8 +34,11 @@ def test_version_is_the_package_version():
 
 def test_shell_completion_is_offered_and_completes_commands(tmp_path):
     assert "--install-completion" in ok(["--help"]).stdout
-    shown = subprocess.run([str(CONSOLE_SCRIPT), "--show-completion", "bash"], capture_output=True, text=True,
-                           timeout=60)
+    # From a bash parent: typer finds the shell by walking the process's ancestors
+    # (shellingham), and the test's own ancestors need not include a shell (a detached
+    # `pytest -n 2` run: the workers' chain ends at init). `; exit` keeps bash from exec-ing it.
+    shown = subprocess.run(["bash", "-c", '"$0" --show-completion bash; exit $?', str(CONSOLE_SCRIPT)],
+                           capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0 and "_TRAINCTL_COMPLETE=complete_bash" in shown.stdout
     env = {**os.environ, "_TRAINCTL_COMPLETE": "complete_bash", "COMP_WORDS": "trainctl tr", "COMP_CWORD": "1"}
     completed = subprocess.run([str(CONSOLE_SCRIPT)], capture_output=True, text=True, env=env, timeout=60)

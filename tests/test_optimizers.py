@@ -69,6 +69,14 @@ def make_weights(rng: np.random.Generator, dtype) -> list[W]:
     return [W(name, rng.standard_normal(shape).astype(dtype), np.zeros(shape, dtype)) for name, shape in shapes.items()]
 
 
+def built_adam() -> tuple[list[W], object]:
+    """make_weights (float32, seed 0) and a default adam built on them."""
+    weights = make_weights(np.random.default_rng(0), np.float32)
+    adam = build_optimizer("adam")
+    adam.build(weights)
+    return weights, adam
+
+
 def fill_grads(weights: list[W], rng: np.random.Generator) -> None:
     for w in weights:
         w.grad[...] = rng.standard_normal(w.grad.shape)
@@ -305,10 +313,7 @@ def test_state_round_trip_resumes_bit_identically(spec, name, kwargs, dtype):
 
 
 def test_state_names_shapes_and_copies():
-    rng = np.random.default_rng(0)
-    weights = make_weights(rng, np.float32)
-    adam = build_optimizer("adam")
-    adam.build(weights)
+    weights, adam = built_adam()
     state = adam.state()
     expected = {"iterations", "acc_beta1", "acc_beta2"} | {f"{w.name}/{s}" for w in weights for s in ("m", "v")}
     assert set(state) == expected
@@ -329,10 +334,7 @@ def test_state_names_shapes_and_copies():
 
 
 def test_load_state_rejects_mismatches():
-    rng = np.random.default_rng(0)
-    weights = make_weights(rng, np.float32)
-    adam = build_optimizer("adam")
-    adam.build(weights)
+    weights, adam = built_adam()
     good = adam.state()
     with pytest.raises(TrainctlError, match="iterations"):
         adam.load_state({k: v for k, v in good.items() if k != "iterations"})

@@ -56,6 +56,14 @@ class Registry(Generic[T]):
 
         return add
 
+    def register_type(self, name: str, *aliases: str) -> Callable[[T], T]:
+        """`register` for a class that carries its own id: sets `type_id` to `name` too."""
+        def add(entry: T) -> T:
+            entry.type_id = name
+            return self.register(name, *aliases)(entry)
+
+        return add
+
     def resolve(self, name: str) -> str:
         """The canonical id for `name` (any accepted spelling); UnknownIdError otherwise."""
         if not isinstance(name, str):

@@ -19,22 +19,36 @@ def out_and_pad(size: int, kernel: int, stride: int, dilation: int, padding: str
     return math.ceil((size - effective + 1) / stride), 0
 
 
-def conv2d(x, kernel, strides=(1, 1), dilation=(1, 1), padding="valid"):
-    """x [n, h, w, c], kernel [kh, kw, c, f] → [n, oh, ow, f]."""
-    n, h, w, c = x.shape
-    kh, kw, _, f = kernel.shape
+def _taps(x_shape, kh, kw, strides, dilation, padding):
+    """(oh, ow, taps) of a strided, dilated window over x [n, h, w, ...]: taps yields every
+    (b, i, j, p, q, r, s) where output pixel (i, j) of sample b reads input pixel (r, s)
+    through kernel tap (p, q), in the order a direct loop would visit them."""
+    n, h, w = x_shape[:3]
     oh, pt = out_and_pad(h, kh, strides[0], dilation[0], padding)
     ow, pl = out_and_pad(w, kw, strides[1], dilation[1], padding)
+
+    def taps():
+        for b in range(n):
+            for i in range(oh):
+                for j in range(ow):
+                    for p in range(kh):
+                        for q in range(kw):
+                            r = i * strides[0] - pt + p * dilation[0]
+                            s = j * strides[1] - pl + q * dilation[1]
+                            if 0 <= r < h and 0 <= s < w:
+                                yield b, i, j, p, q, r, s
+
+    return oh, ow, taps()
+
+
+def conv2d(x, kernel, strides=(1, 1), dilation=(1, 1), padding="valid"):
+    """x [n, h, w, c], kernel [kh, kw, c, f] → [n, oh, ow, f]."""
+    n = x.shape[0]
+    kh, kw, _, f = kernel.shape
+    oh, ow, taps = _taps(x.shape, kh, kw, strides, dilation, padding)
     y = np.zeros((n, oh, ow, f))
-    for b in range(n):
-        for i in range(oh):
-            for j in range(ow):
-                for p in range(kh):
-                    for q in range(kw):
-                        r = i * strides[0] - pt + p * dilation[0]
-                        s = j * strides[1] - pl + q * dilation[1]
-                        if 0 <= r < h and 0 <= s < w:
-                            y[b, i, j] += x[b, r, s] @ kernel[p, q]
+    for b, i, j, p, q, r, s in taps:
+        y[b, i, j] += x[b, r, s] @ kernel[p, q]
     return y
 
 
@@ -64,20 +78,12 @@ def conv2d_transpose(x, kernel, strides, padding):
 
 def depthwise_conv2d(x, kernel, strides=(1, 1), dilation=(1, 1), padding="valid"):
     """x [n, h, w, c], kernel [kh, kw, c, m] → [n, oh, ow, c * m], channel c * m + k."""
-    n, h, w, c = x.shape
+    n, _, _, c = x.shape
     kh, kw, _, m = kernel.shape
-    oh, pt = out_and_pad(h, kh, strides[0], dilation[0], padding)
-    ow, pl = out_and_pad(w, kw, strides[1], dilation[1], padding)
+    oh, ow, taps = _taps(x.shape, kh, kw, strides, dilation, padding)
     y = np.zeros((n, oh, ow, c, m))
-    for b in range(n):
-        for i in range(oh):
-            for j in range(ow):
-                for p in range(kh):
-                    for q in range(kw):
-                        r = i * strides[0] - pt + p * dilation[0]
-                        s = j * strides[1] - pl + q * dilation[1]
-                        if 0 <= r < h and 0 <= s < w:
-                            y[b, i, j] += x[b, r, s][:, None] * kernel[p, q]
+    for b, i, j, p, q, r, s in taps:
+        y[b, i, j] += x[b, r, s][:, None] * kernel[p, q]
     return y.reshape(n, oh, ow, c * m)
 
 

@@ -20,26 +20,11 @@ from tests.fixtures import teacher_config
 DROPOUT = teacher_config(name="kill-dropout", seed=5, units=24, n_features=12, n_samples=3000, hidden=6,
                          layers=("{type: dropout, rate: 0.3}",), optimizer="{type: adam, learning_rate: 0.003}",
                          fit="{epochs: 8, batch_size: 16, validation_split: 0.2}")
-STREAM = """\
-name: kill-stream
-seed: 7
-model:
-  layers:
-    - {type: dense, units: 16, activation: relu, input_shape: [8]}
-    - {type: dropout, rate: 0.2}
-    - {type: dense, units: 4, activation: softmax}
-optimizer: {type: adam, learning_rate: 0.003}
-loss: categorical_crossentropy
-metrics: [accuracy]
-data:
-  train:
-    stream:
-      source: {npy: x.npy, targets: y.npy}
-      shuffle: {buffer_size: 300}
-      chunk_rows: 256
-  validation_split: 0.2
-fit: {epochs: 8, batch_size: 16}
-"""
+STREAM = teacher_config(name="kill-stream", seed=7, units=16, n_features=8, n_classes=4,
+                        layers=("{type: dropout, rate: 0.2}",), optimizer="{type: adam, learning_rate: 0.003}",
+                        train="\n    stream:\n      source: {npy: x.npy, targets: y.npy}\n      shuffle: {buffer_size: 300}"
+                              "\n      chunk_rows: 256",
+                        data=("validation_split: 0.2",), fit="{epochs: 8, batch_size: 16}")
 ENVIRONMENT = {**os.environ, **ENV, "NUMBA_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 SCHEDULES = {  # (kill point, occurrence in that process) of each kill
     "dropout": [("save", 2), ("write", 9), ("publish", 3), ("save", 6)],

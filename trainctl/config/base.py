@@ -7,7 +7,7 @@ are canonical and the TF.js camelCase spelling is accepted as an alias.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from collections.abc import Mapping
 
@@ -34,6 +34,25 @@ class StrictModel(BaseModel):
     def to_dict(self) -> dict[str, Any]:
         """Plain snake_case dict, for saving the resolved config and get_config()."""
         return self.model_dump(mode="json", by_alias=False)
+
+
+class Configured:
+    """A registry entry configured by its nested `Params` (initializers, regularizers,
+    optimizers): built from a validated model or from keyword options; its config is
+    `{"type": id, **options}`, options left unset (None) out."""
+
+    type_id: ClassVar[str]
+    Params: ClassVar[type[StrictModel]] = StrictModel
+
+    def __init__(self, params: StrictModel | None = None, /, **kwargs: Any):
+        self.params = params if params is not None else self.Params(**kwargs)
+
+    def get_config(self) -> dict[str, Any]:
+        config = {k: v for k, v in self.params.to_dict().items() if v is not None}
+        return {"type": self.type_id, **config}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.params!r})"
 
 
 class RegistryRef:

@@ -24,6 +24,7 @@ from trainctl.data.config import (
     RandomZoom,
     factor_range,
 )
+from trainctl.data.source import WrappedSource
 from trainctl.errors import DataError
 from trainctl.seeding import rng_for
 
@@ -111,16 +112,12 @@ class Augmentation:
         return _INTERPOLATION[step.interpolation]
 
 
-class AugmentedSource:
+class AugmentedSource(WrappedSource):
     """A BatchSource whose x batches are augmented (y and sample weights pass through)."""
 
     def __init__(self, source: Any, augmentation: Augmentation):
-        self.source, self.augmentation = source, augmentation
-        self.x_shape, self.y_shape = source.x_shape, source.y_shape
-        self.n_samples = getattr(source, "n_samples", None)
-
-    def n_batches(self, batch_size: int) -> int | None:
-        return self.source.n_batches(batch_size)
+        super().__init__(source)
+        self.augmentation = augmentation
 
     def batches(self, epoch: int, batch_size: int, start_batch: int = 0) -> Iterator[tuple]:
         for index, (x, y, weights) in enumerate(self.source.batches(epoch, batch_size, start_batch), start=start_batch):

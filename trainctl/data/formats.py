@@ -268,6 +268,9 @@ class ZipFormat(Format):
 
         return ZipSource
 
+    def shown(self) -> str:
+        return "zip source"
+
     def read(self, seed, base_dir, split, class_names=None):
         from trainctl.data import RawData
         from trainctl.data.arrays import same_rows
@@ -301,6 +304,9 @@ class StreamFormat(Format):
         from trainctl.data.config import StreamSource
 
         return StreamSource
+
+    def shown(self) -> str:
+        return "stream of " + format_of(self.params.stream.source).shown()
 
     def plan(self, base_dir, batch_size):
         from trainctl.data.plan import stream_plan

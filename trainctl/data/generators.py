@@ -58,20 +58,24 @@ def _f32(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
+def _random_pair(cfg: RandomNormalGenerator | RandomUniformGenerator, seed: int, split: str, name: str,
+                 draw: Callable[[np.random.Generator, tuple[int, ...]], np.ndarray]) -> Generated:
+    """x and y drawn independently (a stream each) by `draw(rng, shape)`: a noise baseline."""
+    n = cfg.n_samples
+    x = draw(_rng(seed, split, name, "x"), (n, *cfg.shape))
+    y = draw(_rng(seed, split, name, "y"), (n, *cfg.target_shape))
+    return _f32(x), _f32(y), None
+
+
 @generator("random_normal", RandomNormalGenerator)
 def random_normal(cfg: RandomNormalGenerator, seed: int, split: str) -> Generated:
-    n = cfg.n_samples
-    x = _rng(seed, split, "random_normal", "x").normal(cfg.mean, cfg.stddev, (n, *cfg.shape))
-    y = _rng(seed, split, "random_normal", "y").normal(cfg.mean, cfg.stddev, (n, *cfg.target_shape))
-    return _f32(x), _f32(y), None
+    return _random_pair(cfg, seed, split, "random_normal", lambda rng, shape: rng.normal(cfg.mean, cfg.stddev, shape))
 
 
 @generator("random_uniform", RandomUniformGenerator)
 def random_uniform(cfg: RandomUniformGenerator, seed: int, split: str) -> Generated:
-    n = cfg.n_samples
-    x = _rng(seed, split, "random_uniform", "x").uniform(cfg.minval, cfg.maxval, (n, *cfg.shape))
-    y = _rng(seed, split, "random_uniform", "y").uniform(cfg.minval, cfg.maxval, (n, *cfg.target_shape))
-    return _f32(x), _f32(y), None
+    return _random_pair(cfg, seed, split, "random_uniform",
+                        lambda rng, shape: rng.uniform(cfg.minval, cfg.maxval, shape))
 
 
 @generator("linear", LinearGenerator)

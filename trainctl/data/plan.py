@@ -197,6 +197,8 @@ def plan_source(source: Any, base_dir: Path, batch_size: int = 32) -> SourcePlan
 
 def input_row_shape(data_config: Any, base_dir: Path) -> tuple[tuple[int, ...] | None, str]:
     """The shape of one model input row after preprocessing, and where it came from."""
+    from trainctl.data.formats import format_of
+
     plan = plan_source(data_config.train, base_dir)
     shape = plan.x_shape
     for step in data_config.preprocessing:
@@ -206,18 +208,7 @@ def input_row_shape(data_config: Any, base_dir: Path) -> tuple[tuple[int, ...] |
             shape = (math.prod(shape),)
         elif step.type == "reshape":
             shape = tuple(step.target_shape)
-    return shape, _describe(data_config.train)
-
-
-def _describe(source: Any) -> str:
-    if hasattr(source, "stream"):
-        return "stream of " + _describe(source.stream.source)
-    if hasattr(source, "generator"):
-        return f"generator {source.generator}"
-    for key in ("csv", "npy", "npz", "shards"):
-        if hasattr(source, key):
-            return str(getattr(source, key))
-    return "zip source"
+    return shape, format_of(data_config.train).shown()
 
 
 def data_driver(plan: SourcePlan) -> str | None:

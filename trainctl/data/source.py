@@ -26,6 +26,19 @@ class BatchSource(Protocol):
         """The epoch's batches from `start_batch` on (resume skips the ones already trained)."""
 
 
+class WrappedSource:
+    """A BatchSource that changes another's batches (augmentation, class weights): the shapes,
+    sample count and batch count are the wrapped source's; subclasses implement `batches`."""
+
+    def __init__(self, source: BatchSource):
+        self.source = source
+        self.x_shape, self.y_shape = source.x_shape, source.y_shape
+        self.n_samples = getattr(source, "n_samples", None)
+
+    def n_batches(self, batch_size: int) -> int | None:
+        return self.source.n_batches(batch_size)
+
+
 def split_validation(x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None, fraction: float):
     """TF.js validationSplit: the LAST `fraction` of the samples, taken before any shuffling."""
     split_at = int(np.floor(x.shape[0] * (1.0 - fraction)))

@@ -135,3 +135,34 @@ def softmax_backward(y, dy, dx):
                 dot += dy[i, c, j] * y[i, c, j]
             for c in range(k):
                 dx[i, c, j] = y[i, c, j] * (dy[i, c, j] - dot)
+
+
+# The compiled training loop's dispatch over the element-wise layers (each layer calls its
+# kernels by name; the loop by this code, with the same kernels and the same option types).
+ELEMENTWISE_OPS = {"leaky_relu": 0, "elu": 1, "relu": 2, "thresholded_relu": 3}
+
+
+@njit
+def elementwise_forward(op, x, options, y):
+    """The element-wise layer `op`'s forward; options: its float options in order (ReLU:
+    has_max as 0/1, max_value, threshold, negative_slope). 1-D arrays."""
+    if op == 0:
+        leaky_relu_forward(x, options[0], y)
+    elif op == 1:
+        elu_forward(x, options[0], y)
+    elif op == 2:
+        relu_forward(x, options[0] != 0.0, options[1], options[2], options[3], y)
+    else:
+        thresholded_relu_forward(x, options[0], y)
+
+
+@njit
+def elementwise_backward(op, x, dy, options, dx):
+    if op == 0:
+        leaky_relu_backward(x, dy, options[0], dx)
+    elif op == 1:
+        elu_backward(x, dy, options[0], dx)
+    elif op == 2:
+        relu_backward(x, dy, options[0] != 0.0, options[1], options[2], options[3], dx)
+    else:
+        thresholded_relu_backward(x, dy, options[0], dx)

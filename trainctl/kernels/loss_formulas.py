@@ -17,8 +17,8 @@ LOG_2 = 0.6931471805599453
 
 # What the row functions write into `out`.
 LOSS_ONLY = 0
-_GRAD_WRT_PRED = 1  # out = row_scale * dLoss/dy_pred
-_GRAD_WRT_LOGITS = 2  # out = row_scale * dLoss/dz through the output activation
+GRAD_WRT_PRED = 1  # out = row_scale * dLoss/dy_pred
+GRAD_WRT_LOGITS = 2  # out = row_scale * dLoss/dz through the output activation
 
 
 @njit
@@ -189,9 +189,9 @@ def _binary_crossentropy(t, p, out, i, scale, mode, kind):
         c = pj if inside else (eps if pj < eps else (high if pj > high else pj))
         x = math.log(c / (one - c))
         acc += (x if x > zero else zero) - x * tj + math.log1p(math.exp(-abs(x)))
-        if mode == _GRAD_WRT_PRED:
+        if mode == GRAD_WRT_PRED:
             out[i, j] = f * (c - tj) / (c * (one - c)) if inside else 0.0
-        elif mode == _GRAD_WRT_LOGITS:
+        elif mode == GRAD_WRT_LOGITS:
             # chained with sigmoid' = p (1 - p); inside the clip c = p, so it cancels
             # outside the clip the gradient is 0 times sigmoid' = p (1 - p): NaN for a NaN p
             out[i, j] = f * (pj - tj) if inside else (0.0 if pj == pj else pj)
@@ -322,12 +322,12 @@ def _crossentropy(t, p, out, i, scale, mode, sparse, kind, exact):
         return loss
     # pass 3 (fused): S = sum_k P_k
     big_s = 0.0
-    if mode == _GRAD_WRT_LOGITS:
+    if mode == GRAD_WRT_LOGITS:
         for j in range(n):
             big_s += _crossentropy_p_times_grad(t, p, i, j, s, a_sum, label, sparse)
     # pass 4: the gradient (out may be p when fused: p[i, j] is read before out[i, j] is written)
     for j in range(n):
-        if mode == _GRAD_WRT_LOGITS:
+        if mode == GRAD_WRT_LOGITS:
             pj = p[i, j]
             out[i, j] = scale * (_crossentropy_p_times_grad(t, p, i, j, s, a_sum, label, sparse) - pj * big_s)
         else:

@@ -39,10 +39,9 @@ from trainctl.kernels.codes import (
 )
 from trainctl.jit import njit
 from trainctl.kernels.loss_formulas import (
+    GRAD_WRT_LOGITS,
+    GRAD_WRT_PRED,
     LOSS_ONLY,
-    _GRAD_WRT_PRED,
-    _GRAD_WRT_PRED as GRAD_WRT_PRED,
-    _GRAD_WRT_LOGITS,
     _binary_crossentropy,
     _categorical_hinge,
     _cosine_proximity,
@@ -68,7 +67,7 @@ def loss_forward_backward(code, y_true, y_pred, row_scale, per_row, grad, need_g
     floats) for sparse_categorical_crossentropy; row_scale, per_row: [rows].
     `grad` must not be `y_pred`; it is untouched when need_grad is False.
     """
-    mode = _GRAD_WRT_PRED if need_grad else LOSS_ONLY
+    mode = GRAD_WRT_PRED if need_grad else LOSS_ONLY
     loss_rows(code, y_true, y_pred, row_scale, per_row, grad, mode, np.float64, False)
 
 
@@ -169,7 +168,7 @@ def softmax_crossentropy_backward(code, y_true, probs, row_scale, per_row, dz):
     known = sparse or code == CATEGORICAL_CROSSENTROPY
     for i in range(rows):
         if known:
-            per_row[i] = _crossentropy(y_true, probs, dz, i, row_scale[i], _GRAD_WRT_LOGITS, sparse, np.float64, False)
+            per_row[i] = _crossentropy(y_true, probs, dz, i, row_scale[i], GRAD_WRT_LOGITS, sparse, np.float64, False)
         else:
             per_row[i] = math.nan
 
@@ -185,4 +184,4 @@ def sigmoid_binary_crossentropy_backward(y_true, probs, row_scale, per_row, dz):
     """
     rows = probs.shape[0]
     for i in range(rows):
-        per_row[i] = _binary_crossentropy(y_true, probs, dz, i, row_scale[i], _GRAD_WRT_LOGITS, np.float64)
+        per_row[i] = _binary_crossentropy(y_true, probs, dz, i, row_scale[i], GRAD_WRT_LOGITS, np.float64)

@@ -74,3 +74,41 @@ def multiply(dy, mask, dx):
     """dx = dy · mask (1-D)."""
     for i in range(dy.shape[0]):
         dx[i] = dy[i] * mask[i]
+
+
+# The compiled training loop's dispatch over the noise layers (each layer calls its kernel by
+# name; the loop by this code). The draws come from the layer's generator, drawn per chunk.
+NOISE_GAUSSIAN, NOISE_GAUSSIAN_DROPOUT, NOISE_ALPHA_DROPOUT, NOISE_SPATIAL_DROPOUT = 0, 1, 2, 3
+
+
+@njit
+def noise_forward(op, x, uniform, normal, options, channels, channels_last, mask, y):
+    """Noise layer `op`'s training forward over count samples: x, y flat; uniform / normal the
+    step's draws (uniform [count * channels] for spatial dropout, whose mask is [count, channels]);
+    options: stddev | stddev | (rate, a, b, alpha_p) | rate."""
+    if op == NOISE_GAUSSIAN:
+        gaussian_noise_forward(x, normal, options[0], y)
+    elif op == NOISE_GAUSSIAN_DROPOUT:
+        gaussian_dropout_forward(x, normal, options[0], mask, y)
+    elif op == NOISE_ALPHA_DROPOUT:
+        alpha_dropout_forward(x, uniform, options[0], options[1], options[2], options[3], mask, y)
+    else:
+        n = uniform.shape[0] // channels
+        positions = x.shape[0] // (n * channels)
+        shape = (n, positions, channels) if channels_last else (n, channels, positions)
+        spatial_dropout_forward(x.reshape(shape), uniform.reshape(n, channels), options[0], channels_last,
+                                mask[:n * channels].reshape(n, channels), y.reshape(shape))
+
+
+@njit
+def noise_backward(op, dy, channels, channels_last, mask, dx):
+    """dx of noise layer `op` (additive Gaussian noise: dy itself)."""
+    if op == NOISE_GAUSSIAN:
+        dx[:] = dy
+    elif op == NOISE_SPATIAL_DROPOUT:
+        n = mask.shape[0] // channels
+        positions = dy.shape[0] // (n * channels)
+        shape = (n, positions, channels) if channels_last else (n, channels, positions)
+        spatial_dropout_backward(dy.reshape(shape), mask.reshape(n, channels), channels_last, dx.reshape(shape))
+    else:
+        multiply(dy, mask, dx)

@@ -24,6 +24,8 @@ import numpy as np
 
 from trainctl.jit import njit
 from trainctl.kernels.activations import activation_backward, activation_forward
+from trainctl.kernels.advanced_activations import elementwise_backward, elementwise_forward
+from trainctl.kernels.advanced_activations import prelu_backward, prelu_forward, softmax_backward, softmax_forward
 from trainctl.kernels.batches import gather_rows
 from trainctl.kernels.conv_steps import conv_backward, conv_forward
 from trainctl.kernels.layers import dropout_forward
@@ -34,8 +36,11 @@ from trainctl.kernels.losses import (
 )
 from trainctl.kernels.metrics import metric_value
 from trainctl.kernels.noise import multiply
+from trainctl.kernels.noise import NOISE_SPATIAL_DROPOUT, noise_backward, noise_forward
 from trainctl.kernels.normalization import batch_norm_backward, batch_norm_forward
-from trainctl.kernels.optimizers import l1l2_add_grad, l1l2_penalty
+from trainctl.kernels.normalization import layer_norm_backward, layer_norm_forward
+from trainctl.kernels.layers import add_activity_grad
+from trainctl.kernels.optimizers import l1l2_add_grad, l1l2_penalty, l2_norm
 from trainctl.kernels.pooling import (
     avg_pool_backward,
     avg_pool_forward,
@@ -50,6 +55,7 @@ from trainctl.kernels.recurrent_steps import (
     recurrent_backward,
     recurrent_forward,
 )
+from trainctl.kernels.resampling import copy_box, upsample_nearest_backward, upsample_nearest_forward
 from trainctl.kernels.steps import (
     LOSS_GENERIC,
     LOSS_SIGMOID_FUSED,
@@ -119,6 +125,23 @@ def _add_totals(totals, values, step, count):
 
 
 @njit
+def _apply_update(opt_code, value, grad, s0, s1, s2, c, flag, clipvalue, one, clipnorm, bounds, clip_scale):
+    """Optimizer.apply: one update over the flat buffer, or under clipnorm (Keras: per weight)
+    its per-weight path, each weight's segment bounds[k]:bounds[k + 1] rescaled by
+    clipnorm / its L2 norm when that exceeds clipnorm (Optimizer._clip_arguments)."""
+    if clipnorm <= 0.0:
+        _update(opt_code, value, grad, s0, s1, s2, c, flag, clipvalue, one)
+        return
+    for k in range(bounds.shape[0] - 1):
+        a, b = bounds[k], bounds[k + 1]
+        norm = l2_norm(grad[a:b])
+        clip_scale[0] = 1.0
+        if norm > clipnorm:
+            clip_scale[0] = clipnorm / norm  # float64, then rounded to the weights' dtype
+        _update(opt_code, value[a:b], grad[a:b], s0[a:b], s1[a:b], s2[a:b], c, flag, clipvalue, clip_scale[0])
+
+
+@njit
 def _regularization_loss(kinds, kernels, biases, reg_which, reg_rates):
     """Model.regularization_loss: per layer the sum over its regularized weights in weight
     order, then the sum over layers (float64, in that order)."""
@@ -154,7 +177,8 @@ def train_plan_steps(x_source, y_source, weight_source, order, has_weights, firs
                      ys_flat, dxs_flat, masks, uniforms, rates, features, offsets,
                      regularized, reg_which, reg_rates, reg_grad_rates,
                      loss_mode, loss_code, metric_codes, values, totals,
-                     opt_code, flat_value, flat_grad, slot0, slot1, slot2, constants, flag, clipvalue):
+                     opt_code, flat_value, flat_grad, slot0, slot1, slot2, constants, flag, clipvalue,
+                     clipnorm, clip_bounds, clip_scale):
     """Up to `n_steps` training steps on rows order[first_sample:] of the source, in batches of
     `batch_size` (the last may be partial); per step exactly Trainer.train_batch.
 
@@ -212,7 +236,8 @@ def train_plan_steps(x_source, y_source, weight_source, order, has_weights, firs
                     multiply(dy1, masks[layer][:size], dxs_flat[layer][:size])
         if regularized:
             _add_regularization_grads(kinds, kernels, biases, kernel_grads, bias_grads, reg_which, reg_grad_rates)
-        _update(opt_code, flat_value, flat_grad, slot0, slot1, slot2, constants[step], flag, clipvalue, one)
+        _apply_update(opt_code, flat_value, flat_grad, slot0, slot1, slot2, constants[step], flag, clipvalue, one,
+                      clipnorm, clip_bounds, clip_scale)
         _add_totals(totals, values, step, count)
         if not math.isfinite(loss_value):
             return step + 1
@@ -230,6 +255,9 @@ def train_plan_steps(x_source, y_source, weight_source, order, has_weights, firs
 KIND_VIEW, KIND_ACTIVATION, KIND_CONV, KIND_MAX_POOL, KIND_AVG_POOL, KIND_BATCH_NORM, KIND_GLOBAL_POOL = \
     2, 3, 4, 5, 6, 7, 8
 KIND_RECURRENT, KIND_EMBEDDING = 20, 21  # kernels/recurrent_steps.py: geo[G_A:] its R_* row / output_dim
+KIND_ELEMENTWISE, KIND_SOFTMAX, KIND_LAYER_NORM, KIND_PRELU, KIND_UPSAMPLE, KIND_COPY_BOX, KIND_NOISE = \
+    9, 10, 11, 12, 13, 14, 15
+N_FPARAMS = 4  # float options per layer
 # bufs slots of a layer (S_AUX + i: a kind's own scratch, see compiled.py)
 S_Y, S_DX, S_Z, S_DZ, S_W0, S_W0_GRAD, S_W1, S_W1_GRAD, S_AUX = 0, 1, 2, 3, 4, 5, 6, 7, 8
 N_SLOTS = S_AUX + 6
@@ -240,7 +268,7 @@ N_GEO = G_A + 16
 
 @njit
 def _spatial_forward(layer, kind, count, geo, fparams, code, x, bufs, slots, wide, wide_slots, ints, int_slots,
-                     uniforms, offsets):
+                     uniforms, normals, offsets):
     """Layer `layer`'s forward on the flat input x (count samples) into its own buffers."""
     g = geo[layer]
     sl = slots[layer]
@@ -295,6 +323,94 @@ def _spatial_forward(layer, kind, count, geo, fparams, code, x, bufs, slots, wid
         recurrent_forward(count, g[G_A:], x, bufs)
     elif kind == KIND_EMBEDDING:
         embedding_step_forward(x, bufs[sl[S_W0]], bufs[sl[S_Y]], g[G_A])
+    elif kind >= KIND_ELEMENTWISE:
+        _added_forward(layer, kind, count, geo, fparams, x, bufs, slots, wide, wide_slots, ints, int_slots,
+                       uniforms, normals, offsets)
+
+
+@njit
+def _added_forward(layer, kind, count, geo, fparams, x, bufs, slots, wide, wide_slots, ints, int_slots,
+                   uniforms, normals, offsets):
+    """The forward of the kinds from KIND_ELEMENTWISE on (a function of its own: the loop's
+    body stays small and each branch calls the layer's own kernel)."""
+    g = geo[layer]
+    sl = slots[layer]
+    size = x.shape[0]
+    y = bufs[sl[S_Y]][:count * g[G_OUT]]
+    if kind == KIND_ELEMENTWISE:  # _ElementWise.forward
+        elementwise_forward(g[G_A], x, fparams[layer], y)
+    elif kind == KIND_SOFTMAX:  # Softmax.forward over [n * pre, k, post]
+        shape3 = (count * g[G_A], g[G_A + 1], g[G_A + 2])
+        softmax_forward(x.reshape(shape3), y.reshape(shape3))
+    elif kind == KIND_LAYER_NORM:  # LayerNormalization.forward
+        pre, k, post = g[G_A], g[G_A + 1], g[G_A + 2]
+        shape3 = (count * pre, k, post)
+        layer_norm_forward(x.reshape(shape3), bufs[sl[S_W0]], bufs[sl[S_W1]], fparams[layer, 0],
+                           bufs[sl[S_AUX]][:count * pre * post].reshape(count * pre, post),
+                           bufs[sl[S_AUX + 1]][:size].reshape(shape3), y.reshape(shape3))
+    elif kind == KIND_PRELU:  # PReLU.forward over [n, positions]
+        positions = g[G_A]
+        prelu_forward(x.reshape(count, positions), bufs[sl[S_W0]], ints[int_slots[layer]],
+                      y.reshape(count, positions))
+    elif kind == KIND_UPSAMPLE:  # _UpSampling.forward (nearest, channels_last)
+        h, w, c, sr, sc = g[G_A], g[G_A + 1], g[G_A + 2], g[G_A + 3], g[G_A + 4]
+        upsample_nearest_forward(x.reshape(count, h, w, c), sr, sc, y.reshape(count, h * sr, w * sc, c))
+    elif kind == KIND_COPY_BOX:  # _Slicing.forward: x into the box of y
+        a = g[G_A:G_A + 3]
+        b = g[G_A + 3:G_A + 6]
+        copy_box(x.reshape(count, a[0], a[1], a[2]), g[G_A + 6:G_A + 9], y.reshape(count, b[0], b[1], b[2]),
+                 g[G_A + 9:G_A + 12], g[G_A + 12:G_A + 15])
+    elif kind == KIND_NOISE:  # the noise layers' forward(training=True), on the chunk's draws
+        draws = count * g[G_A + 3]
+        start = offsets[layer]
+        noise_forward(g[G_A], x, uniforms[layer][start:start + draws], normals[layer][start:start + draws],
+                      fparams[layer], g[G_A + 1], g[G_A + 2] == 1, bufs[sl[S_AUX]], y)
+        offsets[layer] = start + draws
+
+
+@njit
+def _added_backward(layer, kind, count, geo, fparams, x, dy, need_dx, bufs, slots, wide, wide_slots, ints,
+                    int_slots):
+    """The backward of the kinds from KIND_ELEMENTWISE on; a last Softmax fused with the loss
+    (fparams[layer, 0] = -1) passes dy on."""
+    g = geo[layer]
+    sl = slots[layer]
+    size = dy.shape[0]
+    dx = bufs[sl[S_DX]][:count * g[G_IN]]
+    if kind == KIND_LAYER_NORM:  # LayerNormalization.backward (gamma/beta grads whatever need_dx)
+        pre, k, post = g[G_A], g[G_A + 1], g[G_A + 2]
+        shape3 = (count * pre, k, post)
+        layer_norm_backward(dy.reshape(shape3), bufs[sl[S_AUX + 1]][:size].reshape(shape3), bufs[sl[S_W0]],
+                            bufs[sl[S_AUX]][:count * pre * post].reshape(count * pre, post), need_dx,
+                            wide[wide_slots[layer, 0]], wide[wide_slots[layer, 1]], bufs[sl[S_W0_GRAD]],
+                            bufs[sl[S_W1_GRAD]], dx.reshape(shape3))
+    elif kind == KIND_PRELU:  # PReLU.backward (the alpha grad whatever need_dx)
+        positions = g[G_A]
+        prelu_backward(x.reshape(count, positions), dy.reshape(count, positions), bufs[sl[S_W0]],
+                       ints[int_slots[layer]], need_dx, wide[wide_slots[layer, 0]], bufs[sl[S_W0_GRAD]],
+                       dx.reshape(count, positions))
+    elif not need_dx:
+        return
+    elif kind == KIND_ELEMENTWISE:
+        elementwise_backward(g[G_A], x, dy, fparams[layer], dx)
+    elif kind == KIND_SOFTMAX:
+        if fparams[layer, 0] < 0:
+            dx[:] = dy
+        else:
+            shape3 = (count * g[G_A], g[G_A + 1], g[G_A + 2])
+            softmax_backward(bufs[sl[S_Y]][:size].reshape(shape3), dy.reshape(shape3), dx.reshape(shape3))
+    elif kind == KIND_UPSAMPLE:
+        h, w, c, sr, sc = g[G_A], g[G_A + 1], g[G_A + 2], g[G_A + 3], g[G_A + 4]
+        upsample_nearest_backward(dy.reshape(count, h * sr, w * sc, c), sr, sc, dx.reshape(count, h, w, c))
+    elif kind == KIND_COPY_BOX:  # _Slicing.backward: dy's box into dx
+        a = g[G_A:G_A + 3]
+        b = g[G_A + 3:G_A + 6]
+        copy_box(dy.reshape(count, b[0], b[1], b[2]), g[G_A + 9:G_A + 12], dx.reshape(count, a[0], a[1], a[2]),
+                 g[G_A + 6:G_A + 9], g[G_A + 12:G_A + 15])
+    elif kind == KIND_NOISE:
+        channels = g[G_A + 1]
+        mask = bufs[sl[S_AUX]][:count * (channels if g[G_A] == NOISE_SPATIAL_DROPOUT else g[G_IN])]
+        noise_backward(g[G_A], dy, channels, g[G_A + 2] == 1, mask, dx)
 
 
 @njit
@@ -367,6 +483,9 @@ def _spatial_backward(layer, kind, count, geo, fparams, code, x, dy, need_dx, bu
         recurrent_backward(count, g[G_A:], dy, need_dx, bufs)
     elif kind == KIND_EMBEDDING:  # indices get no gradient: dx stays the layer's zeros
         embedding_step_backward(x, dy, bufs[sl[S_W0_GRAD]], g[G_A])
+    elif kind >= KIND_ELEMENTWISE:
+        _added_backward(layer, kind, count, geo, fparams, x, dy, need_dx, bufs, slots, wide, wide_slots, ints,
+                        int_slots)
 
 
 @njit
@@ -384,13 +503,27 @@ def _penalties(bufs, reg_slots, reg_rates):
 
 
 @njit
+def _activity_penalties(bufs, slots, act_slots, act_rates, geo, count):
+    """Model.activity_loss(count): per layer with an activity regularizer penalty(y) / count,
+    summed over layers (float64)."""
+    total = 0.0
+    for layer in range(act_slots.shape[0]):
+        if act_slots[layer] >= 0:
+            y = bufs[slots[layer, S_Y]][:count * geo[layer, G_OUT]]
+            total += l1l2_penalty(y, act_rates[layer, 0], act_rates[layer, 1]) / count
+    return total
+
+
+@njit
 def train_spatial_plan_steps(x_source, y_source, weight_source, order, has_weights, first_sample, n_samples,
                              batch_size, n_steps, x_buf, y_buf, row_scale, per_row, loss_grad, unit, positions,
                              kinds, geo, fparams, codes, back_codes, x_slots, dy_slots, need_dx, out_slot,
-                             bufs, slots, wide, wide_slots, ints, int_slots, uniforms, offsets,
+                             bufs, slots, wide, wide_slots, ints, int_slots, uniforms, normals, offsets,
                              regularized, reg_slots, reg_grad_slots, reg_rates, reg_grad_rates,
+                             activity, act_slots, act_rates, act_grad_rates,
                              loss_mode, loss_code, metric_codes, values, totals,
-                             opt_code, flat_value, flat_grad, slot0, slot1, slot2, constants, flag, clipvalue):
+                             opt_code, flat_value, flat_grad, slot0, slot1, slot2, constants, flag, clipvalue,
+                             clipnorm, clip_bounds, clip_scale):
     """train_plan_steps for any stack of the general plan's kinds (see above); per step exactly
     Trainer.train_batch. x_slots[l] / dy_slots[l]: the bufs index layer l reads forward /
     backward; out_slot: the model's output; codes[l] / back_codes[l]: the activation forward
@@ -412,7 +545,7 @@ def train_spatial_plan_steps(x_source, y_source, weight_source, order, has_weigh
             if kind != KIND_VIEW:
                 x = bufs[x_slots[layer]][:count * geo[layer, G_IN]]
                 _spatial_forward(layer, kind, count, geo, fparams, codes[layer], x, bufs, slots, wide, wide_slots,
-                                 ints, int_slots, uniforms, offsets)
+                                 ints, int_slots, uniforms, normals, offsets)
         rows = count * positions
         out = bufs[out_slot][:rows * units].reshape(rows, units)
         yb = y_buf[:count].reshape(rows, units)
@@ -420,12 +553,18 @@ def train_spatial_plan_steps(x_source, y_source, weight_source, order, has_weigh
         loss_value = _batch_loss(loss_mode, loss_code, yb, out, scale, per_row[:rows], grad)
         if regularized:
             loss_value = loss_value + _penalties(bufs, reg_slots, reg_rates)
+        if activity:
+            loss_value = loss_value + _activity_penalties(bufs, slots, act_slots, act_rates, geo, count)
         _record(values, step, loss_value, metric_codes, yb, out)
         for layer in range(n_layers - 1, -1, -1):
             kind = kinds[layer]
             if kind != KIND_VIEW:
                 x = bufs[x_slots[layer]][:count * geo[layer, G_IN]]
                 dy = bufs[dy_slots[layer]][:count * geo[layer, G_OUT]]
+                if act_slots[layer] >= 0:  # dLoss/dy + the activity penalty's grad (Dense/_ConvBase backward)
+                    act_grad_rates[layer, 2] = 1.0 / count
+                    dy = add_activity_grad(dy, bufs[slots[layer, S_Y]][:dy.shape[0]], bufs[act_slots[layer]],
+                                           act_grad_rates[layer, 0], act_grad_rates[layer, 1], act_grad_rates[layer, 2])
                 _spatial_backward(layer, kind, count, geo, fparams, back_codes[layer], x, dy, need_dx[layer], bufs,
                                   slots, wide, wide_slots, ints, int_slots)
         if regularized:
@@ -434,7 +573,8 @@ def train_spatial_plan_steps(x_source, y_source, weight_source, order, has_weigh
                     if reg_slots[layer, r] >= 0:
                         l1l2_add_grad(bufs[reg_slots[layer, r]], bufs[reg_grad_slots[layer, r]],
                                       reg_grad_rates[layer, r, 0], reg_grad_rates[layer, r, 1])
-        _update(opt_code, flat_value, flat_grad, slot0, slot1, slot2, constants[step], flag, clipvalue, one)
+        _apply_update(opt_code, flat_value, flat_grad, slot0, slot1, slot2, constants[step], flag, clipvalue, one,
+                      clipnorm, clip_bounds, clip_scale)
         _add_totals(totals, values, step, count)
         if not math.isfinite(loss_value):
             return step + 1

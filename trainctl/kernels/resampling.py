@@ -109,3 +109,16 @@ def first_bad_index(indices, rows):
         if not (v == int(v) and 0 <= v < rows):
             return i
     return -1
+
+
+@njit
+def copy_box(src, src_start, dst, dst_start, extent):
+    """dst[:, dst_start + i] = src[:, src_start + i] for 0 <= i < extent over the three feature
+    axes of [n, a, b, c] views: ZeroPadding/Cropping forward (x into y) and backward (dy into
+    dx); what lies outside the box is never written (zero from allocation)."""
+    for s in range(src.shape[0]):
+        for i in range(extent[0]):
+            for j in range(extent[1]):
+                for k in range(extent[2]):
+                    dst[s, dst_start[0] + i, dst_start[1] + j, dst_start[2] + k] = \
+                        src[s, src_start[0] + i, src_start[1] + j, src_start[2] + k]

@@ -21,7 +21,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import numpy as np
 from pydantic import BeforeValidator, model_validator
 
-from trainctl.config.base import FiniteFloat, NonNegativeFloat, PositiveFloat, Seed, StrictModel, resolve_spec
+from trainctl.config.base import Configured, FiniteFloat, NonNegativeFloat, PositiveFloat, Seed, StrictModel, resolve_spec
 from trainctl.errors import TrainctlError
 from trainctl.registry import Registry, snake_case
 from trainctl.seeding import rng_for
@@ -63,15 +63,10 @@ def _truncated_standard_normal(shape: Shape, rng: np.random.Generator) -> np.nda
     return z
 
 
-class Initializer:
+class Initializer(Configured):
     """`__call__(shape, rng, dtype) -> ndarray` of that shape and dtype."""
 
-    type_id: ClassVar[str]
     class_name: ClassVar[str]  # TF.js class name
-    Params: ClassVar[type[StrictModel]] = StrictModel
-
-    def __init__(self, params: StrictModel | None = None, /, **kwargs: Any):
-        self.params = params if params is not None else self.Params(**kwargs)
 
     def __call__(self, shape: Shape, rng: np.random.Generator, dtype: Any = np.float32) -> np.ndarray:
         shape = tuple(int(d) for d in shape)
@@ -83,23 +78,9 @@ class Initializer:
     def sample(self, shape: Shape, rng: np.random.Generator) -> np.ndarray:
         raise NotImplementedError
 
-    def get_config(self) -> dict[str, Any]:
-        config = {k: v for k, v in self.params.to_dict().items() if v is not None}
-        return {"type": self.type_id, **config}
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.params!r})"
-
 
 INITIALIZERS: Registry[type[Initializer]] = Registry("initializer")
-
-
-def _register(type_id: str, *aliases: str):
-    def add(cls: type[Initializer]) -> type[Initializer]:
-        cls.type_id = type_id
-        return INITIALIZERS.register(type_id, *aliases)(cls)
-
-    return add
+_register = INITIALIZERS.register_type
 
 
 class SeedParams(StrictModel):

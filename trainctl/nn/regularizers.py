@@ -12,20 +12,17 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from trainctl.config.base import NonNegativeFloat, StrictModel
-from trainctl.config.base import resolve_spec
+from trainctl.config.base import Configured, NonNegativeFloat, StrictModel, resolve_spec
 from trainctl.registry import Registry
 
 
-class Regularizer:
+class Regularizer(Configured):
     """l1 * sum|w| + l2 * sum w²; subclasses only choose which rates are options."""
 
-    type_id: ClassVar[str]
     class_name: ClassVar[str] = "L1L2"  # TF.js serialises l1() and l2() as L1L2 too
-    Params: ClassVar[type[StrictModel]]
 
     def __init__(self, params: StrictModel | None = None, /, **kwargs: Any):
-        self.params = params if params is not None else self.Params(**kwargs)
+        super().__init__(params, **kwargs)
         self.l1 = float(getattr(self.params, "l1", 0.0))
         self.l2 = float(getattr(self.params, "l2", 0.0))
 
@@ -48,22 +45,12 @@ class Regularizer:
         else:  # strided views: correct but allocating; the training loop passes contiguous buffers
             grad += dtype(self.l1) * np.sign(w).astype(grad.dtype) + dtype(2.0 * self.l2) * w
 
-    def get_config(self) -> dict[str, Any]:
-        return {"type": self.type_id, **self.params.to_dict()}
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}(l1={self.l1}, l2={self.l2})"
 
 
 REGULARIZERS: Registry[type[Regularizer]] = Registry("regularizer")
-
-
-def _register(type_id: str, *aliases: str):
-    def add(cls: type[Regularizer]) -> type[Regularizer]:
-        cls.type_id = type_id
-        return REGULARIZERS.register(type_id, *aliases)(cls)
-
-    return add
+_register = REGULARIZERS.register_type
 
 
 @_register("l1l2", "L1L2")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainctl.data.source import BatchSource
+from trainctl.data.source import BatchSource, WrappedSource
 
 
 def class_weight_to_sample_weight(y: np.ndarray, class_weight: dict[int, float]) -> np.ndarray:
@@ -21,17 +21,13 @@ def class_weight_to_sample_weight(y: np.ndarray, class_weight: dict[int, float])
     return weights
 
 
-class ClassWeightedSource:
+class ClassWeightedSource(WrappedSource):
     """A BatchSource whose batches carry each sample's class weight (times any weight the
     source already gives), as fit's class_weight does for arrays."""
 
     def __init__(self, source: BatchSource, class_weight: dict):
-        self.source, self.class_weight = source, class_weight
-        self.x_shape, self.y_shape = source.x_shape, source.y_shape
-        self.n_samples = getattr(source, "n_samples", None)
-
-    def n_batches(self, batch_size: int) -> int | None:
-        return self.source.n_batches(batch_size)
+        super().__init__(source)
+        self.class_weight = class_weight
 
     def batches(self, epoch: int, batch_size: int, start_batch: int = 0):
         for x, y, weights in self.source.batches(epoch, batch_size, start_batch):

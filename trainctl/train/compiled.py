@@ -1,9 +1,12 @@
 """Many training steps per compiled call (Keras `steps_per_execution`), for the models the
 compiled loop covers: in-memory data (ArraySource), a stack of layers that all give a
 `compiled_plan()` (Dense, Dropout, Flatten, Reshape, Activation, Conv1D/2D, Max/AveragePooling1D/2D,
-GlobalMax/AveragePooling1D/2D, BatchNormalization, channels_last; weight regularizers on their kernels, biases, gammas, betas),
-no activity regularizers, metrics that declare `compiled_ok`, an optimizer on the flat buffer
-without clipnorm. Anything else trains step by step from Python — same results, the fit simply
+GlobalMax/AveragePooling1D/2D, BatchNormalization, LayerNormalization, LeakyReLU, ELU, ReLU,
+ThresholdedReLU, PReLU, Softmax, GaussianNoise, GaussianDropout, AlphaDropout, SpatialDropout1D/2D,
+ZeroPadding1D/2D, Cropping1D/2D, UpSampling1D/2D nearest; channels_last; weight regularizers on their
+kernels, biases, gammas, betas, alphas; activity regularizers on Dense and conv layers),
+metrics that declare `compiled_ok`, an optimizer on the flat buffer (clipnorm per weight, as
+Optimizer.apply). Anything else trains step by step from Python — same results, the fit simply
 does not use this module (`CompiledSteps.unsupported` says why, in `model.compiled_fallback`).
 
 The loop returns to Python only where something needs it: the epoch's end (validation), a
@@ -12,7 +15,8 @@ learning-rate schedule's on_batch_begin, any user callback handling batch events
 one step), a non-finite loss, and the display's refresh (auto chunks last about CHUNK_SECONDS).
 Models of Dense and Dropout over 2-D activations run kernels/plan_steps.train_plan_steps; any
 other covered stack the general plan (train_spatial_plan_steps: every buffer flat, reshaped in
-the kernel), a second compiled function so dense models do not pay its compile time.
+the kernel), a second compiled function so dense models do not pay its compile time. The
+noise layers' draws, like Dropout's uniforms, come per chunk from each layer's own generator.
 Results are bit-identical to the Python path whatever the chunk sizes: the same kernels run
 in the same order, and the optimizer's per-step constants are computed by the optimizer's own
 Python code before the chunk (then rewound if the chunk stops early).
@@ -25,10 +29,13 @@ import time
 
 import numpy as np
 
+from trainctl.nn.layers.plans import NoisePlan
 from trainctl.train.compiled_plans import (
+    activity_held,
     dense_plan,
     regularized_weights_held,
     spatial_plan,
+    weight_bounds,
 )
 
 CHUNK_SECONDS = 0.05  # auto chunks: short enough for a live display and a prompt Ctrl-C
@@ -115,6 +122,9 @@ class CompiledSteps:
         empty = np.zeros(0, dtype)
         self.slots = tuple(slots) + (empty,) * (3 - len(slots))
         self.clipvalue = dtype.type(optimizer.params.clipvalue or 0.0)
+        self.clipnorm = float(optimizer.params.clipnorm or 0.0)  # 0: off; else per weight (Keras)
+        self.clip_bounds = weight_bounds(trainer.trainable, self.flat_value)
+        self.clip_scale = np.ones(1, dtype)
         weights = source.sample_weight
         self.has_weights = weights is not None
         self.weight_source = np.ascontiguousarray(weights, dtype) if weights is not None else np.zeros(1, dtype)
@@ -136,13 +146,13 @@ class CompiledSteps:
         uncovered = [layer.name for layer in model.layers if not _covered(layer)]
         if uncovered:
             return f"layer {uncovered[0]} has no compiled step yet"
-        if trainer.activity_regularized:
+        if trainer.activity_regularized and not all(activity_held(layer) for layer in model.layers):
             return "activity regularizers run in Python"
         if trainer.regularized and regularized_weights_held(model) is False:
             return "a regularized weight the compiled step does not hold"
         optimizer = model.optimizer
-        if optimizer._flat is None or optimizer.params.clipnorm is not None:
-            return "clipnorm (per weight) runs in Python"
+        if optimizer._flat is None or weight_bounds(trainer.trainable, optimizer._flat[1]) is None:
+            return "the trainable weights are not one flat buffer"
         if (optimizer._kernel or optimizer.kernel()).__name__ not in OPTIMIZER_CODES:
             return f"optimizer {optimizer.type_id} has no compiled update"
         if model.dtype not in (np.float32, np.float64):
@@ -196,9 +206,11 @@ class CompiledSteps:
         if not plan.dropouts:
             return
         rows = max(0, min(n_steps * self.batch_size, self.source.n_samples - first_sample))
-        for index, dropout in plan.dropouts:
-            if dropout.rate > 0:
-                plan.uniforms[index] = dropout.rng.random(rows * dropout.features)
+        for index, random in plan.dropouts:
+            if isinstance(random, NoisePlan) and random.normal:  # as _RandomLayer._normal draws them
+                plan.normals[index] = random.rng.standard_normal(rows * random.features, dtype=self.dtype)
+            elif isinstance(random, NoisePlan) or random.rate > 0:
+                plan.uniforms[index] = random.rng.random(rows * random.features)
         plan.offsets[:] = 0
 
     def _snapshot(self):
@@ -287,7 +299,8 @@ class CompiledSteps:
             plan.dxs, plan.codes, self.linear_code, plan.ys_flat, plan.dxs_flat, plan.masks, plan.uniforms,
             plan.rates, plan.features, plan.offsets, plan.regularized, plan.reg_which, plan.reg_rates,
             plan.reg_grad_rates, self.loss_mode, self.loss_code, self.metric_codes, self.values, totals,
-            self.opt_code, self.flat_value, self.flat_grad, *self.slots, constants, flag, self.clipvalue)
+            self.opt_code, self.flat_value, self.flat_grad, *self.slots, constants, flag, self.clipvalue,
+            self.clipnorm, self.clip_bounds, self.clip_scale)
 
     def _launch_spatial(self, order, first_sample, n_steps, constants, flag, totals) -> int:
         from trainctl.kernels.plan_steps import train_spatial_plan_steps
@@ -299,9 +312,10 @@ class CompiledSteps:
             self.x_buf, self.y_buf, trainer._scale, trainer._per_row, trainer._grad, self.unit, trainer.positions,
             plan.kinds, plan.geo, plan.fparams, plan.codes, plan.back_codes, plan.x_slots, plan.dy_slots, plan.need_dx,
             plan.out_slot, plan.bufs, plan.slots, plan.wide, plan.wide_slots, plan.ints, plan.int_slots,
-            plan.uniforms, plan.offsets, plan.regularized, plan.reg_slots, plan.reg_grad_slots, plan.reg_rates,
-            plan.reg_grad_rates, self.loss_mode, self.loss_code, self.metric_codes, self.values, totals,
-            self.opt_code, self.flat_value, self.flat_grad, *self.slots, constants, flag, self.clipvalue)
+            plan.uniforms, plan.normals, plan.offsets, plan.regularized, plan.reg_slots, plan.reg_grad_slots, plan.reg_rates,
+            plan.reg_grad_rates, plan.activity, plan.act_slots, plan.act_rates, plan.act_grad_rates, self.loss_mode, self.loss_code, self.metric_codes, self.values, totals,
+            self.opt_code, self.flat_value, self.flat_grad, *self.slots, constants, flag, self.clipvalue,
+            self.clipnorm, self.clip_bounds, self.clip_scale)
 
 
 def _covered(layer) -> bool:
@@ -312,7 +326,7 @@ def _dense_only(model, trainer, plans) -> bool:
     """Whether train_plan_steps (Dense and Dropout over [batch, features]) runs this model."""
     from trainctl.nn.layers.base import DensePlan, DropoutPlan
 
-    return (len(model.input_shape) == 1 and trainer.positions == 1
+    return (len(model.input_shape) == 1 and trainer.positions == 1 and not trainer.activity_regularized
             and all(isinstance(plan, (DensePlan, DropoutPlan)) for plan in plans))
 
 

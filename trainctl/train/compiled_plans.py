@@ -104,15 +104,39 @@ def dense_plan(steps, plans) -> DenseLoopPlan:
         np.array([r["rate"] for r in rows], np.float64), np.array([r["features"] for r in rows], np.int64),
         np.zeros(len(rows), np.int64), dropouts, trainer.regularized, *regularizers)
 
+def weight_bounds(weights, flat_value: np.ndarray) -> np.ndarray | None:
+    """Each trainable weight's [start, end) in the flat buffer, as sorted bounds (clipnorm's
+    per-weight segments); None when the weights are not exactly the buffer."""
+    itemsize, base = flat_value.itemsize, flat_value.__array_interface__["data"][0]
+    spans = sorted(((w.value.__array_interface__["data"][0] - base) // itemsize, w.value.size)
+                   for w in weights if w.trainable)
+    bounds = [0]
+    for start, size in spans:
+        if start != bounds[-1]:
+            return None
+        bounds.append(start + size)
+    return np.array(bounds, np.int64) if bounds[-1] == flat_value.size else None
+
+
+def activity_held(layer) -> bool:
+    """Whether the compiled loop runs this layer's activity regularizer (if it has one)."""
+    from trainctl.nn.layers.base import ProductPlan
+
+    plan = layer.compiled_plan()
+    return not layer.has_activity_regularizer or (isinstance(plan, ProductPlan) and plan.activity_regularizer is not None)
+
+
 def _plan_weights(plan) -> list[tuple[np.ndarray, np.ndarray]]:
     """The (value, grad) pairs of the weights a plan holds, in the layer's weight order."""
-    from trainctl.nn.layers.base import DensePlan
-    from trainctl.nn.layers.plans import BatchNormPlan, ConvPlan
+    from trainctl.nn.layers.base import ProductPlan
+    from trainctl.nn.layers.plans import BatchNormPlan, LayerNormPlan, PReLUPlan
 
-    if isinstance(plan, (DensePlan, ConvPlan)):
+    if isinstance(plan, ProductPlan):
         return [(plan.kernel, plan.kernel_grad), (plan.bias, plan.bias_grad)]
-    if isinstance(plan, BatchNormPlan):
+    if isinstance(plan, (BatchNormPlan, LayerNormPlan)):
         return [(plan.gamma, plan.gamma_grad), (plan.beta, plan.beta_grad)]
+    if isinstance(plan, PReLUPlan):
+        return [(plan.alpha, plan.alpha_grad)]
     return _sequence_plan_weights(plan)
 
 
@@ -169,13 +193,18 @@ class SpatialLoopPlan:
     ints: Any
     int_slots: np.ndarray
     uniforms: Any
+    normals: Any  # the noise layers' standard-normal draws of the chunk (the model's dtype)
     offsets: np.ndarray
-    dropouts: list  # (layer index, DropoutPlan) in forward order
+    dropouts: list  # (layer index, DropoutPlan or NoisePlan) in forward order
     regularized: bool
     reg_slots: np.ndarray
     reg_grad_slots: np.ndarray
     reg_rates: np.ndarray
     reg_grad_rates: np.ndarray
+    activity: bool  # some layer has an activity regularizer
+    act_slots: np.ndarray  # per layer the bufs index of its activity-grad buffer, or -1
+    act_rates: np.ndarray  # [layer, (l1, l2)] float64: the penalty's
+    act_grad_rates: np.ndarray  # [layer, (l1, 2 * l2, 1 / batch)] in the model's dtype: the gradient's
 
 
 def _sequence_layer(plan, row, sl, bufs, slot, dtype) -> bool:
@@ -209,13 +238,20 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
     """Every layer's buffers as flat views in typed lists, its geometry as int rows."""
     from trainctl.kernels import plan_steps as ps
     from trainctl.kernels.steps import LOSS_GENERIC
-    from trainctl.nn.layers.base import DensePlan, DropoutPlan
+    from trainctl.nn.layers.base import DensePlan, DropoutPlan, ProductPlan
     from trainctl.nn.layers.plans import (
         ActivationPlan,
         BatchNormPlan,
         ConvPlan,
+        CopyBoxPlan,
+        ElementwisePlan,
         GlobalPoolPlan,
+        LayerNormPlan,
+        NoisePlan,
         PoolPlan,
+        PReLUPlan,
+        SoftmaxPlan,
+        UpsamplePlan,
         ViewPlan,
     )
 
@@ -239,7 +275,7 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
     n = len(plans)
     kinds = np.full(n, ps.KIND_VIEW, np.int64)
     geo = np.zeros((n, ps.N_GEO), np.int64)
-    fparams = np.zeros((n, 2), np.float64)
+    fparams = np.zeros((n, ps.N_FPARAMS), np.float64)
     codes, back_codes = np.zeros(n, np.int64), np.zeros(n, np.int64)
     slots = np.full((n, ps.N_SLOTS), 2, np.int64)
     wide_slots = np.zeros((n, 2), np.int64)
@@ -292,13 +328,47 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
         elif isinstance(plan, BatchNormPlan):
             kinds[index] = ps.KIND_BATCH_NORM
             row[ps.G_A:ps.G_A + 3] = (plan.pre, plan.k, plan.post)
-            fparams[index] = (plan.epsilon, plan.decay)
+            fparams[index, :2] = (plan.epsilon, plan.decay)
             sl[ps.S_W0], sl[ps.S_W0_GRAD] = slot(plan.gamma), slot(plan.gamma_grad)
             sl[ps.S_W1], sl[ps.S_W1_GRAD] = slot(plan.beta), slot(plan.beta_grad)
             for k, array in enumerate((plan.moving_mean, plan.moving_variance, plan.batch_mean,
                                        plan.batch_variance, plan.inv_std, plan.xhat)):
                 sl[ps.S_AUX + k] = slot(array)
             wide_slots[index] = (slot(plan.sums, wide), slot(plan.squares, wide))
+        elif isinstance(plan, ElementwisePlan):
+            kinds[index] = ps.KIND_ELEMENTWISE
+            row[ps.G_A] = plan.op
+            fparams[index, :len(plan.options)] = plan.options
+        elif isinstance(plan, SoftmaxPlan):
+            kinds[index] = ps.KIND_SOFTMAX
+            row[ps.G_A:ps.G_A + 3] = (plan.pre, plan.k, plan.post)
+            fparams[index, 0] = -1.0 if (index == last and fused) else 0.0  # fused: dx is dy
+        elif isinstance(plan, LayerNormPlan):
+            kinds[index] = ps.KIND_LAYER_NORM
+            row[ps.G_A:ps.G_A + 3] = (plan.pre, plan.k, plan.post)
+            fparams[index, 0] = plan.epsilon
+            sl[ps.S_W0], sl[ps.S_W0_GRAD] = slot(plan.gamma), slot(plan.gamma_grad)
+            sl[ps.S_W1], sl[ps.S_W1_GRAD] = slot(plan.beta), slot(plan.beta_grad)
+            sl[ps.S_AUX], sl[ps.S_AUX + 1] = slot(plan.inv_std), slot(plan.xhat)
+            wide_slots[index] = (slot(plan.sums, wide), slot(plan.squares, wide))
+        elif isinstance(plan, PReLUPlan):
+            kinds[index] = ps.KIND_PRELU
+            row[ps.G_A] = plan.positions
+            sl[ps.S_W0], sl[ps.S_W0_GRAD] = slot(plan.alpha), slot(plan.alpha_grad)
+            int_slots[index] = slot(plan.index, ints)
+            wide_slots[index, 0] = slot(plan.acc, wide)
+        elif isinstance(plan, UpsamplePlan):
+            kinds[index] = ps.KIND_UPSAMPLE
+            row[ps.G_A:ps.G_A + 5] = (*plan.in4, *plan.factors)
+        elif isinstance(plan, CopyBoxPlan):
+            kinds[index] = ps.KIND_COPY_BOX
+            row[ps.G_A:ps.G_A + 15] = (*plan.in3, *plan.out3, *plan.x_start, *plan.y_start, *plan.extent)
+        elif isinstance(plan, NoisePlan):
+            kinds[index] = ps.KIND_NOISE
+            dropouts.append((index, plan))
+            row[ps.G_A:ps.G_A + 4] = (plan.op, plan.channels, int(plan.channels_last), plan.features)
+            fparams[index, :len(plan.options)] = plan.options
+            sl[ps.S_AUX] = slot(plan.mask)
         else:
             kinds[index] = _sequence_layer(plan, row, sl, bufs, slot, dtype)
             if not kinds[index]:
@@ -328,8 +398,19 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
             reg_slots[index, r], reg_grad_slots[index, r] = slot(value), slot(grad)
             reg_rates[index, r] = (regularizer.l1, regularizer.l2)
             reg_grad_rates[index, r] = (dtype.type(regularizer.l1), dtype.type(2.0 * regularizer.l2))
+    # activity regularizers (Dense, conv): penalty(y) / batch joins the loss, its grad dLoss/dy
+    act_slots = np.full(n, -1, np.int64)
+    act_rates = np.zeros((n, 2), np.float64)
+    act_grad_rates = np.zeros((n, 3), dtype)
+    for index, plan in enumerate(plans):
+        regularizer = plan.activity_regularizer if isinstance(plan, ProductPlan) else None
+        if regularizer is not None:
+            act_slots[index] = slot(plan.activity_grad)
+            act_rates[index] = (regularizer.l1, regularizer.l2)
+            act_grad_rates[index, :2] = (dtype.type(regularizer.l1), dtype.type(2.0 * regularizer.l2))
     none_u = np.zeros(0, np.float64)
     return SpatialLoopPlan(kinds, geo, fparams, codes, back_codes, x_slots, dy_slots, need_dx, out_slot, typed_list(bufs), slots,
                         typed_list(wide), wide_slots, typed_list(ints), int_slots, typed_list([none_u] * n),
-                        np.zeros(n, np.int64), dropouts, trainer.regularized, reg_slots, reg_grad_slots,
-                        reg_rates, reg_grad_rates)
+                        typed_list([np.zeros(0, dtype)] * n), np.zeros(n, np.int64), dropouts, trainer.regularized, reg_slots, reg_grad_slots,
+                        reg_rates, reg_grad_rates, bool((act_slots >= 0).any()), act_slots, act_rates,
+                        act_grad_rates)

@@ -14,6 +14,7 @@ from trainctl.errors import ExportRefused, TrainctlError
 from trainctl.nn.activations import ACTIVATIONS
 from trainctl.nn.initializers import INITIALIZERS
 from trainctl.nn.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape
+from trainctl.nn.layers.plans import ElementwisePlan, PReLUPlan, SoftmaxPlan
 from trainctl.nn.regularizers import REGULARIZERS
 
 
@@ -60,6 +61,10 @@ class _ElementWise(_SameShape):
         dx = self._dx[: dy.size]
         getattr(self._kernel, f"{self.kernel_name}_backward")(self._x, dy.reshape(-1), *self._options(), dx)
         return dx.reshape(dy.shape)
+
+    def compiled_plan(self) -> ElementwisePlan:
+        options = tuple(float(option) for option in self._options())  # ReLU's has_max as 1.0 / 0.0
+        return ElementwisePlan(self._kernel.ELEMENTWISE_OPS[self.kernel_name], options, self._y, self._dx)
 
 
 @LAYERS.register("leaky_re_lu", "leaky_relu")
@@ -152,8 +157,8 @@ class PReLU(_SameShape):
         self.alpha = self.add_weight("alpha", param_shape, self.params.alpha_initializer, context,
                                      regularizer=self.params.alpha_regularizer)
         # position → alpha index, by broadcasting the alpha indices over the input shape
-        self._index = np.ascontiguousarray(
-            np.broadcast_to(np.arange(self.alpha.value.size).reshape(param_shape), input_shape).reshape(-1), dtype=np.int64)
+        self._index = np.array(  # a writable copy (the compiled loop's typed list takes no read-only array)
+            np.broadcast_to(np.arange(self.alpha.value.size).reshape(param_shape), input_shape).reshape(-1), np.int64)
         self._acc = np.zeros(self.alpha.value.size, np.float64)
         return self.output_shape
 
@@ -170,6 +175,10 @@ class PReLU(_SameShape):
         self._kernel.prelu_backward(self._x, dy.reshape(n, -1), self.alpha.value.reshape(-1), self._index,
                                     need_dx, self._acc, self.alpha.grad.reshape(-1), dx)
         return dx.reshape(dy.shape) if need_dx else None
+
+    def compiled_plan(self) -> PReLUPlan:
+        return PReLUPlan(self.alpha.value.reshape(-1), self.alpha.grad.reshape(-1), self._index, self._acc,
+                         self._y, self._dx, math.prod(self.input_shape))
 
 
 @LAYERS.register("softmax")
@@ -220,3 +229,6 @@ class Softmax(_SameShape):
         dx = self._dx[: dy.size]
         self._kernel.softmax_backward(self._view(self._y[: dy.size], n), self._view(np.ascontiguousarray(dy), n), self._view(dx, n))
         return dx.reshape(dy.shape)
+
+    def compiled_plan(self) -> SoftmaxPlan:
+        return SoftmaxPlan(self._y, self._dx, self._pre, self._k, self._post)

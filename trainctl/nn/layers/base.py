@@ -45,9 +45,11 @@ class Weight:
 
 
 @dataclass(frozen=True)
-class DensePlan:
-    """A Dense-like step: z = x @ kernel, y = act(z + bias); backward fills both grads.
-    All 2-D arrays are the layer's full-capacity buffers (rows = allocated batch)."""
+class ProductPlan:
+    """What the compiled loop needs of a layer that is a product plus a fused bias and
+    activation (Dense, the convolutions): y = act(product + bias); backward fills both grads.
+    Arrays are the layer's full-capacity buffers (rows = allocated batch). With an activity
+    regularizer, `activity_grad` is the layer's buffer for dLoss/dy plus its gradient."""
 
     kernel: np.ndarray
     bias: np.ndarray  # zeros when the layer has no bias
@@ -58,6 +60,25 @@ class DensePlan:
     dz: np.ndarray
     dx: np.ndarray
     activation_code: int
+    activity_regularizer: Any = field(default=None, kw_only=True)
+    activity_grad: np.ndarray | None = field(default=None, kw_only=True)
+
+
+@dataclass(frozen=True)
+class DensePlan(ProductPlan):
+    """A Dense step: z = x @ kernel over [rows, units] buffers (rows of the last axis)."""
+
+
+def with_activity_grad(regularizer, y: np.ndarray, dy: np.ndarray, total: np.ndarray, n: int) -> np.ndarray:
+    """dLoss/dy plus the grad of regularizer.penalty(y) / n, in `total` (a buffer of y's shape
+    and dtype; the caller's dy stays intact): Keras's activity regularization, which TF.js
+    declares but does not run. The compiled loop calls the same kernel."""
+    from trainctl.kernels.layers import add_activity_grad
+
+    dtype = total.dtype.type
+    add_activity_grad(np.ascontiguousarray(dy).reshape(-1), y.reshape(-1), total.reshape(-1), dtype(regularizer.l1),
+                      dtype(2.0 * regularizer.l2), dtype(1.0 / n))
+    return total
 
 
 @dataclass(frozen=True)

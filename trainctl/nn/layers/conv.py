@@ -21,7 +21,7 @@ from trainctl.nn.activations import ACTIVATIONS
 from trainctl.config.base import PositiveInt, registry_id, typed_spec
 from trainctl.errors import TrainctlError
 from trainctl.nn.initializers import INITIALIZERS
-from trainctl.nn.layers.base import LAYERS, BuildContext, LayerParams, Shape
+from trainctl.nn.layers.base import LAYERS, BuildContext, LayerParams, Shape, with_activity_grad
 from trainctl.nn.layers.plans import ConvPlan
 from trainctl.nn.layers.spatial import (
     DataFormat,
@@ -158,12 +158,7 @@ class _ConvBase(SpatialLayer):
         if self.activity_regularizer is None:
             return dy2d
         rows = self._rows
-        total = self._activity_grad[:rows]
-        total.fill(0)
-        self.activity_regularizer.add_grad(self._y[:rows], total)
-        total *= total.dtype.type(1.0 / self._n)
-        total += dy2d
-        return total
+        return with_activity_grad(self.activity_regularizer, self._y[:rows], dy2d, self._activity_grad[:rows], self._n)
 
     def _bias_grad(self) -> np.ndarray:
         return self.bias.grad if self.bias is not None else self._scratch_bias_grad
@@ -265,12 +260,13 @@ class _Conv(_ConvBase):
         return self._grad_format(self._dx[:n].reshape(n, *self.in_spatial, self.in_channels))
 
     def compiled_plan(self) -> ConvPlan | None:
-        if self.activity_regularizer is not None or self.channels_first:  # these run in Python
+        if self.channels_first:  # runs in Python
             return None
         return ConvPlan(self.kernel.value, self.bias.value if self.bias is not None else self._zero_bias,
                         self.kernel.grad, self._bias_grad(), self._z, self._y, self._dz, self._dx,
-                        self._cols, self._dcols, self._kernel_part, int(self.activation.code),
-                        (*self.geometry, *self._out_hw, self._chunk, self._mode), self._in4)
+                        int(self.activation.code), self._cols, self._dcols, self._kernel_part,
+                        (*self.geometry, *self._out_hw, self._chunk, self._mode), self._in4,
+                        activity_regularizer=self.activity_regularizer, activity_grad=self._activity_grad)
 
     def flops_per_sample(self) -> int:
         positions = math.prod(self.out_spatial)

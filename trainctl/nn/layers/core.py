@@ -12,7 +12,8 @@ from trainctl.nn.activations import ACTIVATIONS
 from trainctl.config.base import PositiveInt, Seed, Size, UnitInterval, bounded_int, registry_id, typed_spec
 from trainctl.errors import TrainctlError
 from trainctl.nn.initializers import INITIALIZERS
-from trainctl.nn.layers.base import LAYERS, BuildContext, DensePlan, DropoutPlan, Layer, LayerParams, RandomLayer, Shape
+from trainctl.nn.layers.base import (LAYERS, BuildContext, DensePlan, DropoutPlan, Layer, LayerParams, RandomLayer, Shape,
+                                   with_activity_grad)
 from trainctl.nn.layers.plans import ActivationPlan, ViewPlan
 from trainctl.nn.regularizers import REGULARIZERS, build_regularizer
 
@@ -126,11 +127,10 @@ class Dense(Layer):
         return dx if flat else dx.reshape(dy.shape[0], *self.input_shape)
 
     def compiled_plan(self) -> DensePlan | None:
-        if self.activity_regularizer is not None:  # its penalty and gradient run in Python
-            return None
         return DensePlan(self.kernel.value, self.bias.value if self.bias is not None else self._zero_bias,
                          self.kernel.grad, self.bias.grad if self.bias is not None else self._scratch_bias_grad,
-                         self._z, self._y, self._dz, self._dx, int(self.activation.code))
+                         self._z, self._y, self._dz, self._dx, int(self.activation.code),
+                         activity_regularizer=self.activity_regularizer, activity_grad=self._activity_grad)
 
     @property
     def has_activity_regularizer(self) -> bool:
@@ -147,12 +147,7 @@ class Dense(Layer):
     def _add_activity_grad(self, y: np.ndarray, dy2d: np.ndarray) -> np.ndarray:
         # grad of penalty(y)/n added to dL/dy, in a buffer of this layer's (the caller's dy is intact)
         n = self._batch_rows_to_samples(y.shape[0])
-        total = self._activity_grad[: y.shape[0]]
-        total.fill(0)
-        self.activity_regularizer.add_grad(y, total)
-        total *= total.dtype.type(1.0 / n)
-        total += dy2d
-        return total
+        return with_activity_grad(self.activity_regularizer, y, dy2d, self._activity_grad[: y.shape[0]], n)
 
     def _batch_rows_to_samples(self, rows: int) -> int:
         return rows // max(1, math.prod(self.input_shape[:-1]))

@@ -17,6 +17,7 @@ from pydantic import BeforeValidator
 from trainctl.config.base import NonNegativeFloat, Seed, UnitInterval
 from trainctl.errors import ExportRefused, TrainctlError
 from trainctl.nn.layers.base import LAYERS, BuildContext, LayerParams, RandomLayer, Shape
+from trainctl.nn.layers.plans import NoisePlan, ViewPlan
 from trainctl.registry import snake_case
 
 DataFormat = Annotated[Literal["channels_last", "channels_first"],
@@ -49,9 +50,23 @@ class _RandomLayer(RandomLayer):
     def _drops(self, training: bool) -> bool:
         """Whether this forward draws a mask: in training, for 0 < rate < 1 (TF.js passes the
         input through at rate 0 or 1); backward multiplies by the mask only then."""
-        rate = self.params.rate
-        self._active = training and 0 < rate < 1
+        self._active = training and self._active_rate()
         return self._active
+
+    def _active_rate(self) -> bool:
+        return 0 < self.params.rate < 1
+
+    def compiled_plan(self) -> NoisePlan | ViewPlan:
+        """The training step (the compiled loop only trains): inactive, x passes through."""
+        if not self._active_rate():
+            return ViewPlan()
+        op, normal, options = self._noise_kernel()
+        return NoisePlan(getattr(self._kernel, op), self.rng, math.prod(self.input_shape), normal, options,
+                         self._mask, self._y, self._dx)
+
+    def _noise_kernel(self) -> tuple[str, bool, tuple[float, ...]]:
+        """(kernels/noise op name, whether it draws standard normals, its float options)."""
+        raise NotImplementedError
 
     def _normal(self, buffer: np.ndarray, size: int) -> np.ndarray:
         """`size` standard-normal draws in the layer's dtype, into the head of `buffer`."""
@@ -111,6 +126,12 @@ class _SpatialDropout(_RandomLayer):
         self._kernel.spatial_dropout_backward(self._three_d(dy, n), self._channel_mask[:n], self.channels_last, self._three_d(dx, n))
         return dx.reshape(dy.shape)
 
+    def compiled_plan(self) -> NoisePlan | ViewPlan:
+        if not self._active_rate():
+            return ViewPlan()
+        return NoisePlan(self._kernel.NOISE_SPATIAL_DROPOUT, self.rng, self.channels, False, (float(self.params.rate),),
+                         self._channel_mask.reshape(-1), self._y, self._dx, self.channels, self.channels_last)
+
 
 @LAYERS.register("spatial_dropout1d")
 class SpatialDropout1D(_SpatialDropout):
@@ -160,6 +181,12 @@ class GaussianNoise(_RandomLayer):
         self._kernel.gaussian_noise_forward(x.reshape(-1), self._normal(self._mask, x.size), self.params.stddev, y)
         return y.reshape(x.shape)
 
+    def _active_rate(self) -> bool:
+        return True  # additive noise in every training step
+
+    def _noise_kernel(self):
+        return "NOISE_GAUSSIAN", True, (float(self.params.stddev),)
+
 
 @LAYERS.register("gaussian_dropout")
 class GaussianDropout(_RandomLayer):
@@ -177,8 +204,15 @@ class GaussianDropout(_RandomLayer):
         rate, size = self.params.rate, x.size
         normal = self._normal(self._dx, size)  # dx's buffer holds the draws until backward
         y = self._y[:size]
-        self._kernel.gaussian_dropout_forward(x.reshape(-1), normal, math.sqrt(rate / (1 - rate)), self._mask[:size], y)
+        self._kernel.gaussian_dropout_forward(x.reshape(-1), normal, self._stddev(), self._mask[:size], y)
         return y.reshape(x.shape)
+
+    def _stddev(self) -> float:
+        rate = self.params.rate
+        return math.sqrt(rate / (1 - rate))
+
+    def _noise_kernel(self):
+        return "NOISE_GAUSSIAN_DROPOUT", True, (self._stddev(),)
 
 
 @LAYERS.register("alpha_dropout")
@@ -208,11 +242,19 @@ class AlphaDropout(_RandomLayer):
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         if not self._drops(training):
             return x
-        rate, size = self.params.rate, x.size
+        size = x.size
+        uniform, y = self._uniform[:size], self._y[:size]
+        self.rng.random(out=uniform)
+        self._kernel.alpha_dropout_forward(x.reshape(-1), uniform, *self._coefficients(), self._mask[:size], y)
+        return y.reshape(x.shape)
+
+    def _coefficients(self) -> tuple[float, float, float, float]:
+        """(rate, a, b, alpha_p) of the TF.js formula above."""
+        rate = self.params.rate
         alpha_p = -SELU_ALPHA * SELU_SCALE
         a = ((1 - rate) * (1 + rate * alpha_p ** 2)) ** -0.5
         b = -a * alpha_p * rate
-        uniform, y = self._uniform[:size], self._y[:size]
-        self.rng.random(out=uniform)
-        self._kernel.alpha_dropout_forward(x.reshape(-1), uniform, rate, a, b, alpha_p, self._mask[:size], y)
-        return y.reshape(x.shape)
+        return rate, a, b, alpha_p
+
+    def _noise_kernel(self):
+        return "NOISE_ALPHA_DROPOUT", False, tuple(float(c) for c in self._coefficients())

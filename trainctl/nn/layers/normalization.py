@@ -16,7 +16,7 @@ from trainctl.config.base import PositiveFloat, typed_spec
 from trainctl.errors import TrainctlError
 from trainctl.nn.initializers import INITIALIZERS
 from trainctl.nn.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape
-from trainctl.nn.layers.plans import BatchNormPlan
+from trainctl.nn.layers.plans import BatchNormPlan, LayerNormPlan
 from trainctl.nn.regularizers import REGULARIZERS
 from trainctl.config.base import FiniteFloat
 
@@ -208,6 +208,11 @@ class LayerNormalization(_Normalization):
         self._kernel.layer_norm_backward(dy3, self._view(self._xhat, n), gamma, inv_std, need_dx,
                                          self._acc[0], self._acc[1], dgamma, dbeta, dx)
         return dx.reshape(dy.shape) if need_dx else None
+
+    def compiled_plan(self) -> LayerNormPlan:
+        (gamma, beta), (dgamma, dbeta) = self._gamma_beta(), self._affine_grads()
+        return LayerNormPlan(gamma, beta, dgamma, dbeta, self._inv_std, self._xhat, self._y, self._dx, *self._acc,
+                             self.params.epsilon, self._pre, self._k, self._post)
 
     def flops_per_sample(self) -> int:
         return 5 * math.prod(self.input_shape)

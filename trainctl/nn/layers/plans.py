@@ -7,8 +7,11 @@ the layer's own full-capacity buffers; the loop writes into them exactly as forw
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from trainctl.nn.layers.base import ProductPlan
 
 
 @dataclass(frozen=True)
@@ -26,24 +29,15 @@ class ActivationPlan:
 
 
 @dataclass(frozen=True)
-class ConvPlan:
+class ConvPlan(ProductPlan):
     """Conv1D / Conv2D (channels_last) as kernels/conv_steps.py runs it: z, y, dz [rows, filters];
     dx [batch, h, w, c]; cols, dcols flat scratch; kernel_part [depth, filters] scratch;
     geometry = (kh, kw, sh, sw, dh, dw, pad_top, pad_left, out_h, out_w, chunk, mode);
     in4 = (h, w, c) of the input's 4-D view."""
 
-    kernel: np.ndarray
-    bias: np.ndarray  # zeros when the layer has no bias
-    kernel_grad: np.ndarray
-    bias_grad: np.ndarray  # scratch when the layer has no bias
-    z: np.ndarray
-    y: np.ndarray
-    dz: np.ndarray
-    dx: np.ndarray
     cols: np.ndarray
     dcols: np.ndarray
     kernel_part: np.ndarray
-    activation_code: int
     geometry: tuple[int, ...]
     in4: tuple[int, int, int]
 
@@ -95,3 +89,104 @@ class BatchNormPlan:
     pre: int
     k: int
     post: int
+
+
+@dataclass(frozen=True)
+class ElementwisePlan:
+    """LeakyReLU, ELU, ReLU, ThresholdedReLU: y = f(x) element by element; op is the kernels'
+    code (kernels/advanced_activations.ELEMENTWISE_OPS), options their float options in order."""
+
+    op: int
+    options: tuple[float, ...]
+    y: np.ndarray
+    dx: np.ndarray
+
+
+@dataclass(frozen=True)
+class SoftmaxPlan:
+    """The Softmax layer over the [n * pre, k, post] view; y, dx flat."""
+
+    y: np.ndarray
+    dx: np.ndarray
+    pre: int
+    k: int
+    post: int
+
+
+@dataclass(frozen=True)
+class LayerNormPlan:
+    """LayerNormalization over the [n * pre, k, post] view: gamma, beta flat [k] (ones/zeros
+    when off; their grads scratch then), inv_std [capacity * pre * post], xhat, y, dx flat,
+    sums/squares the kernel's float64 accumulators [k]."""
+
+    gamma: np.ndarray
+    beta: np.ndarray
+    gamma_grad: np.ndarray
+    beta_grad: np.ndarray
+    inv_std: np.ndarray
+    xhat: np.ndarray
+    y: np.ndarray
+    dx: np.ndarray
+    sums: np.ndarray
+    squares: np.ndarray
+    epsilon: float
+    pre: int
+    k: int
+    post: int
+
+
+@dataclass(frozen=True)
+class PReLUPlan:
+    """PReLU over [n, positions]: alpha flat with its grad, index [positions] → alpha, acc
+    float64 [alpha size]; y, dx flat."""
+
+    alpha: np.ndarray
+    alpha_grad: np.ndarray
+    index: np.ndarray
+    acc: np.ndarray
+    y: np.ndarray
+    dx: np.ndarray
+    positions: int
+
+
+@dataclass(frozen=True)
+class UpsamplePlan:
+    """UpSampling1D/2D, nearest, over the [n, h, w, c] view (channels_last); y, dx flat."""
+
+    y: np.ndarray
+    dx: np.ndarray
+    in4: tuple[int, int, int]
+    factors: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class CopyBoxPlan:
+    """ZeroPadding/Cropping 1D/2D over [n, a, b, c] views of input and output (kernels/
+    resampling.copy_box): x_start in the input, y_start in the output, extent of the box."""
+
+    y: np.ndarray
+    dx: np.ndarray
+    in3: tuple[int, int, int]
+    out3: tuple[int, int, int]
+    x_start: tuple[int, int, int]
+    y_start: tuple[int, int, int]
+    extent: tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class NoisePlan:
+    """A noise layer in training (kernels/noise.noise_forward's op): `rng` draws `features` per
+    sample each step (standard normal in the layer's dtype if `normal`, else uniform float64),
+    drawn per chunk in step order as its forward draws them; mask, y, dx flat (spatial dropout's
+    mask [capacity, channels]); options the kernel's floats."""
+
+    op: int
+    rng: Any
+    features: int
+    normal: bool
+    options: tuple[float, ...]
+    mask: np.ndarray
+    y: np.ndarray
+    dx: np.ndarray
+    channels: int = 1
+    channels_last: bool = True

@@ -16,6 +16,7 @@ from trainctl.config.base import NonNegativeInt, PositiveInt
 from trainctl.errors import TrainctlError
 from trainctl.nn.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape
 from trainctl.nn.layers.noise import DataFormat
+from trainctl.nn.layers.plans import CopyBoxPlan, UpsamplePlan
 
 Pair = Annotated[list[NonNegativeInt], Field(min_length=2, max_length=2)]
 
@@ -67,24 +68,37 @@ class _Slicing(Layer):
         super().allocate(batch_size)
         self._y = np.zeros((batch_size, *self.output_shape), self.dtype)
         self._dx = np.zeros((batch_size, *self.input_shape), self.dtype)
-        # the slice of the larger array that the smaller one fills
-        padded = [a >= 0 and b >= 0 for a, b in self.pads]
-        self._in_out = tuple(slice(a, a + d) if pad else slice(None)
-                             for d, (a, _), pad in zip(self.input_shape, self.pads, padded))
-        self._in_in = tuple(slice(None) if pad else slice(-a, -a + d)
-                            for d, (a, _), pad in zip(self.output_shape, self.pads, padded))
+        # the box of the larger array that the smaller one fills, per feature axis (a 1-D
+        # layer's [steps, channels] gets a third axis of 1): where it starts in x and in y
+        pads = [*self.pads, (0, 0)][:3]
+        in3, out3 = (tuple([*shape, 1][:3]) for shape in (self.input_shape, self.output_shape))
+        padded = [a >= 0 and b >= 0 for a, b in pads]
+        self._box = tuple(np.array(v, np.int64) for v in (
+            [0 if pad else -a for (a, _), pad in zip(pads, padded)],
+            [a if pad else 0 for (a, _), pad in zip(pads, padded)],
+            [d_in if pad else d_out for d_in, d_out, pad in zip(in3, out3, padded)]))
+        self._in3, self._out3 = in3, out3
+        self._copy_box = _resampling_kernels().copy_box
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
-        y = self._y[: x.shape[0]]
-        y[(slice(None), *self._in_out)] = x[(slice(None), *self._in_in)]
+        n = x.shape[0]
+        y = self._y[:n]
+        x_start, y_start, extent = self._box
+        self._copy_box(np.ascontiguousarray(x).reshape(n, *self._in3), x_start, y.reshape(n, *self._out3), y_start, extent)
         return y
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         if not need_dx:
             return None
-        dx = self._dx[: dy.shape[0]]
-        dx[(slice(None), *self._in_in)] = dy[(slice(None), *self._in_out)]
+        n = dy.shape[0]
+        dx = self._dx[:n]
+        x_start, y_start, extent = self._box
+        self._copy_box(np.ascontiguousarray(dy).reshape(n, *self._out3), y_start, dx.reshape(n, *self._in3), x_start, extent)
         return dx
+
+    def compiled_plan(self) -> CopyBoxPlan:
+        x_start, y_start, extent = (tuple(int(v) for v in a) for a in self._box)
+        return CopyBoxPlan(self._y, self._dx, self._in3, self._out3, x_start, y_start, extent)
 
 
 @LAYERS.register("zero_padding1d")
@@ -218,6 +232,12 @@ class _UpSampling(Layer):
         else:
             self._kernel.upsample_nearest_backward(self._as_nhwc(dy), *self._factors(), self._as_nhwc(dx))
         return dx
+
+    def compiled_plan(self) -> UpsamplePlan | None:
+        if self.bilinear or getattr(self.params, "data_format", "channels_last") != "channels_last":
+            return None  # these run in Python
+        return UpsamplePlan(self._y, self._dx, self._as_nhwc(np.empty((1, *self.input_shape), np.int8)).shape[1:],
+                            self._factors())
 
 
 @LAYERS.register("up_sampling1d", "upsampling1d")

@@ -19,9 +19,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from pydantic import model_validator
 
-from trainctl.config.base import PositiveFloat, StrictModel
+from trainctl.config.base import Configured, PositiveFloat, StrictModel, resolve_spec
 from trainctl.errors import TrainctlError
-from trainctl.config.base import resolve_spec
 from trainctl.registry import Registry
 
 if TYPE_CHECKING:  # layers import initializers and regularizers; keep the import graph acyclic
@@ -56,7 +55,7 @@ class _Slots:
         self.dtype = arrays[0].dtype if arrays else None
 
 
-class Optimizer:
+class Optimizer(Configured):
     """Owns the loop over weights, clipping, slots and state; subclasses state their update.
 
     A subclass sets `slot_names` (suffixes, as TF.js names them: `dense_Dense1/kernel/m`),
@@ -65,14 +64,13 @@ class Optimizer:
     weight dtype), `kernel()` and `end_step()`.
     """
 
-    type_id: ClassVar[str]
     class_name: ClassVar[str]  # TF.js className
     Params: ClassVar[type[OptimizerParams]] = OptimizerParams
     slot_names: ClassVar[tuple[str, ...]] = ()
     scalar_names: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: OptimizerParams | None = None, /, **kwargs: Any):
-        self.params = params if params is not None else self.Params(**kwargs)
+        super().__init__(params, **kwargs)
         self.learning_rate = float(self.params.learning_rate)  # schedules change this between steps
         self.iterations = 0
         self._slots: dict[str, _Slots] = {}
@@ -246,24 +244,12 @@ class Optimizer:
             self._scalars = scalars
         self.iterations = iterations
 
-    def get_config(self) -> dict[str, Any]:
-        """`{"type": id, **params}` as configured (the schedule, not this, owns the live rate)."""
-        config = {k: v for k, v in self.params.to_dict().items() if v is not None}
-        return {"type": self.type_id, **config}
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.params!r})"
+    # get_config (Configured): `{"type": id, **params}` as configured; the schedule, not
+    # this, owns the live rate
 
 
 OPTIMIZERS: Registry[type[Optimizer]] = Registry("optimizer")
-
-
-def _register(type_id: str, *aliases: str):
-    def add(cls: type[Optimizer]) -> type[Optimizer]:
-        cls.type_id = type_id
-        return OPTIMIZERS.register(type_id, *aliases)(cls)
-
-    return add
+_register = OPTIMIZERS.register_type
 
 
 def _load_kernel(name: str) -> Any:

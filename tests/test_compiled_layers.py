@@ -1,0 +1,198 @@
+"""The compiled training loop for what it took over from the Python step loop: clipnorm (per
+weight, as Optimizer.apply), activity regularizers (penalty in the loss, gradient into dy),
+and the layers added to the general plan, each against step-by-step Python execution, bit
+for bit (weights, optimizer state, histories, generator states); plus one `trainctl train`
+run whose history shows the compiled loop ran. Float32 only: each new piece costs the suite
+only its own first compile."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.test_compiled import _assert_identical
+from trainctl.nn.model import Sequential
+
+N, FEATURES, CLASSES = 45, 6, 3  # 45: the last batch of 8 is partial
+SIDE, CHANNELS = 5, 2
+IMAGE = [SIDE, SIDE, CHANNELS]
+
+
+def _data(shape, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, *shape)).astype(np.float32)
+    labels = (x.reshape(N, -1)[:, :CLASSES].argmax(axis=1) + (rng.random(N) < 0.2)) % CLASSES
+    return x, np.eye(CLASSES, dtype=np.float32)[labels]
+
+
+def _fit(layers, optimizer, jit, *, shape=(FEATURES,), loss="categorical_crossentropy", spe=4, **fit_options):
+    x, y = _data(shape)
+    model = Sequential(layers, seed=7)
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
+    history = model.fit(x, y, epochs=2, batch_size=8, jit_compile=jit, steps_per_execution=spe, **fit_options)
+    return model, history
+
+
+def _assert_compiled_matches(layers, optimizer="adam", **options):
+    compiled = _fit(layers, optimizer, True, **options)
+    assert compiled[0].compiled_fallback is None  # it really ran compiled
+    python = _fit(layers, optimizer, False, **options)
+    _assert_identical(compiled, python)
+    assert _generator_states(compiled[0]) == _generator_states(python[0])  # each drew the same numbers
+    return compiled
+
+
+def _generator_states(model):
+    from trainctl.nn.layers.base import RandomLayer
+
+    return [layer.get_state() for layer in model.layers if isinstance(layer, RandomLayer)]
+
+
+DENSE = [{"type": "dense", "units": 7, "activation": "relu", "input_shape": [FEATURES]},
+         {"type": "dense", "units": CLASSES, "activation": "softmax"}]
+CONV = [{"type": "conv2d", "filters": 3, "kernel_size": 2, "activation": "tanh", "input_shape": IMAGE},
+        {"type": "max_pooling2d", "pool_size": 2}, {"type": "flatten"},
+        {"type": "dense", "units": CLASSES, "activation": "softmax"}]
+
+
+# clipnorm 0.05 clips every weight's gradient, 0.3 only some of them (the per-weight norm decides)
+@pytest.mark.parametrize("optimizer", [{"type": "sgd", "learning_rate": 0.5, "clipnorm": 0.05},
+                                       {"type": "adam", "clipnorm": 0.3},
+                                       {"type": "rmsprop", "centered": True, "momentum": 0.3, "clipnorm": 0.3}],
+                         ids=["sgd", "adam", "rmsprop_centered"])
+def test_clipnorm_runs_compiled_per_weight_bit_for_bit(optimizer):
+    _assert_compiled_matches(DENSE, optimizer)
+
+
+def test_clipnorm_clips_some_weights_and_not_others():
+    """The threshold of the grid above sits between the weights' gradient norms, so both
+    branches of the per-weight rule run (measured on the Python path's first step)."""
+    from trainctl.kernels.optimizers import l2_norm
+
+    model = Sequential(DENSE, seed=7)
+    model.compile(optimizer={"type": "adam", "clipnorm": 0.3}, loss="categorical_crossentropy")
+    x, y = _data((FEATURES,))
+    model.fit(x[:8], y[:8], epochs=1, batch_size=8, jit_compile=False, shuffle=False)
+    norms = [l2_norm(w.grad.reshape(-1)) for w in model.trainable_weights]
+    assert min(norms) < 0.3 < max(norms)
+
+
+def test_clipnorm_on_the_general_plan():
+    _assert_compiled_matches(CONV, {"type": "momentum", "momentum": 0.9, "clipnorm": 0.2}, shape=IMAGE)
+
+
+ACTIVITY_STACKS = {
+    "dense_l1l2_hidden_l2_fused_last": [
+        {"type": "dense", "units": 7, "activation": "relu", "input_shape": [FEATURES],
+         "activity_regularizer": {"type": "l1l2", "l1": 0.01, "l2": 0.02}},
+        {"type": "dropout", "rate": 0.3},
+        {"type": "dense", "units": CLASSES, "activation": "softmax", "activity_regularizer": "l2",
+         "kernel_regularizer": "l1"}],
+    "conv_l1_and_dense": [
+        {"type": "conv2d", "filters": 3, "kernel_size": 2, "activation": "relu", "input_shape": IMAGE,
+         "activity_regularizer": {"type": "l1", "l1": 0.05}},
+        {"type": "flatten"},
+        {"type": "dense", "units": CLASSES, "activation": "softmax", "activity_regularizer": "l1"}],
+}
+
+
+@pytest.mark.parametrize("stack", list(ACTIVITY_STACKS))
+def test_activity_regularizers_run_compiled_bit_for_bit(stack):
+    shape = IMAGE if stack.startswith("conv") else (FEATURES,)
+    compiled = _assert_compiled_matches(ACTIVITY_STACKS[stack], shape=shape, validation_split=0.2,
+                                        sample_weight=np.random.default_rng(3).random(N) * 2)
+    plain = [{k: v for k, v in layer.items() if k != "activity_regularizer"} for layer in ACTIVITY_STACKS[stack]]
+    assert compiled[1].history["loss"] != _fit(plain, "adam", True, shape=shape, validation_split=0.2,
+                                               sample_weight=np.random.default_rng(3).random(N) * 2)[1].history["loss"]
+
+
+# -- layers added to the general plan ------------------------------------------------------
+LAYER_STACKS = {  # name: (layers, input shape)
+    "activations_norm_noise": ([
+        {"type": "dense", "units": 8, "input_shape": [FEATURES]},
+        {"type": "leaky_re_lu", "alpha": 0.2},
+        {"type": "layer_normalization", "gamma_regularizer": "l2"},
+        {"type": "gaussian_noise", "stddev": 0.3},
+        {"type": "dense", "units": 8},
+        {"type": "re_lu", "max_value": 1.5, "threshold": -0.2, "negative_slope": 0.1},
+        {"type": "alpha_dropout", "rate": 0.2},
+        {"type": "dense", "units": 8},
+        {"type": "elu", "alpha": 0.7},
+        {"type": "gaussian_dropout", "rate": 0.3},
+        {"type": "thresholded_re_lu", "theta": 0.1},
+        {"type": "prelu", "alpha_initializer": {"type": "constant", "value": 0.25}, "alpha_regularizer": "l1"},
+        {"type": "dense", "units": CLASSES},
+        {"type": "softmax"}], (FEATURES,)),  # a last Softmax layer fused with the loss
+    "padding_upsampling_spatial_dropout_2d": ([
+        {"type": "zero_padding2d", "padding": [[1, 0], [0, 2]], "input_shape": IMAGE},
+        {"type": "conv2d", "filters": 3, "kernel_size": 3, "activation": "relu"},
+        {"type": "up_sampling2d", "size": [2, 1]},
+        {"type": "cropping2d", "cropping": [[1, 2], [0, 1]]},
+        {"type": "spatial_dropout2d", "rate": 0.4},
+        {"type": "prelu", "shared_axes": [1, 2], "alpha_initializer": {"type": "constant", "value": 0.1}},
+        {"type": "layer_normalization", "axis": [-2, -1], "center": False},
+        {"type": "flatten"},
+        {"type": "dense", "units": CLASSES, "activation": "softmax"}], tuple(IMAGE)),
+    "steps_1d_softmax_mid": ([
+        {"type": "reshape", "target_shape": [SIDE * SIDE, CHANNELS], "input_shape": IMAGE},
+        {"type": "zero_padding1d", "padding": [2, 1]},
+        {"type": "cropping1d", "cropping": [1, 3]},
+        {"type": "up_sampling1d", "size": 2},
+        {"type": "spatial_dropout1d", "rate": 0.3},
+        {"type": "conv1d", "filters": 3, "kernel_size": 3, "strides": 2},
+        {"type": "softmax", "axis": 1},  # over the steps: not fused, its own backward
+        {"type": "flatten"},
+        {"type": "dense", "units": CLASSES, "activation": "softmax"},
+        {"type": "gaussian_dropout", "rate": 0.0}], tuple(IMAGE)),  # rate 0: passes x on
+}
+
+
+@pytest.mark.parametrize("stack", list(LAYER_STACKS))
+def test_added_layers_run_compiled_bit_for_bit(stack):
+    layers, shape = LAYER_STACKS[stack]
+    _assert_compiled_matches(layers, shape=shape, validation_split=0.2)
+
+
+# -- one `trainctl train` through the CLI on the compiled loop -----------------------------
+CLI_CONFIG = """\
+name: compiled-layers
+seed: 3
+model:
+  layers:
+    - {type: dense, units: 8, input_shape: [6], activity_regularizer: {type: l2, l2: 0.01}}
+    - {type: leaky_re_lu}
+    - {type: layer_normalization}
+    - {type: gaussian_noise, stddev: 0.1}
+    - {type: dense, units: 3, activation: softmax}
+optimizer: {type: adam, learning_rate: 0.01, clipnorm: 0.5}
+loss: categorical_crossentropy
+metrics: [accuracy]
+data:
+  train: {generator: teacher, n_samples: 120, n_features: 6, n_classes: 3, hidden: 4}
+fit: {epochs: 2, batch_size: 16, validation_split: 0.2, steps_per_execution: 4, jit_compile: JIT}
+"""
+
+
+def test_trainctl_train_runs_these_layers_on_the_compiled_loop(tmp_path, monkeypatch):
+    from tests.test_cli import ok
+    from tests.test_compiled import _digest
+    from trainctl.train.compiled import CompiledSteps
+
+    chunks = []
+    run = CompiledSteps.run
+
+    def counting_run(self, order, first_batch, n_steps, totals):  # a spy: the real chunk runs
+        done = run(self, order, first_batch, n_steps, totals)
+        chunks.append(done.shape[0])
+        return done
+
+    monkeypatch.setattr(CompiledSteps, "run", counting_run)
+    for jit in ("true", "false"):
+        config = tmp_path / f"{jit}.yaml"
+        config.write_text(CLI_CONFIG.replace("JIT", jit))
+        ok(["train", config, "--out", tmp_path / jit])
+        if jit == "true":
+            assert sum(chunks) == 2 * 6 and chunks  # 96 training samples in batches of 16: every step compiled
+    assert chunks and sum(chunks) == 12  # the Python run added none
+    for name in ("weights.safetensors", "optimizer.safetensors", "history.csv"):
+        assert _digest(tmp_path / "true" / name) == _digest(tmp_path / "false" / name), name

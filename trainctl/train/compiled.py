@@ -283,8 +283,7 @@ class CompiledSteps:
         """Which compiled loop runs this model, and its float type: the cache mark's name."""
         model = trainer.model
         plans = [layer.compiled_plan() for layer in model.layers]
-        name = "train_plan_steps" if _dense_only(model, trainer, plans) else "train_spatial_plan_steps"
-        return f"{name}-{np.dtype(model.dtype).name}"
+        return f"{_loop_name(model, trainer, plans)}-{np.dtype(model.dtype).name}"
 
     def _launch_dense(self, order, first_sample, n_steps, constants, flag, totals) -> int:
         from trainctl.kernels.plan_steps import train_plan_steps
@@ -303,10 +302,11 @@ class CompiledSteps:
             self.clipnorm, self.clip_bounds, self.clip_scale)
 
     def _launch_spatial(self, order, first_sample, n_steps, constants, flag, totals) -> int:
-        from trainctl.kernels.plan_steps import train_spatial_plan_steps
+        from trainctl.kernels import plan_steps
 
         trainer, plan = self.trainer, self.plan
-        return train_spatial_plan_steps(
+        steps = plan_steps.train_sequence_plan_steps if plan.sequences else plan_steps.train_spatial_plan_steps
+        return steps(
             self.x_source, self.y_source, self.weight_source, order, self.has_weights,
             first_sample, self.x_source.shape[0], self.batch_size, n_steps,
             self.x_buf, self.y_buf, trainer._scale, trainer._per_row, trainer._grad, self.unit, trainer.positions,
@@ -320,6 +320,15 @@ class CompiledSteps:
 
 def _covered(layer) -> bool:
     return layer.compiled_plan() is not None
+
+
+def _loop_name(model, trainer, plans) -> str:
+    """The plan_steps function that runs this model (each one compiled only when a model needs it)."""
+    from trainctl.train.compiled_plans import has_sequence_layers
+
+    if _dense_only(model, trainer, plans):
+        return "train_plan_steps"
+    return "train_sequence_plan_steps" if has_sequence_layers(plans) else "train_spatial_plan_steps"
 
 
 def _dense_only(model, trainer, plans) -> bool:

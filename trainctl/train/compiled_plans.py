@@ -175,7 +175,7 @@ def regularized_weights_held(model) -> bool:
 
 @dataclass
 class SpatialLoopPlan:
-    """The general plan (see kernels/plan_steps.py, train_spatial_plan_steps)."""
+    """The general plan (see kernels/plan_steps.py, train_spatial_plan_steps / train_sequence_plan_steps)."""
 
     kinds: np.ndarray
     geo: np.ndarray
@@ -205,6 +205,15 @@ class SpatialLoopPlan:
     act_slots: np.ndarray  # per layer the bufs index of its activity-grad buffer, or -1
     act_rates: np.ndarray  # [layer, (l1, l2)] float64: the penalty's
     act_grad_rates: np.ndarray  # [layer, (l1, 2 * l2, 1 / batch)] in the model's dtype: the gradient's
+    sequences: bool = False  # a recurrent or Embedding layer: train_sequence_plan_steps runs it
+
+
+def has_sequence_layers(plans) -> bool:
+    """Whether some plan is a recurrent layer's or an Embedding's (the sequence loop's kinds)."""
+    from trainctl.nn.layers.embedding import EmbeddingPlan
+    from trainctl.nn.layers.recurrent import RecurrentPlan
+
+    return any(isinstance(plan, (RecurrentPlan, EmbeddingPlan)) for plan in plans)
 
 
 def _sequence_layer(plan, row, sl, bufs, slot, dtype) -> bool:
@@ -413,4 +422,4 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
                         typed_list(wide), wide_slots, typed_list(ints), int_slots, typed_list([none_u] * n),
                         typed_list([np.zeros(0, dtype)] * n), np.zeros(n, np.int64), dropouts, trainer.regularized, reg_slots, reg_grad_slots,
                         reg_rates, reg_grad_rates, bool((act_slots >= 0).any()), act_slots, act_rates,
-                        act_grad_rates)
+                        act_grad_rates, has_sequence_layers(plans))

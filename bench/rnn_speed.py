@@ -10,6 +10,10 @@ Two ways to run the time loop are measured for trainctl, as issue 11 asks before
   trainctl          the loop compiled per cell (numba, np.dot per step into a buffer)
   numpy-steps       the same LSTM step by step from Python: one numpy matmul per step for the
                     recurrent product and numpy element-wise gates (the alternative design)
+and two rows with TF.js's default gates (hard_sigmoid, and GRU's reset before the product),
+the pair the compiled training loop runs (issue 13):
+  trainctl-tfjs     Python drives each batch (the `trainctl` row's path)
+  trainctl-loop     many batches per compiled call (steps_per_execution, kernels/recurrent_steps.py)
 
     python bench/rnn_speed.py            # the table (a few minutes)
     python bench/rnn_speed.py --quick    # 1 trial, 2 repeats
@@ -51,10 +55,17 @@ def _epochs(run_epoch, repeats):
     return N_SAMPLES / statistics.median(times)
 
 
-def time_trainctl(cell, batch, repeats):
+def time_trainctl(cell, batch, repeats, tfjs_gates=False, loop=False):
     x, y = make_data()
-    model = _trainctl_model(cell, batch)
-    return _epochs(lambda: model.fit(x, y, epochs=1, batch_size=batch, shuffle=True, verbose=0), repeats)
+    model = _trainctl_model(cell, batch, tfjs_gates)
+    options = {"jit_compile": True, "steps_per_execution": 64} if loop else {"jit_compile": False}
+
+    def epoch():
+        model.fit(x, y, epochs=1, batch_size=batch, shuffle=True, verbose=0, **options)
+        if loop and model.compiled_fallback is not None:
+            raise RuntimeError(f"the compiled loop did not run: {model.compiled_fallback}")
+
+    return _epochs(epoch, repeats)
 
 
 def time_numpy_steps(cell, batch, repeats):
@@ -212,13 +223,15 @@ def time_jax(cell, batch, repeats):
     return _epochs(epoch, repeats)
 
 
-def _trainctl_model(cell, batch):
+def _trainctl_model(cell, batch, tfjs_gates=False):
     from trainctl.nn.model import Sequential
 
     # recurrent_activation sigmoid: the same function PyTorch and JAX compute; GRU reset_after
-    # as PyTorch's GRU
-    spec = {"type": cell, "units": UNITS, "recurrent_activation": "sigmoid", "input_shape": [STEPS, FEATURES]}
-    if cell == "gru":
+    # as PyTorch's GRU (tfjs_gates: TF.js's defaults instead)
+    spec = {"type": cell, "units": UNITS, "input_shape": [STEPS, FEATURES]}
+    if not tfjs_gates:
+        spec["recurrent_activation"] = "sigmoid"
+    if cell == "gru" and not tfjs_gates:
         spec["reset_after"] = True
     model = Sequential([spec, {"type": "dense", "units": 1}], seed=0)
     model.compile(optimizer={"type": "adam", "learning_rate": 0.001}, loss="mean_squared_error")
@@ -301,7 +314,9 @@ def profile_trainctl(cell, batch, epochs=3):
     print(f"  {'total':<42}{total / batches / 1000:>9.1f}")
 
 
-FRAMEWORKS = {"trainctl": time_trainctl, "numpy-steps": time_numpy_steps, "pytorch": time_torch, "jax": time_jax}
+FRAMEWORKS = {"trainctl": time_trainctl, "numpy-steps": time_numpy_steps, "pytorch": time_torch, "jax": time_jax,
+              "trainctl-tfjs": lambda cell, batch, repeats: time_trainctl(cell, batch, repeats, tfjs_gates=True),
+              "trainctl-loop": lambda cell, batch, repeats: time_trainctl(cell, batch, repeats, True, loop=True)}
 
 
 def child(framework, cell, batch, repeats):
@@ -357,14 +372,16 @@ def main():
                     best.setdefault(key, None)
     print(f"samples per CPU-second, {STEPS} steps x {FEATURES} features, {UNITS} units, Adam, 1 thread; best of {trials} "
           f"fresh processes, median of {repeats} epochs of {N_SAMPLES}")
-    header = f"{'row':<10}" + "".join(f"{f:>14}" for f in FRAMEWORKS) + f"{'÷ pytorch':>11}{'÷ jax':>9}"
+    header = (f"{'row':<10}" + "".join(f"{f:>14}" for f in FRAMEWORKS) + f"{'÷ pytorch':>11}{'÷ jax':>9}"
+              + f"{'loop ÷ tfjs':>13}{'loop ÷ pytorch':>16}")
     print(header)
     for cell, batch in ROWS:
         values = [best.get((f, cell, batch)) for f in FRAMEWORKS]
         cells = "".join(f"{v:>14,.0f}" if v else f"{'—':>14}" for v in values)
-        ours, torch_, jax_ = values[0], values[2], values[3]
-        ratio = lambda peer: f"{ours / peer:.2f}x" if ours and peer else "—"  # noqa: E731
-        print(f"{cell + ' b' + str(batch):<10}{cells}{ratio(torch_):>11}{ratio(jax_):>9}")
+        ours, torch_, jax_, tfjs, loop = values[0], values[2], values[3], values[4], values[5]
+        ratio = lambda a, b: f"{a / b:.2f}x" if a and b else "—"  # noqa: E731
+        print(f"{cell + ' b' + str(batch):<10}{cells}{ratio(ours, torch_):>11}{ratio(ours, jax_):>9}"
+              f"{ratio(loop, tfjs):>13}{ratio(loop, torch_):>16}")
     for framework, note in notes.items():
         print(f"  {framework}: {note}")
 

@@ -1,8 +1,9 @@
 """Many training steps of a layer plan in one compiled call (Keras `steps_per_execution`), the
 kernels behind trainctl/train/compiled.py: `train_plan_steps` for Dense and Dropout over 2-D
 activations, `train_spatial_plan_steps` for the general plan (conv, pooling, batch
-normalization, activation, views, Dense of any rank; see "the general plan" below). Two
-functions so that a dense model does not pay the general one's compile time.
+normalization, activation, views, Dense of any rank; see "the general plan" below) and
+`train_sequence_plan_steps`, the general plan with the recurrent and Embedding kinds. Three
+functions so that a model pays only its own loop's compile time.
 
 The plan is data, not generated code: per layer an int kind and its buffers in typed lists,
 so one compilation serves every depth, width and mix of layers (per dtype).
@@ -48,6 +49,12 @@ from trainctl.kernels.pooling import (
     global_pool_forward,
     max_pool_backward,
     max_pool_forward,
+)
+from trainctl.kernels.recurrent_steps import (
+    embedding_step_backward,
+    embedding_step_forward,
+    recurrent_backward,
+    recurrent_forward,
 )
 from trainctl.kernels.resampling import copy_box, upsample_nearest_backward, upsample_nearest_forward
 from trainctl.kernels.steps import (
@@ -248,6 +255,7 @@ def train_plan_steps(x_source, y_source, weight_source, order, has_weights, firs
 # dropout models skip this function, so they do not pay its compile time.
 KIND_VIEW, KIND_ACTIVATION, KIND_CONV, KIND_MAX_POOL, KIND_AVG_POOL, KIND_BATCH_NORM, KIND_GLOBAL_POOL = \
     2, 3, 4, 5, 6, 7, 8
+KIND_RECURRENT, KIND_EMBEDDING = 20, 21  # kernels/recurrent_steps.py: geo[G_A:] its R_* row / output_dim
 KIND_ELEMENTWISE, KIND_SOFTMAX, KIND_LAYER_NORM, KIND_PRELU, KIND_UPSAMPLE, KIND_COPY_BOX, KIND_NOISE = \
     9, 10, 11, 12, 13, 14, 15
 N_FPARAMS = 4  # float options per layer
@@ -499,68 +507,117 @@ def _activity_penalties(bufs, slots, act_slots, act_rates, geo, count):
     return total
 
 
+def _general_plan_steps(sequences: bool):
+    """The general plan's loop, made twice: with the recurrent and Embedding kinds (`sequences`)
+    and without. numba links and re-optimises every function a kernel can reach, so one loop for
+    all kinds made a conv model's first compile pay for the recurrent time loops too (70.6 ->
+    156.3 CPU-s, measured cold at load 10-15); `sequences` is a constant of the closure, and numba
+    prunes the branch it turns off before typing, so each loop compiles only its own kinds
+    (jit._named_by_variant gives the two their own names)."""
+
+    def train_general_plan_steps(x_source, y_source, weight_source, order, has_weights, first_sample, n_samples,
+                                 batch_size, n_steps, x_buf, y_buf, row_scale, per_row, loss_grad, unit, positions,
+                                 kinds, geo, fparams, codes, back_codes, x_slots, dy_slots, need_dx, out_slot, bufs,
+                                 slots, wide, wide_slots, ints, int_slots, uniforms, normals, offsets, regularized,
+                                 reg_slots, reg_grad_slots, reg_rates, reg_grad_rates, activity, act_slots, act_rates,
+                                 act_grad_rates, loss_mode, loss_code, metric_codes, values, totals, opt_code,
+                                 flat_value, flat_grad, slot0, slot1, slot2, constants, flag, clipvalue, clipnorm,
+                                 clip_bounds, clip_scale):
+        """train_plan_steps for any stack of the general plan's kinds (see above); per step exactly
+        Trainer.train_batch. x_slots[l] / dy_slots[l]: the bufs index layer l reads forward /
+        backward; out_slot: the model's output; codes[l] / back_codes[l]: the activation forward
+        and backward (for the last layer with a fused loss: linear, or -1 for an Activation layer,
+        whose dx is then dy).
+        Returns the number of steps run (a non-finite loss ends the chunk after its step)."""
+        n_layers = kinds.shape[0]
+        one = unit[1]
+        units = loss_grad.shape[1]
+        for step in range(n_steps):
+            start = first_sample + step * batch_size
+            if start >= n_samples:
+                return step
+            count = min(batch_size, n_samples - start)
+            scale = _next_batch(x_source, y_source, weight_source, order, has_weights, start, count, positions,
+                                x_buf, y_buf, row_scale, unit)
+            for layer in range(n_layers):
+                kind = kinds[layer]
+                if kind != KIND_VIEW:
+                    x = bufs[x_slots[layer]][:count * geo[layer, G_IN]]
+                    if sequences:
+                        _sequence_forward(layer, kind, count, geo, fparams, codes[layer], x, bufs, slots, wide,
+                                          wide_slots, ints, int_slots, uniforms, normals, offsets)
+                    else:
+                        _spatial_forward(layer, kind, count, geo, fparams, codes[layer], x, bufs, slots, wide,
+                                         wide_slots, ints, int_slots, uniforms, normals, offsets)
+            rows = count * positions
+            out = bufs[out_slot][:rows * units].reshape(rows, units)
+            yb = y_buf[:count].reshape(rows, units)
+            grad = loss_grad[:rows]
+            loss_value = _batch_loss(loss_mode, loss_code, yb, out, scale, per_row[:rows], grad)
+            if regularized:
+                loss_value = loss_value + _penalties(bufs, reg_slots, reg_rates)
+            if activity:
+                loss_value = loss_value + _activity_penalties(bufs, slots, act_slots, act_rates, geo, count)
+            _record(values, step, loss_value, metric_codes, yb, out)
+            for layer in range(n_layers - 1, -1, -1):
+                kind = kinds[layer]
+                if kind != KIND_VIEW:
+                    x = bufs[x_slots[layer]][:count * geo[layer, G_IN]]
+                    dy = bufs[dy_slots[layer]][:count * geo[layer, G_OUT]]
+                    if act_slots[layer] >= 0:  # dLoss/dy + the activity penalty's grad (Dense/_ConvBase backward)
+                        act_grad_rates[layer, 2] = 1.0 / count
+                        dy = add_activity_grad(dy, bufs[slots[layer, S_Y]][:dy.shape[0]], bufs[act_slots[layer]],
+                                               act_grad_rates[layer, 0], act_grad_rates[layer, 1], act_grad_rates[layer, 2])
+                    if sequences:
+                        _sequence_backward(layer, kind, count, geo, fparams, back_codes[layer], x, dy, need_dx[layer],
+                                           bufs, slots, wide, wide_slots, ints, int_slots)
+                    else:
+                        _spatial_backward(layer, kind, count, geo, fparams, back_codes[layer], x, dy, need_dx[layer],
+                                          bufs, slots, wide, wide_slots, ints, int_slots)
+            if regularized:
+                for layer in range(reg_slots.shape[0]):
+                    for r in range(reg_slots.shape[1]):
+                        if reg_slots[layer, r] >= 0:
+                            l1l2_add_grad(bufs[reg_slots[layer, r]], bufs[reg_grad_slots[layer, r]],
+                                          reg_grad_rates[layer, r, 0], reg_grad_rates[layer, r, 1])
+            _apply_update(opt_code, flat_value, flat_grad, slot0, slot1, slot2, constants[step], flag, clipvalue, one,
+                          clipnorm, clip_bounds, clip_scale)
+            _add_totals(totals, values, step, count)
+            if not math.isfinite(loss_value):
+                return step + 1
+        return n_steps
+
+    return njit(train_general_plan_steps)
+
+
+
+train_spatial_plan_steps = _general_plan_steps(False)  # models without recurrent or Embedding layers
+train_sequence_plan_steps = _general_plan_steps(True)  # models with them (kernels/recurrent_steps.py)
+
+
 @njit
-def train_spatial_plan_steps(x_source, y_source, weight_source, order, has_weights, first_sample, n_samples,
-                             batch_size, n_steps, x_buf, y_buf, row_scale, per_row, loss_grad, unit, positions,
-                             kinds, geo, fparams, codes, back_codes, x_slots, dy_slots, need_dx, out_slot,
-                             bufs, slots, wide, wide_slots, ints, int_slots, uniforms, normals, offsets,
-                             regularized, reg_slots, reg_grad_slots, reg_rates, reg_grad_rates,
-                             activity, act_slots, act_rates, act_grad_rates,
-                             loss_mode, loss_code, metric_codes, values, totals,
-                             opt_code, flat_value, flat_grad, slot0, slot1, slot2, constants, flag, clipvalue,
-                             clipnorm, clip_bounds, clip_scale):
-    """train_plan_steps for any stack of the general plan's kinds (see above); per step exactly
-    Trainer.train_batch. x_slots[l] / dy_slots[l]: the bufs index layer l reads forward /
-    backward; out_slot: the model's output; codes[l] / back_codes[l]: the activation forward
-    and backward (for the last layer with a fused loss: linear, or -1 for an Activation layer,
-    whose dx is then dy).
-    Returns the number of steps run (a non-finite loss ends the chunk after its step)."""
-    n_layers = kinds.shape[0]
-    one = unit[1]
-    units = loss_grad.shape[1]
-    for step in range(n_steps):
-        start = first_sample + step * batch_size
-        if start >= n_samples:
-            return step
-        count = min(batch_size, n_samples - start)
-        scale = _next_batch(x_source, y_source, weight_source, order, has_weights, start, count, positions,
-                            x_buf, y_buf, row_scale, unit)
-        for layer in range(n_layers):
-            kind = kinds[layer]
-            if kind != KIND_VIEW:
-                x = bufs[x_slots[layer]][:count * geo[layer, G_IN]]
-                _spatial_forward(layer, kind, count, geo, fparams, codes[layer], x, bufs, slots, wide, wide_slots,
-                                 ints, int_slots, uniforms, normals, offsets)
-        rows = count * positions
-        out = bufs[out_slot][:rows * units].reshape(rows, units)
-        yb = y_buf[:count].reshape(rows, units)
-        grad = loss_grad[:rows]
-        loss_value = _batch_loss(loss_mode, loss_code, yb, out, scale, per_row[:rows], grad)
-        if regularized:
-            loss_value = loss_value + _penalties(bufs, reg_slots, reg_rates)
-        if activity:
-            loss_value = loss_value + _activity_penalties(bufs, slots, act_slots, act_rates, geo, count)
-        _record(values, step, loss_value, metric_codes, yb, out)
-        for layer in range(n_layers - 1, -1, -1):
-            kind = kinds[layer]
-            if kind != KIND_VIEW:
-                x = bufs[x_slots[layer]][:count * geo[layer, G_IN]]
-                dy = bufs[dy_slots[layer]][:count * geo[layer, G_OUT]]
-                if act_slots[layer] >= 0:  # dLoss/dy + the activity penalty's grad (Dense/_ConvBase backward)
-                    act_grad_rates[layer, 2] = 1.0 / count
-                    dy = add_activity_grad(dy, bufs[slots[layer, S_Y]][:dy.shape[0]], bufs[act_slots[layer]],
-                                           act_grad_rates[layer, 0], act_grad_rates[layer, 1], act_grad_rates[layer, 2])
-                _spatial_backward(layer, kind, count, geo, fparams, back_codes[layer], x, dy, need_dx[layer], bufs,
-                                  slots, wide, wide_slots, ints, int_slots)
-        if regularized:
-            for layer in range(reg_slots.shape[0]):
-                for r in range(reg_slots.shape[1]):
-                    if reg_slots[layer, r] >= 0:
-                        l1l2_add_grad(bufs[reg_slots[layer, r]], bufs[reg_grad_slots[layer, r]],
-                                      reg_grad_rates[layer, r, 0], reg_grad_rates[layer, r, 1])
-        _apply_update(opt_code, flat_value, flat_grad, slot0, slot1, slot2, constants[step], flag, clipvalue, one,
-                      clipnorm, clip_bounds, clip_scale)
-        _add_totals(totals, values, step, count)
-        if not math.isfinite(loss_value):
-            return step + 1
-    return n_steps
+def _sequence_forward(layer, kind, count, geo, fparams, code, x, bufs, slots, wide, wide_slots, ints, int_slots,
+                      uniforms, normals, offsets):
+    """_spatial_forward and the recurrent and Embedding kinds."""
+    g = geo[layer]
+    if kind == KIND_RECURRENT:
+        recurrent_forward(count, g[G_A:], x, bufs)
+    elif kind == KIND_EMBEDDING:
+        embedding_step_forward(x, bufs[slots[layer, S_W0]], bufs[slots[layer, S_Y]], g[G_A])
+    else:
+        _spatial_forward(layer, kind, count, geo, fparams, code, x, bufs, slots, wide, wide_slots, ints, int_slots,
+                         uniforms, normals, offsets)
+
+
+@njit
+def _sequence_backward(layer, kind, count, geo, fparams, code, x, dy, need_dx, bufs, slots, wide, wide_slots,
+                       ints, int_slots):
+    """_spatial_backward and the recurrent and Embedding kinds."""
+    g = geo[layer]
+    if kind == KIND_RECURRENT:
+        recurrent_backward(count, g[G_A:], dy, need_dx, bufs)
+    elif kind == KIND_EMBEDDING:  # indices get no gradient: dx stays the layer's zeros
+        embedding_step_backward(x, dy, bufs[slots[layer, S_W0_GRAD]], g[G_A])
+    else:
+        _spatial_backward(layer, kind, count, geo, fparams, code, x, dy, need_dx, bufs, slots, wide, wide_slots,
+                          ints, int_slots)

@@ -24,6 +24,7 @@ Python code before the chunk (then rewound if the chunk stops early).
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -73,6 +74,7 @@ def worth_switching(python_seconds_per_step: float, steps_left: int) -> bool:
 
 
 UNIFORM_BUDGET = 1 << 21  # dropout uniforms drawn per chunk (float64: 16 MB); longer chunks are cut
+WINDOW_BUDGET = 1 << 24  # bytes of windows gathered per chunk (windowed inputs); longer chunks are cut
 
 
 class CompiledSteps:
@@ -95,7 +97,11 @@ class CompiledSteps:
         else:
             self.loss_mode = steps.LOSS_SIGMOID_FUSED
         self.x_source, self.y_source = source._x2d, source._y2d
-        self.x_buf = np.empty((batch_size, self.x_source.shape[1]), dtype)
+        # x a strided view of overlapping windows (no 2-D form without a copy): each chunk's
+        # windows are gathered into one reused array first, in the order the chunk takes them
+        self.windowed = source._x2d is None
+        self._window_arrays: tuple[np.ndarray, ...] | None = None
+        self.x_buf = np.empty((batch_size, math.prod(source.x_shape)), dtype)
         self.y_buf = np.empty((batch_size, self.y_source.shape[1]), dtype)
         plans = [layer.compiled_plan() for layer in model.layers]
         if _dense_only(model, trainer, plans):
@@ -136,8 +142,6 @@ class CompiledSteps:
         model = trainer.model
         if type(source) is not ArraySource:
             return "the data are streamed (compiled steps cover in-memory arrays)"
-        if source._x2d is None:
-            return "the inputs are a strided window view (gathered per batch in Python)"
         trainer._ensure(batch_size)  # plans hold the allocated buffers
         uncovered = [layer.name for layer in model.layers if not _covered(layer)]
         if uncovered:
@@ -176,6 +180,8 @@ class CompiledSteps:
             size = min(size, int(limit))
         if self.uniforms_per_step:
             size = min(size, max(1, UNIFORM_BUDGET // self.uniforms_per_step))
+        if self.windowed:
+            size = min(size, max(1, WINDOW_BUDGET // (self.batch_size * self.x_buf.shape[1] * self.x_buf.itemsize)))
         return max(1, size)
 
     def _constants(self, n_steps: int) -> tuple[np.ndarray, bool]:
@@ -199,7 +205,7 @@ class CompiledSteps:
         plan = self.plan
         if not plan.dropouts:
             return
-        rows = max(0, min(n_steps * self.batch_size, self.x_source.shape[0] - first_sample))
+        rows = max(0, min(n_steps * self.batch_size, self.source.n_samples - first_sample))
         for index, random in plan.dropouts:
             if isinstance(random, NoisePlan) and random.normal:  # as _RandomLayer._normal draws them
                 plan.normals[index] = random.rng.standard_normal(rows * random.features, dtype=self.dtype)
@@ -232,6 +238,8 @@ class CompiledSteps:
         first_sample = first_batch * self.batch_size
         self._draw_uniforms(first_sample, n_steps)
         started = time.perf_counter()
+        if self.windowed:
+            order, first_sample = self._gather_windows(order, first_sample, n_steps), 0
         done = self._launch(order, first_sample, n_steps, constants, flag, totals)
         self.trainer._scale_key = None  # the kernel wrote the row scales: Trainer._row_scale must refill
         elapsed = time.perf_counter() - started
@@ -244,16 +252,38 @@ class CompiledSteps:
         if done:
             self.seconds_per_step = elapsed / done
         if done < n_steps:
-            self._rewind(snapshot, first_sample, done)
+            self._rewind(snapshot, first_batch * self.batch_size, done)
         return self.values[:done]
+
+    def _gather_windows(self, order: np.ndarray, first_sample: int, n_steps: int) -> np.ndarray:
+        """The chunk's windows, targets and weights in its row order, into reused arrays that the
+        loop then reads in order (as ArraySource._windowed_batches gathers them per batch);
+        returns that order (0, 1, ...)."""
+        source, dtype = self.source, self.dtype
+        rows = order[first_sample:first_sample + n_steps * self.batch_size]
+        k = rows.shape[0]
+        if self._window_arrays is None or self._window_arrays[0].shape[0] < k:
+            self._window_arrays = (np.empty((k, self.x_buf.shape[1]), dtype),
+                                   np.empty((k, self.y_buf.shape[1]), dtype), np.empty(k, dtype),
+                                   np.arange(k, dtype=np.int64))
+        x_all, y_all, w_all, in_order = self._window_arrays
+        for values, out in ((source.x, x_all[:k].reshape(k, *source.x_shape)), (source._y2d, y_all[:k])):
+            if values.dtype == dtype:
+                np.take(values, rows, axis=0, out=out)
+            else:
+                out[...] = values[rows]
+        self.x_source, self.y_source = x_all[:k], y_all[:k]
+        if self.has_weights:
+            w_all[:k] = source.sample_weight[rows]
+            self.weight_source = w_all[:k]
+        return in_order[:k]
 
     @staticmethod
     def kernel_key(trainer) -> str:
         """Which compiled loop runs this model, and its float type: the cache mark's name."""
         model = trainer.model
         plans = [layer.compiled_plan() for layer in model.layers]
-        name = "train_plan_steps" if _dense_only(model, trainer, plans) else "train_spatial_plan_steps"
-        return f"{name}-{np.dtype(model.dtype).name}"
+        return f"{_loop_name(model, trainer, plans)}-{np.dtype(model.dtype).name}"
 
     def _launch_dense(self, order, first_sample, n_steps, constants, flag, totals) -> int:
         from trainctl.kernels.plan_steps import train_plan_steps
@@ -272,10 +302,11 @@ class CompiledSteps:
             self.clipnorm, self.clip_bounds, self.clip_scale)
 
     def _launch_spatial(self, order, first_sample, n_steps, constants, flag, totals) -> int:
-        from trainctl.kernels.plan_steps import train_spatial_plan_steps
+        from trainctl.kernels import plan_steps
 
         trainer, plan = self.trainer, self.plan
-        return train_spatial_plan_steps(
+        steps = plan_steps.train_sequence_plan_steps if plan.sequences else plan_steps.train_spatial_plan_steps
+        return steps(
             self.x_source, self.y_source, self.weight_source, order, self.has_weights,
             first_sample, self.x_source.shape[0], self.batch_size, n_steps,
             self.x_buf, self.y_buf, trainer._scale, trainer._per_row, trainer._grad, self.unit, trainer.positions,
@@ -289,6 +320,15 @@ class CompiledSteps:
 
 def _covered(layer) -> bool:
     return layer.compiled_plan() is not None
+
+
+def _loop_name(model, trainer, plans) -> str:
+    """The plan_steps function that runs this model (each one compiled only when a model needs it)."""
+    from trainctl.train.compiled_plans import has_sequence_layers
+
+    if _dense_only(model, trainer, plans):
+        return "train_plan_steps"
+    return "train_sequence_plan_steps" if has_sequence_layers(plans) else "train_spatial_plan_steps"
 
 
 def _dense_only(model, trainer, plans) -> bool:

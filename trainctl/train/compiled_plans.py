@@ -137,6 +137,17 @@ def _plan_weights(plan) -> list[tuple[np.ndarray, np.ndarray]]:
         return [(plan.gamma, plan.gamma_grad), (plan.beta, plan.beta_grad)]
     if isinstance(plan, PReLUPlan):
         return [(plan.alpha, plan.alpha_grad)]
+    return _sequence_plan_weights(plan)
+
+
+def _sequence_plan_weights(plan) -> list[tuple[np.ndarray, np.ndarray]]:
+    from trainctl.nn.layers.embedding import EmbeddingPlan
+    from trainctl.nn.layers.recurrent import RecurrentPlan
+
+    if isinstance(plan, RecurrentPlan):
+        return list(plan.weights)
+    if isinstance(plan, EmbeddingPlan):
+        return [(plan.embeddings, plan.embeddings_grad)]
     return []
 
 
@@ -164,7 +175,7 @@ def regularized_weights_held(model) -> bool:
 
 @dataclass
 class SpatialLoopPlan:
-    """The general plan (see kernels/plan_steps.py, train_spatial_plan_steps)."""
+    """The general plan (see kernels/plan_steps.py, train_spatial_plan_steps / train_sequence_plan_steps)."""
 
     kinds: np.ndarray
     geo: np.ndarray
@@ -194,6 +205,42 @@ class SpatialLoopPlan:
     act_slots: np.ndarray  # per layer the bufs index of its activity-grad buffer, or -1
     act_rates: np.ndarray  # [layer, (l1, l2)] float64: the penalty's
     act_grad_rates: np.ndarray  # [layer, (l1, 2 * l2, 1 / batch)] in the model's dtype: the gradient's
+    sequences: bool = False  # a recurrent or Embedding layer: train_sequence_plan_steps runs it
+
+
+def has_sequence_layers(plans) -> bool:
+    """Whether some plan is a recurrent layer's or an Embedding's (the sequence loop's kinds)."""
+    from trainctl.nn.layers.embedding import EmbeddingPlan
+    from trainctl.nn.layers.recurrent import RecurrentPlan
+
+    return any(isinstance(plan, (RecurrentPlan, EmbeddingPlan)) for plan in plans)
+
+
+def _sequence_layer(plan, row, sl, bufs, slot, dtype) -> bool:
+    """Lay out a recurrent layer's or an Embedding's row of the general plan; returns its kind
+    (False: neither)."""
+    from trainctl.kernels import plan_steps as ps
+    from trainctl.kernels import recurrent_steps as rs
+    from trainctl.nn.layers.embedding import EmbeddingPlan
+    from trainctl.nn.layers.recurrent import RecurrentPlan
+
+    if isinstance(plan, EmbeddingPlan):
+        row[ps.G_A] = plan.output_dim
+        sl[ps.S_W0], sl[ps.S_W0_GRAD] = slot(plan.embeddings), slot(plan.embeddings_grad)
+        return ps.KIND_EMBEDDING
+    if not isinstance(plan, RecurrentPlan):
+        return False
+    # the layer's buffers as one block of consecutive entries, in recurrent_steps.BLOCK's order
+    base, empty = len(bufs), np.zeros(0, dtype)
+    for name in rs.BLOCK:
+        array = plan.buffers.get(name, empty)
+        if not array.flags.c_contiguous:
+            raise AssertionError("a plan buffer must be C-contiguous (the loop writes its flat view)")
+        bufs.append(array.reshape(-1))
+    r = row[ps.G_A:]
+    r[rs.R_CELL], r[rs.R_STEPS], r[rs.R_FEATURES], r[rs.R_UNITS] = plan.cell, plan.steps, plan.features, plan.units
+    r[rs.R_SEQUENCES], r[rs.R_BACKWARDS], r[rs.R_BLOCK] = int(plan.return_sequences), int(plan.go_backwards), base
+    return ps.KIND_RECURRENT
 
 
 def spatial_plan(steps, plans) -> SpatialLoopPlan:
@@ -332,7 +379,9 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
             fparams[index, :len(plan.options)] = plan.options
             sl[ps.S_AUX] = slot(plan.mask)
         else:
-            raise AssertionError(f"{layer.name}: no compiled kind for {type(plan).__name__}")
+            kinds[index] = _sequence_layer(plan, row, sl, bufs, slot, dtype)
+            if not kinds[index]:
+                raise AssertionError(f"{layer.name}: no compiled kind for {type(plan).__name__}")
     # what each layer reads: forward the output of the computing layer before it (or the
     # input), backward the dx of the computing layer after it (or dLoss); views pass through
     x_slots, dy_slots = np.zeros(n, np.int64), np.ones(n, np.int64)
@@ -373,4 +422,4 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
                         typed_list(wide), wide_slots, typed_list(ints), int_slots, typed_list([none_u] * n),
                         typed_list([np.zeros(0, dtype)] * n), np.zeros(n, np.int64), dropouts, trainer.regularized, reg_slots, reg_grad_slots,
                         reg_rates, reg_grad_rates, bool((act_slots >= 0).any()), act_slots, act_rates,
-                        act_grad_rates)
+                        act_grad_rates, has_sequence_layers(plans))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Union
 
 import numpy as np
@@ -13,6 +14,18 @@ from trainctl.errors import DataError, TrainctlError
 from trainctl.nn.initializers import INITIALIZERS
 from trainctl.nn.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape
 from trainctl.nn.regularizers import REGULARIZERS
+
+
+@dataclass(frozen=True)
+class EmbeddingPlan:
+    """Embedding as the compiled loop runs it (kernels/recurrent_steps.py): the table and its
+    gradient, y [positions, output_dim], dx the zeros the indices get."""
+
+    embeddings: np.ndarray
+    embeddings_grad: np.ndarray
+    y: np.ndarray
+    dx: np.ndarray
+    output_dim: int
 
 
 def _kernels():
@@ -98,6 +111,11 @@ class Embedding(Layer):
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         self._kernel.embedding_backward(self._indices, dy.reshape(-1, self.params.output_dim), self.embeddings.grad)
         return self._dx[: dy.shape[0]] if need_dx else None
+
+    def compiled_plan(self) -> EmbeddingPlan | None:
+        if self.mask_zero:  # the mask feeds the recurrent layers' Python path
+            return None
+        return EmbeddingPlan(self.embeddings.value, self.embeddings.grad, self._y, self._dx, self.params.output_dim)
 
     def compute_mask(self, x: np.ndarray, mask: np.ndarray | None) -> np.ndarray | None:
         """TF.js computeMask: x != 0 when mask_zero (for the recurrent layers), else None."""

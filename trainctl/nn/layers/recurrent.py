@@ -25,6 +25,7 @@ TF.js facts followed here (tfjs-layers/src/layers/recurrent.ts, 4.22):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -56,10 +57,28 @@ class TimeMajor:
         return view
 
 
-def _kernels():
-    from trainctl.kernels import layers, recurrent
+@dataclass(frozen=True)
+class RecurrentPlan:
+    """A recurrent layer as the compiled loop runs it (kernels/recurrent_steps.py): `cell` one
+    of its CELL_* kinds, `buffers` the layer's own arrays under the names of its BLOCK (time-
+    major buffers as their flat storage), `weights` the (value, grad) pairs in weight order."""
 
-    return recurrent, layers
+    cell: int
+    steps: int
+    features: int
+    units: int
+    return_sequences: bool
+    go_backwards: bool
+    buffers: dict
+    weights: tuple
+    y: np.ndarray
+    dx: np.ndarray
+
+
+def _kernels():
+    from trainctl.kernels import layers, recurrent, recurrent_steps
+
+    return recurrent, layers, recurrent_steps.matmul
 
 
 class RecurrentParams(LayerParams):
@@ -177,7 +196,7 @@ class Recurrent(Layer):
             rows = min(len(carry), len(old))
             carry[:rows] = old[:rows]
         self._no_dy_seq, self._no_dy_last = np.empty((0, 0, 0), dtype), np.empty((0, 0), dtype)
-        self._kernels, self._layer_kernels = _kernels()
+        self._kernels, self._layer_kernels, self._matmul = _kernels()
         self._fast = dtype == np.float32  # vectorising tanh/sigmoid (kernels/recurrent.py); float64 stays exact
         self._dropped_inputs = False
         self.allocate_cell(n, steps)
@@ -217,7 +236,7 @@ class Recurrent(Layer):
         else:
             np.copyto(x_tm, source)
         pre = self._pre[n]  # x @ kernel here; the loop adds the bias and the recurrent product
-        np.matmul(x_tm.reshape(steps * n, -1), self.kernel.value, out=pre.reshape(steps * n, -1))
+        self._matmul(x_tm.reshape(steps * n, -1), self.kernel.value, pre.reshape(steps * n, -1), False, False)
         rmask = self._rmask[:n]
         if training and p.recurrent_dropout > 0:
             self._draw_mask(rmask, p.recurrent_dropout)
@@ -275,12 +294,12 @@ class Recurrent(Layer):
         np.copyto(self._kernel_t, self.recurrent_kernel.value.T)
         self.run_backward(dy, sequences, n)  # dz (processing order, as x_tm) and the bias gradient
         dz = self._stacked(self._dz, n)
-        np.matmul(self._stacked(self._x_tm, n).T, dz, out=self.kernel.grad)
+        self._matmul(self._stacked(self._x_tm, n), dz, self.kernel.grad, True, False)
         self.recurrent_grads(n)
         if not need_dx:
             return None
         dx_tm = self._dx_tm[n]
-        np.matmul(dz, self.kernel.value.T, out=dx_tm.reshape(steps * n, -1))
+        self._matmul(dz, self.kernel.value, dx_tm.reshape(steps * n, -1), False, True)
         dx = self._dx[:n]
         target = dx.transpose(1, 0, 2)[::-1] if self.params.go_backwards else dx.transpose(1, 0, 2)
         if self._dropped_inputs:
@@ -303,7 +322,35 @@ class Recurrent(Layer):
 
     def recurrent_grads(self, n: int) -> None:
         """dU = H_dropped^T @ dZ over every step, one matmul."""
-        np.matmul(self._stacked(self._hd, n).T, self._stacked(self._dz, n), out=self.recurrent_kernel.grad)
+        self._matmul(self._stacked(self._hd, n), self._stacked(self._dz, n), self.recurrent_kernel.grad, True, False)
+
+    # -- the compiled loop ------------------------------------------------------------------
+    compiled_cell: ClassVar[int]  # the cell's kernels/recurrent_steps.py CELL_* kind
+    compiled_activations: ClassVar[tuple[str, ...]] = ("tanh", "hard_sigmoid")  # the pair the loop has
+
+    def compiled_plan(self) -> RecurrentPlan | None:
+        """The plan of kernels/recurrent_steps.py, for the defaults it compiles: the TF.js
+        activations, no dropout, no mask, no carried state (anything else trains from Python)."""
+        p = self.params
+        pair = (self.activation.name, self.recurrent_activation.name)[:len(self.compiled_activations)]
+        # a mask comes only from a layer the loop does not run (Masking, Embedding mask_zero)
+        if pair != self.compiled_activations or p.dropout > 0 or p.recurrent_dropout > 0 or p.stateful:
+            return None
+        buffers = {"x_tm": self._x_tm.flat, "pre": self._pre.flat, "hd": self._hd.flat, "dz": self._dz.flat,
+                   "dx_tm": self._dx_tm.flat, "h": self._states[0].flat, "mask": self._mask, "rmask": self._rmask,
+                   "kernel": self.kernel.value, "kernel_grad": self.kernel.grad,
+                   "recurrent_kernel": self.recurrent_kernel.value, "recurrent_kernel_grad": self.recurrent_kernel.grad,
+                   "bias": self.bias_value(), "bias_grad": self.bias_grad(), "kernel_t": self._kernel_t,
+                   "dh": self._dh[0], "dprev": self._dprev, "y": self._y, "dx": self._dx,
+                   **self.compiled_buffers()}
+        weights = tuple((w.value, w.grad) for w in self.weights)
+        steps, features = self.input_shape
+        return RecurrentPlan(self.compiled_cell, steps, features, p.units, p.return_sequences, p.go_backwards,
+                             buffers, weights, self._y, self._dx)
+
+    def compiled_buffers(self) -> dict[str, np.ndarray]:
+        """The cell's own buffers under their BLOCK names."""
+        return {}
 
     # -- state ------------------------------------------------------------------------------
     def reset_states(self) -> None:
@@ -334,4 +381,4 @@ class Recurrent(Layer):
 # the cells, registered here (simple_rnn, lstm, gru, in this order); importable from this module
 from trainctl.nn.layers.recurrent_cells import GRU, LSTM, SimpleRNN  # noqa: E402
 
-__all__ = ["GRU", "LSTM", "SimpleRNN", "Recurrent", "RecurrentParams", "GatedParams", "TimeMajor"]
+__all__ = ["GRU", "LSTM", "SimpleRNN", "Recurrent", "RecurrentParams", "GatedParams", "RecurrentPlan", "TimeMajor"]

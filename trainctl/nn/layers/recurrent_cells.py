@@ -20,12 +20,17 @@ class SimpleRNN(Recurrent):
     type_id = "simple_rnn"
     class_name = "SimpleRNN"
     n_gates = 1
+    compiled_cell = 0  # kernels/recurrent_steps.py CELL_SIMPLE
+    compiled_activations = ("tanh",)
 
     def allocate_cell(self, n: int, steps: int) -> None:
         self._rec = np.empty((n, self.params.units), self.dtype)
 
     def cell_buffer_values(self, n: int, steps: int) -> int:
         return n * self.params.units
+
+    def compiled_buffers(self):
+        return {"rec": self._rec}
 
     def run_forward(self, pre, mask, rmask, n):
         self._kernels.simple_rnn_forward(pre, self.recurrent_kernel.value, self.bias_value(), mask, rmask,
@@ -45,6 +50,7 @@ class LSTM(Recurrent):
     type_id = "lstm"
     class_name = "LSTM"
     n_gates = 4
+    compiled_cell = 1  # CELL_LSTM
 
     class Params(GatedParams):
         unit_forget_bias: bool = False  # TF.js reads args.unitForgetBias bare: off unless given (Keras: on)
@@ -69,6 +75,10 @@ class LSTM(Recurrent):
     def cell_buffer_values(self, n: int, steps: int) -> int:
         units = self.params.units
         return steps * n * 5 * units + n * 4 * units  # gates, act_c; rec
+
+    def compiled_buffers(self):
+        return {"c": self._states[1].flat, "dc": self._dh[1], "gates": self._gates.flat, "act_c": self._act_c.flat,
+                "rec": self._rec}
 
     def run_forward(self, pre, mask, rmask, n):
         h, c = (states[n] for states in self._states)
@@ -107,6 +117,10 @@ class GRU(Recurrent):
     type_id = "gru"
     class_name = "GRU"
     n_gates = 3
+
+    @property
+    def compiled_cell(self) -> int:
+        return 3 if self.params.reset_after else 2  # CELL_GRU_RESET_AFTER, CELL_GRU
 
     class Params(GatedParams):
         reset_after: bool = False  # TF.js has only this convention (Keras 3 defaults to true)
@@ -147,6 +161,14 @@ class GRU(Recurrent):
             return shared + 2 * steps * n * 3 * units + n * 3 * units  # rec_raw, drec; rec
         return shared + steps * n * units + 6 * units * units + 7 * n * units  # rh; split kernels; row scratch
 
+    def compiled_buffers(self):
+        if self.params.reset_after:
+            return {"gates": self._gates.flat, "rec_raw": self._rec_raw.flat, "drec": self._drec.flat,
+                    "rec": self._rec}
+        return {"gates": self._gates.flat, "rh": self._rh.flat, "rec": self._rec_zr, "kernel_zr": self._kernel_zr,
+                "kernel_h": self._kernel_h, "kernel_zr_t": self._kernel_zr_t, "kernel_h_t": self._kernel_h_t,
+                "rec_h": self._rec_h, "dzr": self._dzr, "dzh": self._dzh, "drh": self._drh}
+
     def run_forward(self, pre, mask, rmask, n):
         p, k = self.params, self._kernels
         h = self._states[0][n]
@@ -183,9 +205,9 @@ class GRU(Recurrent):
     def recurrent_grads(self, n: int) -> None:
         hd, grad = self._stacked(self._hd, n), self.recurrent_kernel.grad
         if self.params.reset_after:
-            np.matmul(hd.T, self._stacked(self._drec, n), out=grad)
+            self._matmul(hd, self._stacked(self._drec, n), grad, True, False)
             return
-        units = self.params.units
+        units = self.params.units  # the two column blocks of the gradient, written in place
         dz, rh = self._stacked(self._dz, n), self._stacked(self._rh, n)
-        grad[:, : 2 * units] = hd.T @ dz[:, : 2 * units]
-        grad[:, 2 * units:] = rh.T @ dz[:, 2 * units:]
+        self._matmul(hd, dz[:, : 2 * units], grad[:, : 2 * units], True, False)
+        self._matmul(rh, dz[:, 2 * units:], grad[:, 2 * units:], True, False)

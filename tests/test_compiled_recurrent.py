@@ -1,0 +1,151 @@
+"""Recurrent models on the compiled loop's general plan (kernels/recurrent_steps.py) against
+step-by-step Python execution: bit-identical weights, optimizer state and histories for
+LSTM, GRU (both reset conventions) and SimpleRNN, returning sequences or the last state,
+behind an Embedding or over strided time-series windows (gathered per chunk), with sample
+and class weights; checkpoints and exact mid-epoch resume through the CLI and the run API.
+The default activation pair only (the one the loop compiles), float32, tiny sequences."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.test_compiled import _assert_identical, _checkpoint_digests, _digest, _SignalAt
+from trainctl.nn.model import Sequential
+
+N, STEPS, FEATURES, VOCAB, CLASSES = 29, 5, 2, 7, 3  # 29: the last batch of 8 is partial
+
+
+def _windows():
+    """[N, STEPS, FEATURES] overlapping windows of two of a series' three columns: a strided
+    view with no 2-D form (ArraySource gathers it per batch, the loop per chunk)."""
+    series = np.random.default_rng(0).standard_normal((N + STEPS - 1, 3)).astype(np.float32)
+    x = np.lib.stride_tricks.sliding_window_view(series[:, :FEATURES], (STEPS, FEATURES))[:, 0]
+    assert np.shares_memory(x, series) and x.shape == (N, STEPS, FEATURES)
+    return x
+
+
+def _tokens():
+    return np.random.default_rng(1).integers(0, VOCAB, (N, STEPS)).astype(np.float32)
+
+
+def _labels(x):
+    score = x.reshape(N, -1).sum(axis=1)
+    return np.eye(CLASSES, dtype=np.float32)[np.digitize(score, np.quantile(score, [0.33, 0.66]))]
+
+
+def _model(cell, sequences, front, optimizer, **cell_options):
+    if front == "embedding":
+        layers = [{"type": "embedding", "input_dim": VOCAB, "output_dim": 3, "input_length": STEPS,
+                   "embeddings_regularizer": {"type": "l2", "l2": 0.01}}]
+    else:
+        layers = [{"type": "reshape", "target_shape": [STEPS, FEATURES], "input_shape": [STEPS, FEATURES]}]
+    layers.append({"type": cell, "units": 4, "return_sequences": sequences, **cell_options})
+    if sequences:  # a Dense over every step, then the sequence flattened
+        layers += [{"type": "dense", "units": 2, "activation": "relu"}, {"type": "flatten"}]
+    layers.append({"type": "dense", "units": CLASSES, "activation": "softmax"})
+    model = Sequential(layers, seed=5)
+    model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+CASES = {  # id: (cell, return_sequences, front, optimizer, cell options, fit options)
+    "lstm-last-windows-adam": ("lstm", False, "windows", "adam", {}, {"validation_split": 0.2}),
+    "lstm-sequences-embedding-rmsprop-sample_weights": (
+        "lstm", True, "embedding", {"type": "rmsprop", "centered": True, "clipvalue": 0.5},
+        {"kernel_regularizer": "l2"}, {"sample_weight": True}),
+    "gru-last-embedding-adam-shuffle": ("gru", False, "embedding", "adam", {}, {"shuffle": True}),
+    "gru-sequences-windows-backwards-momentum-class_weights": (
+        "gru", True, "windows", {"type": "momentum", "momentum": 0.9}, {"go_backwards": True},
+        {"class_weight": {0: 1.0, 1: 2.5, 2: 0.5}}),
+    "gru_reset_after-sequences-windows-adam": ("gru", True, "windows", "adam", {"reset_after": True}, {}),
+    "simple_rnn-last-windows-sgd-nobias": ("simple_rnn", False, "windows", "sgd", {"use_bias": False},
+                                           {"shuffle": True}),
+    "simple_rnn-sequences-embedding-adam": ("simple_rnn", True, "embedding", "adam",
+                                            {"recurrent_regularizer": "l1"}, {"validation_split": 0.25}),
+}
+
+
+def _fit(case, jit):
+    cell, sequences, front, optimizer, cell_options, fit_options = CASES[case]
+    x = _tokens() if front == "embedding" else _windows()
+    model = _model(cell, sequences, front, optimizer, **cell_options)
+    options = dict(fit_options)
+    if options.pop("sample_weight", False):
+        options["sample_weight"] = np.random.default_rng(2).random(N) * 2
+    history = model.fit(x, _labels(x), epochs=2, batch_size=8, verbose=0, jit_compile=jit, steps_per_execution=3,
+                        **options)
+    return model, history
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_recurrent_models_run_compiled_bit_for_bit(case):
+    compiled = _fit(case, True)
+    assert compiled[0].compiled_fallback is None  # it really ran compiled
+    _assert_identical(compiled, _fit(case, False))
+
+
+@pytest.mark.parametrize("options", [{"dropout": 0.2}, {"recurrent_activation": "sigmoid"}, {"stateful": True}],
+                         ids=["dropout", "sigmoid_gates", "stateful"])
+def test_recurrent_options_the_loop_does_not_compile_train_from_python(options):
+    model = _model("lstm", False, "windows", "sgd", **options)
+    x = _windows()
+    model.fit(x, _labels(x), epochs=1, batch_size=8, verbose=0, steps_per_execution=4)
+    assert model.compiled_fallback == "layer lstm_LSTM1 has no compiled step yet"
+
+
+# -- the CLI, checkpoints and exact resume of a sequence config -------------------------------
+DATA = Path(__file__).resolve().parents[1] / "data" / "electricity_load.csv"
+CONFIG = f"""\
+name: load-chunks
+seed: 2
+model:
+  layers:
+    - {{type: lstm, units: 6, input_shape: [6, 2]}}
+    - {{type: dense, units: 1}}
+optimizer: {{type: adam, learning_rate: 0.01}}
+loss: mean_squared_error
+metrics: [mae]
+data:
+  train: {{csv: {DATA}, target: load_mw, window: 6, horizon: 1, stride: 3}}
+  validation_split: 0.2
+  preprocessing: [standardize]
+  target_preprocessing: [standardize]
+fit: {{epochs: 2, batch_size: 64, shuffle: true, steps_per_execution: 4}}
+"""
+
+
+def test_sequence_config_trains_compiled_through_the_cli_and_resumes_exactly(tmp_path, monkeypatch):
+    from tests.test_cli import invoke
+    from trainctl.config import load_config
+    from trainctl.runs.train import resume_training, train_from_config
+    from trainctl.train.compiled import CompiledSteps
+    from trainctl.train.resume import TrainingInterrupted
+    from trainctl.train.trainer import Trainer
+
+    chunks, python_steps = [], []
+    run, train_batch = CompiledSteps.run, Trainer.train_batch
+    monkeypatch.setattr(CompiledSteps, "run", lambda self, *args: chunks.append(args[2]) or run(self, *args))
+    monkeypatch.setattr(Trainer, "train_batch", lambda self, *args: python_steps.append(1) or train_batch(self, *args))
+    config = tmp_path / "load.yaml"
+    config.write_text(CONFIG)
+    for name, jit in (("compiled", "true"), ("python", "false")):
+        result = invoke(["train", config, "--out", tmp_path / name, "--set", f"fit.jit_compile={jit}",
+                         "--checkpoint-every", "5", "--keep-checkpoints", "100"])
+        assert result.exit_code == 0, result.output
+        if jit == "true":
+            assert not python_steps and len(chunks) > 2  # the CLI's fit ran compiled, in chunks
+    assert sum(chunks) == len(python_steps) > 10  # the same steps, each on one path
+    for name in ("weights.safetensors", "optimizer.safetensors", "history.csv"):
+        assert _digest(tmp_path / "compiled" / name) == _digest(tmp_path / "python" / name), name
+    digests = _checkpoint_digests(tmp_path / "compiled")
+    assert digests == _checkpoint_digests(tmp_path / "python") and any("step" in key for key in digests)
+    with pytest.raises(TrainingInterrupted) as stopped:
+        train_from_config(load_config(config), out=tmp_path / "interrupted", checkpoint_every=5,
+                          keep_checkpoints=100, callbacks=[_SignalAt(5)], handle_signals=True)
+    assert stopped.value.epoch == 1 and stopped.value.batch >= 5  # mid-epoch, at a chunk end
+    resume_training(tmp_path / "interrupted")
+    for name in ("weights.safetensors", "optimizer.safetensors", "history.csv"):
+        assert _digest(tmp_path / "interrupted" / name) == _digest(tmp_path / "compiled" / name), name

@@ -1,0 +1,227 @@
+"""One recurrent layer's (and Embedding's) whole training forward and backward as the compiled
+loop runs them (kernels/plan_steps.py KIND_RECURRENT, KIND_EMBEDDING), and the matrix
+products the recurrent layers' Python path (nn/layers/recurrent.py) shares with it, so the
+two paths run the same instructions, as kernels/conv_steps.py does for convolutions.
+
+A recurrent layer's buffers are a block of consecutive entries of the loop's flat buffer list,
+in the order of BLOCK (the names of nn/layers/recurrent.py RecurrentPlan.buffers; an entry a
+cell does not have is empty), and its geometry a row of ints (the R_* columns). The time
+loops called are the very kernels the Python path calls (kernels/recurrent*.py, compiled
+for the activation pair as constants): `_calls_default` picks, when the loop is compiled,
+the specialisation of the defaults (tanh with hard_sigmoid gates, float32 fast forms for
+float32 buffers), so the loop compiles no second copy of a time loop and its own body only
+grows by a call. Other activation pairs, dropout, masks and stateful layers train from Python
+(nn/layers/recurrent.py `compiled_plan`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import types
+from numba.core.extending import overload
+
+from trainctl.jit import njit
+from trainctl.kernels.blas import _gemm_call
+from trainctl.kernels.codes import HARD_SIGMOID, TANH
+from trainctl.kernels.recurrent import _simple_rnn_backward_for, _simple_rnn_forward_for
+from trainctl.kernels.recurrent_gates import _specialised
+from trainctl.kernels.recurrent_gru import _gru_backward_for, _gru_forward_for
+from trainctl.kernels.recurrent_gru_reset_after import (
+    _gru_reset_after_backward_for,
+    _gru_reset_after_forward_for,
+)
+from trainctl.kernels.recurrent_lstm import _lstm_backward_for, _lstm_forward_for
+from trainctl.kernels.resampling import embedding_backward, embedding_forward
+
+CELL_SIMPLE, CELL_LSTM, CELL_GRU, CELL_GRU_RESET_AFTER = 0, 1, 2, 3
+# geometry columns of a recurrent layer's row
+R_CELL, R_STEPS, R_FEATURES, R_UNITS, R_SEQUENCES, R_BACKWARDS, R_BLOCK = 0, 1, 2, 3, 4, 5, 6
+N_R = 7
+BLOCK = ("x_tm", "pre", "hd", "dz", "dx_tm", "h", "c", "mask", "rmask", "kernel", "kernel_grad",
+         "recurrent_kernel", "recurrent_kernel_grad", "bias", "bias_grad", "kernel_t", "dh", "dc", "dprev",
+         "y", "dx", "rec", "gates", "act_c", "rh", "rec_raw", "drec", "kernel_zr", "kernel_h", "kernel_zr_t",
+         "kernel_h_t", "rec_h", "dzr", "dzh", "drh", "empty")
+(B_X_TM, B_PRE, B_HD, B_DZ, B_DX_TM, B_H, B_C, B_MASK, B_RMASK, B_KERNEL, B_KERNEL_GRAD, B_RK, B_RK_GRAD, B_BIAS,
+ B_BIAS_GRAD, B_KERNEL_T, B_DH, B_DC, B_DPREV, B_Y, B_DX, B_REC, B_GATES, B_ACT_C, B_RH, B_REC_RAW, B_DREC,
+ B_KERNEL_ZR, B_KERNEL_H, B_KERNEL_ZR_T, B_KERNEL_H_T, B_REC_H, B_DZR, B_DZH, B_DRH, B_EMPTY) = range(len(BLOCK))
+GATES = {CELL_SIMPLE: 1, CELL_LSTM: 4, CELL_GRU: 3, CELL_GRU_RESET_AFTER: 3}
+
+
+@njit
+def matmul(a, b, out, trans_a, trans_b):
+    """out = op(a) @ op(b) through numpy's BLAS (kernels/blas.py), the call np.matmul makes:
+    the recurrent layers' input projection and weight and input gradients, from Python and
+    from the compiled loop alike. Every array has contiguous rows (C arrays, or column blocks
+    of them: the GRU's recurrent-kernel gradient), so no np.dot fallback is compiled."""
+    if a.strides[1] != a.itemsize or b.strides[1] != b.itemsize or out.strides[1] != out.itemsize:
+        raise ValueError("matmul: rows must be contiguous")
+    _gemm_call(a, b, out, trans_a, trans_b)
+
+
+# -- the default activation pair's time loops, chosen when the caller is compiled --------------
+def _calls_default(make, gated: bool, forward: bool):
+    """A function for compiled callers that runs `make`'s time loop specialised as the Python
+    path specialises it for the defaults: (tanh[, hard_sigmoid][, fast = float32 buffers])."""
+
+    def run(*args):
+        raise NotImplementedError("called from compiled code only")
+
+    @overload(run)
+    def _run(*args):
+        codes = (TANH, HARD_SIGMOID) if gated else (TANH,)
+        if forward:
+            codes = (*codes, int(args[0].dtype == types.float32))
+        kernel = _specialised(make, *codes)
+
+        def impl(*args):
+            kernel(*args)
+
+        return impl
+
+    return run
+
+
+_simple_forward = _calls_default(_simple_rnn_forward_for, False, True)
+_simple_backward = _calls_default(_simple_rnn_backward_for, False, False)
+_lstm_forward = _calls_default(_lstm_forward_for, True, True)
+_lstm_backward = _calls_default(_lstm_backward_for, True, False)
+_gru_forward = _calls_default(_gru_forward_for, True, True)
+_gru_backward = _calls_default(_gru_backward_for, True, False)
+_gru_ra_forward = _calls_default(_gru_reset_after_forward_for, True, True)
+_gru_ra_backward = _calls_default(_gru_reset_after_backward_for, True, False)
+
+
+@njit(inline="always")
+def _tm(bufs, base, which, lead, n, width):
+    """The block's buffer `which` as the [lead, n, width] view TimeMajor[n] gives in Python."""
+    return bufs[base + which][:lead * n * width].reshape(lead, n, width)
+
+
+@njit(inline="always")
+def _rows(bufs, base, which, n, width):
+    return bufs[base + which][:n * width].reshape(n, width)
+
+
+@njit
+def recurrent_forward(count, r, x, bufs):
+    """Recurrent.forward(x, training) without dropout, mask or carried state: x [count, steps,
+    features] flat; the output into the block's y."""
+    cell, steps, features, units = r[R_CELL], r[R_STEPS], r[R_FEATURES], r[R_UNITS]
+    backwards, base = r[R_BACKWARDS] == 1, r[R_BLOCK]
+    n, width = count, GATES_BY_CELL[cell] * units
+    x3 = x.reshape(n, steps, features)
+    x_tm = _tm(bufs, base, B_X_TM, steps, n, features)
+    for t in range(steps):  # time-major, in processing order
+        x_tm[t] = x3[:, steps - 1 - t if backwards else t, :]
+    pre = _tm(bufs, base, B_PRE, steps, n, width)
+    matmul(x_tm.reshape(steps * n, features), _rows(bufs, base, B_KERNEL, features, width),
+           pre.reshape(steps * n, width), False, False)
+    rmask, mask = _rows(bufs, base, B_RMASK, n, units), _rows(bufs, base, B_MASK, n, steps)
+    rmask[:] = 1.0
+    mask[:] = 1.0
+    h = _tm(bufs, base, B_H, steps + 1, n, units)
+    h[0] = 0.0
+    recurrent_kernel, bias = _rows(bufs, base, B_RK, units, width), bufs[base + B_BIAS]
+    hd = _tm(bufs, base, B_HD, steps, n, units)
+    if cell == CELL_SIMPLE:
+        _simple_forward(pre, recurrent_kernel, bias, mask, rmask, h, hd, _rows(bufs, base, B_REC, n, width), backwards)
+    elif cell == CELL_LSTM:
+        c = _tm(bufs, base, B_C, steps + 1, n, units)
+        c[0] = 0.0
+        _lstm_forward(pre, recurrent_kernel, bias, mask, rmask, h, c, hd, _tm(bufs, base, B_GATES, steps, n, width),
+                      _tm(bufs, base, B_ACT_C, steps, n, units), _rows(bufs, base, B_REC, n, width), backwards)
+    elif cell == CELL_GRU:
+        kernel_zr, kernel_h = _rows(bufs, base, B_KERNEL_ZR, units, 2 * units), _rows(bufs, base, B_KERNEL_H, units, units)
+        kernel_zr[:] = recurrent_kernel[:, :2 * units]
+        kernel_h[:] = recurrent_kernel[:, 2 * units:]
+        _gru_forward(pre, kernel_zr, kernel_h, bias, mask, rmask, h, hd, _tm(bufs, base, B_GATES, steps, n, width),
+                     _tm(bufs, base, B_RH, steps, n, units), _rows(bufs, base, B_REC, n, 2 * units),
+                     _rows(bufs, base, B_REC_H, n, units), backwards)
+    else:
+        _gru_ra_forward(pre, recurrent_kernel, bias[:width], bias[width:], mask, rmask, h, hd,
+                        _tm(bufs, base, B_GATES, steps, n, width), _tm(bufs, base, B_REC_RAW, steps, n, width),
+                        _rows(bufs, base, B_REC, n, width), backwards)
+    if r[R_SEQUENCES] == 1:
+        y3 = bufs[base + B_Y][:n * steps * units].reshape(n, steps, units)
+        for t in range(steps):
+            y3[:, t, :] = h[t + 1]
+    else:
+        _rows(bufs, base, B_Y, n, units)[:] = h[steps]
+
+
+@njit
+def recurrent_backward(count, r, dy, need_dx, bufs):
+    """Recurrent.backward(dy, need_dx) after recurrent_forward: the weights' gradients, and
+    (need_dx) dx [count, steps, features] into the block's dx."""
+    cell, steps, features, units = r[R_CELL], r[R_STEPS], r[R_FEATURES], r[R_UNITS]
+    backwards, sequences, base = r[R_BACKWARDS] == 1, r[R_SEQUENCES] == 1, r[R_BLOCK]
+    n, width = count, GATES_BY_CELL[cell] * units
+    recurrent_kernel = _rows(bufs, base, B_RK, units, width)
+    kernel_t = _rows(bufs, base, B_KERNEL_T, width, units)
+    kernel_t[:] = recurrent_kernel.T
+    empty = bufs[base + B_EMPTY][:0]
+    if sequences:
+        dy_seq, dy_last = dy.reshape(n, steps, units), empty.reshape(0, 0)
+    else:
+        dy_seq, dy_last = empty.reshape(0, 0, 0), dy.reshape(n, units)
+    mask, rmask = _rows(bufs, base, B_MASK, n, steps), _rows(bufs, base, B_RMASK, n, units)
+    pre, dz = _tm(bufs, base, B_PRE, steps, n, width), _tm(bufs, base, B_DZ, steps, n, width)
+    hd = _tm(bufs, base, B_HD, steps, n, units)
+    db, dh, dprev = bufs[base + B_BIAS_GRAD], _rows(bufs, base, B_DH, n, units), _rows(bufs, base, B_DPREV, n, units)
+    gates = _tm(bufs, base, B_GATES, steps, n, width)
+    rk_grad = _rows(bufs, base, B_RK_GRAD, units, width)
+    hd_rows = hd.reshape(steps * n, units)
+    dz_rows = dz.reshape(steps * n, width)
+    if cell == CELL_SIMPLE:
+        _simple_backward(dy_seq, dy_last, sequences, kernel_t, mask, rmask, _tm(bufs, base, B_H, steps + 1, n, units),
+                         pre, dz, db, dh, dprev, backwards)
+        matmul(hd_rows, dz_rows, rk_grad, True, False)
+    elif cell == CELL_LSTM:
+        _lstm_backward(dy_seq, dy_last, sequences, kernel_t, mask, rmask, _tm(bufs, base, B_C, steps + 1, n, units),
+                       pre, gates, _tm(bufs, base, B_ACT_C, steps, n, units), dz, db, dh,
+                       _rows(bufs, base, B_DC, n, units), dprev, backwards)
+        matmul(hd_rows, dz_rows, rk_grad, True, False)
+    elif cell == CELL_GRU:
+        kernel_zr_t = _rows(bufs, base, B_KERNEL_ZR_T, 2 * units, units)
+        kernel_h_t = _rows(bufs, base, B_KERNEL_H_T, units, units)
+        kernel_zr_t[:] = _rows(bufs, base, B_KERNEL_ZR, units, 2 * units).T
+        kernel_h_t[:] = _rows(bufs, base, B_KERNEL_H, units, units).T
+        _gru_backward(dy_seq, dy_last, sequences, kernel_zr_t, kernel_h_t, mask, rmask, hd, pre, gates, dz, db, dh,
+                      _rows(bufs, base, B_DZR, n, 2 * units), _rows(bufs, base, B_DZH, n, units), dprev,
+                      _rows(bufs, base, B_DRH, n, units), backwards)
+        rh_rows = _tm(bufs, base, B_RH, steps, n, units).reshape(steps * n, units)
+        matmul(hd_rows, dz_rows[:, :2 * units], rk_grad[:, :2 * units], True, False)
+        matmul(rh_rows, dz_rows[:, 2 * units:], rk_grad[:, 2 * units:], True, False)
+    else:
+        drec = _tm(bufs, base, B_DREC, steps, n, width)
+        _gru_ra_backward(dy_seq, dy_last, sequences, kernel_t, mask, rmask, hd, pre, gates,
+                         _tm(bufs, base, B_REC_RAW, steps, n, width), dz, drec, db[:width], db[width:], dh, dprev,
+                         backwards)
+        matmul(hd_rows, drec.reshape(steps * n, width), rk_grad, True, False)
+    x_rows = _tm(bufs, base, B_X_TM, steps, n, features).reshape(steps * n, features)
+    kernel = _rows(bufs, base, B_KERNEL, features, width)
+    matmul(x_rows, dz_rows, _rows(bufs, base, B_KERNEL_GRAD, features, width), True, False)
+    if need_dx:
+        dx_tm = _tm(bufs, base, B_DX_TM, steps, n, features)
+        matmul(dz_rows, kernel, dx_tm.reshape(steps * n, features), False, True)
+        dx3 = bufs[base + B_DX][:n * steps * features].reshape(n, steps, features)
+        for t in range(steps):
+            dx3[:, steps - 1 - t if backwards else t, :] = dx_tm[t]
+
+
+GATES_BY_CELL = np.array([GATES[cell] for cell in range(4)], np.int64)
+
+
+@njit
+def embedding_step_forward(x, table, y, output_dim):
+    """Embedding.forward on flat buffers: x the batch's indices, table [input_dim * output_dim],
+    y [positions * output_dim]. fit checked every index of the training data before the first
+    step (train/compile.py check_inputs), so no lookup here can miss."""
+    m = x.shape[0]
+    embedding_forward(x, table.reshape(-1, output_dim), y[:m * output_dim].reshape(m, output_dim))
+
+
+@njit
+def embedding_step_backward(x, dy, grad, output_dim):
+    """Embedding.backward: the table's gradient (the indices get none)."""
+    embedding_backward(x, dy.reshape(x.shape[0], output_dim), grad.reshape(-1, output_dim))

@@ -20,20 +20,23 @@ pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is no
 
 def run_in_tmux(tmp_path, command: str, *, width=80, height=40, timeout=120.0) -> list[str]:
     session = f"trainctl-test-{uuid.uuid4().hex[:8]}"
+    # a tmux server of its own (-L): on the shared default server, another run's last session
+    # ending stops the server under this one's new-session ("server exited unexpectedly")
+    tmux = ["tmux", "-L", session]
     env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR", "COLUMNS", "LINES", "TMUX")}
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", str(width), "-y", str(height),
+    subprocess.run([*tmux, "new-session", "-d", "-s", session, "-x", str(width), "-y", str(height),
                     f"cd {tmp_path} && {command}; echo __DONE__ $?; sleep 600"], check=True, env=env)
     try:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            screen = subprocess.run(["tmux", "capture-pane", "-t", session, "-p"], capture_output=True,
+            screen = subprocess.run([*tmux, "capture-pane", "-t", session, "-p"], capture_output=True,
                                     text=True, check=True).stdout
             if "__DONE__" in screen:
                 return screen.rstrip("\n").splitlines()
             time.sleep(0.2)
         raise AssertionError(f"trainctl did not finish in {timeout} s:\n{screen}")
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
 
 
 def test_the_screen_after_training_in_an_80_column_terminal(tmp_path):

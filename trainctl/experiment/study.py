@@ -21,8 +21,11 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import signal
+import threading
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -254,6 +257,25 @@ def told(study, trial, value=None, state=None) -> None:
             raise
 
 
+@contextmanager
+def _storage_write():
+    """Ctrl-C waits until the study's storage write in the block is done, then interrupts. A
+    KeyboardInterrupt inside optuna's journal file lock (JournalFileOpenLock.release) left the
+    lock half-released and surfaced as a FileNotFoundError: a traceback instead of the
+    resume message, seen in tests/test_search.py's Ctrl-C test."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+    if pending:
+        raise KeyboardInterrupt
+
+
 def _tell(study, asked: Asked, future) -> None:
     """The trial's outcome into its RunResult and the study."""
     from distributed import KilledWorker
@@ -338,16 +360,19 @@ def run_study(experiment: Experiment, directory: Path, source: TrialSource, *, w
         while True:
             for future in finished:  # tell first: the sampler's next ask knows the result
                 asked = futures.pop(future)
-                _tell(study, asked, future)
+                with _storage_write():
+                    _tell(study, asked, future)
                 if progress is not None:
                     progress(snapshot(result, running=min(len(futures), slots), last=asked.run))
             submitted = False
             while len(futures) < slots + source.lookahead(slots):
-                asked = source.next(study, result, len(futures))
+                with _storage_write():  # the ask and its suggestions write the journal
+                    asked = source.next(study, result, len(futures))
                 if asked is None:
                     break
                 if asked.task is None:  # not a valid config: failed without running
-                    told(study, asked.trial, state=optuna.trial.TrialState.FAIL)
+                    with _storage_write():
+                        told(study, asked.trial, state=optuna.trial.TrialState.FAIL)
                     continue
                 submitted_count += 1  # earlier asked, earlier run: a plan runs in plan order
                 future = client.submit(train_trial, asked.task, pure=False, priority=-submitted_count,

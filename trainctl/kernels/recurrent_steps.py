@@ -1,5 +1,5 @@
 """One recurrent layer's (and Embedding's) whole training forward and backward as the compiled
-loop runs them (kernels/plan_steps.py KIND_RECURRENT, KIND_EMBEDDING), and the matrix
+loop runs them (kernels/plan_layers.py KIND_RECURRENT, KIND_EMBEDDING), and the matrix
 products the recurrent layers' Python path (nn/layers/recurrent.py) shares with it, so the
 two paths run the same instructions, as kernels/conv_steps.py does for convolutions.
 
@@ -168,7 +168,6 @@ def recurrent_backward(count, r, dy, need_dx, bufs):
     pre, dz = _tm(bufs, base, B_PRE, steps, n, width), _tm(bufs, base, B_DZ, steps, n, width)
     hd = _tm(bufs, base, B_HD, steps, n, units)
     db, dh, dprev = bufs[base + B_BIAS_GRAD], _rows(bufs, base, B_DH, n, units), _rows(bufs, base, B_DPREV, n, units)
-    gates = _tm(bufs, base, B_GATES, steps, n, width)
     rk_grad = _rows(bufs, base, B_RK_GRAD, units, width)
     hd_rows = hd.reshape(steps * n, units)
     dz_rows = dz.reshape(steps * n, width)
@@ -177,11 +176,13 @@ def recurrent_backward(count, r, dy, need_dx, bufs):
                          pre, dz, db, dh, dprev, backwards)
         matmul(hd_rows, dz_rows, rk_grad, True, False)
     elif cell == CELL_LSTM:
+        gates = _tm(bufs, base, B_GATES, steps, n, width)  # the gated cells' only (SimpleRNN has none)
         _lstm_backward(dy_seq, dy_last, sequences, kernel_t, mask, rmask, _tm(bufs, base, B_C, steps + 1, n, units),
                        pre, gates, _tm(bufs, base, B_ACT_C, steps, n, units), dz, db, dh,
                        _rows(bufs, base, B_DC, n, units), dprev, backwards)
         matmul(hd_rows, dz_rows, rk_grad, True, False)
     elif cell == CELL_GRU:
+        gates = _tm(bufs, base, B_GATES, steps, n, width)
         kernel_zr_t = _rows(bufs, base, B_KERNEL_ZR_T, 2 * units, units)
         kernel_h_t = _rows(bufs, base, B_KERNEL_H_T, units, units)
         kernel_zr_t[:] = _rows(bufs, base, B_KERNEL_ZR, units, 2 * units).T
@@ -193,6 +194,7 @@ def recurrent_backward(count, r, dy, need_dx, bufs):
         matmul(hd_rows, dz_rows[:, :2 * units], rk_grad[:, :2 * units], True, False)
         matmul(rh_rows, dz_rows[:, 2 * units:], rk_grad[:, 2 * units:], True, False)
     else:
+        gates = _tm(bufs, base, B_GATES, steps, n, width)
         drec = _tm(bufs, base, B_DREC, steps, n, width)
         _gru_ra_backward(dy_seq, dy_last, sequences, kernel_t, mask, rmask, hd, pre, gates,
                          _tm(bufs, base, B_REC_RAW, steps, n, width), dz, drec, db[:width], db[width:], dh, dprev,

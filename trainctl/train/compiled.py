@@ -14,7 +14,7 @@ step a callback saves at (`next_step_boundary`), a callback that must see every 
 learning-rate schedule's on_batch_begin, any user callback handling batch events: chunks of
 one step), a non-finite loss, and the display's refresh (auto chunks last about CHUNK_SECONDS).
 Models of Dense and Dropout over 2-D activations run kernels/plan_steps.train_plan_steps; any
-other covered stack the general plan (train_spatial_plan_steps: every buffer flat, reshaped in
+other covered stack the general plan (kernels/general_plan_steps.py: every buffer flat, reshaped in
 the kernel), a second compiled function so dense models do not pay its compile time. The
 noise layers' draws, like Dropout's uniforms, come per chunk from each layer's own generator.
 Results are bit-identical to the Python path whatever the chunk sizes: the same kernels run
@@ -302,10 +302,10 @@ class CompiledSteps:
             self.clipnorm, self.clip_bounds, self.clip_scale)
 
     def _launch_spatial(self, order, first_sample, n_steps, constants, flag, totals) -> int:
-        from trainctl.kernels import plan_steps
+        from trainctl.kernels import general_plan_steps as general
 
         trainer, plan = self.trainer, self.plan
-        steps = plan_steps.train_sequence_plan_steps if plan.sequences else plan_steps.train_spatial_plan_steps
+        steps = general.train_sequence_plan_steps if plan.sequences else general.train_spatial_plan_steps
         return steps(
             self.x_source, self.y_source, self.weight_source, order, self.has_weights,
             first_sample, self.x_source.shape[0], self.batch_size, n_steps,

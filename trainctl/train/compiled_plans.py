@@ -175,7 +175,7 @@ def regularized_weights_held(model) -> bool:
 
 @dataclass
 class SpatialLoopPlan:
-    """The general plan (see kernels/plan_steps.py, train_spatial_plan_steps / train_sequence_plan_steps)."""
+    """The general plan (see kernels/plan_layers.py and general_plan_steps.py)."""
 
     kinds: np.ndarray
     geo: np.ndarray
@@ -219,7 +219,7 @@ def has_sequence_layers(plans) -> bool:
 def _sequence_layer(plan, row, sl, bufs, slot, dtype) -> bool:
     """Lay out a recurrent layer's or an Embedding's row of the general plan; returns its kind
     (False: neither)."""
-    from trainctl.kernels import plan_steps as ps
+    from trainctl.kernels import plan_layers as ps
     from trainctl.kernels import recurrent_steps as rs
     from trainctl.nn.layers.embedding import EmbeddingPlan
     from trainctl.nn.layers.recurrent import RecurrentPlan
@@ -245,7 +245,7 @@ def _sequence_layer(plan, row, sl, bufs, slot, dtype) -> bool:
 
 def spatial_plan(steps, plans) -> SpatialLoopPlan:
     """Every layer's buffers as flat views in typed lists, its geometry as int rows."""
-    from trainctl.kernels import plan_steps as ps
+    from trainctl.kernels import plan_layers as ps
     from trainctl.kernels.steps import LOSS_GENERIC
     from trainctl.nn.layers.base import DensePlan, DropoutPlan, ProductPlan
     from trainctl.nn.layers.plans import (

@@ -1,4 +1,4 @@
-"""What the compiled training loop (trainctl/train/compiled.py, kernels/plan_steps.py) needs
+"""What the compiled training loop (trainctl/train/compiled.py, kernels/plan_steps.py, general_plan_steps.py) needs
 of the layers beyond Dense and Dropout (whose plans are in base.py): each layer's buffers,
 codes and geometry, valid after `allocate`, returned by `Layer.compiled_plan()`. Arrays are
 the layer's own full-capacity buffers; the loop writes into them exactly as forward/backward do.

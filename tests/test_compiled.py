@@ -320,11 +320,11 @@ def _auto_fit(monkeypatch, tmp_path, *, marked: bool, compile_seconds: float | N
     from trainctl.jit import cache as jit
     from trainctl.train import compiled
 
-    monkeypatch.setattr(compiled, "_loaded", False)
+    monkeypatch.setattr(compiled, "_loaded", set())
     monkeypatch.setattr(compiled, "AUTO_MIN_STEPS", 20)
     monkeypatch.setattr(jit, "kernel_cache", lambda: tmp_path)
     if compile_seconds is not None:
-        monkeypatch.setattr(compiled, "LOOP_COMPILE_SECONDS", compile_seconds)
+        monkeypatch.setattr(compiled, "LOOP_COMPILE_SECONDS", dict.fromkeys(compiled.LOOP_COMPILE_SECONDS, compile_seconds))
     model, kind = _model("categorical_crossentropy", "adam")
     if marked:
         jit.mark_compiled(compiled.CompiledSteps.kernel_key(_trainer_of(model)))

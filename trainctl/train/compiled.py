@@ -43,15 +43,22 @@ MAX_CHUNK = 1 << 16
 # steps_per_execution "auto": once the compiled loop is in the kernel cache, fits of at least
 # AUTO_MIN_STEPS steps use it (loading it costs ~0.4-0.8 s of CPU, which a fit of a few hundred
 # small steps never wins back), as does every fit once this process has loaded it. Compiling it
-# costs 30-60 s of CPU, once per machine and version of trainctl, and saves ~20-40% of each small
+# costs 30-200 s of CPU (by loop), once per machine and version of trainctl, and saves ~20-40% of each small
 # step: a fit that has not compiled it trains from Python and switches to the loop at an
 # epoch's end only when the epochs left would take long enough from Python for the saving to pay
 # for the compile (worth_switching). The results are bit-identical on either path, so the switch
 # changes nothing but time. An explicit steps_per_execution always uses the loop.
 AUTO_MIN_STEPS = 5000
-LOOP_COMPILE_SECONDS = 40.0  # CPU-s to compile a loop (fresh cache, 2-core machine: 28-55 s)
+# CPU-s to compile each loop, fresh cache, this 2-core machine (measured: dense 28-55; general
+# 85-109, sequence 162-204, both at load 3-15): what worth_switching weighs against the saving
+LOOP_COMPILE_SECONDS = {"train_plan_steps": 40.0, "train_spatial_plan_steps": 90.0,
+                        "train_sequence_plan_steps": 170.0}
 SAVED_FRACTION = 0.25  # a conservative share of a Python step the loop saves (conv b32 ~23%, dense more)
-_loaded = False
+_loaded: set[str] = set()  # the kernel keys (loop and dtype) this process has run: loaded or compiled
+
+
+def _loop_of(kernel_key: str) -> str:
+    return kernel_key.rsplit("-", 1)[0]  # CompiledSteps.kernel_key: "<loop>-<dtype>"
 
 
 def compile_decision(total_steps: int | None, steps_per_execution, kernel_key: str) -> str:
@@ -59,7 +66,7 @@ def compile_decision(total_steps: int | None, steps_per_execution, kernel_key: s
     and ask worth_switching at each epoch's end; 'python': train from Python."""
     from trainctl.jit.cache import is_marked_compiled
 
-    if steps_per_execution != "auto" or _loaded:
+    if steps_per_execution != "auto" or kernel_key in _loaded:
         return "loop"
     if total_steps is None:
         return "python"
@@ -68,9 +75,9 @@ def compile_decision(total_steps: int | None, steps_per_execution, kernel_key: s
     return "measure"
 
 
-def worth_switching(python_seconds_per_step: float, steps_left: int) -> bool:
-    """Whether compiling the loop now pays for itself within this fit."""
-    return python_seconds_per_step * steps_left * SAVED_FRACTION > LOOP_COMPILE_SECONDS
+def worth_switching(python_seconds_per_step: float, steps_left: int, kernel_key: str) -> bool:
+    """Whether compiling the model's loop now pays for itself within this fit."""
+    return python_seconds_per_step * steps_left * SAVED_FRACTION > LOOP_COMPILE_SECONDS[_loop_of(kernel_key)]
 
 
 UNIFORM_BUDGET = 1 << 21  # dropout uniforms drawn per chunk (float64: 16 MB); longer chunks are cut
@@ -243,12 +250,12 @@ class CompiledSteps:
         done = self._launch(order, first_sample, n_steps, constants, flag, totals)
         self.trainer._scale_key = None  # the kernel wrote the row scales: Trainer._row_scale must refill
         elapsed = time.perf_counter() - started
-        global _loaded
-        if not _loaded:
+        key = self.kernel_key(self.trainer)
+        if key not in _loaded:
             from trainctl.jit.cache import mark_compiled
 
-            mark_compiled(self.kernel_key(self.trainer))  # in the cache now: later auto fits load it
-        _loaded = True
+            mark_compiled(key)  # in the cache now: later auto fits load it
+            _loaded.add(key)
         if done:
             self.seconds_per_step = elapsed / done
         if done < n_steps:

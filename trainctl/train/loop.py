@@ -210,7 +210,8 @@ def _train_epochs(model, trainer, source, val_source, callback_list, *, epochs, 
         if model.stop_training:
             break
         if decision == "measure" and compiled is None and python_steps and epoch + 1 < epochs:
-            if worth_switching(python_seconds / python_steps, per_epoch * (epochs - epoch - 1)):
+            if worth_switching(python_seconds / python_steps, per_epoch * (epochs - epoch - 1),
+                               CompiledSteps.kernel_key(trainer)):
                 use_the_loop()  # from the next epoch: the same results, sooner
                 compile_notice = CompileNotice(callback_list)  # the display says it is compiling
                 compile_notice.start()

@@ -117,6 +117,7 @@ class CompiledSteps:
         else:
             self.plan = spatial_plan(self, plans)
             self._launch = self._launch_spatial
+        self.key = f"{_loop_name(model, trainer, plans)}-{np.dtype(model.dtype).name}"  # as kernel_key()
         self.uniforms_per_step = batch_size * sum(plan.features for _, plan in self.plan.dropouts)
         self.loss_code = int(trainer.loss.code)
         self.metric_codes = np.array([m.metric.code for m in trainer.metrics], np.int64)
@@ -250,12 +251,11 @@ class CompiledSteps:
         done = self._launch(order, first_sample, n_steps, constants, flag, totals)
         self.trainer._scale_key = None  # the kernel wrote the row scales: Trainer._row_scale must refill
         elapsed = time.perf_counter() - started
-        key = self.kernel_key(self.trainer)
-        if key not in _loaded:
+        if self.key not in _loaded:  # once per loop and dtype, not per chunk
             from trainctl.jit.cache import mark_compiled
 
-            mark_compiled(key)  # in the cache now: later auto fits load it
-            _loaded.add(key)
+            mark_compiled(self.key)  # in the cache now: later auto fits load it
+            _loaded.add(self.key)
         if done:
             self.seconds_per_step = elapsed / done
         if done < n_steps:

@@ -149,7 +149,8 @@ def _train_epochs(model, trainer, source, val_source, callback_list, *, epochs, 
     if jit_compile:
         model.compiled_fallback = CompiledSteps.unsupported(trainer, source, batch_size)
         if model.compiled_fallback is None:
-            decision = compile_decision(total_steps, steps_per_execution, CompiledSteps.kernel_key(trainer))
+            kernel_key = CompiledSteps.kernel_key(trainer)
+            decision = compile_decision(total_steps, steps_per_execution, kernel_key)
             if decision == "python":
                 model.compiled_fallback = (f"a fit of {total_steps} steps: faster from Python than loading the "
                                            f"compiled loop (steps_per_execution: N uses it anyway)")
@@ -210,8 +211,7 @@ def _train_epochs(model, trainer, source, val_source, callback_list, *, epochs, 
         if model.stop_training:
             break
         if decision == "measure" and compiled is None and python_steps and epoch + 1 < epochs:
-            if worth_switching(python_seconds / python_steps, per_epoch * (epochs - epoch - 1),
-                               CompiledSteps.kernel_key(trainer)):
+            if worth_switching(python_seconds / python_steps, per_epoch * (epochs - epoch - 1), kernel_key):
                 use_the_loop()  # from the next epoch: the same results, sooner
                 compile_notice = CompileNotice(callback_list)  # the display says it is compiling
                 compile_notice.start()

@@ -1,15 +1,17 @@
-"""Where a W1 (784 → 32 relu → 10 softmax, Adam, categorical cross-entropy) compiled step spends
-its time: CPU µs per batch of the whole compiled epoch against each kernel alone, 1 BLAS thread,
+"""Where a dense compiled step (784 → hidden relu → 10 softmax, Adam, categorical cross-entropy,
+accuracy) spends its time: CPU µs per batch of the compiled epoch, of the kernel call alone, and
+of each piece of the step run alone in a compiled loop on the same shapes. 1 BLAS thread,
 FTZ/DAZ on, float32.
 
-    python bench/train_speed_profile.py                 # batch 32 and 512
-    python bench/train_speed_profile.py --batch 32 512 2048 --workload 256,256
+    python bench/train_speed_profile.py                 # W1 at batch 32 and 512
+    python bench/train_speed_profile.py --batch 128 --workload 256,256
 
-Each part is one kernel called from Python in a loop (a call costs ~0.3 µs of dispatch, which the
-compiled loop does not pay). The gather walks the epoch's shuffled order, so its rows come from
-all over the 188 MB source (cold lines), as in training. "np.dot in numba" is the BLAS the
-compiled step calls (scipy's OpenBLAS through numba); "numpy matmul" is numpy's own OpenBLAS on
-the same shape, for choosing the matmul per shape. "rest" is the compiled epoch minus the parts.
+Each piece runs inside one numba loop of as many calls as the epoch has batches, so it pays no
+Python dispatch (the compiled step does not either). The gather walks a shuffled order over the
+188 MB source (cold lines), as in training. "fit epoch" is model.fit's epoch as the user runs it
+(auto chunks); "kernel calls" the time inside train_plan_steps; their difference is the Python
+around the chunks (optimizer constants, snapshots, callbacks). "rest" = kernel calls − pieces:
+the loop itself, the row scales, what the pieces miss.
 """
 from __future__ import annotations
 
@@ -17,145 +19,213 @@ import argparse
 import time
 
 import numpy as np
-import scipy.linalg.cython_blas
 from threadpoolctl import threadpool_limits
 
 threadpool_limits(1)
 
-from trainctl.kernels.activations import activation_backward_bias_grad, bias_activation_forward  # noqa: E402
-from trainctl.kernels.batches import gather_rows  # noqa: E402
-from trainctl.kernels.codes import ACTIVATION_CODES, LOSS_CODES  # noqa: E402
-from trainctl.jit.fpu import FlushDenormals  # noqa: E402
 from trainctl.jit import njit  # noqa: E402
+from trainctl.jit.fpu import FlushDenormals  # noqa: E402
+from trainctl.kernels.activations import (  # noqa: E402
+    activation_backward_bias_grad_inline,
+    bias_activation_forward_inline,
+)
+from trainctl.kernels.batches import gather_rows  # noqa: E402
+from trainctl.kernels.blas import gemm  # noqa: E402
+from trainctl.kernels.codes import ACTIVATION_CODES, LOSS_CODES, METRIC_CODES  # noqa: E402
 from trainctl.kernels.losses import softmax_crossentropy_backward  # noqa: E402
+from trainctl.kernels.metrics import metric_value  # noqa: E402
 from trainctl.kernels.optimizers import adam_update  # noqa: E402
+from trainctl.kernels.steps import batch_loss  # noqa: E402
 from trainctl.nn.model import Sequential  # noqa: E402
+from trainctl.train import compiled  # noqa: E402
 
 
 @njit
-def _numba_dot(a, b, out):
-    np.dot(a, b, out)
+def _gather_loop(x, y, order, batch, n, xb, yb):
+    rows = x.shape[0]
+    for step in range(n):
+        start = (step * batch) % (rows - batch)
+        gather_rows(x, order, start, batch, xb)
+        gather_rows(y, order, start, batch, yb)
 
 
-def per_call(f, seconds=0.4):
-    """CPU µs per call of f (best of 3 runs of ~seconds/3 each)."""
-    f()
-    t = time.process_time()
-    f()
-    once = max(time.process_time() - t, 1e-6)
-    reps = max(3, int(seconds / 3 / once))
+@njit
+def _gemm_loop(a, b, out, trans_a, trans_b, n):
+    for _ in range(n):
+        gemm(a, b, out, trans_a, trans_b)
+
+
+@njit
+def _bias_activation_loop(z, bias, out, code, n):
+    for _ in range(n):
+        bias_activation_forward_inline(z, bias, out, code)
+
+
+@njit
+def _backward_bias_loop(z, y, dy, dz, dbias, code, n):
+    for _ in range(n):
+        activation_backward_bias_grad_inline(z, y, dy, dz, dbias, code)
+
+
+@njit
+def _loss_loop(code, yb, probs, scale, per_row, dz, n):
+    total = 0.0
+    for _ in range(n):
+        softmax_crossentropy_backward(code, yb, probs, scale, per_row, dz)
+        total += batch_loss(per_row, scale)
+    return total
+
+
+@njit
+def _metric_loop(metric, yb, probs, n):
+    total = 0.0
+    for _ in range(n):
+        total += metric_value(metric, yb, probs)
+    return total
+
+
+@njit
+def _scale_loop(scale, rows, n):
+    for _ in range(n):
+        for i in range(rows):
+            scale[i] = 1.0 / rows
+
+
+@njit
+def _adam_loop(value, grad, m, v, c, one, clipvalue, n):
+    for _ in range(n):
+        adam_update(value, grad, m, v, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], one, clipvalue)
+
+
+def cpu_us(run, n_steps: int, trials: int = 3) -> float:
+    """CPU µs per step of run(n_steps) (one compiled call), best of `trials` after a warm call."""
+    run(8)
     best = float("inf")
-    for _ in range(3):
-        t = time.process_time()
-        for _ in range(reps):
-            f()
-        best = min(best, (time.process_time() - t) / reps)
-    return best * 1e6
+    for _ in range(trials):
+        start = time.process_time()
+        run(n_steps)
+        best = min(best, time.process_time() - start)
+    return best / n_steps * 1e6
 
 
-def profile(bs: int, hidden: list[int], x, y, rng) -> None:
-    n = x.shape[0]
-    layers = [{"type": "dense", "units": hidden[0], "activation": "relu", "input_shape": [784]}]
+def fit_timing(x, y, hidden, batch):
+    """(fit epoch, kernel calls) CPU µs per batch of model.fit as bench/train_speed.py runs it:
+    auto chunks, the median of 3 epochs after a first, each timed from its begin to its end."""
+    from trainctl.train.callbacks import Callback
+
+    layers = [{"type": "dense", "units": hidden[0], "activation": "relu", "input_shape": [x.shape[1]]}]
     layers += [{"type": "dense", "units": u, "activation": "relu"} for u in hidden[1:]]
     layers += [{"type": "dense", "units": 10, "activation": "softmax"}]
-    m = Sequential(layers, seed=0)
-    m.compile(optimizer={"type": "adam", "learning_rate": 1e-3, "epsilon": 1e-7}, loss="categorical_crossentropy")
-    m.fit(x, y, epochs=1, batch_size=bs, verbose=0, steps_per_execution=1000)  # warm: compile/load
-    assert m.compiled_fallback is None, m.compiled_fallback
-    epochs = 2 if bs < 512 else 3
-    t = time.process_time()
-    m.fit(x, y, epochs=epochs, batch_size=bs, verbose=0, steps_per_execution=1000)
-    el = (time.process_time() - t) / epochs
-    steps = -(-n // bs)
-    step_us = el / steps * 1e6
-    print(f"\n{'-'.join(map(str, [784, *hidden, 10]))} batch {bs}: compiled epoch {el:.3f} CPU s -> "
-          f"{n / el / 1e3:.0f}k samples/CPU-s, {step_us:.1f} us/batch")
-    relu, softmax, linear = ACTIVATION_CODES["relu"], ACTIVATION_CODES["softmax"], ACTIVATION_CODES["linear"]
-    cce = LOSS_CODES["categorical_crossentropy"]
-    widths = [784, *hidden, 10]
+    model = Sequential(layers, seed=0)
+    model.compile(optimizer={"type": "adam", "learning_rate": 1e-3}, loss="categorical_crossentropy",
+                  metrics=["accuracy"])
+    model.fit(x[:4096], y[:4096], epochs=1, batch_size=batch, verbose=0, steps_per_execution=64)  # compile / load
+    assert model.compiled_fallback is None, model.compiled_fallback
+    inside = [0.0]
+    launch = compiled.CompiledSteps._launch_dense
+
+    def timed_launch(self, *args):
+        start = time.process_time()
+        try:
+            return launch(self, *args)
+        finally:
+            inside[0] += time.process_time() - start
+
+    class EpochTimer(Callback):
+        epochs: list = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start, self.start_inside = time.process_time(), inside[0]
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.epochs.append((time.process_time() - self.start, inside[0] - self.start_inside))
+
+    compiled.CompiledSteps._launch_dense = timed_launch
+    compiled._loaded.add("train_plan_steps-float32")  # auto chunks on the loop from the first step
+    timer = EpochTimer()
+    try:
+        model.fit(x, y, epochs=4, batch_size=batch, callbacks=[timer])
+    finally:
+        compiled.CompiledSteps._launch_dense = launch
+    steps = -(-x.shape[0] // batch)
+    fit_s, kernel_s = sorted(timer.epochs[1:])[1]
+    return fit_s / steps * 1e6, kernel_s / steps * 1e6, model
+
+
+def profile(batch: int, hidden: list[int], x, y, rng) -> None:
+    n = -(-x.shape[0] // batch)
+    fit_us, kernel_us, model = fit_timing(x, y, hidden, batch)
     f32 = np.float32
-    order = rng.permutation(n).astype(np.int64)
-    xb = np.empty((bs, 784), f32)
-    yb = np.empty((bs, 10), f32)
-    cursor = [0]
-
-    def gather():
-        start = cursor[0]
-        gather_rows(x, order, start, bs, xb)
-        gather_rows(y, order, start, bs, yb)
-        cursor[0] = (start + bs) % (n - bs)
-
+    relu, softmax, linear = (ACTIVATION_CODES[k] for k in ("relu", "softmax", "linear"))
+    cce, accuracy = LOSS_CODES["categorical_crossentropy"], METRIC_CODES["categorical_accuracy"]
+    widths = [x.shape[1], *hidden, 10]
+    order = rng.permutation(x.shape[0]).astype(np.int64)
+    xb, yb = np.empty((batch, widths[0]), f32), np.empty((batch, 10), f32)
     parts: dict[str, float] = {}
-    numpy_parts: dict[str, float] = {}
     with FlushDenormals(True):
-        parts["gather x+y (shuffled)"] = per_call(gather)
-        gather()
-        acts = [xb]
+        parts["gather x+y (shuffled)"] = cpu_us(lambda k: _gather_loop(x, y, order, batch, k, xb, yb), n)
+        parts["row scales"] = cpu_us(lambda k: _scale_loop(np.empty(batch, f32), batch, k), n)
+        acts, records = xb, []
         for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-            w = np.asarray(m.layers[i].kernel.value)
-            bias = np.asarray(m.layers[i].bias.value)
-            xin = acts[-1]
-            z = np.empty((bs, b), f32)
-            out = np.empty((bs, b), f32)
+            layer = model.layers[i]
+            w, bias = np.asarray(layer.kernel.value), np.asarray(layer.bias.value)
+            z, out = np.empty((batch, b), f32), np.empty((batch, b), f32)
             code = softmax if i == len(widths) - 2 else relu
             tag = f"{a}x{b}"
-            parts[f"fwd matmul {tag}"] = per_call(lambda: _numba_dot(xin, w, z))
-            numpy_parts[f"fwd matmul {tag}"] = per_call(lambda: np.matmul(xin, w, out=z))
-            _numba_dot(xin, w, z)
-            z0 = z.copy()
-            parts[f"fwd bias+{'softmax' if code == softmax else 'relu'} {tag}"] = per_call(
-                lambda: (np.copyto(z, z0), bias_activation_forward(z, bias, out, code))) - per_call(lambda: np.copyto(z, z0))
-            bias_activation_forward(z, bias, out, code)
-            acts.append((xin, w, z, out, code, tag))
-            acts.append(out)
-        probs = acts[-1]
-        pr = np.empty(bs, f32)
-        sc = np.full(bs, 1 / bs, f32)
-        dz_out = np.empty((bs, 10), f32)
-        parts["softmax-CE loss+grad"] = per_call(lambda: softmax_crossentropy_backward(cce, yb, probs, sc, pr, dz_out))
+            xin = acts
+            parts[f"fwd gemm {tag}"] = cpu_us(lambda k: _gemm_loop(xin, w, z, False, False, k), n)
+            gemm_once = z.copy()
+            name = "softmax" if code == softmax else "relu"
+            parts[f"fwd bias+{name} {tag}"] = cpu_us(lambda k: _bias_activation_loop(z, bias * 0, out, code, k), n)
+            z[...] = gemm_once
+            _bias_activation_loop(z, bias, out, code, 1)
+            records.append((xin, w, z, out, code, tag))
+            acts = out
+        probs = acts
+        per_row, scale, dz_out = np.empty(batch, f32), np.full(batch, 1 / batch, f32), np.empty((batch, 10), f32)
+        parts["softmax-CE loss+grad, batch loss"] = cpu_us(
+            lambda k: _loss_loop(cce, yb, probs, scale, per_row, dz_out, k), n)
+        parts["accuracy"] = cpu_us(lambda k: _metric_loop(accuracy, yb, probs, k), n)
         dy = dz_out
-        layer_records = [r for r in acts if isinstance(r, tuple)]
-        for i in range(len(layer_records) - 1, -1, -1):
-            xin, w, z, out, code, tag = layer_records[i]
-            dz = np.empty_like(z)
-            gw = np.empty_like(w)
-            gb = np.empty(w.shape[1], f32)
-            dx = np.empty_like(xin)
-            c = linear if i == len(layer_records) - 1 else code
-            parts[f"bwd act+bias grad {tag}"] = per_call(lambda: activation_backward_bias_grad(z, out, dy, dz, gb, c))
-            activation_backward_bias_grad(z, out, dy, dz, gb, c)
-            parts[f"bwd dW matmul {tag}"] = per_call(lambda: _numba_dot(xin.T, dz, gw))
-            numpy_parts[f"bwd dW matmul {tag}"] = per_call(lambda: np.matmul(xin.T, dz, out=gw))
+        for i in range(len(records) - 1, -1, -1):
+            xin, w, z, out, code, tag = records[i]
+            dz, gw, gb, dx = np.empty_like(z), np.empty_like(w), np.empty(w.shape[1], f32), np.empty_like(xin)
+            c = linear if i == len(records) - 1 else code
+            parts[f"bwd act+bias grad {tag}"] = cpu_us(lambda k: _backward_bias_loop(z, out, dy, dz, gb, c, k), n)
+            _backward_bias_loop(z, out, dy, dz, gb, c, 1)
+            parts[f"bwd dW gemm {tag}"] = cpu_us(lambda k: _gemm_loop(xin, dz, gw, True, False, k), n)
             if i > 0:
-                parts[f"bwd dx matmul {tag}"] = per_call(lambda: _numba_dot(dz, w.T, dx))
-                numpy_parts[f"bwd dx matmul {tag}"] = per_call(lambda: np.matmul(dz, w.T, out=dx))
+                parts[f"bwd dx gemm {tag}"] = cpu_us(lambda k: _gemm_loop(dz, w, dx, False, True, k), n)
             dy = dx
         size = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
-        flat = np.zeros(size, f32)
-        g = rng.standard_normal(size).astype(f32) * f32(1e-3)
-        s0 = np.zeros_like(flat)
-        s1 = np.zeros_like(flat)
-        c = [f32(v) for v in (-1e-3, 0.9, 0.999, 0.1, 0.001, 0.1, 0.001, 1e-7)]
-        parts[f"adam over {size} weights"] = per_call(lambda: adam_update(flat, g, s0, s1, *c, f32(1), f32(0)))
+        value, m, v = np.zeros(size, f32), np.zeros(size, f32), np.zeros(size, f32)
+        grad = rng.standard_normal(size).astype(f32) * f32(1e-3)
+        c = np.array([-1e-3, 0.9, 0.999, 0.1, 0.001, 0.1, 0.001, 1e-7], f32)
+        parts[f"adam over {size} weights"] = cpu_us(lambda k: _adam_loop(value, grad, m, v, c, f32(1), f32(0), k), n)
     total = sum(parts.values())
-    for k, v in parts.items():
-        alt = f"   (numpy matmul {numpy_parts[k]:6.1f})" if k in numpy_parts else ""
-        print(f"  {k:34s} {v:7.1f} us {100 * v / step_us:5.1f}%{alt}")
-    print(f"  {'rest (loop, scale, metrics, ...)':34s} {step_us - total:7.1f} us {100 * (step_us - total) / step_us:5.1f}%")
+    matmuls = sum(v for k, v in parts.items() if "gemm" in k)
+    print(f"\n{'-'.join(map(str, widths))} batch {batch}: fit epoch {fit_us:.1f} µs/batch "
+          f"({batch / fit_us * 1e3:.0f}k samples/CPU-s), kernel calls {kernel_us:.1f} µs/batch "
+          f"({batch / kernel_us * 1e3:.0f}k), gemms alone {matmuls:.1f} (bound {batch / matmuls * 1e3:.0f}k)")
+    for key, value in parts.items():
+        print(f"  {key:36s} {value:7.2f} µs {100 * value / kernel_us:5.1f}%")
+    print(f"  {'rest (loop, what the pieces miss)':36s} {kernel_us - total:7.2f} µs "
+          f"{100 * (kernel_us - total) / kernel_us:5.1f}%")
+    print(f"  {'Python around the chunks':36s} {fit_us - kernel_us:7.2f} µs")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, nargs="+", default=[32, 512])
     parser.add_argument("--workload", default="32", help="hidden widths, comma-separated (W1: 32, W2: 256,256)")
+    parser.add_argument("--samples", type=int, default=60000)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    n = 60000
-    x = rng.standard_normal((n, 784)).astype(np.float32)
-    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, n)]
+    x = rng.standard_normal((args.samples, 784), dtype=np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, args.samples)]
     hidden = [int(v) for v in args.workload.split(",")]
-    for bs in args.batch:
-        profile(bs, hidden, x, y, rng)
+    for batch in args.batch:
+        profile(batch, hidden, x, y, rng)
 
 
 if __name__ == "__main__":

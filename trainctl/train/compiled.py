@@ -193,19 +193,9 @@ class CompiledSteps:
         return max(1, size)
 
     def _constants(self, n_steps: int) -> tuple[np.ndarray, bool]:
-        """The optimizer's per-step constants for the next n_steps (its own Python code runs
+        """The optimizer's per-step constants for the next n_steps (its own Python code computes
         them, advancing its scalars and iterations as apply() would); the bool flag apart."""
-        optimizer, dtype = self.optimizer, self.dtype.type
-        rows, flag = [], False
-        for _ in range(n_steps):
-            constants = optimizer.constants(dtype)
-            numeric = [c for c in constants if not isinstance(c, (bool, np.bool_))]
-            flag = any(bool(c) for c in constants if isinstance(c, (bool, np.bool_)))
-            rows.append(numeric)
-            optimizer.end_step()
-            optimizer.iterations += 1
-        table = np.array(rows, self.dtype) if rows and rows[0] else np.zeros((n_steps, 1), self.dtype)
-        return np.ascontiguousarray(table), flag
+        return self.optimizer.constants_table(self.dtype.type, n_steps)
 
     def _draw_uniforms(self, first_sample: int, n_steps: int) -> None:
         """Each active Dropout's uniforms for the chunk from its own generator, as its forward

@@ -99,6 +99,26 @@ class Optimizer(Configured):
     def end_step(self) -> None:
         """Advance accumulated scalars once every weight is updated (before iterations += 1)."""
 
+    def constants_table(self, dtype: type[np.floating], n_steps: int) -> tuple[np.ndarray, bool]:
+        """The next n_steps steps' constants for the compiled loop: one row per step (the
+        numeric values of constants(dtype), in order) and the bool flag, advancing the scalars
+        and iterations as n_steps apply() calls would. Constants depend on the parameters, the
+        rate, the accumulated scalars and (Adamax) iterations, so an optimizer without
+        accumulated scalars repeats its first row; one with them runs its steps one by one
+        unless it overrides this (Adam: its powers at once)."""
+        rows, flag = [], False
+        for _ in range(1 if not self.scalar_names else n_steps):
+            constants = self.constants(dtype)
+            rows.append([c for c in constants if not isinstance(c, (bool, np.bool_))])
+            flag = any(bool(c) for c in constants if isinstance(c, (bool, np.bool_)))
+            self.end_step()
+            self.iterations += 1
+        if not self.scalar_names:
+            rows *= n_steps
+            self.iterations += n_steps - 1
+        table = np.array(rows, dtype) if rows and rows[0] else np.zeros((n_steps, 1), dtype)
+        return np.ascontiguousarray(table), flag
+
     # -- the loop -------------------------------------------------------------------------
     def build(self, weights: list[Weight]) -> None:
         """Allocate slots (weight-shaped, weight dtype) for every trainable weight."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from trainctl.config.base import NonNegativeFloat, PositiveFloat, UnitInterval
 from trainctl.nn.optimizers.base import EPSILON, Optimizer, OptimizerParams, _load_kernel, _register
 
@@ -55,7 +57,11 @@ class Adam(Optimizer):
         return {"acc_beta1": self.params.beta1, "acc_beta2": self.params.beta2}
 
     def constants(self, dtype):
-        # Called every step: the fixed part is rounded to `dtype` once per (dtype, rate).
+        return self._row(dtype, self._scalar("acc_beta1", dtype), self._scalar("acc_beta2", dtype))
+
+    def _row(self, dtype, acc_beta1, acc_beta2):
+        """The kernel's constants for the beta powers acc_beta1/acc_beta2 (scalars, or arrays of
+        one per step) in `dtype`. The fixed part is rounded to `dtype` once per (dtype, rate)."""
         key = (dtype, self.learning_rate)
         if getattr(self, "_fixed_key", None) != key:
             p = self.params
@@ -63,15 +69,36 @@ class Adam(Optimizer):
                            dtype(1 - p.beta1), dtype(1 - p.beta2))
             self._epsilon, self._one, self._fixed_key = dtype(p.epsilon), dtype(1), key
         one = self._one
-        return (*self._fixed, one - self._scalar("acc_beta1", dtype), one - self._scalar("acc_beta2", dtype),
-                self._epsilon)
+        return (*self._fixed, one - acc_beta1, one - acc_beta2, self._epsilon)
 
+    def _powers(self, n_steps):
+        """The beta powers before each of the next n_steps steps and after the last ([n_steps + 1]
+        each, the scalars' dtype): end_step's products in sequence (multiply.accumulate rounds
+        each product as the scalar product does)."""
+        powers = []
+        for name, beta in (("acc_beta1", self.params.beta1), ("acc_beta2", self.params.beta2)):
+            acc = self._scalars[name]
+            sequence = np.full(n_steps + 1, acc.dtype.type(beta), acc.dtype)
+            sequence[0] = acc[0]
+            powers.append(np.multiply.accumulate(sequence))
+        return powers
 
     def end_step(self):
-        acc1, acc2 = self._scalars["acc_beta1"], self._scalars["acc_beta2"]
-        # element-wise, in the scalars' own dtype (same rounding as the in-place array multiply)
-        acc1[0] = acc1[0] * acc1.dtype.type(self.params.beta1)
-        acc2[0] = acc2[0] * acc2.dtype.type(self.params.beta2)
+        for name, sequence in zip(("acc_beta1", "acc_beta2"), self._powers(1)):
+            self._scalars[name][0] = sequence[1]
+
+    def constants_table(self, dtype, n_steps):
+        # every step's powers at once: the same rounding as n_steps end_step() calls, without
+        # ~8 µs of Python per step (a tenth of a W1 batch-32 step on the compiled loop)
+        powers = self._powers(n_steps)
+        columns = self._row(dtype, *(sequence[:n_steps].astype(dtype) for sequence in powers))
+        table = np.empty((n_steps, len(columns)), dtype)
+        for column, values in enumerate(columns):
+            table[:, column] = values
+        for name, sequence in zip(("acc_beta1", "acc_beta2"), powers):
+            self._scalars[name][0] = sequence[n_steps]
+        self.iterations += n_steps
+        return table, False
 
 
 @_register("adamax")

@@ -242,15 +242,18 @@ def _compiled_epoch(compiled, source, epoch, first_batch, batch_size, steps_per_
         values = compiled.run(order, index, count, sums)
         if not compile_notice.done:
             compile_notice.finish()
+        done = values.shape[0]
+        # the earlier batches' logs only when a callback replays them (1.6 µs a batch of Python)
+        first = 0 if callback_list.replays_batches else done - 1
         batches = []
-        for row in values.tolist():
-            size = min(batch_size, n_samples - index * batch_size)
+        for offset, row in enumerate(values[first:].tolist(), index + first):
             logs = dict(zip(keys, row))
-            logs["batch"], logs["size"] = index, size
-            batches.append((index, logs))
-            seen += size
-            index += 1
-        totals.totals, totals.seen = sums.tolist(), totals.seen + sum(logs["size"] for _, logs in batches)
+            logs["batch"], logs["size"] = offset, min(batch_size, n_samples - offset * batch_size)
+            batches.append((offset, logs))
+        size = min(n_samples, (index + done) * batch_size) - index * batch_size  # the chunk's samples
+        seen += size
+        index += done
+        totals.totals, totals.seen = sums.tolist(), totals.seen + size
         callback_list.on_chunk_end(batches)
         if model.stop_training:
             break

@@ -174,6 +174,11 @@ class CallbackList(Callback):
         """A callback must run between every two steps (no compiled chunks of more than one)."""
         return bool(self._batch_begin) or any(c.batch_end_mode == "every" for c in self._batch_end)
 
+    @property
+    def replays_batches(self) -> bool:
+        """Whether on_chunk_end reads every batch's logs (else only the last batch's)."""
+        return bool(self._replayed)
+
     def next_step_boundary(self, step: int) -> int | None:
         boundaries = [b for b in (c.next_step_boundary(step) for c in self._batch_end) if b is not None]
         return min(boundaries) if boundaries else None

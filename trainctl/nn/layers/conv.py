@@ -274,34 +274,28 @@ class _Conv(_ConvBase):
         return positions * 2 * macs + self._bias_flops()
 
 
-@LAYERS.register("conv2d")
+@LAYERS.register_type("conv2d")
 class Conv2D(_Conv):
     """2-D convolution over [height, width] (TF.js Conv2D); kernel [kh, kw, in_channels, filters]."""
 
-    type_id = "conv2d"
-    class_name = "Conv2D"
     rank = 2
 
 
-@LAYERS.register("conv1d")
+@LAYERS.register_type("conv1d")
 class Conv1D(_Conv):
     """1-D convolution over [length] (TF.js Conv1D); kernel [k, in_channels, filters].
 
     channels_first is computed as declared (input [channels, length] → output [filters,
     length']); TF.js 4.22 declares that output shape but returns channels_last data."""
 
-    type_id = "conv1d"
-    class_name = "Conv1D"
     rank = 1
 
 
-@LAYERS.register("conv2d_transpose")
+@LAYERS.register_type("conv2d_transpose")
 class Conv2DTranspose(_ConvBase):
     """The transpose (gradient) of a Conv2D: kernel [kh, kw, filters, in_channels]; output
     size per axis deconvLength(size, stride, k, padding) (TF.js Conv2DTranspose, no dilation)."""
 
-    type_id = "conv2d_transpose"
-    class_name = "Conv2DTranspose"
     rank = 2
     uses_dilation = False
     Params = ConvParams

@@ -45,13 +45,11 @@ class _DepthwiseStep(_ConvBase):
         return self._grad_format(dx) if need_dx else None
 
 
-@LAYERS.register("depthwise_conv2d")
+@LAYERS.register_type("depthwise_conv2d")
 class DepthwiseConv2D(_DepthwiseStep):
     """Each input channel convolved with its own depth_multiplier filters: depthwise_kernel
     [kh, kw, in_channels, depth_multiplier], output channel c * depth_multiplier + k (TF.js)."""
 
-    type_id = "depthwise_conv2d"
-    class_name = "DepthwiseConv2D"
     rank = 2
     uses_dilation = False  # TF.js 4.22 DepthwiseConv2D passes no dilation
     Params = DepthwiseParams
@@ -108,14 +106,12 @@ class SeparableParams(BaseConvParams):
         return self
 
 
-@LAYERS.register("separable_conv2d")
+@LAYERS.register_type("separable_conv2d")
 class SeparableConv2D(_DepthwiseStep):
     """A depthwise convolution (depthwise_kernel [kh, kw, in, depth_multiplier], with
     dilation) followed by a 1x1 convolution (pointwise_kernel [1, 1, in * depth_multiplier,
     filters]), then bias and activation (TF.js SeparableConv2D)."""
 
-    type_id = "separable_conv2d"
-    class_name = "SeparableConv2D"
     rank = 2
     Params = SeparableParams
 

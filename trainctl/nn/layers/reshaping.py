@@ -101,12 +101,9 @@ class _Slicing(Layer):
         return CopyBoxPlan(self._y, self._dx, self._in3, self._out3, x_start, y_start, extent)
 
 
-@LAYERS.register("zero_padding1d")
+@LAYERS.register_type("zero_padding1d")
 class ZeroPadding1D(_Slicing):
     """Zeros before and after the steps of [null, steps, channels] (Keras ZeroPadding1D)."""
-
-    type_id = "zero_padding1d"
-    class_name = "ZeroPadding1D"
 
     in_tfjs = False
 
@@ -118,12 +115,9 @@ class ZeroPadding1D(_Slicing):
         return [_pair_1d(self.params.padding), (0, 0)]
 
 
-@LAYERS.register("zero_padding2d")
+@LAYERS.register_type("zero_padding2d")
 class ZeroPadding2D(_Slicing):
     """Zero rows and columns around images (TF.js ZeroPadding2D)."""
-
-    type_id = "zero_padding2d"
-    class_name = "ZeroPadding2D"
 
     class Params(LayerParams):
         padding: Union[NonNegativeInt, Pair, list[Pair]] = 1  # TF.js default [[1, 1], [1, 1]]
@@ -135,12 +129,9 @@ class ZeroPadding2D(_Slicing):
         return [rows, cols, (0, 0)] if self.params.data_format == "channels_last" else [(0, 0), rows, cols]
 
 
-@LAYERS.register("cropping1d")
+@LAYERS.register_type("cropping1d")
 class Cropping1D(_Slicing):
     """Drops steps at the start and end of [null, steps, channels] (Keras Cropping1D)."""
-
-    type_id = "cropping1d"
-    class_name = "Cropping1D"
 
     in_tfjs = False
 
@@ -153,12 +144,9 @@ class Cropping1D(_Slicing):
         return [(-a, -b), (0, 0)]
 
 
-@LAYERS.register("cropping2d", "cropping2D")
+@LAYERS.register_type("cropping2d", "cropping2D")
 class Cropping2D(_Slicing):
     """Drops rows and columns at the image edges (TF.js Cropping2D; cropping is required there)."""
-
-    type_id = "cropping2d"
-    class_name = "Cropping2D"
 
     class Params(LayerParams):
         cropping: Union[NonNegativeInt, Pair, list[Pair]]
@@ -240,12 +228,9 @@ class _UpSampling(Layer):
                             self._factors())
 
 
-@LAYERS.register("up_sampling1d", "upsampling1d")
+@LAYERS.register_type("up_sampling1d", "upsampling1d")
 class UpSampling1D(_UpSampling):
     """Repeats each step `size` times (Keras UpSampling1D; TF.js has none)."""
-
-    type_id = "up_sampling1d"
-    class_name = "UpSampling1D"
 
     in_tfjs = False
 
@@ -266,12 +251,9 @@ class UpSampling1D(_UpSampling):
         return (input_shape[0] * self.params.size, input_shape[1])
 
 
-@LAYERS.register("up_sampling2d", "upsampling2d")
+@LAYERS.register_type("up_sampling2d", "upsampling2d")
 class UpSampling2D(_UpSampling):
     """Scales images up by `size` = [rows, cols] (TF.js UpSampling2D: nearest or bilinear)."""
-
-    type_id = "up_sampling2d"
-    class_name = "UpSampling2D"
 
     class Params(LayerParams):
         size: Union[PositiveInt, Annotated[list[PositiveInt], Field(min_length=2, max_length=2)]] = [2, 2]  # TF.js DEFAULT_SIZE
@@ -300,12 +282,9 @@ class UpSampling2D(_UpSampling):
         return (input_shape[0], input_shape[1] * sr, input_shape[2] * sc)
 
 
-@LAYERS.register("permute")
+@LAYERS.register_type("permute")
 class Permute(Layer):
     """Reorders the feature axes: dims is a permutation of 1..rank (TF.js Permute)."""
-
-    type_id = "permute"
-    class_name = "Permute"
 
     class Params(LayerParams):
         dims: list[PositiveInt]
@@ -346,12 +325,9 @@ class Permute(Layer):
         return dx
 
 
-@LAYERS.register("repeat_vector")
+@LAYERS.register_type("repeat_vector")
 class RepeatVector(Layer):
     """[null, features] → [null, n, features] (TF.js RepeatVector)."""
-
-    type_id = "repeat_vector"
-    class_name = "RepeatVector"
 
     class Params(LayerParams):
         n: PositiveInt

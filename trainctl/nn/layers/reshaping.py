@@ -175,7 +175,21 @@ def _bilinear_table(source: int, factor: int, dtype) -> tuple[np.ndarray, np.nda
     return low, high, (frac_pos - low).astype(dtype)
 
 
-class _UpSampling(Layer):
+class _Copying(Layer):
+    """A layer whose output and input gradient go to buffers of its own, [batch,
+    *output_shape] and [batch, *input_shape] in the model's dtype."""
+
+    def build(self, input_shape: Shape, context: BuildContext) -> Shape:
+        self.dtype = context.dtype
+        return super().build(input_shape, context)
+
+    def allocate(self, batch_size: int) -> None:
+        super().allocate(batch_size)
+        self._y = np.empty((batch_size, *self.output_shape), self.dtype)
+        self._dx = np.empty((batch_size, *self.input_shape), self.dtype)
+
+
+class _UpSampling(_Copying):
     """Repeats (nearest) or interpolates (bilinear) rows and columns by `size`."""
 
     def _factors(self) -> tuple[int, int]:
@@ -186,7 +200,6 @@ class _UpSampling(Layer):
         raise NotImplementedError
 
     def build(self, input_shape: Shape, context: BuildContext) -> Shape:
-        self.dtype = context.dtype
         super().build(input_shape, context)
         interpolation = getattr(self.params, "interpolation", "nearest")
         self.bilinear = interpolation == "bilinear"
@@ -199,8 +212,6 @@ class _UpSampling(Layer):
         size_rows, size_cols = self._factors()
         self._tables = (_bilinear_table(self._rows, size_rows, self.dtype) + _bilinear_table(self._cols, size_cols, self.dtype)
                         if self.bilinear else ())
-        self._y = np.empty((batch_size, *self.output_shape), self.dtype)
-        self._dx = np.empty((batch_size, *self.input_shape), self.dtype)
         self._kernel = _resampling_kernels()
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
@@ -283,7 +294,7 @@ class UpSampling2D(_UpSampling):
 
 
 @LAYERS.register_type("permute")
-class Permute(Layer):
+class Permute(_Copying):
     """Reorders the feature axes: dims is a permutation of 1..rank (TF.js Permute)."""
 
     class Params(LayerParams):
@@ -299,18 +310,12 @@ class Permute(Layer):
         if len(self.params.dims) != len(input_shape):
             raise TrainctlError(f"{self.name}: dims {self.params.dims} has {len(self.params.dims)} axes, "
                                 f"the input [null,{','.join(map(str, input_shape))}] has {len(input_shape)}")
-        self.dtype = context.dtype
         self._forward_axes = (0, *self.params.dims)
         self._backward_axes = tuple(int(a) for a in np.argsort(self._forward_axes))
         return super().build(input_shape, context)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[d - 1] for d in self.params.dims)
-
-    def allocate(self, batch_size: int) -> None:
-        super().allocate(batch_size)
-        self._y = np.empty((batch_size, *self.output_shape), self.dtype)
-        self._dx = np.empty((batch_size, *self.input_shape), self.dtype)
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         y = self._y[: x.shape[0]]
@@ -326,7 +331,7 @@ class Permute(Layer):
 
 
 @LAYERS.register_type("repeat_vector")
-class RepeatVector(Layer):
+class RepeatVector(_Copying):
     """[null, features] → [null, n, features] (TF.js RepeatVector)."""
 
     class Params(LayerParams):
@@ -334,16 +339,10 @@ class RepeatVector(Layer):
 
     def build(self, input_shape: Shape, context: BuildContext) -> Shape:
         _check_rank(self, input_shape, 1, "features")
-        self.dtype = context.dtype
         return super().build(input_shape, context)
 
     def compute_output_shape(self, input_shape):
         return (self.params.n, input_shape[0])
-
-    def allocate(self, batch_size: int) -> None:
-        super().allocate(batch_size)
-        self._y = np.empty((batch_size, *self.output_shape), self.dtype)
-        self._dx = np.empty((batch_size, *self.input_shape), self.dtype)
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         y = self._y[: x.shape[0]]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 SLICE_SECONDS = 0.2  # one measurement: consecutive steps timed until they add up to this
 PROBE_EVERY = 25  # slices at the chosen count (~5 s) between two tries of the other count

@@ -13,7 +13,6 @@ from trainctl.nn.optimizers.base import EPSILON, Optimizer, OptimizerParams, _lo
 
 @_register("sgd", "SGD")
 class SGD(Optimizer):
-    class_name = "SGD"
     kernel_name = "sgd_update"
 
     class Params(OptimizerParams):
@@ -26,7 +25,6 @@ class SGD(Optimizer):
 
 @_register("momentum")
 class Momentum(Optimizer):
-    class_name = "Momentum"
     kernel_name = "momentum_update"
     slot_names = ("momentum",)
 
@@ -42,7 +40,6 @@ class Momentum(Optimizer):
 
 @_register("adam")
 class Adam(Optimizer):
-    class_name = "Adam"
     kernel_name = "adam_update"
     slot_names = ("m", "v")
     scalar_names = ("acc_beta1", "acc_beta2")
@@ -106,7 +103,6 @@ class Adam(Optimizer):
 
 @_register("adamax")
 class Adamax(Optimizer):
-    class_name = "Adamax"
     kernel_name = "adamax_update"
     slot_names = ("m", "v")
     scalar_names = ("acc_beta1",)
@@ -136,7 +132,6 @@ class Adamax(Optimizer):
 
 @_register("adagrad")
 class Adagrad(Optimizer):
-    class_name = "Adagrad"
     kernel_name = "adagrad_update"
     slot_names = ("accumulator",)
 
@@ -155,7 +150,6 @@ class Adagrad(Optimizer):
 
 @_register("adadelta")
 class Adadelta(Optimizer):
-    class_name = "Adadelta"
     kernel_name = "adadelta_update"
     slot_names = ("accum_grad", "accum_var")
 
@@ -172,7 +166,6 @@ class Adadelta(Optimizer):
 
 @_register("rmsprop", "rms_prop", "RMSProp")
 class RMSProp(Optimizer):
-    class_name = "RMSProp"
 
     class Params(OptimizerParams):
         learning_rate: PositiveFloat = 0.001  # getOptimizer('rmsprop')

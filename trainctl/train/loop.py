@@ -252,10 +252,11 @@ def _compiled_epoch(compiled, source, epoch, first_batch, batch_size, steps_per_
             callback_list.on_batch_begin(index, {"batch": index, "size": min(batch_size, n_samples - index * batch_size)})
         governor.start()
         values = compiled.run(order, index, count, sums)
-        governor.stop(min(n_samples, (index + len(values)) * batch_size) - index * batch_size)
+        done = values.shape[0]
+        size = min(n_samples, (index + done) * batch_size) - index * batch_size  # the chunk's samples
+        governor.stop(size)
         if not compile_notice.done:
             compile_notice.finish()
-        done = values.shape[0]
         # the earlier batches' logs only when a callback replays them (1.6 µs a batch of Python)
         first = 0 if callback_list.replays_batches else done - 1
         batches = []
@@ -263,7 +264,6 @@ def _compiled_epoch(compiled, source, epoch, first_batch, batch_size, steps_per_
             logs = dict(zip(keys, row))
             logs["batch"], logs["size"] = offset, min(batch_size, n_samples - offset * batch_size)
             batches.append((offset, logs))
-        size = min(n_samples, (index + done) * batch_size) - index * batch_size  # the chunk's samples
         seen += size
         index += done
         totals.totals, totals.seen = sums.tolist(), totals.seen + size

@@ -6,8 +6,6 @@ the dense loop and the per-layer dispatch of kernels/plan_layers.py.
 
 from __future__ import annotations
 
-import math
-
 from trainctl.jit import njit
 from trainctl.kernels.layers import add_activity_grad
 from trainctl.kernels.optimizers import l1l2_add_grad
@@ -23,13 +21,7 @@ from trainctl.kernels.plan_layers import (
     _spatial_backward,
     _spatial_forward,
 )
-from trainctl.kernels.plan_steps import (
-    _add_totals,
-    _apply_update,
-    _batch_loss,
-    _next_batch,
-    _record,
-)
+from trainctl.kernels.plan_steps import end_step, next_batch, record_step, step_loss
 
 
 def _general_plan_steps(sequences: bool):
@@ -62,7 +54,7 @@ def _general_plan_steps(sequences: bool):
             if start >= n_samples:
                 return step
             count = min(batch_size, n_samples - start)
-            scale = _next_batch(x_source, y_source, weight_source, order, has_weights, start, count, positions,
+            scale = next_batch(x_source, y_source, weight_source, order, has_weights, start, count, positions,
                                 x_buf, y_buf, row_scale, unit)
             for layer in range(n_layers):
                 kind = kinds[layer]
@@ -78,12 +70,12 @@ def _general_plan_steps(sequences: bool):
             out = bufs[out_slot][:rows * units].reshape(rows, units)
             yb = y_buf[:count].reshape(rows, units)
             grad = loss_grad[:rows]
-            loss_value = _batch_loss(loss_mode, loss_code, yb, out, scale, per_row[:rows], grad)
+            loss_value = step_loss(loss_mode, loss_code, yb, out, scale, per_row[:rows], grad)
             if regularized:
                 loss_value = loss_value + _penalties(bufs, reg_slots, reg_rates)
             if activity:
                 loss_value = loss_value + _activity_penalties(bufs, slots, act_slots, act_rates, geo, count)
-            _record(values, step, loss_value, metric_codes, yb, out)
+            record_step(values, step, loss_value, metric_codes, yb, out)
             for layer in range(n_layers - 1, -1, -1):
                 kind = kinds[layer]
                 if kind != KIND_VIEW:
@@ -105,10 +97,8 @@ def _general_plan_steps(sequences: bool):
                         if reg_slots[layer, r] >= 0:
                             l1l2_add_grad(bufs[reg_slots[layer, r]], bufs[reg_grad_slots[layer, r]],
                                           reg_grad_rates[layer, r, 0], reg_grad_rates[layer, r, 1])
-            _apply_update(opt_code, flat_value, flat_grad, slot0, slot1, slot2, constants[step], flag, clipvalue, one,
-                          clipnorm, clip_bounds, clip_scale)
-            _add_totals(totals, values, step, count)
-            if not math.isfinite(loss_value):
+            if end_step(opt_code, flat_value, flat_grad, slot0, slot1, slot2, constants[step], flag, clipvalue, one,
+                        clipnorm, clip_bounds, clip_scale, totals, values, step, count, loss_value):
                 return step + 1
         return n_steps
 

@@ -56,7 +56,7 @@ REG_NONE, REG_KERNEL, REG_BIAS = -1, 0, 1
 # inline="always": inlined in numba's IR, so the loss and metric kernels are linked into each
 # kernel once (as separate functions they were optimised twice: +4-8 s of the first compile)
 @njit(inline="always")
-def _next_batch(x_source, y_source, weight_source, order, has_weights, start, count, positions,
+def next_batch(x_source, y_source, weight_source, order, has_weights, start, count, positions,
                 x_buf, y_buf, row_scale, unit):
     """Gather the batch's rows and write Trainer._row_scale's scale (rows = count * positions
     loss rows, each sample's weight / rows); returns the scale view. unit[0] = 1 / rows."""
@@ -78,7 +78,7 @@ def _next_batch(x_source, y_source, weight_source, order, has_weights, start, co
 
 
 @njit(inline="always")
-def _batch_loss(loss_mode, loss_code, yb, out, scale, rows_loss, grad):
+def step_loss(loss_mode, loss_code, yb, out, scale, rows_loss, grad):
     """The per-row loss and its gradient (fused with the last activation when loss_mode says
     so), then the batch loss in float64."""
     if loss_mode == LOSS_SOFTMAX_FUSED:
@@ -91,7 +91,7 @@ def _batch_loss(loss_mode, loss_code, yb, out, scale, rows_loss, grad):
 
 
 @njit(inline="always")
-def _record(values, step, loss_value, metric_codes, yb, out):
+def record_step(values, step, loss_value, metric_codes, yb, out):
     """values[step] = [loss, *metrics] on the outputs before the update (float64)."""
     values[step, 0] = loss_value
     for m in range(metric_codes.shape[0]):
@@ -119,6 +119,16 @@ def _apply_update(opt_code, value, grad, s0, s1, s2, c, flag, clipvalue, one, cl
         if norm > clipnorm:
             clip_scale[0] = clipnorm / norm  # float64, then rounded to the weights' dtype
         _update(opt_code, value[a:b], grad[a:b], s0[a:b], s1[a:b], s2[a:b], c, flag, clipvalue, clip_scale[0])
+
+
+@njit(inline="always")
+def end_step(opt_code, value, grad, s0, s1, s2, c, flag, clipvalue, one, clipnorm, bounds, clip_scale, totals, values,
+             step, count, loss_value):
+    """The step's update and its share of the epoch sums; True when its loss is not finite
+    (the chunk then ends after this step, as the Python loop's NaN check stops the fit)."""
+    _apply_update(opt_code, value, grad, s0, s1, s2, c, flag, clipvalue, one, clipnorm, bounds, clip_scale)
+    _add_totals(totals, values, step, count)
+    return not math.isfinite(loss_value)
 
 
 @njit
@@ -175,7 +185,7 @@ def train_plan_steps(x_source, y_source, weight_source, order, has_weights, firs
         if start >= n_samples:
             return step
         count = min(batch_size, n_samples - start)
-        scale = _next_batch(x_source, y_source, weight_source, order, has_weights, start, count, 1,
+        scale = next_batch(x_source, y_source, weight_source, order, has_weights, start, count, 1,
                             x_buf, y_buf, row_scale, unit)
         # forward
         for layer in range(n_layers):
@@ -195,10 +205,10 @@ def train_plan_steps(x_source, y_source, weight_source, order, has_weights, firs
         out = ys[n_layers - 1][:count]
         yb = y_buf[:count]
         grad = loss_grad[:count]
-        loss_value = _batch_loss(loss_mode, loss_code, yb, out, scale, per_row[:count], grad)
+        loss_value = step_loss(loss_mode, loss_code, yb, out, scale, per_row[:count], grad)
         if regularized:
             loss_value = loss_value + _regularization_loss(kinds, kernels, biases, reg_which, reg_rates)
-        _record(values, step, loss_value, metric_codes, yb, out)
+        record_step(values, step, loss_value, metric_codes, yb, out)
         # backward
         for layer in range(n_layers - 1, -1, -1):
             if kinds[layer] == KIND_DENSE:
@@ -216,9 +226,7 @@ def train_plan_steps(x_source, y_source, weight_source, order, has_weights, firs
                     multiply(dy1, masks[layer][:size], dxs_flat[layer][:size])
         if regularized:
             _add_regularization_grads(kinds, kernels, biases, kernel_grads, bias_grads, reg_which, reg_grad_rates)
-        _apply_update(opt_code, flat_value, flat_grad, slot0, slot1, slot2, constants[step], flag, clipvalue, one,
-                      clipnorm, clip_bounds, clip_scale)
-        _add_totals(totals, values, step, count)
-        if not math.isfinite(loss_value):
+        if end_step(opt_code, flat_value, flat_grad, slot0, slot1, slot2, constants[step], flag, clipvalue, one,
+                    clipnorm, clip_bounds, clip_scale, totals, values, step, count, loss_value):
             return step + 1
     return n_steps

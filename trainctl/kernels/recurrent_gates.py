@@ -124,6 +124,19 @@ def _drop_state(hs, rmask, hd, t):
 
 
 @njit(inline="always")
+def _gru_state(hs, hd, gates, mask, t, b, s, units):
+    """hs[t+1, b] = z*hd + (1-z)*hh of the gates [z, r, hh] (both GRU variants), or hs[t, b]
+    where the step is masked."""
+    if mask[b, s] != 0.0:
+        for j in range(units):
+            z, hh = gates[t, b, j], gates[t, b, 2 * units + j]
+            hs[t + 1, b, j] = z * hd[t, b, j] + (ONE - z) * hh
+    else:
+        for j in range(units):
+            hs[t + 1, b, j] = hs[t, b, j]
+
+
+@njit(inline="always")
 def _add_input(pre, bias, rec, t):
     """pre[t] = (pre[t] + bias) + rec: pre holds x @ kernel; the sum in the order of the
     projection-then-bias-then-recurrent formulation."""

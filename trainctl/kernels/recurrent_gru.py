@@ -11,6 +11,7 @@ from trainctl.kernels.recurrent_gates import (
     _dact,
     _drop_state,
     _gate_block,
+    _gru_state,
     _source_step,
     _specialised,
     _start_grad,
@@ -40,13 +41,7 @@ def _gru_forward_for(act, ract, fast):
                     k = 2 * units + j
                     pre[t, b, k] = (pre[t, b, k] + bias[k]) + rec_h[b, j]
                 _gate_block(pre, gates, t, b, 2 * units, three_units, act, fast)
-                if mask[b, s] != 0.0:
-                    for j in range(units):
-                        z, hh = gates[t, b, j], gates[t, b, 2 * units + j]
-                        hs[t + 1, b, j] = z * hd[t, b, j] + (ONE - z) * hh
-                else:
-                    for j in range(units):
-                        hs[t + 1, b, j] = hs[t, b, j]
+                _gru_state(hs, hd, gates, mask, t, b, s, units)
     return gru_forward
 
 

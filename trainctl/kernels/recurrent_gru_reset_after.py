@@ -11,6 +11,7 @@ from trainctl.kernels.recurrent_gates import (
     _dact,
     _drop_state,
     _gate_block,
+    _gru_state,
     _source_step,
     _specialised,
     _start_grad,
@@ -31,13 +32,7 @@ def _gru_reset_after_step(pre, bias, mask, hs, hd, gates, rec_raw, t, s, act, ra
             k = 2 * units + j
             pre[t, b, k] = (pre[t, b, k] + bias[k]) + gates[t, b, units + j] * rec_raw[t, b, k]
         _gate_block(pre, gates, t, b, 2 * units, three_units, act, fast)  # hh
-        if mask[b, s] != 0.0:
-            for j in range(units):
-                z, hh = gates[t, b, j], gates[t, b, 2 * units + j]
-                hs[t + 1, b, j] = z * hd[t, b, j] + (ONE - z) * hh
-        else:
-            for j in range(units):
-                hs[t + 1, b, j] = hs[t, b, j]
+        _gru_state(hs, hd, gates, mask, t, b, s, units)
 
 
 def _gru_reset_after_forward_for(act, ract, fast):

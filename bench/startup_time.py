@@ -3,6 +3,7 @@
     python bench/startup_time.py                 # 5 warm and 3 cold runs of each row
     python bench/startup_time.py --warm 9 --cold 1 --no-torch
     python bench/startup_time.py --phases              # where one warm and one cold run spend it
+    python bench/startup_time.py --phases configs/quickstart.yaml
 
 Rows: `trainctl train configs/linear_regression.yaml` and the README's quickstart command
 (`trainctl train configs/quickstart.yaml`), each cold (a fresh, empty kernel cache per run:
@@ -14,7 +15,7 @@ CPU seconds (user + sys of the child, from getrusage), which are steadier than w
 on a shared machine. Bytecode caches are allowed (PYTHONDONTWRITEBYTECODE is dropped), as
 for an installed package.
 
---phases runs `trainctl train configs/linear_regression.yaml` once warm and once cold, each in a
+--phases runs `trainctl train configs/linear_regression.yaml` (or the config given) once warm and once cold, each in a
 fresh process that times itself (CPU seconds, inclusive: a phase holds the imports it triggers)
 at the stage boundaries: the CLI's import, the config, the model/data/callbacks, the run files,
 the fit, the saved model, and numba's part: its import, the kernels decorated, each cached
@@ -178,18 +179,18 @@ for kind, shown in (("load", "kernels loaded from the cache"), ("compile", "kern
 """
 
 
-def phases(scratch: Path) -> None:
-    """One warm and one cold linear-regression run, each timing its own stages."""
-    command = [PYTHON, "-c", _PHASES_CHILD, "train", "configs/linear_regression.yaml",
+def phases(scratch: Path, config: str) -> None:
+    """One warm and one cold run of `trainctl train config`, each timing its own stages."""
+    command = [PYTHON, "-c", _PHASES_CHILD, "train", config,
                "--runs-root", str(scratch / "runs")]
     warm = scratch / "phases-cache"
-    timed([*TRAINCTL, "train", "configs/linear_regression.yaml", "--runs-root", str(scratch / "runs")],
+    timed([*TRAINCTL, "train", config, "--runs-root", str(scratch / "runs")],
           _environment(warm), REPO)
     for name, cache in (("warm", warm), ("cold", scratch / "phases-cold")):
         done = subprocess.run(command, env=_environment(cache), cwd=REPO, capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(f"phases ({name}) failed:\n{done.stderr[-2000:]}")
-        print(f"\n{name}: train configs/linear_regression.yaml (CPU seconds, inclusive)\n| phase | calls | CPU s |\n|---|---|---|")
+        print(f"\n{name}: train {config} (CPU seconds, inclusive)\n| phase | calls | CPU s |\n|---|---|---|")
         print("\n".join(line for line in done.stdout.splitlines() if line.startswith("|")))
 
 
@@ -198,13 +199,14 @@ def main() -> None:
     parser.add_argument("--warm", type=int, default=5, help="timed warm runs per row")
     parser.add_argument("--cold", type=int, default=3, help="timed cold runs per row (0: none)")
     parser.add_argument("--no-torch", action="store_true", help="skip the `import torch` row")
-    parser.add_argument("--phases", action="store_true", help="only the per-stage breakdown of one warm and one cold run")
+    parser.add_argument("--phases", nargs="?", const="configs/linear_regression.yaml", metavar="CONFIG",
+                        help="only the per-stage breakdown of one warm and one cold run (default: linear regression)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="trainctl-startup-") as scratch_name:
         scratch = Path(scratch_name)
         if args.phases:
-            phases(scratch)
+            phases(scratch, args.phases)
             return
         runs_root = scratch / "runs"
         trainings = {

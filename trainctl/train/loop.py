@@ -73,7 +73,9 @@ def fit(model, x: np.ndarray | None = None, y: np.ndarray | None = None, *, epoc
     is the epoch accumulator to use, and with `start_batch` its sums so far continue.
     `augmentation` (data/augmentation.py) transforms the training batches only.
     `flush_denormals` sets FTZ/DAZ on the training thread for the fit (False: IEEE denormals);
-    `threads` sets the BLAS pools for the fit (None: as they are). Both are restored after.
+    `threads` is the most BLAS threads for the fit (None: the process's set_threads, else the
+    pools as they are); the fit keeps whichever of 1 and N runs its steps faster
+    (train/thread_governor.py). Both are restored after.
     `steps_per_execution` (Keras): steps per compiled call, "auto" sizes them to ~50 ms;
     `jit_compile=False` runs every step from Python (the reference path; same results).
     """
@@ -120,23 +122,29 @@ def fit(model, x: np.ndarray | None = None, y: np.ndarray | None = None, *, epoc
         "samples": getattr(source, "n_samples", None), "metrics": trainer.log_keys,
         "do_validation": val_source is not None,
     })
-    from trainctl.train.runtime import TrainingEnvironment
+    from trainctl.train.runtime import TrainingEnvironment, most_threads
+    from trainctl.train.thread_governor import governor_for
 
     with TrainingEnvironment(threads=threads, flush_denormals=flush_denormals):
-        epoch_logs = _train_epochs(model, trainer, source, val_source, callback_list, epochs=epochs,
-                                   batch_size=batch_size, initial_epoch=initial_epoch, start_batch=start_batch,
-                                   steps_per_epoch=steps_per_epoch, validation_batch_size=validation_batch_size,
-                                   validation_freq=validation_freq, validation_steps=validation_steps,
-                                   steps_per_execution=steps_per_execution, jit_compile=jit_compile,
-                                   epoch_totals=epoch_totals)
+        governor = governor_for(most_threads(threads))
+        try:
+            epoch_logs = _train_epochs(model, trainer, source, val_source, callback_list, epochs=epochs,
+                                       batch_size=batch_size, initial_epoch=initial_epoch, start_batch=start_batch,
+                                       steps_per_epoch=steps_per_epoch, validation_batch_size=validation_batch_size,
+                                       validation_freq=validation_freq, validation_steps=validation_steps,
+                                       steps_per_execution=steps_per_execution, jit_compile=jit_compile,
+                                       epoch_totals=epoch_totals, governor=governor)
+        finally:
+            governor.finish()
     callback_list.on_train_end(epoch_logs)
     return history
 
 
 def _train_epochs(model, trainer, source, val_source, callback_list, *, epochs, batch_size, initial_epoch,
                   start_batch, steps_per_epoch, validation_batch_size, validation_freq, validation_steps,
-                  steps_per_execution, jit_compile, epoch_totals):
-    """The epochs of a fit, on the training thread's environment; returns the last epoch's logs."""
+                  steps_per_execution, jit_compile, epoch_totals, governor):
+    """The epochs of a fit, on the training thread's environment; returns the last epoch's logs.
+    `governor` (train/thread_governor.py) times the steps and picks the BLAS thread count."""
     from trainctl.train.compiled import CompiledSteps, compile_decision, worth_switching
 
     compiled = None
@@ -163,6 +171,7 @@ def _train_epochs(model, trainer, source, val_source, callback_list, *, epochs, 
         compiled = CompiledSteps(trainer, source, batch_size)
         trainer._bind_loss_kernels(generic=True)  # the compiled loop's loss kernel, not a second one
         model.compiled_fallback = None
+        governor.reset()  # its first chunk compiles or loads the loop: not a step rate
 
     if decision == "loop":
         use_the_loop()
@@ -184,7 +193,7 @@ def _train_epochs(model, trainer, source, val_source, callback_list, *, epochs, 
                                 f"{len(trainer.log_keys)}")
         if compiled is not None:
             _compiled_epoch(compiled, source, epoch, first_batch, batch_size, steps_per_epoch,
-                            steps_per_execution, callback_list, trainer.log_keys, totals, compile_notice)
+                            steps_per_execution, callback_list, trainer.log_keys, totals, compile_notice, governor)
         for index, (xb, yb, wb) in enumerate(() if compiled is not None else
                                              source.batches(epoch, batch_size, first_batch), start=first_batch):
             if steps_per_epoch is not None and index >= steps_per_epoch:
@@ -192,7 +201,9 @@ def _train_epochs(model, trainer, source, val_source, callback_list, *, epochs, 
             n = xb.shape[0]
             if wants_batch_begin:
                 callback_list.on_batch_begin(index, {"batch": index, "size": n})
+            governor.start()
             values = trainer.train_batch(xb, yb, wb)
+            governor.stop(n)
             python_steps += 1
             if not compile_notice.done:
                 compile_notice.finish()
@@ -220,7 +231,7 @@ def _train_epochs(model, trainer, source, val_source, callback_list, *, epochs, 
 
 
 def _compiled_epoch(compiled, source, epoch, first_batch, batch_size, steps_per_epoch, steps_per_execution,
-                    callback_list, keys, totals, compile_notice) -> int:
+                    callback_list, keys, totals, compile_notice, governor) -> int:
     """One epoch's steps in compiled chunks; callbacks as fit's loop calls them (see
     CallbackList.on_chunk_end). `totals` (the EpochAccumulator) holds every batch of a chunk
     before any callback sees it, as the step-by-step loop adds a batch before on_batch_end;
@@ -239,7 +250,9 @@ def _compiled_epoch(compiled, source, epoch, first_batch, batch_size, steps_per_
         count = compiled.chunk_size(n_batches - index, callback_list, every, steps_per_execution)
         if callback_list.wants_batch_begin:
             callback_list.on_batch_begin(index, {"batch": index, "size": min(batch_size, n_samples - index * batch_size)})
+        governor.start()
         values = compiled.run(order, index, count, sums)
+        governor.stop(min(n_samples, (index + len(values)) * batch_size) - index * batch_size)
         if not compile_notice.done:
             compile_notice.finish()
         batches = []

@@ -21,6 +21,7 @@ import threading
 DEFAULT_THREADS = 1  # measured in bench/train_speed.py: see the README's "Threads" section
 
 _pool_lock = threading.Lock()
+_process_threads: int | None = None  # what set_threads last set (the CLI's --threads)
 
 
 def _load_blas() -> None:
@@ -103,8 +104,16 @@ def set_threads(threads: int) -> None:
     """Set every BLAS pool to `threads` for the rest of the process (the CLI's --threads)."""
     from threadpoolctl import threadpool_limits
 
+    global _process_threads
     _load_blas()
     threadpool_limits(limits=int(threads), user_api="blas")
+    _process_threads = int(threads)
+
+
+def most_threads(threads: int | None) -> int | None:
+    """The most BLAS threads a fit may use: its own `threads`, else the process's --threads
+    (None: neither was set, and the pools are left alone)."""
+    return threads if threads is not None else _process_threads
 
 
 def cpu_count() -> int:

@@ -25,7 +25,7 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
     log_format: LogFormat = typer.Option(LogFormat.text, "--log-format", help="text (human) or jsonl (one JSON event per epoch)."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="BLAS threads (default 1; on an idle machine 2 threads were 1.08-1.18x faster on every row of bench/train_speed.py)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="The most BLAS threads (default 1): training times its steps at N and at 1 and keeps the faster (on an idle machine 2 threads were 1.08-1.18x faster on every row of bench/train_speed.py; beside a busy core, slower)."),
     keep_denormals: bool = typer.Option(False, "--keep-denormals", help="Keep IEEE denormal arithmetic (default: flush to zero, as torch.set_flush_denormal; same as --set fit.flush_denormals=false)."),
     runs_root: Path = typer.Option(Path("runs"), "--runs-root", help="Where default run directories go."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this interrupted run directory from its newest checkpoint."),

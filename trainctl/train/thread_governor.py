@@ -1,0 +1,134 @@
+"""The BLAS thread count a fit trains with, chosen by measuring it.
+
+`--threads N` (or `fit(threads=N)`) is the most threads a fit may use. With N > 1 the fit
+times its own steps with N threads and with 1 and keeps the faster, and tries the other
+again every few seconds, since the load beside it can change while it trains. Why: on this
+2-core machine beside a program that keeps one core busy, two OpenBLAS threads share the one
+free core with their spin-waits and ran 0.2-0.6x one thread (bench/train_speed.py's busy
+table), while on an idle machine 2 threads are 1.08-1.18x one. A fixed count is wrong in one
+of the two cases; the measurement is right in both.
+
+Switching costs no bits: OpenBLAS divides a product's rows and columns among its threads,
+never one element's sum, so every result is the same at any count
+(tests/test_thread_governor.py trains at 1, at 2 and switching, and compares the bytes).
+Only step time is measured (start()/stop() around the steps, not callbacks or validation);
+the first slice after a start or a reset is dropped, as it holds compiling and warm-up.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import deque
+from collections.abc import Callable
+
+SLICE_SECONDS = 0.2  # one measurement: consecutive steps timed until they add up to this
+PROBE_EVERY = 25  # slices at the chosen count (~5 s) between two tries of the other count
+PROBE_SLICES = 2  # a try of the other count lasts this many slices
+KEEP = 3  # each count is judged by the median of its last KEEP slices
+
+
+class ThreadGovernor:
+    """Picks between `most` BLAS threads and 1 from the step rate each gives (samples/s).
+
+    set_count(n) changes the pools; clock() reads wall time (tests pass a fake one)."""
+
+    def __init__(self, most: int, set_count: Callable[[int], None],
+                 clock: Callable[[], float] = time.perf_counter):
+        self.most = most
+        self.current = most
+        self._set_count = set_count
+        self._clock = clock
+        self._rates: dict[int, deque[float]] = {most: deque(maxlen=KEEP), 1: deque(maxlen=KEEP)}
+        self._queue: list[int] = []  # counts the next slices run at, before the choice resumes
+        self._since_probe = 0
+        self._samples = 0
+        self._seconds = 0.0
+        self._started: float | None = None
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the slice in progress and drop the next one (a compile is about to run);
+        then measure both counts afresh."""
+        self._samples, self._seconds = 0, 0.0
+        self._drop_next = True
+        self._queue = [self.most] * PROBE_SLICES + [1] * PROBE_SLICES
+        self._use(self.most)
+
+    def start(self) -> None:
+        self._started = self._clock()
+
+    def stop(self, samples: int) -> None:
+        """The steps since start() trained `samples` samples."""
+        if self._started is None:
+            return
+        self._seconds += self._clock() - self._started
+        self._samples += samples
+        self._started = None
+        if self._seconds >= SLICE_SECONDS:
+            self._slice_done(self._samples / self._seconds)
+            self._samples, self._seconds = 0, 0.0
+
+    def _slice_done(self, rate: float) -> None:
+        if self._drop_next:
+            self._drop_next = False
+            return
+        self._rates[self.current].append(rate)
+        if self._queue:
+            self._use(self._queue.pop(0))
+            return
+        best = self._best()
+        self._since_probe += 1
+        if self._since_probe >= PROBE_EVERY:
+            self._since_probe = 0
+            other = 1 if best == self.most else self.most
+            self._queue = [other] * (PROBE_SLICES - 1)
+            self._rates[other].clear()  # its old figures are from another load
+            self._use(other)
+            return
+        self._use(best)
+
+    def _best(self) -> int:
+        measured = {count: statistics.median(rates) for count, rates in self._rates.items() if rates}
+        if not measured:
+            return self.current
+        return max(measured, key=lambda count: (measured[count], count))
+
+    def _use(self, count: int) -> None:
+        if count != self.current:
+            self._set_count(count)
+            self.current = count
+
+    def finish(self) -> None:
+        """Leave the pools at `most`, as the fit found them."""
+        self._use(self.most)
+
+
+class FixedThreads:
+    """The pools as they are (threads 1, or none asked for): nothing to measure."""
+
+    def reset(self) -> None: ...
+    def start(self) -> None: ...
+    def stop(self, samples: int) -> None: ...
+    def finish(self) -> None: ...
+
+
+def governor_for(most: int | None) -> ThreadGovernor | FixedThreads:
+    """A governor when the fit may use more than one thread, else one that does nothing."""
+    if most is None or most <= 1:
+        return FixedThreads()
+    return ThreadGovernor(most, blas_thread_setter())
+
+
+def blas_thread_setter() -> Callable[[int], None]:
+    """Set every loaded BLAS pool's thread count: threadpoolctl's per-library controllers,
+    found once (finding them walks the loaded libraries: milliseconds), set per switch (µs)."""
+    from threadpoolctl import ThreadpoolController
+
+    controllers = ThreadpoolController().select(user_api="blas").lib_controllers
+
+    def set_count(count: int) -> None:
+        for controller in controllers:
+            controller.set_num_threads(count)
+
+    return set_count

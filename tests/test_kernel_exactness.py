@@ -92,6 +92,26 @@ def test_dense_products_are_numpys(dtype):
         assert exact(dx, np.matmul(dy, kernel.T))
 
 
+@pytest.mark.filterwarnings("ignore:np.vdot:numba.core.errors.NumbaPerformanceWarning")  # np.dot's own note on strides
+def test_dense_product_of_any_layout():
+    """gemm is typed by its operands' layouts: C-contiguous ones always take BLAS (numpy may give an
+    axis of length 1 any stride: a row view with stride 0 once made BLAS refuse lda < k and leave z
+    unwritten), a strided one takes BLAS when its rows are contiguous and np.dot when not."""
+    from trainctl.kernels.steps import dense_forward
+
+    rng = np.random.default_rng(2)
+    kernel, bias = rng.standard_normal((5, 3)), np.zeros(3)
+    row = rng.standard_normal(5)[None, :]  # C-contiguous, strides (0, 8)
+    wide = rng.standard_normal((6, 10))
+    for x in (row, wide[:, :5], wide[:, ::2]):
+        z, y, z_copy = np.full((x.shape[0], 3), np.nan), np.empty((x.shape[0], 3)), np.empty((x.shape[0], 3))
+        dense_forward(x, kernel, bias, z, y, 0)
+        dense_forward(np.array(x), kernel, bias, z_copy, y, 0)  # a fresh C-contiguous copy: BLAS
+        np.testing.assert_allclose(z, x @ kernel, rtol=1e-12)
+        if x.strides[1] == x.itemsize:
+            assert np.array_equal(z, z_copy)  # rows contiguous: the same BLAS call, the same bits
+
+
 def test_np_dot_fallback_computes_the_cblas_product():
     """The binding used where numpy bundles no OpenBLAS we know, called through its C address,
     for each pair of transpose flags."""

@@ -20,42 +20,60 @@ _sgemm = types.ExternalFunction(GEMM_SYMBOLS["s"], _SIGNATURES["s"])
 _dgemm = types.ExternalFunction(GEMM_SYMBOLS["d"], _SIGNATURES["d"])
 
 
-def _gemm_call(a, b, out, trans_a, trans_b):
-    """The typed call of `gemm` (see below)."""
+def _product(a, b, out, trans_a, trans_b):
+    """`gemm`'s body, typed by the operands' dtype and layouts (below)."""
 
 
-@overload(_gemm_call)
-def _gemm_call_impl(a, b, out, trans_a, trans_b):
+@overload(_product)
+def _product_impl(a, b, out, trans_a, trans_b):
     function = _sgemm if a.dtype == types.float32 else _dgemm
     unit = np.float32 if a.dtype == types.float32 else np.float64
+    # Operands typed C-contiguous (every Dense buffer and weight view) always take the BLAS call:
+    # numba prunes the np.dot branches on this constant, so np.dot is not compiled into them (its
+    # four transposition variants were ~0.5 CPU-s of a cold linear regression's compile, and its
+    # environment an import of numba.np.linalg on every warm one).
+    a_rows, b_rows, out_rows = a.layout == "C", b.layout == "C", out.layout == "C"
+    typed_contiguous = a_rows and b_rows and out_rows
 
     def impl(a, b, out, trans_a, trans_b):
         size = a.itemsize
-        m, n = out.shape
-        k = a.shape[0] if trans_a else a.shape[1]
-        function(ROW_MAJOR, TRANS if trans_a else NO_TRANS, TRANS if trans_b else NO_TRANS, m, n, k, unit(1.0),
-                 a.ctypes.data, max(1, a.strides[0] // size), b.ctypes.data, max(1, b.strides[0] // size),
-                 unit(0.0), out.ctypes.data, max(1, out.strides[0] // size))
+        if typed_contiguous:
+            rows_contiguous = True
+        else:
+            rows_contiguous = a.strides[1] == size and b.strides[1] == size and out.strides[1] == size
+        if rows_contiguous and out.shape[0] > 0 and out.shape[1] > 0:
+            m, n = out.shape
+            k = a.shape[0] if trans_a else a.shape[1]
+            # The leading dimensions: a C-contiguous operand's row length, since numpy may report
+            # any stride for an axis of length 1 (np.arange(5)[None, :] has strides (0, 8), which
+            # BLAS refuses as < k); another operand's row stride. `x if x > 1 else 1`, not max():
+            # numba's max is one more function to compile.
+            lda = a.shape[1] if a_rows else a.strides[0] // size
+            ldb = b.shape[1] if b_rows else b.strides[0] // size
+            ldc = out.shape[1] if out_rows else out.strides[0] // size
+            function(ROW_MAJOR, TRANS if trans_a else NO_TRANS, TRANS if trans_b else NO_TRANS, m, n, k, unit(1.0),
+                     a.ctypes.data, lda if lda > 1 else 1, b.ctypes.data, ldb if ldb > 1 else 1,
+                     unit(0.0), out.ctypes.data, ldc if ldc > 1 else 1)
+        elif typed_contiguous:
+            pass  # an empty product: nothing to write
+        elif trans_a and trans_b:
+            np.dot(a.T, b.T, out)
+        elif trans_a:
+            np.dot(a.T, b, out)
+        elif trans_b:
+            np.dot(a, b.T, out)
+        else:
+            np.dot(a, b, out)
 
     return impl
 
 
 @njit(inline="always")
 def gemm(a, b, out, trans_a, trans_b):
-    """out = op(a) @ op(b), op(v) = v.T when its flag is set. a, b, out: 2-D, one float dtype,
-    rows contiguous (a C-contiguous array or a slice of rows of one); anything else goes
-    through np.dot."""
-    size = a.itemsize
-    if a.strides[1] == size and b.strides[1] == size and out.strides[1] == size and out.shape[0] > 0 and out.shape[1] > 0:
-        _gemm_call(a, b, out, trans_a, trans_b)
-    elif trans_a and trans_b:
-        np.dot(a.T, b.T, out)
-    elif trans_a:
-        np.dot(a.T, b, out)
-    elif trans_b:
-        np.dot(a, b.T, out)
-    else:
-        np.dot(a, b, out)
+    """out = op(a) @ op(b), op(v) = v.T when its flag is set. a, b, out: 2-D, one float dtype.
+    Through BLAS when every operand is C-contiguous (typed so) or, at run time, has contiguous
+    rows; anything else goes through np.dot."""
+    _product(a, b, out, trans_a, trans_b)
 
 
 # before any kernel calling gemm is linked (after the first njit: the fallback cfuncs are cached)

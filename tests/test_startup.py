@@ -80,24 +80,3 @@ def test_a_metric_compiles_its_own_kernel_only(tmp_path):
         "print(len(m._categorical_accuracy.signatures), len(f._mean_absolute_error.signatures), len(others))\n",
         tmp_path / "cache")
     assert out == [str(2 / 3), "True", "1", "1", "0"]
-
-
-def test_a_cached_kernel_loads_without_importing_the_numba_modules_its_callees_name(tmp_path):
-    # batch_loss's np.dot is numba.np.linalg's: loading it from the cache gives that callee an
-    # environment without importing the module (jit/cache.py), and numba's own checks inside
-    # still raise; a compile later in the process imports the module and runs as ever
-    code = (
-        "import sys\n"
-        "import numpy as np\n"
-        "from trainctl.kernels.steps import batch_loss\n"
-        "a = np.arange(4, dtype=np.float32)\n"
-        "print(float(batch_loss(a, a)), 'numba.np.linalg' in sys.modules)\n"
-        "try:\n"
-        "    batch_loss(a, np.ones(3, np.float32))\n"
-        "except ValueError as error:\n"
-        "    print(str(error).startswith('incompatible array sizes'))\n"
-        "from trainctl.jit import njit\n"
-        "twice = njit(cache=False)(lambda x, y: batch_loss(x, y) + np.dot(x, y))\n"
-        "print(float(twice(a, a)), 'numba.np.linalg' in sys.modules)\n")
-    _python(code)  # batch_loss into the suite's kernel cache, if no test put it there yet
-    assert _python(code) == ["14.0", "False", "True", "28.0", "True"]

@@ -214,31 +214,6 @@ def _load_without_refresh(cache, sig, target_context, original):
     return None  # the guard swallowed a spurious I/O error (Windows), as numba's method returns
 
 
-def _rebuild_environment_lazily(original):
-    """numba's `environment._rebuild_env` (what unpickling a cached kernel calls for the
-    environment of it and of each callee linked into it) without importing the callee's module
-    when that is one of numba's own implementation modules not loaded yet: batch_loss's np.dot
-    names numba.np.linalg, whose import (11 modules: arrayobj, unicode, ...) was ~0.04 of a warm
-    `trainctl train`'s ~0.9 CPU-s. An environment's globals are the module's namespace only for
-    object-mode code, which trainctl never compiles (nopython kernels read only its constants),
-    so the environment gets a namespace holding just its module's name (which pickling it again
-    reads). A compile later in the process imports every numba module itself (its refresh)."""
-    from numba.core.environment import Environment, lookup_environment
-
-    def rebuild(modname, consts, env_name):
-        if modname in sys.modules or not str(modname).startswith("numba."):
-            return original(modname, consts, env_name)
-        env = lookup_environment(env_name)
-        if env is None:
-            env = Environment({"__name__": modname})
-            env.consts[:] = consts
-            env.env_name = env_name
-            Environment._memo[env_name] = env
-        return env
-
-    return rebuild
-
-
 def install_cache_guard() -> None:
     """A damaged cache entry (truncated or garbage index/data file) must cost a recompile,
     never a crash: numba raises from inside its loader, so loading is wrapped once here.
@@ -294,7 +269,4 @@ def install_cache_guard() -> None:
 
     caching.Cache.load_overload = load_overload_or_recompile
     caching.Cache.save_overload = save_overload_unless_untrusted
-    from numba.core import environment
-
-    environment._rebuild_env = _rebuild_environment_lazily(environment._rebuild_env)
     _cache_guard_installed = True

@@ -68,6 +68,32 @@ def _product_impl(a, b, out, trans_a, trans_b):
     return impl
 
 
+def _gemm_call(a, b, out, trans_a, trans_b):
+    """The BLAS call alone, for callers that have checked every operand's rows are contiguous
+    (kernels/recurrent_steps.matmul: the GRU's column blocks are not C-contiguous, and with
+    `gemm` they would compile the np.dot fallback they never take)."""
+
+
+@overload(_gemm_call)
+def _gemm_call_impl(a, b, out, trans_a, trans_b):
+    function = _sgemm if a.dtype == types.float32 else _dgemm
+    unit = np.float32 if a.dtype == types.float32 else np.float64
+    a_rows, b_rows, out_rows = a.layout == "C", b.layout == "C", out.layout == "C"
+
+    def impl(a, b, out, trans_a, trans_b):
+        size = a.itemsize
+        m, n = out.shape
+        k = a.shape[0] if trans_a else a.shape[1]
+        lda = a.shape[1] if a_rows else a.strides[0] // size  # as in _product: a length-1 axis
+        ldb = b.shape[1] if b_rows else b.strides[0] // size  # may report any stride
+        ldc = out.shape[1] if out_rows else out.strides[0] // size
+        function(ROW_MAJOR, TRANS if trans_a else NO_TRANS, TRANS if trans_b else NO_TRANS, m, n, k, unit(1.0),
+                 a.ctypes.data, lda if lda > 1 else 1, b.ctypes.data, ldb if ldb > 1 else 1,
+                 unit(0.0), out.ctypes.data, ldc if ldc > 1 else 1)
+
+    return impl
+
+
 @njit(inline="always")
 def gemm(a, b, out, trans_a, trans_b):
     """out = op(a) @ op(b), op(v) = v.T when its flag is set. a, b, out: 2-D, one float dtype.

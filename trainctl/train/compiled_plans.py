@@ -132,7 +132,9 @@ def _plan_weights(plan) -> list[tuple[np.ndarray, np.ndarray]]:
     from trainctl.nn.layers.plans import BatchNormPlan, LayerNormPlan, PReLUPlan
 
     if isinstance(plan, ProductPlan):
-        return [(plan.kernel, plan.kernel_grad), (plan.bias, plan.bias_grad)]
+        from trainctl.train.compiled_zoo import zoo_weights
+
+        return [(plan.kernel, plan.kernel_grad), (plan.bias, plan.bias_grad), *zoo_weights(plan)]
     if isinstance(plan, (BatchNormPlan, LayerNormPlan)):
         return [(plan.gamma, plan.gamma_grad), (plan.beta, plan.beta_grad)]
     if isinstance(plan, PReLUPlan):
@@ -264,6 +266,8 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
         ViewPlan,
     )
 
+    from trainctl.train.compiled_zoo import zoo_layer
+
     trainer, dtype = steps.trainer, steps.dtype
     model = trainer.model
     bufs = [steps.x_buf.reshape(-1), trainer._grad.reshape(-1), np.zeros(0, dtype)]  # 0: input, 1: dLoss, 2: none
@@ -300,7 +304,7 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
                 dropouts.append((index, plan))
             continue
         sl[ps.S_Y], sl[ps.S_DX] = slot(plan.y), slot(plan.dx)
-        if isinstance(plan, (DensePlan, ConvPlan)):
+        if isinstance(plan, ProductPlan):  # Dense, the convolutions
             kinds[index] = ps.KIND_DENSE if isinstance(plan, DensePlan) else ps.KIND_CONV
             sl[ps.S_Z], sl[ps.S_DZ] = slot(plan.z), slot(plan.dz)
             sl[ps.S_W0], sl[ps.S_W0_GRAD] = slot(plan.kernel), slot(plan.kernel_grad)
@@ -309,6 +313,8 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
             back_codes[index] = steps.linear_code if (index == last and fused) else plan.activation_code
             if isinstance(plan, DensePlan):
                 row[ps.G_A:ps.G_A + 2] = plan.kernel.shape
+            elif not isinstance(plan, ConvPlan):  # kernels/plan_zoo.py's
+                kinds[index] = zoo_layer(plan, row, sl, slot)
             else:
                 row[ps.G_A:ps.G_A + 4] = (*plan.in4, plan.kernel.shape[-1])
                 row[ps.G_A + 4:ps.G_A + 16] = plan.geometry
@@ -379,7 +385,7 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
             fparams[index, :len(plan.options)] = plan.options
             sl[ps.S_AUX] = slot(plan.mask)
         else:
-            kinds[index] = _sequence_layer(plan, row, sl, bufs, slot, dtype)
+            kinds[index] = zoo_layer(plan, row, sl, slot) or _sequence_layer(plan, row, sl, bufs, slot, dtype)
             if not kinds[index]:
                 raise AssertionError(f"{layer.name}: no compiled kind for {type(plan).__name__}")
     # what each layer reads: forward the output of the computing layer before it (or the

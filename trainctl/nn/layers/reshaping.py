@@ -16,7 +16,7 @@ from trainctl.config.base import NonNegativeInt, PositiveInt
 from trainctl.errors import TrainctlError
 from trainctl.nn.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape
 from trainctl.nn.layers.noise import DataFormat
-from trainctl.nn.layers.plans import CopyBoxPlan, UpsamplePlan
+from trainctl.nn.layers.plans import CopyBoxPlan, IndexCopyPlan, UpsamplePlan, index_copy
 
 Pair = Annotated[list[NonNegativeInt], Field(min_length=2, max_length=2)]
 
@@ -345,6 +345,9 @@ class Permute(Layer):
         np.copyto(dx, dy.transpose(self._backward_axes))
         return dx
 
+    def compiled_plan(self) -> IndexCopyPlan | None:
+        return index_copy(self._y, self._dx, self.input_shape, tuple(d - 1 for d in self.params.dims))
+
 
 @LAYERS.register("repeat_vector")
 class RepeatVector(Layer):
@@ -380,3 +383,8 @@ class RepeatVector(Layer):
         dx = self._dx[: dy.shape[0]]
         np.sum(dy, axis=1, out=dx)
         return dx
+
+    def compiled_plan(self) -> IndexCopyPlan | None:
+        if self.input_shape[0] == 1:  # numpy sums [n, repeats, 1] pairwise, not in order: Python
+            return None
+        return index_copy(self._y, self._dx, self.input_shape, (0,), repeats=self.params.n)

@@ -122,7 +122,9 @@ def activity_held(layer) -> bool:
     """Whether the compiled loop runs this layer's activity regularizer (if it has one)."""
     from trainctl.nn.layers.base import ProductPlan
 
-    plan = layer.compiled_plan()
+    from trainctl.nn.layers.plans import main_plan
+
+    plan = main_plan(layer.compiled_plan())
     return not layer.has_activity_regularizer or (isinstance(plan, ProductPlan) and plan.activity_regularizer is not None)
 
 
@@ -160,6 +162,9 @@ def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
 def regularized_pairs(layer, plan):
     """Per regularized weight of `layer` (weight order): its regularizer and the plan's (value,
     grad) pair holding it; None when the plan does not hold one of them."""
+    from trainctl.nn.layers.plans import main_plan
+
+    plan = main_plan(plan)
     pairs = []
     for weight in layer.weights:
         if weight.regularizer is None:
@@ -266,7 +271,7 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
         ViewPlan,
     )
 
-    from trainctl.train.compiled_zoo import zoo_layer
+    from trainctl.train.compiled_zoo import layer_rows, zoo_layer
 
     trainer, dtype = steps.trainer, steps.dtype
     model = trainer.model
@@ -285,7 +290,8 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
             where[key] = len(bufs) - 1
         return len(store) - 1
 
-    n = len(plans)
+    rows = layer_rows(model, plans)  # a channels_first layer takes its transposes' rows too
+    n = len(rows)
     kinds = np.full(n, ps.KIND_VIEW, np.int64)
     geo = np.zeros((n, ps.N_GEO), np.int64)
     fparams = np.zeros((n, ps.N_FPARAMS), np.float64)
@@ -294,11 +300,11 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
     wide_slots = np.zeros((n, 2), np.int64)
     int_slots = np.zeros(n, np.int64)
     dropouts = []
-    last = n - 1
+    last = max(index for index, row in enumerate(rows) if row.main)  # the last layer's computing row
     fused = steps.loss_mode != LOSS_GENERIC
-    for index, (layer, plan) in enumerate(zip(model.layers, plans)):
+    for index, (layer, plan, in_size, out_size, _) in enumerate(rows):
         row, sl = geo[index], slots[index]
-        row[ps.G_IN], row[ps.G_OUT] = math.prod(layer.input_shape), math.prod(layer.output_shape)
+        row[ps.G_IN], row[ps.G_OUT] = in_size, out_size
         if isinstance(plan, ViewPlan) or (isinstance(plan, DropoutPlan) and plan.rate == 0.0):
             if isinstance(plan, DropoutPlan):  # rate 0: Dropout.forward passes x on, draws nothing
                 dropouts.append((index, plan))
@@ -395,8 +401,8 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
     current, computed = 0, False
     for index in range(n):
         x_slots[index], need_dx[index] = current, computed
-        if kinds[index] != ps.KIND_VIEW:
-            current, computed = slots[index, ps.S_Y], True
+        if kinds[index] != ps.KIND_VIEW:  # (a layer's transpose in needs a dx only if the layer does)
+            current, computed = slots[index, ps.S_Y], computed or rows[index].main
     out_slot = int(current)
     current = 1
     for index in range(n - 1, -1, -1):
@@ -408,8 +414,8 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
     reg_grad_slots = np.full((n, 2), -1, np.int64)
     reg_rates = np.zeros((n, 2, 2), np.float64)
     reg_grad_rates = np.zeros((n, 2, 2), dtype)
-    for index, (layer, plan) in enumerate(zip(model.layers, plans)):
-        for r, (regularizer, (value, grad)) in enumerate(regularized_pairs(layer, plan)):
+    for index, (layer, plan, _, _, main) in enumerate(rows):
+        for r, (regularizer, (value, grad)) in enumerate(regularized_pairs(layer, plan) if main else []):
             reg_slots[index, r], reg_grad_slots[index, r] = slot(value), slot(grad)
             reg_rates[index, r] = (regularizer.l1, regularizer.l2)
             reg_grad_rates[index, r] = (dtype.type(regularizer.l1), dtype.type(2.0 * regularizer.l2))
@@ -417,7 +423,7 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
     act_slots = np.full(n, -1, np.int64)
     act_rates = np.zeros((n, 2), np.float64)
     act_grad_rates = np.zeros((n, 3), dtype)
-    for index, plan in enumerate(plans):
+    for index, (_, plan, _, _, _) in enumerate(rows):
         regularizer = plan.activity_regularizer if isinstance(plan, ProductPlan) else None
         if regularizer is not None:
             act_slots[index] = slot(plan.activity_grad)

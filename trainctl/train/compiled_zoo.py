@@ -1,7 +1,12 @@
 """The general plan's rows for kernels/plan_zoo.py's kinds (DepthwiseConv2D, SeparableConv2D,
-Conv2DTranspose, the index copies), laid out for train/compiled_plans.spatial_plan."""
+Conv2DTranspose, the index copies), laid out for train/compiled_plans.spatial_plan, and the rows
+of a model (a channels_first layer's transposes are rows of their own)."""
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -36,3 +41,34 @@ def zoo_weights(plan) -> list[tuple[np.ndarray, np.ndarray]]:
     if isinstance(plan, DepthwisePlan) and plan.separable:
         return [(plan.pointwise, plan.pointwise_grad)]
     return []
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One row of the general plan: the layer it belongs to, the plan it runs, its values per
+    sample in and out, and whether it computes the layer (else a channels_first transpose)."""
+
+    layer: Any
+    plan: Any
+    in_size: int
+    out_size: int
+    main: bool
+
+    def __iter__(self):
+        return iter((self.layer, self.plan, self.in_size, self.out_size, self.main))
+
+
+def layer_rows(model, plans) -> list[LayerRow]:
+    """Every layer's rows in forward order (nn/layers/plans.plan_rows): a transpose in keeps the
+    input's size, a transpose out the output's."""
+    from trainctl.nn.layers.plans import main_plan, plan_rows
+
+    rows = []
+    for layer, plan in zip(model.layers, plans):
+        in_size, out_size = math.prod(layer.input_shape), math.prod(layer.output_shape)
+        parts = plan_rows(plan)
+        main = next(k for k, part in enumerate(parts) if part is main_plan(plan))
+        for k, part in enumerate(parts):
+            rows.append(LayerRow(layer, part, out_size if k > main else in_size, in_size if k < main else out_size,
+                                 k == main))
+    return rows

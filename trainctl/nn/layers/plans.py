@@ -260,3 +260,27 @@ def gemm_matches_matmul(*dims: int) -> bool:
     from trainctl.kernels.blas import BOUND_TO
 
     return BOUND_TO == "numpy" and min(dims) > 1
+
+
+@dataclass(frozen=True)
+class ChannelsFirstPlan:
+    """A channels_first conv or pooling layer: its channels_last plan between the transposes its
+    Python path makes (nn/layers/spatial.py): x into the layer's [n, *spatial, c] buffer
+    (to_last; backward dx back to channels_first) and, unless the output has no spatial axes
+    (global pooling), y out to channels_first (to_first; backward dy into [n, *spatial, c])."""
+
+    to_last: IndexCopyPlan
+    inner: Any
+    to_first: IndexCopyPlan | None
+
+
+def plan_rows(plan) -> list:
+    """The rows a layer's plan takes in the compiled loop: a ChannelsFirstPlan's three (or two)."""
+    if isinstance(plan, ChannelsFirstPlan):
+        return [plan.to_last, plan.inner] + ([plan.to_first] if plan.to_first is not None else [])
+    return [plan]
+
+
+def main_plan(plan):
+    """The plan that computes the layer (a ChannelsFirstPlan's inner), None for None."""
+    return plan.inner if isinstance(plan, ChannelsFirstPlan) else plan

@@ -144,13 +144,14 @@ LAYER_STACKS = {  # name: (layers, input shape)
         {"type": "flatten"},
         {"type": "dense", "units": CLASSES, "activation": "softmax"},
         {"type": "gaussian_dropout", "rate": 0.0}], tuple(IMAGE)),  # rate 0: passes x on
-    "depthwise_separable_transpose": ([  # kernels/plan_zoo.py KIND_DEPTHWISE, KIND_CONV_TRANSPOSE
+    "depthwise_separable_transpose_bilinear": ([  # kernels/plan_zoo.py KIND_DEPTHWISE, KIND_CONV_TRANSPOSE
         {"type": "depthwise_conv2d", "kernel_size": 2, "depth_multiplier": 2, "padding": "same", "activation": "relu",
          "depthwise_regularizer": "l2", "input_shape": IMAGE},
         {"type": "separable_conv2d", "filters": 3, "kernel_size": 2, "dilation_rate": 2, "activation": "tanh",
          "pointwise_regularizer": "l1", "bias_regularizer": "l2"},
         {"type": "conv2d_transpose", "filters": 2, "kernel_size": 3, "strides": 2, "padding": "same",
          "activity_regularizer": "l2"},
+        {"type": "up_sampling2d", "size": [2, 3], "interpolation": "bilinear"},
         {"type": "separable_conv2d", "filters": 2, "kernel_size": 3, "strides": 2, "use_bias": False},
         {"type": "conv2d_transpose", "filters": 2, "kernel_size": 2, "kernel_regularizer": "l2"},
         {"type": "flatten"},

@@ -73,6 +73,8 @@ from trainctl.kernels.recurrent_steps import (
 )
 from trainctl.kernels.resampling import (
     copy_box,
+    upsample_bilinear_backward,
+    upsample_bilinear_forward,
     upsample_nearest_backward,
     upsample_nearest_forward,
 )
@@ -182,9 +184,15 @@ def _added_forward(layer, kind, count, geo, fparams, x, bufs, slots, wide, wide_
         positions = g[G_A]
         prelu_forward(x.reshape(count, positions), bufs[sl[S_W0]], ints[int_slots[layer]],
                       y.reshape(count, positions))
-    elif kind == KIND_UPSAMPLE:  # _UpSampling.forward (nearest, channels_last)
+    elif kind == KIND_UPSAMPLE:  # _UpSampling.forward (channels_last)
         h, w, c, sr, sc = g[G_A], g[G_A + 1], g[G_A + 2], g[G_A + 3], g[G_A + 4]
-        upsample_nearest_forward(x.reshape(count, h, w, c), sr, sc, y.reshape(count, h * sr, w * sc, c))
+        if g[G_A + 5]:  # bilinear, on the layer's tables (int ones end to end)
+            t, rows, cols = ints[int_slots[layer]], h * sr, w * sc
+            upsample_bilinear_forward(x.reshape(count, h, w, c), t[:rows], t[rows:2 * rows], bufs[sl[S_AUX]],
+                                      t[2 * rows:2 * rows + cols], t[2 * rows + cols:], bufs[sl[S_AUX + 1]],
+                                      y.reshape(count, rows, cols, c))
+        else:
+            upsample_nearest_forward(x.reshape(count, h, w, c), sr, sc, y.reshape(count, h * sr, w * sc, c))
     elif kind == KIND_COPY_BOX:  # _Slicing.forward: x into the box of y
         a = g[G_A:G_A + 3]
         b = g[G_A + 3:G_A + 6]
@@ -231,7 +239,13 @@ def _added_backward(layer, kind, count, geo, fparams, x, dy, need_dx, bufs, slot
             softmax_backward(bufs[sl[S_Y]][:size].reshape(shape3), dy.reshape(shape3), dx.reshape(shape3))
     elif kind == KIND_UPSAMPLE:
         h, w, c, sr, sc = g[G_A], g[G_A + 1], g[G_A + 2], g[G_A + 3], g[G_A + 4]
-        upsample_nearest_backward(dy.reshape(count, h * sr, w * sc, c), sr, sc, dx.reshape(count, h, w, c))
+        if g[G_A + 5]:
+            t, rows, cols = ints[int_slots[layer]], h * sr, w * sc
+            upsample_bilinear_backward(dy.reshape(count, rows, cols, c), t[:rows], t[rows:2 * rows], bufs[sl[S_AUX]],
+                                       t[2 * rows:2 * rows + cols], t[2 * rows + cols:], bufs[sl[S_AUX + 1]],
+                                       dx.reshape(count, h, w, c))
+        else:
+            upsample_nearest_backward(dy.reshape(count, h * sr, w * sc, c), sr, sc, dx.reshape(count, h, w, c))
     elif kind == KIND_COPY_BOX:  # _Slicing.backward: dy's box into dx
         a = g[G_A:G_A + 3]
         b = g[G_A + 3:G_A + 6]

@@ -380,7 +380,11 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
             wide_slots[index, 0] = slot(plan.acc, wide)
         elif isinstance(plan, UpsamplePlan):
             kinds[index] = ps.KIND_UPSAMPLE
-            row[ps.G_A:ps.G_A + 5] = (*plan.in4, *plan.factors)
+            row[ps.G_A:ps.G_A + 6] = (*plan.in4, *plan.factors, int(bool(plan.tables)))
+            if plan.tables:  # bilinear: the int tables end to end, the fractions in the model's dtype
+                top, bottom, row_frac, left, right, col_frac = plan.tables
+                int_slots[index] = slot(np.concatenate([top, bottom, left, right]), ints)
+                sl[ps.S_AUX], sl[ps.S_AUX + 1] = slot(row_frac), slot(col_frac)
         elif isinstance(plan, CopyBoxPlan):
             kinds[index] = ps.KIND_COPY_BOX
             row[ps.G_A:ps.G_A + 15] = (*plan.in3, *plan.out3, *plan.x_start, *plan.y_start, *plan.extent)

@@ -151,12 +151,14 @@ class PReLUPlan:
 
 @dataclass(frozen=True)
 class UpsamplePlan:
-    """UpSampling1D/2D, nearest, over the [n, h, w, c] view (channels_last); y, dx flat."""
+    """UpSampling1D/2D over the [n, h, w, c] view (channels_last); y, dx flat. Bilinear: the
+    layer's tables (top, bottom, row_frac, left, right, col_frac; see reshaping._bilinear_table)."""
 
     y: np.ndarray
     dx: np.ndarray
     in4: tuple[int, int, int]
     factors: tuple[int, int]
+    tables: tuple[np.ndarray, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -234,10 +234,10 @@ class _UpSampling(Layer):
         return dx
 
     def compiled_plan(self) -> UpsamplePlan | None:
-        if self.bilinear or getattr(self.params, "data_format", "channels_last") != "channels_last":
-            return None  # these run in Python
+        if getattr(self.params, "data_format", "channels_last") != "channels_last":
+            return None  # runs in Python
         return UpsamplePlan(self._y, self._dx, self._as_nhwc(np.empty((1, *self.input_shape), np.int8)).shape[1:],
-                            self._factors())
+                            self._factors(), self._tables)
 
 
 @LAYERS.register("up_sampling1d", "upsampling1d")

@@ -156,7 +156,7 @@ LAYER_STACKS = {  # name: (layers, input shape)
         {"type": "conv2d_transpose", "filters": 2, "kernel_size": 2, "kernel_regularizer": "l2"},
         {"type": "flatten"},
         {"type": "dense", "units": CLASSES, "activation": "softmax"}], tuple(IMAGE)),
-    "permute_repeat_vector": ([  # KIND_INDEX_COPY: permutations of 2 and 3 axes, a repeat
+    "permute_repeat_vector_time_distributed": ([  # KIND_INDEX_COPY: permutations of 2 and 3 axes, a repeat
         {"type": "permute", "dims": [3, 1, 2], "input_shape": IMAGE},
         {"type": "reshape", "target_shape": [CHANNELS * SIDE, SIDE]},
         {"type": "permute", "dims": [2, 1]},
@@ -164,6 +164,8 @@ LAYER_STACKS = {  # name: (layers, input shape)
         {"type": "dense", "units": 4, "activation": "tanh"},
         {"type": "repeat_vector", "n": 3},
         {"type": "dense", "units": 2},
+        {"type": "time_distributed", "layer": {"type": "dense", "units": 3, "activation": "relu",
+                                               "kernel_regularizer": "l2"}},
         {"type": "permute", "dims": [2, 1]},
         {"type": "flatten"},
         {"type": "dense", "units": CLASSES, "activation": "softmax"}], tuple(IMAGE)),

@@ -127,20 +127,27 @@ def _name_from(path: Path) -> str:
     return stem or "starter"
 
 
+def _usage(out_path: Path, override: str) -> list[str]:
+    """The header's lines on how to run the config and override one of its values."""
+    return ["", f"Run:       trainctl train {out_path}", f"Override:  trainctl train {out_path} {override}"]
+
+
+# what the generated-data starters share: the seed's comment and the model's opening lines
+_GENERATED_HEAD = """seed: 0                              # drives initial weights, shuffling and the generator
+model:
+  layers:                            # a Sequential stack, input first (TF.js/Keras names)
+"""
+
+
 def _generated_classification(name: str, out_path: Path) -> str:
     return _header([
         "A starter classifier (trainctl init): an MLP tells apart the 3 arms of a generated",
         "spiral (2 features, 6,000 points), judged on the last 20% held out. Trains in seconds.",
-        "",
-        f"Run:       trainctl train {out_path}",
-        f"Override:  trainctl train {out_path} --set fit.epochs=30 --set model.layers.0.units=128",
+        *_usage(out_path, "--set fit.epochs=30 --set model.layers.0.units=128"),
         "Then:      trainctl plot runs/<name>/<timestamp>      (loss and accuracy curves)",
         "Your data: trainctl init --csv FILE [--target COLUMN] writes one for a CSV.",
     ]) + f"""name: {name}
-seed: 0                              # drives initial weights, shuffling and the generator
-model:
-  layers:                            # a Sequential stack, input first (TF.js/Keras names)
-    - {{type: dense, units: 64, activation: relu, input_shape: [2]}}
+{_GENERATED_HEAD}    - {{type: dense, units: 64, activation: relu, input_shape: [2]}}
     - {{type: dense, units: 64, activation: relu}}
     - {{type: dense, units: 3, activation: softmax}}   # one unit per class
 optimizer: {{type: adam, learning_rate: 0.003}}
@@ -162,15 +169,10 @@ def _generated_regression(name: str, out_path: Path) -> str:
     return _header([
         "A starter regressor (trainctl init): an MLP fits y = sin(x) + noise on 4,000 generated",
         "points of [-pi, pi], judged on the last 20% held out. Trains in seconds.",
-        "",
-        f"Run:       trainctl train {out_path}",
-        f"Override:  trainctl train {out_path} --set fit.epochs=60",
+        *_usage(out_path, "--set fit.epochs=60"),
         "Your data: trainctl init --task regression --csv FILE [--target COLUMN]",
     ]) + f"""name: {name}
-seed: 0                              # drives initial weights, shuffling and the generator
-model:
-  layers:                            # a Sequential stack, input first (TF.js/Keras names)
-    - {{type: dense, units: 64, activation: tanh, input_shape: [1]}}
+{_GENERATED_HEAD}    - {{type: dense, units: 64, activation: tanh, input_shape: [1]}}
     - {{type: dense, units: 64, activation: tanh}}
     - {{type: dense, units: 1}}        # one linear output: the predicted value
 optimizer: {{type: adam, learning_rate: 0.003}}
@@ -230,9 +232,7 @@ def _csv_config(name: str, out_path: Path, facts: CsvFacts, task: str) -> str:
         f"from {n_features} numeric feature column{'s' if n_features != 1 else ''}, standardized; "
         f"judged on the last 20% of the {facts.n_rows} rows ({n_val}) held out.",
         *skipped_note,
-        "",
-        f"Run:       trainctl train {out_path}",
-        f"Override:  trainctl train {out_path} --set fit.epochs=100 --set model.layers.0.units=64",
+        *_usage(out_path, "--set fit.epochs=100 --set model.layers.0.units=64"),
         "Then:      trainctl evaluate runs/<name>/<timestamp>",
         "           trainctl predict runs/<name>/<timestamp> --input new_rows.csv",
     ])

@@ -12,7 +12,7 @@ from typing import Any
 from trainctl.errors import TrainctlError
 from trainctl.experiment.plan import Experiment
 from trainctl.experiment.results import ExperimentResult, RunResult
-from trainctl.experiment.study import Asked, TrialSource, _optuna, fixed_trial, storage_url_of, task_for, told
+from trainctl.experiment.study import Asked, TrialSource, fixed_trial, import_optuna, storage_url_of, task_for, told
 from trainctl.runs.files import RUNS_DIR
 
 
@@ -117,7 +117,7 @@ class PlanTrials(TrialSource):
         """A complete run the study does not hold as complete (it finished while its client
         was stopping, or the experiment predates its study) joins it, so the study's plots
         show every finished variant."""
-        states = _optuna().trial.TrialState
+        states = import_optuna().trial.TrialState
         held = {trial.user_attrs.get("run_id") for trial in study.get_trials(deepcopy=False, states=(states.COMPLETE,))}
         for run in skipped:
             if run.run_id in held or run.final is None or not math.isfinite(run.final):

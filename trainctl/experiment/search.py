@@ -29,7 +29,7 @@ from trainctl.experiment.study import (  # noqa: F401  (load_study_of: the CLI's
     INTERRUPTED,
     Asked,
     TrialSource,
-    _optuna,
+    import_optuna,
     load_study_of,
     storage_url_of,
     task_for,
@@ -143,7 +143,7 @@ class SearchTrials(TrialSource):
         return _runs_of(study, self.runs_root, self.experiment)
 
     def counted(self, study) -> int:
-        states = _optuna().trial.TrialState
+        states = import_optuna().trial.TrialState
         return sum(t.state in (states.COMPLETE, states.PRUNED) for t in study.get_trials(deepcopy=False))
 
     def remaining(self, study) -> int:

@@ -9,6 +9,8 @@ What differs between experiments is only where the next trial comes from (a `Tri
   set and the names do not depend on which worker finishes first.
 - `search.SearchTrials` (`search:`): the study's sampler asks; runs are `runs/trial-NNNN`.
 
+The task a worker runs is trial_worker.py's, where the study is stored study_storage.py's.
+
 Everything else is shared: the study in the experiment directory (Optuna's journal file, or
 an RDB URL), the task that trains one trial in a worker (`train_trial`), ask-and-tell on the
 client, results.csv and experiment.json after each trial, resume after a crash (a trial left
@@ -20,10 +22,8 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import signal
 import threading
-import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,145 +33,19 @@ from typing import Any, Callable
 from trainctl.errors import TrainctlError
 from trainctl.experiment.plan import Experiment
 from trainctl.experiment.results import ExperimentResult, RunResult
-from trainctl.runs.files import EXPERIMENT_FILE, RUNS_DIR, STUDY_FILE, TRIAL_FILE
-from trainctl.train.callbacks import Callback
+from trainctl.experiment.study_storage import (  # noqa: F401  (load_study_of: the tests' and CLI's door)
+    import_optuna,
+    load_study_of,
+    open_storage,
+    pruner_of,
+    storage_url_of,
+)
+from trainctl.experiment.trial_worker import train_trial
+from trainctl.runs.files import RUNS_DIR
 
 INTERRUPTED = "trainctl_interrupted"  # user attribute of a trial whose client died while it ran
 RUN_RETRIES = 1  # a trial whose worker dies is retried this many times by dask, then failed
 POLL_SECONDS = 0.5  # the client wakes this often while no trial finishes (Ctrl-C stays prompt)
-
-
-def _optuna():
-    try:
-        import optuna
-    except ImportError:  # pragma: no cover - optuna is a dependency; a broken install still gets a line
-        raise TrainctlError("experiments need optuna: pip install optuna") from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # trainctl shows its own progress
-    return optuna
-
-
-def pruner_of(name: str, optuna):
-    """The pruner by id. Optuna does not store it with the study: the workers build it
-    again from the id (load_study's default would be a median pruner)."""
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
-    if name == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner()
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner()
-    return optuna.pruners.NopPruner()
-
-
-def storage_url_of(experiment: Experiment, directory: Path) -> str:
-    """What a worker opens: an RDB URL (`search.storage`), or `journal:<path>` for the journal file."""
-    spec = experiment.spec.search
-    if spec is not None and spec.storage:
-        return spec.storage
-    return f"journal:{os.fspath(directory / STUDY_FILE)}"
-
-
-_STORAGES: dict[str, Any] = {}  # per process: a journal replays only what is new since the last read
-
-
-def open_storage(url: str):
-    if not url.startswith("journal:"):
-        return url  # an RDB URL: optuna opens it
-    if url not in _STORAGES:
-        optuna = _optuna()
-        from optuna.storages.journal import JournalFileBackend
-
-        _STORAGES[url] = optuna.storages.JournalStorage(JournalFileBackend(url[len("journal:"):]))
-    return _STORAGES[url]
-
-
-def load_study_of(directory: Path):
-    """The study of an experiment directory (its journal file), or None. The name comes from
-    experiment.json, else the journal's only study (experiment.json is written just after)."""
-    from trainctl.runs.atomic import read_json
-
-    journal = directory / STUDY_FILE
-    if not journal.is_file():
-        return None
-    optuna = _optuna()
-    from optuna.storages.journal import JournalFileBackend
-
-    storage = optuna.storages.JournalStorage(JournalFileBackend(os.fspath(journal)))  # a fresh read
-    if (directory / EXPERIMENT_FILE).is_file():
-        name = read_json(directory / EXPERIMENT_FILE)["name"]
-    else:
-        names = optuna.get_all_study_names(storage)
-        if len(names) != 1:
-            return None
-        name = names[0]
-    return optuna.load_study(study_name=name, storage=storage)
-
-
-# -- in the worker ----------------------------------------------------------------------------
-
-
-class PruneOnPlateau(Callback):
-    """Reports the monitored metric to the trial after each epoch; stops training when the
-    pruner says so (at the end of that epoch, like Keras's early stopping)."""
-
-    def __init__(self, storage_url: str, study_name: str, trial_id: int, metric: str, pruner: str):
-        super().__init__()
-        self.storage_url, self.study_name, self.trial_id, self.metric = storage_url, study_name, trial_id, metric
-        self.pruner = pruner
-        self.pruned_at: int | None = None
-        self._trial = None
-
-    def on_train_begin(self, logs=None):
-        optuna = _optuna()
-        study = optuna.load_study(study_name=self.study_name, storage=open_storage(self.storage_url),
-                                  pruner=pruner_of(self.pruner, optuna))
-        self._trial = optuna.trial.Trial(study, self.trial_id)
-
-    def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.metric)
-        if value is None or not math.isfinite(float(value)):
-            return
-        self._trial.report(float(value), epoch)
-        if self._trial.should_prune():
-            self.pruned_at = epoch
-            self.model.stop_training = True
-
-
-def train_trial(task: dict[str, Any]) -> dict[str, Any]:
-    """One trial in a worker: train into task["out"], report per epoch when a pruner watches,
-    write trial.json, return the outcome (never raises for a failed run)."""
-    from trainctl.experiment.results import summarise_run_dir
-    from trainctl.runs.atomic import atomic_write_json
-
-    started, cpu = time.perf_counter(), time.thread_time()
-    out = Path(task["out"])
-    # started_at/ended_at (epoch seconds) and pid: when and where it ran (a worker's idle gaps)
-    result: dict[str, Any] = {"number": task["number"], "status": "ok", "error": None,
-                              "pid": os.getpid(), "started_at": time.time()}
-    try:
-        from trainctl.config import load_config_text
-        from trainctl.runs.train import train_from_config
-
-        if out.exists():  # left by an interrupted attempt (or a worker that died): start over
-            shutil.rmtree(out)
-        pruning = None
-        if task["pruner"] != "none":
-            pruning = PruneOnPlateau(task["storage"], task["study"], task["trial_id"], task["metric"], task["pruner"])
-        loaded = load_config_text(task["config_yaml"], task["source"])
-        train_from_config(loaded, out=out, callbacks=[pruning] if pruning is not None else [])
-        result.update(summarise_run_dir(out, task["metric"], task["mode"]))
-        pruned_at = pruning.pruned_at if pruning is not None else None
-        if pruned_at is not None:
-            result.update(status="pruned", pruned_at=pruned_at)
-        atomic_write_json(out / TRIAL_FILE, {"number": task["number"], "state": result["status"],
-                                             "params": task["params"], "pruned_at": pruned_at})
-    except TrainctlError as error:
-        result.update(status="failed", error=str(error).replace("\n", "; "))
-    except Exception as error:  # a bug in one trial must not stop the others; keep its story
-        result.update(status="failed", error=f"{type(error).__name__}: {error}".replace("\n", "; "))
-    result["wall_seconds"] = time.perf_counter() - started
-    result["cpu_seconds"] = time.thread_time() - cpu  # this task's thread, not the worker's others
-    result["ended_at"] = time.time()
-    return result
 
 
 # -- on the client ----------------------------------------------------------------------------
@@ -229,7 +103,7 @@ def task_for(experiment: Experiment, storage_url: str, trial, run: RunResult, co
 def fixed_trial(study, params: dict[str, Any], distributions: dict[str, Any], user_attrs: dict[str, Any]):
     """A RUNNING trial with these values, in one write to the storage (study.ask with an
     enqueued trial takes one write per parameter)."""
-    optuna = _optuna()
+    optuna = import_optuna()
     frozen = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, params=params,
                                        distributions=distributions, user_attrs=user_attrs)
     trial_id = study._storage.create_new_trial(study._study_id, template_trial=frozen)
@@ -239,7 +113,7 @@ def fixed_trial(study, params: dict[str, Any], distributions: dict[str, Any], us
 def _fail_interrupted(study) -> list:
     """Trials left RUNNING by a client that died: failed and marked, so their source asks
     their values again (the study keeps every attempt)."""
-    states = _optuna().trial.TrialState
+    states = import_optuna().trial.TrialState
     interrupted = study.get_trials(deepcopy=False, states=(states.RUNNING,))
     for trial in interrupted:
         study._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
@@ -280,7 +154,7 @@ def _tell(study, asked: Asked, future) -> None:
     """The trial's outcome into its RunResult and the study."""
     from distributed import KilledWorker
 
-    states = _optuna().trial.TrialState
+    states = import_optuna().trial.TrialState
     run = asked.run
     try:
         outcome = future.result()
@@ -333,7 +207,7 @@ def run_study(experiment: Experiment, directory: Path, source: TrialSource, *, w
     plan and results.csv after each round of finished trials (after the workers have their
     next trials: file writes stay off the path from one trial to the next); Ctrl-C stops
     cleanly (running trials are cancelled; the next run of the command resumes)."""
-    optuna = _optuna()
+    optuna = import_optuna()
     direction = "maximize" if experiment.mode == "max" else "minimize"
     study = optuna.create_study(study_name=experiment.name, storage=open_storage(storage_url_of(experiment, directory)),
                                 direction=direction, sampler=source.sampler(optuna),

@@ -18,5 +18,5 @@ def dask_setup(worker=None) -> None:
     except ValueError:  # not the main thread: the default handling stays
         pass
     import trainctl.config  # noqa: F401
-    import trainctl.experiment.study  # noqa: F401
+    import trainctl.experiment.trial_worker  # noqa: F401
     import trainctl.runs.train  # noqa: F401

@@ -1,183 +1,28 @@
-"""The plans the compiled training loops run (kernels/plan_steps.py), built from the layers'
-`compiled_plan()` records: per layer its kind, its buffers in numba typed lists and its
-geometry as int rows, and per regularized weight where the plan holds it. train/compiled.py
-chooses the loop and runs it; this module only lays out its arguments."""
+"""The general plan the compiled training loops run (kernels/plan_layers.py,
+general_plan_steps.py), built from the layers' `compiled_plan()` records: per layer its kind,
+its buffers as flat views in numba typed lists and its geometry as int rows, and per
+regularized weight where the plan holds it. train/compiled.py chooses the loop and runs it;
+this module only lays out its arguments. The dense loop's plan is dense_loop_plan.py's, the
+weights a plan holds plan_weights.py's (both re-exported here for train/compiled.py)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from trainctl.train.dense_loop_plan import DenseLoopPlan, dense_plan
+from trainctl.train.plan_weights import (
+    activity_held,
+    regularized_pairs,
+    regularized_weights_held,
+    typed_list,
+    weight_bounds,
+)
 
-@dataclass
-class DenseLoopPlan:
-    kinds: np.ndarray
-    kernels: Any
-    biases: Any
-    kernel_grads: Any
-    bias_grads: Any
-    zs: Any
-    ys: Any
-    dzs: Any
-    dxs: Any
-    codes: np.ndarray
-    ys_flat: Any
-    dxs_flat: Any
-    masks: Any
-    uniforms: Any
-    rates: np.ndarray
-    features: np.ndarray
-    offsets: np.ndarray
-    dropouts: list  # (layer index, DropoutPlan) in forward order
-    regularized: bool
-    reg_which: np.ndarray
-    reg_rates: np.ndarray
-    reg_grad_rates: np.ndarray
-
-
-def typed_list(items):
-    from numba.typed import List
-
-    out = List()
-    for item in items:
-        out.append(item)
-    return out
-
-
-def regularizer_rows(model, plans, dtype):
-    """Per layer, its regularized weights in weight order (as Layer.regularization_loss sums
-    them): which (kernel/bias), the penalty's float64 rates and the gradient's rates in the
-    model's dtype (as Regularizer.add_grad rounds them). None: a regularized weight the plan
-    does not hold."""
-    from trainctl.kernels.plan_steps import REG_BIAS, REG_KERNEL, REG_NONE
-
-    n = len(plans)
-    which = np.full((n, 2), REG_NONE, np.int64)
-    rates = np.zeros((n, 2, 2), np.float64)
-    grad_rates = np.zeros((n, 2, 2), dtype)
-    for index, (layer, plan) in enumerate(zip(model.layers, plans)):
-        pairs = regularized_pairs(layer, plan)
-        if pairs is None:
-            return None
-        for row, (regularizer, (value, _)) in enumerate(pairs):
-            which[index, row] = REG_KERNEL if value is plan.kernel else REG_BIAS
-            rates[index, row] = (regularizer.l1, regularizer.l2)
-            grad_rates[index, row] = (dtype.type(regularizer.l1), dtype.type(2.0 * regularizer.l2))
-    return which, rates, grad_rates
-
-
-def dense_plan(steps, plans) -> DenseLoopPlan:
-    """The plan of train_plan_steps: Dense and Dropout layers over [rows, features]."""
-    from trainctl.kernels import plan_steps
-    from trainctl.nn.layers.base import DensePlan
-
-    trainer, dtype = steps.trainer, steps.dtype
-    model = trainer.model
-    none2, none1, none_u = np.zeros((0, 0), dtype), np.zeros(0, dtype), np.zeros(0, np.float64)
-    kinds, rows = [], []
-    dropouts = []
-    for index, plan in enumerate(plans):
-        if isinstance(plan, DensePlan):
-            kinds.append(plan_steps.KIND_DENSE)
-            rows.append({"kernel": plan.kernel, "bias": plan.bias, "kernel_grad": plan.kernel_grad,
-                         "bias_grad": plan.bias_grad, "z": plan.z, "y": plan.y, "dz": plan.dz, "dx": plan.dx,
-                         "code": plan.activation_code, "y_flat": plan.y.reshape(-1),
-                         "dx_flat": plan.dx.reshape(-1), "mask": none1, "rate": 0.0,
-                         "features": plan.y.shape[1]})
-        else:  # a DropoutPlan: 2-D views of its 1-D buffers for the layers around it
-            kinds.append(plan_steps.KIND_DROPOUT)
-            dropouts.append((index, plan))
-            capacity = plan.y.shape[0] // plan.features
-            rows.append({"kernel": none2, "bias": none1, "kernel_grad": none2, "bias_grad": none1,
-                         "z": none2, "y": plan.y.reshape(capacity, plan.features), "dz": none2,
-                         "dx": plan.dx.reshape(capacity, plan.features), "code": 0, "y_flat": plan.y,
-                         "dx_flat": plan.dx, "mask": plan.mask, "rate": plan.rate, "features": plan.features})
-    regularizers = regularizer_rows(model, plans, dtype)
-    return DenseLoopPlan(np.array(kinds, np.int64), *(typed_list([r[k] for r in rows]) for k in (
-        "kernel", "bias", "kernel_grad", "bias_grad", "z", "y", "dz", "dx")),
-        np.array([r["code"] for r in rows], np.int64),
-        typed_list([r["y_flat"] for r in rows]), typed_list([r["dx_flat"] for r in rows]),
-        typed_list([r["mask"] for r in rows]), typed_list([none_u for _ in rows]),
-        np.array([r["rate"] for r in rows], np.float64), np.array([r["features"] for r in rows], np.int64),
-        np.zeros(len(rows), np.int64), dropouts, trainer.regularized, *regularizers)
-
-def weight_bounds(weights, flat_value: np.ndarray) -> np.ndarray | None:
-    """Each trainable weight's [start, end) in the flat buffer, as sorted bounds (clipnorm's
-    per-weight segments); None when the weights are not exactly the buffer."""
-    itemsize, base = flat_value.itemsize, flat_value.__array_interface__["data"][0]
-    spans = sorted(((w.value.__array_interface__["data"][0] - base) // itemsize, w.value.size)
-                   for w in weights if w.trainable)
-    bounds = [0]
-    for start, size in spans:
-        if start != bounds[-1]:
-            return None
-        bounds.append(start + size)
-    return np.array(bounds, np.int64) if bounds[-1] == flat_value.size else None
-
-
-def activity_held(layer) -> bool:
-    """Whether the compiled loop runs this layer's activity regularizer (if it has one)."""
-    from trainctl.nn.layers.base import ProductPlan
-
-    from trainctl.nn.layers.plans import main_plan
-
-    plan = main_plan(layer.compiled_plan())
-    return not layer.has_activity_regularizer or (isinstance(plan, ProductPlan) and plan.activity_regularizer is not None)
-
-
-def _plan_weights(plan) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The (value, grad) pairs of the weights a plan holds, in the layer's weight order."""
-    from trainctl.nn.layers.base import ProductPlan
-    from trainctl.nn.layers.plans import BatchNormPlan, LayerNormPlan, PReLUPlan
-
-    if isinstance(plan, ProductPlan):
-        from trainctl.train.compiled_zoo import zoo_weights
-
-        return [(plan.kernel, plan.kernel_grad), (plan.bias, plan.bias_grad), *zoo_weights(plan)]
-    if isinstance(plan, (BatchNormPlan, LayerNormPlan)):
-        return [(plan.gamma, plan.gamma_grad), (plan.beta, plan.beta_grad)]
-    if isinstance(plan, PReLUPlan):
-        return [(plan.alpha, plan.alpha_grad)]
-    return _sequence_plan_weights(plan)
-
-
-def _sequence_plan_weights(plan) -> list[tuple[np.ndarray, np.ndarray]]:
-    from trainctl.nn.layers.embedding import EmbeddingPlan
-    from trainctl.nn.layers.recurrent import RecurrentPlan
-
-    if isinstance(plan, RecurrentPlan):
-        return list(plan.weights)
-    if isinstance(plan, EmbeddingPlan):
-        return [(plan.embeddings, plan.embeddings_grad)]
-    return []
-
-
-def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
-    return a.size == b.size and a.dtype == b.dtype and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
-
-
-def regularized_pairs(layer, plan):
-    """Per regularized weight of `layer` (weight order): its regularizer and the plan's (value,
-    grad) pair holding it; None when the plan does not hold one of them."""
-    from trainctl.nn.layers.plans import main_plan
-
-    plan = main_plan(plan)
-    pairs = []
-    for weight in layer.weights:
-        if weight.regularizer is None:
-            continue
-        held = [pair for pair in _plan_weights(plan) if _same_memory(pair[0], weight.value)]
-        if not held:
-            return None
-        pairs.append((weight.regularizer, held[0]))
-    return pairs
-
-
-def regularized_weights_held(model) -> bool:
-    return all(regularized_pairs(layer, layer.compiled_plan()) is not None for layer in model.layers)
+__all__ = ["DenseLoopPlan", "SpatialLoopPlan", "activity_held", "dense_plan", "has_sequence_layers",
+           "regularized_weights_held", "spatial_plan", "weight_bounds"]
 
 
 @dataclass

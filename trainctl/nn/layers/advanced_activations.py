@@ -67,10 +67,8 @@ class _ElementWise(_SameShape):
         return ElementwisePlan(self._kernel.ELEMENTWISE_OPS[self.kernel_name], options, self._y, self._dx)
 
 
-@LAYERS.register("leaky_re_lu", "leaky_relu")
+@LAYERS.register_type("leaky_re_lu", "leaky_relu")
 class LeakyReLU(_ElementWise):
-    type_id = "leaky_re_lu"
-    class_name = "LeakyReLU"
     kernel_name = "leaky_relu"
     kernel_options = ("alpha",)
 
@@ -78,12 +76,10 @@ class LeakyReLU(_ElementWise):
         alpha: FiniteFloat = 0.3  # TF.js DEFAULT_ALPHA
 
 
-@LAYERS.register("elu")
+@LAYERS.register_type("elu")
 class ELU(_ElementWise):
     """x > 0 → x, else alpha·(eˣ − 1). TF.js accepts alpha 1.0 only; any alpha works here (Keras)."""
 
-    type_id = "elu"
-    class_name = "ELU"
     kernel_name = "elu"
     kernel_options = ("alpha",)
 
@@ -96,12 +92,10 @@ class ELU(_ElementWise):
         return config
 
 
-@LAYERS.register("re_lu", "relu_layer")
+@LAYERS.register_type("re_lu", "relu_layer")
 class ReLU(_ElementWise):
     """TF.js ReLU (max_value) with Keras's threshold and negative_slope."""
 
-    type_id = "re_lu"
-    class_name = "ReLU"
     kernel_name = "relu"
 
     class Params(LayerParams):
@@ -121,10 +115,8 @@ class ReLU(_ElementWise):
         return p.max_value is not None, float(p.max_value or 0.0), p.threshold, p.negative_slope
 
 
-@LAYERS.register("thresholded_re_lu", "thresholded_relu")
+@LAYERS.register_type("thresholded_re_lu", "thresholded_relu")
 class ThresholdedReLU(_ElementWise):
-    type_id = "thresholded_re_lu"
-    class_name = "ThresholdedReLU"
     kernel_name = "thresholded_relu"
     kernel_options = ("theta",)
 
@@ -132,13 +124,10 @@ class ThresholdedReLU(_ElementWise):
         theta: FiniteFloat = 1.0  # TF.js DEFAULT_THETA
 
 
-@LAYERS.register("prelu", "p_re_lu")
+@LAYERS.register_type("prelu", "p_re_lu")
 class PReLU(_SameShape):
     """x < 0 → alpha·x with a trainable alpha per input element; `shared_axes` (1-based, the
     batch axis is 0) share one alpha along those axes (TF.js PReLU)."""
-
-    type_id = "prelu"
-    class_name = "PReLU"
 
     class Params(LayerParams):
         alpha_initializer: typed_spec(INITIALIZERS) = "zeros"  # TF.js DEFAULT_ALPHA_INITIALIZER
@@ -185,13 +174,10 @@ class PReLU(_SameShape):
                          self._y, self._dx, math.prod(self.input_shape))
 
 
-@LAYERS.register("softmax")
+@LAYERS.register_type("softmax")
 class Softmax(_SameShape):
     """Softmax over `axis` (counting the batch axis; a list of adjacent axes normalises over
     them jointly). TF.js's default is axis 1, the last axis of a [null, k] input."""
-
-    type_id = "softmax"
-    class_name = "Softmax"
 
     class Params(LayerParams):
         axis: Union[int, list[int]] = 1  # TF.js DEFAULT_AXIS

@@ -131,14 +131,19 @@ class BuildContext:
 
 
 class Layer:
-    type_id: ClassVar[str]  # registry id, snake_case: "dense"
-    class_name: ClassVar[str]  # TF.js class name: "Dense"
+    type_id: ClassVar[str]  # registry id, snake_case: "dense" (set by LAYERS.register_type)
+    class_name: ClassVar[str]  # TF.js class name: "Dense", the Python class's unless it says otherwise
     in_tfjs: ClassVar[bool] = True  # TF.js 4.22 has this layer (a tfjs export refuses it otherwise)
     Params: ClassVar[type[LayerParams]] = LayerParams
     # The activation applied last inside the layer, which a loss may fuse with (softmax with
     # cross-entropy): such a layer also implements `backward_from_preactivation`. None: no
     # activation of its own (the loss then sees the layer's output as it is).
     output_activation: Any = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "class_name" not in cls.__dict__:  # as Keras serialises type(layer).__name__
+            cls.class_name = cls.__name__
 
     def __init__(self, params: LayerParams):
         self.params = params
@@ -294,6 +299,14 @@ class Layer:
 
 
 LAYERS: Registry[type[Layer]] = Registry("layer type")
+
+
+def declare_layer(type_id: str, class_name: str, base: type[Layer], **attributes: Any) -> type[Layer]:
+    """A registered layer that is `base` with these class attributes: the thin per-rank or
+    per-mode declarations (MaxPooling1D is _Pooling at rank 1, max), written as one line
+    each instead of one class statement each. Made in `base`'s module, under its own name."""
+    namespace = {"__module__": base.__module__, "__qualname__": class_name, **attributes}
+    return LAYERS.register_type(type_id)(type(class_name, (base,), namespace))
 
 
 def tfjs_snake_case(class_name: str) -> str:

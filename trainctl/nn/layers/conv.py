@@ -110,6 +110,28 @@ class _ConvBase(SpatialLayer):
             return (1, self.kernel_size[0], 1, self.strides[0], 1, dilation[0], 0, pads[0])
         return (*self.kernel_size, *self.strides, *dilation, *pads)
 
+    def build(self, input_shape: Shape, context: BuildContext) -> Shape:
+        """The geometry, the subclass's output geometry, its kernels, then the bias (TF.js's
+        weight order)."""
+        self._geometry(input_shape)
+        self._build_output()
+        self._build_kernels(context)
+        self._build_bias(self.out_channels, context)
+        return super().build(input_shape, context)
+
+    def _build_output(self) -> None:
+        """Set out_spatial, out_channels and the channels_last 4-D `geometry`."""
+        raise NotImplementedError
+
+    def _kernel_shape(self) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def _build_kernels(self, context: BuildContext) -> None:
+        """The weights before the bias: `kernel` (the depthwise layers have their own)."""
+        p = self.params
+        self.kernel = self.add_weight("kernel", self._kernel_shape(), p.kernel_initializer, context,
+                                      regularizer=p.kernel_regularizer)
+
     def _build_bias(self, units: int, context: BuildContext) -> None:
         p = self.params
         self.bias = self.add_weight("bias", (units,), p.bias_initializer, context,
@@ -195,16 +217,12 @@ class _Conv(_ConvBase):
 
     Params = ConvParams
 
-    def build(self, input_shape: Shape, context: BuildContext) -> Shape:
-        p = self.params
-        self._geometry(input_shape)
-        self.out_spatial, self.out_channels = self._spatial_out(self.in_spatial), p.filters
+    def _build_output(self) -> None:
+        self.out_spatial, self.out_channels = self._spatial_out(self.in_spatial), self.params.filters
         self.geometry = self._geometry_4d(self.in_spatial, self.out_spatial, self.dilation_rate)
-        shape = (*self.kernel_size, self.in_channels, p.filters)
-        self.kernel = self.add_weight("kernel", shape, p.kernel_initializer, context,
-                                      regularizer=p.kernel_regularizer)
-        self._build_bias(p.filters, context)
-        return super().build(input_shape, context)
+
+    def _kernel_shape(self) -> tuple[int, ...]:
+        return (*self.kernel_size, self.in_channels, self.params.filters)
 
     def allocate(self, batch_size: int) -> None:
         super().allocate(batch_size)
@@ -274,51 +292,42 @@ class _Conv(_ConvBase):
         return positions * 2 * macs + self._bias_flops()
 
 
-@LAYERS.register("conv2d")
+@LAYERS.register_type("conv2d")
 class Conv2D(_Conv):
     """2-D convolution over [height, width] (TF.js Conv2D); kernel [kh, kw, in_channels, filters]."""
 
-    type_id = "conv2d"
-    class_name = "Conv2D"
     rank = 2
 
 
-@LAYERS.register("conv1d")
+@LAYERS.register_type("conv1d")
 class Conv1D(_Conv):
     """1-D convolution over [length] (TF.js Conv1D); kernel [k, in_channels, filters].
 
     channels_first is computed as declared (input [channels, length] → output [filters,
     length']); TF.js 4.22 declares that output shape but returns channels_last data."""
 
-    type_id = "conv1d"
-    class_name = "Conv1D"
     rank = 1
 
 
-@LAYERS.register("conv2d_transpose")
+@LAYERS.register_type("conv2d_transpose")
 class Conv2DTranspose(_ConvBase):
     """The transpose (gradient) of a Conv2D: kernel [kh, kw, filters, in_channels]; output
     size per axis deconvLength(size, stride, k, padding) (TF.js Conv2DTranspose, no dilation)."""
 
-    type_id = "conv2d_transpose"
-    class_name = "Conv2DTranspose"
     rank = 2
     uses_dilation = False
     Params = ConvParams
 
-    def build(self, input_shape: Shape, context: BuildContext) -> Shape:
+    def _build_output(self) -> None:
         p = self.params
-        self._geometry(input_shape)
         self.out_spatial = tuple(deconv_length(size, s, k, p.padding)
                                  for size, s, k in zip(self.in_spatial, self.strides, self.kernel_size))
         self.out_channels = p.filters
         # the convolution it transposes maps out_spatial → in_spatial
         self.geometry = self._geometry_4d(self.out_spatial, self.in_spatial, (1, 1))
-        shape = (*self.kernel_size, p.filters, self.in_channels)
-        self.kernel = self.add_weight("kernel", shape, p.kernel_initializer, context,
-                                      regularizer=p.kernel_regularizer)
-        self._build_bias(p.filters, context)
-        return super().build(input_shape, context)
+
+    def _kernel_shape(self) -> tuple[int, ...]:
+        return (*self.kernel_size, self.params.filters, self.in_channels)
 
     def allocate(self, batch_size: int) -> None:
         super().allocate(batch_size)

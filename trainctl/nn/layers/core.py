@@ -24,12 +24,9 @@ def _kernels():
     return activations, layers
 
 
-@LAYERS.register("dense")
+@LAYERS.register_type("dense")
 class Dense(Layer):
     """y = activation(x @ kernel + bias) over the last axis; kernel is [in, units]."""
-
-    type_id = "dense"
-    class_name = "Dense"
 
     class Params(LayerParams):
         units: PositiveInt
@@ -163,11 +160,8 @@ class Dense(Layer):
         return positions * (2 * self.input_shape[-1] * self.params.units + (self.params.units if self.bias else 0))
 
 
-@LAYERS.register("activation")
+@LAYERS.register_type("activation")
 class Activation(Layer):
-    type_id = "activation"
-    class_name = "Activation"
-
     class Params(LayerParams):
         activation: registry_id(ACTIVATIONS)
 
@@ -206,13 +200,10 @@ class Activation(Layer):
         return ActivationPlan(self._y, self._dx, int(self.activation.code))
 
 
-@LAYERS.register("dropout")
+@LAYERS.register_type("dropout")
 class Dropout(RandomLayer):
     """Zeroes a `rate` fraction of inputs in training and scales the rest by 1/(1-rate)
     (TF.js: keep where uniform >= rate); identity at inference."""
-
-    type_id = "dropout"
-    class_name = "Dropout"
 
     class Params(LayerParams):
         rate: UnitInterval
@@ -260,11 +251,8 @@ class Dropout(RandomLayer):
         return DropoutPlan(float(self.params.rate), self.rng, self._mask, self._y, self._dx, math.prod(self.input_shape))
 
 
-@LAYERS.register("flatten")
+@LAYERS.register_type("flatten")
 class Flatten(Layer):
-    type_id = "flatten"
-    class_name = "Flatten"
-
     class Params(LayerParams):
         data_format: str | None = None  # accepted for TF.js compatibility; channels_last only
 
@@ -284,11 +272,8 @@ class Flatten(Layer):
         return ViewPlan()
 
 
-@LAYERS.register("reshape")
+@LAYERS.register_type("reshape")
 class Reshape(Layer):
-    type_id = "reshape"
-    class_name = "Reshape"
-
     class Params(LayerParams):
         target_shape: list[bounded_int(ge=-1)]  # one -1 may stand for the rest
 

@@ -12,7 +12,7 @@ from pydantic import model_validator
 
 from trainctl.config.base import PositiveInt, typed_spec
 from trainctl.nn.initializers import INITIALIZERS
-from trainctl.nn.layers.base import LAYERS, BuildContext, Shape
+from trainctl.nn.layers.base import LAYERS, BuildContext
 from trainctl.nn.layers.conv import BaseConvParams, _ConvBase
 from trainctl.nn.layers.plans import ChannelsFirstPlan, DepthwisePlan, gemm_matches_matmul
 from trainctl.nn.regularizers import REGULARIZERS
@@ -60,28 +60,25 @@ class _DepthwiseStep(_ConvBase):
             self.out_spatial, self.out_channels)
 
 
-@LAYERS.register("depthwise_conv2d")
+@LAYERS.register_type("depthwise_conv2d")
 class DepthwiseConv2D(_DepthwiseStep):
     """Each input channel convolved with its own depth_multiplier filters: depthwise_kernel
     [kh, kw, in_channels, depth_multiplier], output channel c * depth_multiplier + k (TF.js)."""
 
-    type_id = "depthwise_conv2d"
-    class_name = "DepthwiseConv2D"
     rank = 2
     uses_dilation = False  # TF.js 4.22 DepthwiseConv2D passes no dilation
     Params = DepthwiseParams
 
-    def build(self, input_shape: Shape, context: BuildContext) -> Shape:
-        p = self.params
-        self._geometry(input_shape)
+    def _build_output(self) -> None:
         self.out_spatial = self._spatial_out(self.in_spatial)
-        self.out_channels = self.in_channels * p.depth_multiplier
+        self.out_channels = self.in_channels * self.params.depth_multiplier
         self.geometry = self._geometry_4d(self.in_spatial, self.out_spatial, (1, 1))
+
+    def _build_kernels(self, context: BuildContext) -> None:
+        p = self.params
         shape = (*self.kernel_size, self.in_channels, p.depth_multiplier)
         self.depthwise_kernel = self.add_weight("depthwise_kernel", shape, p.depthwise_initializer, context,
                                                 regularizer=p.depthwise_regularizer)
-        self._build_bias(self.out_channels, context)
-        return super().build(input_shape, context)
 
     def allocate(self, batch_size: int) -> None:
         super().allocate(batch_size)
@@ -127,22 +124,21 @@ class SeparableParams(BaseConvParams):
         return self
 
 
-@LAYERS.register("separable_conv2d")
+@LAYERS.register_type("separable_conv2d")
 class SeparableConv2D(_DepthwiseStep):
     """A depthwise convolution (depthwise_kernel [kh, kw, in, depth_multiplier], with
     dilation) followed by a 1x1 convolution (pointwise_kernel [1, 1, in * depth_multiplier,
     filters]), then bias and activation (TF.js SeparableConv2D)."""
 
-    type_id = "separable_conv2d"
-    class_name = "SeparableConv2D"
     rank = 2
     Params = SeparableParams
 
-    def build(self, input_shape: Shape, context: BuildContext) -> Shape:
-        p = self.params
-        self._geometry(input_shape)
-        self.out_spatial, self.out_channels = self._spatial_out(self.in_spatial), p.filters
+    def _build_output(self) -> None:
+        self.out_spatial, self.out_channels = self._spatial_out(self.in_spatial), self.params.filters
         self.geometry = self._geometry_4d(self.in_spatial, self.out_spatial, self.dilation_rate)
+
+    def _build_kernels(self, context: BuildContext) -> None:
+        p = self.params
         self.mid_channels = self.in_channels * p.depth_multiplier
         depthwise_shape = (*self.kernel_size, self.in_channels, p.depth_multiplier)
         self.depthwise_kernel = self.add_weight("depthwise_kernel", depthwise_shape, p.depthwise_initializer,
@@ -150,8 +146,6 @@ class SeparableConv2D(_DepthwiseStep):
         pointwise_init = p.pointwise_initializer or p.depthwise_initializer
         self.pointwise_kernel = self.add_weight("pointwise_kernel", (1, 1, self.mid_channels, p.filters),
                                                 pointwise_init, context, regularizer=p.pointwise_regularizer)
-        self._build_bias(p.filters, context)
-        return super().build(input_shape, context)
 
     def allocate(self, batch_size: int) -> None:
         super().allocate(batch_size)

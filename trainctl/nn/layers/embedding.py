@@ -34,14 +34,11 @@ def _kernels():
     return resampling
 
 
-@LAYERS.register("embedding")
+@LAYERS.register_type("embedding")
 class Embedding(Layer):
     """Looks up each index's row. Indices arrive as floats holding whole numbers in
     [0, input_dim); any other value is an error naming its row. `mask_zero` is carried in
     the config for the recurrent layers (index 0 then means padding)."""
-
-    type_id = "embedding"
-    class_name = "Embedding"
 
     class Params(LayerParams):
         input_dim: PositiveInt  # vocabulary size: indices are 0..input_dim-1

@@ -10,13 +10,10 @@ from trainctl.errors import TrainctlError
 from trainctl.nn.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape
 
 
-@LAYERS.register("masking")
+@LAYERS.register_type("masking")
 class Masking(Layer):
     """Marks the time steps whose features all equal `mask_value` as absent, for the
     recurrent layers after it; outputs x * mask (TF.js/Keras Masking)."""
-
-    type_id = "masking"
-    class_name = "Masking"
 
     class Params(LayerParams):
         mask_value: float = 0.0  # TF.js default

@@ -133,24 +133,20 @@ class _SpatialDropout(_RandomLayer):
                          self._channel_mask.reshape(-1), self._y, self._dx, self.channels, self.channels_last)
 
 
-@LAYERS.register("spatial_dropout1d")
+@LAYERS.register_type("spatial_dropout1d")
 class SpatialDropout1D(_SpatialDropout):
     """Input [null, steps, channels]; TF.js noise shape [n, 1, channels]."""
 
-    type_id = "spatial_dropout1d"
-    class_name = "SpatialDropout1D"
     rank = 2
 
     class Params(_RandomLayer.Params):
         rate: UnitInterval
 
 
-@LAYERS.register("spatial_dropout2d")
+@LAYERS.register_type("spatial_dropout2d")
 class SpatialDropout2D(_SpatialDropout):
     """Input [null, rows, cols, channels] (or channels_first); Keras SpatialDropout2D (TF.js has none)."""
 
-    type_id = "spatial_dropout2d"
-    class_name = "SpatialDropout2D"
     rank = 3
 
     def to_keras_config(self, config, fmt):
@@ -163,12 +159,9 @@ class SpatialDropout2D(_SpatialDropout):
         data_format: DataFormat = "channels_last"
 
 
-@LAYERS.register("gaussian_noise")
+@LAYERS.register_type("gaussian_noise")
 class GaussianNoise(_RandomLayer):
     """y = x + N(0, stddev) in training (TF.js GaussianNoise)."""
-
-    type_id = "gaussian_noise"
-    class_name = "GaussianNoise"
 
     class Params(_RandomLayer.Params):
         stddev: NonNegativeFloat
@@ -188,12 +181,9 @@ class GaussianNoise(_RandomLayer):
         return "NOISE_GAUSSIAN", True, (float(self.params.stddev),)
 
 
-@LAYERS.register("gaussian_dropout")
+@LAYERS.register_type("gaussian_dropout")
 class GaussianDropout(_RandomLayer):
     """y = x · N(1, √(rate/(1−rate))) in training, for 0 < rate < 1 (TF.js GaussianDropout)."""
-
-    type_id = "gaussian_dropout"
-    class_name = "GaussianDropout"
 
     class Params(_RandomLayer.Params):
         rate: UnitInterval
@@ -215,15 +205,12 @@ class GaussianDropout(_RandomLayer):
         return "NOISE_GAUSSIAN_DROPOUT", True, (self._stddev(),)
 
 
-@LAYERS.register("alpha_dropout")
+@LAYERS.register_type("alpha_dropout")
 class AlphaDropout(_RandomLayer):
     """TF.js AlphaDropout in training, for 0 < rate < 1: kept = u >= rate,
     y = a·(x·kept + (kept − 1)·alpha_p) + b, alpha_p = −SELU α·λ,
     a = ((1−rate)(1 + rate·alpha_p²))^−½, b = −a·alpha_p·rate. (TF.js writes (kept − 1)·alpha_p
     where Keras writes alpha_p·(1 − kept): dropped units take −alpha_p here, as in TF.js 4.22.)"""
-
-    type_id = "alpha_dropout"
-    class_name = "AlphaDropout"
 
     class Params(_RandomLayer.Params):
         rate: UnitInterval

@@ -79,13 +79,10 @@ class _Normalization(Layer):
         return dgamma, dbeta
 
 
-@LAYERS.register("batch_normalization")
+@LAYERS.register_type("batch_normalization")
 class BatchNormalization(_Normalization):
     """y = gamma·(x − μ)/√(σ² + ε) + beta per feature of `axis`; μ, σ² of the batch in
     training (moving statistics updated), the moving statistics otherwise."""
-
-    type_id = "batch_normalization"
-    class_name = "BatchNormalization"
 
     class Params(LayerParams):
         axis: int = -1  # TF.js default: the last axis (channels_last)
@@ -151,13 +148,10 @@ class BatchNormalization(_Normalization):
         return 4 * math.prod(self.input_shape)
 
 
-@LAYERS.register("layer_normalization")
+@LAYERS.register_type("layer_normalization")
 class LayerNormalization(_Normalization):
     """y = gamma·(x − μ)/√(σ² + ε) + beta with μ, σ² of each sample over `axis` (TF.js
     LayerNormalization; the axes must be adjacent, e.g. -1 or [-2, -1])."""
-
-    type_id = "layer_normalization"
-    class_name = "LayerNormalization"
 
     class Params(LayerParams):
         axis: Union[int, list[int]] = -1  # TF.js default: the last axis

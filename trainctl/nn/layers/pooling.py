@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from trainctl.errors import TrainctlError
-from trainctl.nn.layers.base import LAYERS, BuildContext, LayerParams, Shape
+from trainctl.nn.layers.base import BuildContext, LayerParams, Shape, declare_layer
 from trainctl.nn.layers.plans import ChannelsFirstPlan, GlobalPoolPlan, PoolPlan
 from trainctl.nn.layers.spatial import (
     DataFormat,
@@ -115,28 +115,12 @@ class _Pooling(SpatialLayer):
         return math.prod(self.out_spatial) * self.channels * math.prod(self.pool_size)
 
 
-@LAYERS.register("max_pooling1d")
-class MaxPooling1D(_Pooling):
-    type_id, class_name, rank, is_max = "max_pooling1d", "MaxPooling1D", 1, True
-    Params = Pooling1DParams
-
-
-@LAYERS.register("average_pooling1d")
-class AveragePooling1D(_Pooling):
-    type_id, class_name, rank, is_max = "average_pooling1d", "AveragePooling1D", 1, False
-    Params = Pooling1DParams
-
-
-@LAYERS.register("max_pooling2d")
-class MaxPooling2D(_Pooling):
-    type_id, class_name, rank, is_max = "max_pooling2d", "MaxPooling2D", 2, True
-    Params = Pooling2DParams
-
-
-@LAYERS.register("average_pooling2d")
-class AveragePooling2D(_Pooling):
-    type_id, class_name, rank, is_max = "average_pooling2d", "AveragePooling2D", 2, False
-    Params = Pooling2DParams
+MaxPooling1D = declare_layer("max_pooling1d", "MaxPooling1D", _Pooling, rank=1, is_max=True, Params=Pooling1DParams)
+AveragePooling1D = declare_layer("average_pooling1d", "AveragePooling1D", _Pooling, rank=1, is_max=False,
+                                 Params=Pooling1DParams)
+MaxPooling2D = declare_layer("max_pooling2d", "MaxPooling2D", _Pooling, rank=2, is_max=True, Params=Pooling2DParams)
+AveragePooling2D = declare_layer("average_pooling2d", "AveragePooling2D", _Pooling, rank=2, is_max=False,
+                                 Params=Pooling2DParams)
 
 
 class GlobalPooling2DParams(LayerParams):
@@ -188,23 +172,10 @@ class _GlobalPooling(SpatialLayer):
         return self.positions * self.channels
 
 
-@LAYERS.register("global_average_pooling1d")
-class GlobalAveragePooling1D(_GlobalPooling):
-    type_id, class_name, rank, is_max = "global_average_pooling1d", "GlobalAveragePooling1D", 1, False
-
-
-@LAYERS.register("global_max_pooling1d")
-class GlobalMaxPooling1D(_GlobalPooling):
-    type_id, class_name, rank, is_max = "global_max_pooling1d", "GlobalMaxPooling1D", 1, True
-
-
-@LAYERS.register("global_average_pooling2d")
-class GlobalAveragePooling2D(_GlobalPooling):
-    type_id, class_name, rank, is_max = "global_average_pooling2d", "GlobalAveragePooling2D", 2, False
-    Params = GlobalPooling2DParams
-
-
-@LAYERS.register("global_max_pooling2d")
-class GlobalMaxPooling2D(_GlobalPooling):
-    type_id, class_name, rank, is_max = "global_max_pooling2d", "GlobalMaxPooling2D", 2, True
-    Params = GlobalPooling2DParams
+GlobalAveragePooling1D = declare_layer("global_average_pooling1d", "GlobalAveragePooling1D", _GlobalPooling,
+                                       rank=1, is_max=False)
+GlobalMaxPooling1D = declare_layer("global_max_pooling1d", "GlobalMaxPooling1D", _GlobalPooling, rank=1, is_max=True)
+GlobalAveragePooling2D = declare_layer("global_average_pooling2d", "GlobalAveragePooling2D", _GlobalPooling,
+                                       rank=2, is_max=False, Params=GlobalPooling2DParams)
+GlobalMaxPooling2D = declare_layer("global_max_pooling2d", "GlobalMaxPooling2D", _GlobalPooling, rank=2, is_max=True,
+                                   Params=GlobalPooling2DParams)

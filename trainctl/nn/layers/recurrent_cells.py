@@ -13,12 +13,10 @@ from trainctl.nn.layers.base import LAYERS
 from trainctl.nn.layers.recurrent import GatedParams, Recurrent, TimeMajor
 
 
-@LAYERS.register("simple_rnn")
+@LAYERS.register_type("simple_rnn")
 class SimpleRNN(Recurrent):
     """h_t = activation(x_t @ kernel + h_{t-1} @ recurrent_kernel + bias)."""
 
-    type_id = "simple_rnn"
-    class_name = "SimpleRNN"
     n_gates = 1
     compiled_cell = 0  # kernels/recurrent_steps.py CELL_SIMPLE
     compiled_activations = ("tanh",)
@@ -43,12 +41,10 @@ class SimpleRNN(Recurrent):
                                           self._dh[0][:n], self._dprev[:n], self.params.go_backwards, self.activation.code)
 
 
-@LAYERS.register("lstm")
+@LAYERS.register_type("lstm")
 class LSTM(Recurrent):
     """Gates i, f, c, o: c_t = f*c_{t-1} + i*activation(z_c), h_t = o*activation(c_t)."""
 
-    type_id = "lstm"
-    class_name = "LSTM"
     n_gates = 4
     compiled_cell = 1  # CELL_LSTM
 
@@ -109,13 +105,11 @@ class _UnitForgetBias(Initializer):
         return np.concatenate([self.base((u,), rng, dtype), np.ones(u, dtype), self.base((2 * u,), rng, dtype)])
 
 
-@LAYERS.register("gru")
+@LAYERS.register_type("gru")
 class GRU(Recurrent):
     """Gates z, r, h: h_t = z*h_{t-1} + (1-z)*activation(x_h + (r*h_{t-1}) @ U_h) (reset_after
     false, TF.js), or activation(x_h + r*(h_{t-1} @ U_h + b_rh)) (reset_after true, Keras 3)."""
 
-    type_id = "gru"
-    class_name = "GRU"
     n_gates = 3
 
     @property

@@ -101,12 +101,9 @@ class _Slicing(Layer):
         return CopyBoxPlan(self._y, self._dx, self._in3, self._out3, x_start, y_start, extent)
 
 
-@LAYERS.register("zero_padding1d")
+@LAYERS.register_type("zero_padding1d")
 class ZeroPadding1D(_Slicing):
     """Zeros before and after the steps of [null, steps, channels] (Keras ZeroPadding1D)."""
-
-    type_id = "zero_padding1d"
-    class_name = "ZeroPadding1D"
 
     in_tfjs = False
 
@@ -118,12 +115,9 @@ class ZeroPadding1D(_Slicing):
         return [_pair_1d(self.params.padding), (0, 0)]
 
 
-@LAYERS.register("zero_padding2d")
+@LAYERS.register_type("zero_padding2d")
 class ZeroPadding2D(_Slicing):
     """Zero rows and columns around images (TF.js ZeroPadding2D)."""
-
-    type_id = "zero_padding2d"
-    class_name = "ZeroPadding2D"
 
     class Params(LayerParams):
         padding: Union[NonNegativeInt, Pair, list[Pair]] = 1  # TF.js default [[1, 1], [1, 1]]
@@ -135,12 +129,9 @@ class ZeroPadding2D(_Slicing):
         return [rows, cols, (0, 0)] if self.params.data_format == "channels_last" else [(0, 0), rows, cols]
 
 
-@LAYERS.register("cropping1d")
+@LAYERS.register_type("cropping1d")
 class Cropping1D(_Slicing):
     """Drops steps at the start and end of [null, steps, channels] (Keras Cropping1D)."""
-
-    type_id = "cropping1d"
-    class_name = "Cropping1D"
 
     in_tfjs = False
 
@@ -153,12 +144,9 @@ class Cropping1D(_Slicing):
         return [(-a, -b), (0, 0)]
 
 
-@LAYERS.register("cropping2d", "cropping2D")
+@LAYERS.register_type("cropping2d", "cropping2D")
 class Cropping2D(_Slicing):
     """Drops rows and columns at the image edges (TF.js Cropping2D; cropping is required there)."""
-
-    type_id = "cropping2d"
-    class_name = "Cropping2D"
 
     class Params(LayerParams):
         cropping: Union[NonNegativeInt, Pair, list[Pair]]
@@ -187,7 +175,21 @@ def _bilinear_table(source: int, factor: int, dtype) -> tuple[np.ndarray, np.nda
     return low, high, (frac_pos - low).astype(dtype)
 
 
-class _UpSampling(Layer):
+class _Copying(Layer):
+    """A layer whose output and input gradient go to buffers of its own, [batch,
+    *output_shape] and [batch, *input_shape] in the model's dtype."""
+
+    def build(self, input_shape: Shape, context: BuildContext) -> Shape:
+        self.dtype = context.dtype
+        return super().build(input_shape, context)
+
+    def allocate(self, batch_size: int) -> None:
+        super().allocate(batch_size)
+        self._y = np.empty((batch_size, *self.output_shape), self.dtype)
+        self._dx = np.empty((batch_size, *self.input_shape), self.dtype)
+
+
+class _UpSampling(_Copying):
     """Repeats (nearest) or interpolates (bilinear) rows and columns by `size`."""
 
     def _factors(self) -> tuple[int, int]:
@@ -198,7 +200,6 @@ class _UpSampling(Layer):
         raise NotImplementedError
 
     def build(self, input_shape: Shape, context: BuildContext) -> Shape:
-        self.dtype = context.dtype
         super().build(input_shape, context)
         interpolation = getattr(self.params, "interpolation", "nearest")
         self.bilinear = interpolation == "bilinear"
@@ -211,8 +212,6 @@ class _UpSampling(Layer):
         size_rows, size_cols = self._factors()
         self._tables = (_bilinear_table(self._rows, size_rows, self.dtype) + _bilinear_table(self._cols, size_cols, self.dtype)
                         if self.bilinear else ())
-        self._y = np.empty((batch_size, *self.output_shape), self.dtype)
-        self._dx = np.empty((batch_size, *self.input_shape), self.dtype)
         self._kernel = _resampling_kernels()
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
@@ -240,12 +239,9 @@ class _UpSampling(Layer):
                             self._factors(), self._tables)
 
 
-@LAYERS.register("up_sampling1d", "upsampling1d")
+@LAYERS.register_type("up_sampling1d", "upsampling1d")
 class UpSampling1D(_UpSampling):
     """Repeats each step `size` times (Keras UpSampling1D; TF.js has none)."""
-
-    type_id = "up_sampling1d"
-    class_name = "UpSampling1D"
 
     in_tfjs = False
 
@@ -266,12 +262,9 @@ class UpSampling1D(_UpSampling):
         return (input_shape[0] * self.params.size, input_shape[1])
 
 
-@LAYERS.register("up_sampling2d", "upsampling2d")
+@LAYERS.register_type("up_sampling2d", "upsampling2d")
 class UpSampling2D(_UpSampling):
     """Scales images up by `size` = [rows, cols] (TF.js UpSampling2D: nearest or bilinear)."""
-
-    type_id = "up_sampling2d"
-    class_name = "UpSampling2D"
 
     class Params(LayerParams):
         size: Union[PositiveInt, Annotated[list[PositiveInt], Field(min_length=2, max_length=2)]] = [2, 2]  # TF.js DEFAULT_SIZE
@@ -300,12 +293,9 @@ class UpSampling2D(_UpSampling):
         return (input_shape[0], input_shape[1] * sr, input_shape[2] * sc)
 
 
-@LAYERS.register("permute")
-class Permute(Layer):
+@LAYERS.register_type("permute")
+class Permute(_Copying):
     """Reorders the feature axes: dims is a permutation of 1..rank (TF.js Permute)."""
-
-    type_id = "permute"
-    class_name = "Permute"
 
     class Params(LayerParams):
         dims: list[PositiveInt]
@@ -320,18 +310,12 @@ class Permute(Layer):
         if len(self.params.dims) != len(input_shape):
             raise TrainctlError(f"{self.name}: dims {self.params.dims} has {len(self.params.dims)} axes, "
                                 f"the input [null,{','.join(map(str, input_shape))}] has {len(input_shape)}")
-        self.dtype = context.dtype
         self._forward_axes = (0, *self.params.dims)
         self._backward_axes = tuple(int(a) for a in np.argsort(self._forward_axes))
         return super().build(input_shape, context)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[d - 1] for d in self.params.dims)
-
-    def allocate(self, batch_size: int) -> None:
-        super().allocate(batch_size)
-        self._y = np.empty((batch_size, *self.output_shape), self.dtype)
-        self._dx = np.empty((batch_size, *self.input_shape), self.dtype)
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         y = self._y[: x.shape[0]]
@@ -349,28 +333,19 @@ class Permute(Layer):
         return index_copy(self._y, self._dx, self.input_shape, tuple(d - 1 for d in self.params.dims))
 
 
-@LAYERS.register("repeat_vector")
-class RepeatVector(Layer):
+@LAYERS.register_type("repeat_vector")
+class RepeatVector(_Copying):
     """[null, features] → [null, n, features] (TF.js RepeatVector)."""
-
-    type_id = "repeat_vector"
-    class_name = "RepeatVector"
 
     class Params(LayerParams):
         n: PositiveInt
 
     def build(self, input_shape: Shape, context: BuildContext) -> Shape:
         _check_rank(self, input_shape, 1, "features")
-        self.dtype = context.dtype
         return super().build(input_shape, context)
 
     def compute_output_shape(self, input_shape):
         return (self.params.n, input_shape[0])
-
-    def allocate(self, batch_size: int) -> None:
-        super().allocate(batch_size)
-        self._y = np.empty((batch_size, *self.output_shape), self.dtype)
-        self._dx = np.empty((batch_size, *self.input_shape), self.dtype)
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         y = self._y[: x.shape[0]]

@@ -38,13 +38,10 @@ class _Wrapper(Layer):
         return config
 
 
-@LAYERS.register("bidirectional")
+@LAYERS.register_type("bidirectional")
 class Bidirectional(_Wrapper):
     """Runs a recurrent layer forwards and a copy backwards and merges their outputs (TF.js
     Bidirectional: the copy's go_backwards flipped, its sequence output reversed back)."""
-
-    type_id = "bidirectional"
-    class_name = "Bidirectional"
 
     class Params(_Wrapper.Params):
         layer: dict[str, Any]  # the recurrent layer, as in model.layers: {type: lstm, units: 16}
@@ -172,12 +169,9 @@ class Bidirectional(_Wrapper):
         return self.forward_layer.flops_per_sample() + self.backward_layer.flops_per_sample()
 
 
-@LAYERS.register("time_distributed")
+@LAYERS.register_type("time_distributed")
 class TimeDistributed(_Wrapper):
     """Applies one layer to every time step: [n, steps, ...] runs as [n*steps, ...]."""
-
-    type_id = "time_distributed"
-    class_name = "TimeDistributed"
 
     class Params(_Wrapper.Params):
         layer: dict[str, Any]  # the layer applied per step, as in model.layers: {type: dense, units: 8}

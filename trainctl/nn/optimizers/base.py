@@ -64,10 +64,15 @@ class Optimizer(Configured):
     weight dtype), `kernel()` and `end_step()`.
     """
 
-    class_name: ClassVar[str]  # TF.js className
+    class_name: ClassVar[str]  # TF.js className: the Python class's unless it says otherwise
     Params: ClassVar[type[OptimizerParams]] = OptimizerParams
     slot_names: ClassVar[tuple[str, ...]] = ()
     scalar_names: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "class_name" not in cls.__dict__:  # as layers take theirs (nn/layers/base.Layer)
+            cls.class_name = cls.__name__
 
     def __init__(self, params: OptimizerParams | None = None, /, **kwargs: Any):
         super().__init__(params, **kwargs)

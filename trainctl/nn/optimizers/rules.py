@@ -11,7 +11,6 @@ from trainctl.nn.optimizers.base import EPSILON, Optimizer, OptimizerParams, _lo
 
 @_register("sgd", "SGD")
 class SGD(Optimizer):
-    class_name = "SGD"
     kernel_name = "sgd_update"
 
     class Params(OptimizerParams):
@@ -24,7 +23,6 @@ class SGD(Optimizer):
 
 @_register("momentum")
 class Momentum(Optimizer):
-    class_name = "Momentum"
     kernel_name = "momentum_update"
     slot_names = ("momentum",)
 
@@ -40,7 +38,6 @@ class Momentum(Optimizer):
 
 @_register("adam")
 class Adam(Optimizer):
-    class_name = "Adam"
     kernel_name = "adam_update"
     slot_names = ("m", "v")
     scalar_names = ("acc_beta1", "acc_beta2")
@@ -76,7 +73,6 @@ class Adam(Optimizer):
 
 @_register("adamax")
 class Adamax(Optimizer):
-    class_name = "Adamax"
     kernel_name = "adamax_update"
     slot_names = ("m", "v")
     scalar_names = ("acc_beta1",)
@@ -106,7 +102,6 @@ class Adamax(Optimizer):
 
 @_register("adagrad")
 class Adagrad(Optimizer):
-    class_name = "Adagrad"
     kernel_name = "adagrad_update"
     slot_names = ("accumulator",)
 
@@ -125,7 +120,6 @@ class Adagrad(Optimizer):
 
 @_register("adadelta")
 class Adadelta(Optimizer):
-    class_name = "Adadelta"
     kernel_name = "adadelta_update"
     slot_names = ("accum_grad", "accum_var")
 
@@ -142,7 +136,6 @@ class Adadelta(Optimizer):
 
 @_register("rmsprop", "rms_prop", "RMSProp")
 class RMSProp(Optimizer):
-    class_name = "RMSProp"
 
     class Params(OptimizerParams):
         learning_rate: PositiveFloat = 0.001  # getOptimizer('rmsprop')

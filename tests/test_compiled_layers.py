@@ -198,7 +198,30 @@ fit: {epochs: 2, batch_size: 16, validation_split: 0.2, steps_per_execution: 4, 
 """
 
 
-def test_trainctl_train_runs_these_layers_on_the_compiled_loop(tmp_path, monkeypatch):
+ZOO_CONFIG = """\
+name: compiled-zoo
+seed: 3
+model:
+  layers:
+    - {type: conv2d, filters: 3, kernel_size: 2, padding: same, data_format: channels_first, input_shape: [2, 4, 4]}
+    - {type: depthwise_conv2d, kernel_size: 2, activation: relu, data_format: channels_first}
+    - {type: permute, dims: [2, 3, 1]}
+    - {type: up_sampling2d, interpolation: bilinear}
+    - {type: conv2d_transpose, filters: 2, kernel_size: 2}
+    - {type: flatten}
+    - {type: dense, units: 3, activation: softmax}
+optimizer: {type: adam, learning_rate: 0.01}
+loss: categorical_crossentropy
+metrics: [accuracy]
+data:
+  train: {generator: teacher, n_samples: 120, n_features: 32, n_classes: 3, hidden: 4}
+  preprocessing: [{type: reshape, target_shape: [2, 4, 4]}]
+fit: {epochs: 2, batch_size: 16, validation_split: 0.2, steps_per_execution: 4, jit_compile: JIT}
+"""
+
+
+@pytest.mark.parametrize("config", [CLI_CONFIG, ZOO_CONFIG], ids=["activations_norm_noise", "conv_zoo"])
+def test_trainctl_train_runs_these_layers_on_the_compiled_loop(tmp_path, monkeypatch, config):
     from tests.test_cli import ok
     from tests.test_compiled import _digest
     from trainctl.train.compiled import CompiledSteps
@@ -213,9 +236,9 @@ def test_trainctl_train_runs_these_layers_on_the_compiled_loop(tmp_path, monkeyp
 
     monkeypatch.setattr(CompiledSteps, "run", counting_run)
     for jit in ("true", "false"):
-        config = tmp_path / f"{jit}.yaml"
-        config.write_text(CLI_CONFIG.replace("JIT", jit))
-        ok(["train", config, "--out", tmp_path / jit])
+        path = tmp_path / f"{jit}.yaml"
+        path.write_text(config.replace("JIT", jit))
+        ok(["train", path, "--out", tmp_path / jit])
         if jit == "true":
             assert sum(chunks) == 2 * 6 and chunks  # 96 training samples in batches of 16: every step compiled
     assert chunks and sum(chunks) == 12  # the Python run added none

@@ -362,7 +362,7 @@ def _sequence_forward(layer, kind, count, geo, fparams, code, x, bufs, slots, wi
     """_spatial_forward and the recurrent and Embedding kinds."""
     g = geo[layer]
     if kind == KIND_RECURRENT:
-        recurrent_forward(count, g[G_A:], x, bufs)
+        offsets[layer] = recurrent_forward(count, g[G_A:], x, bufs, fparams[layer], uniforms[layer], offsets[layer])
     elif kind == KIND_EMBEDDING:
         embedding_step_forward(x, bufs[slots[layer, S_W0]], bufs[slots[layer, S_Y]], g[G_A])
     else:
@@ -376,7 +376,7 @@ def _sequence_backward(layer, kind, count, geo, fparams, code, x, dy, need_dx, b
     """_spatial_backward and the recurrent and Embedding kinds."""
     g = geo[layer]
     if kind == KIND_RECURRENT:
-        recurrent_backward(count, g[G_A:], dy, need_dx, bufs)
+        recurrent_backward(count, g[G_A:], dy, need_dx, bufs, fparams[layer])
     elif kind == KIND_EMBEDDING:  # indices get no gradient: dx stays the layer's zeros
         embedding_step_backward(x, dy, bufs[slots[layer, S_W0_GRAD]], g[G_A])
     else:

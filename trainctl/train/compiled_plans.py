@@ -241,6 +241,10 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
             sl[ps.S_AUX] = slot(plan.mask)
         else:
             kinds[index] = zoo_layer(plan, row, sl, slot) or _sequence_layer(plan, row, sl, bufs, slot, dtype)
+            if kinds[index] == ps.KIND_RECURRENT:  # its dropout rates, and its draws as a dropout's
+                fparams[index, :2] = plan.rates
+                if plan.draws is not None:
+                    dropouts.append((index, plan.draws))
             if not kinds[index]:
                 raise AssertionError(f"{layer.name}: no compiled kind for {type(plan).__name__}")
     # what each layer reads: forward the output of the computing layer before it (or the

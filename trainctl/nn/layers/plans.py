@@ -195,6 +195,17 @@ class NoisePlan:
 
 
 @dataclass(frozen=True)
+class DrawsPlan:
+    """What a layer draws from its generator `rng` per sample and step in training, besides its
+    plan (a recurrent layer's dropout masks): `features` uniforms, drawn per chunk in step order
+    as Dropout's are (train/compiled.py); rate > 0."""
+
+    rng: Any
+    features: int
+    rate: float
+
+
+@dataclass(frozen=True)
 class DepthwisePlan(ProductPlan):
     """DepthwiseConv2D / SeparableConv2D (channels_last), kernels/plan_zoo.py KIND_DEPTHWISE:
     kernel is the depthwise kernel [kh, kw, c, multiplier]; a separable layer's pointwise kernel

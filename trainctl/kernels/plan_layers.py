@@ -54,6 +54,7 @@ from trainctl.kernels.plan_zoo import (  # noqa: F401 (the kinds, for compiled_p
     KIND_CONV_TRANSPOSE,
     KIND_DEPTHWISE,
     KIND_INDEX_COPY,
+    KIND_MASKING,
     zoo_backward,
     zoo_forward,
 )
@@ -154,7 +155,7 @@ def _spatial_forward(layer, kind, count, geo, fparams, code, x, bufs, slots, wid
                            bufs[sl[S_AUX + 3]], bufs[sl[S_AUX + 4]], bufs[sl[S_AUX + 5]][:size].reshape(shape3),
                            bufs[sl[S_Y]][:size].reshape(shape3))
     elif kind >= KIND_DEPTHWISE:  # kernels/plan_zoo.py
-        zoo_forward(kind, count, g[G_A:], code, x, bufs, sl)
+        zoo_forward(kind, count, g[G_A:], fparams[layer], code, x, bufs, sl)
     elif kind >= KIND_ELEMENTWISE:
         _added_forward(layer, kind, count, geo, fparams, x, bufs, slots, wide, wide_slots, ints, int_slots,
                        uniforms, normals, offsets)

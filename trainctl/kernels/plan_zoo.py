@@ -11,7 +11,9 @@ Geometry rows (geo[layer, G_A:]) as compiled_plans.py lays them out:
 - KIND_CONV_TRANSPOSE: in_h, in_w, in_channels, filters, then the 8 numbers of the
   convolution it transposes (kh, kw, sh, sw, dh, dw, pad_top, pad_left), out_h, out_w;
 - KIND_INDEX_COPY: out dims d0..d3 (per sample, row-major, padded with 1 in front) and the
-  input offset stride of each (0 along a repeated axis: RepeatVector).
+  input offset stride of each (0 along a repeated axis: RepeatVector);
+- KIND_MASKING: steps, values per step, the bufs index of the mask it receives (2: none);
+  fparams[0] the mask value rounded to the model's dtype (numpy compares in it).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from trainctl.kernels.conv import col2im, depthwise_backward, depthwise_forward,
 from trainctl.kernels.plan_layout import S_AUX, S_DX, S_DZ, S_W0, S_W0_GRAD, S_W1, S_W1_GRAD, S_Y, S_Z
 from trainctl.kernels.recurrent_steps import matmul
 
-KIND_DEPTHWISE, KIND_CONV_TRANSPOSE, KIND_INDEX_COPY = 16, 17, 18
+KIND_DEPTHWISE, KIND_CONV_TRANSPOSE, KIND_INDEX_COPY, KIND_MASKING = 16, 17, 18, 19
 INDEX_AXES = 4  # axes per sample an index copy handles
 
 
@@ -69,7 +71,34 @@ def index_copy_backward(dy, count, in_size, dims, strides, dx):
 
 
 @njit
-def zoo_forward(kind, count, g, code, x, bufs, sl):
+def masking_forward(x, count, steps, width, mask_value, upstream, keep, y):
+    """Masking.compute_mask then forward: keep[i, t] = 1.0 where some value of step t differs
+    from mask_value (and the received mask keeps it), else 0.0; y = x * keep per step."""
+    for i in range(count):
+        for t in range(steps):
+            at = i * steps + t
+            kept = upstream.shape[0] == 0 or upstream[at] != 0
+            if kept:
+                kept = False
+                for j in range(width):
+                    if x[at * width + j] != mask_value:
+                        kept = True
+                        break
+            keep[at] = 1.0 if kept else 0.0
+            for j in range(width):
+                y[at * width + j] = x[at * width + j] * keep[at]
+
+
+@njit
+def masking_backward(dy, count, steps, width, keep, dx):
+    """Masking.backward: dx = dy * keep per step."""
+    for at in range(count * steps):
+        for j in range(width):
+            dx[at * width + j] = dy[at * width + j] * keep[at]
+
+
+@njit
+def zoo_forward(kind, count, g, fp, code, x, bufs, sl):
     """The forward of the kinds above, as the layers' forward calls their kernels; g is the
     layer's geometry from G_A on, sl its buffer slots (plan_layers.S_*)."""
     y = bufs[sl[S_Y]]
@@ -102,6 +131,8 @@ def zoo_forward(kind, count, g, code, x, bufs, sl):
                                 y[:rows * filters].reshape(rows, filters), code)
     elif kind == KIND_INDEX_COPY:  # Permute / RepeatVector forward, a channels_first layer's transposes
         index_copy_forward(x, count, x.shape[0] // count, g[:INDEX_AXES], g[INDEX_AXES:2 * INDEX_AXES], y)
+    elif kind == KIND_MASKING:
+        masking_forward(x, count, g[0], g[1], fp[0], bufs[g[2]], bufs[sl[S_AUX]], y)
 
 
 @njit
@@ -146,3 +177,6 @@ def zoo_backward(kind, count, g, code, x, dy, need_dx, bufs, sl):
     elif kind == KIND_INDEX_COPY:
         if need_dx:
             index_copy_backward(dy, count, x.shape[0] // count, g[:INDEX_AXES], g[INDEX_AXES:2 * INDEX_AXES], dx)
+    elif kind == KIND_MASKING:
+        if need_dx:
+            masking_backward(dy, count, g[0], g[1], bufs[sl[S_AUX]], dx)

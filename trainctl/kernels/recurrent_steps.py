@@ -10,8 +10,8 @@ loops called are the very kernels the Python path calls (kernels/recurrent*.py, 
 for the activation pair as constants): `_calls_default` picks, when the loop is compiled,
 the specialisation of the defaults (tanh with hard_sigmoid gates, float32 fast forms for
 float32 buffers), so the loop compiles no second copy of a time loop and its own body only
-grows by a call. Dropout masks come from the chunk's draws (recurrent_forward). Other
-activation pairs, masks and stateful layers train from Python
+grows by a call. Dropout masks come from the chunk's draws, a Masking layer's mask from its
+row of the plan (recurrent_forward). Other activation pairs and stateful layers train from Python
 (nn/layers/recurrent.py `compiled_plan`).
 """
 
@@ -38,7 +38,8 @@ from trainctl.kernels.resampling import embedding_backward, embedding_forward
 CELL_SIMPLE, CELL_LSTM, CELL_GRU, CELL_GRU_RESET_AFTER = 0, 1, 2, 3
 # geometry columns of a recurrent layer's row
 R_CELL, R_STEPS, R_FEATURES, R_UNITS, R_SEQUENCES, R_BACKWARDS, R_BLOCK = 0, 1, 2, 3, 4, 5, 6
-N_R = 7
+R_MASK = 7  # the bufs index of the time-step mask [n, steps] a Masking layer computed, or -1
+N_R = 8
 BLOCK = ("x_tm", "pre", "hd", "dz", "dx_tm", "h", "c", "mask", "rmask", "kernel", "kernel_grad",
          "recurrent_kernel", "recurrent_kernel_grad", "bias", "bias_grad", "kernel_t", "dh", "dc", "dprev",
          "y", "dx", "rec", "gates", "act_c", "rh", "rec_raw", "drec", "kernel_zr", "kernel_h", "kernel_zr_t",
@@ -116,8 +117,8 @@ def _draw_mask(bufs, base, which, n, width, uniforms, at, rate):
 
 @njit
 def recurrent_forward(count, r, x, bufs, rates, uniforms, at):
-    """Recurrent.forward(x, training) without mask or carried state: x [count, steps, features]
-    flat; the output into the block's y. rates = (dropout, recurrent_dropout): a rate > 0 draws
+    """Recurrent.forward(x, training) without carried state: x [count, steps, features] flat;
+    the output into the block's y; the time-step mask from bufs[r[R_MASK]] when set. rates = (dropout, recurrent_dropout): a rate > 0 draws
     its mask from uniforms[at:] (the layer's uniforms of the chunk, inputs' then the state's, as
     the layer draws them). Returns `at` after the uniforms used."""
     cell, steps, features, units = r[R_CELL], r[R_STEPS], r[R_FEATURES], r[R_UNITS]
@@ -145,7 +146,10 @@ def recurrent_forward(count, r, x, bufs, rates, uniforms, at):
         at += n * units
     else:
         rmask[:] = 1.0
-    mask[:] = 1.0
+    if r[R_MASK] >= 0:  # the layer's input_mask, as 1.0 / 0.0
+        mask[:] = bufs[r[R_MASK]][:n * steps].reshape(n, steps)
+    else:
+        mask[:] = 1.0
     h = _tm(bufs, base, B_H, steps + 1, n, units)
     h[0] = 0.0
     recurrent_kernel, bias = _rows(bufs, base, B_RK, units, width), bufs[base + B_BIAS]

@@ -116,7 +116,7 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
         ViewPlan,
     )
 
-    from trainctl.train.compiled_zoo import layer_rows, zoo_layer
+    from trainctl.train.compiled_zoo import layer_rows, link_masks, zoo_layer
 
     trainer, dtype = steps.trainer, steps.dtype
     model = trainer.model
@@ -165,7 +165,7 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
             if isinstance(plan, DensePlan):
                 row[ps.G_A:ps.G_A + 2] = plan.kernel.shape
             elif not isinstance(plan, ConvPlan):  # kernels/plan_zoo.py's
-                kinds[index] = zoo_layer(plan, row, sl, slot)
+                kinds[index] = zoo_layer(plan, row, sl, fparams[index], slot)
             else:
                 row[ps.G_A:ps.G_A + 4] = (*plan.in4, plan.kernel.shape[-1])
                 row[ps.G_A + 4:ps.G_A + 16] = plan.geometry
@@ -240,13 +240,14 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
             fparams[index, :len(plan.options)] = plan.options
             sl[ps.S_AUX] = slot(plan.mask)
         else:
-            kinds[index] = zoo_layer(plan, row, sl, slot) or _sequence_layer(plan, row, sl, bufs, slot, dtype)
+            kinds[index] = zoo_layer(plan, row, sl, fparams[index], slot) or _sequence_layer(plan, row, sl, bufs, slot, dtype)
             if kinds[index] == ps.KIND_RECURRENT:  # its dropout rates, and its draws as a dropout's
                 fparams[index, :2] = plan.rates
                 if plan.draws is not None:
                     dropouts.append((index, plan.draws))
             if not kinds[index]:
                 raise AssertionError(f"{layer.name}: no compiled kind for {type(plan).__name__}")
+    link_masks(rows, kinds, geo, slots)  # Masking's mask to the recurrent layers after it
     # what each layer reads: forward the output of the computing layer before it (or the
     # input), backward the dx of the computing layer after it (or dLoss); views pass through
     x_slots, dy_slots = np.zeros(n, np.int64), np.ones(n, np.int64)

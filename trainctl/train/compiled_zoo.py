@@ -11,14 +11,20 @@ from typing import Any
 import numpy as np
 
 
-def zoo_layer(plan, row: np.ndarray, sl: np.ndarray, slot) -> int:
-    """Lay out `plan`'s geometry (row) and its own buffers (sl: its slots; a ProductPlan's
-    weights, z and dz are laid out already); returns its kind, 0 for none of these."""
+def zoo_layer(plan, row: np.ndarray, sl: np.ndarray, fparams: np.ndarray, slot) -> int:
+    """Lay out `plan`'s geometry (row), float options (fparams: its row) and its own buffers
+    (sl: its slots; a ProductPlan's weights, z and dz are laid out already); returns its kind,
+    0 for none of these."""
     from trainctl.kernels import plan_layers as ps
     from trainctl.kernels.plan_zoo import INDEX_AXES
-    from trainctl.nn.layers.plans import ConvTransposePlan, DepthwisePlan, IndexCopyPlan
+    from trainctl.nn.layers.plans import ConvTransposePlan, DepthwisePlan, IndexCopyPlan, MaskingPlan
 
     g = row[ps.G_A:]
+    if isinstance(plan, MaskingPlan):  # g[2], the mask it receives: link_masks
+        g[:2] = (plan.steps, plan.width)
+        fparams[0] = plan.mask_value
+        sl[ps.S_AUX] = slot(plan.keep)
+        return ps.KIND_MASKING
     if isinstance(plan, IndexCopyPlan):
         g[:2 * INDEX_AXES] = (*plan.dims, *plan.strides)
         return ps.KIND_INDEX_COPY
@@ -72,3 +78,29 @@ def layer_rows(model, plans) -> list[LayerRow]:
             rows.append(LayerRow(layer, part, out_size if k > main else in_size, in_size if k < main else out_size,
                                  k == main))
     return rows
+
+
+def link_masks(rows: list[LayerRow], kinds: np.ndarray, geo: np.ndarray, slots: np.ndarray) -> None:
+    """Which mask each Masking and recurrent row receives, as Sequential.forward passes masks
+    (Keras semantics): a Masking layer makes one (its keep buffer), a layer with the default
+    compute_mask passes it on while it keeps the time axis, any other ends it (Embedding without
+    mask_zero: the loop runs no other mask-making layer)."""
+    from trainctl.kernels import plan_layers as ps
+    from trainctl.kernels.recurrent_steps import R_MASK
+    from trainctl.nn.layers.base import Layer
+    from trainctl.nn.layers.plans import MaskingPlan
+
+    live = -1  # the bufs index of the mask the next layer receives
+    for index, row in enumerate(rows):
+        if not row.main:
+            continue
+        layer = row.layer
+        if kinds[index] == ps.KIND_RECURRENT:
+            geo[index, ps.G_A + R_MASK] = live
+        if isinstance(row.plan, MaskingPlan):
+            geo[index, ps.G_A + 2] = live if live >= 0 else 2  # bufs[2]: the empty buffer, no mask
+            live = slots[index, ps.S_AUX]
+        elif type(layer).compute_mask is not Layer.compute_mask:
+            live = -1
+        elif len(layer.output_shape) < 2 or layer.output_shape[0] != layer.input_shape[0]:
+            live = -1

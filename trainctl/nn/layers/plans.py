@@ -195,6 +195,20 @@ class NoisePlan:
 
 
 @dataclass(frozen=True)
+class MaskingPlan:
+    """Masking (kernels/plan_zoo.py KIND_MASKING): keep [capacity * steps] the mask as 1.0 / 0.0
+    in the model's dtype (the recurrent layers after it read it); mask_value rounded to the
+    dtype, as numpy compares a Python float with the layer's input; y, dx flat."""
+
+    y: np.ndarray
+    dx: np.ndarray
+    keep: np.ndarray
+    mask_value: float
+    steps: int
+    width: int
+
+
+@dataclass(frozen=True)
 class DrawsPlan:
     """What a layer draws from its generator `rng` per sample and step in training, besides its
     plan (a recurrent layer's dropout masks): `features` uniforms, drawn per chunk in step order

@@ -178,6 +178,20 @@ def test_added_layers_run_compiled_bit_for_bit(stack):
     _assert_compiled_matches(layers, shape=shape, validation_split=0.2)
 
 
+def test_sparse_labels_on_the_general_plan():
+    """Sparse labels (one per sample, not one value per unit) reach the general plan's loss: its
+    targets were reshaped to [rows, units] and the fit stopped with a ValueError."""
+    x, y = _data(tuple(IMAGE))
+    runs = []
+    for jit in (True, False):
+        model = Sequential(CONV, seed=7)
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        runs.append((model, model.fit(x, y.argmax(axis=1).astype(np.float32), epochs=2, batch_size=8, jit_compile=jit,
+                                      steps_per_execution=4)))
+    assert runs[0][0].compiled_fallback is None
+    _assert_identical(*runs)
+
+
 # -- one `trainctl train` through the CLI on the compiled loop -----------------------------
 CLI_CONFIG = """\
 name: compiled-layers

@@ -28,29 +28,14 @@ KIND_DEPTHWISE, KIND_CONV_TRANSPOSE, KIND_INDEX_COPY, KIND_MASKING = 16, 17, 18,
 INDEX_AXES = 4  # axes per sample an index copy handles
 
 
-@njit
-def index_copy_forward(x, count, in_size, dims, strides, y):
-    """y [count, d0, d1, d2, d3] (flat, row-major) = x [count, in_size] (flat) read at
-    Σ i_k · strides[k] within each sample: a permutation of axes, or a repeat (stride 0)."""
-    d0, d1, d2, d3 = dims[0], dims[1], dims[2], dims[3]
-    s0, s1, s2, s3 = strides[0], strides[1], strides[2], strides[3]
-    at = 0
-    for b in range(count):
-        base = b * in_size
-        for i0 in range(d0):
-            for i1 in range(d1):
-                for i2 in range(d2):
-                    row = base + i0 * s0 + i1 * s1 + i2 * s2
-                    for i3 in range(d3):
-                        y[at] = x[row + i3 * s3]
-                        at += 1
-
-
-@njit
-def index_copy_backward(dy, count, in_size, dims, strides, dx):
-    """The transpose of index_copy_forward: each dx value the dy values read from it, in dy's
-    order, the first assigned and the rest added (a permutation copies; RepeatVector's sum over
-    its repeats runs in order from the first, as numpy's sum over a middle axis does)."""
+@njit(inline="always")
+def _index_walk(src, count, in_size, dims, strides, dst, backward):
+    """The one loop nest of the index copies, over the output [count, d0, d1, d2, d3] in
+    row-major order and the input offset Σ i_k · strides[k] of each value: forward reads src at
+    the offset into dst in order; backward reads src in order into dst at the offset, the first
+    value assigned and the rest added (only along a repeated axis, stride 0: a permutation
+    copies; RepeatVector's sum over its repeats runs in order from the first, as numpy's sum over
+    a middle axis does). Inlined with `backward` a constant, as conv._depthwise_taps."""
     d0, d1, d2, d3 = dims[0], dims[1], dims[2], dims[3]
     s0, s1, s2, s3 = strides[0], strides[1], strides[2], strides[3]
     r0, r1, r2, r3 = s0 == 0 and d0 > 1, s1 == 0 and d1 > 1, s2 == 0 and d2 > 1, s3 == 0 and d3 > 1
@@ -63,11 +48,26 @@ def index_copy_backward(dy, count, in_size, dims, strides, dx):
                     row = base + i0 * s0 + i1 * s1 + i2 * s2
                     later = (r0 and i0 > 0) or (r1 and i1 > 0) or (r2 and i2 > 0)
                     for i3 in range(d3):
-                        if later or (r3 and i3 > 0):
-                            dx[row + i3 * s3] += dy[at]
+                        if not backward:
+                            dst[at] = src[row + i3 * s3]
+                        elif later or (r3 and i3 > 0):
+                            dst[row + i3 * s3] += src[at]
                         else:
-                            dx[row + i3 * s3] = dy[at]
+                            dst[row + i3 * s3] = src[at]
                         at += 1
+
+
+@njit
+def index_copy_forward(x, count, in_size, dims, strides, y):
+    """y [count, d0, d1, d2, d3] (flat, row-major) = x [count, in_size] (flat) read at
+    Σ i_k · strides[k] within each sample: a permutation of axes, or a repeat (stride 0)."""
+    _index_walk(x, count, in_size, dims, strides, y, False)
+
+
+@njit
+def index_copy_backward(dy, count, in_size, dims, strides, dx):
+    """The transpose of index_copy_forward (see _index_walk)."""
+    _index_walk(dy, count, in_size, dims, strides, dx, True)
 
 
 @njit

@@ -106,6 +106,28 @@ def _rows(bufs, base, which, n, width):
     return bufs[base + which][:n * width].reshape(n, width)
 
 
+@njit(inline="always")
+def _relayout(batch_major, time_major, scale, scaled, backwards, to_batch):
+    """[n, steps, f] ↔ time-major [steps, n, f] in processing order (Recurrent.forward's copy
+    of x, backward's of dx), times the input mask `scale` [n, f] element by element when
+    `scaled` (as np.multiply); to_batch: time_major into batch_major, else the other way."""
+    steps, n, width = time_major.shape
+    for t in range(steps):
+        s = steps - 1 - t if backwards else t
+        if not scaled:
+            if to_batch:
+                batch_major[:, s, :] = time_major[t]
+            else:
+                time_major[t] = batch_major[:, s, :]
+            continue
+        for i in range(n):
+            for j in range(width):
+                if to_batch:
+                    batch_major[i, s, j] = time_major[t, i, j] * scale[i, j]
+                else:
+                    time_major[t, i, j] = batch_major[i, s, j] * scale[i, j]
+
+
 @njit
 def _draw_mask(bufs, base, which, n, width, uniforms, at, rate):
     """Recurrent._draw_mask: a TF.js dropout mask (0 or 1/(1-rate)) from the next n * width
@@ -118,25 +140,19 @@ def _draw_mask(bufs, base, which, n, width, uniforms, at, rate):
 @njit
 def recurrent_forward(count, r, x, bufs, rates, uniforms, at):
     """Recurrent.forward(x, training) without carried state: x [count, steps, features] flat;
-    the output into the block's y; the time-step mask from bufs[r[R_MASK]] when set. rates = (dropout, recurrent_dropout): a rate > 0 draws
-    its mask from uniforms[at:] (the layer's uniforms of the chunk, inputs' then the state's, as
-    the layer draws them). Returns `at` after the uniforms used."""
+    the output into the block's y; the time-step mask from bufs[r[R_MASK]] when set. rates =
+    (dropout, recurrent_dropout): a rate > 0 draws its mask from uniforms[at:] (the layer's
+    uniforms of the chunk, inputs' then the state's, as the layer draws them). Returns `at`
+    after the uniforms used."""
     cell, steps, features, units = r[R_CELL], r[R_STEPS], r[R_FEATURES], r[R_UNITS]
     backwards, base = r[R_BACKWARDS] == 1, r[R_BLOCK]
     n, width = count, GATES_BY_CELL[cell] * units
     x3 = x.reshape(n, steps, features)
     x_tm = _tm(bufs, base, B_X_TM, steps, n, features)
-    if rates[0] > 0:  # x_tm = source * the input mask, as np.multiply
-        scale = _draw_mask(bufs, base, B_SCALE, n, features, uniforms, at, rates[0])
+    if rates[0] > 0:
+        _draw_mask(bufs, base, B_SCALE, n, features, uniforms, at, rates[0])
         at += n * features
-        for t in range(steps):
-            source = steps - 1 - t if backwards else t
-            for i in range(n):
-                for j in range(features):
-                    x_tm[t, i, j] = x3[i, source, j] * scale[i, j]
-    else:
-        for t in range(steps):  # time-major, in processing order
-            x_tm[t] = x3[:, steps - 1 - t if backwards else t, :]
+    _relayout(x3, x_tm, _rows(bufs, base, B_SCALE, n, features), rates[0] > 0, backwards, False)
     pre = _tm(bufs, base, B_PRE, steps, n, width)
     matmul(x_tm.reshape(steps * n, features), _rows(bufs, base, B_KERNEL, features, width),
            pre.reshape(steps * n, width), False, False)
@@ -240,16 +256,7 @@ def recurrent_backward(count, r, dy, need_dx, bufs, rates):
         dx_tm = _tm(bufs, base, B_DX_TM, steps, n, features)
         matmul(dz_rows, kernel, dx_tm.reshape(steps * n, features), False, True)
         dx3 = bufs[base + B_DX][:n * steps * features].reshape(n, steps, features)
-        if rates[0] > 0:
-            scale = _rows(bufs, base, B_SCALE, n, features)
-            for t in range(steps):
-                target = steps - 1 - t if backwards else t
-                for i in range(n):
-                    for j in range(features):
-                        dx3[i, target, j] = dx_tm[t, i, j] * scale[i, j]
-        else:
-            for t in range(steps):
-                dx3[:, steps - 1 - t if backwards else t, :] = dx_tm[t]
+        _relayout(dx3, dx_tm, _rows(bufs, base, B_SCALE, n, features), rates[0] > 0, backwards, True)
 
 
 GATES_BY_CELL = np.array([GATES[cell] for cell in range(4)], np.int64)

@@ -183,12 +183,13 @@ def test_uncovered_layers_fall_back_and_say_why():
     x, y = _data("onehot")
     results = []
     for jit in (True, False):
-        model = Sequential([{"type": "dense", "units": 8, "activation": "relu", "input_shape": [FEATURES]},
-                            {"type": "permute", "dims": [1]},
+        # a repeat of 1 feature: numpy sums [n, 3, 1] over the repeats pairwise, not in order
+        model = Sequential([{"type": "dense", "units": 1, "activation": "relu", "input_shape": [FEATURES]},
+                            {"type": "repeat_vector", "n": 3}, {"type": "flatten"},
                             {"type": "dense", "units": CLASSES, "activation": "softmax"}], seed=2)
         model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
         results.append((model, model.fit(x, y, epochs=2, batch_size=16, jit_compile=jit, steps_per_execution=4)))
-    assert results[0][0].compiled_fallback == "layer permute_Permute1 has no compiled step yet"
+    assert results[0][0].compiled_fallback == "layer repeat_vector_RepeatVector1 has no compiled step yet"
     _assert_identical(*results)
 
 

@@ -58,6 +58,23 @@ STACKS = {  # name: (layers, loss)
         {"type": "max_pooling1d", "pool_size": 2, "padding": "same"},
         {"type": "reshape", "target_shape": [3, 1, 2]}, {"type": "global_max_pooling2d"}, {"type": "dense", "units": CLASSES},
         {"type": "activation", "activation": "softmax"}], "categorical_crossentropy"),
+    "channels_first": ([  # each channels_first layer between its transposes (plan_zoo KIND_INDEX_COPY rows)
+        {"type": "permute", "dims": [3, 1, 2], "input_shape": IMAGE},
+        {"type": "conv2d", "filters": 3, "kernel_size": 3, "padding": "same", "activation": "relu",
+         "data_format": "channels_first", "kernel_regularizer": "l2"},
+        {"type": "max_pooling2d", "pool_size": 2, "data_format": "channels_first"},
+        {"type": "depthwise_conv2d", "kernel_size": 2, "depth_multiplier": 2, "data_format": "channels_first"},
+        {"type": "conv2d_transpose", "filters": 2, "kernel_size": 2, "activation": "tanh",
+         "data_format": "channels_first", "activity_regularizer": "l1"},
+        {"type": "average_pooling2d", "pool_size": 2, "strides": 1, "data_format": "channels_first"},
+        {"type": "global_max_pooling2d", "data_format": "channels_first"},
+        {"type": "dense", "units": CLASSES, "activation": "softmax"}], "categorical_crossentropy"),
+    "channels_first_first_layer_1d": ([  # a first layer's transpose in computes no dx; Conv1D channels_first
+        {"type": "conv2d", "filters": 2, "kernel_size": 2, "data_format": "channels_first", "input_shape": IMAGE},
+        {"type": "reshape", "target_shape": [2, 5]},
+        {"type": "conv1d", "filters": 3, "kernel_size": 3, "strides": 2, "data_format": "channels_first"},
+        {"type": "flatten"},
+        {"type": "dense", "units": CLASSES, "activation": "softmax"}], "categorical_crossentropy"),
     "per_position_mse": ([  # a loss over every output position (positions > 1), no flatten
         {"type": "conv2d", "filters": 2, "kernel_size": 3, "activation": "sigmoid", "input_shape": IMAGE},
         {"type": "dense", "units": 2}], "mean_squared_error"),
@@ -99,10 +116,10 @@ def test_conv_optimizers_and_options_match(optimizer):
 
 
 def test_layers_the_general_plan_does_not_cover_fall_back_and_say_why():
-    layers = [{"type": "conv2d", "filters": 2, "kernel_size": 2, "input_shape": IMAGE, "data_format": "channels_first"},
-              *HEAD]
+    # one filter: numpy's matmul takes gemv for the pointwise product, not the gemm the loop calls
+    layers = [{"type": "separable_conv2d", "filters": 1, "kernel_size": 2, "input_shape": IMAGE}, *HEAD]
     model, _ = _fit(layers, "categorical_crossentropy", "sgd", True, epochs=1)
-    assert model.compiled_fallback == "layer conv2d_Conv2D1 has no compiled step yet"
+    assert model.compiled_fallback == "layer separable_conv2d_SeparableConv2D1 has no compiled step yet"
 
 
 # -- checkpoints and exact resume of a conv model through the run API -----------------------

@@ -144,6 +144,31 @@ LAYER_STACKS = {  # name: (layers, input shape)
         {"type": "flatten"},
         {"type": "dense", "units": CLASSES, "activation": "softmax"},
         {"type": "gaussian_dropout", "rate": 0.0}], tuple(IMAGE)),  # rate 0: passes x on
+    "depthwise_separable_transpose_bilinear": ([  # kernels/plan_zoo.py KIND_DEPTHWISE, KIND_CONV_TRANSPOSE
+        {"type": "depthwise_conv2d", "kernel_size": 2, "depth_multiplier": 2, "padding": "same", "activation": "relu",
+         "depthwise_regularizer": "l2", "input_shape": IMAGE},
+        {"type": "separable_conv2d", "filters": 3, "kernel_size": 2, "dilation_rate": 2, "activation": "tanh",
+         "pointwise_regularizer": "l1", "bias_regularizer": "l2"},
+        {"type": "conv2d_transpose", "filters": 2, "kernel_size": 3, "strides": 2, "padding": "same",
+         "activity_regularizer": "l2"},
+        {"type": "up_sampling2d", "size": [2, 3], "interpolation": "bilinear"},
+        {"type": "separable_conv2d", "filters": 2, "kernel_size": 3, "strides": 2, "use_bias": False},
+        {"type": "conv2d_transpose", "filters": 2, "kernel_size": 2, "kernel_regularizer": "l2"},
+        {"type": "flatten"},
+        {"type": "dense", "units": CLASSES, "activation": "softmax"}], tuple(IMAGE)),
+    "permute_repeat_vector_time_distributed": ([  # KIND_INDEX_COPY: permutations of 2 and 3 axes, a repeat
+        {"type": "permute", "dims": [3, 1, 2], "input_shape": IMAGE},
+        {"type": "reshape", "target_shape": [CHANNELS * SIDE, SIDE]},
+        {"type": "permute", "dims": [2, 1]},
+        {"type": "flatten"},
+        {"type": "dense", "units": 4, "activation": "tanh"},
+        {"type": "repeat_vector", "n": 3},
+        {"type": "dense", "units": 2},
+        {"type": "time_distributed", "layer": {"type": "dense", "units": 3, "activation": "relu",
+                                               "kernel_regularizer": "l2"}},
+        {"type": "permute", "dims": [2, 1]},
+        {"type": "flatten"},
+        {"type": "dense", "units": CLASSES, "activation": "softmax"}], tuple(IMAGE)),
 }
 
 
@@ -151,6 +176,20 @@ LAYER_STACKS = {  # name: (layers, input shape)
 def test_added_layers_run_compiled_bit_for_bit(stack):
     layers, shape = LAYER_STACKS[stack]
     _assert_compiled_matches(layers, shape=shape, validation_split=0.2)
+
+
+def test_sparse_labels_on_the_general_plan():
+    """Sparse labels (one per sample, not one value per unit) reach the general plan's loss: its
+    targets were reshaped to [rows, units] and the fit stopped with a ValueError."""
+    x, y = _data(tuple(IMAGE))
+    runs = []
+    for jit in (True, False):
+        model = Sequential(CONV, seed=7)
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        runs.append((model, model.fit(x, y.argmax(axis=1).astype(np.float32), epochs=2, batch_size=8, jit_compile=jit,
+                                      steps_per_execution=4)))
+    assert runs[0][0].compiled_fallback is None
+    _assert_identical(*runs)
 
 
 # -- one `trainctl train` through the CLI on the compiled loop -----------------------------
@@ -173,7 +212,30 @@ fit: {epochs: 2, batch_size: 16, validation_split: 0.2, steps_per_execution: 4, 
 """
 
 
-def test_trainctl_train_runs_these_layers_on_the_compiled_loop(tmp_path, monkeypatch):
+ZOO_CONFIG = """\
+name: compiled-zoo
+seed: 3
+model:
+  layers:
+    - {type: conv2d, filters: 3, kernel_size: 2, padding: same, data_format: channels_first, input_shape: [2, 4, 4]}
+    - {type: depthwise_conv2d, kernel_size: 2, activation: relu, data_format: channels_first}
+    - {type: permute, dims: [2, 3, 1]}
+    - {type: up_sampling2d, interpolation: bilinear}
+    - {type: conv2d_transpose, filters: 2, kernel_size: 2}
+    - {type: flatten}
+    - {type: dense, units: 3, activation: softmax}
+optimizer: {type: adam, learning_rate: 0.01}
+loss: categorical_crossentropy
+metrics: [accuracy]
+data:
+  train: {generator: teacher, n_samples: 120, n_features: 32, n_classes: 3, hidden: 4}
+  preprocessing: [{type: reshape, target_shape: [2, 4, 4]}]
+fit: {epochs: 2, batch_size: 16, validation_split: 0.2, steps_per_execution: 4, jit_compile: JIT}
+"""
+
+
+@pytest.mark.parametrize("config", [CLI_CONFIG, ZOO_CONFIG], ids=["activations_norm_noise", "conv_zoo"])
+def test_trainctl_train_runs_these_layers_on_the_compiled_loop(tmp_path, monkeypatch, config):
     from tests.test_cli import ok
     from tests.test_compiled import _digest
     from trainctl.train.compiled import CompiledSteps
@@ -188,9 +250,9 @@ def test_trainctl_train_runs_these_layers_on_the_compiled_loop(tmp_path, monkeyp
 
     monkeypatch.setattr(CompiledSteps, "run", counting_run)
     for jit in ("true", "false"):
-        config = tmp_path / f"{jit}.yaml"
-        config.write_text(CLI_CONFIG.replace("JIT", jit))
-        ok(["train", config, "--out", tmp_path / jit])
+        path = tmp_path / f"{jit}.yaml"
+        path.write_text(config.replace("JIT", jit))
+        ok(["train", path, "--out", tmp_path / jit])
         if jit == "true":
             assert sum(chunks) == 2 * 6 and chunks  # 96 training samples in batches of 16: every step compiled
     assert chunks and sum(chunks) == 12  # the Python run added none

@@ -68,7 +68,7 @@ def _general_plan_steps(sequences: bool):
                                          wide_slots, ints, int_slots, uniforms, normals, offsets)
             rows = count * positions
             out = bufs[out_slot][:rows * units].reshape(rows, units)
-            yb = y_buf[:count].reshape(rows, units)
+            yb = y_buf[:count].reshape(rows, y_buf.shape[1] // positions)  # per position: units values, or a label
             grad = loss_grad[:rows]
             loss_value = step_loss(loss_mode, loss_code, yb, out, scale, per_row[:rows], grad)
             if regularized:

@@ -1,7 +1,7 @@
 """One layer's forward and backward in the general plan of the compiled loop (see
 kernels/general_plan_steps.py): the plan's layout (kinds, buffer slots, geometry columns) and the
 dispatch by kind to the kernels each layer's Python path calls (conv_steps, pooling,
-normalization, advanced_activations, resampling, noise, recurrent_steps), so the two paths run
+normalization, advanced_activations, resampling, noise, recurrent_steps, plan_zoo), so the two paths run
 the same kernels in the same order.
 """
 
@@ -32,7 +32,32 @@ from trainctl.kernels.normalization import (
     layer_norm_forward,
 )
 from trainctl.kernels.optimizers import l1l2_penalty
+from trainctl.kernels.plan_layout import (  # noqa: F401 (the layout's names, for compiled_plans.py)
+    G_A,
+    G_IN,
+    G_OUT,
+    N_FPARAMS,
+    N_GEO,
+    N_SLOTS,
+    S_AUX,
+    S_DX,
+    S_DZ,
+    S_W0,
+    S_W0_GRAD,
+    S_W1,
+    S_W1_GRAD,
+    S_Y,
+    S_Z,
+)
 from trainctl.kernels.plan_steps import KIND_DENSE, KIND_DROPOUT
+from trainctl.kernels.plan_zoo import (  # noqa: F401 (the kinds, for compiled_plans.py)
+    KIND_CONV_TRANSPOSE,
+    KIND_DEPTHWISE,
+    KIND_INDEX_COPY,
+    KIND_MASKING,
+    zoo_backward,
+    zoo_forward,
+)
 from trainctl.kernels.pooling import (
     avg_pool_backward,
     avg_pool_forward,
@@ -49,6 +74,8 @@ from trainctl.kernels.recurrent_steps import (
 )
 from trainctl.kernels.resampling import (
     copy_box,
+    upsample_bilinear_backward,
+    upsample_bilinear_forward,
     upsample_nearest_backward,
     upsample_nearest_forward,
 )
@@ -70,13 +97,7 @@ KIND_VIEW, KIND_ACTIVATION, KIND_CONV, KIND_MAX_POOL, KIND_AVG_POOL, KIND_BATCH_
 KIND_RECURRENT, KIND_EMBEDDING = 20, 21  # kernels/recurrent_steps.py: geo[G_A:] its R_* row / output_dim
 KIND_ELEMENTWISE, KIND_SOFTMAX, KIND_LAYER_NORM, KIND_PRELU, KIND_UPSAMPLE, KIND_COPY_BOX, KIND_NOISE = \
     9, 10, 11, 12, 13, 14, 15
-N_FPARAMS = 4  # float options per layer
-# bufs slots of a layer (S_AUX + i: a kind's own scratch, see compiled.py)
-S_Y, S_DX, S_Z, S_DZ, S_W0, S_W0_GRAD, S_W1, S_W1_GRAD, S_AUX = 0, 1, 2, 3, 4, 5, 6, 7, 8
-N_SLOTS = S_AUX + 6
-# geo columns: values per sample in and out, then per kind
-G_IN, G_OUT, G_A = 0, 1, 2
-N_GEO = G_A + 16
+# N_FPARAMS, the S_* slots and the G_* columns: kernels/plan_layout.py
 
 
 
@@ -133,6 +154,8 @@ def _spatial_forward(layer, kind, count, geo, fparams, code, x, bufs, slots, wid
                            wide[wide_slots[layer, 0]], wide[wide_slots[layer, 1]], bufs[sl[S_AUX + 2]],
                            bufs[sl[S_AUX + 3]], bufs[sl[S_AUX + 4]], bufs[sl[S_AUX + 5]][:size].reshape(shape3),
                            bufs[sl[S_Y]][:size].reshape(shape3))
+    elif kind >= KIND_DEPTHWISE:  # kernels/plan_zoo.py
+        zoo_forward(kind, count, g[G_A:], fparams[layer], code, x, bufs, sl)
     elif kind >= KIND_ELEMENTWISE:
         _added_forward(layer, kind, count, geo, fparams, x, bufs, slots, wide, wide_slots, ints, int_slots,
                        uniforms, normals, offsets)
@@ -162,9 +185,15 @@ def _added_forward(layer, kind, count, geo, fparams, x, bufs, slots, wide, wide_
         positions = g[G_A]
         prelu_forward(x.reshape(count, positions), bufs[sl[S_W0]], ints[int_slots[layer]],
                       y.reshape(count, positions))
-    elif kind == KIND_UPSAMPLE:  # _UpSampling.forward (nearest, channels_last)
+    elif kind == KIND_UPSAMPLE:  # _UpSampling.forward (channels_last)
         h, w, c, sr, sc = g[G_A], g[G_A + 1], g[G_A + 2], g[G_A + 3], g[G_A + 4]
-        upsample_nearest_forward(x.reshape(count, h, w, c), sr, sc, y.reshape(count, h * sr, w * sc, c))
+        if g[G_A + 5]:  # bilinear, on the layer's tables (int ones end to end)
+            t, rows, cols = ints[int_slots[layer]], h * sr, w * sc
+            upsample_bilinear_forward(x.reshape(count, h, w, c), t[:rows], t[rows:2 * rows], bufs[sl[S_AUX]],
+                                      t[2 * rows:2 * rows + cols], t[2 * rows + cols:], bufs[sl[S_AUX + 1]],
+                                      y.reshape(count, rows, cols, c))
+        else:
+            upsample_nearest_forward(x.reshape(count, h, w, c), sr, sc, y.reshape(count, h * sr, w * sc, c))
     elif kind == KIND_COPY_BOX:  # _Slicing.forward: x into the box of y
         a = g[G_A:G_A + 3]
         b = g[G_A + 3:G_A + 6]
@@ -211,7 +240,13 @@ def _added_backward(layer, kind, count, geo, fparams, x, dy, need_dx, bufs, slot
             softmax_backward(bufs[sl[S_Y]][:size].reshape(shape3), dy.reshape(shape3), dx.reshape(shape3))
     elif kind == KIND_UPSAMPLE:
         h, w, c, sr, sc = g[G_A], g[G_A + 1], g[G_A + 2], g[G_A + 3], g[G_A + 4]
-        upsample_nearest_backward(dy.reshape(count, h * sr, w * sc, c), sr, sc, dx.reshape(count, h, w, c))
+        if g[G_A + 5]:
+            t, rows, cols = ints[int_slots[layer]], h * sr, w * sc
+            upsample_bilinear_backward(dy.reshape(count, rows, cols, c), t[:rows], t[rows:2 * rows], bufs[sl[S_AUX]],
+                                       t[2 * rows:2 * rows + cols], t[2 * rows + cols:], bufs[sl[S_AUX + 1]],
+                                       dx.reshape(count, h, w, c))
+        else:
+            upsample_nearest_backward(dy.reshape(count, h * sr, w * sc, c), sr, sc, dx.reshape(count, h, w, c))
     elif kind == KIND_COPY_BOX:  # _Slicing.backward: dy's box into dx
         a = g[G_A:G_A + 3]
         b = g[G_A + 3:G_A + 6]
@@ -289,6 +324,8 @@ def _spatial_backward(layer, kind, count, geo, fparams, code, x, dy, need_dx, bu
                             bufs[sl[S_AUX + 4]], True, need_dx, wide[wide_slots[layer, 0]],
                             wide[wide_slots[layer, 1]], bufs[sl[S_W0_GRAD]], bufs[sl[S_W1_GRAD]],
                             bufs[sl[S_DX]][:size].reshape(shape3))
+    elif kind >= KIND_DEPTHWISE:  # kernels/plan_zoo.py
+        zoo_backward(kind, count, g[G_A:], code, x, dy, need_dx, bufs, sl)
     elif kind >= KIND_ELEMENTWISE:
         _added_backward(layer, kind, count, geo, fparams, x, dy, need_dx, bufs, slots, wide, wide_slots, ints,
                         int_slots)
@@ -326,7 +363,7 @@ def _sequence_forward(layer, kind, count, geo, fparams, code, x, bufs, slots, wi
     """_spatial_forward and the recurrent and Embedding kinds."""
     g = geo[layer]
     if kind == KIND_RECURRENT:
-        recurrent_forward(count, g[G_A:], x, bufs)
+        offsets[layer] = recurrent_forward(count, g[G_A:], x, bufs, fparams[layer], uniforms[layer], offsets[layer])
     elif kind == KIND_EMBEDDING:
         embedding_step_forward(x, bufs[slots[layer, S_W0]], bufs[slots[layer, S_Y]], g[G_A])
     else:
@@ -340,7 +377,7 @@ def _sequence_backward(layer, kind, count, geo, fparams, code, x, dy, need_dx, b
     """_spatial_backward and the recurrent and Embedding kinds."""
     g = geo[layer]
     if kind == KIND_RECURRENT:
-        recurrent_backward(count, g[G_A:], dy, need_dx, bufs)
+        recurrent_backward(count, g[G_A:], dy, need_dx, bufs, fparams[layer])
     elif kind == KIND_EMBEDDING:  # indices get no gradient: dx stays the layer's zeros
         embedding_step_backward(x, dy, bufs[slots[layer, S_W0_GRAD]], g[G_A])
     else:

@@ -10,7 +10,8 @@ loops called are the very kernels the Python path calls (kernels/recurrent*.py, 
 for the activation pair as constants): `_calls_default` picks, when the loop is compiled,
 the specialisation of the defaults (tanh with hard_sigmoid gates, float32 fast forms for
 float32 buffers), so the loop compiles no second copy of a time loop and its own body only
-grows by a call. Other activation pairs, dropout, masks and stateful layers train from Python
+grows by a call. Dropout masks come from the chunk's draws, a Masking layer's mask from its
+row of the plan (recurrent_forward). Other activation pairs and stateful layers train from Python
 (nn/layers/recurrent.py `compiled_plan`).
 """
 
@@ -23,6 +24,7 @@ from numba.core.extending import overload
 from trainctl.jit import njit
 from trainctl.kernels.blas import _gemm_call
 from trainctl.kernels.codes import HARD_SIGMOID, TANH
+from trainctl.kernels.layers import dropout_forward
 from trainctl.kernels.recurrent import _simple_rnn_backward_for, _simple_rnn_forward_for
 from trainctl.kernels.recurrent_gates import _specialised
 from trainctl.kernels.recurrent_gru import _gru_backward_for, _gru_forward_for
@@ -36,14 +38,16 @@ from trainctl.kernels.resampling import embedding_backward, embedding_forward
 CELL_SIMPLE, CELL_LSTM, CELL_GRU, CELL_GRU_RESET_AFTER = 0, 1, 2, 3
 # geometry columns of a recurrent layer's row
 R_CELL, R_STEPS, R_FEATURES, R_UNITS, R_SEQUENCES, R_BACKWARDS, R_BLOCK = 0, 1, 2, 3, 4, 5, 6
-N_R = 7
+R_MASK = 7  # the bufs index of the time-step mask [n, steps] a Masking layer computed, or -1
+N_R = 8
 BLOCK = ("x_tm", "pre", "hd", "dz", "dx_tm", "h", "c", "mask", "rmask", "kernel", "kernel_grad",
          "recurrent_kernel", "recurrent_kernel_grad", "bias", "bias_grad", "kernel_t", "dh", "dc", "dprev",
          "y", "dx", "rec", "gates", "act_c", "rh", "rec_raw", "drec", "kernel_zr", "kernel_h", "kernel_zr_t",
-         "kernel_h_t", "rec_h", "dzr", "dzh", "drh", "empty")
+         "kernel_h_t", "rec_h", "dzr", "dzh", "drh", "input_scale", "ones", "empty")
 (B_X_TM, B_PRE, B_HD, B_DZ, B_DX_TM, B_H, B_C, B_MASK, B_RMASK, B_KERNEL, B_KERNEL_GRAD, B_RK, B_RK_GRAD, B_BIAS,
  B_BIAS_GRAD, B_KERNEL_T, B_DH, B_DC, B_DPREV, B_Y, B_DX, B_REC, B_GATES, B_ACT_C, B_RH, B_REC_RAW, B_DREC,
- B_KERNEL_ZR, B_KERNEL_H, B_KERNEL_ZR_T, B_KERNEL_H_T, B_REC_H, B_DZR, B_DZH, B_DRH, B_EMPTY) = range(len(BLOCK))
+ B_KERNEL_ZR, B_KERNEL_H, B_KERNEL_ZR_T, B_KERNEL_H_T, B_REC_H, B_DZR, B_DZH, B_DRH, B_SCALE, B_ONES,
+ B_EMPTY) = range(len(BLOCK))
 GATES = {CELL_SIMPLE: 1, CELL_LSTM: 4, CELL_GRU: 3, CELL_GRU_RESET_AFTER: 3}
 
 
@@ -102,23 +106,66 @@ def _rows(bufs, base, which, n, width):
     return bufs[base + which][:n * width].reshape(n, width)
 
 
+@njit(inline="always")
+def _relayout(batch_major, time_major, scale, scaled, backwards, to_batch):
+    """[n, steps, f] ↔ time-major [steps, n, f] in processing order (Recurrent.forward's copy
+    of x, backward's of dx), times the input mask `scale` [n, f] element by element when
+    `scaled` (as np.multiply); to_batch: time_major into batch_major, else the other way."""
+    steps, n, width = time_major.shape
+    for t in range(steps):
+        s = steps - 1 - t if backwards else t
+        if not scaled:
+            if to_batch:
+                batch_major[:, s, :] = time_major[t]
+            else:
+                time_major[t] = batch_major[:, s, :]
+            continue
+        for i in range(n):
+            for j in range(width):
+                if to_batch:
+                    batch_major[i, s, j] = time_major[t, i, j] * scale[i, j]
+                else:
+                    time_major[t, i, j] = batch_major[i, s, j] * scale[i, j]
+
+
 @njit
-def recurrent_forward(count, r, x, bufs):
-    """Recurrent.forward(x, training) without dropout, mask or carried state: x [count, steps,
-    features] flat; the output into the block's y."""
+def _draw_mask(bufs, base, which, n, width, uniforms, at, rate):
+    """Recurrent._draw_mask: a TF.js dropout mask (0 or 1/(1-rate)) from the next n * width
+    uniforms into the block's buffer `which`."""
+    mask = bufs[base + which][:n * width]
+    dropout_forward(bufs[base + B_ONES][:n * width], uniforms[at:at + n * width], rate, mask, mask)
+    return mask.reshape(n, width)
+
+
+@njit
+def recurrent_forward(count, r, x, bufs, rates, uniforms, at):
+    """Recurrent.forward(x, training) without carried state: x [count, steps, features] flat;
+    the output into the block's y; the time-step mask from bufs[r[R_MASK]] when set. rates =
+    (dropout, recurrent_dropout): a rate > 0 draws its mask from uniforms[at:] (the layer's
+    uniforms of the chunk, inputs' then the state's, as the layer draws them). Returns `at`
+    after the uniforms used."""
     cell, steps, features, units = r[R_CELL], r[R_STEPS], r[R_FEATURES], r[R_UNITS]
     backwards, base = r[R_BACKWARDS] == 1, r[R_BLOCK]
     n, width = count, GATES_BY_CELL[cell] * units
     x3 = x.reshape(n, steps, features)
     x_tm = _tm(bufs, base, B_X_TM, steps, n, features)
-    for t in range(steps):  # time-major, in processing order
-        x_tm[t] = x3[:, steps - 1 - t if backwards else t, :]
+    if rates[0] > 0:
+        _draw_mask(bufs, base, B_SCALE, n, features, uniforms, at, rates[0])
+        at += n * features
+    _relayout(x3, x_tm, _rows(bufs, base, B_SCALE, n, features), rates[0] > 0, backwards, False)
     pre = _tm(bufs, base, B_PRE, steps, n, width)
     matmul(x_tm.reshape(steps * n, features), _rows(bufs, base, B_KERNEL, features, width),
            pre.reshape(steps * n, width), False, False)
     rmask, mask = _rows(bufs, base, B_RMASK, n, units), _rows(bufs, base, B_MASK, n, steps)
-    rmask[:] = 1.0
-    mask[:] = 1.0
+    if rates[1] > 0:
+        _draw_mask(bufs, base, B_RMASK, n, units, uniforms, at, rates[1])
+        at += n * units
+    else:
+        rmask[:] = 1.0
+    if r[R_MASK] >= 0:  # the layer's input_mask, as 1.0 / 0.0
+        mask[:] = bufs[r[R_MASK]][:n * steps].reshape(n, steps)
+    else:
+        mask[:] = 1.0
     h = _tm(bufs, base, B_H, steps + 1, n, units)
     h[0] = 0.0
     recurrent_kernel, bias = _rows(bufs, base, B_RK, units, width), bufs[base + B_BIAS]
@@ -147,12 +194,14 @@ def recurrent_forward(count, r, x, bufs):
             y3[:, t, :] = h[t + 1]
     else:
         _rows(bufs, base, B_Y, n, units)[:] = h[steps]
+    return at
 
 
 @njit
-def recurrent_backward(count, r, dy, need_dx, bufs):
+def recurrent_backward(count, r, dy, need_dx, bufs, rates):
     """Recurrent.backward(dy, need_dx) after recurrent_forward: the weights' gradients, and
-    (need_dx) dx [count, steps, features] into the block's dx."""
+    (need_dx) dx [count, steps, features] into the block's dx (through the input mask when
+    rates[0] > 0)."""
     cell, steps, features, units = r[R_CELL], r[R_STEPS], r[R_FEATURES], r[R_UNITS]
     backwards, sequences, base = r[R_BACKWARDS] == 1, r[R_SEQUENCES] == 1, r[R_BLOCK]
     n, width = count, GATES_BY_CELL[cell] * units
@@ -207,8 +256,7 @@ def recurrent_backward(count, r, dy, need_dx, bufs):
         dx_tm = _tm(bufs, base, B_DX_TM, steps, n, features)
         matmul(dz_rows, kernel, dx_tm.reshape(steps * n, features), False, True)
         dx3 = bufs[base + B_DX][:n * steps * features].reshape(n, steps, features)
-        for t in range(steps):
-            dx3[:, steps - 1 - t if backwards else t, :] = dx_tm[t]
+        _relayout(dx3, dx_tm, _rows(bufs, base, B_SCALE, n, features), rates[0] > 0, backwards, True)
 
 
 GATES_BY_CELL = np.array([GATES[cell] for cell in range(4)], np.int64)

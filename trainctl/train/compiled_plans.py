@@ -7,7 +7,6 @@ weights a plan holds plan_weights.py's (both re-exported here for train/compiled
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,6 +116,8 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
         ViewPlan,
     )
 
+    from trainctl.train.compiled_zoo import layer_rows, link_masks, zoo_layer
+
     trainer, dtype = steps.trainer, steps.dtype
     model = trainer.model
     bufs = [steps.x_buf.reshape(-1), trainer._grad.reshape(-1), np.zeros(0, dtype)]  # 0: input, 1: dLoss, 2: none
@@ -134,7 +135,8 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
             where[key] = len(bufs) - 1
         return len(store) - 1
 
-    n = len(plans)
+    rows = layer_rows(model, plans)  # a channels_first layer takes its transposes' rows too
+    n = len(rows)
     kinds = np.full(n, ps.KIND_VIEW, np.int64)
     geo = np.zeros((n, ps.N_GEO), np.int64)
     fparams = np.zeros((n, ps.N_FPARAMS), np.float64)
@@ -143,17 +145,17 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
     wide_slots = np.zeros((n, 2), np.int64)
     int_slots = np.zeros(n, np.int64)
     dropouts = []
-    last = n - 1
+    last = max(index for index, row in enumerate(rows) if row.main)  # the last layer's computing row
     fused = steps.loss_mode != LOSS_GENERIC
-    for index, (layer, plan) in enumerate(zip(model.layers, plans)):
+    for index, (layer, plan, in_size, out_size, _) in enumerate(rows):
         row, sl = geo[index], slots[index]
-        row[ps.G_IN], row[ps.G_OUT] = math.prod(layer.input_shape), math.prod(layer.output_shape)
+        row[ps.G_IN], row[ps.G_OUT] = in_size, out_size
         if isinstance(plan, ViewPlan) or (isinstance(plan, DropoutPlan) and plan.rate == 0.0):
             if isinstance(plan, DropoutPlan):  # rate 0: Dropout.forward passes x on, draws nothing
                 dropouts.append((index, plan))
             continue
         sl[ps.S_Y], sl[ps.S_DX] = slot(plan.y), slot(plan.dx)
-        if isinstance(plan, (DensePlan, ConvPlan)):
+        if isinstance(plan, ProductPlan):  # Dense, the convolutions
             kinds[index] = ps.KIND_DENSE if isinstance(plan, DensePlan) else ps.KIND_CONV
             sl[ps.S_Z], sl[ps.S_DZ] = slot(plan.z), slot(plan.dz)
             sl[ps.S_W0], sl[ps.S_W0_GRAD] = slot(plan.kernel), slot(plan.kernel_grad)
@@ -162,6 +164,8 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
             back_codes[index] = steps.linear_code if (index == last and fused) else plan.activation_code
             if isinstance(plan, DensePlan):
                 row[ps.G_A:ps.G_A + 2] = plan.kernel.shape
+            elif not isinstance(plan, ConvPlan):  # kernels/plan_zoo.py's
+                kinds[index] = zoo_layer(plan, row, sl, fparams[index], slot)
             else:
                 row[ps.G_A:ps.G_A + 4] = (*plan.in4, plan.kernel.shape[-1])
                 row[ps.G_A + 4:ps.G_A + 16] = plan.geometry
@@ -221,7 +225,11 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
             wide_slots[index, 0] = slot(plan.acc, wide)
         elif isinstance(plan, UpsamplePlan):
             kinds[index] = ps.KIND_UPSAMPLE
-            row[ps.G_A:ps.G_A + 5] = (*plan.in4, *plan.factors)
+            row[ps.G_A:ps.G_A + 6] = (*plan.in4, *plan.factors, int(bool(plan.tables)))
+            if plan.tables:  # bilinear: the int tables end to end, the fractions in the model's dtype
+                top, bottom, row_frac, left, right, col_frac = plan.tables
+                int_slots[index] = slot(np.concatenate([top, bottom, left, right]), ints)
+                sl[ps.S_AUX], sl[ps.S_AUX + 1] = slot(row_frac), slot(col_frac)
         elif isinstance(plan, CopyBoxPlan):
             kinds[index] = ps.KIND_COPY_BOX
             row[ps.G_A:ps.G_A + 15] = (*plan.in3, *plan.out3, *plan.x_start, *plan.y_start, *plan.extent)
@@ -232,9 +240,14 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
             fparams[index, :len(plan.options)] = plan.options
             sl[ps.S_AUX] = slot(plan.mask)
         else:
-            kinds[index] = _sequence_layer(plan, row, sl, bufs, slot, dtype)
+            kinds[index] = zoo_layer(plan, row, sl, fparams[index], slot) or _sequence_layer(plan, row, sl, bufs, slot, dtype)
+            if kinds[index] == ps.KIND_RECURRENT:  # its dropout rates, and its draws as a dropout's
+                fparams[index, :2] = plan.rates
+                if plan.draws is not None:
+                    dropouts.append((index, plan.draws))
             if not kinds[index]:
                 raise AssertionError(f"{layer.name}: no compiled kind for {type(plan).__name__}")
+    link_masks(rows, kinds, geo, slots)  # Masking's mask to the recurrent layers after it
     # what each layer reads: forward the output of the computing layer before it (or the
     # input), backward the dx of the computing layer after it (or dLoss); views pass through
     x_slots, dy_slots = np.zeros(n, np.int64), np.ones(n, np.int64)
@@ -242,8 +255,8 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
     current, computed = 0, False
     for index in range(n):
         x_slots[index], need_dx[index] = current, computed
-        if kinds[index] != ps.KIND_VIEW:
-            current, computed = slots[index, ps.S_Y], True
+        if kinds[index] != ps.KIND_VIEW:  # (a layer's transpose in needs a dx only if the layer does)
+            current, computed = slots[index, ps.S_Y], computed or rows[index].main
     out_slot = int(current)
     current = 1
     for index in range(n - 1, -1, -1):
@@ -255,8 +268,8 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
     reg_grad_slots = np.full((n, 2), -1, np.int64)
     reg_rates = np.zeros((n, 2, 2), np.float64)
     reg_grad_rates = np.zeros((n, 2, 2), dtype)
-    for index, (layer, plan) in enumerate(zip(model.layers, plans)):
-        for r, (regularizer, (value, grad)) in enumerate(regularized_pairs(layer, plan)):
+    for index, (layer, plan, _, _, main) in enumerate(rows):
+        for r, (regularizer, (value, grad)) in enumerate(regularized_pairs(layer, plan) if main else []):
             reg_slots[index, r], reg_grad_slots[index, r] = slot(value), slot(grad)
             reg_rates[index, r] = (regularizer.l1, regularizer.l2)
             reg_grad_rates[index, r] = (dtype.type(regularizer.l1), dtype.type(2.0 * regularizer.l2))
@@ -264,7 +277,7 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
     act_slots = np.full(n, -1, np.int64)
     act_rates = np.zeros((n, 2), np.float64)
     act_grad_rates = np.zeros((n, 3), dtype)
-    for index, plan in enumerate(plans):
+    for index, (_, plan, _, _, _) in enumerate(rows):
         regularizer = plan.activity_regularizer if isinstance(plan, ProductPlan) else None
         if regularizer is not None:
             act_slots[index] = slot(plan.activity_grad)

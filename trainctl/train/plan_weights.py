@@ -58,7 +58,9 @@ def activity_held(layer) -> bool:
     """Whether the compiled loop runs this layer's activity regularizer (if it has one)."""
     from trainctl.nn.layers.base import ProductPlan
 
-    plan = layer.compiled_plan()
+    from trainctl.nn.layers.plans import main_plan
+
+    plan = main_plan(layer.compiled_plan())
     return not layer.has_activity_regularizer or (isinstance(plan, ProductPlan) and plan.activity_regularizer is not None)
 
 
@@ -68,7 +70,9 @@ def _plan_weights(plan) -> list[tuple[np.ndarray, np.ndarray]]:
     from trainctl.nn.layers.plans import BatchNormPlan, LayerNormPlan, PReLUPlan
 
     if isinstance(plan, ProductPlan):
-        return [(plan.kernel, plan.kernel_grad), (plan.bias, plan.bias_grad)]
+        from trainctl.train.compiled_zoo import zoo_weights
+
+        return [(plan.kernel, plan.kernel_grad), (plan.bias, plan.bias_grad), *zoo_weights(plan)]
     if isinstance(plan, (BatchNormPlan, LayerNormPlan)):
         return [(plan.gamma, plan.gamma_grad), (plan.beta, plan.beta_grad)]
     if isinstance(plan, PReLUPlan):
@@ -94,6 +98,9 @@ def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
 def regularized_pairs(layer, plan):
     """Per regularized weight of `layer` (weight order): its regularizer and the plan's (value,
     grad) pair holding it; None when the plan does not hold one of them."""
+    from trainctl.nn.layers.plans import main_plan
+
+    plan = main_plan(plan)
     pairs = []
     for weight in layer.weights:
         if weight.regularizer is None:

@@ -22,7 +22,7 @@ from trainctl.config.base import PositiveInt, registry_id, typed_spec
 from trainctl.errors import TrainctlError
 from trainctl.nn.initializers import INITIALIZERS
 from trainctl.nn.layers.base import LAYERS, BuildContext, LayerParams, Shape, with_activity_grad
-from trainctl.nn.layers.plans import ConvPlan
+from trainctl.nn.layers.plans import ChannelsFirstPlan, ConvPlan, ConvTransposePlan, gemm_matches_matmul
 from trainctl.nn.layers.spatial import (
     DataFormat,
     Padding,
@@ -277,14 +277,14 @@ class _Conv(_ConvBase):
             return None
         return self._grad_format(self._dx[:n].reshape(n, *self.in_spatial, self.in_channels))
 
-    def compiled_plan(self) -> ConvPlan | None:
-        if self.channels_first:  # runs in Python
-            return None
-        return ConvPlan(self.kernel.value, self.bias.value if self.bias is not None else self._zero_bias,
-                        self.kernel.grad, self._bias_grad(), self._z, self._y, self._dz, self._dx,
-                        int(self.activation.code), self._cols, self._dcols, self._kernel_part,
-                        (*self.geometry, *self._out_hw, self._chunk, self._mode), self._in4,
-                        activity_regularizer=self.activity_regularizer, activity_grad=self._activity_grad)
+    def compiled_plan(self) -> ConvPlan | ChannelsFirstPlan:
+        return self._in_layout(ConvPlan(
+            self.kernel.value, self.bias.value if self.bias is not None else self._zero_bias,
+            self.kernel.grad, self._bias_grad(), self._z, self._y, self._dz, self._dx,
+            int(self.activation.code), self._cols, self._dcols, self._kernel_part,
+            (*self.geometry, *self._out_hw, self._chunk, self._mode), self._in4,
+            activity_regularizer=self.activity_regularizer, activity_grad=self._activity_grad),
+            self.out_spatial, self.out_channels)
 
     def flops_per_sample(self) -> int:
         positions = math.prod(self.out_spatial)
@@ -364,6 +364,17 @@ class Conv2DTranspose(_ConvBase):
         dx = self._dx[:in_rows]
         np.matmul(cols, self.kernel.value.reshape(-1, self.in_channels), out=dx)
         return self._grad_format(dx.reshape(n, *self.in_spatial, self.in_channels))
+
+    def compiled_plan(self) -> ConvTransposePlan | ChannelsFirstPlan | None:
+        depth = math.prod(self.kernel_size) * self.out_channels
+        if not gemm_matches_matmul(self._in_rows_per_sample, self.in_channels, depth):
+            return None
+        return self._in_layout(ConvTransposePlan(
+            self.kernel.value, self.bias.value if self.bias is not None else self._zero_bias,
+            self.kernel.grad, self._bias_grad(), self._z, self._y, self._dz, self._dx,
+            int(self.activation.code), self._cols, self.geometry, (*self.in_spatial, self.in_channels),
+            self.out_spatial, activity_regularizer=self.activity_regularizer, activity_grad=self._activity_grad),
+            self.out_spatial, self.out_channels)
 
     def flops_per_sample(self) -> int:
         macs = math.prod(self.in_spatial) * math.prod(self.kernel_size) * self.in_channels * self.out_channels

@@ -14,6 +14,7 @@ from trainctl.config.base import PositiveInt, typed_spec
 from trainctl.nn.initializers import INITIALIZERS
 from trainctl.nn.layers.base import LAYERS, BuildContext
 from trainctl.nn.layers.conv import BaseConvParams, _ConvBase
+from trainctl.nn.layers.plans import ChannelsFirstPlan, DepthwisePlan, gemm_matches_matmul
 from trainctl.nn.regularizers import REGULARIZERS
 
 
@@ -43,6 +44,20 @@ class _DepthwiseStep(_ConvBase):
                                       d2d.reshape(n, *self.out_spatial, channels),
                                       sh, sw, dh, dw, pt, pl, self.depthwise_kernel.grad, dx, need_dx)
         return self._grad_format(dx) if need_dx else None
+
+    def _depthwise_plan(self, pointwise: np.ndarray, pointwise_grad: np.ndarray, mid: np.ndarray,
+                        dmid: np.ndarray) -> DepthwisePlan | ChannelsFirstPlan | None:
+        """The compiled loop's plan (kernels/plan_zoo.py KIND_DEPTHWISE); a separable layer
+        passes its pointwise kernel and mid buffers, DepthwiseConv2D empty ones."""
+        if pointwise.size and not gemm_matches_matmul(math.prod(self.out_spatial), self.mid_channels, self.out_channels):
+            return None
+        return self._in_layout(DepthwisePlan(
+            self.depthwise_kernel.value, self.bias.value if self.bias is not None else self._zero_bias,
+            self.depthwise_kernel.grad, self._bias_grad(), self._z, self._y, self._dz, self._dx,
+            int(self.activation.code), pointwise, pointwise_grad, mid, dmid, self.geometry,
+            (*self.in_spatial, self.in_channels), self.out_spatial, self.params.depth_multiplier,
+            pointwise.size > 0, activity_regularizer=self.activity_regularizer, activity_grad=self._activity_grad),
+            self.out_spatial, self.out_channels)
 
 
 @LAYERS.register_type("depthwise_conv2d")
@@ -77,6 +92,10 @@ class DepthwiseConv2D(_DepthwiseStep):
 
     def _backward(self, dy2d: np.ndarray, code: int, need_dx: bool) -> np.ndarray | None:
         return self._depthwise_backward(self._epilogue_backward(dy2d, code), self.out_channels, need_dx)
+
+    def compiled_plan(self) -> DepthwisePlan | ChannelsFirstPlan | None:
+        none = np.zeros(0, self.dtype)
+        return self._depthwise_plan(none, none, none, none)
 
     def flops_per_sample(self) -> int:
         macs = math.prod(self.out_spatial) * math.prod(self.kernel_size) * self.out_channels
@@ -151,6 +170,9 @@ class SeparableConv2D(_DepthwiseStep):
         np.matmul(mid.T, dz, out=self.pointwise_kernel.grad.reshape(self.mid_channels, -1))
         np.matmul(dz, pointwise.T, out=dmid)
         return self._depthwise_backward(dmid, self.mid_channels, need_dx)
+
+    def compiled_plan(self) -> DepthwisePlan | ChannelsFirstPlan | None:
+        return self._depthwise_plan(self.pointwise_kernel.value, self.pointwise_kernel.grad, self._mid, self._dmid)
 
     def flops_per_sample(self) -> int:
         positions = math.prod(self.out_spatial)

@@ -8,6 +8,7 @@ import numpy as np
 
 from trainctl.errors import TrainctlError
 from trainctl.nn.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape
+from trainctl.nn.layers.plans import MaskingPlan
 
 
 @LAYERS.register_type("masking")
@@ -30,9 +31,11 @@ class Masking(Layer):
         self._mask = np.empty((batch_size, steps), bool)
         self._y = np.empty((batch_size, *self.input_shape), self.dtype)
         self._dx = np.empty((batch_size, *self.input_shape), self.dtype)
+        self._keep = np.empty(batch_size * steps, self.dtype)  # the mask as the compiled loop holds it
 
     def buffer_nbytes(self, batch_size: int, itemsize: int) -> int:
-        return batch_size * (self.input_shape[0] + 2 * math.prod(self.input_shape) * itemsize)  # mask, y, dx
+        steps = self.input_shape[0]
+        return batch_size * (steps * (1 + itemsize) + 2 * math.prod(self.input_shape) * itemsize)  # masks, y, dx
 
     def compute_mask(self, x: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         n = x.shape[0]
@@ -57,3 +60,8 @@ class Masking(Layer):
         dx = self._dx[:n]
         np.multiply(dy, keep, out=dx)
         return dx
+
+    def compiled_plan(self) -> MaskingPlan:
+        steps = self.input_shape[0]
+        return MaskingPlan(self._y, self._dx, self._keep, float(self.dtype.type(self.params.mask_value)), steps,
+                           math.prod(self.input_shape) // steps)

@@ -151,12 +151,14 @@ class PReLUPlan:
 
 @dataclass(frozen=True)
 class UpsamplePlan:
-    """UpSampling1D/2D, nearest, over the [n, h, w, c] view (channels_last); y, dx flat."""
+    """UpSampling1D/2D over the [n, h, w, c] view (channels_last); y, dx flat. Bilinear: the
+    layer's tables (top, bottom, row_frac, left, right, col_frac; see reshaping._bilinear_table)."""
 
     y: np.ndarray
     dx: np.ndarray
     in4: tuple[int, int, int]
     factors: tuple[int, int]
+    tables: tuple[np.ndarray, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -190,3 +192,122 @@ class NoisePlan:
     dx: np.ndarray
     channels: int = 1
     channels_last: bool = True
+
+
+@dataclass(frozen=True)
+class MaskingPlan:
+    """Masking (kernels/plan_zoo.py KIND_MASKING): keep [capacity * steps] the mask as 1.0 / 0.0
+    in the model's dtype (the recurrent layers after it read it); mask_value rounded to the
+    dtype, as numpy compares a Python float with the layer's input; y, dx flat."""
+
+    y: np.ndarray
+    dx: np.ndarray
+    keep: np.ndarray
+    mask_value: float
+    steps: int
+    width: int
+
+
+@dataclass(frozen=True)
+class DrawsPlan:
+    """What a layer draws from its generator `rng` per sample and step in training, besides its
+    plan (a recurrent layer's dropout masks): `features` uniforms, drawn per chunk in step order
+    as Dropout's are (train/compiled.py); rate > 0."""
+
+    rng: Any
+    features: int
+    rate: float
+
+
+@dataclass(frozen=True)
+class DepthwisePlan(ProductPlan):
+    """DepthwiseConv2D / SeparableConv2D (channels_last), kernels/plan_zoo.py KIND_DEPTHWISE:
+    kernel is the depthwise kernel [kh, kw, c, multiplier]; a separable layer's pointwise kernel
+    [c * multiplier, filters] with its grad, and mid, dmid [rows, c * multiplier] (empty for
+    DepthwiseConv2D); geometry = (kh, kw, sh, sw, dh, dw, pad_top, pad_left)."""
+
+    pointwise: np.ndarray
+    pointwise_grad: np.ndarray
+    mid: np.ndarray
+    dmid: np.ndarray
+    geometry: tuple[int, ...]
+    in4: tuple[int, int, int]
+    out_hw: tuple[int, int]
+    multiplier: int
+    separable: bool
+
+
+@dataclass(frozen=True)
+class ConvTransposePlan(ProductPlan):
+    """Conv2DTranspose (channels_last), kernels/plan_zoo.py KIND_CONV_TRANSPOSE: kernel
+    [kh, kw, filters, in]; cols [in rows, kh * kw * filters] scratch; geometry the convolution
+    it transposes (kh, kw, sh, sw, dh, dw, pad_top, pad_left); in3 = (h, w, in channels)."""
+
+    cols: np.ndarray
+    geometry: tuple[int, ...]
+    in3: tuple[int, int, int]
+    out_hw: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class IndexCopyPlan:
+    """y [n, *dims] = x read at Σ i_k · strides[k] per sample (kernels/plan_zoo.py
+    KIND_INDEX_COPY): Permute, RepeatVector (stride 0 along the repeats), a channels_first
+    layer's transposes. dims and strides have plan_zoo.INDEX_AXES entries (1 / 0 in front)."""
+
+    y: np.ndarray
+    dx: np.ndarray
+    dims: tuple[int, ...]
+    strides: tuple[int, ...]
+
+
+def index_copy(y: np.ndarray, dx: np.ndarray, in_shape: tuple[int, ...], axes: tuple[int, ...],
+               repeats: int = 0) -> IndexCopyPlan | None:
+    """The IndexCopyPlan of y = x.transpose(axes) per sample (axes of the per-sample shape
+    in_shape), with `repeats` > 0 a new leading axis of that many copies (RepeatVector); None
+    beyond plan_zoo.INDEX_AXES axes."""
+    from trainctl.kernels.plan_zoo import INDEX_AXES
+
+    in_strides = [int(np.prod(in_shape[k + 1:])) for k in range(len(in_shape))]
+    dims = [in_shape[a] for a in axes]
+    strides = [in_strides[a] for a in axes]
+    if repeats:
+        dims, strides = [repeats, *dims], [0, *strides]
+    if len(dims) > INDEX_AXES:
+        return None
+    pad = INDEX_AXES - len(dims)
+    return IndexCopyPlan(y, dx, (1,) * pad + tuple(dims), (0,) * pad + tuple(strides))
+
+
+def gemm_matches_matmul(*dims: int) -> bool:
+    """Whether the compiled loop's products (kernels/blas.gemm) give the bits of the np.matmul a
+    layer's Python path makes, for products of these dimensions: numpy calls the same cblas gemm
+    unless a dimension is 1 (gemv, dot or its own loop then), and gemm is numpy's only when
+    bound to it (kernels/blas.BOUND_TO; TRAINCTL_BLAS=scipy binds np.dot)."""
+    from trainctl.kernels.blas import BOUND_TO
+
+    return BOUND_TO == "numpy" and min(dims) > 1
+
+
+@dataclass(frozen=True)
+class ChannelsFirstPlan:
+    """A channels_first conv or pooling layer: its channels_last plan between the transposes its
+    Python path makes (nn/layers/spatial.py): x into the layer's [n, *spatial, c] buffer
+    (to_last; backward dx back to channels_first) and, unless the output has no spatial axes
+    (global pooling), y out to channels_first (to_first; backward dy into [n, *spatial, c])."""
+
+    to_last: IndexCopyPlan
+    inner: Any
+    to_first: IndexCopyPlan | None
+
+
+def plan_rows(plan) -> list:
+    """The rows a layer's plan takes in the compiled loop: a ChannelsFirstPlan's three (or two)."""
+    if isinstance(plan, ChannelsFirstPlan):
+        return [plan.to_last, plan.inner] + ([plan.to_first] if plan.to_first is not None else [])
+    return [plan]
+
+
+def main_plan(plan):
+    """The plan that computes the layer (a ChannelsFirstPlan's inner), None for None."""
+    return plan.inner if isinstance(plan, ChannelsFirstPlan) else plan

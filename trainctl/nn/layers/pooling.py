@@ -14,7 +14,7 @@ import numpy as np
 
 from trainctl.errors import TrainctlError
 from trainctl.nn.layers.base import BuildContext, LayerParams, Shape, declare_layer
-from trainctl.nn.layers.plans import GlobalPoolPlan, PoolPlan
+from trainctl.nn.layers.plans import ChannelsFirstPlan, GlobalPoolPlan, PoolPlan
 from trainctl.nn.layers.spatial import (
     DataFormat,
     Padding,
@@ -106,11 +106,10 @@ class _Pooling(SpatialLayer):
             self._pool.avg_pool_backward(dy4, *self.geometry, dx)
         return self._grad_format(dx.reshape(n, *self.in_spatial, self.channels))
 
-    def compiled_plan(self) -> PoolPlan | None:
-        if self.channels_first:  # its transposes run in Python
-            return None
+    def compiled_plan(self) -> PoolPlan | ChannelsFirstPlan:
         argmax = self._argmax if self.is_max else np.zeros((0, 0, 0, 0), np.int64)
-        return PoolPlan(self.is_max, self._y, self._dx, argmax, self.geometry, self._in4)
+        return self._in_layout(PoolPlan(self.is_max, self._y, self._dx, argmax, self.geometry, self._in4),
+                               self.out_spatial, self.channels)
 
     def flops_per_sample(self) -> int:
         return math.prod(self.out_spatial) * self.channels * math.prod(self.pool_size)
@@ -166,10 +165,8 @@ class _GlobalPooling(SpatialLayer):
         self._pool.global_pool_backward(self._x3, self._y[:n], dy, dx, self.is_max)
         return self._grad_format(dx.reshape(n, *self.in_spatial, self.channels))
 
-    def compiled_plan(self) -> GlobalPoolPlan | None:
-        if self.channels_first:  # its transposes run in Python
-            return None
-        return GlobalPoolPlan(self.is_max, self._y, self._dx, self.positions, self.channels)
+    def compiled_plan(self) -> GlobalPoolPlan | ChannelsFirstPlan:
+        return self._in_layout(GlobalPoolPlan(self.is_max, self._y, self._dx, self.positions, self.channels))
 
     def flops_per_sample(self) -> int:
         return self.positions * self.channels

@@ -36,6 +36,7 @@ from trainctl.errors import TrainctlError
 from trainctl.nn.activations import ACTIVATIONS
 from trainctl.nn.initializers import INITIALIZERS
 from trainctl.nn.layers.base import BuildContext, Layer, LayerParams, Shape
+from trainctl.nn.layers.plans import DrawsPlan
 from trainctl.nn.regularizers import REGULARIZERS
 from trainctl.seeding import rng_for
 
@@ -73,6 +74,8 @@ class RecurrentPlan:
     weights: tuple
     y: np.ndarray
     dx: np.ndarray
+    rates: tuple[float, float] = (0.0, 0.0)  # dropout, recurrent_dropout
+    draws: DrawsPlan | None = None  # the dropout masks' uniforms, when a rate is > 0
 
 
 def _kernels():
@@ -330,11 +333,11 @@ class Recurrent(Layer):
 
     def compiled_plan(self) -> RecurrentPlan | None:
         """The plan of kernels/recurrent_steps.py, for the defaults it compiles: the TF.js
-        activations, no dropout, no mask, no carried state (anything else trains from Python)."""
+        activations, no mask, no carried state (anything else trains from Python)."""
         p = self.params
         pair = (self.activation.name, self.recurrent_activation.name)[:len(self.compiled_activations)]
         # a mask comes only from a layer the loop does not run (Masking, Embedding mask_zero)
-        if pair != self.compiled_activations or p.dropout > 0 or p.recurrent_dropout > 0 or p.stateful:
+        if pair != self.compiled_activations or p.stateful:
             return None
         buffers = {"x_tm": self._x_tm.flat, "pre": self._pre.flat, "hd": self._hd.flat, "dz": self._dz.flat,
                    "dx_tm": self._dx_tm.flat, "h": self._states[0].flat, "mask": self._mask, "rmask": self._rmask,
@@ -342,11 +345,14 @@ class Recurrent(Layer):
                    "recurrent_kernel": self.recurrent_kernel.value, "recurrent_kernel_grad": self.recurrent_kernel.grad,
                    "bias": self.bias_value(), "bias_grad": self.bias_grad(), "kernel_t": self._kernel_t,
                    "dh": self._dh[0], "dprev": self._dprev, "y": self._y, "dx": self._dx,
-                   **self.compiled_buffers()}
+                   "input_scale": self._input_mask_scale, "ones": self._ones, **self.compiled_buffers()}
         weights = tuple((w.value, w.grad) for w in self.weights)
         steps, features = self.input_shape
+        # per sample and step: the input mask's uniforms, then the state's (as forward draws them)
+        drawn = features * (p.dropout > 0) + p.units * (p.recurrent_dropout > 0)
+        draws = DrawsPlan(self.rng, drawn, max(p.dropout, p.recurrent_dropout)) if drawn else None
         return RecurrentPlan(self.compiled_cell, steps, features, p.units, p.return_sequences, p.go_backwards,
-                             buffers, weights, self._y, self._dx)
+                             buffers, weights, self._y, self._dx, (p.dropout, p.recurrent_dropout), draws)
 
     def compiled_buffers(self) -> dict[str, np.ndarray]:
         """The cell's own buffers under their BLOCK names."""

@@ -16,7 +16,7 @@ from trainctl.config.base import NonNegativeInt, PositiveInt
 from trainctl.errors import TrainctlError
 from trainctl.nn.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape
 from trainctl.nn.layers.noise import DataFormat
-from trainctl.nn.layers.plans import CopyBoxPlan, UpsamplePlan
+from trainctl.nn.layers.plans import CopyBoxPlan, IndexCopyPlan, UpsamplePlan, index_copy
 
 Pair = Annotated[list[NonNegativeInt], Field(min_length=2, max_length=2)]
 
@@ -233,10 +233,10 @@ class _UpSampling(_Copying):
         return dx
 
     def compiled_plan(self) -> UpsamplePlan | None:
-        if self.bilinear or getattr(self.params, "data_format", "channels_last") != "channels_last":
-            return None  # these run in Python
+        if getattr(self.params, "data_format", "channels_last") != "channels_last":
+            return None  # runs in Python
         return UpsamplePlan(self._y, self._dx, self._as_nhwc(np.empty((1, *self.input_shape), np.int8)).shape[1:],
-                            self._factors())
+                            self._factors(), self._tables)
 
 
 @LAYERS.register_type("up_sampling1d", "upsampling1d")
@@ -329,6 +329,9 @@ class Permute(_Copying):
         np.copyto(dx, dy.transpose(self._backward_axes))
         return dx
 
+    def compiled_plan(self) -> IndexCopyPlan | None:
+        return index_copy(self._y, self._dx, self.input_shape, tuple(d - 1 for d in self.params.dims))
+
 
 @LAYERS.register_type("repeat_vector")
 class RepeatVector(_Copying):
@@ -355,3 +358,8 @@ class RepeatVector(_Copying):
         dx = self._dx[: dy.shape[0]]
         np.sum(dy, axis=1, out=dx)
         return dx
+
+    def compiled_plan(self) -> IndexCopyPlan | None:
+        if self.input_shape[0] == 1:  # numpy sums [n, repeats, 1] pairwise, not in order: Python
+            return None
+        return index_copy(self._y, self._dx, self.input_shape, (0,), repeats=self.params.n)

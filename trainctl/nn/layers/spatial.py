@@ -136,6 +136,20 @@ class SpatialLayer(Layer):
     def _grad_format(self, dx_nhwc: np.ndarray) -> np.ndarray:
         return self._relayout(dx_nhwc, self._dx_nchw, self._perm_to_first())
 
+    def _in_layout(self, inner, out_spatial: tuple[int, ...] | None = None, out_channels: int = 0):
+        """The compiled plan `inner` (channels_last) of this layer as its data_format runs it: for
+        channels_first between the transposes above (the output's only when out_spatial is given)."""
+        from trainctl.nn.layers.plans import ChannelsFirstPlan, index_copy
+
+        if inner is None or not self.channels_first:
+            return inner
+        rank = self.rank
+        to_last = index_copy(self._in_nhwc, self._dx_nchw, self.input_shape, tuple(range(1, rank + 1)) + (0,))
+        to_first = None
+        if out_spatial is not None:
+            to_first = index_copy(self._out_nchw, self._dy_nhwc, (*out_spatial, out_channels), (rank, *range(rank)))
+        return ChannelsFirstPlan(to_last, inner, to_first)
+
 
 def rows_of(batch: int, spatial: tuple[int, ...]) -> int:
     return batch * math.prod(spatial)

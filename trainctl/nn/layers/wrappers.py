@@ -9,7 +9,7 @@ from typing import Any, Literal
 import numpy as np
 
 from trainctl.errors import TrainctlError
-from trainctl.nn.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape, auto_name
+from trainctl.nn.layers.base import LAYERS, BuildContext, DensePlan, Layer, LayerParams, Shape, auto_name
 from trainctl.nn.layers.recurrent import Recurrent
 
 _MERGE_MODES = Literal["concat", "sum", "mul", "ave"]
@@ -231,4 +231,13 @@ class TimeDistributed(_Wrapper):
 
     def flops_per_sample(self) -> int:
         return self.input_shape[0] * self.inner.flops_per_sample()
+
+    def compiled_plan(self) -> DensePlan | None:
+        """A Dense inner layer's plan: Dense already runs over every row of the last axis, so
+        [n * steps, features] is its [n, steps, features]. Other inner layers, and an activity
+        regularizer (its penalty divides by n * steps, the loop's by n), train from Python."""
+        plan = self.inner.compiled_plan()
+        if not isinstance(plan, DensePlan) or self.inner.has_activity_regularizer:
+            return None
+        return plan
 

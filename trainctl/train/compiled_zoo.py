@@ -1,0 +1,106 @@
+"""The general plan's rows for kernels/plan_zoo.py's kinds (DepthwiseConv2D, SeparableConv2D,
+Conv2DTranspose, the index copies), laid out for train/compiled_plans.spatial_plan, and the rows
+of a model (a channels_first layer's transposes are rows of their own)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+def zoo_layer(plan, row: np.ndarray, sl: np.ndarray, fparams: np.ndarray, slot) -> int:
+    """Lay out `plan`'s geometry (row), float options (fparams: its row) and its own buffers
+    (sl: its slots; a ProductPlan's weights, z and dz are laid out already); returns its kind,
+    0 for none of these."""
+    from trainctl.kernels import plan_layers as ps
+    from trainctl.kernels.plan_zoo import INDEX_AXES
+    from trainctl.nn.layers.plans import ConvTransposePlan, DepthwisePlan, IndexCopyPlan, MaskingPlan
+
+    g = row[ps.G_A:]
+    if isinstance(plan, MaskingPlan):  # g[2], the mask it receives: link_masks
+        g[:2] = (plan.steps, plan.width)
+        fparams[0] = plan.mask_value
+        sl[ps.S_AUX] = slot(plan.keep)
+        return ps.KIND_MASKING
+    if isinstance(plan, IndexCopyPlan):
+        g[:2 * INDEX_AXES] = (*plan.dims, *plan.strides)
+        return ps.KIND_INDEX_COPY
+    if isinstance(plan, DepthwisePlan):
+        g[:16] = (*plan.in4, plan.y.shape[-1], *plan.geometry, *plan.out_hw, plan.multiplier, int(plan.separable))
+        sl[ps.S_AUX], sl[ps.S_AUX + 1] = slot(plan.pointwise), slot(plan.pointwise_grad)
+        sl[ps.S_AUX + 2], sl[ps.S_AUX + 3] = slot(plan.mid), slot(plan.dmid)
+        return ps.KIND_DEPTHWISE
+    if isinstance(plan, ConvTransposePlan):
+        g[:14] = (*plan.in3, plan.y.shape[-1], *plan.geometry, *plan.out_hw)
+        sl[ps.S_AUX] = slot(plan.cols)
+        return ps.KIND_CONV_TRANSPOSE
+    return 0
+
+
+def zoo_weights(plan) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (value, grad) pairs a plan of these kinds holds beyond a ProductPlan's kernel and bias."""
+    from trainctl.nn.layers.plans import DepthwisePlan
+
+    if isinstance(plan, DepthwisePlan) and plan.separable:
+        return [(plan.pointwise, plan.pointwise_grad)]
+    return []
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One row of the general plan: the layer it belongs to, the plan it runs, its values per
+    sample in and out, and whether it computes the layer (else a channels_first transpose)."""
+
+    layer: Any
+    plan: Any
+    in_size: int
+    out_size: int
+    main: bool
+
+    def __iter__(self):
+        return iter((self.layer, self.plan, self.in_size, self.out_size, self.main))
+
+
+def layer_rows(model, plans) -> list[LayerRow]:
+    """Every layer's rows in forward order (nn/layers/plans.plan_rows): a transpose in keeps the
+    input's size, a transpose out the output's."""
+    from trainctl.nn.layers.plans import main_plan, plan_rows
+
+    rows = []
+    for layer, plan in zip(model.layers, plans):
+        in_size, out_size = math.prod(layer.input_shape), math.prod(layer.output_shape)
+        parts = plan_rows(plan)
+        main = next(k for k, part in enumerate(parts) if part is main_plan(plan))
+        for k, part in enumerate(parts):
+            rows.append(LayerRow(layer, part, out_size if k > main else in_size, in_size if k < main else out_size,
+                                 k == main))
+    return rows
+
+
+def link_masks(rows: list[LayerRow], kinds: np.ndarray, geo: np.ndarray, slots: np.ndarray) -> None:
+    """Which mask each Masking and recurrent row receives, as Sequential.forward passes masks
+    (Keras semantics): a Masking layer makes one (its keep buffer), a layer with the default
+    compute_mask passes it on while it keeps the time axis, any other ends it (Embedding without
+    mask_zero: the loop runs no other mask-making layer)."""
+    from trainctl.kernels import plan_layers as ps
+    from trainctl.kernels.recurrent_steps import R_MASK
+    from trainctl.nn.layers.base import Layer
+    from trainctl.nn.layers.plans import MaskingPlan
+
+    live = -1  # the bufs index of the mask the next layer receives
+    for index, row in enumerate(rows):
+        if not row.main:
+            continue
+        layer = row.layer
+        if kinds[index] == ps.KIND_RECURRENT:
+            geo[index, ps.G_A + R_MASK] = live
+        if isinstance(row.plan, MaskingPlan):
+            geo[index, ps.G_A + 2] = live if live >= 0 else 2  # bufs[2]: the empty buffer, no mask
+            live = slots[index, ps.S_AUX]
+        elif type(layer).compute_mask is not Layer.compute_mask:
+            live = -1
+        elif len(layer.output_shape) < 2 or layer.output_shape[0] != layer.input_shape[0]:
+            live = -1

@@ -117,7 +117,7 @@ class CompiledSteps:
         else:
             self.plan = spatial_plan(self, plans)
             self._launch = self._launch_spatial
-        self.key = f"{_loop_name(model, trainer, plans)}-{np.dtype(model.dtype).name}"  # as kernel_key()
+        self.key = _kernel_key(model, trainer, plans)
         self.uniforms_per_step = batch_size * sum(plan.features for _, plan in self.plan.dropouts)
         self.loss_code = int(trainer.loss.code)
         self.metric_codes = np.array([m.metric.code for m in trainer.metrics], np.int64)
@@ -279,8 +279,7 @@ class CompiledSteps:
     def kernel_key(trainer) -> str:
         """Which compiled loop runs this model, and its float type: the cache mark's name."""
         model = trainer.model
-        plans = [layer.compiled_plan() for layer in model.layers]
-        return f"{_loop_name(model, trainer, plans)}-{np.dtype(model.dtype).name}"
+        return _kernel_key(model, trainer, [layer.compiled_plan() for layer in model.layers])
 
     def _launch_dense(self, order, first_sample, n_steps, constants, flag, totals) -> int:
         from trainctl.kernels.plan_steps import train_plan_steps
@@ -317,6 +316,11 @@ class CompiledSteps:
 
 def _covered(layer) -> bool:
     return layer.compiled_plan() is not None
+
+
+def _kernel_key(model, trainer, plans) -> str:
+    """"<loop>-<dtype>": the compiled loop that runs this model and its float type (_loop_of reads it)."""
+    return f"{_loop_name(model, trainer, plans)}-{np.dtype(model.dtype).name}"
 
 
 def _loop_name(model, trainer, plans) -> str:

@@ -367,3 +367,37 @@ def test_auto_switches_to_the_loop_when_the_fit_left_pays_for_compiling(monkeypa
     from trainctl.train import compiled
 
     assert jit.is_marked_compiled(compiled.CompiledSteps.kernel_key(_trainer_of(switched[0])))  # cached for next time
+
+
+@pytest.mark.parametrize("layout", ["float64", "read_only", "fortran", "strided"])
+def test_inputs_not_of_the_loops_type_are_gathered_per_chunk_not_compiled_again(layout, monkeypatch):
+    """Each loop is compiled once for writable C-contiguous arrays of the model's dtype: an x
+    or y of another dtype, layout or writability reaches the kernel as such arrays (numba
+    would otherwise compile the whole loop again for its type), and trains the same bits."""
+    from trainctl.train import compiled as compiled_module
+
+    x, y = _data("onehot")
+    if layout == "float64":
+        x, y = x.astype(np.float64), y.astype(np.float64)
+    elif layout == "read_only":
+        x.flags.writeable = y.flags.writeable = False
+    elif layout == "fortran":
+        x = np.asfortranarray(x)
+    else:  # every other column of a wider array
+        x = np.repeat(x, 2, axis=1)[:, ::2]
+    seen = []
+    launch = compiled_module.CompiledSteps._launch_dense
+
+    def recording(self, *args):
+        seen.append([(a.dtype, a.flags.c_contiguous, a.flags.writeable) for a in (self.x_source, self.y_source)])
+        return launch(self, *args)
+
+    monkeypatch.setattr(compiled_module.CompiledSteps, "_launch_dense", recording)
+    runs = []
+    for jit in (True, False):
+        model, _ = _model("categorical_crossentropy", "adam")
+        runs.append((model, model.fit(x, y, epochs=2, batch_size=16, shuffle=True, jit_compile=jit,
+                                      steps_per_execution=5)))
+        assert (model.compiled_fallback is None) == jit
+    assert seen and all(flags == [(np.dtype(np.float32), True, True)] * 2 for flags in seen)
+    _assert_identical(*runs)

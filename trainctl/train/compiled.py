@@ -81,7 +81,7 @@ def worth_switching(python_seconds_per_step: float, steps_left: int, kernel_key:
 
 
 UNIFORM_BUDGET = 1 << 21  # dropout uniforms drawn per chunk (float64: 16 MB); longer chunks are cut
-WINDOW_BUDGET = 1 << 24  # bytes of windows gathered per chunk (windowed inputs); longer chunks are cut
+GATHER_BUDGET = 1 << 24  # bytes of x gathered per chunk (inputs not of the loop's type); longer chunks are cut
 
 
 class CompiledSteps:
@@ -104,10 +104,13 @@ class CompiledSteps:
         else:
             self.loss_mode = steps.LOSS_SIGMOID_FUSED
         self.x_source, self.y_source = source._x2d, source._y2d
-        # x a strided view of overlapping windows (no 2-D form without a copy): each chunk's
-        # windows are gathered into one reused array first, in the order the chunk takes them
-        self.windowed = source._x2d is None
-        self._window_arrays: tuple[np.ndarray, ...] | None = None
+        # Each loop is compiled for writable C-contiguous arrays of the model's float type (and
+        # numba compiles it again for any other array type, minutes for the sequence loop). Any
+        # other x or y (overlapping windows: a read-only strided view, or none 2-D without a
+        # copy; another dtype; a read-only memmap) has each chunk's rows gathered into reused
+        # arrays of that type first, in the order the chunk takes them.
+        self.gathered = not (_loop_typed(source._x2d, dtype) and _loop_typed(source._y2d, dtype))
+        self._gathered_arrays: tuple[np.ndarray, ...] | None = None
         self.x_buf = np.empty((batch_size, math.prod(source.x_shape)), dtype)
         self.y_buf = np.empty((batch_size, self.y_source.shape[1]), dtype)
         plans = [layer.compiled_plan() for layer in model.layers]
@@ -188,8 +191,8 @@ class CompiledSteps:
             size = min(size, int(limit))
         if self.uniforms_per_step:
             size = min(size, max(1, UNIFORM_BUDGET // self.uniforms_per_step))
-        if self.windowed:
-            size = min(size, max(1, WINDOW_BUDGET // (self.batch_size * self.x_buf.shape[1] * self.x_buf.itemsize)))
+        if self.gathered:
+            size = min(size, max(1, GATHER_BUDGET // (self.batch_size * self.x_buf.shape[1] * self.x_buf.itemsize)))
         return max(1, size)
 
     def _constants(self, n_steps: int) -> tuple[np.ndarray, bool]:
@@ -236,8 +239,8 @@ class CompiledSteps:
         first_sample = first_batch * self.batch_size
         self._draw_uniforms(first_sample, n_steps)
         started = time.perf_counter()
-        if self.windowed:
-            order, first_sample = self._gather_windows(order, first_sample, n_steps), 0
+        if self.gathered:
+            order, first_sample = self._gather_rows(order, first_sample, n_steps), 0
         done = self._launch(order, first_sample, n_steps, constants, flag, totals)
         self.trainer._scale_key = None  # the kernel wrote the row scales: Trainer._row_scale must refill
         elapsed = time.perf_counter() - started
@@ -252,18 +255,18 @@ class CompiledSteps:
             self._rewind(snapshot, first_batch * self.batch_size, done)
         return self.values[:done]
 
-    def _gather_windows(self, order: np.ndarray, first_sample: int, n_steps: int) -> np.ndarray:
-        """The chunk's windows, targets and weights in its row order, into reused arrays that the
-        loop then reads in order (as ArraySource._windowed_batches gathers them per batch);
+    def _gather_rows(self, order: np.ndarray, first_sample: int, n_steps: int) -> np.ndarray:
+        """The chunk's inputs, targets and weights in its row order, into reused arrays of the
+        loop's type that it then reads in order (as ArraySource._windowed_batches gathers them);
         returns that order (0, 1, ...)."""
         source, dtype = self.source, self.dtype
         rows = order[first_sample:first_sample + n_steps * self.batch_size]
         k = rows.shape[0]
-        if self._window_arrays is None or self._window_arrays[0].shape[0] < k:
-            self._window_arrays = (np.empty((k, self.x_buf.shape[1]), dtype),
+        if self._gathered_arrays is None or self._gathered_arrays[0].shape[0] < k:
+            self._gathered_arrays = (np.empty((k, self.x_buf.shape[1]), dtype),
                                    np.empty((k, self.y_buf.shape[1]), dtype), np.empty(k, dtype),
                                    np.arange(k, dtype=np.int64))
-        x_all, y_all, w_all, in_order = self._window_arrays
+        x_all, y_all, w_all, in_order = self._gathered_arrays
         for values, out in ((source.x, x_all[:k].reshape(k, *source.x_shape)), (source._y2d, y_all[:k])):
             if values.dtype == dtype:
                 np.take(values, rows, axis=0, out=out)
@@ -312,6 +315,12 @@ class CompiledSteps:
             plan.reg_grad_rates, plan.activity, plan.act_slots, plan.act_rates, plan.act_grad_rates, self.loss_mode, self.loss_code, self.metric_codes, self.values, totals,
             self.opt_code, self.flat_value, self.flat_grad, *self.slots, constants, flag, self.clipvalue,
             self.clipnorm, self.clip_bounds, self.clip_scale)
+
+
+def _loop_typed(values: np.ndarray | None, dtype) -> bool:
+    """Whether the compiled loops take `values` as they are: writable, C-contiguous, `dtype`."""
+    return (values is not None and values.dtype == dtype and values.flags.c_contiguous
+            and values.flags.writeable)
 
 
 def _covered(layer) -> bool:

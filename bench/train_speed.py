@@ -13,7 +13,8 @@ time of each step's needed matrix products alone (x@W, x.T@dz, dz@W.T per layer,
 first), numpy matmul at the same thread count: no trainer can beat it.
 
 Each row: a warm-up epoch, then the median of REPEATS timed epochs. Each (framework, threads)
-runs in a fresh process (thread counts are fixed when BLAS loads), TRIALS processes each,
+runs in a fresh process (thread counts are fixed when BLAS loads) pinned to that many cores,
+TRIALS processes each,
 interleaved (trainctl, torch, jax, bound, trainctl, ...), and the fastest process counts per row.
 The whole table is printed for 1 and 2 threads, quiet, then again beside a busy background
 process that keeps one core spinning.
@@ -293,7 +294,18 @@ def time_bound(rows, repeats, threads):
     return results
 
 
+def pin_to_cores(threads: int) -> list[int]:
+    """Pin this process to `threads` of its allowed cores, before any framework starts a
+    thread (they inherit it). XLA's CPU client keeps its own thread pools whatever its flags
+    say (JAX's "1 thread" scan used 1.4-2.5 CPU-s per wall-second here), so without this
+    a 1-thread row would compare one core against two."""
+    cores = sorted(os.sched_getaffinity(0))[:threads]
+    os.sched_setaffinity(0, cores)
+    return cores
+
+
 def worker(kind: str, rows, repeats, threads):
+    pin_to_cores(threads)
     timer = {"trainctl": time_trainctl, "before": time_trainctl, "torch": time_torch, "jax_step": time_jax_step,
              "jax_scan": time_jax_scan, "bound": time_bound}[kind]
     print(json.dumps(timer(rows, repeats, threads)))

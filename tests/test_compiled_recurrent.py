@@ -52,8 +52,15 @@ def _model(cell, sequences, front, optimizer, **cell_options):
         layers = [{"type": "masking", "input_shape": [STEPS, FEATURES]}]
     else:
         layers = [{"type": "reshape", "target_shape": [STEPS, FEATURES], "input_shape": [STEPS, FEATURES]}]
-    layers.append({"type": cell, "units": 4, "return_sequences": sequences, **cell_options})
-    if sequences:  # a Dense over every step, then the sequence flattened
+    merge_mode = cell_options.pop("bidirectional", None)  # the cell inside Bidirectional with this merge_mode
+    then = cell_options.pop("then", None)
+    recurrent = {"type": cell, "units": 4, "return_sequences": sequences, **cell_options}
+    if merge_mode is not None:
+        recurrent = {"type": "bidirectional", "merge_mode": merge_mode, "layer": recurrent}
+    layers.append(recurrent)
+    if then is not None:  # a layer after the recurrent one (it receives the sequences and their mask)
+        layers.append(then)
+    elif sequences:  # a Dense over every step, then the sequence flattened
         layers += [{"type": "dense", "units": 2, "activation": "relu"}, {"type": "flatten"}]
     layers.append({"type": "dense", "units": CLASSES, "activation": "softmax"})
     model = Sequential(layers, seed=5)
@@ -85,6 +92,20 @@ CASES = {  # id: (cell, return_sequences, front, optimizer, cell options, fit op
     # a Masking layer's mask, made in the loop, read by the recurrent layer after it
     "lstm-sequences-masking-adam": ("lstm", True, "masking", "adam", {}, {}),
     "gru-last-masking-sgd-dropout": ("gru", False, "masking", "sgd", {"dropout": 0.2}, {"shuffle": True}),
+    # Bidirectional: both copies on one input (each with its own dropout generator), merged
+    "bidirectional_lstm-concat-last-windows-adam-dropout-recurrent_dropout": (
+        "lstm", False, "windows", "adam", {"bidirectional": "concat", "dropout": 0.2, "recurrent_dropout": 0.3}, {}),
+    "bidirectional_gru-sum-sequences-masking-sgd-then_lstm": (
+        "gru", True, "masking", "sgd", {"bidirectional": "sum", "then": {"type": "lstm", "units": 3}}, {"shuffle": True}),
+    "bidirectional_simple_rnn-mul-sequences-embedding-adam-regularized": (
+        "simple_rnn", True, "embedding", "adam",
+        {"bidirectional": "mul", "kernel_regularizer": "l2", "recurrent_regularizer": "l1", "bias_regularizer": "l2"},
+        {"validation_split": 0.2}),
+    "bidirectional_lstm-ave-last-masking-rmsprop-recurrent_dropout": (
+        "lstm", False, "masking", "rmsprop", {"bidirectional": "ave", "recurrent_dropout": 0.3}, {"shuffle": True}),
+    "bidirectional_gru_reset_after-concat-sequences-windows-backwards-dropout": (
+        "gru", True, "windows", "adam", {"bidirectional": "concat", "reset_after": True, "go_backwards": True,
+                                         "dropout": 0.25}, {}),
 }
 
 
@@ -116,6 +137,14 @@ def test_recurrent_options_the_loop_does_not_compile_train_from_python(options):
     x = _windows()
     model.fit(x, _labels(x), epochs=1, batch_size=8, verbose=0, steps_per_execution=4)
     assert model.compiled_fallback == "layer lstm_LSTM1 has no compiled step yet"
+
+
+def test_a_bidirectional_layer_whose_copies_the_loop_does_not_compile_trains_from_python():
+    model = _model("lstm", False, "windows", "sgd", bidirectional="concat", recurrent_activation="sigmoid")
+    x = _windows()
+    model.fit(x, _labels(x), epochs=1, batch_size=8, verbose=0, steps_per_execution=4)
+    assert model.compiled_fallback == f"layer {model.layers[1].name} has no compiled step yet"
+    assert model.layers[1].name.startswith("bidirectional")
 
 
 # -- the CLI, checkpoints and exact resume of a sequence config -------------------------------
@@ -171,3 +200,42 @@ def test_sequence_config_trains_compiled_through_the_cli_and_resumes_exactly(tmp
     resume_training(tmp_path / "interrupted")
     for name in ("weights.safetensors", "optimizer.safetensors", "history.csv"):
         assert _digest(tmp_path / "interrupted" / name) == _digest(tmp_path / "compiled" / name), name
+
+
+BIDIRECTIONAL_CONFIG = f"""\
+name: load-bidirectional
+seed: 3
+model:
+  layers:
+    - {{type: bidirectional, input_shape: [6, 2], layer: {{type: lstm, units: 5, dropout: 0.1}}}}
+    - {{type: dense, units: 1}}
+optimizer: {{type: adam, learning_rate: 0.01}}
+loss: mean_squared_error
+metrics: [mae]
+data:
+  train: {{csv: {DATA}, target: load_mw, window: 6, horizon: 1, stride: 3}}
+  validation_split: 0.2
+  preprocessing: [standardize]
+  target_preprocessing: [standardize]
+fit: {{epochs: 2, batch_size: 32, shuffle: true, steps_per_execution: 8}}
+"""
+
+
+def test_bidirectional_lstm_config_trains_compiled_through_the_cli(tmp_path, monkeypatch):
+    from tests.test_cli import invoke
+    from trainctl.train.compiled import CompiledSteps
+
+    fallbacks, chunks = [], []
+    unsupported, run = CompiledSteps.unsupported, CompiledSteps.run
+    monkeypatch.setattr(CompiledSteps, "unsupported",
+                        staticmethod(lambda *args: fallbacks.append(unsupported(*args)) or fallbacks[-1]))
+    monkeypatch.setattr(CompiledSteps, "run", lambda self, *args: chunks.append(args[2]) or run(self, *args))
+    config = tmp_path / "bidirectional.yaml"
+    config.write_text(BIDIRECTIONAL_CONFIG)
+    for name, jit in (("compiled", "true"), ("python", "false")):
+        result = invoke(["train", config, "--out", tmp_path / name, "--set", f"fit.jit_compile={jit}"])
+        assert result.exit_code == 0, result.output
+        if jit == "true":
+            assert fallbacks == [None] and len(chunks) > 2 and max(chunks) == 8  # model.compiled_fallback is None
+    for name in ("weights.safetensors", "optimizer.safetensors", "history.csv"):
+        assert _digest(tmp_path / "compiled" / name) == _digest(tmp_path / "python" / name), name

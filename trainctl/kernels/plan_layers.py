@@ -1,8 +1,8 @@
 """One layer's forward and backward in the general plan of the compiled loop (see
 kernels/general_plan_steps.py): the plan's layout (kinds, buffer slots, geometry columns) and the
 dispatch by kind to the kernels each layer's Python path calls (conv_steps, pooling,
-normalization, advanced_activations, resampling, noise, recurrent_steps, plan_zoo), so the two paths run
-the same kernels in the same order.
+normalization, advanced_activations, resampling, noise, recurrent_steps, bidirectional_steps,
+plan_zoo), so the two paths run the same kernels in the same order.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from trainctl.kernels.advanced_activations import (
     softmax_backward,
     softmax_forward,
 )
+from trainctl.kernels.bidirectional_steps import BI_DRAWS, bidirectional_dx, bidirectional_merge, bidirectional_split
 from trainctl.kernels.conv_steps import conv_backward, conv_forward
 from trainctl.kernels.layers import dropout_forward
 from trainctl.kernels.noise import (
@@ -67,6 +68,7 @@ from trainctl.kernels.pooling import (
     max_pool_forward,
 )
 from trainctl.kernels.recurrent_steps import (
+    N_R,
     embedding_step_backward,
     embedding_step_forward,
     recurrent_backward,
@@ -95,6 +97,7 @@ from trainctl.kernels.steps import (
 KIND_VIEW, KIND_ACTIVATION, KIND_CONV, KIND_MAX_POOL, KIND_AVG_POOL, KIND_BATCH_NORM, KIND_GLOBAL_POOL = \
     2, 3, 4, 5, 6, 7, 8
 KIND_RECURRENT, KIND_EMBEDDING = 20, 21  # kernels/recurrent_steps.py: geo[G_A:] its R_* row / output_dim
+KIND_BIDIRECTIONAL = 22  # kernels/bidirectional_steps.py: geo[G_A:] its copies' two R_* rows, mode, draws
 KIND_ELEMENTWISE, KIND_SOFTMAX, KIND_LAYER_NORM, KIND_PRELU, KIND_UPSAMPLE, KIND_COPY_BOX, KIND_NOISE = \
     9, 10, 11, 12, 13, 14, 15
 # N_FPARAMS, the S_* slots and the G_* columns: kernels/plan_layout.py
@@ -364,6 +367,11 @@ def _sequence_forward(layer, kind, count, geo, fparams, code, x, bufs, slots, wi
     g = geo[layer]
     if kind == KIND_RECURRENT:
         offsets[layer] = recurrent_forward(count, g[G_A:], x, bufs, fparams[layer], uniforms[layer], offsets[layer])
+    elif kind == KIND_BIDIRECTIONAL:  # Bidirectional.forward: each copy on x, from its own draws, then merged
+        offsets[layer] = recurrent_forward(count, g[G_A:], x, bufs, fparams[layer], uniforms[layer], offsets[layer])
+        back = g[G_A + BI_DRAWS]
+        offsets[back] = recurrent_forward(count, g[G_A + N_R:], x, bufs, fparams[layer], uniforms[back], offsets[back])
+        bidirectional_merge(count, g[G_A:], bufs, slots[layer])
     elif kind == KIND_EMBEDDING:
         embedding_step_forward(x, bufs[slots[layer, S_W0]], bufs[slots[layer, S_Y]], g[G_A])
     else:
@@ -378,6 +386,13 @@ def _sequence_backward(layer, kind, count, geo, fparams, code, x, dy, need_dx, b
     g = geo[layer]
     if kind == KIND_RECURRENT:
         recurrent_backward(count, g[G_A:], dy, need_dx, bufs, fparams[layer])
+    elif kind == KIND_BIDIRECTIONAL:  # Bidirectional.backward: dy split, the forward copy, the backward, dx summed
+        sl = slots[layer]
+        size = bidirectional_split(count, g[G_A:], dy, bufs, sl)
+        recurrent_backward(count, g[G_A:], bufs[sl[S_AUX]][:size], need_dx, bufs, fparams[layer])
+        recurrent_backward(count, g[G_A + N_R:], bufs[sl[S_AUX + 1]][:size], need_dx, bufs, fparams[layer])
+        if need_dx:
+            bidirectional_dx(count, g[G_A:], bufs, sl)
     elif kind == KIND_EMBEDDING:  # indices get no gradient: dx stays the layer's zeros
         embedding_step_backward(x, dy, bufs[slots[layer, S_W0_GRAD]], g[G_A])
     else:

@@ -61,43 +61,60 @@ class SpatialLoopPlan:
 
 
 def has_sequence_layers(plans) -> bool:
-    """Whether some plan is a recurrent layer's or an Embedding's (the sequence loop's kinds)."""
+    """Whether some plan is a recurrent layer's, a Bidirectional's or an Embedding's (the
+    sequence loop's kinds)."""
     from trainctl.nn.layers.embedding import EmbeddingPlan
+    from trainctl.nn.layers.plans import BidirectionalPlan
     from trainctl.nn.layers.recurrent import RecurrentPlan
 
-    return any(isinstance(plan, (RecurrentPlan, EmbeddingPlan)) for plan in plans)
+    return any(isinstance(plan, (RecurrentPlan, BidirectionalPlan, EmbeddingPlan)) for plan in plans)
 
 
 def _sequence_layer(plan, row, sl, bufs, slot, dtype) -> bool:
-    """Lay out a recurrent layer's or an Embedding's row of the general plan; returns its kind
-    (False: neither)."""
+    """Lay out a recurrent layer's, a Bidirectional's or an Embedding's row of the general plan;
+    returns its kind (False: none of these). A Bidirectional's BI_DRAWS column is spatial_plan's."""
+    from trainctl.kernels import bidirectional_steps as bs
     from trainctl.kernels import plan_layers as ps
     from trainctl.kernels import recurrent_steps as rs
     from trainctl.nn.layers.embedding import EmbeddingPlan
+    from trainctl.nn.layers.plans import BidirectionalPlan
     from trainctl.nn.layers.recurrent import RecurrentPlan
 
     if isinstance(plan, EmbeddingPlan):
         row[ps.G_A] = plan.output_dim
         sl[ps.S_W0], sl[ps.S_W0_GRAD] = slot(plan.embeddings), slot(plan.embeddings_grad)
         return ps.KIND_EMBEDDING
-    if not isinstance(plan, RecurrentPlan):
+    if isinstance(plan, RecurrentPlan):
+        _recurrent_block(plan, row[ps.G_A:ps.G_A + rs.N_R], bufs, dtype)
+        return ps.KIND_RECURRENT
+    if not isinstance(plan, BidirectionalPlan):
         return False
-    # the layer's buffers as one block of consecutive entries, in recurrent_steps.BLOCK's order
+    _recurrent_block(plan.forward, row[ps.G_A:ps.G_A + rs.N_R], bufs, dtype)
+    _recurrent_block(plan.backward, row[ps.G_A + rs.N_R:ps.G_A + 2 * rs.N_R], bufs, dtype)
+    row[ps.G_A + bs.BI_MODE] = bs.MERGE_MODES.index(plan.merge_mode)
+    sl[ps.S_AUX], sl[ps.S_AUX + 1], sl[ps.S_AUX + 2] = slot(plan.dy_forward), slot(plan.dy_backward), slot(plan.half)
+    return ps.KIND_BIDIRECTIONAL
+
+
+def _recurrent_block(plan, r, bufs, dtype) -> None:
+    """A recurrent layer's buffers as one block of consecutive entries of bufs, in
+    recurrent_steps.BLOCK's order, and its R_* row r (R_MASK: link_masks)."""
+    from trainctl.kernels import recurrent_steps as rs
+
     base, empty = len(bufs), np.zeros(0, dtype)
     for name in rs.BLOCK:
         array = plan.buffers.get(name, empty)
         if not array.flags.c_contiguous:
             raise AssertionError("a plan buffer must be C-contiguous (the loop writes its flat view)")
         bufs.append(array.reshape(-1))
-    r = row[ps.G_A:]
     r[rs.R_CELL], r[rs.R_STEPS], r[rs.R_FEATURES], r[rs.R_UNITS] = plan.cell, plan.steps, plan.features, plan.units
     r[rs.R_SEQUENCES], r[rs.R_BACKWARDS], r[rs.R_BLOCK] = int(plan.return_sequences), int(plan.go_backwards), base
-    return ps.KIND_RECURRENT
 
 
 def spatial_plan(steps, plans) -> SpatialLoopPlan:
     """Every layer's buffers as flat views in typed lists, its geometry as int rows."""
     from trainctl.kernels import plan_layers as ps
+    from trainctl.kernels.bidirectional_steps import BI_DRAWS
     from trainctl.kernels.steps import LOSS_GENERIC
     from trainctl.nn.layers.base import DensePlan, DropoutPlan, ProductPlan
     from trainctl.nn.layers.plans import (
@@ -145,6 +162,7 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
     wide_slots = np.zeros((n, 2), np.int64)
     int_slots = np.zeros(n, np.int64)
     dropouts = []
+    extra_draws: list[int] = []  # uniforms / offsets entries past the rows (Bidirectional's backward copies)
     last = max(index for index, row in enumerate(rows) if row.main)  # the last layer's computing row
     fused = steps.loss_mode != LOSS_GENERIC
     for index, (layer, plan, in_size, out_size, _) in enumerate(rows):
@@ -245,6 +263,14 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
                 fparams[index, :2] = plan.rates
                 if plan.draws is not None:
                     dropouts.append((index, plan.draws))
+            elif kinds[index] == ps.KIND_BIDIRECTIONAL:  # the copies' rates (one spec), each copy's draws
+                fparams[index, :2] = plan.forward.rates
+                back = n + len(extra_draws)  # the backward copy's own generator: a uniforms entry past the rows
+                row[ps.G_A + BI_DRAWS] = back
+                extra_draws.append(back)
+                for at, copy in ((index, plan.forward), (back, plan.backward)):
+                    if copy.draws is not None:
+                        dropouts.append((at, copy.draws))
             if not kinds[index]:
                 raise AssertionError(f"{layer.name}: no compiled kind for {type(plan).__name__}")
     link_masks(rows, kinds, geo, slots)  # Masking's mask to the recurrent layers after it
@@ -264,12 +290,14 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
         if kinds[index] != ps.KIND_VIEW:
             current = slots[index, ps.S_DX]
     # weight regularizers, per layer in weight order (as Layer.regularization_loss sums them)
-    reg_slots = np.full((n, 2), -1, np.int64)
-    reg_grad_slots = np.full((n, 2), -1, np.int64)
-    reg_rates = np.zeros((n, 2, 2), np.float64)
-    reg_grad_rates = np.zeros((n, 2, 2), dtype)
-    for index, (layer, plan, _, _, main) in enumerate(rows):
-        for r, (regularizer, (value, grad)) in enumerate(regularized_pairs(layer, plan) if main else []):
+    pairs = [regularized_pairs(layer, plan) if main else [] for layer, plan, _, _, main in rows]
+    most = max([2] + [len(layer_pairs) for layer_pairs in pairs])  # a Bidirectional's copies: up to 6
+    reg_slots = np.full((n, most), -1, np.int64)
+    reg_grad_slots = np.full((n, most), -1, np.int64)
+    reg_rates = np.zeros((n, most, 2), np.float64)
+    reg_grad_rates = np.zeros((n, most, 2), dtype)
+    for index, layer_pairs in enumerate(pairs):
+        for r, (regularizer, (value, grad)) in enumerate(layer_pairs):
             reg_slots[index, r], reg_grad_slots[index, r] = slot(value), slot(grad)
             reg_rates[index, r] = (regularizer.l1, regularizer.l2)
             reg_grad_rates[index, r] = (dtype.type(regularizer.l1), dtype.type(2.0 * regularizer.l2))
@@ -283,9 +311,9 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
             act_slots[index] = slot(plan.activity_grad)
             act_rates[index] = (regularizer.l1, regularizer.l2)
             act_grad_rates[index, :2] = (dtype.type(regularizer.l1), dtype.type(2.0 * regularizer.l2))
-    none_u = np.zeros(0, np.float64)
+    none_u, draw_rows = np.zeros(0, np.float64), n + len(extra_draws)
     return SpatialLoopPlan(kinds, geo, fparams, codes, back_codes, x_slots, dy_slots, need_dx, out_slot, typed_list(bufs), slots,
-                        typed_list(wide), wide_slots, typed_list(ints), int_slots, typed_list([none_u] * n),
-                        typed_list([np.zeros(0, dtype)] * n), np.zeros(n, np.int64), dropouts, trainer.regularized, reg_slots, reg_grad_slots,
+                        typed_list(wide), wide_slots, typed_list(ints), int_slots, typed_list([none_u] * draw_rows),
+                        typed_list([np.zeros(0, dtype)] * n), np.zeros(draw_rows, np.int64), dropouts, trainer.regularized, reg_slots, reg_grad_slots,
                         reg_rates, reg_grad_rates, bool((act_slots >= 0).any()), act_slots, act_rates,
                         act_grad_rates, has_sequence_layers(plans))

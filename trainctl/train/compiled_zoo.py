@@ -86,7 +86,7 @@ def link_masks(rows: list[LayerRow], kinds: np.ndarray, geo: np.ndarray, slots: 
     compute_mask passes it on while it keeps the time axis, any other ends it (Embedding without
     mask_zero: the loop runs no other mask-making layer)."""
     from trainctl.kernels import plan_layers as ps
-    from trainctl.kernels.recurrent_steps import R_MASK
+    from trainctl.kernels.recurrent_steps import N_R, R_MASK
     from trainctl.nn.layers.base import Layer
     from trainctl.nn.layers.plans import MaskingPlan
 
@@ -97,6 +97,10 @@ def link_masks(rows: list[LayerRow], kinds: np.ndarray, geo: np.ndarray, slots: 
         layer = row.layer
         if kinds[index] == ps.KIND_RECURRENT:
             geo[index, ps.G_A + R_MASK] = live
+        if kinds[index] == ps.KIND_BIDIRECTIONAL:  # both copies read it; it goes on with their sequences
+            geo[index, ps.G_A + R_MASK] = geo[index, ps.G_A + N_R + R_MASK] = live
+            live = live if layer.sequences else -1
+            continue
         if isinstance(row.plan, MaskingPlan):
             geo[index, ps.G_A + 2] = live if live >= 0 else 2  # bufs[2]: the empty buffer, no mask
             live = slots[index, ps.S_AUX]

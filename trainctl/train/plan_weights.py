@@ -82,10 +82,13 @@ def _plan_weights(plan) -> list[tuple[np.ndarray, np.ndarray]]:
 
 def _sequence_plan_weights(plan) -> list[tuple[np.ndarray, np.ndarray]]:
     from trainctl.nn.layers.embedding import EmbeddingPlan
+    from trainctl.nn.layers.plans import BidirectionalPlan
     from trainctl.nn.layers.recurrent import RecurrentPlan
 
     if isinstance(plan, RecurrentPlan):
         return list(plan.weights)
+    if isinstance(plan, BidirectionalPlan):  # Bidirectional.weights: the forward copy's, then the backward's
+        return [*plan.forward.weights, *plan.backward.weights]
     if isinstance(plan, EmbeddingPlan):
         return [(plan.embeddings, plan.embeddings_grad)]
     return []

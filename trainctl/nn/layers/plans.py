@@ -220,6 +220,22 @@ class DrawsPlan:
 
 
 @dataclass(frozen=True)
+class BidirectionalPlan:
+    """Bidirectional (kernels/bidirectional_steps.py): its copies' RecurrentPlans (each with its
+    own buffers and generator), merge_mode, y and dx [capacity, ...] (the merged output, the
+    summed input gradient), the copies' dy buffers, and `half` [1]: 0.5 in the model's dtype."""
+
+    forward: Any
+    backward: Any
+    merge_mode: str
+    y: np.ndarray
+    dx: np.ndarray
+    dy_forward: np.ndarray
+    dy_backward: np.ndarray
+    half: np.ndarray
+
+
+@dataclass(frozen=True)
 class DepthwisePlan(ProductPlan):
     """DepthwiseConv2D / SeparableConv2D (channels_last), kernels/plan_zoo.py KIND_DEPTHWISE:
     kernel is the depthwise kernel [kh, kw, c, multiplier]; a separable layer's pointwise kernel

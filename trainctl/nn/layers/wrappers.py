@@ -10,6 +10,7 @@ import numpy as np
 
 from trainctl.errors import TrainctlError
 from trainctl.nn.layers.base import LAYERS, BuildContext, DensePlan, Layer, LayerParams, Shape, auto_name
+from trainctl.nn.layers.plans import BidirectionalPlan
 from trainctl.nn.layers.recurrent import Recurrent
 
 _MERGE_MODES = Literal["concat", "sum", "mul", "ave"]
@@ -145,6 +146,15 @@ class Bidirectional(_Wrapper):
 
     def compute_mask(self, x: np.ndarray, mask: np.ndarray | None) -> np.ndarray | None:
         return mask if self.sequences else None
+
+    def compiled_plan(self) -> BidirectionalPlan | None:
+        """Both copies' recurrent plans, run and merged by the sequence loop as forward and
+        backward do here; None when a copy trains from Python (its activations, stateful)."""
+        forward, backward = self.forward_layer.compiled_plan(), self.backward_layer.compiled_plan()
+        if forward is None or backward is None:
+            return None
+        return BidirectionalPlan(forward, backward, self.params.merge_mode, self._y, self._dx, self._dy_forward,
+                                 self._dy_backward, np.full(1, 0.5, self.dtype))
 
     @property
     def wrapped_layer(self) -> Layer:

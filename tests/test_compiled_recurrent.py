@@ -149,12 +149,17 @@ def test_a_bidirectional_layer_whose_copies_the_loop_does_not_compile_trains_fro
 
 # -- the CLI, checkpoints and exact resume of a sequence config -------------------------------
 DATA = Path(__file__).resolve().parents[1] / "data" / "electricity_load.csv"
-CONFIG = f"""\
-name: load-chunks
-seed: 2
+
+
+def _load_config(name: str, seed: int, recurrent: str, batch_size: int, steps_per_execution: int) -> str:
+    """A config of `recurrent` (a YAML flow mapping, the first layer) then Dense 1, trained on
+    windows of the electricity-load series."""
+    return f"""\
+name: {name}
+seed: {seed}
 model:
   layers:
-    - {{type: lstm, units: 6, input_shape: [6, 2]}}
+    - {recurrent}
     - {{type: dense, units: 1}}
 optimizer: {{type: adam, learning_rate: 0.01}}
 loss: mean_squared_error
@@ -164,12 +169,31 @@ data:
   validation_split: 0.2
   preprocessing: [standardize]
   target_preprocessing: [standardize]
-fit: {{epochs: 2, batch_size: 64, shuffle: true, steps_per_execution: 4}}
+fit: {{epochs: 2, batch_size: {batch_size}, shuffle: true, steps_per_execution: {steps_per_execution}}}
 """
 
 
-def test_sequence_config_trains_compiled_through_the_cli_and_resumes_exactly(tmp_path, monkeypatch):
+def _train_both_ways(tmp_path, text: str, *options, after_compiled=lambda: None) -> Path:
+    """`trainctl train` of the config text with jit_compile true (then after_compiled()) and false
+    into tmp_path/compiled and tmp_path/python; asserts equal weights, optimizer state, history."""
     from tests.test_cli import invoke
+
+    config = tmp_path / "config.yaml"
+    config.write_text(text)
+    for name, jit in (("compiled", "true"), ("python", "false")):
+        result = invoke(["train", config, "--out", tmp_path / name, "--set", f"fit.jit_compile={jit}", *options])
+        assert result.exit_code == 0, result.output
+        if jit == "true":
+            after_compiled()
+    for name in ("weights.safetensors", "optimizer.safetensors", "history.csv"):
+        assert _digest(tmp_path / "compiled" / name) == _digest(tmp_path / "python" / name), name
+    return config
+
+
+CONFIG = _load_config("load-chunks", 2, "{type: lstm, units: 6, input_shape: [6, 2]}", 64, 4)
+
+
+def test_sequence_config_trains_compiled_through_the_cli_and_resumes_exactly(tmp_path, monkeypatch):
     from trainctl.config import load_config
     from trainctl.runs.train import resume_training, train_from_config
     from trainctl.train.compiled import CompiledSteps
@@ -180,17 +204,13 @@ def test_sequence_config_trains_compiled_through_the_cli_and_resumes_exactly(tmp
     run, train_batch = CompiledSteps.run, Trainer.train_batch
     monkeypatch.setattr(CompiledSteps, "run", lambda self, *args: chunks.append(args[2]) or run(self, *args))
     monkeypatch.setattr(Trainer, "train_batch", lambda self, *args: python_steps.append(1) or train_batch(self, *args))
-    config = tmp_path / "load.yaml"
-    config.write_text(CONFIG)
-    for name, jit in (("compiled", "true"), ("python", "false")):
-        result = invoke(["train", config, "--out", tmp_path / name, "--set", f"fit.jit_compile={jit}",
-                         "--checkpoint-every", "5", "--keep-checkpoints", "100"])
-        assert result.exit_code == 0, result.output
-        if jit == "true":
-            assert not python_steps and len(chunks) > 2  # the CLI's fit ran compiled, in chunks
+
+    def ran_compiled():
+        assert not python_steps and len(chunks) > 2  # the CLI's fit ran compiled, in chunks
+
+    config = _train_both_ways(tmp_path, CONFIG, "--checkpoint-every", "5", "--keep-checkpoints", "100",
+                              after_compiled=ran_compiled)
     assert sum(chunks) == len(python_steps) > 10  # the same steps, each on one path
-    for name in ("weights.safetensors", "optimizer.safetensors", "history.csv"):
-        assert _digest(tmp_path / "compiled" / name) == _digest(tmp_path / "python" / name), name
     digests = _checkpoint_digests(tmp_path / "compiled")
     assert digests == _checkpoint_digests(tmp_path / "python") and any("step" in key for key in digests)
     with pytest.raises(TrainingInterrupted) as stopped:
@@ -202,27 +222,12 @@ def test_sequence_config_trains_compiled_through_the_cli_and_resumes_exactly(tmp
         assert _digest(tmp_path / "interrupted" / name) == _digest(tmp_path / "compiled" / name), name
 
 
-BIDIRECTIONAL_CONFIG = f"""\
-name: load-bidirectional
-seed: 3
-model:
-  layers:
-    - {{type: bidirectional, input_shape: [6, 2], layer: {{type: lstm, units: 5, dropout: 0.1}}}}
-    - {{type: dense, units: 1}}
-optimizer: {{type: adam, learning_rate: 0.01}}
-loss: mean_squared_error
-metrics: [mae]
-data:
-  train: {{csv: {DATA}, target: load_mw, window: 6, horizon: 1, stride: 3}}
-  validation_split: 0.2
-  preprocessing: [standardize]
-  target_preprocessing: [standardize]
-fit: {{epochs: 2, batch_size: 32, shuffle: true, steps_per_execution: 8}}
-"""
+BIDIRECTIONAL_CONFIG = _load_config(
+    "load-bidirectional", 3, "{type: bidirectional, input_shape: [6, 2], layer: {type: lstm, units: 5, dropout: 0.1}}",
+    32, 8)
 
 
 def test_bidirectional_lstm_config_trains_compiled_through_the_cli(tmp_path, monkeypatch):
-    from tests.test_cli import invoke
     from trainctl.train.compiled import CompiledSteps
 
     fallbacks, chunks = [], []
@@ -230,12 +235,8 @@ def test_bidirectional_lstm_config_trains_compiled_through_the_cli(tmp_path, mon
     monkeypatch.setattr(CompiledSteps, "unsupported",
                         staticmethod(lambda *args: fallbacks.append(unsupported(*args)) or fallbacks[-1]))
     monkeypatch.setattr(CompiledSteps, "run", lambda self, *args: chunks.append(args[2]) or run(self, *args))
-    config = tmp_path / "bidirectional.yaml"
-    config.write_text(BIDIRECTIONAL_CONFIG)
-    for name, jit in (("compiled", "true"), ("python", "false")):
-        result = invoke(["train", config, "--out", tmp_path / name, "--set", f"fit.jit_compile={jit}"])
-        assert result.exit_code == 0, result.output
-        if jit == "true":
-            assert fallbacks == [None] and len(chunks) > 2 and max(chunks) == 8  # model.compiled_fallback is None
-    for name in ("weights.safetensors", "optimizer.safetensors", "history.csv"):
-        assert _digest(tmp_path / "compiled" / name) == _digest(tmp_path / "python" / name), name
+
+    def ran_compiled():  # model.compiled_fallback was None: every step ran in chunks of up to 8
+        assert fallbacks == [None] and len(chunks) > 2 and max(chunks) == 8
+
+    _train_both_ways(tmp_path, BIDIRECTIONAL_CONFIG, after_compiled=ran_compiled)

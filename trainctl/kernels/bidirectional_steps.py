@@ -20,20 +20,25 @@ from trainctl.kernels.recurrent_steps import B_DX, B_Y, N_R, R_BLOCK, R_FEATURES
 MERGE_MODES = ("concat", "sum", "mul", "ave")  # Bidirectional's merge_mode, by code
 MERGE_CONCAT, MERGE_SUM, MERGE_MUL, MERGE_AVE = range(4)
 BI_MODE, BI_DRAWS = 2 * N_R, 2 * N_R + 1
-N_BI = 2 * N_R + 2  # geometry columns of a Bidirectional row
 
 
-@njit
-def bidirectional_merge(count, g, bufs, sl):
-    """Bidirectional.forward once both copies ran: y [count, positions, width] from the forward
-    copy's output and the backward copy's, its sequence reversed back along time (positions:
-    the steps when the copies return sequences, else 1)."""
+@njit(inline="always")
+def _outputs(count, g, bufs):
+    """The merge mode, units, positions (the steps when the copies return sequences, else 1),
+    the merged width and both copies' outputs [count, positions, units] (processing order)."""
     units, positions = g[R_UNITS], g[R_STEPS] if g[R_SEQUENCES] == 1 else 1
     mode = g[BI_MODE]
     size = count * positions * units
     y_forward = bufs[g[R_BLOCK] + B_Y][:size].reshape(count, positions, units)
     y_backward = bufs[g[N_R + R_BLOCK] + B_Y][:size].reshape(count, positions, units)
-    width = 2 * units if mode == MERGE_CONCAT else units
+    return mode, units, positions, 2 * units if mode == MERGE_CONCAT else units, y_forward, y_backward
+
+
+@njit
+def bidirectional_merge(count, g, bufs, sl):
+    """Bidirectional.forward once both copies ran: y [count, positions, width] from the forward
+    copy's output and the backward copy's, its sequence reversed back along time."""
+    mode, units, positions, width, y_forward, y_backward = _outputs(count, g, bufs)
     y = bufs[sl[S_Y]][:count * positions * width].reshape(count, positions, width)
     half = bufs[sl[S_AUX + 2]][0]
     for i in range(count):
@@ -57,13 +62,9 @@ def bidirectional_merge(count, g, bufs, sl):
 def bidirectional_split(count, g, dy, bufs, sl):
     """Bidirectional.backward's dy of each copy (into S_AUX, S_AUX + 1) by the merge mode, the
     backward copy's reversed along time into its processing order; returns their length."""
-    units, positions = g[R_UNITS], g[R_STEPS] if g[R_SEQUENCES] == 1 else 1
-    mode = g[BI_MODE]
-    size = count * positions * units
-    y_forward = bufs[g[R_BLOCK] + B_Y][:size].reshape(count, positions, units)
-    y_backward = bufs[g[N_R + R_BLOCK] + B_Y][:size].reshape(count, positions, units)
-    width = 2 * units if mode == MERGE_CONCAT else units
+    mode, units, positions, width, y_forward, y_backward = _outputs(count, g, bufs)
     dy3 = dy.reshape(count, positions, width)
+    size = count * positions * units
     d_forward = bufs[sl[S_AUX]][:size].reshape(count, positions, units)
     d_backward = bufs[sl[S_AUX + 1]][:size].reshape(count, positions, units)
     half = bufs[sl[S_AUX + 2]][0]

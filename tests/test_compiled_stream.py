@@ -82,8 +82,9 @@ def test_a_streamed_fit_runs_compiled_bit_for_bit(files, case, monkeypatch):
     _assert_identical(compiled, _fit(files, False, stream, options))
 
 
-def test_a_chunk_of_a_stream_ends_at_its_short_batch(files, monkeypatch):
-    """repeat 2 over 203 rows: batch 12 of 26 holds 11 rows; the chunk holding it ends there."""
+@pytest.fixture
+def chunks(monkeypatch) -> list[tuple[int, list[int]]]:
+    """(first batch, the batch sizes it trained) of every compiled chunk run (a spy: the real chunk runs)."""
     from trainctl.train.compiled import CompiledSteps
 
     ran = []
@@ -95,9 +96,14 @@ def test_a_chunk_of_a_stream_ends_at_its_short_batch(files, monkeypatch):
         return values
 
     monkeypatch.setattr(CompiledSteps, "run", spying)
+    return ran
+
+
+def test_a_chunk_of_a_stream_ends_at_its_short_batch(files, chunks):
+    """repeat 2 over 203 rows: batch 12 of 26 holds 11 rows; the chunk holding it ends there."""
     _fit(files, True, {"source": NPY, "repeat": 2}, {}, epochs=1)
-    assert ran[:4] == [(0, [16] * 5), (5, [16] * 5), (10, [16, 16, 11]), (13, [16] * 5)]
-    assert sum(len(sizes) for _, sizes in ran) == 26 and sum(sum(sizes) for _, sizes in ran) == 2 * N
+    assert chunks[:4] == [(0, [16] * 5), (5, [16] * 5), (10, [16, 16, 11]), (13, [16] * 5)]
+    assert sum(len(sizes) for _, sizes in chunks) == 26 and sum(sum(sizes) for _, sizes in chunks) == 2 * N
 
 
 class _EveryBatch(Callback):
@@ -157,45 +163,27 @@ def test_python_batches_stay_on_the_python_path():
 
 
 # -- the CLI and exact resume from a streamed compiled run ----------------------------------
-CONFIG = """\
-name: streamed
-seed: 4
-model:
-  layers:
-    - {type: dense, units: 16, activation: relu, input_shape: [12]}
-    - {type: dense, units: 4, activation: softmax}
-optimizer: {type: adam, learning_rate: 0.003}
-loss: categorical_crossentropy
-metrics: [accuracy]
-data:
-  train: {stream: {source: {npy: x.npy, targets: y.npy, labels: one_hot}, shuffle: 64, repeat: 2}}
-  validation: {stream: {source: {npy: x.npy, targets: y.npy, labels: one_hot}}}
-fit: {epochs: 3, batch_size: 32, steps_per_execution: 8, jit_compile: JIT}
-"""
-
-
 def _config(files: Path, tmp_path: Path, name: str, jit: str) -> Path:
+    from tests.fixtures import teacher_config
+
+    source = f"{{npy: {files / 'x.npy'}, targets: {files / 'y.npy'}, labels: one_hot}}"
     path = tmp_path / f"{name}.yaml"
-    path.write_text(CONFIG.replace("JIT", jit).replace("x.npy", str(files / "x.npy")).replace("y.npy", str(files / "y.npy")))
+    path.write_text(teacher_config(
+        name="streamed", seed=4, units=16, n_features=FEATURES, n_classes=CLASSES,
+        optimizer="{type: adam, learning_rate: 0.003}", train=f"{{stream: {{source: {source}, shuffle: 64, repeat: 2}}}}",
+        data=(f"validation: {{stream: {{source: {source}}}}}",),
+        fit=f"{{epochs: 3, batch_size: 32, steps_per_execution: 8, jit_compile: {jit}}}"))
     return path
 
 
-def test_trainctl_train_of_a_stream_runs_compiled_and_writes_the_python_runs_files(files, tmp_path, monkeypatch):
+def test_trainctl_train_of_a_stream_runs_compiled_and_writes_the_python_runs_files(files, tmp_path, chunks):
     from tests.test_cli import ok
-    from trainctl.train.compiled import CompiledSteps
 
-    chunks = []
-    run = CompiledSteps.run
-
-    def counting_run(self, order, first_batch, n_steps, totals):  # a spy: the real chunk runs
-        values = run(self, order, first_batch, n_steps, totals)
-        chunks.append(values.shape[0])
-        return values
-
-    monkeypatch.setattr(CompiledSteps, "run", counting_run)
     for jit in ("true", "false"):
-        ok(["train", _config(files, tmp_path, jit, jit), "--out", tmp_path / jit, "--checkpoint-every", "5", "--keep-checkpoints", "100"])
-    assert sum(chunks) == 3 * 14  # 2 passes of 7 batches of 32 per epoch: every step compiled, none from Python
+        ok(["train", _config(files, tmp_path, jit, jit), "--out", tmp_path / jit, "--checkpoint-every", "5",
+            "--keep-checkpoints", "100"])
+    # 2 passes of 7 batches of 32 per epoch: every step compiled, none from Python
+    assert sum(len(sizes) for _, sizes in chunks) == 3 * 14
     for name in ("weights.safetensors", "optimizer.safetensors", "history.csv"):
         assert _digest(tmp_path / "true" / name) == _digest(tmp_path / "false" / name), name
     compiled, python = _checkpoint_digests(tmp_path / "true"), _checkpoint_digests(tmp_path / "false")

@@ -224,3 +224,32 @@ def test_dropout_draws_per_chunk_match_the_streamed_python_path(files):
     assert runs[0][0][0].compiled_fallback is None
     assert runs[0][1] == runs[1][1]
     _assert_identical(runs[0][0], runs[1][0])
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["not_compiled", "cached"])
+def test_auto_trains_a_stream_of_unknown_length_from_python_then_switches_when_it_pays(files, monkeypatch, tmp_path,
+                                                                                     cached):
+    """An auto fit of a CSV stream cannot know its steps ahead: its first epoch runs from Python
+    and counts them; the loop takes over when the epochs left pay for compiling it (here free)
+    or, cached, when they are at least AUTO_MIN_STEPS."""
+    from tests.test_compiled import _trainer_of
+    from trainctl.jit import cache as jit
+    from trainctl.train import compiled
+
+    monkeypatch.setattr(compiled, "_loaded", set())
+    monkeypatch.setattr(jit, "kernel_cache", lambda: tmp_path)
+    if cached:
+        monkeypatch.setattr(compiled, "AUTO_MIN_STEPS", 2 * 13)  # the two epochs left
+        jit.mark_compiled(compiled.CompiledSteps.kernel_key(_trainer_of(_model("categorical_crossentropy", "adam")[0])))
+    else:
+        monkeypatch.setattr(compiled, "LOOP_COMPILE_SECONDS", dict.fromkeys(compiled.LOOP_COMPILE_SECONDS, 0.0))
+    seen = []
+
+    class FallbackAtEpochEnd(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(self.model.compiled_fallback)
+
+    stream, options = CASES["csv_unknown_length"]
+    switched = _fit(files, True, stream, {"steps_per_execution": "auto"}, callbacks=[FallbackAtEpochEnd()])
+    assert seen[0].startswith("a stream of unknown length") and seen[1:] == [None, None]
+    _assert_identical(switched, _fit(files, False, stream, options))

@@ -70,14 +70,18 @@ def compile_decision(total_steps: int | None, steps_per_execution, kernel_key: s
     if steps_per_execution != "auto" or kernel_key in _loaded:
         return "loop"
     if total_steps is None:
-        return "python"
+        return "measure"  # a stream of unknown length: its first epoch from Python tells how long it is
     if is_marked_compiled(kernel_key):
         return "loop" if total_steps >= AUTO_MIN_STEPS else "python"
     return "measure"
 
 
 def worth_switching(python_seconds_per_step: float, steps_left: int, kernel_key: str) -> bool:
-    """Whether compiling the model's loop now pays for itself within this fit."""
+    """Whether compiling the model's loop now (or loading it, when cached) pays for itself within this fit."""
+    from trainctl.jit.cache import is_marked_compiled
+
+    if is_marked_compiled(kernel_key):  # as compile_decision decides a fit of known length
+        return steps_left >= AUTO_MIN_STEPS
     return python_seconds_per_step * steps_left * SAVED_FRACTION > LOOP_COMPILE_SECONDS[_loop_of(kernel_key)]
 
 

@@ -162,6 +162,9 @@ def _train_epochs(model, trainer, source, val_source, callback_list, *, epochs, 
             if decision == "python":
                 model.compiled_fallback = (f"a fit of {total_steps} steps: faster from Python than loading the "
                                            f"compiled loop (steps_per_execution: N uses it anyway)")
+            elif decision == "measure" and total_steps is None:
+                model.compiled_fallback = ("a stream of unknown length: from Python until an epoch shows the compiled "
+                                           "loop pays (steps_per_execution: N uses it)")
             elif decision == "measure":
                 model.compiled_fallback = ("the compiled loop is not compiled on this machine yet, and this fit is "
                                            "too short to pay for compiling it (steps_per_execution: N compiles it)")
@@ -222,7 +225,8 @@ def _train_epochs(model, trainer, source, val_source, callback_list, *, epochs, 
         if model.stop_training:
             break
         if decision == "measure" and compiled is None and python_steps and epoch + 1 < epochs:
-            if worth_switching(python_seconds / python_steps, per_epoch * (epochs - epoch - 1), kernel_key):
+            epoch_steps = python_steps if per_epoch is None else per_epoch  # an unknown length: this epoch's
+            if worth_switching(python_seconds / python_steps, epoch_steps * (epochs - epoch - 1), kernel_key):
                 use_the_loop()  # from the next epoch: the same results, sooner
                 compile_notice = CompileNotice(callback_list)  # the display says it is compiling
                 compile_notice.start()

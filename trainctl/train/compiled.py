@@ -162,7 +162,7 @@ class CompiledSteps:
 
         model = trainer.model
         if type(source) is not ArraySource and not _streamed(source):
-            return "the batches come from Python (their sizes are the producer's)"
+            return _python_batches(source)
         trainer._ensure(batch_size)  # plans hold the allocated buffers
         uncovered = [layer.name for layer in model.layers if not _covered(layer)]
         if uncovered:
@@ -336,14 +336,28 @@ class CompiledSteps:
 
 
 def _streamed(source) -> bool:
-    """Whether the loop trains `source` a chunk of its own batches at a time: a stream (or one
-    weighted by class), whose batches are never longer than the fit's batch size."""
+    """Whether the loop trains `source` a chunk of its own batches at a time: a stream, or a
+    stream or arrays weighted by class (fitDataset's classWeight), whose batches are never
+    longer than the fit's batch size."""
+    from trainctl.data.source import ArraySource
     from trainctl.data.stream import StreamSource
     from trainctl.train.class_weights import ClassWeightedSource
 
     if type(source) is ClassWeightedSource:
-        source = source.source
+        return type(source.source) in (StreamSource, ArraySource)
     return type(source) is StreamSource
+
+
+def _python_batches(source) -> str:
+    """Why a source's batches must come from Python step by step."""
+    from trainctl.data.augmentation import AugmentedSource
+    from trainctl.data.source import WrappedSource
+
+    while isinstance(source, WrappedSource):
+        if isinstance(source, AugmentedSource):
+            return "augmentation transforms each batch in Python"
+        source = source.source
+    return "the batches come from Python (their sizes are the producer's)"
 
 
 def _stream_chunks(source, batch_size: int, dtype):

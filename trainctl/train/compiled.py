@@ -1,7 +1,7 @@
 """Many training steps per compiled call (Keras `steps_per_execution`), for the models the
 compiled loop covers: in-memory data (ArraySource) or a stream (each chunk the stream's own
-next batches, train/stream_chunks.py; not fitDataset's Python batches, whose sizes are the
-producer's), a stack of layers that all give a `compiled_plan()` (Dense, Dropout, Flatten, Reshape, Activation, Conv1D/2D, Max/AveragePooling1D/2D,
+next batches, train/stream_chunks.py; not fitDataset's Python batches), a stack of layers that
+all give a `compiled_plan()` (Dense, Dropout, Flatten, Reshape, Activation, Conv1D/2D, Max/AveragePooling1D/2D,
 GlobalMax/AveragePooling1D/2D, BatchNormalization, LayerNormalization, LeakyReLU, ELU, ReLU,
 ThresholdedReLU, PReLU, Softmax, GaussianNoise, GaussianDropout, AlphaDropout, SpatialDropout1D/2D,
 ZeroPadding1D/2D, Cropping1D/2D, UpSampling1D/2D nearest; channels_last; weight regularizers on their
@@ -31,6 +31,7 @@ import time
 import numpy as np
 
 from trainctl.nn.layers.plans import NoisePlan
+from trainctl.train.stream_chunks import python_batches, stream_chunks, streamed
 from trainctl.train.compiled_plans import (
     activity_held,
     dense_plan,
@@ -108,7 +109,7 @@ class CompiledSteps:
             self.loss_mode = steps.LOSS_SOFTMAX_FUSED
         else:
             self.loss_mode = steps.LOSS_SIGMOID_FUSED
-        self.stream = _stream_chunks(source, batch_size, dtype)  # None: in-memory arrays
+        self.stream = stream_chunks(source, batch_size, dtype)  # None: in-memory arrays
         # Each loop is compiled for writable C-contiguous arrays of the model's float type (and
         # numba compiles it again for any other array type, minutes for the sequence loop). Any
         # other x or y (overlapping windows: a read-only strided view, or none 2-D without a
@@ -161,8 +162,8 @@ class CompiledSteps:
         from trainctl.kernels.steps import OPTIMIZER_CODES
 
         model = trainer.model
-        if type(source) is not ArraySource and not _streamed(source):
-            return _python_batches(source)
+        if type(source) is not ArraySource and not streamed(source):
+            return python_batches(source)
         trainer._ensure(batch_size)  # plans hold the allocated buffers
         uncovered = [layer.name for layer in model.layers if not _covered(layer)]
         if uncovered:
@@ -333,39 +334,6 @@ class CompiledSteps:
             plan.reg_grad_rates, plan.activity, plan.act_slots, plan.act_rates, plan.act_grad_rates, self.loss_mode, self.loss_code, self.metric_codes, self.values, totals,
             self.opt_code, self.flat_value, self.flat_grad, *self.slots, constants, flag, self.clipvalue,
             self.clipnorm, self.clip_bounds, self.clip_scale)
-
-
-def _streamed(source) -> bool:
-    """Whether the loop trains `source` a chunk of its own batches at a time: a stream, or a
-    stream or arrays weighted by class (fitDataset's classWeight), whose batches are never
-    longer than the fit's batch size."""
-    from trainctl.data.source import ArraySource
-    from trainctl.data.stream import StreamSource
-    from trainctl.train.class_weights import ClassWeightedSource
-
-    if type(source) is ClassWeightedSource:
-        return type(source.source) in (StreamSource, ArraySource)
-    return type(source) is StreamSource
-
-
-def _python_batches(source) -> str:
-    """Why a source's batches must come from Python step by step."""
-    from trainctl.data.augmentation import AugmentedSource
-    from trainctl.data.source import WrappedSource
-
-    while isinstance(source, WrappedSource):
-        if isinstance(source, AugmentedSource):
-            return "augmentation transforms each batch in Python"
-        source = source.source
-    return "the batches come from Python (their sizes are the producer's)"
-
-
-def _stream_chunks(source, batch_size: int, dtype):
-    if not _streamed(source):
-        return None
-    from trainctl.train.stream_chunks import StreamChunks
-
-    return StreamChunks(source, batch_size, math.prod(source.x_shape), math.prod(source.y_shape), dtype)
 
 
 def _loop_typed(values: np.ndarray | None, dtype) -> bool:

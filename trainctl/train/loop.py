@@ -265,7 +265,7 @@ def _compiled_epoch(compiled, source, epoch, first_batch, batch_size, steps_per_
             if count == 0:
                 break
         if callback_list.wants_batch_begin:
-            first_size = min(batch_size, n_samples - index * batch_size) if stream is None else stream.sizes[stream.used]
+            first_size = min(batch_size, n_samples - index * batch_size) if stream is None else stream.size_ahead()
             callback_list.on_batch_begin(index, {"batch": index, "size": first_size})
         governor.start()
         values = compiled.run(order, index, count, sums)

@@ -9,7 +9,41 @@ model's dtype, the type the loops are already compiled for (no second specialisa
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+
+def streamed(source) -> bool:
+    """Whether the loop trains `source` a chunk of its own batches at a time: a stream, or a
+    stream or arrays weighted by class (fitDataset's classWeight), whose batches are never
+    longer than the fit's batch size."""
+    from trainctl.data.source import ArraySource
+    from trainctl.data.stream import StreamSource
+    from trainctl.train.class_weights import ClassWeightedSource
+
+    if type(source) is ClassWeightedSource:
+        return type(source.source) in (StreamSource, ArraySource)
+    return type(source) is StreamSource
+
+
+def python_batches(source) -> str:
+    """Why a source's batches must come from Python step by step (CompiledSteps.unsupported)."""
+    from trainctl.data.augmentation import AugmentedSource
+    from trainctl.data.source import WrappedSource
+
+    while isinstance(source, WrappedSource):
+        if isinstance(source, AugmentedSource):
+            return "augmentation transforms each batch in Python"
+        source = source.source
+    return "the batches come from Python (their sizes are the producer's)"
+
+
+def stream_chunks(source, batch_size: int, dtype) -> "StreamChunks | None":
+    """The chunk filler for a streamed source; None for in-memory arrays (the loop reads them in place)."""
+    if not streamed(source):
+        return None
+    return StreamChunks(source, batch_size, math.prod(source.x_shape), math.prod(source.y_shape), dtype)
 
 
 class StreamChunks:
@@ -67,6 +101,10 @@ class StreamChunks:
             self._arrays = (np.empty((rows, x_width), self.dtype), np.empty((rows, y_width), self.dtype),
                             np.empty(rows, self.dtype), np.arange(rows, dtype=np.int64))
         return self._arrays
+
+    def size_ahead(self) -> int:
+        """The size of the next ready batch."""
+        return self.sizes[self.used]
 
     def rows_ahead(self, n_steps: int) -> int:
         """The rows of the next n_steps ready batches."""

@@ -275,3 +275,20 @@ def test_auto_trains_a_stream_of_unknown_length_from_python_then_switches_when_i
     switched = _fit(files, True, stream, {"steps_per_execution": "auto"}, callbacks=[FallbackAtEpochEnd()])
     assert seen[0].startswith("a stream of unknown length") and seen[1:] == [None, None]
     _assert_identical(switched, _fit(files, False, stream, options))
+
+
+def test_a_float64_model_trains_on_a_float32_stream_as_on_the_same_arrays(files):
+    """Stream batches are float32 whatever the model: the step reads them as the model's type
+    (fixed: a float64 model's first product read the float32 rows as float64 on the Python path)."""
+    x = np.load(files / "x.npy").astype(np.float64)
+    y = np.eye(CLASSES)[np.load(files / "y.npy")]
+    runs = []
+    for streamed in (True, False):
+        model, _ = _model("categorical_crossentropy", "adam", dtype=np.float64)
+        if streamed:
+            history = model.fit_dataset({"source": NPY}, epochs=2, batch_size=16, base_dir=files, jit_compile=False,
+                                        validation_data={"source": NPY})
+        else:
+            history = model.fit(x, y, epochs=2, batch_size=16, shuffle=False, jit_compile=False, validation_data=(x, y))
+        runs.append((model, history))
+    _assert_identical(*runs)

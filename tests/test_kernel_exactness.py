@@ -112,6 +112,22 @@ def test_dense_product_of_any_layout():
             assert np.array_equal(z, z_copy)  # rows contiguous: the same BLAS call, the same bits
 
 
+def test_a_product_of_mixed_float_types_does_not_compile():
+    """BLAS reads every operand as the first one's type: a float32 input beside a float64 model's
+    weights was read past its end (outputs like -5.8e183). The product now refuses to compile
+    instead; the Trainer and predict cast their inputs to the model's type first."""
+    from numba.core.errors import TypingError
+
+    from trainctl.nn.model import Sequential
+
+    model = Sequential([{"type": "dense", "units": 3, "input_shape": [4]}], seed=0, dtype=np.float64)
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.random.default_rng(0).random((5, 4)).astype(np.float32)
+    np.testing.assert_allclose(model.predict(x), x.astype(np.float64) @ model.weights[0].value, rtol=1e-12)
+    with pytest.raises(TypingError, match="gemm needs one float dtype for all operands, got float32, float64"):
+        model.forward(x)  # the buffers predict allocated, the input not cast
+
+
 def test_np_dot_fallback_computes_the_cblas_product():
     """The binding used where numpy bundles no OpenBLAS we know, called through its C address,
     for each pair of transpose flags."""

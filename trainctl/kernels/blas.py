@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import types
+from numba.core.errors import TypingError
 from numba.core.extending import overload
 
 from trainctl.jit import GEMM_SYMBOLS, NO_TRANS, ROW_MAJOR, TRANS, bind_gemm, njit
@@ -24,8 +25,16 @@ def _product(a, b, out, trans_a, trans_b):
     """`gemm`'s body, typed by the operands' dtype and layouts (below)."""
 
 
+def _one_float_dtype(a, b, out) -> None:
+    """BLAS reads every operand's memory as the first one's type: a float32 array beside float64
+    ones would be read past its end (garbage, or a crash), so such a call does not compile."""
+    if not (a.dtype == b.dtype == out.dtype and a.dtype in (types.float32, types.float64)):
+        raise TypingError(f"gemm needs one float dtype for all operands, got {a.dtype}, {b.dtype}, {out.dtype}")
+
+
 @overload(_product)
 def _product_impl(a, b, out, trans_a, trans_b):
+    _one_float_dtype(a, b, out)
     function = _sgemm if a.dtype == types.float32 else _dgemm
     unit = np.float32 if a.dtype == types.float32 else np.float64
     # Operands typed C-contiguous (every Dense buffer and weight view) always take the BLAS call:
@@ -76,6 +85,7 @@ def _gemm_call(a, b, out, trans_a, trans_b):
 
 @overload(_gemm_call)
 def _gemm_call_impl(a, b, out, trans_a, trans_b):
+    _one_float_dtype(a, b, out)
     function = _sgemm if a.dtype == types.float32 else _dgemm
     unit = np.float32 if a.dtype == types.float32 else np.float64
     a_rows, b_rows, out_rows = a.layout == "C", b.layout == "C", out.layout == "C"

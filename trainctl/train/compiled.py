@@ -1,6 +1,7 @@
 """Many training steps per compiled call (Keras `steps_per_execution`), for the models the
-compiled loop covers: in-memory data (ArraySource), a stack of layers that all give a
-`compiled_plan()` (Dense, Dropout, Flatten, Reshape, Activation, Conv1D/2D, Max/AveragePooling1D/2D,
+compiled loop covers: in-memory data (ArraySource) or a stream (each chunk the stream's own
+next batches, train/stream_chunks.py; not fitDataset's Python batches), a stack of layers that
+all give a `compiled_plan()` (Dense, Dropout, Flatten, Reshape, Activation, Conv1D/2D, Max/AveragePooling1D/2D,
 GlobalMax/AveragePooling1D/2D, BatchNormalization, LayerNormalization, LeakyReLU, ELU, ReLU,
 ThresholdedReLU, PReLU, Softmax, GaussianNoise, GaussianDropout, AlphaDropout, SpatialDropout1D/2D,
 ZeroPadding1D/2D, Cropping1D/2D, UpSampling1D/2D nearest; channels_last; weight regularizers on their
@@ -30,6 +31,7 @@ import time
 import numpy as np
 
 from trainctl.nn.layers.plans import NoisePlan
+from trainctl.train.stream_chunks import python_batches, stream_chunks, streamed
 from trainctl.train.compiled_plans import (
     activity_held,
     dense_plan,
@@ -69,14 +71,18 @@ def compile_decision(total_steps: int | None, steps_per_execution, kernel_key: s
     if steps_per_execution != "auto" or kernel_key in _loaded:
         return "loop"
     if total_steps is None:
-        return "python"
+        return "measure"  # a stream of unknown length: its first epoch from Python tells how long it is
     if is_marked_compiled(kernel_key):
         return "loop" if total_steps >= AUTO_MIN_STEPS else "python"
     return "measure"
 
 
 def worth_switching(python_seconds_per_step: float, steps_left: int, kernel_key: str) -> bool:
-    """Whether compiling the model's loop now pays for itself within this fit."""
+    """Whether compiling the model's loop now (or loading it, when cached) pays for itself within this fit."""
+    from trainctl.jit.cache import is_marked_compiled
+
+    if is_marked_compiled(kernel_key):  # as compile_decision decides a fit of known length
+        return steps_left >= AUTO_MIN_STEPS
     return python_seconds_per_step * steps_left * SAVED_FRACTION > LOOP_COMPILE_SECONDS[_loop_of(kernel_key)]
 
 
@@ -103,16 +109,21 @@ class CompiledSteps:
             self.loss_mode = steps.LOSS_SOFTMAX_FUSED
         else:
             self.loss_mode = steps.LOSS_SIGMOID_FUSED
-        self.x_source, self.y_source = source._x2d, source._y2d
+        self.stream = stream_chunks(source, batch_size, dtype)  # None: in-memory arrays
         # Each loop is compiled for writable C-contiguous arrays of the model's float type (and
         # numba compiles it again for any other array type, minutes for the sequence loop). Any
         # other x or y (overlapping windows: a read-only strided view, or none 2-D without a
         # copy; another dtype; a read-only memmap) has each chunk's rows gathered into reused
         # arrays of that type first, in the order the chunk takes them.
-        self.gathered = not (_loop_typed(source._x2d, dtype) and _loop_typed(source._y2d, dtype))
+        if self.stream is None:
+            self.x_source, self.y_source = source._x2d, source._y2d
+            self.gathered = not (_loop_typed(source._x2d, dtype) and _loop_typed(source._y2d, dtype))
+        else:  # a stream's chunk arrays are of that type, filled before each chunk (StreamChunks)
+            self.x_source = self.y_source = None
+            self.gathered = True
         self._gathered_arrays: tuple[np.ndarray, ...] | None = None
         self.x_buf = np.empty((batch_size, math.prod(source.x_shape)), dtype)
-        self.y_buf = np.empty((batch_size, self.y_source.shape[1]), dtype)
+        self.y_buf = np.empty((batch_size, math.prod(source.y_shape)), dtype)
         plans = [layer.compiled_plan() for layer in model.layers]
         if _dense_only(model, trainer, plans):
             self.plan = dense_plan(self, plans)
@@ -136,7 +147,7 @@ class CompiledSteps:
         self.clipnorm = float(optimizer.params.clipnorm or 0.0)  # 0: off; else per weight (Keras)
         self.clip_bounds = weight_bounds(trainer.trainable, self.flat_value)
         self.clip_scale = np.ones(1, dtype)
-        weights = source.sample_weight
+        weights = None if self.stream is not None else source.sample_weight  # a stream's: per chunk
         self.has_weights = weights is not None
         self.weight_source = np.ascontiguousarray(weights, dtype) if weights is not None else np.zeros(1, dtype)
         self.unit = np.array([0, 1], dtype)
@@ -151,8 +162,8 @@ class CompiledSteps:
         from trainctl.kernels.steps import OPTIMIZER_CODES
 
         model = trainer.model
-        if type(source) is not ArraySource:
-            return "the data are streamed (compiled steps cover in-memory arrays)"
+        if type(source) is not ArraySource and not streamed(source):
+            return python_batches(source)
         trainer._ensure(batch_size)  # plans hold the allocated buffers
         uncovered = [layer.name for layer in model.layers if not _covered(layer)]
         if uncovered:
@@ -206,7 +217,10 @@ class CompiledSteps:
         plan = self.plan
         if not plan.dropouts:
             return
-        rows = max(0, min(n_steps * self.batch_size, self.source.n_samples - first_sample))
+        if self.stream is not None:
+            rows = self.stream.rows_ahead(n_steps)
+        else:
+            rows = max(0, min(n_steps * self.batch_size, self.source.n_samples - first_sample))
         for index, random in plan.dropouts:
             if isinstance(random, NoisePlan) and random.normal:  # as _RandomLayer._normal draws them
                 plan.normals[index] = random.rng.standard_normal(rows * random.features, dtype=self.dtype)
@@ -239,7 +253,10 @@ class CompiledSteps:
         first_sample = first_batch * self.batch_size
         self._draw_uniforms(first_sample, n_steps)
         started = time.perf_counter()
-        if self.gathered:
+        if self.stream is not None:
+            self.x_source, self.y_source, self.weight_source, order, first_sample = self.stream.arrays()
+            self.has_weights = self.stream.has_weights
+        elif self.gathered:
             order, first_sample = self._gather_rows(order, first_sample, n_steps), 0
         done = self._launch(order, first_sample, n_steps, constants, flag, totals)
         self.trainer._scale_key = None  # the kernel wrote the row scales: Trainer._row_scale must refill
@@ -253,6 +270,8 @@ class CompiledSteps:
             self.seconds_per_step = elapsed / done
         if done < n_steps:
             self._rewind(snapshot, first_batch * self.batch_size, done)
+        if self.stream is not None:
+            self.stream.trained(done)
         return self.values[:done]
 
     def _gather_rows(self, order: np.ndarray, first_sample: int, n_steps: int) -> np.ndarray:

@@ -162,6 +162,9 @@ def _train_epochs(model, trainer, source, val_source, callback_list, *, epochs, 
             if decision == "python":
                 model.compiled_fallback = (f"a fit of {total_steps} steps: faster from Python than loading the "
                                            f"compiled loop (steps_per_execution: N uses it anyway)")
+            elif decision == "measure" and total_steps is None:
+                model.compiled_fallback = ("a stream of unknown length: from Python until an epoch shows the compiled "
+                                           "loop pays (steps_per_execution: N uses it)")
             elif decision == "measure":
                 model.compiled_fallback = ("the compiled loop is not compiled on this machine yet, and this fit is "
                                            "too short to pay for compiling it (steps_per_execution: N compiles it)")
@@ -222,7 +225,8 @@ def _train_epochs(model, trainer, source, val_source, callback_list, *, epochs, 
         if model.stop_training:
             break
         if decision == "measure" and compiled is None and python_steps and epoch + 1 < epochs:
-            if worth_switching(python_seconds / python_steps, per_epoch * (epochs - epoch - 1), kernel_key):
+            epoch_steps = python_steps if per_epoch is None else per_epoch  # an unknown length: this epoch's
+            if worth_switching(python_seconds / python_steps, epoch_steps * (epochs - epoch - 1), kernel_key):
                 use_the_loop()  # from the next epoch: the same results, sooner
                 compile_notice = CompileNotice(callback_list)  # the display says it is compiling
                 compile_notice.start()
@@ -236,24 +240,40 @@ def _compiled_epoch(compiled, source, epoch, first_batch, batch_size, steps_per_
     CallbackList.on_chunk_end). `totals` (the EpochAccumulator) holds every batch of a chunk
     before any callback sees it, as the step-by-step loop adds a batch before on_batch_end;
     the kernel sums in float64 in batch order, as EpochAccumulator.add does."""
+    from trainctl.train.compiled import MAX_CHUNK
+
     model = compiled.trainer.model
     sums = np.array(totals.totals, np.float64)
     n_samples = source.n_samples
-    n_batches = source.n_batches(batch_size)
+    n_batches = source.n_batches(batch_size)  # None: a stream of unknown length, run until it ends
     if steps_per_epoch is not None:
-        n_batches = min(n_batches, steps_per_epoch)
-    order = source.order(epoch)
+        n_batches = steps_per_epoch if n_batches is None else min(n_batches, steps_per_epoch)
+    stream = compiled.stream  # None: in-memory arrays, read in the epoch's order
+    if stream is None:
+        order = source.order(epoch)
+    else:
+        order = None
+        stream.begin_epoch(epoch, first_batch)
     seen = 0
     index = first_batch
-    while index < n_batches:
+    while n_batches is None or index < n_batches:
         every = callback_list.needs_every_batch
-        count = compiled.chunk_size(n_batches - index, callback_list, every, steps_per_execution)
+        count = compiled.chunk_size(MAX_CHUNK if n_batches is None else n_batches - index, callback_list, every,
+                                    steps_per_execution)
+        if stream is not None:
+            count = stream.fill(count)
+            if count == 0:
+                break
         if callback_list.wants_batch_begin:
-            callback_list.on_batch_begin(index, {"batch": index, "size": min(batch_size, n_samples - index * batch_size)})
+            first_size = min(batch_size, n_samples - index * batch_size) if stream is None else stream.size_ahead()
+            callback_list.on_batch_begin(index, {"batch": index, "size": first_size})
         governor.start()
         values = compiled.run(order, index, count, sums)
         done = values.shape[0]
-        size = min(n_samples, (index + done) * batch_size) - index * batch_size  # the chunk's samples
+        if stream is None:
+            size = min(n_samples, (index + done) * batch_size) - index * batch_size  # the chunk's samples
+        else:
+            size = sum(stream.last_sizes)
         governor.stop(size)
         if not compile_notice.done:
             compile_notice.finish()
@@ -262,7 +282,9 @@ def _compiled_epoch(compiled, source, epoch, first_batch, batch_size, steps_per_
         batches = []
         for offset, row in enumerate(values[first:].tolist(), index + first):
             logs = dict(zip(keys, row))
-            logs["batch"], logs["size"] = offset, min(batch_size, n_samples - offset * batch_size)
+            logs["batch"] = offset
+            logs["size"] = (min(batch_size, n_samples - offset * batch_size) if stream is None
+                            else stream.last_sizes[offset - index])
             batches.append((offset, logs))
         seen += size
         index += done

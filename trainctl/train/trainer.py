@@ -93,8 +93,14 @@ class Trainer:
             self._scale_key = None
         return scale
 
+    def _of_model_dtype(self, values: np.ndarray) -> np.ndarray:
+        """`values` as the model's float type: a stream's batches are float32 whatever the model
+        (a float64 model's kernels would read their memory as float64). Arrays already of it pass as they are."""
+        return values if values.dtype == self.model.dtype else values.astype(self.model.dtype)
+
     def train_batch(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> list[float]:
         """One step; returns [loss, *metrics] computed before the update."""
+        x, y = self._of_model_dtype(x), self._of_model_dtype(y)
         n = x.shape[0]
         self._ensure(n)
         model = self.model
@@ -121,6 +127,7 @@ class Trainer:
         return values
 
     def test_batch(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> list[float]:
+        x, y = self._of_model_dtype(x), self._of_model_dtype(y)
         n = x.shape[0]
         self._ensure(n)
         out = self.model.forward(x, training=False)

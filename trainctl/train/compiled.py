@@ -1,14 +1,14 @@
 """Many training steps per compiled call (Keras `steps_per_execution`), for the models the
 compiled loop covers: in-memory data (ArraySource) or a stream (each chunk the stream's own
 next batches, train/stream_chunks.py; not fitDataset's Python batches), a stack of layers that
-all give a `compiled_plan()` (Dense, Dropout, Flatten, Reshape, Activation, Conv1D/2D, Max/AveragePooling1D/2D,
-GlobalMax/AveragePooling1D/2D, BatchNormalization, LayerNormalization, LeakyReLU, ELU, ReLU,
-ThresholdedReLU, PReLU, Softmax, GaussianNoise, GaussianDropout, AlphaDropout, SpatialDropout1D/2D,
-ZeroPadding1D/2D, Cropping1D/2D, UpSampling1D/2D nearest; channels_last; weight regularizers on their
-kernels, biases, gammas, betas, alphas; activity regularizers on Dense and conv layers),
-metrics that declare `compiled_ok`, an optimizer on the flat buffer (clipnorm per weight, as
-Optimizer.apply). Anything else trains step by step from Python — same results, the fit simply
-does not use this module (`CompiledSteps.unsupported` says why, in `model.compiled_fallback`).
+all give a `compiled_plan()` (each layer's module decides, per option: Dense, the convolutions
+and pooling in either data format, normalization, the reshaping, padding, noise and activation
+layers, Embedding, Masking, SimpleRNN/LSTM/GRU, Bidirectional, TimeDistributed(Dense); the
+README's "Compiled steps" lists what is left out), weight regularizers, activity regularizers
+on Dense and conv layers, metrics that declare `compiled_ok`, an optimizer on the flat buffer
+(clipnorm per weight, as Optimizer.apply). Anything else trains step by step from Python —
+same results, the fit simply does not use this module (`CompiledSteps.unsupported` says why,
+in `model.compiled_fallback`).
 
 The loop returns to Python only where something needs it: the epoch's end (validation), a
 step a callback saves at (`next_step_boundary`), a callback that must see every batch (a

@@ -25,8 +25,8 @@ class _Machine:
         self.rates = dict(rates)
         self.now = 0.0
         self.counts: list[int] = []
+        self.count = 2  # the pools at the most when a fit starts; the governor sets its own
         self.governor = ThreadGovernor(2, self._set, clock=lambda: self.now)
-        self.count = 2
 
     def _set(self, count: int) -> None:
         self.count = count
@@ -50,6 +50,14 @@ def test_it_settles_on_the_faster_count(faster):
     machine.steps(_slices(machine, 4 * PROBE_EVERY))
     settled = machine.counts[len(machine.counts) // 4:]
     assert np.mean(np.array(settled) == faster) > 0.9  # the other count only in its short tries
+
+
+def test_a_fit_shorter_than_the_probe_trains_at_one_thread():
+    # two slices' worth of steps: the probe of 2 threads has not begun, so a short fit is
+    # never slower than --threads 1 (starting at 2 left it at 2 when 2 collapsed)
+    machine = _Machine({1: 100_000.0, 2: 40_000.0})
+    machine.steps(_slices(machine, 2))
+    assert set(machine.counts) == {1}
 
 
 def test_a_slow_first_slice_does_not_decide():

@@ -12,7 +12,9 @@ Switching costs no bits: OpenBLAS divides a product's rows and columns among its
 never one element's sum, so every result is the same at any count
 (tests/test_thread_governor.py trains at 1, at 2 and switching, and compares the bytes).
 Only step time is measured (start()/stop() around the steps, not callbacks or validation);
-the first slice after a start or a reset is dropped, as it holds compiling and warm-up.
+the first slice after a start or a reset is dropped, as it holds compiling and warm-up. A fit
+starts at 1 thread and tries N after its first slices, so a short fit is never slower than
+`--threads 1`.
 """
 
 from __future__ import annotations
@@ -49,11 +51,14 @@ class ThreadGovernor:
 
     def reset(self) -> None:
         """Forget the slice in progress and drop the next one (a compile is about to run);
-        then measure both counts afresh."""
+        then measure both counts afresh, 1 thread first: a fit too short to finish the probe
+        (under ~1 s of steps) trains at the count that is never far from the best, where
+        starting at `most` left short fits at 2 threads when 2 were 0.5-0.9x one
+        (bench/train_speed.py's quiet 2-thread rows, which fit for ~0.3 s)."""
         self._samples, self._seconds = 0, 0.0
         self._drop_next = True
-        self._queue = [self.most] * PROBE_SLICES + [1] * PROBE_SLICES
-        self._use(self.most)
+        self._queue = [1] * PROBE_SLICES + [self.most] * PROBE_SLICES
+        self._use(1)
 
     def start(self) -> None:
         self._started = self._clock()

@@ -22,12 +22,23 @@ class CaseTimeout(BaseException):
     """The case is still running at its limit (not an Exception: nothing in trainctl catches it)."""
 
 
+def _inside_numba(frame) -> bool:
+    """Whether the interrupted code runs inside numba or llvmlite (any frame of the stack)."""
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module.split(".", 1)[0] in ("numba", "llvmlite"):
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _alarm(signum, frame):
     lock = sys.modules.get("numba.core.compiler_lock")
-    if lock is not None and lock.global_compiler_lock.is_locked():
-        # numba is compiling (or loading/saving its cache): an exception in there leaves the
-        # dispatcher half-built for every later case of this worker ("no compiled object yet"),
-        # so the compile finishes first; the case stops as soon as it is out of numba.
+    if (lock is not None and lock.global_compiler_lock.is_locked()) or _inside_numba(frame):
+        # numba is compiling, loading its cache or building a typed List: an exception in
+        # there leaves its state half-built for every later case of this worker ("no compiled
+        # object yet"; a typed List numba can no longer unbox: "can't unbox a List as a
+        # <NULL>", seen in CI), so that finishes first; the case stops as soon as it is out.
         signal.setitimer(signal.ITIMER_REAL, 0.05)
         return
     raise CaseTimeout

@@ -25,23 +25,25 @@ def _product(a, b, out, trans_a, trans_b):
     """`gemm`'s body, typed by the operands' dtype and layouts (below)."""
 
 
-def _one_float_dtype(a, b, out) -> None:
-    """BLAS reads every operand's memory as the first one's type: a float32 array beside float64
-    ones would be read past its end (garbage, or a crash), so such a call does not compile."""
+def _typed_call(a, b, out):
+    """What both overloads decide from the operands' types: the BLAS function and its scalar
+    type for their one float dtype, and which operands are typed C-contiguous. BLAS reads every
+    operand's memory as the first one's type (a float32 array beside float64 ones would be read
+    past its end), so mixed types do not compile."""
     if not (a.dtype == b.dtype == out.dtype and a.dtype in (types.float32, types.float64)):
         raise TypingError(f"gemm needs one float dtype for all operands, got {a.dtype}, {b.dtype}, {out.dtype}")
+    single = a.dtype == types.float32
+    return (_sgemm if single else _dgemm), (np.float32 if single else np.float64), \
+        a.layout == "C", b.layout == "C", out.layout == "C"
 
 
 @overload(_product)
 def _product_impl(a, b, out, trans_a, trans_b):
-    _one_float_dtype(a, b, out)
-    function = _sgemm if a.dtype == types.float32 else _dgemm
-    unit = np.float32 if a.dtype == types.float32 else np.float64
     # Operands typed C-contiguous (every Dense buffer and weight view) always take the BLAS call:
     # numba prunes the np.dot branches on this constant, so np.dot is not compiled into them (its
     # four transposition variants were ~0.5 CPU-s of a cold linear regression's compile, and its
     # environment an import of numba.np.linalg on every warm one).
-    a_rows, b_rows, out_rows = a.layout == "C", b.layout == "C", out.layout == "C"
+    function, unit, a_rows, b_rows, out_rows = _typed_call(a, b, out)
     typed_contiguous = a_rows and b_rows and out_rows
 
     def impl(a, b, out, trans_a, trans_b):
@@ -85,10 +87,7 @@ def _gemm_call(a, b, out, trans_a, trans_b):
 
 @overload(_gemm_call)
 def _gemm_call_impl(a, b, out, trans_a, trans_b):
-    _one_float_dtype(a, b, out)
-    function = _sgemm if a.dtype == types.float32 else _dgemm
-    unit = np.float32 if a.dtype == types.float32 else np.float64
-    a_rows, b_rows, out_rows = a.layout == "C", b.layout == "C", out.layout == "C"
+    function, unit, a_rows, b_rows, out_rows = _typed_call(a, b, out)
 
     def impl(a, b, out, trans_a, trans_b):
         size = a.itemsize

@@ -1,6 +1,7 @@
 """The speed paths of the kernels compute what the plain formulas compute, bit for bit: Adam's
 divisions by its bias corrections as float64 reciprocal products (kernels/optimizers.py), and
-the Dense products through numpy's BLAS or the np.dot fallback (kernels/blas.py, bound in jit/blas.py)."""
+the Dense products through numpy's BLAS or the np.dot fallback (kernels/blas.py, bound in jit/blas.py),
+large narrow ones split into OpenBLAS's small products."""
 
 from __future__ import annotations
 
@@ -92,6 +93,42 @@ def test_dense_products_are_numpys(dtype):
         assert exact(dx, np.matmul(dy, kernel.T))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_narrow_products_run_as_small_products(dtype):
+    """Past OpenBLAS's small-matrix bound (M * N * K > 1e6) a float32 x @ W runs in blocks of 32
+    output rows, and x.T @ dz in chunks of 64 or 32 samples, each chunk's product added to the sum
+    of the chunks before (kernels/blas.py): each exactly numpy's matmul of that block or chunk,
+    the batch's last, shorter one too. float64 keeps one call; dx = dz @ W.T is never split."""
+    from trainctl.kernels import blas
+    from trainctl.kernels.steps import dense_backward, dense_forward
+
+    def close(a, b):  # scipy's BLAS (the fallback binding) may sum a block another way: float32 rounding apart
+        return np.allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
+
+    rng = np.random.default_rng(4)
+    exact = np.array_equal if blas.BOUND_TO == "numpy" else close
+    single = dtype == np.float32
+    # (rows, n_in, n_out, rows per x @ W call, samples per x.T @ dz call)
+    for rows, n_in, n_out, block, chunk in ((517, 784, 32, 32, 32), (130, 784, 10, 32, 64), (517, 256, 64, 32, 32),
+                                            (33, 784, 32, 33, 33), (300, 784, 128, 300, 300)):
+        if not single:
+            block, chunk = rows, rows
+        x, kernel, dy = _products(dtype, rng, rows, n_in, n_out)
+        z, y, dz = np.empty_like(dy), np.empty_like(dy), np.empty_like(dy)
+        dx, kernel_grad, bias_grad = np.empty_like(x), np.empty_like(kernel), np.empty(n_out, dtype)
+        dense_forward(x, kernel, np.zeros(n_out, dtype), z, y, 0)
+        dense_backward(x, kernel, z, y, dy, dz, dx, kernel_grad, bias_grad, 0, True)
+        assert exact(z, np.concatenate([x[a:a + block] @ kernel for a in range(0, rows, block)]))
+        expected = x[:chunk].T @ dy[:chunk]
+        for a in range(chunk, rows, chunk):
+            expected = x[a:a + chunk].T @ dy[a:a + chunk] + expected
+        assert exact(kernel_grad, expected)
+        assert exact(dx, dy @ kernel.T)
+        if single and blas.BOUND_TO == "numpy" and rows == 517 and n_in == 784:  # W1's first layer: the
+            # splits sum differently from the whole products, so the checks above can tell them apart
+            assert not np.array_equal(z, x @ kernel) and not np.array_equal(kernel_grad, x.T @ dy)
+
+
 @pytest.mark.filterwarnings("ignore:np.vdot:numba.core.errors.NumbaPerformanceWarning")  # np.dot's own note on strides
 def test_dense_product_of_any_layout():
     """gemm is typed by its operands' layouts: C-contiguous ones always take BLAS (numpy may give an
@@ -128,24 +165,31 @@ def test_a_product_of_mixed_float_types_does_not_compile():
         model.forward(x)  # the buffers predict allocated, the input not cast
 
 
+@pytest.mark.filterwarnings("ignore:np.vdot:numba.core.errors.NumbaPerformanceWarning")  # np.dot's own note on strides
 def test_np_dot_fallback_computes_the_cblas_product():
     """The binding used where numpy bundles no OpenBLAS we know, called through its C address,
-    for each pair of transpose flags."""
+    for each pair of transpose flags, on operands whose rows lie further apart than their length
+    (columns of a wider array: read as contiguous, they gave wrong products), beta 0 and 1."""
     from numba import cfunc
 
     from trainctl.jit import blas
 
     product = cfunc(blas.fallback_signature("d"), cache=True)(blas._dot_product)
     rng = np.random.default_rng(1)
-    m, n, k = 4, 3, 5
+    m, n, k, extra = 4, 3, 5, 2
     pointer = ctypes.POINTER(ctypes.c_double)
     for trans_a in (False, True):
         for trans_b in (False, True):
-            a = rng.standard_normal((k, m) if trans_a else (m, k))
-            b = rng.standard_normal((n, k) if trans_b else (k, n))
-            out = np.empty((m, n))
+            wide_a = rng.standard_normal((k, m + extra) if trans_a else (m, k + extra))
+            wide_b = rng.standard_normal((n, k + extra) if trans_b else (k, n + extra))
+            a = wide_a[:, :m] if trans_a else wide_a[:, :k]
+            b = wide_b[:, :k] if trans_b else wide_b[:, :n]
             flags = [blas.TRANS if t else blas.NO_TRANS for t in (trans_a, trans_b)]
-            product.ctypes(blas.ROW_MAJOR, *flags, m, n, k, 1.0, a.ctypes.data_as(pointer), a.shape[1],
-                           b.ctypes.data_as(pointer), b.shape[1], 0.0, out.ctypes.data_as(pointer), n)
             expected = (a.T if trans_a else a) @ (b.T if trans_b else b)
-            np.testing.assert_allclose(out, expected, rtol=1e-12)
+            for beta, before in ((0.0, np.full((m, n + extra), np.nan)), (1.0, rng.standard_normal((m, n + extra)))):
+                wide_out = before.copy()  # beta 0 never reads c (NaN stays out); beta 1 adds to it
+                product.ctypes(blas.ROW_MAJOR, *flags, m, n, k, 1.0, a.ctypes.data_as(pointer), wide_a.shape[1],
+                               b.ctypes.data_as(pointer), wide_b.shape[1], beta, wide_out.ctypes.data_as(pointer),
+                               wide_out.shape[1])
+                np.testing.assert_allclose(wide_out[:, :n], expected + (before[:, :n] if beta else 0.0), rtol=1e-12)
+                assert np.array_equal(wide_out[:, n:], before[:, n:], equal_nan=True)  # past the row: untouched

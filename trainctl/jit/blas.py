@@ -44,22 +44,24 @@ def _numpy_cblas() -> dict[str, int] | None:
 
 
 def _dot_product(order, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
-    """The CBLAS product with np.dot, for the cfunc fallback (row-major, alpha 1, beta 0 and
-    contiguous rows: what kernels/blas.py's `gemm` passes; typed pointers, the same C ABI as void*)."""
+    """The CBLAS product with np.dot, for the cfunc fallback (row-major, alpha 1, beta 0 or 1: what
+    kernels/blas.py's `gemm` passes; typed pointers, the same C ABI as void*). Rows lda, ldb, ldc
+    apart (a view of a wider array's columns: reading them as contiguous gave wrong products);
+    beta 1 adds the product to c (gemm's chunks of a kernel gradient's samples)."""
     a_shape = (k, m) if trans_a == TRANS else (m, k)
     b_shape = (n, k) if trans_b == TRANS else (k, n)
-    left = carray(a, (a_shape[0] * a_shape[1],)).reshape(a_shape)
-    right = carray(b, (b_shape[0] * b_shape[1],)).reshape(b_shape)
-    out = carray(c, (m * n,)).reshape((m, n))
+    # C-contiguous copies where rows lie apart (np.dot on strided views is numba's slow path)
+    left = np.ascontiguousarray(carray(a, (a_shape[0] * lda,)).reshape((a_shape[0], lda))[:, :a_shape[1]])
+    right = np.ascontiguousarray(carray(b, (b_shape[0] * ldb,)).reshape((b_shape[0], ldb))[:, :b_shape[1]])
+    out = carray(c, (m * ldc,)).reshape((m, ldc))[:, :n]
     if trans_a == TRANS:
-        if trans_b == TRANS:
-            np.dot(left.T, right.T, out)
-        else:
-            np.dot(left.T, right, out)
-    elif trans_b == TRANS:
-        np.dot(left, right.T, out)
+        product = np.dot(left.T, right.T) if trans_b == TRANS else np.dot(left.T, right)
     else:
-        np.dot(left, right, out)
+        product = np.dot(left, right.T) if trans_b == TRANS else np.dot(left, right)
+    if beta == 0:
+        out[:, :] = product
+    else:
+        out[:, :] = product + out
 
 
 def fallback_signature(prefix: str):

@@ -37,6 +37,35 @@ def _typed_call(a, b, out):
         a.layout == "C", b.layout == "C", out.layout == "C"
 
 
+# OpenBLAS (0.3.31, SkylakeX: what numpy bundles here) computes a float32 product of at most
+# SMALL_PRODUCT multiply-adds (M * N * K) with its small-matrix kernels, which skip the packing
+# of both operands; a larger product of a narrow output pays that packing. Split into products
+# under the bound it runs faster, 1 thread (bench/gemm_shapes.py, min of 9 interleaved rounds):
+# x @ W for 784x32 at batch 512 252 -> 184 us in blocks of 32 rows; x.T @ dz for 784x32 at batch
+# 512 240 -> 212 us and at 2048 1220 -> 902 us in chunks of 32 samples, each added to the sum of
+# the chunks before (beta = 1). The chunks sum a kernel gradient's elements in another order, and
+# which kernel sums an element sets its last bits, so the split is a function of the shape
+# alone: every path that runs a product of that shape (the Python step, the compiled loop, any
+# thread count) gets the same bits. dz @ W.T is left whole (its small kernel is not permitted).
+SMALL_PRODUCT = 1_000_000
+ROW_BLOCK = 32  # x @ W: output rows per call (the small kernel's best, measured)
+SAMPLE_CHUNKS = (64, 32)  # x.T @ dz: samples per call, the largest under the bound
+
+
+@njit(inline="always")
+def _split(m, n, k, trans_a, trans_b):
+    """How a float32 product out[m, n] = op(a) @ op(b) over k is split: x @ W into blocks of
+    this many output rows, x.T @ dz into chunks of this many of the k samples (0: whole)."""
+    if m * n * k <= SMALL_PRODUCT or trans_b:
+        return 0
+    if not trans_a:
+        return ROW_BLOCK if ROW_BLOCK * n * k <= SMALL_PRODUCT else 0
+    for chunk in SAMPLE_CHUNKS:
+        if chunk * m * n <= SMALL_PRODUCT:
+            return chunk
+    return 0
+
+
 @overload(_product)
 def _product_impl(a, b, out, trans_a, trans_b):
     # Operands typed C-contiguous (every Dense buffer and weight view) always take the BLAS call:
@@ -45,6 +74,7 @@ def _product_impl(a, b, out, trans_a, trans_b):
     # environment an import of numba.np.linalg on every warm one).
     function, unit, a_rows, b_rows, out_rows = _typed_call(a, b, out)
     typed_contiguous = a_rows and b_rows and out_rows
+    blocked = a.dtype == types.float32  # float64 (gradient checks) keeps one call
 
     def impl(a, b, out, trans_a, trans_b):
         size = a.itemsize
@@ -62,9 +92,25 @@ def _product_impl(a, b, out, trans_a, trans_b):
             lda = a.shape[1] if a_rows else a.strides[0] // size
             ldb = b.shape[1] if b_rows else b.strides[0] // size
             ldc = out.shape[1] if out_rows else out.strides[0] // size
-            function(ROW_MAJOR, TRANS if trans_a else NO_TRANS, TRANS if trans_b else NO_TRANS, m, n, k, unit(1.0),
-                     a.ctypes.data, lda if lda > 1 else 1, b.ctypes.data, ldb if ldb > 1 else 1,
-                     unit(0.0), out.ctypes.data, ldc if ldc > 1 else 1)
+            lda = lda if lda > 1 else 1
+            ldb = ldb if ldb > 1 else 1
+            ldc = ldc if ldc > 1 else 1
+            split = _split(m, n, k, trans_a, trans_b) if blocked else 0
+            trans = TRANS if trans_a else NO_TRANS, TRANS if trans_b else NO_TRANS
+            if split == 0:
+                function(ROW_MAJOR, trans[0], trans[1], m, n, k, unit(1.0), a.ctypes.data, lda, b.ctypes.data, ldb,
+                         unit(0.0), out.ctypes.data, ldc)
+            elif not trans_a:  # blocks of rows of x and out
+                for first in range(0, m, split):
+                    rows = split if first + split <= m else m - first
+                    function(ROW_MAJOR, trans[0], trans[1], rows, n, k, unit(1.0), a.ctypes.data + first * lda * size,
+                             lda, b.ctypes.data, ldb, unit(0.0), out.ctypes.data + first * ldc * size, ldc)
+            else:  # chunks of the samples (rows of x and dz), summed into out in order
+                for first in range(0, k, split):
+                    rows = split if first + split <= k else k - first
+                    function(ROW_MAJOR, trans[0], trans[1], m, n, rows, unit(1.0), a.ctypes.data + first * lda * size,
+                             lda, b.ctypes.data + first * ldb * size, ldb, unit(0.0 if first == 0 else 1.0),
+                             out.ctypes.data, ldc)
         elif typed_contiguous:
             pass  # an empty product: nothing to write
         elif trans_a and trans_b:

@@ -41,3 +41,41 @@ def race(name: str, other: str, dtype: str, rendezvous: str) -> None:
     caching.Cache.save_overload = arrive_then_save
     caching.IndexDataCacheFile._save_index = wait_for_the_other_then_save_index
     print(scaled(np.full(1, 2, dtype))[0])
+
+
+@njit
+def tripled(x):
+    return x * 3
+
+
+def _wait_for(path: Path) -> None:
+    deadline = time.monotonic() + 120
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{path.name} never appeared")
+        time.sleep(0.01)
+
+
+def same_signature(role: str, rendezvous: str) -> None:
+    """Two processes call `tripled` on float32 into one empty cache: "first" holds inside numba's
+    compiler until "second" has made its call, then compiles; prints this process's cache hits
+    and misses."""
+    import numpy as np
+
+    folder = Path(rendezvous)
+    if role == "first":
+        compiler = tripled._compiler
+        compile_now = compiler.compile
+
+        def compile_once_the_other_has_called(args, return_type):
+            (folder / "first.compiling").touch()
+            _wait_for(folder / "second.calling")
+            time.sleep(1.0)  # the second process is inside its call by now
+            return compile_now(args, return_type)
+
+        compiler.compile = compile_once_the_other_has_called
+    else:
+        _wait_for(folder / "first.compiling")
+        (folder / "second.calling").touch()
+    tripled(np.ones(2, np.float32))
+    print(sum(tripled.stats.cache_hits.values()), sum(tripled.stats.cache_misses.values()))

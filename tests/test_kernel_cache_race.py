@@ -41,3 +41,19 @@ def test_concurrent_saves_of_one_kernel_keep_both_signatures(tmp_path):
     first, second, hits, misses = out.split()
     assert (first, second) == ("float32", "float64")  # each signature ran its own code
     assert (int(hits), int(misses)) == (2, 0), "a signature was compiled again instead of loaded"
+
+
+def test_a_signature_another_process_is_compiling_is_waited_for_and_loaded(tmp_path):
+    # two processes starting on an empty cache together (experiment workers, test workers):
+    # the second waits for the first's compile and loads it, instead of compiling it again
+    rendezvous = tmp_path / "rendezvous"
+    rendezvous.mkdir()
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    racers = {role: python(f"from tests.cache_race_worker import same_signature; same_signature({role!r}, {str(rendezvous)!r})", env)
+              for role in ("first", "second")}
+    counts = {}
+    for role, racer in racers.items():
+        out, err = racer.communicate(timeout=300)
+        assert racer.returncode == 0, err
+        counts[role] = tuple(int(n) for n in out.split())
+    assert counts == {"first": (0, 1), "second": (1, 0)}, counts  # (cache hits, misses): one compile

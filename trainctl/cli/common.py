@@ -80,6 +80,14 @@ def expected_failures(command: Callable) -> Callable:
         # Collections every 50k allocations find the same garbage, a few times, not 300.
         thresholds = gc.get_threshold()
         gc.set_threshold(max(thresholds[0], 50_000), *thresholds[1:])
+        # What exists before the command (everything, when a program runs commands in-process:
+        # typer's CliRunner, the test suite) sits out the command's collections, so the cleanup
+        # below walks what the command made: ~0.1 s a failed command in a process that had numba
+        # and the kernels loaded, where a full collection walks ~1M objects. Left alone when the
+        # program froze objects itself (unfreeze would thaw those too).
+        freezing = gc.get_freeze_count() == 0
+        if freezing:
+            gc.freeze()
         failed = True
         try:
             result = command(*args, **kwargs)
@@ -100,6 +108,8 @@ def expected_failures(command: Callable) -> Callable:
                 # reader suspended mid-file) goes now, while the libraries are whole: an arrow
                 # reader reaching interpreter teardown with its threads alive aborts the process.
                 gc.collect()
+            if freezing:
+                gc.unfreeze()
 
     return wrapper
 

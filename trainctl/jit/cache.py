@@ -269,4 +269,48 @@ def install_cache_guard() -> None:
 
     caching.Cache.load_overload = load_overload_or_recompile
     caching.Cache.save_overload = save_overload_unless_untrusted
+    _serialise_compiles()
     _cache_guard_installed = True
+
+
+def _serialise_compiles() -> None:
+    """One process compiles a kernel's signature at a time; the others wait and load its cache
+    entry. Without this, processes starting on an empty cache together (an experiment's
+    workers, the test suite's two workers) each compiled the same loops: 51 CPU-s of one cold
+    suite run went to signatures a second process compiled again (the spatial loop's layer
+    dispatch alone, 8 s, twice). numba's compiler lock is taken first, so a process's own
+    threads never wait on each other's file lock; across processes the locks are taken along
+    the call graph (a caller's, then its callees'), which has no cycles, so no two processes
+    can wait on each other."""
+    from numba.core import sigutils
+    from numba.core.compiler_lock import global_compiler_lock
+    from numba.core.dispatcher import Dispatcher
+
+    original = Dispatcher.compile
+
+    def compile_once_across_processes(self, sig):
+        index = getattr(getattr(getattr(self, "_cache", None), "_cache_file", None), "_index_path", None)
+        if index is None:  # not one of ours (no disk cache): nothing to share
+            return original(self, sig)
+        args, _ = sigutils.normalize_signature(sig)
+        existing = self.overloads.get(tuple(args))
+        if existing is not None:  # the typing of every call asks again: no lock for that
+            return existing.entry_point
+        import hashlib
+
+        from filelock import FileLock
+
+        signature = hashlib.sha1(str(tuple(args)).encode()).hexdigest()[:16]  # another signature compiles alongside
+        with global_compiler_lock:
+            try:
+                self._cache._impl.locator.ensure_cache_path()
+                lock = FileLock(f"{index}.{signature}.compiling")
+                lock.acquire()
+            except OSError:  # a read-only cache: compile unshared
+                return original(self, sig)
+            try:
+                return original(self, sig)
+            finally:
+                lock.release()
+
+    Dispatcher.compile = compile_once_across_processes

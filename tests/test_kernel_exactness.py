@@ -5,10 +5,12 @@ large narrow ones split into OpenBLAS's small products."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from trainctl.jit.fpu import SUPPORTED, FlushDenormals
 
@@ -118,15 +120,46 @@ def test_large_narrow_products_run_as_small_products(dtype):
         dx, kernel_grad, bias_grad = np.empty_like(x), np.empty_like(kernel), np.empty(n_out, dtype)
         dense_forward(x, kernel, np.zeros(n_out, dtype), z, y, 0)
         dense_backward(x, kernel, z, y, dy, dz, dx, kernel_grad, bias_grad, 0, True)
-        assert exact(z, np.concatenate([x[a:a + block] @ kernel for a in range(0, rows, block)]))
-        expected = x[:chunk].T @ dy[:chunk]
-        for a in range(chunk, rows, chunk):
-            expected = x[a:a + chunk].T @ dy[a:a + chunk] + expected
-        assert exact(kernel_grad, expected)
-        assert exact(dx, dy @ kernel.T)
+        # float32: one thread's bits at any count (the test below), numpy's whole products are not
+        with threadpool_limits(1, user_api="blas") if single else contextlib.nullcontext():
+            assert exact(z, np.concatenate([x[a:a + block] @ kernel for a in range(0, rows, block)]))
+            expected = x[:chunk].T @ dy[:chunk]
+            for a in range(chunk, rows, chunk):
+                expected = x[a:a + chunk].T @ dy[a:a + chunk] + expected
+            assert exact(kernel_grad, expected)
+            assert exact(dx, dy @ kernel.T)
         if single and blas.BOUND_TO == "numpy" and rows == 517 and n_in == 784:  # W1's first layer: the
             # splits sum differently from the whole products, so the checks above can tell them apart
             assert not np.array_equal(z, x @ kernel) and not np.array_equal(kernel_grad, x.T @ dy)
+
+
+def test_float32_products_give_the_same_bits_at_any_thread_count():
+    """OpenBLAS's threaded driver splits a product's depth k otherwise than one thread does
+    (784 = 392 + 392 against 400 + 384), so W2's first layer (batch x 784 -> 256) came out
+    different in the last bits at 2 threads (the thread governor switches counts mid-fit).
+    gemm calls it once per one-thread depth block (kernels/blas.py DEPTH_BLOCK): the bits of
+    one thread's whole product, at 1 and at 2 threads."""
+    from trainctl.kernels import blas
+    from trainctl.kernels.steps import dense_backward, dense_forward
+
+    if blas.BOUND_TO != "numpy":
+        pytest.skip("the depth blocks are OpenBLAS's (numpy's binding)")
+    rng = np.random.default_rng(5)
+    for rows, n_in, n_out in ((512, 784, 256), (128, 1000, 300), (1100, 600, 64)):
+        x, kernel, dy = _products(np.float32, rng, rows, n_in, n_out)
+        results = []
+        for threads in (1, 2):
+            with threadpool_limits(threads, user_api="blas"):
+                z, y, dz = np.empty_like(dy), np.empty_like(dy), np.empty_like(dy)
+                dx, kernel_grad, bias_grad = np.empty_like(x), np.empty_like(kernel), np.empty(n_out, np.float32)
+                dense_forward(x, kernel, np.zeros(n_out, np.float32), z, y, 0)
+                dense_backward(x, kernel, z, y, dy, dz, dx, kernel_grad, bias_grad, 0, True)
+                results.append((z.copy(), kernel_grad.copy(), dx.copy()))
+        for one, two in zip(*results):
+            assert np.array_equal(one, two), (rows, n_in, n_out)
+        with threadpool_limits(1, user_api="blas"):  # and one thread's own whole product: nothing moved
+            assert np.array_equal(results[0][0], x @ kernel)
+            assert np.array_equal(results[0][2], dy @ kernel.T)
 
 
 @pytest.mark.filterwarnings("ignore:np.vdot:numba.core.errors.NumbaPerformanceWarning")  # np.dot's own note on strides

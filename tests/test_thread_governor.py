@@ -89,9 +89,9 @@ class _SeenThreads(Callback):
 
 def _fit(threads, steps_per_execution):
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((1024, 256)).astype(np.float32)
+    x = rng.standard_normal((1024, 784)).astype(np.float32)  # 784 inputs: a depth OpenBLAS's threads split otherwise
     y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 1024)]
-    model = Sequential([{"type": "dense", "units": 256, "activation": "relu", "input_shape": [256]},
+    model = Sequential([{"type": "dense", "units": 256, "activation": "relu", "input_shape": [784]},
                         {"type": "dense", "units": 10, "activation": "softmax"}], seed=1)
     model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
     seen = _SeenThreads()

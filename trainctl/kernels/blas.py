@@ -52,6 +52,26 @@ ROW_BLOCK = 32  # x @ W: output rows per call (the small kernel's best, measured
 SAMPLE_CHUNKS = (64, 32)  # x.T @ dz: samples per call, the largest under the bound
 
 
+# The depth (k) a float32 product sums over in one pass: one-thread OpenBLAS (SkylakeX sgemm)
+# takes DEPTH_BLOCK at a time while at least twice that is left, then splits the rest in two
+# halves rounded up to 16, summing the passes in C in order. Its threaded driver halves without
+# the rounding (k = 784: 392 + 392 where one thread does 400 + 384), so W2's 784 -> 256 product
+# came out different in the last bits at 1 and 2 threads. Calling it once per one-thread block
+# (each a single pass for either driver, beta = 1 after the first) gives the one-thread bits
+# at every thread count: measured equal to the whole one-thread product for every k tried
+# (200-3000) and all three layouts, and at 2 threads too (tests/test_kernel_exactness.py).
+DEPTH_BLOCK = 448
+
+
+@njit(inline="always")
+def _depth_block(rest):
+    if rest >= 2 * DEPTH_BLOCK:
+        return DEPTH_BLOCK
+    if rest > DEPTH_BLOCK:
+        return (rest // 2 + 15) // 16 * 16
+    return rest
+
+
 @njit(inline="always")
 def _split(m, n, k, trans_a, trans_b):
     """How a float32 product out[m, n] = op(a) @ op(b) over k is split: x @ W into blocks of
@@ -97,7 +117,17 @@ def _product_impl(a, b, out, trans_a, trans_b):
             ldc = ldc if ldc > 1 else 1
             split = _split(m, n, k, trans_a, trans_b) if blocked else 0
             trans = TRANS if trans_a else NO_TRANS, TRANS if trans_b else NO_TRANS
-            if split == 0:
+            if split == 0 and blocked and k > DEPTH_BLOCK and m * n * k > SMALL_PRODUCT:
+                # OpenBLAS's own depth blocks, one call each, so its threads cannot choose others
+                first = 0
+                while first < k:
+                    depth = _depth_block(k - first)
+                    a_at = first * (lda if trans_a else 1)  # op(a)'s columns first.. (a's rows when transposed)
+                    b_at = first * (1 if trans_b else ldb)  # op(b)'s rows first..
+                    function(ROW_MAJOR, trans[0], trans[1], m, n, depth, unit(1.0), a.ctypes.data + a_at * size, lda,
+                             b.ctypes.data + b_at * size, ldb, unit(0.0 if first == 0 else 1.0), out.ctypes.data, ldc)
+                    first += depth
+            elif split == 0:
                 function(ROW_MAJOR, trans[0], trans[1], m, n, k, unit(1.0), a.ctypes.data, lda, b.ctypes.data, ldb,
                          unit(0.0), out.ctypes.data, ldc)
             elif not trans_a:  # blocks of rows of x and out

@@ -8,9 +8,12 @@ free core with their spin-waits and ran 0.2-0.6x one thread (bench/train_speed.p
 table), while on an idle machine 2 threads are 1.08-1.18x one. A fixed count is wrong in one
 of the two cases; the measurement is right in both.
 
-Switching costs no bits: OpenBLAS divides a product's rows and columns among its threads,
-never one element's sum, so every result is the same at any count
-(tests/test_thread_governor.py trains at 1, at 2 and switching, and compares the bytes).
+Switching costs no bits in float32: OpenBLAS divides a product's rows and columns among its
+threads, and kernels/blas.py hands it the depth in one thread's blocks (its threaded driver
+splits the sums otherwise), so every result is the same at any count
+(tests/test_thread_governor.py trains at 1, at 2 and switching, and compares the bytes;
+tests/test_kernel_exactness.py the products W2's 784 inputs moved). float64 products are
+not blocked and may move in the last bits.
 Only step time is measured (start()/stop() around the steps, not callbacks or validation);
 the first slice after a start or a reset is dropped, as it holds compiling and warm-up. A fit
 starts at 1 thread and tries N after its first slices, so a short fit is never slower than

@@ -17,6 +17,15 @@ def scaled(x):
     return x * 3  # an array of x's dtype: the signature shows in the result
 
 
+def _wait_for(path: Path) -> None:
+    """Until the other process has made `path` (two minutes at most)."""
+    deadline = time.monotonic() + 120
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{path.name} never appeared: the other process did not get there")
+        time.sleep(0.01)
+
+
 def race(name: str, other: str, dtype: str, rendezvous: str) -> None:
     import numpy as np
     from numba.core import caching  # trainctl's njit has installed its cache hooks by now
@@ -30,11 +39,7 @@ def race(name: str, other: str, dtype: str, rendezvous: str) -> None:
         return guarded_save(self, sig, data)
 
     def wait_for_the_other_then_save_index(self, overloads):
-        deadline = time.monotonic() + 120
-        while not (folder / f"{other}.arrived").exists():
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{other} never reached its save")
-            time.sleep(0.01)
+        _wait_for(folder / f"{other}.arrived")
         time.sleep(0.5)  # without a lock the other has read the same index as this process by now
         return save_index(self, overloads)
 
@@ -46,14 +51,6 @@ def race(name: str, other: str, dtype: str, rendezvous: str) -> None:
 @njit
 def tripled(x):
     return x * 3
-
-
-def _wait_for(path: Path) -> None:
-    deadline = time.monotonic() + 120
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"{path.name} never appeared")
-        time.sleep(0.01)
 
 
 def same_signature(role: str, rendezvous: str) -> None:

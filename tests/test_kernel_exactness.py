@@ -75,20 +75,28 @@ def _products(dtype, rng, rows, n_in, n_out):
     return x, kernel, dy
 
 
+def _dense_step(x, kernel, dy):
+    """A linear Dense layer's forward and backward with zero bias: its three products
+    z = x @ W, the kernel gradient x.T @ dy and dx = dy @ W.T."""
+    from trainctl.kernels.steps import dense_backward, dense_forward
+
+    bias = np.zeros(kernel.shape[1], kernel.dtype)
+    z, y, dz = np.empty_like(dy), np.empty_like(dy), np.empty_like(dy)
+    dx, kernel_grad, bias_grad = np.empty_like(x), np.empty_like(kernel), np.empty_like(bias)
+    dense_forward(x, kernel, bias, z, y, 0)
+    dense_backward(x, kernel, z, y, dy, dz, dx, kernel_grad, bias_grad, 0, True)
+    return z, kernel_grad, dx
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_dense_products_are_numpys(dtype):
     """forward z = x @ W, kernel grad x.T @ dz, dx = dz @ W.T: the same bits as np.matmul."""
     from trainctl.kernels import blas
-    from trainctl.kernels.steps import dense_backward, dense_forward
 
     rng = np.random.default_rng(0)
     for rows, n_in, n_out in ((7, 5, 3), (130, 64, 33), (1, 1, 1), (0, 4, 2)):
         x, kernel, dy = _products(dtype, rng, rows, n_in, n_out)
-        bias = np.zeros(n_out, dtype)
-        z, y, dz = np.empty_like(dy), np.empty_like(dy), np.empty_like(dy)
-        dx, kernel_grad, bias_grad = np.empty_like(x), np.empty_like(kernel), np.empty_like(bias)
-        dense_forward(x, kernel, bias, z, y, 0)
-        dense_backward(x, kernel, z, y, dy, dz, dx, kernel_grad, bias_grad, 0, True)
+        z, kernel_grad, dx = _dense_step(x, kernel, dy)
         exact = np.array_equal if blas.BOUND_TO == "numpy" else np.allclose
         assert exact(z, np.matmul(x, kernel))
         assert exact(kernel_grad, np.matmul(x.T, dy))
@@ -102,8 +110,6 @@ def test_large_narrow_products_run_as_small_products(dtype):
     of the chunks before (kernels/blas.py): each exactly numpy's matmul of that block or chunk,
     the batch's last, shorter one too. float64 keeps one call; dx = dz @ W.T is never split."""
     from trainctl.kernels import blas
-    from trainctl.kernels.steps import dense_backward, dense_forward
-
     def close(a, b):  # scipy's BLAS (the fallback binding) may sum a block another way: float32 rounding apart
         return np.allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
 
@@ -116,10 +122,7 @@ def test_large_narrow_products_run_as_small_products(dtype):
         if not single:
             block, chunk = rows, rows
         x, kernel, dy = _products(dtype, rng, rows, n_in, n_out)
-        z, y, dz = np.empty_like(dy), np.empty_like(dy), np.empty_like(dy)
-        dx, kernel_grad, bias_grad = np.empty_like(x), np.empty_like(kernel), np.empty(n_out, dtype)
-        dense_forward(x, kernel, np.zeros(n_out, dtype), z, y, 0)
-        dense_backward(x, kernel, z, y, dy, dz, dx, kernel_grad, bias_grad, 0, True)
+        z, kernel_grad, dx = _dense_step(x, kernel, dy)
         # float32: one thread's bits at any count (the test below), numpy's whole products are not
         with threadpool_limits(1, user_api="blas") if single else contextlib.nullcontext():
             assert exact(z, np.concatenate([x[a:a + block] @ kernel for a in range(0, rows, block)]))
@@ -140,7 +143,6 @@ def test_float32_products_give_the_same_bits_at_any_thread_count():
     gemm calls it once per one-thread depth block (kernels/blas.py DEPTH_BLOCK): the bits of
     one thread's whole product, at 1 and at 2 threads."""
     from trainctl.kernels import blas
-    from trainctl.kernels.steps import dense_backward, dense_forward
 
     if blas.BOUND_TO != "numpy":
         pytest.skip("the depth blocks are OpenBLAS's (numpy's binding)")
@@ -150,11 +152,7 @@ def test_float32_products_give_the_same_bits_at_any_thread_count():
         results = []
         for threads in (1, 2):
             with threadpool_limits(threads, user_api="blas"):
-                z, y, dz = np.empty_like(dy), np.empty_like(dy), np.empty_like(dy)
-                dx, kernel_grad, bias_grad = np.empty_like(x), np.empty_like(kernel), np.empty(n_out, np.float32)
-                dense_forward(x, kernel, np.zeros(n_out, np.float32), z, y, 0)
-                dense_backward(x, kernel, z, y, dy, dz, dx, kernel_grad, bias_grad, 0, True)
-                results.append((z.copy(), kernel_grad.copy(), dx.copy()))
+                results.append(_dense_step(x, kernel, dy))
         for one, two in zip(*results):
             assert np.array_equal(one, two), (rows, n_in, n_out)
         with threadpool_limits(1, user_api="blas"):  # and one thread's own whole product: nothing moved

@@ -282,6 +282,9 @@ def _serialise_compiles() -> None:
     threads never wait on each other's file lock; across processes the locks are taken along
     the call graph (a caller's, then its callees'), which has no cycles, so no two processes
     can wait on each other."""
+    import hashlib
+
+    from filelock import FileLock
     from numba.core import sigutils
     from numba.core.compiler_lock import global_compiler_lock
     from numba.core.dispatcher import Dispatcher
@@ -290,16 +293,12 @@ def _serialise_compiles() -> None:
 
     def compile_once_across_processes(self, sig):
         index = getattr(getattr(getattr(self, "_cache", None), "_cache_file", None), "_index_path", None)
-        if index is None:  # not one of ours (no disk cache): nothing to share
+        if index is None:  # no disk cache (cache=False): nothing to share
             return original(self, sig)
         args, _ = sigutils.normalize_signature(sig)
         existing = self.overloads.get(tuple(args))
         if existing is not None:  # the typing of every call asks again: no lock for that
             return existing.entry_point
-        import hashlib
-
-        from filelock import FileLock
-
         signature = hashlib.sha1(str(tuple(args)).encode()).hexdigest()[:16]  # another signature compiles alongside
         with global_compiler_lock:
             try:

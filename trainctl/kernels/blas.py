@@ -64,7 +64,11 @@ DEPTH_BLOCK = 448
 
 
 @njit(inline="always")
-def _depth_block(rest):
+def _depth_pass(rest, chunk):
+    """How much of the `rest` of a product's depth the next call sums: `chunk` (x.T @ dz's
+    samples, or the whole depth), else (0) one-thread OpenBLAS's next depth block."""
+    if chunk > 0:
+        return chunk if chunk < rest else rest
     if rest >= 2 * DEPTH_BLOCK:
         return DEPTH_BLOCK
     if rest > DEPTH_BLOCK:
@@ -117,30 +121,27 @@ def _product_impl(a, b, out, trans_a, trans_b):
             ldc = ldc if ldc > 1 else 1
             split = _split(m, n, k, trans_a, trans_b) if blocked else 0
             trans = TRANS if trans_a else NO_TRANS, TRANS if trans_b else NO_TRANS
-            if split == 0 and blocked and k > DEPTH_BLOCK and m * n * k > SMALL_PRODUCT:
-                # OpenBLAS's own depth blocks, one call each, so its threads cannot choose others
+            if split > 0 and not trans_a:  # blocks of rows of x and out
+                for first in range(0, m, split):
+                    rows = split if first + split <= m else m - first
+                    function(ROW_MAJOR, trans[0], trans[1], rows, n, k, unit(1.0), a.ctypes.data + first * lda * size,
+                             lda, b.ctypes.data, ldb, unit(0.0), out.ctypes.data + first * ldc * size, ldc)
+            else:
+                # the depth in passes summed into out in order (beta 1 after the first): x.T @ dz's
+                # chunks of samples; past the small bound, OpenBLAS's own one-thread depth blocks
+                # (one call each, so its threads cannot choose others); else the whole depth at once
+                deep = blocked and split == 0 and k > DEPTH_BLOCK and m * n * k > SMALL_PRODUCT
+                chunk = split if split > 0 else (0 if deep else k)
                 first = 0
-                while first < k:
-                    depth = _depth_block(k - first)
+                while True:  # one call at least: a depth of 0 (no samples) writes out's zeros
+                    depth = _depth_pass(k - first, chunk)
                     a_at = first * (lda if trans_a else 1)  # op(a)'s columns first.. (a's rows when transposed)
                     b_at = first * (1 if trans_b else ldb)  # op(b)'s rows first..
                     function(ROW_MAJOR, trans[0], trans[1], m, n, depth, unit(1.0), a.ctypes.data + a_at * size, lda,
                              b.ctypes.data + b_at * size, ldb, unit(0.0 if first == 0 else 1.0), out.ctypes.data, ldc)
                     first += depth
-            elif split == 0:
-                function(ROW_MAJOR, trans[0], trans[1], m, n, k, unit(1.0), a.ctypes.data, lda, b.ctypes.data, ldb,
-                         unit(0.0), out.ctypes.data, ldc)
-            elif not trans_a:  # blocks of rows of x and out
-                for first in range(0, m, split):
-                    rows = split if first + split <= m else m - first
-                    function(ROW_MAJOR, trans[0], trans[1], rows, n, k, unit(1.0), a.ctypes.data + first * lda * size,
-                             lda, b.ctypes.data, ldb, unit(0.0), out.ctypes.data + first * ldc * size, ldc)
-            else:  # chunks of the samples (rows of x and dz), summed into out in order
-                for first in range(0, k, split):
-                    rows = split if first + split <= k else k - first
-                    function(ROW_MAJOR, trans[0], trans[1], m, n, rows, unit(1.0), a.ctypes.data + first * lda * size,
-                             lda, b.ctypes.data + first * ldb * size, ldb, unit(0.0 if first == 0 else 1.0),
-                             out.ctypes.data, ldc)
+                    if first >= k:
+                        break
         elif typed_contiguous:
             pass  # an empty product: nothing to write
         elif trans_a and trans_b:

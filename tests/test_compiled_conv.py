@@ -69,6 +69,13 @@ STACKS = {  # name: (layers, loss)
         {"type": "average_pooling2d", "pool_size": 2, "strides": 1, "data_format": "channels_first"},
         {"type": "global_max_pooling2d", "data_format": "channels_first"},
         {"type": "dense", "units": CLASSES, "activation": "softmax"}], "categorical_crossentropy"),
+    "channels_first_upsampling": ([  # UpSampling2D's channels_last plan between its transposes
+        {"type": "permute", "dims": [3, 1, 2], "input_shape": IMAGE},
+        {"type": "up_sampling2d", "size": [2, 1], "data_format": "channels_first"},
+        {"type": "conv2d", "filters": 2, "kernel_size": 3, "activation": "relu", "data_format": "channels_first"},
+        {"type": "up_sampling2d", "size": [1, 2], "interpolation": "bilinear", "data_format": "channels_first"},
+        {"type": "flatten"},
+        {"type": "dense", "units": CLASSES, "activation": "softmax"}], "categorical_crossentropy"),
     "channels_first_first_layer_1d": ([  # a first layer's transpose in computes no dx; Conv1D channels_first
         {"type": "conv2d", "filters": 2, "kernel_size": 2, "data_format": "channels_first", "input_shape": IMAGE},
         {"type": "reshape", "target_shape": [2, 5]},

@@ -7,6 +7,7 @@ buffers sized by allocate; padded borders are zero from allocation and never wri
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal, Union
 
 import numpy as np
@@ -16,7 +17,7 @@ from trainctl.config.base import NonNegativeInt, PositiveInt
 from trainctl.errors import TrainctlError
 from trainctl.nn.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape
 from trainctl.nn.layers.noise import DataFormat
-from trainctl.nn.layers.plans import CopyBoxPlan, IndexCopyPlan, UpsamplePlan, index_copy
+from trainctl.nn.layers.plans import ChannelsFirstPlan, CopyBoxPlan, IndexCopyPlan, UpsamplePlan, index_copy
 
 Pair = Annotated[list[NonNegativeInt], Field(min_length=2, max_length=2)]
 
@@ -206,6 +207,16 @@ class _UpSampling(_Copying):
         self._rows, self._cols = self._as_nhwc(np.empty((1, *input_shape), np.int8)).shape[1:3]
         return self.output_shape
 
+    @property
+    def channels_first(self) -> bool:
+        return getattr(self.params, "data_format", "channels_last") == "channels_first"
+
+    def _nhwc_shapes(self) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+        """The input's and the output's per-sample [rows, cols, channels]."""
+        rows, cols, channels = self._as_nhwc(np.empty((1, *self.input_shape), np.int8)).shape[1:]
+        size_rows, size_cols = self._factors()
+        return (rows, cols, channels), (rows * size_rows, cols * size_cols, channels)
+
     def allocate(self, batch_size: int) -> None:
         super().allocate(batch_size)
         # the interpolation tables are output-sized: made here, never for a shapes-only build
@@ -213,6 +224,16 @@ class _UpSampling(_Copying):
         self._tables = (_bilinear_table(self._rows, size_rows, self.dtype) + _bilinear_table(self._cols, size_cols, self.dtype)
                         if self.bilinear else ())
         self._kernel = _resampling_kernels()
+        if self.channels_first:
+            # the compiled loop's channels_last copies of x, y, dy and dx (Python runs on
+            # transposed views): its kernels take contiguous [n, rows, cols, channels] arrays
+            into, out = self._nhwc_shapes()
+            self._x_last, self._dx_last = (np.empty((batch_size, *into), self.dtype) for _ in range(2))
+            self._y_last, self._dy_last = (np.empty((batch_size, *out), self.dtype) for _ in range(2))
+
+    def buffer_nbytes(self, batch_size: int, itemsize: int) -> int:
+        copies = 2 * batch_size * (math.prod(self.input_shape) + math.prod(self.output_shape)) * itemsize
+        return super().buffer_nbytes(batch_size, itemsize) + (copies if self.channels_first else 0)
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         y = self._y[: x.shape[0]]
@@ -232,11 +253,15 @@ class _UpSampling(_Copying):
             self._kernel.upsample_nearest_backward(self._as_nhwc(dy), *self._factors(), self._as_nhwc(dx))
         return dx
 
-    def compiled_plan(self) -> UpsamplePlan | None:
-        if getattr(self.params, "data_format", "channels_last") != "channels_last":
-            return None  # runs in Python
-        return UpsamplePlan(self._y, self._dx, self._as_nhwc(np.empty((1, *self.input_shape), np.int8)).shape[1:],
-                            self._factors(), self._tables)
+    def compiled_plan(self) -> UpsamplePlan | ChannelsFirstPlan:
+        into, out = self._nhwc_shapes()
+        if not self.channels_first:
+            return UpsamplePlan(self._y, self._dx, into, self._factors(), self._tables)
+        # channels_first: the channels_last plan between transposes, as the conv layers run
+        # (the same per-element arithmetic as Python's on transposed views, so the same bits)
+        inner = UpsamplePlan(self._y_last, self._dx_last, into, self._factors(), self._tables)
+        return ChannelsFirstPlan(index_copy(self._x_last, self._dx, self.input_shape, (1, 2, 0)), inner,
+                                 index_copy(self._y, self._dy_last, out, (2, 0, 1)))
 
 
 @LAYERS.register_type("up_sampling1d", "upsampling1d")

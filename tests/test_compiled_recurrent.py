@@ -1,8 +1,9 @@
 """Recurrent models on the compiled loop's general plan (kernels/recurrent_steps.py) against
 step-by-step Python execution: bit-identical weights, optimizer state and histories for
 LSTM, GRU (both reset conventions) and SimpleRNN, returning sequences or the last state,
-behind an Embedding or over strided time-series windows (gathered per chunk), with sample
-and class weights; checkpoints and exact mid-epoch resume through the CLI and the run API.
+behind an Embedding (mask_zero too) or a Masking layer or over strided time-series windows
+(gathered per chunk), stateful, with sample and class weights; checkpoints and exact mid-epoch
+resume through the CLI and the run API.
 The default activation pair only (the one the loop compiles), float32, tiny sequences."""
 
 from __future__ import annotations
@@ -39,15 +40,23 @@ def _tokens():
     return np.random.default_rng(1).integers(0, VOCAB, (N, STEPS)).astype(np.float32)
 
 
+def _padded_tokens():
+    """Token ids 1.. with sequences of 1 to STEPS tokens, padded with 0 at the end (mask_zero)."""
+    x = np.random.default_rng(1).integers(1, VOCAB, (N, STEPS)).astype(np.float32)
+    lengths = np.random.default_rng(4).integers(1, STEPS + 1, N)
+    x[np.arange(STEPS)[None, :] >= lengths[:, None]] = 0.0
+    return x
+
+
 def _labels(x):
     score = x.reshape(N, -1).sum(axis=1)
     return np.eye(CLASSES, dtype=np.float32)[np.digitize(score, np.quantile(score, [0.33, 0.66]))]
 
 
 def _model(cell, sequences, front, optimizer, **cell_options):
-    if front == "embedding":
+    if front in ("embedding", "embedding_mask_zero"):
         layers = [{"type": "embedding", "input_dim": VOCAB, "output_dim": 3, "input_length": STEPS,
-                   "embeddings_regularizer": {"type": "l2", "l2": 0.01}}]
+                   "embeddings_regularizer": {"type": "l2", "l2": 0.01}, "mask_zero": front == "embedding_mask_zero"}]
     elif front == "masking":
         layers = [{"type": "masking", "input_shape": [STEPS, FEATURES]}]
     else:
@@ -92,6 +101,19 @@ CASES = {  # id: (cell, return_sequences, front, optimizer, cell options, fit op
     # a Masking layer's mask, made in the loop, read by the recurrent layer after it
     "lstm-sequences-masking-adam": ("lstm", True, "masking", "adam", {}, {}),
     "gru-last-masking-sgd-dropout": ("gru", False, "masking", "sgd", {"dropout": 0.2}, {"shuffle": True}),
+    # Embedding mask_zero's mask, made in the loop from the indices, read by the recurrent layers
+    "lstm-last-embedding_mask_zero-adam": ("lstm", False, "embedding_mask_zero", "adam", {}, {"shuffle": True}),
+    "bidirectional_gru-concat-sequences-embedding_mask_zero-sgd-then_simple_rnn": (
+        "gru", True, "embedding_mask_zero", "sgd",
+        {"bidirectional": "concat", "then": {"type": "simple_rnn", "units": 3}}, {}),
+    # stateful: each batch starts from the last one's final states (the first rows of a partial batch);
+    # validation of larger batches (Python) reallocates the carried states the loop then reads
+    "lstm-sequences-windows-stateful-validation": ("lstm", True, "windows", "adam", {"stateful": True},
+                                                  {"validation_split": 0.5, "validation_batch_size": 16}),
+    "gru-last-windows-stateful-recurrent_dropout": ("gru", False, "windows", "sgd",
+                                                    {"stateful": True, "recurrent_dropout": 0.3}, {}),
+    "bidirectional_simple_rnn-sum-sequences-windows-stateful-backwards": (
+        "simple_rnn", True, "windows", "adam", {"bidirectional": "sum", "stateful": True, "go_backwards": True}, {}),
     # Bidirectional: both copies on one input (each with its own dropout generator), merged
     "bidirectional_lstm-concat-last-windows-adam-dropout-recurrent_dropout": (
         "lstm", False, "windows", "adam", {"bidirectional": "concat", "dropout": 0.2, "recurrent_dropout": 0.3}, {}),
@@ -111,7 +133,7 @@ CASES = {  # id: (cell, return_sequences, front, optimizer, cell options, fit op
 
 def _fit(case, jit):
     cell, sequences, front, optimizer, cell_options, fit_options = CASES[case]
-    x = {"embedding": _tokens, "masking": _masked_windows}.get(front, _windows)()
+    x = {"embedding": _tokens, "embedding_mask_zero": _padded_tokens, "masking": _masked_windows}.get(front, _windows)()
     model = _model(cell, sequences, front, optimizer, **cell_options)
     options = dict(fit_options)
     if options.pop("sample_weight", False):
@@ -130,10 +152,8 @@ def test_recurrent_models_run_compiled_bit_for_bit(case):
     assert [layer.get_state() for layer in compiled[0].layers] == [layer.get_state() for layer in python[0].layers]
 
 
-@pytest.mark.parametrize("options", [{"recurrent_activation": "sigmoid"}, {"stateful": True}],
-                         ids=["sigmoid_gates", "stateful"])
-def test_recurrent_options_the_loop_does_not_compile_train_from_python(options):
-    model = _model("lstm", False, "windows", "sgd", **options)
+def test_recurrent_activations_the_loop_does_not_compile_train_from_python():
+    model = _model("lstm", False, "windows", "sgd", recurrent_activation="sigmoid")
     x = _windows()
     model.fit(x, _labels(x), epochs=1, batch_size=8, verbose=0, steps_per_execution=4)
     assert model.compiled_fallback == "layer lstm_LSTM1 has no compiled step yet"

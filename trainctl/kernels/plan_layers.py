@@ -69,6 +69,7 @@ from trainctl.kernels.pooling import (
 )
 from trainctl.kernels.recurrent_steps import (
     N_R,
+    embedding_mask,
     embedding_step_backward,
     embedding_step_forward,
     recurrent_backward,
@@ -96,7 +97,7 @@ from trainctl.kernels.steps import (
 # dropout models skip this function, so they do not pay its compile time.
 KIND_VIEW, KIND_ACTIVATION, KIND_CONV, KIND_MAX_POOL, KIND_AVG_POOL, KIND_BATCH_NORM, KIND_GLOBAL_POOL = \
     2, 3, 4, 5, 6, 7, 8
-KIND_RECURRENT, KIND_EMBEDDING = 20, 21  # kernels/recurrent_steps.py: geo[G_A:] its R_* row / output_dim
+KIND_RECURRENT, KIND_EMBEDDING = 20, 21  # kernels/recurrent_steps.py: geo[G_A:] its R_* row / output_dim, mask_zero
 KIND_BIDIRECTIONAL = 22  # kernels/bidirectional_steps.py: geo[G_A:] its copies' two R_* rows, mode, draws
 KIND_ELEMENTWISE, KIND_SOFTMAX, KIND_LAYER_NORM, KIND_PRELU, KIND_UPSAMPLE, KIND_COPY_BOX, KIND_NOISE = \
     9, 10, 11, 12, 13, 14, 15
@@ -374,6 +375,8 @@ def _sequence_forward(layer, kind, count, geo, fparams, code, x, bufs, slots, wi
         bidirectional_merge(count, g[G_A:], bufs, slots[layer])
     elif kind == KIND_EMBEDDING:
         embedding_step_forward(x, bufs[slots[layer, S_W0]], bufs[slots[layer, S_Y]], g[G_A])
+        if g[G_A + 1] == 1:  # mask_zero: Embedding.compute_mask as 1.0 / 0.0, for the recurrent layers
+            embedding_mask(x, bufs[slots[layer, S_AUX]])
     else:
         _spatial_forward(layer, kind, count, geo, fparams, code, x, bufs, slots, wide, wide_slots, ints, int_slots,
                          uniforms, normals, offsets)

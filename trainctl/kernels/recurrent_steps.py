@@ -11,8 +11,8 @@ for the activation pair as constants): `_calls_default` picks, when the loop is 
 the specialisation of the defaults (tanh with hard_sigmoid gates, float32 fast forms for
 float32 buffers), so the loop compiles no second copy of a time loop and its own body only
 grows by a call. Dropout masks come from the chunk's draws, a Masking layer's mask from its
-row of the plan (recurrent_forward). Other activation pairs and stateful layers train from Python
-(nn/layers/recurrent.py `compiled_plan`).
+row of the plan (recurrent_forward), a stateful layer's initial states from its carried ones
+(BLOCK). Other activation pairs train from Python (nn/layers/recurrent.py `compiled_plan`).
 """
 
 from __future__ import annotations
@@ -38,16 +38,18 @@ from trainctl.kernels.resampling import embedding_backward, embedding_forward
 CELL_SIMPLE, CELL_LSTM, CELL_GRU, CELL_GRU_RESET_AFTER = 0, 1, 2, 3
 # geometry columns of a recurrent layer's row
 R_CELL, R_STEPS, R_FEATURES, R_UNITS, R_SEQUENCES, R_BACKWARDS, R_BLOCK = 0, 1, 2, 3, 4, 5, 6
-R_MASK = 7  # the bufs index of the time-step mask [n, steps] a Masking layer computed, or -1
+R_MASK = 7  # the bufs index of the time-step mask [n, steps] (a Masking layer's, Embedding mask_zero's), or -1
 N_R = 8
 BLOCK = ("x_tm", "pre", "hd", "dz", "dx_tm", "h", "c", "mask", "rmask", "kernel", "kernel_grad",
          "recurrent_kernel", "recurrent_kernel_grad", "bias", "bias_grad", "kernel_t", "dh", "dc", "dprev",
          "y", "dx", "rec", "gates", "act_c", "rh", "rec_raw", "drec", "kernel_zr", "kernel_h", "kernel_zr_t",
-         "kernel_h_t", "rec_h", "dzr", "dzh", "drh", "input_scale", "ones", "empty")
+         "kernel_h_t", "rec_h", "dzr", "dzh", "drh", "input_scale", "ones", "carry_h", "carry_c", "carried", "empty")
 (B_X_TM, B_PRE, B_HD, B_DZ, B_DX_TM, B_H, B_C, B_MASK, B_RMASK, B_KERNEL, B_KERNEL_GRAD, B_RK, B_RK_GRAD, B_BIAS,
  B_BIAS_GRAD, B_KERNEL_T, B_DH, B_DC, B_DPREV, B_Y, B_DX, B_REC, B_GATES, B_ACT_C, B_RH, B_REC_RAW, B_DREC,
  B_KERNEL_ZR, B_KERNEL_H, B_KERNEL_ZR_T, B_KERNEL_H_T, B_REC_H, B_DZR, B_DZH, B_DRH, B_SCALE, B_ONES,
- B_EMPTY) = range(len(BLOCK))
+ B_CARRY_H, B_CARRY_C, B_CARRIED, B_EMPTY) = range(len(BLOCK))
+# A stateful layer's block holds its carried states (carry_h; carry_c for an LSTM) and `carried`
+# [1]: 1.0 once they hold a batch's final states; a layer that is not stateful has it empty.
 GATES = {CELL_SIMPLE: 1, CELL_LSTM: 4, CELL_GRU: 3, CELL_GRU_RESET_AFTER: 3}
 
 
@@ -167,14 +169,22 @@ def recurrent_forward(count, r, x, bufs, rates, uniforms, at):
     else:
         mask[:] = 1.0
     h = _tm(bufs, base, B_H, steps + 1, n, units)
-    h[0] = 0.0
+    carried = bufs[base + B_CARRIED]
+    stateful = carried.shape[0] > 0
+    if stateful and carried[0] != 0.0:  # Recurrent.forward: the last batch's final states
+        h[0] = _rows(bufs, base, B_CARRY_H, n, units)
+    else:
+        h[0] = 0.0
     recurrent_kernel, bias = _rows(bufs, base, B_RK, units, width), bufs[base + B_BIAS]
     hd = _tm(bufs, base, B_HD, steps, n, units)
     if cell == CELL_SIMPLE:
         _simple_forward(pre, recurrent_kernel, bias, mask, rmask, h, hd, _rows(bufs, base, B_REC, n, width), backwards)
     elif cell == CELL_LSTM:
         c = _tm(bufs, base, B_C, steps + 1, n, units)
-        c[0] = 0.0
+        if stateful and carried[0] != 0.0:
+            c[0] = _rows(bufs, base, B_CARRY_C, n, units)
+        else:
+            c[0] = 0.0
         _lstm_forward(pre, recurrent_kernel, bias, mask, rmask, h, c, hd, _tm(bufs, base, B_GATES, steps, n, width),
                       _tm(bufs, base, B_ACT_C, steps, n, units), _rows(bufs, base, B_REC, n, width), backwards)
     elif cell == CELL_GRU:
@@ -188,6 +198,11 @@ def recurrent_forward(count, r, x, bufs, rates, uniforms, at):
         _gru_ra_forward(pre, recurrent_kernel, bias[:width], bias[width:], mask, rmask, h, hd,
                         _tm(bufs, base, B_GATES, steps, n, width), _tm(bufs, base, B_REC_RAW, steps, n, width),
                         _rows(bufs, base, B_REC, n, width), backwards)
+    if stateful:  # carried into the next batch (the first n rows, as Python carries a partial batch's)
+        _rows(bufs, base, B_CARRY_H, n, units)[:] = h[steps]
+        if cell == CELL_LSTM:
+            _rows(bufs, base, B_CARRY_C, n, units)[:] = _tm(bufs, base, B_C, steps + 1, n, units)[steps]
+        carried[0] = 1.0
     if r[R_SEQUENCES] == 1:
         y3 = bufs[base + B_Y][:n * steps * units].reshape(n, steps, units)
         for t in range(steps):
@@ -269,6 +284,13 @@ def embedding_step_forward(x, table, y, output_dim):
     step (train/compile.py check_inputs), so no lookup here can miss."""
     m = x.shape[0]
     embedding_forward(x, table.reshape(-1, output_dim), y[:m * output_dim].reshape(m, output_dim))
+
+
+@njit
+def embedding_mask(x, keep):
+    """Embedding.compute_mask with mask_zero (x != 0) as the 1.0 / 0.0 the recurrent layers read."""
+    for i in range(x.shape[0]):
+        keep[i] = 1.0 if x[i] != 0.0 else 0.0
 
 
 @njit

@@ -124,15 +124,7 @@ class CompiledSteps:
         self._gathered_arrays: tuple[np.ndarray, ...] | None = None
         self.x_buf = np.empty((batch_size, math.prod(source.x_shape)), dtype)
         self.y_buf = np.empty((batch_size, math.prod(source.y_shape)), dtype)
-        plans = [layer.compiled_plan() for layer in model.layers]
-        if _dense_only(model, trainer, plans):
-            self.plan = dense_plan(self, plans)
-            self._launch = self._launch_dense
-        else:
-            self.plan = spatial_plan(self, plans)
-            self._launch = self._launch_spatial
-        self.key = _kernel_key(model, trainer, plans)
-        self.uniforms_per_step = batch_size * sum(plan.features for _, plan in self.plan.dropouts)
+        self._lay_out_plan()
         self.loss_code = int(trainer.loss.code)
         self.metric_codes = np.array([m.metric.code for m in trainer.metrics], np.int64)
         optimizer = model.optimizer
@@ -153,6 +145,21 @@ class CompiledSteps:
         self.unit = np.array([0, 1], dtype)
         self.values = np.empty((0, 1 + len(trainer.metrics)), np.float64)
         self.seconds_per_step: float | None = None
+
+    def _lay_out_plan(self) -> None:
+        """The plan over the layers' buffers as allocated now."""
+        trainer = self.trainer
+        model = trainer.model
+        plans = [layer.compiled_plan() for layer in model.layers]
+        if _dense_only(model, trainer, plans):
+            self.plan = dense_plan(self, plans)
+            self._launch = self._launch_dense
+        else:
+            self.plan = spatial_plan(self, plans)
+            self._launch = self._launch_spatial
+        self.key = _kernel_key(model, trainer, plans)
+        self.uniforms_per_step = self.batch_size * sum(plan.features for _, plan in self.plan.dropouts)
+        self._capacity = trainer._capacity
 
     # -- eligibility -------------------------------------------------------------------
     @staticmethod
@@ -246,6 +253,10 @@ class CompiledSteps:
     def run(self, order: np.ndarray, first_batch: int, n_steps: int, totals: np.ndarray) -> np.ndarray:
         """Run up to n_steps from batch `first_batch` of the epoch with row order `order`;
         returns values [steps run, 1 + metrics]; `totals` gets the size-weighted sums."""
+        if self.trainer._capacity != self._capacity:
+            # a Python evaluation of larger batches (validation_batch_size) reallocated the
+            # layers' buffers, a stateful layer's carried states among them
+            self._lay_out_plan()
         if self.values.shape[0] < n_steps:
             self.values = np.empty((max(n_steps, 2 * self.values.shape[0]), self.values.shape[1]), np.float64)
         snapshot = self._snapshot()

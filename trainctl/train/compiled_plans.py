@@ -81,8 +81,10 @@ def _sequence_layer(plan, row, sl, bufs, slot, dtype) -> bool:
     from trainctl.nn.layers.recurrent import RecurrentPlan
 
     if isinstance(plan, EmbeddingPlan):
-        row[ps.G_A] = plan.output_dim
+        row[ps.G_A], row[ps.G_A + 1] = plan.output_dim, int(plan.keep is not None)
         sl[ps.S_W0], sl[ps.S_W0_GRAD] = slot(plan.embeddings), slot(plan.embeddings_grad)
+        if plan.keep is not None:  # mask_zero: the mask it makes (link_masks)
+            sl[ps.S_AUX] = slot(plan.keep)
         return ps.KIND_EMBEDDING
     if isinstance(plan, RecurrentPlan):
         _recurrent_block(plan, row[ps.G_A:ps.G_A + rs.N_R], bufs, dtype)

@@ -82,12 +82,13 @@ def layer_rows(model, plans) -> list[LayerRow]:
 
 def link_masks(rows: list[LayerRow], kinds: np.ndarray, geo: np.ndarray, slots: np.ndarray) -> None:
     """Which mask each Masking and recurrent row receives, as Sequential.forward passes masks
-    (Keras semantics): a Masking layer makes one (its keep buffer), a layer with the default
-    compute_mask passes it on while it keeps the time axis, any other ends it (Embedding without
-    mask_zero: the loop runs no other mask-making layer)."""
+    (Keras semantics): a Masking layer and an Embedding with mask_zero make one (their keep
+    buffers), a layer with the default compute_mask passes it on while it keeps the time axis,
+    any other ends it (Embedding without mask_zero: the loop runs no other mask-making layer)."""
     from trainctl.kernels import plan_layers as ps
     from trainctl.kernels.recurrent_steps import N_R, R_MASK
     from trainctl.nn.layers.base import Layer
+    from trainctl.nn.layers.embedding import EmbeddingPlan
     from trainctl.nn.layers.plans import MaskingPlan
 
     live = -1  # the bufs index of the mask the next layer receives
@@ -103,6 +104,8 @@ def link_masks(rows: list[LayerRow], kinds: np.ndarray, geo: np.ndarray, slots: 
             continue
         if isinstance(row.plan, MaskingPlan):
             geo[index, ps.G_A + 2] = live if live >= 0 else 2  # bufs[2]: the empty buffer, no mask
+            live = slots[index, ps.S_AUX]
+        elif isinstance(row.plan, EmbeddingPlan) and row.plan.keep is not None:
             live = slots[index, ps.S_AUX]
         elif type(layer).compute_mask is not Layer.compute_mask:
             live = -1

@@ -19,13 +19,15 @@ from trainctl.nn.regularizers import REGULARIZERS
 @dataclass(frozen=True)
 class EmbeddingPlan:
     """Embedding as the compiled loop runs it (kernels/recurrent_steps.py): the table and its
-    gradient, y [positions, output_dim], dx the zeros the indices get."""
+    gradient, y [positions, output_dim], dx the zeros the indices get; with mask_zero `keep`
+    [positions], the mask as 1.0 / 0.0 (the recurrent layers after it read it)."""
 
     embeddings: np.ndarray
     embeddings_grad: np.ndarray
     y: np.ndarray
     dx: np.ndarray
     output_dim: int
+    keep: np.ndarray | None = None
 
 
 def _kernels():
@@ -79,6 +81,7 @@ class Embedding(Layer):
         self._y = np.empty((positions, self.params.output_dim), self.dtype)
         self._dx = np.zeros((batch_size, *self.input_shape), self.dtype)  # indices get no gradient
         self._mask = np.empty((batch_size, *self.input_shape), np.bool_)
+        self._keep = np.empty(positions if self.mask_zero else 0, self.dtype)  # the mask as the compiled loop holds it
         self._kernel = _kernels()
 
     def _bad_index(self, indices: np.ndarray, position: int, where: str) -> TrainctlError:
@@ -110,9 +113,10 @@ class Embedding(Layer):
         return self._dx[: dy.shape[0]] if need_dx else None
 
     def compiled_plan(self) -> EmbeddingPlan | None:
-        if self.mask_zero:  # the mask feeds the recurrent layers' Python path
+        if self.mask_zero and len(self.input_shape) != 1:  # a mask over more axes than the steps'
             return None
-        return EmbeddingPlan(self.embeddings.value, self.embeddings.grad, self._y, self._dx, self.params.output_dim)
+        return EmbeddingPlan(self.embeddings.value, self.embeddings.grad, self._y, self._dx, self.params.output_dim,
+                             self._keep if self.mask_zero else None)
 
     def compute_mask(self, x: np.ndarray, mask: np.ndarray | None) -> np.ndarray | None:
         """TF.js computeMask: x != 0 when mask_zero (for the recurrent layers), else None."""

@@ -152,8 +152,18 @@ class Recurrent(Layer):
             self.bias = self.add_weight("bias", self.bias_shape(), self.bias_initializer(), context,
                                         regularizer=p.bias_regularizer)
         self.rng = rng_for(context.seed, "dropout", self.name)
-        self._carried = False  # stateful: whether `_carry` holds the last batch's final states
+        # stateful: whether `_carry` holds the last batch's final states, as 1.0 / 0.0 in an
+        # array the compiled loop shares (kernels/recurrent_steps.py BLOCK's "carried")
+        self._carried_flag = np.zeros(1, self.dtype)
         return self.output_shape
+
+    @property
+    def _carried(self) -> bool:
+        return bool(self._carried_flag[0])
+
+    @_carried.setter
+    def _carried(self, value: bool) -> None:
+        self._carried_flag[0] = 1.0 if value else 0.0
 
     def bias_shape(self) -> tuple[int, ...]:
         return (self.n_gates * self.params.units,)
@@ -332,20 +342,25 @@ class Recurrent(Layer):
     compiled_activations: ClassVar[tuple[str, ...]] = ("tanh", "hard_sigmoid")  # the pair the loop has
 
     def compiled_plan(self) -> RecurrentPlan | None:
-        """The plan of kernels/recurrent_steps.py, for the defaults it compiles: the TF.js
-        activations, no mask, no carried state (anything else trains from Python)."""
+        """The plan of kernels/recurrent_steps.py, for the activations it compiles: TF.js's
+        defaults (any other pair trains from Python). A stateful layer's carried states and
+        their flag are buffers of its block."""
         p = self.params
         pair = (self.activation.name, self.recurrent_activation.name)[:len(self.compiled_activations)]
-        # a mask comes only from a layer the loop does not run (Masking, Embedding mask_zero)
-        if pair != self.compiled_activations or p.stateful:
+        if pair != self.compiled_activations:
             return None
+        carried = {}
+        if p.stateful:
+            carried = {"carry_h": self._carry[0], "carried": self._carried_flag}
+            if self.n_states == 2:
+                carried["carry_c"] = self._carry[1]
         buffers = {"x_tm": self._x_tm.flat, "pre": self._pre.flat, "hd": self._hd.flat, "dz": self._dz.flat,
                    "dx_tm": self._dx_tm.flat, "h": self._states[0].flat, "mask": self._mask, "rmask": self._rmask,
                    "kernel": self.kernel.value, "kernel_grad": self.kernel.grad,
                    "recurrent_kernel": self.recurrent_kernel.value, "recurrent_kernel_grad": self.recurrent_kernel.grad,
                    "bias": self.bias_value(), "bias_grad": self.bias_grad(), "kernel_t": self._kernel_t,
                    "dh": self._dh[0], "dprev": self._dprev, "y": self._y, "dx": self._dx,
-                   "input_scale": self._input_mask_scale, "ones": self._ones, **self.compiled_buffers()}
+                   "input_scale": self._input_mask_scale, "ones": self._ones, **carried, **self.compiled_buffers()}
         weights = tuple((w.value, w.grad) for w in self.weights)
         steps, features = self.input_shape
         # per sample and step: the input mask's uniforms, then the state's (as forward draws them)

@@ -169,6 +169,18 @@ LAYER_STACKS = {  # name: (layers, input shape)
         {"type": "permute", "dims": [2, 1]},
         {"type": "flatten"},
         {"type": "dense", "units": CLASSES, "activation": "softmax"}], tuple(IMAGE)),
+    "time_distributed_conv_pool_norm": ([  # RepeatedPlan: the inner rows over n * steps samples (G_TIMES)
+        {"type": "reshape", "target_shape": [2, SIDE, SIDE, 1], "input_shape": IMAGE},
+        {"type": "time_distributed", "layer": {"type": "conv2d", "filters": 3, "kernel_size": 2, "activation": "relu",
+                                               "kernel_regularizer": "l2"}},
+        {"type": "time_distributed", "layer": {"type": "max_pooling2d", "pool_size": 2}},
+        {"type": "time_distributed", "layer": {"type": "batch_normalization"}},
+        {"type": "time_distributed", "layer": {"type": "conv2d", "filters": 2, "kernel_size": 1,
+                                               "data_format": "channels_first"}},  # its transposes' rows too
+        {"type": "time_distributed", "layer": {"type": "flatten"}},
+        {"type": "time_distributed", "layer": {"type": "dense", "units": 4, "activation": "tanh"}},
+        {"type": "flatten"},
+        {"type": "dense", "units": CLASSES, "activation": "softmax"}], tuple(IMAGE)),
 }
 
 
@@ -176,6 +188,16 @@ LAYER_STACKS = {  # name: (layers, input shape)
 def test_added_layers_run_compiled_bit_for_bit(stack):
     layers, shape = LAYER_STACKS[stack]
     _assert_compiled_matches(layers, shape=shape, validation_split=0.2)
+
+
+def test_time_distributed_around_a_layer_that_draws_trains_from_python():
+    """The loop draws a layer's random numbers per sample of the chunk; an inner Dropout draws
+    per step (n * steps rows), so it stays on the Python path, and says so."""
+    layers = [{"type": "reshape", "target_shape": [2, SIDE * SIDE], "input_shape": IMAGE},
+              {"type": "time_distributed", "layer": {"type": "dropout", "rate": 0.3}},
+              {"type": "flatten"}, {"type": "dense", "units": CLASSES, "activation": "softmax"}]
+    model = _fit(layers, "sgd", True, shape=tuple(IMAGE))[0]
+    assert model.compiled_fallback == f"layer {model.layers[1].name} has no compiled step yet"
 
 
 def test_sparse_labels_on_the_general_plan():

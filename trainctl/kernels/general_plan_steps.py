@@ -12,6 +12,7 @@ from trainctl.kernels.optimizers import l1l2_add_grad
 from trainctl.kernels.plan_layers import (
     G_IN,
     G_OUT,
+    G_TIMES,
     KIND_VIEW,
     S_Y,
     _activity_penalties,
@@ -59,12 +60,13 @@ def _general_plan_steps(sequences: bool):
             for layer in range(n_layers):
                 kind = kinds[layer]
                 if kind != KIND_VIEW:
-                    x = bufs[x_slots[layer]][:count * geo[layer, G_IN]]
+                    samples = count * geo[layer, G_TIMES]  # the row's samples: TimeDistributed's count * steps
+                    x = bufs[x_slots[layer]][:samples * geo[layer, G_IN]]
                     if sequences:
-                        _sequence_forward(layer, kind, count, geo, fparams, codes[layer], x, bufs, slots, wide,
+                        _sequence_forward(layer, kind, samples, geo, fparams, codes[layer], x, bufs, slots, wide,
                                           wide_slots, ints, int_slots, uniforms, normals, offsets)
                     else:
-                        _spatial_forward(layer, kind, count, geo, fparams, codes[layer], x, bufs, slots, wide,
+                        _spatial_forward(layer, kind, samples, geo, fparams, codes[layer], x, bufs, slots, wide,
                                          wide_slots, ints, int_slots, uniforms, normals, offsets)
             rows = count * positions
             out = bufs[out_slot][:rows * units].reshape(rows, units)
@@ -79,18 +81,19 @@ def _general_plan_steps(sequences: bool):
             for layer in range(n_layers - 1, -1, -1):
                 kind = kinds[layer]
                 if kind != KIND_VIEW:
-                    x = bufs[x_slots[layer]][:count * geo[layer, G_IN]]
-                    dy = bufs[dy_slots[layer]][:count * geo[layer, G_OUT]]
+                    samples = count * geo[layer, G_TIMES]
+                    x = bufs[x_slots[layer]][:samples * geo[layer, G_IN]]
+                    dy = bufs[dy_slots[layer]][:samples * geo[layer, G_OUT]]
                     if act_slots[layer] >= 0:  # dLoss/dy + the activity penalty's grad (Dense/_ConvBase backward)
                         act_grad_rates[layer, 2] = 1.0 / count
                         dy = add_activity_grad(dy, bufs[slots[layer, S_Y]][:dy.shape[0]], bufs[act_slots[layer]],
                                                act_grad_rates[layer, 0], act_grad_rates[layer, 1], act_grad_rates[layer, 2])
                     if sequences:
-                        _sequence_backward(layer, kind, count, geo, fparams, back_codes[layer], x, dy, need_dx[layer],
-                                           bufs, slots, wide, wide_slots, ints, int_slots)
+                        _sequence_backward(layer, kind, samples, geo, fparams, back_codes[layer], x, dy,
+                                           need_dx[layer], bufs, slots, wide, wide_slots, ints, int_slots)
                     else:
-                        _spatial_backward(layer, kind, count, geo, fparams, back_codes[layer], x, dy, need_dx[layer],
-                                          bufs, slots, wide, wide_slots, ints, int_slots)
+                        _spatial_backward(layer, kind, samples, geo, fparams, back_codes[layer], x, dy,
+                                          need_dx[layer], bufs, slots, wide, wide_slots, ints, int_slots)
             if regularized:
                 for layer in range(reg_slots.shape[0]):
                     for r in range(reg_slots.shape[1]):

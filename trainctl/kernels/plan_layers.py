@@ -37,6 +37,7 @@ from trainctl.kernels.plan_layout import (  # noqa: F401 (the layout's names, fo
     G_A,
     G_IN,
     G_OUT,
+    G_TIMES,
     N_FPARAMS,
     N_GEO,
     N_SLOTS,

@@ -169,7 +169,7 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
     fused = steps.loss_mode != LOSS_GENERIC
     for index, (layer, plan, in_size, out_size, _) in enumerate(rows):
         row, sl = geo[index], slots[index]
-        row[ps.G_IN], row[ps.G_OUT] = in_size, out_size
+        row[ps.G_IN], row[ps.G_OUT], row[ps.G_TIMES] = in_size, out_size, rows[index].times
         if isinstance(plan, ViewPlan) or (isinstance(plan, DropoutPlan) and plan.rate == 0.0):
             if isinstance(plan, DropoutPlan):  # rate 0: Dropout.forward passes x on, draws nothing
                 dropouts.append((index, plan))

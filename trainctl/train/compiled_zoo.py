@@ -59,6 +59,7 @@ class LayerRow:
     in_size: int
     out_size: int
     main: bool
+    times: int = 1  # inner samples per sample (the sizes are an inner sample's): TimeDistributed's steps
 
     def __iter__(self):
         return iter((self.layer, self.plan, self.in_size, self.out_size, self.main))
@@ -67,16 +68,17 @@ class LayerRow:
 def layer_rows(model, plans) -> list[LayerRow]:
     """Every layer's rows in forward order (nn/layers/plans.plan_rows): a transpose in keeps the
     input's size, a transpose out the output's."""
-    from trainctl.nn.layers.plans import main_plan, plan_rows
+    from trainctl.nn.layers.plans import RepeatedPlan, main_plan, plan_rows
 
     rows = []
     for layer, plan in zip(model.layers, plans):
-        in_size, out_size = math.prod(layer.input_shape), math.prod(layer.output_shape)
+        times = plan.times if isinstance(plan, RepeatedPlan) else 1
+        in_size, out_size = math.prod(layer.input_shape) // times, math.prod(layer.output_shape) // times
         parts = plan_rows(plan)
         main = next(k for k, part in enumerate(parts) if part is main_plan(plan))
         for k, part in enumerate(parts):
             rows.append(LayerRow(layer, part, out_size if k > main else in_size, in_size if k < main else out_size,
-                                 k == main))
+                                 k == main, times))
     return rows
 
 

@@ -317,13 +317,29 @@ class ChannelsFirstPlan:
     to_first: IndexCopyPlan | None
 
 
+@dataclass(frozen=True)
+class RepeatedPlan:
+    """TimeDistributed around a layer other than Dense: the inner layer's plan, run over
+    `times` (the steps) inner samples per sample, as TimeDistributed.forward runs the inner
+    layer on [n * steps, ...] (the loop's G_TIMES column)."""
+
+    inner: Any
+    times: int
+
+
 def plan_rows(plan) -> list:
-    """The rows a layer's plan takes in the compiled loop: a ChannelsFirstPlan's three (or two)."""
+    """The rows a layer's plan takes in the compiled loop: a ChannelsFirstPlan's three (or two),
+    a RepeatedPlan's inner plan's."""
+    if isinstance(plan, RepeatedPlan):
+        return plan_rows(plan.inner)
     if isinstance(plan, ChannelsFirstPlan):
         return [plan.to_last, plan.inner] + ([plan.to_first] if plan.to_first is not None else [])
     return [plan]
 
 
 def main_plan(plan):
-    """The plan that computes the layer (a ChannelsFirstPlan's inner), None for None."""
+    """The plan that computes the layer (a ChannelsFirstPlan's inner, a RepeatedPlan's inner
+    layer's), None for None."""
+    if isinstance(plan, RepeatedPlan):
+        return main_plan(plan.inner)
     return plan.inner if isinstance(plan, ChannelsFirstPlan) else plan

@@ -228,7 +228,7 @@ class Recurrent(Layer):
         per_sequence = n * steps * (3 * features + 2 * gates + units + 1) + states * (steps + 1) * n * units
         per_row = n * (features + units * (2 + 2 * states) + wide)  # masks, dh, dprev, carry, ones
         bias = 2 * int(np.prod(self.bias_shape()))  # zero bias, unused bias gradient
-        values = per_sequence + per_row + y + gates * units + bias + self.cell_buffer_values(n, steps)
+        values = per_sequence + per_row + y + gates * units + bias + 1 + self.cell_buffer_values(n, steps)  # 1: carried flag
         return values * itemsize + n * wide * 8  # + the float64 uniforms for dropout masks
 
     def cell_buffer_values(self, n: int, steps: int) -> int:

@@ -171,7 +171,8 @@ def recurrent_forward(count, r, x, bufs, rates, uniforms, at):
     h = _tm(bufs, base, B_H, steps + 1, n, units)
     carried = bufs[base + B_CARRIED]
     stateful = carried.shape[0] > 0
-    if stateful and carried[0] != 0.0:  # Recurrent.forward: the last batch's final states
+    resumed = stateful and carried[0] != 0.0  # Recurrent.forward: from the last batch's final states
+    if resumed:
         h[0] = _rows(bufs, base, B_CARRY_H, n, units)
     else:
         h[0] = 0.0
@@ -181,7 +182,7 @@ def recurrent_forward(count, r, x, bufs, rates, uniforms, at):
         _simple_forward(pre, recurrent_kernel, bias, mask, rmask, h, hd, _rows(bufs, base, B_REC, n, width), backwards)
     elif cell == CELL_LSTM:
         c = _tm(bufs, base, B_C, steps + 1, n, units)
-        if stateful and carried[0] != 0.0:
+        if resumed:
             c[0] = _rows(bufs, base, B_CARRY_C, n, units)
         else:
             c[0] = 0.0

@@ -32,9 +32,11 @@ PROBE_EVERY = 25  # slices at the chosen count (~5 s) between two tries of the o
 PROBE_SLICES = 2  # a try of the other count lasts this many slices
 KEEP = 3  # each count is judged by the median of its last KEEP slices
 # A slice at one count that has run LOSING_AFTER seconds at under LOSING of the other count's
-# median ends there, and the rest of its try is dropped: beside a busy core 2 threads run
-# 0.3-0.4x one (measured: 11.7k and 15.1k samples/s against 29k-42k on W2/512), so a whole
-# try cost ~0.27 s of training per probe; ended after a chunk or two it costs ~0.03 s.
+# median ends there, and the rest of its try is dropped: beside a busy core 2 threads ran
+# 0.4-0.8x one (traced on W2/512: 2-thread slices of 21.0k and 40.8k samples/s against 1-thread
+# 46k-51k), so a whole try of a count that slow costs up to ~0.2 s of training per probe;
+# ended after a chunk or two it costs a few hundredths. 0.7: a count a little slower (or a
+# noisy slice) still gets its whole try.
 LOSING_AFTER = 0.05
 LOSING = 0.7
 

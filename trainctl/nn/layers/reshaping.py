@@ -204,7 +204,7 @@ class _UpSampling(_Copying):
         super().build(input_shape, context)
         interpolation = getattr(self.params, "interpolation", "nearest")
         self.bilinear = interpolation == "bilinear"
-        self._rows, self._cols = self._as_nhwc(np.empty((1, *input_shape), np.int8)).shape[1:3]
+        (self._rows, self._cols, _), _ = self._nhwc_shapes()
         return self.output_shape
 
     @property

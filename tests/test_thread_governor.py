@@ -107,12 +107,12 @@ class _SeenThreads(Callback):
         self.counts |= {info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"}
 
 
-def _fit(threads, steps_per_execution):
+def _fit(threads, steps_per_execution, dtype=np.float32):
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((1024, 784)).astype(np.float32)  # 784 inputs: a depth OpenBLAS's threads split otherwise
-    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 1024)]
+    x = rng.standard_normal((1024, 784)).astype(dtype)  # 784 inputs: a depth OpenBLAS's threads split otherwise
+    y = np.eye(10, dtype=dtype)[rng.integers(0, 10, 1024)]
     model = Sequential([{"type": "dense", "units": 256, "activation": "relu", "input_shape": [784]},
-                        {"type": "dense", "units": 10, "activation": "softmax"}], seed=1)
+                        {"type": "dense", "units": 10, "activation": "softmax"}], seed=1, dtype=dtype)
     model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
     seen = _SeenThreads()
     history = model.fit(x, y, epochs=2, batch_size=128, threads=threads, callbacks=[seen],
@@ -133,6 +133,22 @@ def test_switching_threads_changes_no_bit(monkeypatch, steps_per_execution):
     assert list(weights_one) == list(weights_switched)
     for name in weights_one:
         assert weights_one[name].tobytes() == weights_switched[name].tobytes(), name
+
+
+def test_a_float64_fit_keeps_one_thread_and_its_bits(monkeypatch):
+    """OpenBLAS's threaded dgemm rounds W2's products differently from one thread, so a float64
+    fit asked for 2 threads trains at 1: the same bytes as --threads 1, and the pools as they
+    were after it."""
+    one, history_one, _ = _fit(1, 2, np.float64)
+    monkeypatch.setattr(thread_governor, "SLICE_SECONDS", 0.0)
+    monkeypatch.setattr(thread_governor, "PROBE_EVERY", 1)
+    before = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+    two, history_two, seen = _fit(2, 2, np.float64)
+    assert seen == {1}
+    assert [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"] == before
+    assert history_two == history_one
+    for name, value in one.get_weights().items():
+        assert value.tobytes() == two.get_weights()[name].tobytes(), name
 
 
 def test_cli_threads_2_trains_the_same_bytes(tmp_path):

@@ -125,6 +125,13 @@ def fit(model, x: np.ndarray | None = None, y: np.ndarray | None = None, *, epoc
     from trainctl.train.runtime import TrainingEnvironment, most_threads
     from trainctl.train.thread_governor import governor_for
 
+    if model.dtype == np.float64:
+        # OpenBLAS's threaded dgemm rounds differently from one thread beyond the depth blocks
+        # kernels/blas.py fixes for float32: over 300 random shapes, 2 threads gave other bits
+        # on 210 whole and still on 73 called per one-thread depth block (384, halves rounded
+        # to 16; OpenBLAS 0.3.31 SkylakeX), so a float64 fit keeps its products on one thread
+        # and its bits whatever --threads says (tests/test_thread_governor.py).
+        threads = 1
     with TrainingEnvironment(threads=threads, flush_denormals=flush_denormals):
         governor = governor_for(most_threads(threads))
         try:

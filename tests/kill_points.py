@@ -8,8 +8,9 @@ construction instead of hoped for from a random sleep:
 
 - "write":   inside the N-th file write (atomic writes and checkpoint files alike), with
              half of the file's bytes on disk in its temp file;
-- "publish": inside the N-th checkpoint save, its files written and fsynced in the temp
-             directory, before the rename that makes it count;
+- "publish": inside the N-th checkpoint save, its files written in the temp directory,
+             before the rename that makes it count (a training run's checkpoints are
+             fsynced after it, by runs/checkpoints.CheckpointSyncer);
 - "save":    at the N-th checkpoint, before anything of it is written: training has run
              on since the previous checkpoint, and that work is lost.
 """

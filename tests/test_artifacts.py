@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from trainctl.runs import atomic
-from trainctl.runs.checkpoints import CheckpointWarning
+from trainctl.runs.checkpoints import CheckpointSyncer, CheckpointWarning
 from trainctl.runs.rundir import RunDir
 from trainctl.runs.tensors import arrays_from_bytes, arrays_to_bytes, load_weights, load_weights_with_metadata, save_weights
 from trainctl.runs.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text, config_hash, read_json
@@ -652,6 +652,102 @@ def test_failed_save_keeps_older_checkpoints_and_leaves_no_temp(tmp_path, monkey
             run.save_checkpoint("step-2", {"s": b"2"}, keep_last=1)
     assert sorted(p.name for p in run.checkpoints_path.iterdir()) == ["00000001-step-1"]
     assert run.latest_checkpoint() == ("step-1", {"s": b"1"})
+
+
+def _fsynced_paths(monkeypatch) -> list[str]:
+    """Record the path of every fsync (files and directories) from now on."""
+    synced, fsync = [], os.fsync
+
+    def recording(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording)
+    return synced
+
+
+def test_a_syncer_makes_the_newest_checkpoint_durable_then_prunes(tmp_path, monkeypatch):
+    run = RunDir.create(tmp_path, "r", tmp_path / "run")
+    syncer = CheckpointSyncer(run)
+    synced = _fsynced_paths(monkeypatch)
+    paths = [run.save_checkpoint(f"step-{step}", {"s": str(step).encode(), "t": b"x"}, keep_last=2, syncer=syncer)
+             for step in range(1, 6)]
+    syncer.close()
+    assert [tag for _, tag, _ in run.list_checkpoints()] == ["step-4", "step-5"]
+    assert _leftovers(run.checkpoints_path) == []
+    newest = paths[-1]
+    for name in ("s", "t", "manifest.json"):  # the newest is durable: files, its dir, the dir it is in
+        assert str(newest / name) in synced, name
+    assert str(newest) in synced and str(run.checkpoints_path) in synced
+    assert run.latest_checkpoint() == ("step-5", {"s": b"5", "t": b"x"})
+
+
+def test_a_syncer_keeps_the_last_durable_checkpoint_until_the_next_one_is(tmp_path, monkeypatch):
+    """A power cut while the newest is being synced must find the one before it: the syncer
+    prunes only up to the checkpoint it has made durable."""
+    import queue
+
+    from trainctl.runs import checkpoints
+
+    run = RunDir.create(tmp_path, "r", tmp_path / "run")
+    syncer = CheckpointSyncer(run)
+    run.save_checkpoint("step-1", {"s": b"1"}, keep_last=1, syncer=syncer)
+    syncer.close()
+    entered, go, sync = queue.Queue(), queue.Queue(), checkpoints._sync_checkpoint
+
+    def held_sync(path):  # each sync waits for the test's go
+        entered.put(path.name)
+        go.get(timeout=10)
+        sync(path)
+
+    monkeypatch.setattr(checkpoints, "_sync_checkpoint", held_sync)
+    run.save_checkpoint("step-2", {"s": b"2"}, keep_last=1, syncer=syncer)
+    assert entered.get(timeout=10) == "00000002-step-2"
+    run.save_checkpoint("step-3", {"s": b"3"}, keep_last=1, syncer=syncer)  # published while step-2 syncs
+    go.put(None)  # step-2 is durable now and prunes; step-3's sync starts and is held
+    assert entered.get(timeout=10) == "00000003-step-3"
+    assert [tag for _, tag, _ in run.list_checkpoints()] == ["step-2", "step-3"]
+    go.put(None)
+    syncer.close()
+    assert [tag for _, tag, _ in run.list_checkpoints()] == ["step-3"]
+
+
+def test_a_failed_sync_is_raised_with_the_checkpoint_named(tmp_path, monkeypatch):
+    run = RunDir.create(tmp_path, "r", tmp_path / "run")
+    syncer = CheckpointSyncer(run)
+    run.save_checkpoint("step-1", {"s": b"1"}, keep_last=1, syncer=syncer)
+    syncer.close()
+    monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")))
+    path = run.save_checkpoint("step-2", {"s": b"2"}, keep_last=1, syncer=syncer)
+    with pytest.raises(ArtifactError) as exc_info:
+        syncer.close()
+    assert _one_line(exc_info) == f"cannot make checkpoint {path} durable: I/O error"
+    assert [tag for _, tag, _ in run.list_checkpoints()] == ["step-1", "step-2"]  # nothing pruned
+
+
+def test_training_waits_for_its_last_checkpoint_to_be_durable(tmp_path, monkeypatch):
+    """Through the public API: when train_from_config returns, the run's last checkpoint has
+    been fsynced (by the syncer's thread) and the older ones pruned."""
+    from trainctl import load_config, train_from_config
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "name: durable\nmodel:\n  layers:\n    - {type: dense, units: 1, input_shape: [1]}\n"
+        "optimizer: sgd\nloss: mean_squared_error\n"
+        "data:\n  train: {generator: linear, n_samples: 64}\n"
+        "fit: {epochs: 4, batch_size: 16}\n")
+    import time
+
+    from trainctl.runs import checkpoints
+
+    synced, sync = _fsynced_paths(monkeypatch), checkpoints._sync_checkpoint
+    monkeypatch.setattr(checkpoints, "_sync_checkpoint", lambda path: (time.sleep(0.1), sync(path)))  # a slow disk
+    train_from_config(load_config(config), out=tmp_path / "run")
+    checkpoints = sorted((tmp_path / "run" / "checkpoints").iterdir())
+    assert [p.name for p in checkpoints] == ["00000005-epoch-0004"]  # a finished run keeps its last
+    for name in os.listdir(checkpoints[-1]):
+        assert str(checkpoints[-1] / name) in synced, name
+    assert str(checkpoints[-1]) in synced
 
 
 def test_leftover_temp_dirs_are_ignored_then_cleaned(tmp_path):

@@ -33,7 +33,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_N
        "NUMBA_NUM_THREADS": "1", "COLUMNS": "200", "TERM": "dumb"}
 # Where each kill of the kill loop lands (tests/kill_points.py): (phase, occurrence in that
 # process). The first write of a fresh run (before its directory is set up), inside
-# checkpoint files and other atomic writes, between a checkpoint's fsync and its rename, and
+# checkpoint files and other atomic writes, between a checkpoint's writes and its rename, and
 # between checkpoints with training done since the last one.
 SCHEDULE = [("write", 1), ("save", 3), ("publish", 2), ("write", 7), ("save", 9), ("publish", 5),
             ("write", 23), ("write", 2)]

@@ -87,6 +87,19 @@ def _write_synced(path: Path, data: bytes) -> None:
     os.close(fd)
 
 
+def _write_unsynced(path: Path, data: bytes) -> None:
+    """Create `path` (must not exist) with `data`, for a caller that syncs it later
+    (runs/checkpoints.CheckpointSyncer); remove it again on failure."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        _write_fd(fd, data)
+    except BaseException:
+        os.close(fd)
+        _unlink_quietly(path)
+        raise
+    os.close(fd)
+
+
 def _unlink_quietly(path: Path) -> None:
     try:
         os.unlink(path)

@@ -4,10 +4,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from trainctl.data.baselines import forecast_baseline_line
 from trainctl.errors import ArtifactError, TrainctlError
@@ -237,9 +238,20 @@ def _resume_locked(run_dir, config_path, overrides, force, callbacks, checkpoint
     return _run_training(run_dir, prepared, list(callbacks), settings, checkpoint, handle_signals)
 
 
+@contextlib.contextmanager
+def _closing(writer) -> Iterator[None]:
+    """Wait for the checkpoints' last sync after the fit: its own failure only when the fit
+    did not fail first (that error is the one to report)."""
+    try:
+        yield
+    except BaseException:
+        writer.close(raise_failure=False)
+        raise
+    writer.close()
+
+
 def _run_training(run_dir, prepared: _Prepared, extra: list[Callback], settings: dict[str, Any],
                   checkpoint: tuple[str, dict[str, bytes]] | None, handle_signals: bool) -> TrainOutcome:
-    import contextlib
 
     from trainctl.config import config_hash
     from trainctl.runs.files import HISTORY_FILE
@@ -275,7 +287,7 @@ def _run_training(run_dir, prepared: _Prepared, extra: list[Callback], settings:
         validation = data.validation_stream
     guard = contextlib.nullcontext() if not handle_signals else stopper.installed()
     start = time.perf_counter()
-    with guard:
+    with guard, _closing(writer):
         model.fit(  # verbose=0: the caller's callbacks (the CLI's display) show progress
             data.x, data.y, verbose=0, source=data.stream, epochs=initial_epoch if stopped else fit.epochs,
             batch_size=fit.batch_size, shuffle=fit.shuffle, validation_data=validation,

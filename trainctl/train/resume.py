@@ -85,7 +85,8 @@ def _all_finite(values: Any) -> bool:
 
 
 class CheckpointWriter:
-    """Snapshots the whole training state into checkpoint files and restores it."""
+    """Snapshots the whole training state into checkpoint files and restores it. Each store's
+    checkpoints are made durable by a CheckpointSyncer of its own; `close()` waits for them."""
 
     def __init__(self, run_dir, model, user_callbacks: list[Callback], history: RunHistory,
                  epoch_totals: EpochAccumulator, config_hash: str):
@@ -93,6 +94,7 @@ class CheckpointWriter:
         self.history, self.epoch_totals, self.config_hash = history, epoch_totals, config_hash
         self.last_saved: Path | None = None
         self.last_saved_step: int | None = None
+        self._syncers: dict[Path, Any] = {}  # checkpoints dir -> its CheckpointSyncer
 
     # -- snapshot
     def files(self, epoch: int, batch: int, tag: str) -> dict[str, bytes]:
@@ -133,10 +135,24 @@ class CheckpointWriter:
         if not all(np.isfinite(w.value).all() for w in self.model.weights):
             return None
         files = self.files(epoch, batch, tag)
-        path = (store or self.run_dir).save_checkpoint(tag, files, keep_last)
+        target = store or self.run_dir
+        path = target.save_checkpoint(tag, files, keep_last, syncer=self._syncer(target))
         if store is None:
             self.last_saved, self.last_saved_step = path, int(self.model.optimizer.iterations)
         return path
+
+    def _syncer(self, store):
+        from trainctl.runs.checkpoints import CheckpointSyncer
+
+        key = Path(store.checkpoints_path)
+        if key not in self._syncers:
+            self._syncers[key] = CheckpointSyncer(store)
+        return self._syncers[key]
+
+    def close(self, raise_failure: bool = True) -> None:
+        """Wait until every checkpoint saved is durable and pruned (see CheckpointSyncer)."""
+        for syncer in self._syncers.values():
+            syncer.close(raise_failure)
 
     # -- restore
     def restore(self, checkpoint: dict[str, bytes], source: str) -> dict[str, Any]:

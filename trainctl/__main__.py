@@ -1,3 +1,3 @@
-from trainctl.cli import app
+from trainctl.cli import main
 
-app(prog_name="trainctl")
+main()

@@ -122,6 +122,33 @@ def test_conv_optimizers_and_options_match(optimizer):
     _assert_identical(*runs)
 
 
+AUGMENTATION = [{"type": "random_flip", "mode": "horizontal_and_vertical"},
+                {"type": "random_translation", "height_factor": 0.2, "width_factor": [-0.1, 0.3], "fill_mode": "nearest"},
+                {"type": "random_rotation", "factor": 0.1, "fill_mode": "constant", "fill_value": 0.5},
+                {"type": "random_zoom", "height_factor": [-0.2, 0.1], "interpolation": "nearest"}]
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_augmented_batches_train_compiled_bit_for_bit(shuffle):
+    """Each chunk is the augmented source's own next batches (train/stream_chunks.py), each
+    transformed with the draws of its (epoch, batch) as the Python path takes them."""
+    from trainctl.data.augmentation import build_augmentation
+    from trainctl.data.config import DataConfig
+
+    steps = DataConfig.model_validate({"train": {"generator": "xor"}, "preprocessing": AUGMENTATION}).preprocessing
+    layers, loss = STACKS["batchnorm_regularized_dropout"]
+    runs = []
+    for jit in (True, False):
+        augmentation = build_augmentation(steps, tuple(IMAGE), seed=7)
+        runs.append(_fit(layers, loss, "adam", jit, spe=3, epochs=2, shuffle=shuffle, validation_split=0.2,
+                         augmentation=augmentation))
+    assert runs[0][0].compiled_fallback is None  # it really ran compiled
+    assert runs[1][0].compiled_fallback == "jit_compile is off"
+    _assert_identical(*runs)
+    plain = _fit(layers, loss, "adam", True, spe=3, epochs=2, shuffle=shuffle, validation_split=0.2)
+    assert plain[1].history["loss"] != runs[0][1].history["loss"]  # the augmentation did change the batches
+
+
 def test_layers_the_general_plan_does_not_cover_fall_back_and_say_why():
     # one filter: numpy's matmul takes gemv for the pointwise product, not the gemm the loop calls
     layers = [{"type": "separable_conv2d", "filters": 1, "kernel_size": 2, "input_shape": IMAGE}, *HEAD]

@@ -169,19 +169,12 @@ def test_a_class_weighted_array_source_runs_its_own_batches_compiled():
     _assert_identical(*runs)
 
 
-def test_python_batches_and_augmented_batches_stay_on_the_python_path_and_say_why():
-    from trainctl.data.augmentation import Augmentation
-    from trainctl.data.source import ArraySource
-    from trainctl.train.compiled import CompiledSteps
-    from trainctl.train.loop import Trainer
-
+def test_python_batches_stay_on_the_python_path_and_say_why():
     model, _ = _model("categorical_crossentropy", "adam")
     x = np.zeros((16, FEATURES), np.float32)
     y = np.eye(CLASSES, dtype=np.float32)[np.zeros(16, int)]
     model.fit_dataset(lambda: iter([(x, y), (x[:5], y[:5])]), epochs=1, steps_per_execution=4)
     assert model.compiled_fallback == "the batches come from Python (their sizes are the producer's)"
-    augmented = Augmentation([], (4, 3, 1), seed=0).wrap(ArraySource(x, y))
-    assert CompiledSteps.unsupported(Trainer(model), augmented, 16) == "augmentation transforms each batch in Python"
 
 
 # -- the CLI and exact resume from a streamed compiled run ----------------------------------

@@ -16,26 +16,21 @@ import numpy as np
 
 def streamed(source) -> bool:
     """Whether the loop trains `source` a chunk of its own batches at a time: a stream, or a
-    stream or arrays weighted by class (fitDataset's classWeight), whose batches are never
-    longer than the fit's batch size."""
+    stream or arrays weighted by class (fitDataset's classWeight) or augmented (the images of
+    each batch transformed as it is taken), whose batches are never longer than the fit's
+    batch size."""
+    from trainctl.data.augmentation import AugmentedSource
     from trainctl.data.source import ArraySource
     from trainctl.data.stream import StreamSource
     from trainctl.train.class_weights import ClassWeightedSource
 
-    if type(source) is ClassWeightedSource:
-        return type(source.source) in (StreamSource, ArraySource)
+    if type(source) in (ClassWeightedSource, AugmentedSource):
+        return type(source.source) in (StreamSource, ArraySource) or streamed(source.source)
     return type(source) is StreamSource
 
 
 def python_batches(source) -> str:
     """Why a source's batches must come from Python step by step (CompiledSteps.unsupported)."""
-    from trainctl.data.augmentation import AugmentedSource
-    from trainctl.data.source import WrappedSource
-
-    while isinstance(source, WrappedSource):
-        if isinstance(source, AugmentedSource):
-            return "augmentation transforms each batch in Python"
-        source = source.source
     return "the batches come from Python (their sizes are the producer's)"
 
 

@@ -169,12 +169,57 @@ def test_a_class_weighted_array_source_runs_its_own_batches_compiled():
     _assert_identical(*runs)
 
 
-def test_python_batches_stay_on_the_python_path_and_say_why():
-    model, _ = _model("categorical_crossentropy", "adam")
-    x = np.zeros((16, FEATURES), np.float32)
-    y = np.eye(CLASSES, dtype=np.float32)[np.zeros(16, int)]
-    model.fit_dataset(lambda: iter([(x, y), (x[:5], y[:5])]), epochs=1, steps_per_execution=4)
-    assert model.compiled_fallback == "the batches come from Python (their sizes are the producer's)"
+def _python_batches(sizes: list[int], *, weighted=False, as_dicts=False, seed=0) -> list:
+    """Batches of the given sizes, as a Python producer yields them (fitDataset's generators)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for n in sizes:
+        x = rng.standard_normal((n, FEATURES)).astype(np.float32)
+        y = np.eye(CLASSES, dtype=np.float32)[x[:, :CLASSES].argmax(axis=1)]
+        if as_dicts:
+            out.append({"xs": x, "ys": y})
+        else:
+            out.append((x, y, (rng.random(n) * 2).astype(np.float32)) if weighted else (x, y))
+    return out
+
+
+PYTHON_CASES = {  # id: (the batches, fit_dataset options, the batch sizes the compiled chunks trained in epoch 1)
+    # the fit's batch_size is 16: the loop takes the producer's 24 instead
+    "sizes_of_the_producer": (_python_batches([24] * 6 + [7]), {}, [[24] * 5, [24, 7]]),
+    # a batch longer than any before widens the loop's batches; each shorter one after ends a chunk
+    "a_longer_batch_widens": (_python_batches([8, 8, 8, 20, 8, 8, 3], weighted=True), {},
+                              [[8, 8, 8], [20, 8], [8], [3]]),
+    "dicts_class_weight": (_python_batches([16] * 4 + [9], as_dicts=True), {"class_weight": {0: 0.5, 2: 2.0}},
+                           [[16] * 4 + [9]]),
+}
+
+
+@pytest.mark.parametrize("case", list(PYTHON_CASES))
+def test_python_batches_run_compiled_bit_for_bit(case, chunks):
+    batches, options, first_epoch_chunks = PYTHON_CASES[case]
+    runs = []
+    for jit in (True, False):
+        model, _ = _model("categorical_crossentropy", "adam")
+        history = model.fit_dataset(lambda: iter(batches), epochs=2, batch_size=16, jit_compile=jit,
+                                    steps_per_execution=5, **options)
+        runs.append((model, history))
+    assert runs[0][0].compiled_fallback is None  # it really ran compiled
+    assert [sizes for _, sizes in chunks[:len(first_epoch_chunks)]] == first_epoch_chunks
+    _assert_identical(*runs)
+
+
+def test_a_one_shot_generator_runs_compiled_across_epochs_as_python_does(chunks):
+    """A generator object is iterated once: each epoch of batches_per_epoch continues it."""
+    batches = _python_batches([12] * 9, seed=3)
+    runs = []
+    for jit in (True, False):
+        model, _ = _model("categorical_crossentropy", "adam")
+        history = model.fit_dataset((b for b in batches), epochs=3, batches_per_epoch=3, jit_compile=jit,
+                                    steps_per_execution=2)
+        runs.append((model, history))
+    assert runs[0][0].compiled_fallback is None
+    assert [sizes for _, sizes in chunks] == [[12, 12], [12]] * 3
+    _assert_identical(*runs)
 
 
 # -- the CLI and exact resume from a streamed compiled run ----------------------------------

@@ -53,6 +53,7 @@ class PythonBatchSource:
             raise DataError(f"{where}: yields no batches") from None
         x, y, _ = _as_batch(first, 0, self.dtype)
         self.x_shape, self.y_shape = tuple(x.shape[1:]), tuple(y.shape[1:])
+        self.first_rows = x.shape[0]  # the compiled loop's batch size (train/stream_chunks.py)
         self.n_samples = None
         self._pending: Any = None if self._factory else first  # a one-shot iterator keeps what was peeked
         self._epochs_served = 0

@@ -1,9 +1,9 @@
 """Many training steps per compiled call (Keras `steps_per_execution`), for the models the
-compiled loop covers: in-memory data (ArraySource) or a stream (each chunk the stream's own
-next batches, train/stream_chunks.py; not fitDataset's Python batches), a stack of layers that
-all give a `compiled_plan()` (each layer's module decides, per option: Dense, the convolutions
-and pooling in either data format, normalization, the reshaping, padding, noise and activation
-layers, Embedding, Masking, SimpleRNN/LSTM/GRU, Bidirectional, TimeDistributed(Dense); the
+compiled loop covers: in-memory data (ArraySource) or a stream, fitDataset's Python batches or
+an augmentation (each chunk the source's own next batches, train/stream_chunks.py), a stack of
+layers that all give a `compiled_plan()` (each layer's module decides, per option: Dense, the
+convolutions and pooling in either data format, normalization, the reshaping, padding, noise
+and activation layers, Embedding, Masking, SimpleRNN/LSTM/GRU, Bidirectional, TimeDistributed; the
 README's "Compiled steps" lists what is left out), weight regularizers, activity regularizers
 on Dense and conv layers, metrics that declare `compiled_ok`, an optimizer on the flat buffer
 (clipnorm per weight, as Optimizer.apply). Anything else trains step by step from Python —
@@ -31,7 +31,7 @@ import time
 import numpy as np
 
 from trainctl.nn.layers.plans import NoisePlan
-from trainctl.train.stream_chunks import python_batches, stream_chunks, streamed
+from trainctl.train.stream_chunks import loop_batch_size, stream_chunks, streamed
 from trainctl.train.compiled_plans import (
     activity_held,
     dense_plan,
@@ -97,6 +97,7 @@ class CompiledSteps:
         from trainctl.kernels import steps
         from trainctl.nn.activations import ACTIVATIONS
 
+        batch_size = loop_batch_size(source, batch_size)
         self.trainer, self.source, self.batch_size = trainer, source, batch_size
         model = trainer.model
         trainer._ensure(batch_size)
@@ -146,6 +147,16 @@ class CompiledSteps:
         self.values = np.empty((0, 1 + len(trainer.metrics)), np.float64)
         self.seconds_per_step: float | None = None
 
+    def widen(self, batch_size: int) -> None:
+        """Train batches of up to `batch_size` rows from the next chunk on: a Python producer's
+        batch longer than its first (StreamChunks.wider). Only buffers grow: a step's numbers
+        depend on its batch's rows, not on the room around them."""
+        self.batch_size = self.stream.batch_size = batch_size
+        self.trainer._ensure(batch_size)
+        self.x_buf = np.empty((batch_size, self.x_buf.shape[1]), self.dtype)
+        self.y_buf = np.empty((batch_size, self.y_buf.shape[1]), self.dtype)
+        self._lay_out_plan()
+
     def _lay_out_plan(self) -> None:
         """The plan over the layers' buffers as allocated now."""
         trainer = self.trainer
@@ -170,7 +181,7 @@ class CompiledSteps:
 
         model = trainer.model
         if type(source) is not ArraySource and not streamed(source):
-            return python_batches(source)
+            return f"the loop does not read a {type(source).__name__}'s batches"
         trainer._ensure(batch_size)  # plans hold the allocated buffers
         uncovered = [layer.name for layer in model.layers if not _covered(layer)]
         if uncovered:

@@ -268,7 +268,10 @@ def _compiled_epoch(compiled, source, epoch, first_batch, batch_size, steps_per_
         count = compiled.chunk_size(MAX_CHUNK if n_batches is None else n_batches - index, callback_list, every,
                                     steps_per_execution)
         if stream is not None:
-            count = stream.fill(count)
+            wanted, count = count, stream.fill(count)
+            if count == 0 and stream.wider:  # Python batches: one longer than the loop's so far
+                compiled.widen(stream.wider)
+                count = stream.fill(wanted)
             if count == 0:
                 break
         if callback_list.wants_batch_begin:

@@ -5,6 +5,9 @@ so the loop trains the very batches the Python path would, in the same order and
 same shuffle-buffer draws, and the stream is never read whole: a chunk holds at most the
 batches compiled.GATHER_BUDGET allows. The arrays are writable, C-contiguous and of the
 model's dtype, the type the loops are already compiled for (no second specialisation).
+
+Python batches (fitDataset over a generator) are the producer's size: the loop starts at its
+first batch's, and a longer batch is held until CompiledSteps.widen makes room for it.
 """
 
 from __future__ import annotations
@@ -15,23 +18,29 @@ import numpy as np
 
 
 def streamed(source) -> bool:
-    """Whether the loop trains `source` a chunk of its own batches at a time: a stream, or a
-    stream or arrays weighted by class (fitDataset's classWeight) or augmented (the images of
-    each batch transformed as it is taken), whose batches are never longer than the fit's
-    batch size."""
+    """Whether the loop trains `source` a chunk of its own batches at a time: a stream, Python
+    batches, or either or arrays weighted by class (fitDataset's classWeight) or augmented
+    (the images of each batch transformed as it is taken)."""
     from trainctl.data.augmentation import AugmentedSource
+    from trainctl.data.python_source import PythonBatchSource
     from trainctl.data.source import ArraySource
     from trainctl.data.stream import StreamSource
     from trainctl.train.class_weights import ClassWeightedSource
 
     if type(source) in (ClassWeightedSource, AugmentedSource):
-        return type(source.source) in (StreamSource, ArraySource) or streamed(source.source)
-    return type(source) is StreamSource
+        return type(source.source) is ArraySource or streamed(source.source)
+    return type(source) in (StreamSource, PythonBatchSource)
 
 
-def python_batches(source) -> str:
-    """Why a source's batches must come from Python step by step (CompiledSteps.unsupported)."""
-    return "the batches come from Python (their sizes are the producer's)"
+def loop_batch_size(source, batch_size: int) -> int:
+    """The rows of the loop's batches: the fit's batch size, or for Python batches (whose size
+    is the producer's) the producer's first batch's."""
+    from trainctl.data.python_source import PythonBatchSource
+    from trainctl.data.source import WrappedSource
+
+    while isinstance(source, WrappedSource):
+        source = source.source
+    return source.first_rows if type(source) is PythonBatchSource else batch_size
 
 
 def stream_chunks(source, batch_size: int, dtype) -> "StreamChunks | None":
@@ -55,14 +64,21 @@ class StreamChunks:
         self.last_sizes: list[int] = []  # the sizes of the batches the last chunk trained
         self.has_weights = False
         self._ended = False
+        self._held: tuple | None = None  # a batch longer than the loop's, read and not yet trained
 
     def begin_epoch(self, epoch: int, first_batch: int) -> None:
         self._batches = iter(self.source.batches(epoch, self.batch_size, first_batch))
-        self.sizes, self.used, self._ended = [], 0, False
+        self.sizes, self.used, self._ended, self._held = [], 0, False, None
+
+    @property
+    def wider(self) -> int:
+        """The rows of a batch held for being longer than the loop's batches (0: none)."""
+        return 0 if self._held is None else self._held[0].shape[0]
 
     def fill(self, n_batches: int) -> int:
         """Readies up to n_batches batches; returns how many are ready (0: the epoch's stream
-        has ended). A chunk ends at a short batch: the loop takes only its last batch as partial."""
+        has ended, or its next batch is `wider` than the loop's). A chunk ends at a short batch:
+        the loop takes only its last batch as partial."""
         if self.used < len(self.sizes):  # a non-finite loss ended the last chunk early: its rest comes first
             return min(n_batches, len(self.sizes) - self.used)
         self.sizes, self.used, self.has_weights = [], 0, False
@@ -71,12 +87,16 @@ class StreamChunks:
         x_all, y_all, w_all, _ = self._ensure(n_batches * self.batch_size)
         rows = 0
         while len(self.sizes) < n_batches:
-            batch = next(self._batches, None)
+            # a held batch's arrays stay valid: the producer is not advanced until it is copied
+            batch, self._held = (self._held, None) if self._held is not None else (next(self._batches, None), None)
             if batch is None:
                 self._ended = True
                 break
             x, y, weights = batch
             count = x.shape[0]
+            if count > self.batch_size:
+                self._held = batch
+                break
             x_all[rows:rows + count] = x.reshape(count, -1)
             y_all[rows:rows + count] = y.reshape(count, -1)
             if weights is None:

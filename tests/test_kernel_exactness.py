@@ -104,6 +104,35 @@ def test_dense_products_are_numpys(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_batch_loss_dot_is_np_dots(dtype):
+    """kernels/blas.dot (numpy's cblas_?dot) gives np.dot's bits as numba compiles it (scipy's
+    BLAS), the batch loss's former product: every length up to 300, and long ones."""
+    from numba import njit
+    from numba.core.errors import TypingError
+
+    from trainctl.kernels.steps import batch_loss
+
+    numba_dot = njit(lambda a, b: np.dot(a, b))
+    rng = np.random.default_rng(2)
+    for n in [*range(301), 511, 4096, 8191, 8192]:
+        a = (rng.standard_normal(n) * 10.0 ** rng.uniform(-3, 3, n)).astype(dtype)
+        b = (rng.random(n) / max(n, 1)).astype(dtype)
+        assert dtype(batch_loss(a, b)).tobytes() == dtype(numba_dot(a, b)).tobytes(), n
+    # past a block, the blocks' sums in order, at any thread count (OpenBLAS would share one sum)
+    a = (rng.standard_normal(60_000) * 100).astype(dtype)
+    b = rng.random(60_000).astype(dtype)
+    expected = dtype(0)
+    for first in range(0, 60_000, 8192):
+        expected = expected + numba_dot(a[first:first + 8192], b[first:first + 8192]) if first else \
+            dtype(numba_dot(a[:8192], b[:8192]))
+    for threads in (1, 2):
+        with threadpool_limits(threads, user_api="blas"):
+            assert dtype(batch_loss(a, b)).tobytes() == dtype(expected).tobytes(), threads
+    with pytest.raises(TypingError, match="C-contiguous"):  # strided: OpenBLAS would sum another way
+        njit(lambda a, b: batch_loss(a, b))(a[::2], b[::2])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_large_narrow_products_run_as_small_products(dtype):
     """Past OpenBLAS's small-matrix bound (M * N * K > 1e6) a float32 x @ W runs in blocks of 32
     output rows, and x.T @ dz in chunks of 64 or 32 samples, each chunk's product added to the sum

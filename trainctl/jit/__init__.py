@@ -1,6 +1,6 @@
 """Compile and runtime plumbing under the kernels: the `njit` decorator and its flags
 (decorator), trainctl's numba cache (cache: directory, trust, damage, one-time preparation),
-scipy's cython_blas loaded cheaply (cython_blas), the gemm symbols bound to numpy's BLAS (blas),
+scipy's cython_blas loaded cheaply (cython_blas), the gemm and dot symbols bound to numpy's BLAS (blas),
 LLVM intrinsics numba lacks (intrinsics: prefetch, MXCSR) and the thread's flush-to-zero
 control (fpu).
 
@@ -17,7 +17,8 @@ _EXPORTS = {  # name here: (module, its name there)
     "njit": ("decorator", "njit"),
     "prefetch": ("intrinsics", "prefetch"), "stmxcsr": ("intrinsics", "stmxcsr"),
     "FTZ": ("fpu", "FTZ"), "DAZ": ("fpu", "DAZ"), "MXCSR_SUPPORTED": ("fpu", "SUPPORTED"),
-    "GEMM_SYMBOLS": ("blas", "GEMM_SYMBOLS"), "ROW_MAJOR": ("blas", "ROW_MAJOR"), "NO_TRANS": ("blas", "NO_TRANS"),
+    "GEMM_SYMBOLS": ("blas", "GEMM_SYMBOLS"), "DOT_SYMBOLS": ("blas", "DOT_SYMBOLS"),
+    "ROW_MAJOR": ("blas", "ROW_MAJOR"), "NO_TRANS": ("blas", "NO_TRANS"),
     "TRANS": ("blas", "TRANS"), "bind_gemm": ("blas", "bind_gemm"),
 }
 __all__ = sorted(_EXPORTS)

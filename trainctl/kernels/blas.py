@@ -1,7 +1,7 @@
 """`gemm(a, b, out, trans_a, trans_b)`: out = op(a) @ op(b) through numpy's own BLAS, for the
-Dense kernels (kernels/steps.py). The products are external C functions (ILP64 CBLAS
-signatures) whose names trainctl.jit binds to numpy's `cblas_?gemm`, or to an np.dot cfunc
-(jit/blas.py says why and how)."""
+Dense kernels (kernels/steps.py), and `dot(a, b)` of two vectors, for the batch loss. The
+products are external C functions (ILP64 CBLAS signatures) whose names trainctl.jit binds to
+numpy's `cblas_?gemm` / `cblas_?dot`, or to np.dot cfuncs (jit/blas.py says why and how)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from numba import types
 from numba.core.errors import TypingError
 from numba.core.extending import overload
 
-from trainctl.jit import GEMM_SYMBOLS, NO_TRANS, ROW_MAJOR, TRANS, bind_gemm, njit
+from trainctl.jit import DOT_SYMBOLS, GEMM_SYMBOLS, NO_TRANS, ROW_MAJOR, TRANS, bind_gemm, njit
 
 _SIGNATURES = {
     prefix: types.void(types.int32, types.int32, types.int32, types.int64, types.int64, types.int64, scalar,
@@ -19,6 +19,10 @@ _SIGNATURES = {
 }
 _sgemm = types.ExternalFunction(GEMM_SYMBOLS["s"], _SIGNATURES["s"])
 _dgemm = types.ExternalFunction(GEMM_SYMBOLS["d"], _SIGNATURES["d"])
+_sdot = types.ExternalFunction(DOT_SYMBOLS["s"], types.float32(types.int64, types.voidptr, types.int64,
+                                                               types.voidptr, types.int64))
+_ddot = types.ExternalFunction(DOT_SYMBOLS["d"], types.float64(types.int64, types.voidptr, types.int64,
+                                                               types.voidptr, types.int64))
 
 
 def _product(a, b, out, trans_a, trans_b):
@@ -186,6 +190,47 @@ def gemm(a, b, out, trans_a, trans_b):
     Through BLAS when every operand is C-contiguous (typed so) or, at run time, has contiguous
     rows; anything else goes through np.dot."""
     _product(a, b, out, trans_a, trans_b)
+
+
+def _vector_dot(a, b):
+    """`dot`'s body, typed by the vectors' dtype (below)."""
+
+
+@overload(_vector_dot)
+def _vector_dot_impl(a, b):
+    # C-contiguous only: OpenBLAS sums a strided vector in another order, where np.dot would
+    # have copied it first (tests/test_kernel_exactness.py)
+    if not (a.ndim == b.ndim == 1 and a.layout == b.layout == "C" and a.dtype == b.dtype
+            and a.dtype in (types.float32, types.float64)):
+        raise TypingError(f"dot needs two C-contiguous vectors of one float dtype, got {a} and {b}")
+    function = _sdot if a.dtype == types.float32 else _ddot
+
+    def impl(a, b):
+        n = a.shape[0]
+        if b.shape[0] != n:
+            raise ValueError("dot: the vectors differ in length")
+        size = a.itemsize
+        total = function(n if n < DOT_BLOCK else DOT_BLOCK, a.ctypes.data, 1, b.ctypes.data, 1)
+        for first in range(DOT_BLOCK, n, DOT_BLOCK):
+            part = n - first if n - first < DOT_BLOCK else DOT_BLOCK
+            total += function(part, a.ctypes.data + first * size, 1, b.ctypes.data + first * size, 1)
+        return total
+
+    return impl
+
+
+# OpenBLAS (x86_64 ?dot) shares a dot product of more than 10,000 values between its threads,
+# each summing a part: the sum's last bits would follow the thread count. Blocks of this many,
+# each summed by one thread, added in order, are the same at any count (and np.dot's bits up to it).
+DOT_BLOCK = 8192
+
+
+@njit(inline="always")
+def dot(a, b):
+    """a · b of two C-contiguous vectors of one float dtype: np.dot's bits up to DOT_BLOCK values
+    (the same OpenBLAS kernel, jit/blas.py, without numba.np.linalg), and beyond it the blocks'
+    sums added in order, which no thread count changes."""
+    return _vector_dot(a, b)
 
 
 # before any kernel calling gemm is linked (after the first njit: the fallback cfuncs are cached)

@@ -12,7 +12,7 @@ from trainctl.kernels.activations import (
     activation_backward_bias_grad_inline,
     bias_activation_forward_inline,
 )
-from trainctl.kernels.blas import gemm
+from trainctl.kernels.blas import dot, gemm
 from trainctl.kernels.optimizers import (
     adadelta_update,
     adagrad_update,
@@ -77,7 +77,7 @@ def dense_kernels_for(code: int):
 @njit
 def batch_loss(per_row, row_scale):
     """sum(row_scale * per_row): the batch's loss (BLAS dot, in the arrays' dtype)."""
-    return np.dot(per_row, row_scale)
+    return dot(per_row, row_scale)
 
 
 @njit

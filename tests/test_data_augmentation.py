@@ -97,8 +97,10 @@ def test_augmentation_changes_training_batches_only():
     model = Spy([{"type": "flatten", "input_shape": [4, 4, 1]}, {"type": "dense", "units": 2, "activation": "softmax"}])
     model.compile("sgd", "categorical_crossentropy")
     augmentation = build_augmentation([step({"type": "random_flip", "mode": "vertical"})], (4, 4, 1), 0)
+    # step by step, so the spy's forward sees each batch (the compiled loop, once cached, trains
+    # the same batches inside one call: tests/test_compiled_conv.py)
     model.fit(x[:32], y[:32], epochs=1, batch_size=32, shuffle=False, validation_data=(x[32:], y[32:]),
-              augmentation=augmentation)
+              augmentation=augmentation, jit_compile=False)
     train_batches = [b for training, b in seen if training]
     eval_batches = [b for training, b in seen if not training]
     assert len(train_batches) == 1 and not np.array_equal(train_batches[0], x[:32])

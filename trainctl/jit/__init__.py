@@ -1,8 +1,8 @@
 """Compile and runtime plumbing under the kernels: the `njit` decorator and its flags
 (decorator), trainctl's numba cache (cache: directory, trust, damage, one-time preparation),
-scipy's cython_blas loaded cheaply (cython_blas), the gemm and dot symbols bound to numpy's BLAS (blas),
-LLVM intrinsics numba lacks (intrinsics: prefetch, MXCSR) and the thread's flush-to-zero
-control (fpu).
+scipy's cython_blas loaded cheaply (cython_blas), the gemm and dot symbols bound to numpy's
+BLAS (blas), LLVM intrinsics numba lacks (intrinsics: prefetch, MXCSR) and the thread's
+flush-to-zero control (fpu).
 
 Kernels (trainctl/kernels/*) import from this package only the names below, from the package
 itself (tests/test_render.py holds that). They load on first use, so importing the package, as

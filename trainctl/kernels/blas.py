@@ -192,6 +192,12 @@ def gemm(a, b, out, trans_a, trans_b):
     _product(a, b, out, trans_a, trans_b)
 
 
+# OpenBLAS (x86_64 ?dot) shares a dot product of more than 10,000 values between its threads,
+# each summing a part: the sum's last bits would follow the thread count. Blocks of this many,
+# each summed by one thread, added in order, are the same at any count (and np.dot's bits up to it).
+DOT_BLOCK = 8192
+
+
 def _vector_dot(a, b):
     """`dot`'s body, typed by the vectors' dtype (below)."""
 
@@ -217,12 +223,6 @@ def _vector_dot_impl(a, b):
         return total
 
     return impl
-
-
-# OpenBLAS (x86_64 ?dot) shares a dot product of more than 10,000 values between its threads,
-# each summing a part: the sum's last bits would follow the thread count. Blocks of this many,
-# each summed by one thread, added in order, are the same at any count (and np.dot's bits up to it).
-DOT_BLOCK = 8192
 
 
 @njit(inline="always")

@@ -252,7 +252,6 @@ def _closing(writer) -> Iterator[None]:
 
 def _run_training(run_dir, prepared: _Prepared, extra: list[Callback], settings: dict[str, Any],
                   checkpoint: tuple[str, dict[str, bytes]] | None, handle_signals: bool) -> TrainOutcome:
-
     from trainctl.config import config_hash
     from trainctl.runs.files import HISTORY_FILE
     from trainctl.runs.build import log_keys

@@ -3,8 +3,8 @@ compiled loop covers: in-memory data (ArraySource) or a stream, fitDataset's Pyt
 an augmentation (each chunk the source's own next batches, train/stream_chunks.py), a stack of
 layers that all give a `compiled_plan()` (each layer's module decides, per option: Dense, the
 convolutions and pooling in either data format, normalization, the reshaping, padding, noise
-and activation layers, Embedding, Masking, SimpleRNN/LSTM/GRU, Bidirectional, TimeDistributed; the
-README's "Compiled steps" lists what is left out), weight regularizers, activity regularizers
+and activation layers, Embedding, Masking, SimpleRNN/LSTM/GRU, Bidirectional, TimeDistributed;
+the README's "Compiled steps" lists what is left out), weight regularizers, activity regularizers
 on Dense and conv layers, metrics that declare `compiled_ok`, an optimizer on the flat buffer
 (clipnorm per weight, as Optimizer.apply). Anything else trains step by step from Python —
 same results, the fit simply does not use this module (`CompiledSteps.unsupported` says why,

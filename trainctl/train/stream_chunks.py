@@ -88,7 +88,10 @@ class StreamChunks:
         rows = 0
         while len(self.sizes) < n_batches:
             # a held batch's arrays stay valid: the producer is not advanced until it is copied
-            batch, self._held = (self._held, None) if self._held is not None else (next(self._batches, None), None)
+            if self._held is not None:
+                batch, self._held = self._held, None
+            else:
+                batch = next(self._batches, None)
             if batch is None:
                 self._ended = True
                 break

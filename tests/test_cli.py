@@ -618,3 +618,35 @@ def test_help_lists_every_command():
     for command in ("train", "summary", "validate", "predict", "evaluate", "plot"):
         assert re.search(rf"│ {command}\b", result.stdout), command
     assert invoke([]).exit_code in (0, 2)  # no_args_is_help
+
+
+@pytest.mark.parametrize("owns_process", [True, False], ids=["console_script", "in_process"])
+def test_train_pauses_the_collector_only_until_training_when_it_is_the_process(tmp_path, monkeypatch, owns_process):
+    """As the console script, `train` pauses garbage collection while it imports and builds,
+    then freezes what it built and collects as usual from the first step. Called in-process
+    (CliRunner here), it leaves the collector alone."""
+    import gc
+
+    from trainctl.cli import common
+    from trainctl.runs import train as runs_train
+    from trainctl.train.trainer import Trainer
+
+    monkeypatch.setattr(common, "owns_process", owns_process)
+    config = tmp_path / "small.yaml"
+    config.write_text(SMALL)
+    building, training = [], []  # (collector on, objects frozen) when the model is built, at each step
+    prepare, train_batch = runs_train._prepare, Trainer.train_batch
+
+    def seen(into):
+        into.append((gc.isenabled(), gc.get_freeze_count()))
+
+    monkeypatch.setattr(runs_train, "_prepare", lambda *a, **k: seen(building) or prepare(*a, **k))
+    monkeypatch.setattr(Trainer, "train_batch", lambda self, *a, **k: seen(training) or train_batch(self, *a, **k))
+    ok(["train", config, "--out", tmp_path / "run", "-q", "--set", "fit.jit_compile=false"])
+    assert [on for on, _ in building] == [not owns_process]
+    assert training and all(on for on, _ in training)  # every step ran with the collector on
+    # what the command built before training frozen at its start (as the console script) or not
+    assert (training[0][1] > building[0][1]) == owns_process
+    assert gc.isenabled()
+    fails(["train", config, "--out", tmp_path / "other", "-q", "--set", "fit.epochs=zero"])
+    assert gc.isenabled()  # a command that fails before training turns it back on too

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 
+from trainctl.cli import common
 from trainctl.cli.common import app, expected_failures
 from trainctl.cli.commands import training, models, project, results, interop  # noqa: F401  (registers the commands)
 
@@ -22,6 +23,7 @@ def main() -> None:
     numba's and pydantic's mostly, and that pass took 0.10-0.12 s of its 0.65 s (bench/
     startup_time.py). Frozen, they are left to the exit. Objects freed by reference count
     are still finalised at shutdown as before; only garbage in cycles is not collected."""
+    common.owns_process = True
     try:
         app(prog_name="trainctl")
     finally:

@@ -15,6 +15,11 @@ from typing import Callable, Optional
 
 import typer
 
+# True when the command is the process (trainctl.cli.main, the console script), not a call
+# inside another program (typer's CliRunner in the tests, a notebook): what it may do with the
+# process's garbage collector (commands/training.py) is then its own business.
+owns_process = False
+
 app = typer.Typer(
     name="trainctl",
     help="Train neural networks described in YAML files, with numba-compiled kernels on the CPU.",

@@ -552,7 +552,7 @@ def test_no_library_module_imports_the_cli():
                if module == "trainctl.cli" or module.startswith("trainctl.cli.")]
         if cli:
             reaching[name] = cli
-    assert reaching.pop("__main__.py") == [("trainctl.cli", None), ("trainctl.cli.main", None)]
+    assert reaching.pop("__main__.py") == [("trainctl.cli", "main"), ("trainctl.cli.main", "main")]
     assert reaching.pop("__init__.py") == [("trainctl.cli.verbose", "_terminal_display"),
                                            ("trainctl.cli.verbose.TerminalDisplay", "_terminal_display")]
     assert reaching == {}

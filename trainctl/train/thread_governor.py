@@ -12,8 +12,8 @@ Switching costs no bits in float32: OpenBLAS divides a product's rows and column
 threads, and kernels/blas.py hands it the depth in one thread's blocks (its threaded driver
 splits the sums otherwise), so every result is the same at any count
 (tests/test_thread_governor.py trains at 1, at 2 and switching, and compares the bytes;
-tests/test_kernel_exactness.py the products W2's 784 inputs moved). float64 products are
-not blocked and may move in the last bits.
+tests/test_kernel_exactness.py the products W2's 784 inputs moved). A float64 fit never gets
+here with more than one thread: OpenBLAS's threaded dgemm rounds otherwise (train/loop.py).
 Only step time is measured (start()/stop() around the steps, not callbacks or validation);
 the first slice after a start or a reset is dropped, as it holds compiling and warm-up. A fit
 starts at 1 thread and tries N after its first slices, so a short fit is never slower than

@@ -200,6 +200,22 @@ def test_time_distributed_around_a_layer_that_draws_trains_from_python():
     assert model.compiled_fallback == f"layer {model.layers[1].name} has no compiled step yet"
 
 
+def test_a_drawing_kind_time_distributed_does_not_refuse_is_a_loud_bug(monkeypatch):
+    """Should TimeDistributed.compiled_plan ever let a layer that draws random numbers through
+    (a new kind missing from its list), the plan's layout refuses it rather than train other
+    numbers than the Python path."""
+    from trainctl.nn.layers.plans import RepeatedPlan
+    from trainctl.nn.layers.wrappers import TimeDistributed
+
+    monkeypatch.setattr(TimeDistributed, "compiled_plan",
+                        lambda self: RepeatedPlan(self.inner.compiled_plan(), self.input_shape[0]))
+    layers = [{"type": "reshape", "target_shape": [2, SIDE * SIDE], "input_shape": IMAGE},
+              {"type": "time_distributed", "layer": {"type": "dropout", "rate": 0.3}},
+              {"type": "flatten"}, {"type": "dense", "units": CLASSES, "activation": "softmax"}]
+    with pytest.raises(AssertionError, match="TimeDistributed around DropoutPlan, which draws random numbers"):
+        _fit(layers, "sgd", True, shape=tuple(IMAGE))
+
+
 def test_sparse_labels_on_the_general_plan():
     """Sparse labels (one per sample, not one value per unit) reach the general plan's loss: its
     targets were reshaped to [rows, units] and the fit stopped with a ValueError."""

@@ -275,6 +275,12 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
                         dropouts.append((at, copy.draws))
             if not kinds[index]:
                 raise AssertionError(f"{layer.name}: no compiled kind for {type(plan).__name__}")
+    for index, drawing in dropouts:
+        # the loop draws per sample of the row, the layer per step of it: a kind that draws must
+        # be one TimeDistributed.compiled_plan refuses, or its numbers would silently differ
+        if index < n and rows[index].times > 1 and not (isinstance(drawing, DropoutPlan) and drawing.rate == 0.0):
+            raise AssertionError(f"{rows[index].layer.name}: TimeDistributed around {type(drawing).__name__}, "
+                                 "which draws random numbers, must train from Python")
     link_masks(rows, kinds, geo, slots)  # Masking's mask to the recurrent layers after it
     # what each layer reads: forward the output of the computing layer before it (or the
     # input), backward the dx of the computing layer after it (or dLoss); views pass through

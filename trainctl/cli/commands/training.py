@@ -57,8 +57,9 @@ def _startup_collected():
     training's start instead, so that later collections leave it out, it took 20 ms less of
     a 0.58 s warm `trainctl train configs/linear_regression.yaml` (14 interleaved runs,
     medians). From the first step on, what a long run or a compile leaves in cycles is
-    collected as usual. expected_failures unfreezes it at the command's end, and cli.main
-    freezes everything for the exit.
+    collected as usual. expected_failures unfreezes it at the command's end when it froze
+    the objects before the command itself (cli.main called without the console script's
+    entry); cli.main freezes everything for the exit either way.
 
     Only when the command is the process (cli.main): a program that calls the CLI in-process
     keeps its collector as it was."""

@@ -74,25 +74,14 @@ def _create_exclusive(directory: Path, stem: str) -> tuple[int, Path]:
     raise FileExistsError(errno.EEXIST, "could not pick a free temp file name", str(directory))
 
 
-def _write_synced(path: Path, data: bytes) -> None:
-    """Create `path` (must not exist) with `data`, fsynced; remove it again on failure."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        _write_fd(fd, data)
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        _unlink_quietly(path)
-        raise
-    os.close(fd)
-
-
-def _write_unsynced(path: Path, data: bytes) -> None:
-    """Create `path` (must not exist) with `data`, for a caller that syncs it later
+def _write_new(path: Path, data: bytes, sync: bool = True) -> None:
+    """Create `path` (must not exist) with `data`, fsynced unless the caller syncs it later
     (runs/checkpoints.CheckpointSyncer); remove it again on failure."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         _write_fd(fd, data)
+        if sync:
+            os.fsync(fd)
     except BaseException:
         os.close(fd)
         _unlink_quietly(path)

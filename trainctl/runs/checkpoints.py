@@ -24,8 +24,7 @@ from trainctl.runs.atomic import (
     _read_bytes,
     _reason,
     _unlink_quietly,
-    _write_synced,
-    _write_unsynced,
+    _write_new,
     read_json,
 )
 from trainctl.runs.files import MANIFEST_FILE
@@ -128,12 +127,11 @@ class CheckpointStore:
                 fname: {"sha256": _sha256(bytes(data)), "size": len(data)} for fname, data in files.items()
             },
         }
-        write = _write_synced if syncer is None else _write_unsynced
         try:
             tmp.mkdir()
             for fname, data in files.items():
-                write(tmp / fname, bytes(data))
-            write(tmp / MANIFEST_FILE, _json_dumps(manifest).encode("utf-8"))
+                _write_new(tmp / fname, bytes(data), sync=syncer is None)
+            _write_new(tmp / MANIFEST_FILE, _json_dumps(manifest).encode("utf-8"), sync=syncer is None)
             if syncer is None:
                 _fsync_dir(tmp)
             _publish(tmp, final)
@@ -253,7 +251,6 @@ class CheckpointSyncer:
         self._store = store
         self._changed = threading.Condition()
         self._pending: tuple[Path, int] | None = None
-        self._busy = False
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._closing = False
@@ -274,7 +271,7 @@ class CheckpointSyncer:
                     self._changed.wait()
                 if self._pending is None:
                     return
-                (path, keep_last), self._pending, self._busy = self._pending, None, True
+                (path, keep_last), self._pending = self._pending, None
             try:
                 _sync_checkpoint(path)
                 self._store.prune_checkpoints(keep_last, through=int(path.name.split("-", 1)[0]))
@@ -283,9 +280,6 @@ class CheckpointSyncer:
                 self._error = ArtifactError(f"cannot make checkpoint {path} durable: {reason}")
             except BaseException as exc:  # a bug: raised on the training thread, as it would be there
                 self._error = exc
-            with self._changed:
-                self._busy = False
-                self._changed.notify_all()
 
     def _raise_failure(self) -> None:
         error, self._error = self._error, None

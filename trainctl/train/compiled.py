@@ -123,8 +123,7 @@ class CompiledSteps:
             self.x_source = self.y_source = None
             self.gathered = True
         self._gathered_arrays: tuple[np.ndarray, ...] | None = None
-        self.x_buf = np.empty((batch_size, math.prod(source.x_shape)), dtype)
-        self.y_buf = np.empty((batch_size, math.prod(source.y_shape)), dtype)
+        self._allocate_batch(batch_size)
         self._lay_out_plan()
         self.loss_code = int(trainer.loss.code)
         self.metric_codes = np.array([m.metric.code for m in trainer.metrics], np.int64)
@@ -153,9 +152,14 @@ class CompiledSteps:
         depend on its batch's rows, not on the room around them."""
         self.batch_size = self.stream.batch_size = batch_size
         self.trainer._ensure(batch_size)
-        self.x_buf = np.empty((batch_size, self.x_buf.shape[1]), self.dtype)
-        self.y_buf = np.empty((batch_size, self.y_buf.shape[1]), self.dtype)
+        self._allocate_batch(batch_size)
         self._lay_out_plan()
+
+    def _allocate_batch(self, batch_size: int) -> None:
+        """The loop's own batch buffers (x and y rows as it trains them)."""
+        source, dtype = self.source, self.dtype
+        self.x_buf = np.empty((batch_size, math.prod(source.x_shape)), dtype)
+        self.y_buf = np.empty((batch_size, math.prod(source.y_shape)), dtype)
 
     def _lay_out_plan(self) -> None:
         """The plan over the layers' buffers as allocated now."""

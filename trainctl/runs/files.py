@@ -42,7 +42,7 @@ RUNS_DIR = "runs"
 STUDY_FILE = "study.journal"  # a search's Optuna study (journal storage): a rerun continues it
 TRIAL_FILE = "trial.json"  # in a search's run directory: trial number, state (ok|pruned), params
 
-LOCK_FILE = ".lock"  # held (filelock) by the one process writing the run directory
+LOCK_FILE = ".lock"  # held (runs/lock.py) by the one process writing the run directory
 
 
 def inside(root, name: str, what: str):

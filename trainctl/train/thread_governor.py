@@ -35,10 +35,13 @@ KEEP = 3  # each count is judged by the median of its last KEEP slices
 # median ends there, and the rest of its try is dropped: beside a busy core 2 threads ran
 # 0.4-0.8x one (traced on W2/512: 2-thread slices of 21.0k and 40.8k samples/s against 1-thread
 # 46k-51k), so a whole try of a count that slow costs up to ~0.2 s of training per probe;
-# ended after a chunk or two it costs a few hundredths. 0.7: a count a little slower (or a
-# noisy slice) still gets its whole try.
+# ended after a chunk or two it costs a few hundredths. 0.9: a try 0.7-0.9x the other, which
+# 0.7 let run its whole 0.4 s, cost a 2-s fit beside a busy core ~5% (bench/train_speed.py's
+# busy W2/512 and D8 rows at 2 threads, 0.90 and 0.95 of 1 thread); where the tried count is
+# the faster one (quiet W2/512 at 2 threads: 1.14x), its first 0.05 s would have to run 20%
+# under its rate to be dropped, and the next probe tries it again.
 LOSING_AFTER = 0.05
-LOSING = 0.7
+LOSING = 0.9
 
 
 class ThreadGovernor:

@@ -627,11 +627,11 @@ def test_train_pauses_the_collector_only_until_training_when_it_is_the_process(t
     (CliRunner here), it leaves the collector alone."""
     import gc
 
-    from trainctl.cli import common
+    from trainctl.cli import collector
     from trainctl.runs import train as runs_train
     from trainctl.train.trainer import Trainer
 
-    monkeypatch.setattr(common, "owns_process", owns_process)
+    monkeypatch.setattr(collector, "owns_process", owns_process)
     config = tmp_path / "small.yaml"
     config.write_text(SMALL)
     building, training = [], []  # (collector on, objects frozen) when the model is built, at each step

@@ -15,11 +15,6 @@ from typing import Callable, Optional
 
 import typer
 
-# True when the command is the process (trainctl.cli.main, the console script), not a call
-# inside another program (typer's CliRunner in the tests, a notebook): what it may do with the
-# process's garbage collector (commands/training.py) is then its own business.
-owns_process = False
-
 app = typer.Typer(
     name="trainctl",
     help="Train neural networks described in YAML files, with numba-compiled kernels on the CPU.",
@@ -68,9 +63,9 @@ def expected_failures(command: Callable) -> Callable:
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        import gc
         import warnings
 
+        from trainctl.cli.collector import command_collections
         from trainctl.errors import TrainctlError
 
         # idle OpenBLAS workers sleep at once instead of spinning beside trainctl's own kernels
@@ -78,43 +73,17 @@ def expected_failures(command: Callable) -> Callable:
         os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
         # A warning is one line for the user (a damaged checkpoint or kernel cache), not a source excerpt.
         warnings.formatwarning = lambda message, category, filename, lineno, line=None: f"warning: {message}\n"
+        with command_collections():
+            try:
+                return command(*args, **kwargs)
+            except TrainctlError as error:
+                from trainctl.cli.render import render_error
 
-        # A command's start imports and builds ~1M long-lived objects (modules, numba's types,
-        # pydantic's validators): with the default thresholds (700, 10, 10) the collector
-        # rescans them ~20 times as they pile up, 0.1-0.2 s of a warm `trainctl train`.
-        # Collections every 50k allocations find the same garbage, a few times, not 300.
-        thresholds = gc.get_threshold()
-        gc.set_threshold(max(thresholds[0], 50_000), *thresholds[1:])
-        # What exists before the command (everything, when a program runs commands in-process:
-        # typer's CliRunner, the test suite) sits out the command's collections, so the cleanup
-        # below walks what the command made: ~0.1 s a failed command in a process that had numba
-        # and the kernels loaded, where a full collection walks ~1M objects. Left alone when the
-        # program froze objects itself (unfreeze would thaw those too).
-        freezing = gc.get_freeze_count() == 0
-        if freezing:
-            gc.freeze()
-        failed = True
-        try:
-            result = command(*args, **kwargs)
-            failed = False
-            return result
-        except TrainctlError as error:
-            from trainctl.cli.render import render_error
-
-            render_error(_stderr(), error)
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            _stderr().print("interrupted")
-            raise typer.Exit(130) from None
-        finally:
-            gc.set_threshold(*thresholds)
-            if failed:
-                # What a failed command left in reference cycles (its traceback's frames, a data
-                # reader suspended mid-file) goes now, while the libraries are whole: an arrow
-                # reader reaching interpreter teardown with its threads alive aborts the process.
-                gc.collect()
-            if freezing:
-                gc.unfreeze()
+                render_error(_stderr(), error)
+                raise typer.Exit(1) from None
+            except KeyboardInterrupt:
+                _stderr().print("interrupted")
+                raise typer.Exit(130) from None
 
     return wrapper
 

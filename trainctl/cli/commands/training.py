@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import gc
 import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from trainctl.cli import common
+from trainctl.cli import collector
 from trainctl.cli.common import (
     MAX_MEMORY_HELP, SET_HELP, LogFormat, _max_memory, _set_threads, _stderr, _stdout, _usage_error,
     app, expected_failures
@@ -37,41 +36,9 @@ def train(
     max_memory: Optional[str] = typer.Option(None, "--max-memory", help=MAX_MEMORY_HELP),
 ) -> None:
     """Train a model from a YAML config and write a run directory (or --resume one)."""
-    paused = common.owns_process and gc.isenabled()
-    if paused:
-        gc.disable()  # until training begins: _startup_collected
-    try:
+    with collector.paused_until_training():  # until the fit's TrainingBegins callback
         _train(config, set_, out, init_from, seed, quiet, log_format, print_config, threads, keep_denormals,
                runs_root, resume, force, checkpoint_every, keep_checkpoints, max_memory)
-    finally:
-        if paused:
-            gc.enable()
-
-
-def _startup_collected():
-    """A callback that ends `train`'s pause of the garbage collector as training begins.
-
-    What the command imports and builds before training (numba and the kernels, the config's
-    pydantic models, the model) lives until the process ends. Collected as it grew, even at
-    common.expected_failures' raised threshold, it was gone over again and again. Frozen at
-    training's start instead, so that later collections leave it out, it took 20 ms less of
-    a 0.58 s warm `trainctl train configs/linear_regression.yaml` (14 interleaved runs,
-    medians). From the first step on, what a long run or a compile leaves in cycles is
-    collected as usual. expected_failures unfreezes it at the command's end when it froze
-    the objects before the command itself (cli.main called without the console script's
-    entry); cli.main freezes everything for the exit either way.
-
-    Only when the command is the process (cli.main): a program that calls the CLI in-process
-    keeps its collector as it was."""
-    from trainctl.train.callbacks.base import Callback
-
-    class StartupCollected(Callback):
-        def on_train_begin(self, logs=None):
-            if not gc.isenabled():
-                gc.freeze()
-                gc.enable()
-
-    return StartupCollected()
 
 
 def _train(config, set_, out, init_from, seed, quiet, log_format, print_config, threads, keep_denormals,
@@ -115,13 +82,13 @@ def _train(config, set_, out, init_from, seed, quiet, log_format, print_config, 
         with ProgressDisplay(console, mode) as display:
             if resume is not None:
                 outcome = resume_training(resume, config_path=config, overrides=overrides, force=force,
-                                          callbacks=[display, _startup_collected()],
+                                          callbacks=[display, collector.training_begins_callback()],
                                           checkpoint_every=checkpoint_every,
                                           keep_checkpoints=keep_checkpoints, handle_signals=True, warn=warn,
                                           max_memory=memory_limit)
             else:
                 outcome = train_from_config(loaded, out=out, runs_root=runs_root, init_from=init_from,
-                                            callbacks=[display, _startup_collected()],
+                                            callbacks=[display, collector.training_begins_callback()],
                                             checkpoint_every=checkpoint_every,
                                             keep_checkpoints=keep_checkpoints, handle_signals=True,
                                             max_memory=memory_limit)

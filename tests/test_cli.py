@@ -650,3 +650,18 @@ def test_train_pauses_the_collector_only_until_training_when_it_is_the_process(t
     assert gc.isenabled()
     fails(["train", config, "--out", tmp_path / "other", "-q", "--set", "fit.epochs=zero"])
     assert gc.isenabled()  # a command that fails before training turns it back on too
+
+
+def test_train_in_process_leaves_a_program_s_disabled_collector_off(tmp_path):
+    """A program that turned its own collector off and runs `train` in-process finds it off
+    after training began and ended (the start-up pause's end touches only its own pause)."""
+    import gc
+
+    config = tmp_path / "small.yaml"
+    config.write_text(SMALL)
+    gc.disable()
+    try:
+        ok(["train", config, "--out", tmp_path / "run", "-q", "--set", "fit.jit_compile=false"])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

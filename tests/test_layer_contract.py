@@ -70,3 +70,46 @@ def test_declared_defaults():
     layer.reset_states()
     with pytest.raises(TrainctlError, match="no output activation"):
         layer.backward_from_preactivation(np.zeros((1, 3), np.float32))
+
+
+def test_the_layer_modules_register_what_the_on_demand_table_says():
+    # LAYERS imports a layer module when one of its ids is first looked up (TYPES_BY_MODULE):
+    # an id missing from the table, or listed under a module that does not register it, would
+    # be unknown to a config until something else imported the right module
+    import subprocess
+    import sys
+
+    probe = """
+import importlib, pkgutil
+import trainctl.nn.layers as package
+from trainctl.nn.layers import LAYERS, TYPES_BY_MODULE
+def held():
+    return set(LAYERS._entries) | set(LAYERS._aliases)
+for module, names in TYPES_BY_MODULE.items():
+    importlib.import_module(f"trainctl.nn.layers.{module}")
+    missing = set(names) - held()
+    assert not missing, (module, missing)
+listed = {name for names in TYPES_BY_MODULE.values() for name in names}
+for info in pkgutil.iter_modules(package.__path__):
+    importlib.import_module(f"trainctl.nn.layers.{info.name}")
+assert held() == listed, (held() - listed, listed - held())
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_a_layer_id_loads_its_module_in_a_fresh_process():
+    # a config naming one layer type imports that type's module, and only the modules it needs
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom trainctl.nn.layers import LAYERS\n"
+             "print(LAYERS.get('conv2d').__name__, LAYERS.resolve('upsampling2d'), LAYERS.resolve('LeakyReLU'))\n"
+             "print(sorted(m.rsplit('.', 1)[1] for m in sys.modules if m.startswith('trainctl.nn.layers.')))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    first, loaded = done.stdout.splitlines()
+    assert first == "Conv2D up_sampling2d leaky_re_lu"
+    assert "recurrent" not in loaded and "wrappers" not in loaded and "normalization" not in loaded
+    assert {"conv", "reshaping", "advanced_activations"} <= set(eval(loaded))

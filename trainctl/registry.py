@@ -44,6 +44,27 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, T] = {}
         self._aliases: dict[str, str] = {}
+        self._modules: dict[str, str] = {}  # id or alias -> the module that registers it (load_on_demand)
+
+    def load_on_demand(self, modules: dict[str, tuple[str, ...]]) -> None:
+        """Entries registered by importing their module, imported when an id of theirs is
+        first looked up (`modules`: module name -> the ids and aliases it registers); names()
+        and aliases_of() import them all. A config names a few of the entries, so importing
+        every module up front was start-up time spent on the rest."""
+        self._modules.update({snake_case(name): module for module, names in modules.items() for name in names})
+
+    def _load(self, key: str) -> None:
+        import importlib
+
+        module = self._modules.get(key)
+        if module is not None and key not in self._entries and key not in self._aliases:
+            importlib.import_module(module)
+
+    def _load_all(self) -> None:
+        import importlib
+
+        for module in sorted(set(self._modules.values())):
+            importlib.import_module(module)
 
     def register(self, name: str, *aliases: str) -> Callable[[T], T]:
         def add(entry: T) -> T:
@@ -69,6 +90,7 @@ class Registry(Generic[T]):
         if not isinstance(name, str):
             raise UnknownIdError(self.kind, str(name), self.names())
         key = snake_case(name)
+        self._load(key)
         if key in self._entries:
             return key
         if key in self._aliases:
@@ -79,10 +101,12 @@ class Registry(Generic[T]):
         return self._entries[self.resolve(name)]
 
     def names(self) -> list[str]:
+        self._load_all()
         return sorted(self._entries)
 
     def aliases_of(self, name: str) -> list[str]:
         """The extra ids registered for canonical `name` (snake_case), e.g. `acc` for accuracy."""
+        self._load_all()
         return [alias for alias, target in self._aliases.items() if target == name]
 
     def __contains__(self, name: object) -> bool:

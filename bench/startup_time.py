@@ -4,6 +4,7 @@
     python bench/startup_time.py --warm 9 --cold 1 --no-torch
     python bench/startup_time.py --phases              # where one warm and one cold run spend it
     python bench/startup_time.py --phases configs/quickstart.yaml
+    python bench/startup_time.py --warm 12 --cold 2 --no-torch --baseline-tree ../old-checkout
 
 Rows: `trainctl train configs/linear_regression.yaml` and the README's quickstart command
 (`trainctl train configs/quickstart.yaml`), each cold (a fresh, empty kernel cache per run:
@@ -20,6 +21,10 @@ fresh process that times itself (CPU seconds, inclusive: a phase holds the impor
 at the stage boundaries: the CLI's import, the config, the model/data/callbacks, the run files,
 the fit, the saved model, and numba's part: its import, the kernels decorated, each cached
 kernel loaded and each function compiled.
+
+--baseline-tree DIR adds a "before" row under each `trainctl train` row: the same command run
+from another checkout (PYTHONPATH=DIR, its own kernel caches), alternating run by run with
+this tree's, so both see the same load.
 """
 
 from __future__ import annotations
@@ -40,10 +45,11 @@ PYTHON = sys.executable
 TRAINCTL = [PYTHON, "-m", "trainctl"]
 
 
-def _environment(cache: Path) -> dict[str, str]:
+def _environment(cache: Path, tree: Path = REPO) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items()
            if key not in ("PYTHONDONTWRITEBYTECODE", "NUMBA_CACHE_DIR")}
     env["TRAINCTL_CACHE_DIR"] = str(cache)
+    env["PYTHONPATH"] = str(tree)  # the tree's trainctl, whatever the venv has installed
     return env
 
 
@@ -60,19 +66,23 @@ def timed(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, fl
     return wall, cpu
 
 
-def measure(command: list[str], runs: int, *, cold: bool, scratch: Path) -> list[tuple[float, float]]:
-    """`runs` timed runs; cold: each in a new empty kernel cache; warm: one untimed run fills it."""
-    results = []
-    warm_cache = scratch / "warm-cache"
+def measure(command: list[str], runs: int, *, cold: bool, scratch: Path,
+            trees: tuple[Path, ...] = (REPO,)) -> list[list[tuple[float, float]]]:
+    """`runs` timed runs of `command` from each tree, alternating; cold: each in a new empty
+    kernel cache; warm: one untimed run per tree fills its cache. One list per tree."""
+    results: list[list[tuple[float, float]]] = [[] for _ in trees]
+    warm_caches = [scratch / f"warm-cache-{index}" for index in range(len(trees))]
     if not cold:
-        timed(command, _environment(warm_cache), REPO)
+        for tree, cache in zip(trees, warm_caches):
+            timed(command, _environment(cache, tree), REPO)
     for index in range(runs):
-        cache = scratch / f"cold-{index}" if cold else warm_cache
-        if cold:
-            shutil.rmtree(cache, ignore_errors=True)
-        results.append(timed(command, _environment(cache), REPO))
-        if cold:
-            shutil.rmtree(cache, ignore_errors=True)
+        for which, tree in enumerate(trees):
+            cache = scratch / f"cold-{index}-{which}" if cold else warm_caches[which]
+            if cold:
+                shutil.rmtree(cache, ignore_errors=True)
+            results[which].append(timed(command, _environment(cache, tree), REPO))
+            if cold:
+                shutil.rmtree(cache, ignore_errors=True)
     return results
 
 
@@ -199,6 +209,8 @@ def main() -> None:
     parser.add_argument("--warm", type=int, default=5, help="timed warm runs per row")
     parser.add_argument("--cold", type=int, default=3, help="timed cold runs per row (0: none)")
     parser.add_argument("--no-torch", action="store_true", help="skip the `import torch` row")
+    parser.add_argument("--baseline-tree", type=Path, metavar="DIR",
+                        help="also run the train rows from this checkout, alternating (a 'before' row each)")
     parser.add_argument("--phases", nargs="?", const="configs/linear_regression.yaml", metavar="CONFIG",
                         help="only the per-stage breakdown of one warm and one cold run (default: linear regression)")
     args = parser.parse_args()
@@ -227,12 +239,17 @@ def main() -> None:
         print("| command | runs | wall med | wall min | CPU med | CPU min |")
         print("|---|---|---|---|---|---|")
         for name, command in imports.items():
-            timed(command, _environment(scratch / "warm-cache"), REPO)  # the page cache, bytecode
-            print(_row(name, measure(command, args.warm, cold=False, scratch=scratch)), flush=True)
+            timed(command, _environment(scratch / "warm-cache-0"), REPO)  # the page cache, bytecode
+            print(_row(name, measure(command, args.warm, cold=False, scratch=scratch)[0]), flush=True)
+        trees = (REPO,) if args.baseline_tree is None else (REPO, args.baseline_tree.resolve())
         for name, command in trainings.items():
-            print(_row(f"{name}, warm", measure(command, args.warm, cold=False, scratch=scratch)), flush=True)
-            if args.cold:
-                print(_row(f"{name}, cold", measure(command, args.cold, cold=True, scratch=scratch)), flush=True)
+            for kind, runs in (("warm", args.warm), ("cold", args.cold)):
+                if not runs:
+                    continue
+                results = measure(command, runs, cold=kind == "cold", scratch=scratch, trees=trees)
+                print(_row(f"{name}, {kind}", results[0]), flush=True)
+                if len(results) > 1:
+                    print(_row(f"&nbsp;&nbsp;before ({args.baseline_tree.name}), {kind}", results[1]), flush=True)
 
 
 if __name__ == "__main__":

@@ -179,17 +179,19 @@ def test_dropout_and_regularizers_run_compiled_bit_for_bit(stack):
     assert states[0] == states[1]  # each dropout generator drew the same numbers
 
 
-def test_uncovered_layers_fall_back_and_say_why():
+def test_repeat_vector_of_one_feature_runs_compiled_bit_for_bit():
+    """One feature repeated 10 times: np.sum over [n, 10, 1] would add each sample's repeats
+    pairwise (8 partial sums from 8 repeats on), the loop adds them in order; RepeatVector's
+    backward adds them in order on both paths."""
     x, y = _data("onehot")
     results = []
     for jit in (True, False):
-        # a repeat of 1 feature: numpy sums [n, 3, 1] over the repeats pairwise, not in order
         model = Sequential([{"type": "dense", "units": 1, "activation": "relu", "input_shape": [FEATURES]},
-                            {"type": "repeat_vector", "n": 3}, {"type": "flatten"},
+                            {"type": "repeat_vector", "n": 10}, {"type": "flatten"},
                             {"type": "dense", "units": CLASSES, "activation": "softmax"}], seed=2)
         model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
         results.append((model, model.fit(x, y, epochs=2, batch_size=16, jit_compile=jit, steps_per_execution=4)))
-    assert results[0][0].compiled_fallback == "layer repeat_vector_RepeatVector1 has no compiled step yet"
+    assert results[0][0].compiled_fallback is None
     _assert_identical(*results)
 
 

@@ -380,11 +380,14 @@ class RepeatVector(_Copying):
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         if not need_dx:
             return None
+        # the repeats added in order from the first, as the compiled loop's index copy adds them
+        # (kernels/plan_zoo._index_walk): np.sum would sum one feature's repeats ([n, repeats, 1],
+        # a contiguous axis) pairwise, and starts any width from +0.0 (a sum of -0.0s is +0.0)
         dx = self._dx[: dy.shape[0]]
-        np.sum(dy, axis=1, out=dx)
+        np.copyto(dx, dy[:, 0])
+        for repeat in range(1, dy.shape[1]):
+            np.add(dx, dy[:, repeat], out=dx)
         return dx
 
     def compiled_plan(self) -> IndexCopyPlan | None:
-        if self.input_shape[0] == 1:  # numpy sums [n, repeats, 1] pairwise, not in order: Python
-            return None
         return index_copy(self._y, self._dx, self.input_shape, (0,), repeats=self.params.n)

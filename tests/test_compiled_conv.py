@@ -90,13 +90,14 @@ OPTIMIZERS = ["sgd", "adam", {"type": "momentum", "momentum": 0.9, "use_nesterov
               {"type": "rmsprop", "centered": True, "momentum": 0.3, "clipvalue": 0.1}]
 
 
-def _fit(layers, loss, optimizer, jit, *, spe=3, epochs=2, **fit_options):
+def _fit(layers, loss, optimizer, jit, *, spe=3, epochs=2, batch_size=8, **fit_options):
     x, y = _data()
     if loss == "mean_squared_error":
         y = np.tanh(x[:, 1:-1, 1:-1, :])
     model = Sequential(layers, seed=3)
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"] if loss != "mean_squared_error" else ["mae"])
-    history = model.fit(x, y, epochs=epochs, batch_size=8, jit_compile=jit, steps_per_execution=spe, **fit_options)
+    history = model.fit(x, y, epochs=epochs, batch_size=batch_size, jit_compile=jit, steps_per_execution=spe,
+                        **fit_options)
     return model, history
 
 
@@ -149,11 +150,26 @@ def test_augmented_batches_train_compiled_bit_for_bit(shuffle):
     assert plain[1].history["loss"] != runs[0][1].history["loss"]  # the augmentation did change the batches
 
 
-def test_layers_the_general_plan_does_not_cover_fall_back_and_say_why():
-    # one filter: numpy's matmul takes gemv for the pointwise product, not the gemm the loop calls
-    layers = [{"type": "separable_conv2d", "filters": 1, "kernel_size": 2, "input_shape": IMAGE}, *HEAD]
-    model, _ = _fit(layers, "categorical_crossentropy", "sgd", True, epochs=1)
-    assert model.compiled_fallback == "layer separable_conv2d_SeparableConv2D1 has no compiled step yet"
+# Products with a dimension of 1, where np.matmul would take gemv or dot and sum in another order
+# than the loop's gemm: the layers' Python path calls the loop's product (nn/layers/conv.gemm_product).
+ONE_DIMENSION_STACKS = {  # name: (layers, batch size)
+    "one_channel_one_filter": ([  # pointwise [rows, 1] @ [1, 1], its grad [1, rows] @ [rows, 1]; 1 channel in
+        {"type": "reshape", "target_shape": [SIDE, SIDE * CHANNELS, 1], "input_shape": IMAGE},
+        {"type": "separable_conv2d", "filters": 1, "kernel_size": 2, "activation": "tanh"},
+        {"type": "conv2d_transpose", "filters": 2, "kernel_size": 2, "activation": "relu"}, *HEAD], 8),
+    "one_position_batches_of_one": ([  # a 1x1 output, then a 1x1 input; 37 = 9 * 4 + 1: a batch of one row
+        {"type": "separable_conv2d", "filters": 3, "kernel_size": SIDE, "input_shape": IMAGE},
+        {"type": "conv2d_transpose", "filters": 2, "kernel_size": 2, "strides": 2}, *HEAD], 4),
+}
+
+
+@pytest.mark.parametrize("stack", list(ONE_DIMENSION_STACKS))
+def test_products_with_a_dimension_of_one_run_compiled_bit_for_bit(stack):
+    layers, batch_size = ONE_DIMENSION_STACKS[stack]
+    compiled = _fit(layers, "categorical_crossentropy", "adam", True, batch_size=batch_size, validation_split=0.2)
+    assert compiled[0].compiled_fallback is None  # it really ran compiled
+    _assert_identical(compiled, _fit(layers, "categorical_crossentropy", "adam", False, batch_size=batch_size,
+                                     validation_split=0.2))
 
 
 # -- checkpoints and exact resume of a conv model through the run API -----------------------

@@ -22,7 +22,7 @@ from trainctl.config.base import PositiveInt, registry_id, typed_spec
 from trainctl.errors import TrainctlError
 from trainctl.nn.initializers import INITIALIZERS
 from trainctl.nn.layers.base import LAYERS, BuildContext, LayerParams, Shape, with_activity_grad
-from trainctl.nn.layers.plans import ChannelsFirstPlan, ConvPlan, ConvTransposePlan, gemm_matches_matmul
+from trainctl.nn.layers.plans import ChannelsFirstPlan, ConvPlan, ConvTransposePlan
 from trainctl.nn.layers.spatial import (
     DataFormat,
     Padding,
@@ -43,6 +43,17 @@ def _kernels():
     from trainctl.kernels import activations, conv
 
     return activations, conv
+
+
+def gemm_product():
+    """out = op(a) @ op(b) as the compiled loop's products call it (kernels/recurrent_steps.matmul:
+    one BLAS gemm call), for the Python path of the layers whose products the loop runs so
+    (SeparableConv2D's pointwise step, Conv2DTranspose): np.matmul would take gemv or its own
+    loop where a dimension is 1, and numpy's BLAS where TRAINCTL_BLAS=scipy binds the loop's
+    gemm to np.dot, and either sums in another order."""
+    from trainctl.kernels.recurrent_steps import matmul
+
+    return matmul
 
 
 class BaseConvParams(LayerParams):
@@ -337,6 +348,7 @@ class Conv2DTranspose(_ConvBase):
         in_rows = batch_size * self._in_rows_per_sample
         self._cols = np.empty((in_rows, depth), self.dtype)  # im2col of dz, and x @ kernel2d.T
         self._dx = np.empty((in_rows, self.in_channels), self.dtype)
+        self._matmul = gemm_product()
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         n = x.shape[0]
@@ -344,7 +356,7 @@ class Conv2DTranspose(_ConvBase):
         x2d = self._input_nhwc(x).reshape(in_rows, self.in_channels)
         kernel2d = self.kernel.value.reshape(-1, self.in_channels)  # [kh * kw * filters, in]
         cols = self._cols[:in_rows]
-        np.matmul(x2d, kernel2d.T, out=cols)
+        self._matmul(x2d, kernel2d, cols, False, True)
         rows = n * math.prod(self.out_spatial)
         z4 = self._z[:rows].reshape(n, *self.out_spatial, self.out_channels)
         self._conv.col2im(cols, *self.geometry, *self.in_spatial, z4)
@@ -358,17 +370,14 @@ class Conv2DTranspose(_ConvBase):
         cols = self._cols[:in_rows]
         self._conv.im2col(dz.reshape(n, *self.out_spatial, self.out_channels), *self.geometry,
                           *self.in_spatial, cols)
-        np.matmul(cols.T, self._x2d, out=self.kernel.grad.reshape(-1, self.in_channels))
+        self._matmul(cols, self._x2d, self.kernel.grad.reshape(-1, self.in_channels), True, False)
         if not need_dx:
             return None
         dx = self._dx[:in_rows]
-        np.matmul(cols, self.kernel.value.reshape(-1, self.in_channels), out=dx)
+        self._matmul(cols, self.kernel.value.reshape(-1, self.in_channels), dx, False, False)
         return self._grad_format(dx.reshape(n, *self.in_spatial, self.in_channels))
 
-    def compiled_plan(self) -> ConvTransposePlan | ChannelsFirstPlan | None:
-        depth = math.prod(self.kernel_size) * self.out_channels
-        if not gemm_matches_matmul(self._in_rows_per_sample, self.in_channels, depth):
-            return None
+    def compiled_plan(self) -> ConvTransposePlan | ChannelsFirstPlan:
         return self._in_layout(ConvTransposePlan(
             self.kernel.value, self.bias.value if self.bias is not None else self._zero_bias,
             self.kernel.grad, self._bias_grad(), self._z, self._y, self._dz, self._dx,

@@ -13,8 +13,8 @@ from pydantic import model_validator
 from trainctl.config.base import PositiveInt, typed_spec
 from trainctl.nn.initializers import INITIALIZERS
 from trainctl.nn.layers.base import LAYERS, BuildContext
-from trainctl.nn.layers.conv import BaseConvParams, _ConvBase
-from trainctl.nn.layers.plans import ChannelsFirstPlan, DepthwisePlan, gemm_matches_matmul
+from trainctl.nn.layers.conv import BaseConvParams, _ConvBase, gemm_product
+from trainctl.nn.layers.plans import ChannelsFirstPlan, DepthwisePlan
 from trainctl.nn.regularizers import REGULARIZERS
 
 
@@ -46,11 +46,9 @@ class _DepthwiseStep(_ConvBase):
         return self._grad_format(dx) if need_dx else None
 
     def _depthwise_plan(self, pointwise: np.ndarray, pointwise_grad: np.ndarray, mid: np.ndarray,
-                        dmid: np.ndarray) -> DepthwisePlan | ChannelsFirstPlan | None:
+                        dmid: np.ndarray) -> DepthwisePlan | ChannelsFirstPlan:
         """The compiled loop's plan (kernels/plan_zoo.py KIND_DEPTHWISE); a separable layer
         passes its pointwise kernel and mid buffers, DepthwiseConv2D empty ones."""
-        if pointwise.size and not gemm_matches_matmul(math.prod(self.out_spatial), self.mid_channels, self.out_channels):
-            return None
         return self._in_layout(DepthwisePlan(
             self.depthwise_kernel.value, self.bias.value if self.bias is not None else self._zero_bias,
             self.depthwise_kernel.grad, self._bias_grad(), self._z, self._y, self._dz, self._dx,
@@ -93,7 +91,7 @@ class DepthwiseConv2D(_DepthwiseStep):
     def _backward(self, dy2d: np.ndarray, code: int, need_dx: bool) -> np.ndarray | None:
         return self._depthwise_backward(self._epilogue_backward(dy2d, code), self.out_channels, need_dx)
 
-    def compiled_plan(self) -> DepthwisePlan | ChannelsFirstPlan | None:
+    def compiled_plan(self) -> DepthwisePlan | ChannelsFirstPlan:
         none = np.zeros(0, self.dtype)
         return self._depthwise_plan(none, none, none, none)
 
@@ -153,13 +151,14 @@ class SeparableConv2D(_DepthwiseStep):
         self._mid = np.empty((rows, self.mid_channels), self.dtype)
         self._dmid = np.empty((rows, self.mid_channels), self.dtype)
         self._dx = np.empty((batch_size, *self.in_spatial, self.in_channels), self.dtype)
+        self._matmul = gemm_product()
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         n = x.shape[0]
         rows = n * math.prod(self.out_spatial)
         mid = self._mid[:rows]
         self._depthwise_forward(x, mid, self.mid_channels)
-        np.matmul(mid, self.pointwise_kernel.value.reshape(self.mid_channels, -1), out=self._z[:rows])
+        self._matmul(mid, self.pointwise_kernel.value.reshape(self.mid_channels, -1), self._z[:rows], False, False)
         return self._output(self._epilogue_forward(rows), n)
 
     def _backward(self, dy2d: np.ndarray, code: int, need_dx: bool) -> np.ndarray | None:
@@ -167,11 +166,11 @@ class SeparableConv2D(_DepthwiseStep):
         rows = dz.shape[0]
         mid, dmid = self._mid[:rows], self._dmid[:rows]
         pointwise = self.pointwise_kernel.value.reshape(self.mid_channels, -1)
-        np.matmul(mid.T, dz, out=self.pointwise_kernel.grad.reshape(self.mid_channels, -1))
-        np.matmul(dz, pointwise.T, out=dmid)
+        self._matmul(mid, dz, self.pointwise_kernel.grad.reshape(self.mid_channels, -1), True, False)
+        self._matmul(dz, pointwise, dmid, False, True)
         return self._depthwise_backward(dmid, self.mid_channels, need_dx)
 
-    def compiled_plan(self) -> DepthwisePlan | ChannelsFirstPlan | None:
+    def compiled_plan(self) -> DepthwisePlan | ChannelsFirstPlan:
         return self._depthwise_plan(self.pointwise_kernel.value, self.pointwise_kernel.grad, self._mid, self._dmid)
 
     def flops_per_sample(self) -> int:

@@ -295,16 +295,6 @@ def index_copy(y: np.ndarray, dx: np.ndarray, in_shape: tuple[int, ...], axes: t
     return IndexCopyPlan(y, dx, (1,) * pad + tuple(dims), (0,) * pad + tuple(strides))
 
 
-def gemm_matches_matmul(*dims: int) -> bool:
-    """Whether the compiled loop's products (kernels/blas.gemm) give the bits of the np.matmul a
-    layer's Python path makes, for products of these dimensions: numpy calls the same cblas gemm
-    unless a dimension is 1 (gemv, dot or its own loop then), and gemm is numpy's only when
-    bound to it (kernels/blas.BOUND_TO; TRAINCTL_BLAS=scipy binds np.dot)."""
-    from trainctl.kernels.blas import BOUND_TO
-
-    return BOUND_TO == "numpy" and min(dims) > 1
-
-
 @dataclass(frozen=True)
 class ChannelsFirstPlan:
     """A channels_first conv or pooling layer: its channels_last plan between the transposes its

@@ -43,9 +43,11 @@ def _assert_compiled_matches(layers, optimizer="adam", **options):
 
 
 def _generator_states(model):
+    """Every random layer's generator state, a TimeDistributed's inner layer's too."""
     from trainctl.nn.layers.base import RandomLayer
 
-    return [layer.get_state() for layer in model.layers if isinstance(layer, RandomLayer)]
+    layers = [getattr(layer, "inner", layer) for layer in model.layers]
+    return [layer.get_state() for layer in layers if isinstance(layer, RandomLayer)]
 
 
 DENSE = [{"type": "dense", "units": 7, "activation": "relu", "input_shape": [FEATURES]},
@@ -181,6 +183,17 @@ LAYER_STACKS = {  # name: (layers, input shape)
         {"type": "time_distributed", "layer": {"type": "dense", "units": 4, "activation": "tanh"}},
         {"type": "flatten"},
         {"type": "dense", "units": CLASSES, "activation": "softmax"}], tuple(IMAGE)),
+    "time_distributed_random": ([  # inner layers that draw: n * steps rows' numbers per step
+        {"type": "reshape", "target_shape": [2, SIDE, SIDE * CHANNELS // 2], "input_shape": IMAGE},
+        {"type": "time_distributed", "layer": {"type": "dropout", "rate": 0.3}},
+        {"type": "time_distributed", "layer": {"type": "spatial_dropout1d", "rate": 0.4}},
+        {"type": "time_distributed", "layer": {"type": "dense", "units": 4}},
+        {"type": "time_distributed", "layer": {"type": "gaussian_noise", "stddev": 0.3}},
+        {"type": "time_distributed", "layer": {"type": "gaussian_dropout", "rate": 0.3}},
+        {"type": "time_distributed", "layer": {"type": "alpha_dropout", "rate": 0.2}},
+        {"type": "dropout", "rate": 0.2},  # and one outside, on the same chunk
+        {"type": "flatten"},
+        {"type": "dense", "units": CLASSES, "activation": "softmax"}], tuple(IMAGE)),
 }
 
 
@@ -188,32 +201,6 @@ LAYER_STACKS = {  # name: (layers, input shape)
 def test_added_layers_run_compiled_bit_for_bit(stack):
     layers, shape = LAYER_STACKS[stack]
     _assert_compiled_matches(layers, shape=shape, validation_split=0.2)
-
-
-def test_time_distributed_around_a_layer_that_draws_trains_from_python():
-    """The loop draws a layer's random numbers per sample of the chunk; an inner Dropout draws
-    per step (n * steps rows), so it stays on the Python path, and says so."""
-    layers = [{"type": "reshape", "target_shape": [2, SIDE * SIDE], "input_shape": IMAGE},
-              {"type": "time_distributed", "layer": {"type": "dropout", "rate": 0.3}},
-              {"type": "flatten"}, {"type": "dense", "units": CLASSES, "activation": "softmax"}]
-    model = _fit(layers, "sgd", True, shape=tuple(IMAGE))[0]
-    assert model.compiled_fallback == f"layer {model.layers[1].name} has no compiled step yet"
-
-
-def test_a_drawing_kind_time_distributed_does_not_refuse_is_a_loud_bug(monkeypatch):
-    """Should TimeDistributed.compiled_plan ever let a layer that draws random numbers through
-    (a new kind missing from its list), the plan's layout refuses it rather than train other
-    numbers than the Python path."""
-    from trainctl.nn.layers.plans import RepeatedPlan
-    from trainctl.nn.layers.wrappers import TimeDistributed
-
-    monkeypatch.setattr(TimeDistributed, "compiled_plan",
-                        lambda self: RepeatedPlan(self.inner.compiled_plan(), self.input_shape[0]))
-    layers = [{"type": "reshape", "target_shape": [2, SIDE * SIDE], "input_shape": IMAGE},
-              {"type": "time_distributed", "layer": {"type": "dropout", "rate": 0.3}},
-              {"type": "flatten"}, {"type": "dense", "units": CLASSES, "activation": "softmax"}]
-    with pytest.raises(AssertionError, match="TimeDistributed around DropoutPlan, which draws random numbers"):
-        _fit(layers, "sgd", True, shape=tuple(IMAGE))
 
 
 def test_sparse_labels_on_the_general_plan():

@@ -173,7 +173,7 @@ class CompiledSteps:
             self.plan = spatial_plan(self, plans)
             self._launch = self._launch_spatial
         self.key = _kernel_key(model, trainer, plans)
-        self.uniforms_per_step = self.batch_size * sum(plan.features for _, plan in self.plan.dropouts)
+        self.uniforms_per_step = self.batch_size * sum(per_sample for _, _, per_sample in self.plan.dropouts)
         self._capacity = trainer._capacity
 
     # -- eligibility -------------------------------------------------------------------
@@ -235,7 +235,9 @@ class CompiledSteps:
 
     def _draw_uniforms(self, first_sample: int, n_steps: int) -> None:
         """Each active Dropout's uniforms for the chunk from its own generator, as its forward
-        draws them step by step (a generator's doubles drawn at once are the same stream)."""
+        draws them step by step (a generator's doubles drawn at once are the same stream): its
+        draws per sample for each of the chunk's samples (inside a TimeDistributed, per step of
+        each, as the layer draws over the n * steps rows it runs on)."""
         plan = self.plan
         if not plan.dropouts:
             return
@@ -243,16 +245,16 @@ class CompiledSteps:
             rows = self.stream.rows_ahead(n_steps)
         else:
             rows = max(0, min(n_steps * self.batch_size, self.source.n_samples - first_sample))
-        for index, random in plan.dropouts:
+        for index, random, per_sample in plan.dropouts:
             if isinstance(random, NoisePlan) and random.normal:  # as _RandomLayer._normal draws them
-                plan.normals[index] = random.rng.standard_normal(rows * random.features, dtype=self.dtype)
+                plan.normals[index] = random.rng.standard_normal(rows * per_sample, dtype=self.dtype)
             elif isinstance(random, NoisePlan) or random.rate > 0:
-                plan.uniforms[index] = random.rng.random(rows * random.features)
+                plan.uniforms[index] = random.rng.random(rows * per_sample)
         plan.offsets[:] = 0
 
     def _snapshot(self):
         optimizer = self.optimizer
-        rngs = [plan.rng.bit_generator.state for _, plan in self.plan.dropouts]
+        rngs = [plan.rng.bit_generator.state for _, plan, _ in self.plan.dropouts]
         return optimizer.iterations, {k: v.copy() for k, v in optimizer._scalars.items()}, rngs
 
     def _rewind(self, snapshot, first_sample: int, n_steps: int) -> None:
@@ -261,7 +263,7 @@ class CompiledSteps:
         for key, value in snapshot[1].items():
             optimizer._scalars[key][...] = value
         self._constants(n_steps)
-        for (_, plan), state in zip(self.plan.dropouts, snapshot[2]):
+        for (_, plan, _), state in zip(self.plan.dropouts, snapshot[2]):
             plan.rng.bit_generator.state = state
         self._draw_uniforms(first_sample, n_steps)
 

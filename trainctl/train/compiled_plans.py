@@ -47,7 +47,9 @@ class SpatialLoopPlan:
     uniforms: Any
     normals: Any  # the noise layers' standard-normal draws of the chunk (the model's dtype)
     offsets: np.ndarray
-    dropouts: list  # (layer index, DropoutPlan or NoisePlan) in forward order
+    # (its uniforms / normals entry, DropoutPlan, NoisePlan or DrawsPlan, its draws per sample of the
+    # batch) in forward order; the draws are its features, times the steps of a TimeDistributed row
+    dropouts: list
     regularized: bool
     reg_slots: np.ndarray
     reg_grad_slots: np.ndarray
@@ -169,10 +171,11 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
     fused = steps.loss_mode != LOSS_GENERIC
     for index, (layer, plan, in_size, out_size, _) in enumerate(rows):
         row, sl = geo[index], slots[index]
-        row[ps.G_IN], row[ps.G_OUT], row[ps.G_TIMES] = in_size, out_size, rows[index].times
+        times = rows[index].times
+        row[ps.G_IN], row[ps.G_OUT], row[ps.G_TIMES] = in_size, out_size, times
         if isinstance(plan, ViewPlan) or (isinstance(plan, DropoutPlan) and plan.rate == 0.0):
             if isinstance(plan, DropoutPlan):  # rate 0: Dropout.forward passes x on, draws nothing
-                dropouts.append((index, plan))
+                dropouts.append((index, plan, plan.features * times))
             continue
         sl[ps.S_Y], sl[ps.S_DX] = slot(plan.y), slot(plan.dx)
         if isinstance(plan, ProductPlan):  # Dense, the convolutions
@@ -193,7 +196,7 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
                     slot(plan.cols), slot(plan.dcols), slot(plan.kernel_part)
         elif isinstance(plan, DropoutPlan):
             kinds[index] = ps.KIND_DROPOUT
-            dropouts.append((index, plan))
+            dropouts.append((index, plan, plan.features * times))
             sl[ps.S_AUX] = slot(plan.mask)
             fparams[index, 0] = plan.rate
         elif isinstance(plan, ActivationPlan):
@@ -255,7 +258,7 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
             row[ps.G_A:ps.G_A + 15] = (*plan.in3, *plan.out3, *plan.x_start, *plan.y_start, *plan.extent)
         elif isinstance(plan, NoisePlan):
             kinds[index] = ps.KIND_NOISE
-            dropouts.append((index, plan))
+            dropouts.append((index, plan, plan.features * times))
             row[ps.G_A:ps.G_A + 4] = (plan.op, plan.channels, int(plan.channels_last), plan.features)
             fparams[index, :len(plan.options)] = plan.options
             sl[ps.S_AUX] = slot(plan.mask)
@@ -264,7 +267,7 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
             if kinds[index] == ps.KIND_RECURRENT:  # its dropout rates, and its draws as a dropout's
                 fparams[index, :2] = plan.rates
                 if plan.draws is not None:
-                    dropouts.append((index, plan.draws))
+                    dropouts.append((index, plan.draws, plan.draws.features * times))
             elif kinds[index] == ps.KIND_BIDIRECTIONAL:  # the copies' rates (one spec), each copy's draws
                 fparams[index, :2] = plan.forward.rates
                 back = n + len(extra_draws)  # the backward copy's own generator: a uniforms entry past the rows
@@ -272,15 +275,9 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
                 extra_draws.append(back)
                 for at, copy in ((index, plan.forward), (back, plan.backward)):
                     if copy.draws is not None:
-                        dropouts.append((at, copy.draws))
+                        dropouts.append((at, copy.draws, copy.draws.features * times))
             if not kinds[index]:
                 raise AssertionError(f"{layer.name}: no compiled kind for {type(plan).__name__}")
-    for index, drawing in dropouts:
-        # the loop draws per sample of the row, the layer per step of it: a kind that draws must
-        # be one TimeDistributed.compiled_plan refuses, or its numbers would silently differ
-        if index < n and rows[index].times > 1 and not (isinstance(drawing, DropoutPlan) and drawing.rate == 0.0):
-            raise AssertionError(f"{rows[index].layer.name}: TimeDistributed around {type(drawing).__name__}, "
-                                 "which draws random numbers, must train from Python")
     link_masks(rows, kinds, geo, slots)  # Masking's mask to the recurrent layers after it
     # what each layer reads: forward the output of the computing layer before it (or the
     # input), backward the dx of the computing layer after it (or dLoss); views pass through

@@ -30,7 +30,7 @@ class DenseLoopPlan:
     rates: np.ndarray
     features: np.ndarray
     offsets: np.ndarray
-    dropouts: list  # (layer index, DropoutPlan) in forward order
+    dropouts: list  # (layer index, DropoutPlan, its draws per sample) in forward order
     regularized: bool
     reg_which: np.ndarray
     reg_rates: np.ndarray
@@ -57,7 +57,7 @@ def dense_plan(steps, plans) -> DenseLoopPlan:
                          "features": plan.y.shape[1]})
         else:  # a DropoutPlan: 2-D views of its 1-D buffers for the layers around it
             kinds.append(plan_steps.KIND_DROPOUT)
-            dropouts.append((index, plan))
+            dropouts.append((index, plan, plan.features))
             capacity = plan.y.shape[0] // plan.features
             rows.append({"kernel": none2, "bias": none1, "kernel_grad": none2, "bias_grad": none1,
                          "z": none2, "y": plan.y.reshape(capacity, plan.features), "dz": none2,

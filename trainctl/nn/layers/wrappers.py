@@ -9,9 +9,9 @@ from typing import Any, Literal
 import numpy as np
 
 from trainctl.errors import TrainctlError
-from trainctl.nn.layers.base import LAYERS, BuildContext, DensePlan, DropoutPlan, Layer, LayerParams, Shape, auto_name
+from trainctl.nn.layers.base import LAYERS, BuildContext, DensePlan, Layer, LayerParams, Shape, auto_name
 from trainctl.nn.layers.embedding import EmbeddingPlan
-from trainctl.nn.layers.plans import BidirectionalPlan, MaskingPlan, NoisePlan, RepeatedPlan, main_plan
+from trainctl.nn.layers.plans import BidirectionalPlan, MaskingPlan, RepeatedPlan, main_plan
 from trainctl.nn.layers.recurrent import Recurrent, RecurrentPlan
 
 _MERGE_MODES = Literal["concat", "sum", "mul", "ave"]
@@ -246,18 +246,16 @@ class TimeDistributed(_Wrapper):
     def compiled_plan(self) -> DensePlan | RepeatedPlan | None:
         """A Dense inner layer's plan as it is: Dense already runs over every row of the last
         axis, so [n * steps, features] is its [n, steps, features]. Any other inner layer's plan
-        runs over n * steps inner samples (RepeatedPlan). Trained from Python: an inner layer
-        that draws random numbers (the loop draws per sample, not per step), a sequence or
-        mask layer, and an activity regularizer (its penalty divides by n * steps, the loop's
-        by n)."""
+        runs over n * steps inner samples (RepeatedPlan); one that draws random numbers gets the
+        chunk's draws for those n * steps rows per step, as forward draws them here (train/
+        compiled.py). Trained from Python: a sequence or mask layer, and an activity regularizer
+        (its penalty divides by n * steps, the loop's by n)."""
         plan = self.inner.compiled_plan()
         if plan is None or self.inner.has_activity_regularizer:
             return None
         if isinstance(plan, DensePlan):
             return plan
-        inner = main_plan(plan)
-        drawn = (isinstance(inner, DropoutPlan) and inner.rate > 0) or isinstance(inner, NoisePlan)
-        if drawn or isinstance(inner, (RecurrentPlan, BidirectionalPlan, EmbeddingPlan, MaskingPlan)):
+        if isinstance(main_plan(plan), (RecurrentPlan, BidirectionalPlan, EmbeddingPlan, MaskingPlan)):
             return None
         return RepeatedPlan(plan, self.input_shape[0])
 

@@ -167,6 +167,55 @@ def test_a_bidirectional_layer_whose_copies_the_loop_does_not_compile_trains_fro
     assert model.layers[1].name.startswith("bidirectional")
 
 
+def _token_grid():
+    """[N, STEPS, 2] token ids 0.. (0: padding, for mask_zero over both axes)."""
+    return np.random.default_rng(6).integers(0, VOCAB, (N, STEPS, 2)).astype(np.float32)
+
+
+def _grid_model(*after):
+    layers = [{"type": "embedding", "input_dim": VOCAB, "output_dim": 3, "mask_zero": True, "input_shape": [STEPS, 2]},
+              *after, {"type": "flatten"}, {"type": "dense", "units": CLASSES, "activation": "softmax"}]
+    model = Sequential(layers, seed=5)
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def test_an_embedding_mask_over_two_axes_runs_compiled_bit_for_bit():
+    """Embedding mask_zero over [steps, 2] makes a mask of one value per index, which the Dense
+    after it passes on and Flatten ends, as Python's: no layer reads it. The loop makes it as
+    compute_mask does (the last batch's, compared) and trains the same numbers."""
+    x = _token_grid()
+    runs = []
+    for jit in (True, False):
+        model = _grid_model({"type": "dense", "units": 2, "activation": "relu"})
+        runs.append((model, model.fit(x, _labels(x), epochs=2, batch_size=8, verbose=0, shuffle=False,
+                                      jit_compile=jit, steps_per_execution=3)))
+    assert runs[0][0].compiled_fallback is None
+    _assert_identical(*runs)
+    last = N - (N - 1) // 8 * 8  # the last batch's rows (29 = 3 * 8 + 5), the last step of both paths
+    expected = (x[-last:] != 0).reshape(-1)
+    assert expected.any() and not expected.all()
+    assert np.array_equal(runs[0][0].layers[0]._keep[:expected.size], expected.astype(np.float32))
+    assert np.array_equal(runs[1][0].layers[0]._mask[:last].reshape(-1), expected)
+
+
+@pytest.mark.parametrize("reader", [[{"type": "reshape", "target_shape": [STEPS, 6]}, {"type": "lstm", "units": 3}],
+                                    [{"type": "masking"}]], ids=["lstm", "masking"])
+def test_a_mask_over_two_axes_that_a_layer_reads_stops_from_python(reader):
+    """A recurrent layer or Masking reads a mask over its steps: the Python path cannot broadcast
+    [n, steps, 2] into it and raises. The compiled loop would read the first values as the
+    steps' mask, so the fit trains (and stops) from Python, saying why."""
+    x = _token_grid()
+    for jit in (True, False):
+        model = _grid_model(*reader)
+        with pytest.raises(ValueError, match="broadcast"):
+            model.fit(x, _labels(x), epochs=1, batch_size=8, verbose=0, jit_compile=jit, steps_per_execution=3)
+        if jit:
+            reads = model.layers[len(reader)].name
+            assert model.compiled_fallback == (f"layer {reads} reads a mask over its steps, and receives "
+                                               f"{model.layers[0].name}'s over [{STEPS},2]")
+
+
 # -- the CLI, checkpoints and exact resume of a sequence config -------------------------------
 DATA = Path(__file__).resolve().parents[1] / "data" / "electricity_load.csv"
 

@@ -31,6 +31,7 @@ import time
 import numpy as np
 
 from trainctl.nn.layers.plans import NoisePlan
+from trainctl.train.compiled_zoo import unreadable_mask
 from trainctl.train.stream_chunks import loop_batch_size, stream_chunks, streamed
 from trainctl.train.compiled_plans import (
     activity_held,
@@ -190,6 +191,9 @@ class CompiledSteps:
         uncovered = [layer.name for layer in model.layers if not _covered(layer)]
         if uncovered:
             return f"layer {uncovered[0]} has no compiled step yet"
+        unreadable = unreadable_mask(model, [layer.compiled_plan() for layer in model.layers])
+        if unreadable:
+            return unreadable
         if trainer.activity_regularized and not all(activity_held(layer) for layer in model.layers):
             return "activity regularizers run in Python"
         if trainer.regularized and regularized_weights_held(model) is False:

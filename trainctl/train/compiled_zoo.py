@@ -1,6 +1,7 @@
 """The general plan's rows for kernels/plan_zoo.py's kinds (DepthwiseConv2D, SeparableConv2D,
-Conv2DTranspose, the index copies), laid out for train/compiled_plans.spatial_plan, and the rows
-of a model (a channels_first layer's transposes are rows of their own)."""
+Conv2DTranspose, the index copies), laid out for train/compiled_plans.spatial_plan, the rows
+of a model (a channels_first layer's transposes are rows of their own), and the masks those
+rows pass on and read."""
 
 from __future__ import annotations
 
@@ -82,34 +83,64 @@ def layer_rows(model, plans) -> list[LayerRow]:
     return rows
 
 
-def link_masks(rows: list[LayerRow], kinds: np.ndarray, geo: np.ndarray, slots: np.ndarray) -> None:
-    """Which mask each Masking and recurrent row receives, as Sequential.forward passes masks
-    (Keras semantics): a Masking layer and an Embedding with mask_zero make one (their keep
-    buffers), a layer with the default compute_mask passes it on while it keeps the time axis,
-    any other ends it (Embedding without mask_zero: the loop runs no other mask-making layer)."""
-    from trainctl.kernels import plan_layers as ps
-    from trainctl.kernels.recurrent_steps import N_R, R_MASK
+def received_masks(rows: list[LayerRow]) -> dict[int, int]:
+    """Per computing row, the row whose mask it receives (-1: none), as Sequential.forward passes
+    masks (Keras semantics): a Masking layer and an Embedding with mask_zero make one (their keep
+    buffers), a Bidirectional passes it on with its sequences, a layer with the default
+    compute_mask while it keeps the time axis, any other ends it (Embedding without mask_zero:
+    the loop runs no other mask-making layer)."""
     from trainctl.nn.layers.base import Layer
     from trainctl.nn.layers.embedding import EmbeddingPlan
-    from trainctl.nn.layers.plans import MaskingPlan
+    from trainctl.nn.layers.plans import BidirectionalPlan, MaskingPlan
 
-    live = -1  # the bufs index of the mask the next layer receives
+    received, live = {}, -1  # live: the row whose mask the next layer receives
     for index, row in enumerate(rows):
         if not row.main:
             continue
-        layer = row.layer
-        if kinds[index] == ps.KIND_RECURRENT:
-            geo[index, ps.G_A + R_MASK] = live
-        if kinds[index] == ps.KIND_BIDIRECTIONAL:  # both copies read it; it goes on with their sequences
-            geo[index, ps.G_A + R_MASK] = geo[index, ps.G_A + N_R + R_MASK] = live
+        received[index] = live
+        layer, plan = row.layer, row.plan
+        if isinstance(plan, BidirectionalPlan):  # both copies read it
             live = live if layer.sequences else -1
-            continue
-        if isinstance(row.plan, MaskingPlan):
-            geo[index, ps.G_A + 2] = live if live >= 0 else 2  # bufs[2]: the empty buffer, no mask
-            live = slots[index, ps.S_AUX]
-        elif isinstance(row.plan, EmbeddingPlan) and row.plan.keep is not None:
-            live = slots[index, ps.S_AUX]
+        elif isinstance(plan, MaskingPlan) or (isinstance(plan, EmbeddingPlan) and plan.keep is not None):
+            live = index
         elif type(layer).compute_mask is not Layer.compute_mask:
             live = -1
         elif len(layer.output_shape) < 2 or layer.output_shape[0] != layer.input_shape[0]:
             live = -1
+    return received
+
+
+def link_masks(rows: list[LayerRow], kinds: np.ndarray, geo: np.ndarray, slots: np.ndarray) -> None:
+    """Point each Masking, recurrent and Bidirectional row at the keep buffer of the mask it
+    receives (received_masks), or at none."""
+    from trainctl.kernels import plan_layers as ps
+    from trainctl.kernels.recurrent_steps import N_R, R_MASK
+
+    for index, source in received_masks(rows).items():
+        live = slots[source, ps.S_AUX] if source >= 0 else -1  # the bufs index of its keep buffer
+        if kinds[index] == ps.KIND_RECURRENT:
+            geo[index, ps.G_A + R_MASK] = live
+        elif kinds[index] == ps.KIND_BIDIRECTIONAL:
+            geo[index, ps.G_A + R_MASK] = geo[index, ps.G_A + N_R + R_MASK] = live
+        elif kinds[index] == ps.KIND_MASKING:
+            geo[index, ps.G_A + 2] = live if live >= 0 else 2  # bufs[2]: the empty buffer, no mask
+
+
+def unreadable_mask(model, plans) -> str | None:
+    """Why a layer that reads the mask it receives (a recurrent layer, Bidirectional, Masking:
+    one value per step) cannot read it: an Embedding's mask_zero mask over more than one axis
+    ([n, steps, ...], one value per index). The loop would read its first values as the steps';
+    the Python path raises there (numpy cannot broadcast it into the [n, steps] mask), so such
+    a fit trains, and stops, from Python."""
+    from trainctl.nn.layers.embedding import EmbeddingPlan
+    from trainctl.nn.layers.plans import BidirectionalPlan, MaskingPlan
+    from trainctl.nn.layers.recurrent import RecurrentPlan
+
+    rows = layer_rows(model, plans)
+    for index, source in received_masks(rows).items():
+        reader, maker = rows[index], rows[source]
+        if (source >= 0 and isinstance(reader.plan, (RecurrentPlan, BidirectionalPlan, MaskingPlan))
+                and isinstance(maker.plan, EmbeddingPlan) and len(maker.layer.input_shape) > 1):
+            return (f"layer {reader.layer.name} reads a mask over its steps, and receives {maker.layer.name}'s "
+                    f"over [{','.join(map(str, maker.layer.input_shape))}]")
+    return None

@@ -20,7 +20,9 @@ from trainctl.nn.regularizers import REGULARIZERS
 class EmbeddingPlan:
     """Embedding as the compiled loop runs it (kernels/recurrent_steps.py): the table and its
     gradient, y [positions, output_dim], dx the zeros the indices get; with mask_zero `keep`
-    [positions], the mask as 1.0 / 0.0 (the recurrent layers after it read it)."""
+    [positions] (one per index, over every axis of the input, as compute_mask), the mask as
+    1.0 / 0.0 (the recurrent layers after it read it; over more than one axis none can:
+    train/compiled_zoo.unreadable_mask)."""
 
     embeddings: np.ndarray
     embeddings_grad: np.ndarray
@@ -112,9 +114,7 @@ class Embedding(Layer):
         self._kernel.embedding_backward(self._indices, dy.reshape(-1, self.params.output_dim), self.embeddings.grad)
         return self._dx[: dy.shape[0]] if need_dx else None
 
-    def compiled_plan(self) -> EmbeddingPlan | None:
-        if self.mask_zero and len(self.input_shape) != 1:  # a mask over more axes than the steps'
-            return None
+    def compiled_plan(self) -> EmbeddingPlan:
         return EmbeddingPlan(self.embeddings.value, self.embeddings.grad, self._y, self._dx, self.params.output_dim,
                              self._keep if self.mask_zero else None)
 

@@ -216,6 +216,43 @@ def test_a_mask_over_two_axes_that_a_layer_reads_stops_from_python(reader):
                                                f"{model.layers[0].name}'s over [{STEPS},2]")
 
 
+# TimeDistributed around a recurrent layer: the inner layer over n * steps sequences (each step's
+# FEATURES values as a sequence of 1-value steps), its dropout draws for those rows, no mask for it
+TIME_DISTRIBUTED = {  # id: (layers, data)
+    "lstm-dropout-recurrent_dropout-masking-then_lstm": ([  # the Masking mask passes the TimeDistributed to the LSTM
+        {"type": "masking", "input_shape": [STEPS, FEATURES]},
+        {"type": "reshape", "target_shape": [STEPS, FEATURES, 1]},
+        {"type": "time_distributed", "layer": {"type": "lstm", "units": 3, "dropout": 0.2, "recurrent_dropout": 0.3}},
+        {"type": "lstm", "units": 4}], _masked_windows),
+    "bidirectional_gru-sequences-dropout": ([
+        {"type": "reshape", "target_shape": [STEPS, FEATURES, 1], "input_shape": [STEPS, FEATURES]},
+        {"type": "time_distributed", "layer": {"type": "bidirectional", "merge_mode": "concat",
+                                               "layer": {"type": "gru", "units": 2, "return_sequences": True,
+                                                         "dropout": 0.25}}},
+        {"type": "flatten"}], _windows),
+    "simple_rnn-stateful-go_backwards": ([
+        {"type": "reshape", "target_shape": [STEPS, FEATURES, 1], "input_shape": [STEPS, FEATURES]},
+        {"type": "time_distributed", "layer": {"type": "simple_rnn", "units": 3, "stateful": True,
+                                               "go_backwards": True}},
+        {"type": "flatten"}], _windows),
+}
+
+
+@pytest.mark.parametrize("case", list(TIME_DISTRIBUTED))
+def test_time_distributed_recurrent_layers_run_compiled_bit_for_bit(case):
+    layers, data = TIME_DISTRIBUTED[case]
+    x = data()
+    runs = []
+    for jit in (True, False):
+        model = Sequential([*layers, {"type": "dense", "units": CLASSES, "activation": "softmax"}], seed=5)
+        model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+        runs.append((model, model.fit(x, _labels(x), epochs=2, batch_size=8, verbose=0, jit_compile=jit,
+                                      steps_per_execution=3, validation_split=0.2)))
+    assert runs[0][0].compiled_fallback is None
+    _assert_identical(*runs)
+    assert [layer.get_state() for layer in runs[0][0].layers] == [layer.get_state() for layer in runs[1][0].layers]
+
+
 # -- the CLI, checkpoints and exact resume of a sequence config -------------------------------
 DATA = Path(__file__).resolve().parents[1] / "data" / "electricity_load.csv"
 

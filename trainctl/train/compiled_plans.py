@@ -64,12 +64,12 @@ class SpatialLoopPlan:
 
 def has_sequence_layers(plans) -> bool:
     """Whether some plan is a recurrent layer's, a Bidirectional's or an Embedding's (the
-    sequence loop's kinds)."""
+    sequence loop's kinds), a TimeDistributed's inner one's too."""
     from trainctl.nn.layers.embedding import EmbeddingPlan
-    from trainctl.nn.layers.plans import BidirectionalPlan
+    from trainctl.nn.layers.plans import BidirectionalPlan, main_plan
     from trainctl.nn.layers.recurrent import RecurrentPlan
 
-    return any(isinstance(plan, (RecurrentPlan, BidirectionalPlan, EmbeddingPlan)) for plan in plans)
+    return any(isinstance(main_plan(plan), (RecurrentPlan, BidirectionalPlan, EmbeddingPlan)) for plan in plans)
 
 
 def _sequence_layer(plan, row, sl, bufs, slot, dtype) -> bool:

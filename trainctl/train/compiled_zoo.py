@@ -88,18 +88,21 @@ def received_masks(rows: list[LayerRow]) -> dict[int, int]:
     masks (Keras semantics): a Masking layer and an Embedding with mask_zero make one (their keep
     buffers), a Bidirectional passes it on with its sequences, a layer with the default
     compute_mask while it keeps the time axis, any other ends it (Embedding without mask_zero:
-    the loop runs no other mask-making layer)."""
+    the loop runs no other mask-making layer). A TimeDistributed's inner layer (the row's plan)
+    receives none (TimeDistributed.forward), and the TimeDistributed passes it on by the default
+    rule."""
     from trainctl.nn.layers.base import Layer
     from trainctl.nn.layers.embedding import EmbeddingPlan
-    from trainctl.nn.layers.plans import BidirectionalPlan, MaskingPlan
+    from trainctl.nn.layers.plans import MaskingPlan
+    from trainctl.nn.layers.wrappers import Bidirectional, TimeDistributed
 
     received, live = {}, -1  # live: the row whose mask the next layer receives
     for index, row in enumerate(rows):
         if not row.main:
             continue
-        received[index] = live
         layer, plan = row.layer, row.plan
-        if isinstance(plan, BidirectionalPlan):  # both copies read it
+        received[index] = -1 if isinstance(layer, TimeDistributed) else live
+        if isinstance(layer, Bidirectional):  # both copies read it
             live = live if layer.sequences else -1
         elif isinstance(plan, MaskingPlan) or (isinstance(plan, EmbeddingPlan) and plan.keep is not None):
             live = index

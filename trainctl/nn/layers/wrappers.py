@@ -12,7 +12,7 @@ from trainctl.errors import TrainctlError
 from trainctl.nn.layers.base import LAYERS, BuildContext, DensePlan, Layer, LayerParams, Shape, auto_name
 from trainctl.nn.layers.embedding import EmbeddingPlan
 from trainctl.nn.layers.plans import BidirectionalPlan, MaskingPlan, RepeatedPlan, main_plan
-from trainctl.nn.layers.recurrent import Recurrent, RecurrentPlan
+from trainctl.nn.layers.recurrent import Recurrent
 
 _MERGE_MODES = Literal["concat", "sum", "mul", "ave"]
 
@@ -248,14 +248,16 @@ class TimeDistributed(_Wrapper):
         axis, so [n * steps, features] is its [n, steps, features]. Any other inner layer's plan
         runs over n * steps inner samples (RepeatedPlan); one that draws random numbers gets the
         chunk's draws for those n * steps rows per step, as forward draws them here (train/
-        compiled.py). Trained from Python: a sequence or mask layer, and an activity regularizer
-        (its penalty divides by n * steps, the loop's by n)."""
+        compiled.py); a recurrent layer or Bidirectional gets no mask, as forward gives it none.
+        Trained from Python: an Embedding (fit checks the first layer's indices only, and the
+        loop's lookup trusts them), Masking (forward does not make its mask), and an activity
+        regularizer (its penalty divides by n * steps, the loop's by n)."""
         plan = self.inner.compiled_plan()
         if plan is None or self.inner.has_activity_regularizer:
             return None
         if isinstance(plan, DensePlan):
             return plan
-        if isinstance(main_plan(plan), (RecurrentPlan, BidirectionalPlan, EmbeddingPlan, MaskingPlan)):
+        if isinstance(main_plan(plan), (EmbeddingPlan, MaskingPlan)):
             return None
         return RepeatedPlan(plan, self.input_shape[0])
 

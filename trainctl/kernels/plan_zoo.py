@@ -34,8 +34,8 @@ def _index_walk(src, count, in_size, dims, strides, dst, backward):
     row-major order and the input offset Σ i_k · strides[k] of each value: forward reads src at
     the offset into dst in order; backward reads src in order into dst at the offset, the first
     value assigned and the rest added (only along a repeated axis, stride 0: a permutation
-    copies; RepeatVector's sum over its repeats runs in order from the first, as numpy's sum over
-    a middle axis does). Inlined with `backward` a constant, as conv._depthwise_taps."""
+    copies; RepeatVector's sum over its repeats runs in order from the first, as its Python
+    backward adds them). Inlined with `backward` a constant, as conv._depthwise_taps."""
     d0, d1, d2, d3 = dims[0], dims[1], dims[2], dims[3]
     s0, s1, s2, s3 = strides[0], strides[1], strides[2], strides[3]
     r0, r1, r2, r3 = s0 == 0 and d0 > 1, s1 == 0 and d1 > 1, s2 == 0 and d2 > 1, s3 == 0 and d3 > 1

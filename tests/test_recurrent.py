@@ -106,6 +106,22 @@ def test_time_distributed_gradients():
                     _inputs())
 
 
+def test_time_distributed_masking_zeroes_the_masked_steps_of_each_inner_sequence():
+    # TimeDistributed ran an inner Masking's forward without its compute_mask, so it multiplied
+    # by an unfilled mask buffer; each inner [steps, features] sequence is masked on its own
+    from trainctl.nn.model import Sequential
+
+    model = Sequential([{"type": "time_distributed", "input_shape": [2, 3, 2],
+                         "layer": {"type": "masking", "mask_value": 0.0}}], seed=0)
+    x = np.ones((4, 2, 3, 2), np.float32)
+    x[1, 0, 2] = 0.0  # one inner step all mask_value
+    x[2, 1, 0, 0] = 0.0  # one feature only: the step is kept
+    model.predict(np.zeros_like(x), batch_size=4)  # leaves an all-False mask in the buffer
+    y = model.predict(x, batch_size=4)
+    expected = x * np.any(x != 0.0, axis=-1, keepdims=True)
+    np.testing.assert_array_equal(y, expected)
+
+
 # -- forward against the formulas, written out in numpy -----------------------------------------
 def _hard_sigmoid(z):
     return np.clip(0.2 * z + 0.5, 0.0, 1.0)

@@ -213,7 +213,11 @@ class TimeDistributed(_Wrapper):
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         n, steps = x.shape[0], self.input_shape[0]
-        y = self.inner.forward(x.reshape(n * steps, *self.input_shape[1:]), training)
+        inner_x = x.reshape(n * steps, *self.input_shape[1:])
+        # the inner layer's own mask first, as Sequential.forward has every layer make it: a
+        # Masking layer's forward multiplies by it (unmade, it read an unfilled buffer)
+        self.inner.compute_mask(inner_x, None)
+        y = self.inner.forward(inner_x, training)
         return y.reshape(n, steps, *self.output_shape[1:])
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
@@ -250,7 +254,7 @@ class TimeDistributed(_Wrapper):
         chunk's draws for those n * steps rows per step, as forward draws them here (train/
         compiled.py); a recurrent layer or Bidirectional gets no mask, as forward gives it none.
         Trained from Python: an Embedding (fit checks the first layer's indices only, and the
-        loop's lookup trusts them), Masking (forward does not make its mask), and an activity
+        loop's lookup trusts them), Masking (the loop has no row for a mask over the inner steps), and an activity
         regularizer (its penalty divides by n * steps, the loop's by n)."""
         plan = self.inner.compiled_plan()
         if plan is None or self.inner.has_activity_regularizer:

@@ -254,8 +254,8 @@ class TimeDistributed(_Wrapper):
         chunk's draws for those n * steps rows per step, as forward draws them here (train/
         compiled.py); a recurrent layer or Bidirectional gets no mask, as forward gives it none.
         Trained from Python: an Embedding (fit checks the first layer's indices only, and the
-        loop's lookup trusts them), Masking (the loop has no row for a mask over the inner steps), and an activity
-        regularizer (its penalty divides by n * steps, the loop's by n)."""
+        loop's lookup trusts them), Masking (the loop has no row for a mask over the inner
+        steps), and an activity regularizer (its penalty divides by n * steps, the loop's by n)."""
         plan = self.inner.compiled_plan()
         if plan is None or self.inner.has_activity_regularizer:
             return None

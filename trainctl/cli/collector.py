@@ -15,7 +15,8 @@ configs/linear_regression.yaml` (bench/startup_time.py, or interleaved runs: med
 - `command_collections`, around every command (common.expected_failures), in-process calls
   too (typer's CliRunner, a notebook): collections every 50k allocations instead of 700,
   which find the same garbage without rescanning the pile ~20 times (0.1-0.2 s); what
-  existed before the command sits out its collections; a failed command's cycles (its
+  existed before the command sits out its collections (in a process that had numba and the
+  kernels loaded, a full collection walked ~1M objects: ~0.1 s); a failed command's cycles (its
   traceback's frames, a data reader suspended mid-file) are collected while the libraries
   are whole, since an arrow reader reaching interpreter teardown with its threads alive
   aborts the process.

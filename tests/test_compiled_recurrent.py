@@ -4,7 +4,8 @@ LSTM, GRU (both reset conventions) and SimpleRNN, returning sequences or the las
 behind an Embedding (mask_zero too) or a Masking layer or over strided time-series windows
 (gathered per chunk), stateful, with sample and class weights; checkpoints and exact mid-epoch
 resume through the CLI and the run API.
-The default activation pair only (the one the loop compiles), float32, tiny sequences."""
+TF.js's default activation pair (linked into the loop) and other pairs (called at their
+addresses, kernels/recurrent_calls.py); float32, tiny sequences."""
 
 from __future__ import annotations
 
@@ -131,8 +132,28 @@ CASES = {  # id: (cell, return_sequences, front, optimizer, cell options, fit op
 }
 
 
+# Activation pairs other than TF.js's defaults: the loop calls the pair's own time loops at their
+# addresses (kernels/recurrent_calls.py), the overloads the Python path calls. One pair per cell
+# (each pair's time loops compile on their own: ~3-4 CPU-s); the variants reuse them.
+PAIRS = {
+    "lstm-relu-sigmoid-last-windows-adam": ("lstm", False, "windows", "adam",
+                                            {"activation": "relu", "recurrent_activation": "sigmoid"}, {}),
+    "bidirectional_lstm-relu-sigmoid-concat-sequences-masking-stateful-dropout": (
+        "lstm", True, "masking", "rmsprop", {"bidirectional": "concat", "activation": "relu",
+                                             "recurrent_activation": "sigmoid", "stateful": True, "dropout": 0.2}, {}),
+    "gru-relu-sigmoid-sequences-masking-sgd-recurrent_dropout": (
+        "gru", True, "masking", "sgd", {"activation": "relu", "recurrent_activation": "sigmoid",
+                                        "recurrent_dropout": 0.3}, {"shuffle": True}),
+    "gru_reset_after-relu-sigmoid-last-embedding_mask_zero-backwards": (
+        "gru", False, "embedding_mask_zero", "adam", {"activation": "relu", "recurrent_activation": "sigmoid",
+                                                      "reset_after": True, "go_backwards": True}, {}),
+    "simple_rnn-relu-sequences-windows-stateful": ("simple_rnn", True, "windows", "adam",
+                                                   {"activation": "relu", "stateful": True}, {}),
+}
+
+
 def _fit(case, jit):
-    cell, sequences, front, optimizer, cell_options, fit_options = CASES[case]
+    cell, sequences, front, optimizer, cell_options, fit_options = {**CASES, **PAIRS}[case]
     x = {"embedding": _tokens, "embedding_mask_zero": _padded_tokens, "masking": _masked_windows}.get(front, _windows)()
     model = _model(cell, sequences, front, optimizer, **cell_options)
     options = dict(fit_options)
@@ -152,19 +173,64 @@ def test_recurrent_models_run_compiled_bit_for_bit(case):
     assert [layer.get_state() for layer in compiled[0].layers] == [layer.get_state() for layer in python[0].layers]
 
 
-def test_recurrent_activations_the_loop_does_not_compile_train_from_python():
-    model = _model("lstm", False, "windows", "sgd", recurrent_activation="sigmoid")
-    x = _windows()
-    model.fit(x, _labels(x), epochs=1, batch_size=8, verbose=0, steps_per_execution=4)
-    assert model.compiled_fallback == "layer lstm_LSTM1 has no compiled step yet"
+def _recurrent_layers(model):
+    from trainctl.nn.layers.recurrent import Recurrent
+    from trainctl.nn.layers.wrappers import Bidirectional
+
+    for layer in model.layers:
+        if isinstance(layer, Bidirectional):
+            yield from (layer.forward_layer, layer.backward_layer)
+        elif isinstance(layer, Recurrent):
+            yield layer
 
 
-def test_a_bidirectional_layer_whose_copies_the_loop_does_not_compile_trains_from_python():
-    model = _model("lstm", False, "windows", "sgd", bidirectional="concat", recurrent_activation="sigmoid")
-    x = _windows()
-    model.fit(x, _labels(x), epochs=1, batch_size=8, verbose=0, steps_per_execution=4)
-    assert model.compiled_fallback == f"layer {model.layers[1].name} has no compiled step yet"
-    assert model.layers[1].name.startswith("bidirectional")
+def _time_loops(layer):
+    """The compiled time loops (dispatchers) of the layer's cell and activation pair."""
+    from trainctl.kernels import recurrent_calls, recurrent_steps
+
+    pair = (layer.activation.code, layer.recurrent_activation.code)
+    makes = recurrent_steps.TIME_LOOPS[layer.compiled_cell]
+    return [recurrent_calls.kernel(make, *pair, layer.dtype) for make in makes]
+
+
+@pytest.mark.parametrize("case", list(PAIRS))
+def test_recurrent_activation_pairs_run_compiled_bit_for_bit(case):
+    compiled = _fit(case, True)
+    assert compiled[0].compiled_fallback is None
+    python = _fit(case, False)
+    _assert_identical(compiled, python)
+    assert [layer.get_state() for layer in compiled[0].layers] == [layer.get_state() for layer in python[0].layers]
+    layers = list(_recurrent_layers(compiled[0]))
+    assert layers and all((layer.activation.name, layer.recurrent_activation.name) != ("tanh", "hard_sigmoid")
+                          for layer in layers)
+    for layer in layers:  # the loop called the overloads the Python path then called: one compile each
+        assert [len(loop.overloads) for loop in _time_loops(layer)] == [1, 1], layer.name
+
+
+def test_the_default_pair_is_linked_into_the_loop_and_another_is_called_at_its_address():
+    from trainctl.kernels import recurrent_steps as rs
+    from trainctl.kernels.codes import HARD_SIGMOID, LINEAR, RELU, SIGMOID, TANH
+
+    assert rs.time_loop_addresses(rs.CELL_LSTM, TANH, HARD_SIGMOID, np.float32) == (0, 0)
+    assert rs.time_loop_addresses(rs.CELL_SIMPLE, TANH, LINEAR, np.float32) == (0, 0)  # SimpleRNN has no gates
+    forward, backward = rs.time_loop_addresses(rs.CELL_LSTM, RELU, SIGMOID, np.float32)
+    assert forward and backward and forward != backward
+
+
+def test_the_loop_refuses_arguments_other_than_those_an_address_is_taken_for():
+    """A call through an address with other argument types than the overload's would read the
+    arguments wrongly: recurrent_calls checks them when the caller compiles."""
+    from numba.core.errors import TypingError
+
+    from trainctl.jit import njit
+    from trainctl.kernels import recurrent_steps as rs
+
+    @njit(cache=False)
+    def call(entry, pre):
+        rs._lstm_forward(entry, (pre, pre))
+
+    with pytest.raises(TypingError, match="SIGNATURES"):
+        call(0, np.zeros((1, 1, 1), np.float32))
 
 
 def _token_grid():

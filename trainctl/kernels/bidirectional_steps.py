@@ -14,12 +14,13 @@ value 0.5 in the model's dtype (ave multiplies by it as numpy multiplies by dtyp
 from __future__ import annotations
 
 from trainctl.jit import njit
-from trainctl.kernels.plan_layout import S_AUX, S_DX, S_Y
+from trainctl.kernels.plan_layout import G_A, G_TIMES, S_AUX, S_DX, S_Y
 from trainctl.kernels.recurrent_steps import B_DX, B_Y, N_R, R_BLOCK, R_FEATURES, R_SEQUENCES, R_STEPS, R_UNITS
 
 MERGE_MODES = ("concat", "sum", "mul", "ave")  # Bidirectional's merge_mode, by code
 MERGE_CONCAT, MERGE_SUM, MERGE_MUL, MERGE_AVE = range(4)
 BI_MODE, BI_DRAWS = 2 * N_R, 2 * N_R + 1
+assert G_A + BI_DRAWS < G_TIMES, "a Bidirectional's row overlaps G_TIMES: widen plan_layout's rows"
 
 
 @njit(inline="always")

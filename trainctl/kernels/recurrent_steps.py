@@ -7,26 +7,24 @@ A recurrent layer's buffers are a block of consecutive entries of the loop's fla
 in the order of BLOCK (the names of nn/layers/recurrent.py RecurrentPlan.buffers; an entry a
 cell does not have is empty), and its geometry a row of ints (the R_* columns). The time
 loops called are the very kernels the Python path calls (kernels/recurrent*.py, compiled
-for the activation pair as constants): `_calls_default` picks, when the loop is compiled,
-the specialisation of the defaults (tanh with hard_sigmoid gates, float32 fast forms for
-float32 buffers), so the loop compiles no second copy of a time loop and its own body only
-grows by a call. Dropout masks come from the chunk's draws, a Masking layer's mask from its
-row of the plan (recurrent_forward), a stateful layer's initial states from its carried ones
-(BLOCK). Other activation pairs train from Python (nn/layers/recurrent.py `compiled_plan`).
+for the activation pair as constants), through kernels/recurrent_calls.py: the defaults'
+(tanh with hard_sigmoid gates, float32 fast forms for float32 buffers) linked in, so the loop
+compiles no second copy of a time loop and its own body only grows by a call; any other
+pair's at the address its row carries (R_FORWARD_AT, R_BACKWARD_AT), so the loop compiles
+once for every pair. Dropout masks come from the chunk's draws, a Masking layer's mask from
+its row of the plan (recurrent_forward), a stateful layer's initial states from its carried
+ones (BLOCK).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import types
-from numba.core.extending import overload
 
 from trainctl.jit import njit
 from trainctl.kernels.blas import _gemm_call
-from trainctl.kernels.codes import HARD_SIGMOID, TANH
 from trainctl.kernels.layers import dropout_forward
 from trainctl.kernels.recurrent import _simple_rnn_backward_for, _simple_rnn_forward_for
-from trainctl.kernels.recurrent_gates import _specialised
+from trainctl.kernels.recurrent_calls import address, time_loop
 from trainctl.kernels.recurrent_gru import _gru_backward_for, _gru_forward_for
 from trainctl.kernels.recurrent_gru_reset_after import (
     _gru_reset_after_backward_for,
@@ -39,7 +37,8 @@ CELL_SIMPLE, CELL_LSTM, CELL_GRU, CELL_GRU_RESET_AFTER = 0, 1, 2, 3
 # geometry columns of a recurrent layer's row
 R_CELL, R_STEPS, R_FEATURES, R_UNITS, R_SEQUENCES, R_BACKWARDS, R_BLOCK = 0, 1, 2, 3, 4, 5, 6
 R_MASK = 7  # the bufs index of the time-step mask [n, steps] (a Masking layer's, Embedding mask_zero's), or -1
-N_R = 8
+R_FORWARD_AT, R_BACKWARD_AT = 8, 9  # the time loops' addresses for a non-default activation pair, else 0
+N_R = 10
 BLOCK = ("x_tm", "pre", "hd", "dz", "dx_tm", "h", "c", "mask", "rmask", "kernel", "kernel_grad",
          "recurrent_kernel", "recurrent_kernel_grad", "bias", "bias_grad", "kernel_t", "dh", "dc", "dprev",
          "y", "dx", "rec", "gates", "act_c", "rh", "rec_raw", "drec", "kernel_zr", "kernel_h", "kernel_zr_t",
@@ -64,37 +63,26 @@ def matmul(a, b, out, trans_a, trans_b):
     _gemm_call(a, b, out, trans_a, trans_b)
 
 
-# -- the default activation pair's time loops, chosen when the caller is compiled --------------
-def _calls_default(make, gated: bool, forward: bool):
-    """A function for compiled callers that runs `make`'s time loop specialised as the Python
-    path specialises it for the defaults: (tanh[, hard_sigmoid][, fast = float32 buffers])."""
-
-    def run(*args):
-        raise NotImplementedError("called from compiled code only")
-
-    @overload(run)
-    def _run(*args):
-        codes = (TANH, HARD_SIGMOID) if gated else (TANH,)
-        if forward:
-            codes = (*codes, int(args[0].dtype == types.float32))
-        kernel = _specialised(make, *codes)
-
-        def impl(*args):
-            kernel(*args)
-
-        return impl
-
-    return run
+# -- the time loops: the default pair's linked in, another pair's at the R_*_AT address ----------
+_simple_forward = time_loop(_simple_rnn_forward_for)
+_simple_backward = time_loop(_simple_rnn_backward_for)
+_lstm_forward = time_loop(_lstm_forward_for)
+_lstm_backward = time_loop(_lstm_backward_for)
+_gru_forward = time_loop(_gru_forward_for)
+_gru_backward = time_loop(_gru_backward_for)
+_gru_ra_forward = time_loop(_gru_reset_after_forward_for)
+_gru_ra_backward = time_loop(_gru_reset_after_backward_for)
+TIME_LOOPS = {CELL_SIMPLE: (_simple_rnn_forward_for, _simple_rnn_backward_for),
+               CELL_LSTM: (_lstm_forward_for, _lstm_backward_for),
+               CELL_GRU: (_gru_forward_for, _gru_backward_for),
+               CELL_GRU_RESET_AFTER: (_gru_reset_after_forward_for, _gru_reset_after_backward_for)}
 
 
-_simple_forward = _calls_default(_simple_rnn_forward_for, False, True)
-_simple_backward = _calls_default(_simple_rnn_backward_for, False, False)
-_lstm_forward = _calls_default(_lstm_forward_for, True, True)
-_lstm_backward = _calls_default(_lstm_backward_for, True, False)
-_gru_forward = _calls_default(_gru_forward_for, True, True)
-_gru_backward = _calls_default(_gru_backward_for, True, False)
-_gru_ra_forward = _calls_default(_gru_reset_after_forward_for, True, True)
-_gru_ra_backward = _calls_default(_gru_reset_after_backward_for, True, False)
+def time_loop_addresses(cell: int, activation: int, recurrent_activation: int, dtype) -> tuple[int, int]:
+    """The R_FORWARD_AT and R_BACKWARD_AT columns of a layer of this cell and activation codes:
+    0 for the default pair (its time loops are linked into the loop), else the addresses of the
+    pair's (recurrent_calls.address), valid in this process only."""
+    return tuple(address(make, activation, recurrent_activation, dtype) for make in TIME_LOOPS[cell])
 
 
 @njit(inline="always")
@@ -178,27 +166,30 @@ def recurrent_forward(count, r, x, bufs, rates, uniforms, at):
         h[0] = 0.0
     recurrent_kernel, bias = _rows(bufs, base, B_RK, units, width), bufs[base + B_BIAS]
     hd = _tm(bufs, base, B_HD, steps, n, units)
+    entry = r[R_FORWARD_AT]
     if cell == CELL_SIMPLE:
-        _simple_forward(pre, recurrent_kernel, bias, mask, rmask, h, hd, _rows(bufs, base, B_REC, n, width), backwards)
+        _simple_forward(entry, (pre, recurrent_kernel, bias, mask, rmask, h, hd, _rows(bufs, base, B_REC, n, width),
+                             backwards))
     elif cell == CELL_LSTM:
         c = _tm(bufs, base, B_C, steps + 1, n, units)
         if resumed:
             c[0] = _rows(bufs, base, B_CARRY_C, n, units)
         else:
             c[0] = 0.0
-        _lstm_forward(pre, recurrent_kernel, bias, mask, rmask, h, c, hd, _tm(bufs, base, B_GATES, steps, n, width),
-                      _tm(bufs, base, B_ACT_C, steps, n, units), _rows(bufs, base, B_REC, n, width), backwards)
+        _lstm_forward(entry, (pre, recurrent_kernel, bias, mask, rmask, h, c, hd,
+                              _tm(bufs, base, B_GATES, steps, n, width), _tm(bufs, base, B_ACT_C, steps, n, units),
+                              _rows(bufs, base, B_REC, n, width), backwards))
     elif cell == CELL_GRU:
         kernel_zr, kernel_h = _rows(bufs, base, B_KERNEL_ZR, units, 2 * units), _rows(bufs, base, B_KERNEL_H, units, units)
         kernel_zr[:] = recurrent_kernel[:, :2 * units]
         kernel_h[:] = recurrent_kernel[:, 2 * units:]
-        _gru_forward(pre, kernel_zr, kernel_h, bias, mask, rmask, h, hd, _tm(bufs, base, B_GATES, steps, n, width),
-                     _tm(bufs, base, B_RH, steps, n, units), _rows(bufs, base, B_REC, n, 2 * units),
-                     _rows(bufs, base, B_REC_H, n, units), backwards)
+        _gru_forward(entry, (pre, kernel_zr, kernel_h, bias, mask, rmask, h, hd,
+                             _tm(bufs, base, B_GATES, steps, n, width), _tm(bufs, base, B_RH, steps, n, units),
+                             _rows(bufs, base, B_REC, n, 2 * units), _rows(bufs, base, B_REC_H, n, units), backwards))
     else:
-        _gru_ra_forward(pre, recurrent_kernel, bias[:width], bias[width:], mask, rmask, h, hd,
-                        _tm(bufs, base, B_GATES, steps, n, width), _tm(bufs, base, B_REC_RAW, steps, n, width),
-                        _rows(bufs, base, B_REC, n, width), backwards)
+        _gru_ra_forward(entry, (pre, recurrent_kernel, bias[:width], bias[width:], mask, rmask, h, hd,
+                             _tm(bufs, base, B_GATES, steps, n, width), _tm(bufs, base, B_REC_RAW, steps, n, width),
+                             _rows(bufs, base, B_REC, n, width), backwards))
     if stateful:  # carried into the next batch (the first n rows, as Python carries a partial batch's)
         _rows(bufs, base, B_CARRY_H, n, units)[:] = h[steps]
         if cell == CELL_LSTM:
@@ -234,17 +225,19 @@ def recurrent_backward(count, r, dy, need_dx, bufs, rates):
     hd = _tm(bufs, base, B_HD, steps, n, units)
     db, dh, dprev = bufs[base + B_BIAS_GRAD], _rows(bufs, base, B_DH, n, units), _rows(bufs, base, B_DPREV, n, units)
     rk_grad = _rows(bufs, base, B_RK_GRAD, units, width)
+    entry = r[R_BACKWARD_AT]
     hd_rows = hd.reshape(steps * n, units)
     dz_rows = dz.reshape(steps * n, width)
     if cell == CELL_SIMPLE:
-        _simple_backward(dy_seq, dy_last, sequences, kernel_t, mask, rmask, _tm(bufs, base, B_H, steps + 1, n, units),
-                         pre, dz, db, dh, dprev, backwards)
+        _simple_backward(entry, (dy_seq, dy_last, sequences, kernel_t, mask, rmask,
+                              _tm(bufs, base, B_H, steps + 1, n, units), pre, dz, db, dh, dprev, backwards))
         matmul(hd_rows, dz_rows, rk_grad, True, False)
     elif cell == CELL_LSTM:
         gates = _tm(bufs, base, B_GATES, steps, n, width)  # the gated cells' only (SimpleRNN has none)
-        _lstm_backward(dy_seq, dy_last, sequences, kernel_t, mask, rmask, _tm(bufs, base, B_C, steps + 1, n, units),
-                       pre, gates, _tm(bufs, base, B_ACT_C, steps, n, units), dz, db, dh,
-                       _rows(bufs, base, B_DC, n, units), dprev, backwards)
+        _lstm_backward(entry, (dy_seq, dy_last, sequences, kernel_t, mask, rmask,
+                            _tm(bufs, base, B_C, steps + 1, n, units), pre, gates,
+                            _tm(bufs, base, B_ACT_C, steps, n, units), dz, db, dh, _rows(bufs, base, B_DC, n, units),
+                            dprev, backwards))
         matmul(hd_rows, dz_rows, rk_grad, True, False)
     elif cell == CELL_GRU:
         gates = _tm(bufs, base, B_GATES, steps, n, width)
@@ -252,18 +245,18 @@ def recurrent_backward(count, r, dy, need_dx, bufs, rates):
         kernel_h_t = _rows(bufs, base, B_KERNEL_H_T, units, units)
         kernel_zr_t[:] = _rows(bufs, base, B_KERNEL_ZR, units, 2 * units).T
         kernel_h_t[:] = _rows(bufs, base, B_KERNEL_H, units, units).T
-        _gru_backward(dy_seq, dy_last, sequences, kernel_zr_t, kernel_h_t, mask, rmask, hd, pre, gates, dz, db, dh,
-                      _rows(bufs, base, B_DZR, n, 2 * units), _rows(bufs, base, B_DZH, n, units), dprev,
-                      _rows(bufs, base, B_DRH, n, units), backwards)
+        _gru_backward(entry, (dy_seq, dy_last, sequences, kernel_zr_t, kernel_h_t, mask, rmask, hd, pre, gates, dz, db,
+                           dh, _rows(bufs, base, B_DZR, n, 2 * units), _rows(bufs, base, B_DZH, n, units), dprev,
+                           _rows(bufs, base, B_DRH, n, units), backwards))
         rh_rows = _tm(bufs, base, B_RH, steps, n, units).reshape(steps * n, units)
         matmul(hd_rows, dz_rows[:, :2 * units], rk_grad[:, :2 * units], True, False)
         matmul(rh_rows, dz_rows[:, 2 * units:], rk_grad[:, 2 * units:], True, False)
     else:
         gates = _tm(bufs, base, B_GATES, steps, n, width)
         drec = _tm(bufs, base, B_DREC, steps, n, width)
-        _gru_ra_backward(dy_seq, dy_last, sequences, kernel_t, mask, rmask, hd, pre, gates,
-                         _tm(bufs, base, B_REC_RAW, steps, n, width), dz, drec, db[:width], db[width:], dh, dprev,
-                         backwards)
+        _gru_ra_backward(entry, (dy_seq, dy_last, sequences, kernel_t, mask, rmask, hd, pre, gates,
+                              _tm(bufs, base, B_REC_RAW, steps, n, width), dz, drec, db[:width], db[width:], dh, dprev,
+                              backwards))
         matmul(hd_rows, drec.reshape(steps * n, width), rk_grad, True, False)
     x_rows = _tm(bufs, base, B_X_TM, steps, n, features).reshape(steps * n, features)
     kernel = _rows(bufs, base, B_KERNEL, features, width)

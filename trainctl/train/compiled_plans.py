@@ -113,6 +113,8 @@ def _recurrent_block(plan, r, bufs, dtype) -> None:
         bufs.append(array.reshape(-1))
     r[rs.R_CELL], r[rs.R_STEPS], r[rs.R_FEATURES], r[rs.R_UNITS] = plan.cell, plan.steps, plan.features, plan.units
     r[rs.R_SEQUENCES], r[rs.R_BACKWARDS], r[rs.R_BLOCK] = int(plan.return_sequences), int(plan.go_backwards), base
+    # the pair's time loops (compiled or loaded now, as the Python path would), or 0: the defaults
+    r[rs.R_FORWARD_AT], r[rs.R_BACKWARD_AT] = rs.time_loop_addresses(plan.cell, *plan.activations, dtype)
 
 
 def spatial_plan(steps, plans) -> SpatialLoopPlan:

@@ -74,6 +74,7 @@ class RecurrentPlan:
     weights: tuple
     y: np.ndarray
     dx: np.ndarray
+    activations: tuple[int, int]  # the activation's and recurrent activation's kernels/codes.py codes
     rates: tuple[float, float] = (0.0, 0.0)  # dropout, recurrent_dropout
     draws: DrawsPlan | None = None  # the dropout masks' uniforms, when a rate is > 0
 
@@ -339,16 +340,12 @@ class Recurrent(Layer):
 
     # -- the compiled loop ------------------------------------------------------------------
     compiled_cell: ClassVar[int]  # the cell's kernels/recurrent_steps.py CELL_* kind
-    compiled_activations: ClassVar[tuple[str, ...]] = ("tanh", "hard_sigmoid")  # the pair the loop has
 
-    def compiled_plan(self) -> RecurrentPlan | None:
-        """The plan of kernels/recurrent_steps.py, for the activations it compiles: TF.js's
-        defaults (any other pair trains from Python). A stateful layer's carried states and
-        their flag are buffers of its block."""
+    def compiled_plan(self) -> RecurrentPlan:
+        """The plan of kernels/recurrent_steps.py, for any element-wise activation pair (the loop
+        calls the pair's time loops, kernels/recurrent_calls.py). A stateful layer's carried
+        states and their flag are buffers of its block."""
         p = self.params
-        pair = (self.activation.name, self.recurrent_activation.name)[:len(self.compiled_activations)]
-        if pair != self.compiled_activations:
-            return None
         carried = {}
         if p.stateful:
             carried = {"carry_h": self._carry[0], "carried": self._carried_flag}
@@ -366,8 +363,9 @@ class Recurrent(Layer):
         # per sample and step: the input mask's uniforms, then the state's (as forward draws them)
         drawn = features * (p.dropout > 0) + p.units * (p.recurrent_dropout > 0)
         draws = DrawsPlan(self.rng, drawn, max(p.dropout, p.recurrent_dropout)) if drawn else None
+        pair = (self.activation.code, self.recurrent_activation.code)
         return RecurrentPlan(self.compiled_cell, steps, features, p.units, p.return_sequences, p.go_backwards,
-                             buffers, weights, self._y, self._dx, (p.dropout, p.recurrent_dropout), draws)
+                             buffers, weights, self._y, self._dx, pair, (p.dropout, p.recurrent_dropout), draws)
 
     def compiled_buffers(self) -> dict[str, np.ndarray]:
         """The cell's own buffers under their BLOCK names."""

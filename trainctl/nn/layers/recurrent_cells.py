@@ -19,7 +19,6 @@ class SimpleRNN(Recurrent):
 
     n_gates = 1
     compiled_cell = 0  # kernels/recurrent_steps.py CELL_SIMPLE
-    compiled_activations = ("tanh",)
 
     def allocate_cell(self, n: int, steps: int) -> None:
         self._rec = np.empty((n, self.params.units), self.dtype)

@@ -10,10 +10,13 @@ Two ways to run the time loop are measured for trainctl, as issue 11 asks before
   trainctl          the loop compiled per cell (numba, np.dot per step into a buffer)
   numpy-steps       the same LSTM step by step from Python: one numpy matmul per step for the
                     recurrent product and numpy element-wise gates (the alternative design)
-and two rows with TF.js's default gates (hard_sigmoid, and GRU's reset before the product),
-the pair the compiled training loop runs (issue 13):
+two rows with TF.js's default gates (hard_sigmoid, and GRU's reset before the product), the
+pair linked into the compiled training loop (issue 13):
   trainctl-tfjs     Python drives each batch (the `trainctl` row's path)
   trainctl-loop     many batches per compiled call (steps_per_execution, kernels/recurrent_steps.py)
+and the `trainctl` row's gates (PyTorch's) on the compiled loop, which calls that pair's time
+loops at their addresses (kernels/recurrent_calls.py):
+  loop-sigmoid      many batches per compiled call, sigmoid gates (GRU: reset after the product)
 
     python bench/rnn_speed.py            # the table (a few minutes)
     python bench/rnn_speed.py --quick    # 1 trial, 2 repeats
@@ -316,7 +319,8 @@ def profile_trainctl(cell, batch, epochs=3):
 
 FRAMEWORKS = {"trainctl": time_trainctl, "numpy-steps": time_numpy_steps, "pytorch": time_torch, "jax": time_jax,
               "trainctl-tfjs": lambda cell, batch, repeats: time_trainctl(cell, batch, repeats, tfjs_gates=True),
-              "trainctl-loop": lambda cell, batch, repeats: time_trainctl(cell, batch, repeats, True, loop=True)}
+              "trainctl-loop": lambda cell, batch, repeats: time_trainctl(cell, batch, repeats, True, loop=True),
+              "loop-sigmoid": lambda cell, batch, repeats: time_trainctl(cell, batch, repeats, loop=True)}
 
 
 def child(framework, cell, batch, repeats):
@@ -373,15 +377,15 @@ def main():
     print(f"samples per CPU-second, {STEPS} steps x {FEATURES} features, {UNITS} units, Adam, 1 thread; best of {trials} "
           f"fresh processes, median of {repeats} epochs of {N_SAMPLES}")
     header = (f"{'row':<10}" + "".join(f"{f:>14}" for f in FRAMEWORKS) + f"{'÷ pytorch':>11}{'÷ jax':>9}"
-              + f"{'loop ÷ tfjs':>13}{'loop ÷ pytorch':>16}")
+              + f"{'loop ÷ tfjs':>13}{'loop ÷ pytorch':>16}{'sigmoid loop ÷ pytorch':>24}")
     print(header)
     for cell, batch in ROWS:
         values = [best.get((f, cell, batch)) for f in FRAMEWORKS]
         cells = "".join(f"{v:>14,.0f}" if v else f"{'—':>14}" for v in values)
-        ours, torch_, jax_, tfjs, loop = values[0], values[2], values[3], values[4], values[5]
+        ours, torch_, jax_, tfjs, loop, sigmoid_loop = values[0], values[2], values[3], values[4], values[5], values[6]
         ratio = lambda a, b: f"{a / b:.2f}x" if a and b else "—"  # noqa: E731
         print(f"{cell + ' b' + str(batch):<10}{cells}{ratio(ours, torch_):>11}{ratio(ours, jax_):>9}"
-              f"{ratio(loop, tfjs):>13}{ratio(loop, torch_):>16}")
+              f"{ratio(loop, tfjs):>13}{ratio(loop, torch_):>16}{ratio(sigmoid_loop, torch_):>24}")
     for framework, note in notes.items():
         print(f"  {framework}: {note}")
 

@@ -162,7 +162,7 @@ def _product_impl(a, b, out, trans_a, trans_b):
 
 def _gemm_call(a, b, out, trans_a, trans_b):
     """The BLAS call alone, for callers that have checked every operand's rows are contiguous
-    (kernels/recurrent_steps.matmul: the GRU's column blocks are not C-contiguous, and with
+    (matmul below: the GRU's column blocks are not C-contiguous, and with
     `gemm` they would compile the np.dot fallback they never take)."""
 
 
@@ -182,6 +182,19 @@ def _gemm_call_impl(a, b, out, trans_a, trans_b):
                  unit(0.0), out.ctypes.data, ldc if ldc > 1 else 1)
 
     return impl
+
+
+@njit
+def matmul(a, b, out, trans_a, trans_b):
+    """out = op(a) @ op(b) in one BLAS gemm call, callable from Python and from compiled code
+    alike, so the two paths run the same product: the recurrent layers' input projection and
+    weight and input gradients, SeparableConv2D's pointwise step and Conv2DTranspose (where
+    np.matmul would take gemv or its own loop for a dimension of 1). Every array has
+    contiguous rows (C arrays, or column blocks of them: the GRU's recurrent-kernel gradient),
+    so no np.dot fallback is compiled."""
+    if a.strides[1] != a.itemsize or b.strides[1] != b.itemsize or out.strides[1] != out.itemsize:
+        raise ValueError("matmul: rows must be contiguous")
+    _gemm_call(a, b, out, trans_a, trans_b)
 
 
 @njit(inline="always")

@@ -2,7 +2,7 @@
 them): DepthwiseConv2D and SeparableConv2D (KIND_DEPTHWISE), Conv2DTranspose
 (KIND_CONV_TRANSPOSE) and the index copies (KIND_INDEX_COPY: Permute, RepeatVector and the
 channels_first transposes around a conv or pooling layer). Each runs the kernels the layer's
-Python path calls, in the same order (kernels/conv.py, activations.py, recurrent_steps.matmul),
+Python path calls, in the same order (kernels/conv.py, activations.py, blas.matmul),
 so the two paths agree bit for bit.
 
 Geometry rows (geo[layer, G_A:]) as compiled_plans.py lays them out:
@@ -22,7 +22,7 @@ from trainctl.jit import njit
 from trainctl.kernels.activations import activation_backward_bias_grad, bias_activation_forward
 from trainctl.kernels.conv import col2im, depthwise_backward, depthwise_forward, im2col
 from trainctl.kernels.plan_layout import S_AUX, S_DX, S_DZ, S_W0, S_W0_GRAD, S_W1, S_W1_GRAD, S_Y, S_Z
-from trainctl.kernels.recurrent_steps import matmul
+from trainctl.kernels.blas import matmul
 
 KIND_DEPTHWISE, KIND_CONV_TRANSPOSE, KIND_INDEX_COPY, KIND_MASKING = 16, 17, 18, 19
 INDEX_AXES = 4  # axes per sample an index copy handles

@@ -1,7 +1,8 @@
 """One recurrent layer's (and Embedding's) whole training forward and backward as the compiled
-loop runs them (kernels/plan_layers.py KIND_RECURRENT, KIND_EMBEDDING), and the matrix
-products the recurrent layers' Python path (nn/layers/recurrent.py) shares with it, so the
-two paths run the same instructions, as kernels/conv_steps.py does for convolutions.
+loop runs them (kernels/plan_layers.py KIND_RECURRENT, KIND_EMBEDDING), with the matrix
+products the recurrent layers' Python path (nn/layers/recurrent.py) calls too (kernels/
+blas.matmul), so the two paths run the same instructions, as kernels/conv_steps.py does for
+convolutions.
 
 A recurrent layer's buffers are a block of consecutive entries of the loop's flat buffer list,
 in the order of BLOCK (the names of nn/layers/recurrent.py RecurrentPlan.buffers; an entry a
@@ -21,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from trainctl.jit import njit
-from trainctl.kernels.blas import _gemm_call
+from trainctl.kernels.blas import matmul
 from trainctl.kernels.layers import dropout_forward
 from trainctl.kernels.recurrent import _simple_rnn_backward_for, _simple_rnn_forward_for
 from trainctl.kernels.recurrent_calls import address, time_loop
@@ -50,17 +51,6 @@ BLOCK = ("x_tm", "pre", "hd", "dz", "dx_tm", "h", "c", "mask", "rmask", "kernel"
 # A stateful layer's block holds its carried states (carry_h; carry_c for an LSTM) and `carried`
 # [1]: 1.0 once they hold a batch's final states; a layer that is not stateful has it empty.
 GATES = {CELL_SIMPLE: 1, CELL_LSTM: 4, CELL_GRU: 3, CELL_GRU_RESET_AFTER: 3}
-
-
-@njit
-def matmul(a, b, out, trans_a, trans_b):
-    """out = op(a) @ op(b) through numpy's BLAS (kernels/blas.py), the call np.matmul makes:
-    the recurrent layers' input projection and weight and input gradients, from Python and
-    from the compiled loop alike. Every array has contiguous rows (C arrays, or column blocks
-    of them: the GRU's recurrent-kernel gradient), so no np.dot fallback is compiled."""
-    if a.strides[1] != a.itemsize or b.strides[1] != b.itemsize or out.strides[1] != out.itemsize:
-        raise ValueError("matmul: rows must be contiguous")
-    _gemm_call(a, b, out, trans_a, trans_b)
 
 
 # -- the time loops: the default pair's linked in, another pair's at the R_*_AT address ----------

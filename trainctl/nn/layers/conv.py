@@ -46,12 +46,12 @@ def _kernels():
 
 
 def gemm_product():
-    """out = op(a) @ op(b) as the compiled loop's products call it (kernels/recurrent_steps.matmul:
-    one BLAS gemm call), for the Python path of the layers whose products the loop runs so
+    """out = op(a) @ op(b) as the compiled loop's products call it (kernels/blas.matmul: one
+    BLAS gemm call), for the Python path of the layers whose products the loop runs so
     (SeparableConv2D's pointwise step, Conv2DTranspose): np.matmul would take gemv or its own
     loop where a dimension is 1, and numpy's BLAS where TRAINCTL_BLAS=scipy binds the loop's
     gemm to np.dot, and either sums in another order."""
-    from trainctl.kernels.recurrent_steps import matmul
+    from trainctl.kernels.blas import matmul
 
     return matmul
 

@@ -80,9 +80,9 @@ class RecurrentPlan:
 
 
 def _kernels():
-    from trainctl.kernels import layers, recurrent, recurrent_steps
+    from trainctl.kernels import blas, layers, recurrent
 
-    return recurrent, layers, recurrent_steps.matmul
+    return recurrent, layers, blas.matmul
 
 
 class RecurrentParams(LayerParams):

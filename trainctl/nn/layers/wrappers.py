@@ -150,7 +150,7 @@ class Bidirectional(_Wrapper):
 
     def compiled_plan(self) -> BidirectionalPlan | None:
         """Both copies' recurrent plans, run and merged by the sequence loop as forward and
-        backward do here; None when a copy trains from Python (its activations, stateful)."""
+        backward do here; None when a copy has no plan."""
         forward, backward = self.forward_layer.compiled_plan(), self.backward_layer.compiled_plan()
         if forward is None or backward is None:
             return None

@@ -80,3 +80,22 @@ def test_a_metric_compiles_its_own_kernel_only(tmp_path):
         "print(len(m._categorical_accuracy.signatures), len(f._mean_absolute_error.signatures), len(others))\n",
         tmp_path / "cache")
     assert out == [str(2 / 3), "True", "1", "1", "0"]
+
+
+def test_a_dense_fit_imports_no_other_layer_module():
+    # LAYERS imports a layer module when a config names one of its types; the fit's checks of
+    # the compiled loop (train/compiled.py unsupported) must not import the others either: the
+    # mask check did (wrappers, embedding, recurrent), and a warm linear regression lost the
+    # ~35 ms the on-demand table saved
+    code = """
+import sys
+import numpy as np
+from trainctl.nn.model import Sequential
+m = Sequential([{"type": "dense", "units": 4, "activation": "relu", "input_shape": [3]},
+                {"type": "dropout", "rate": 0.1}, {"type": "dense", "units": 1}], seed=0)
+m.compile(optimizer="adam", loss="mse")
+x = np.random.default_rng(0).random((64, 3), dtype=np.float32)
+m.fit(x, x[:, :1], epochs=2, batch_size=16, verbose=0)
+print(*sorted(name.rsplit(".", 1)[1] for name in sys.modules if name.startswith("trainctl.nn.layers.")))
+"""
+    assert _python(code) == ["base", "core", "plans"]

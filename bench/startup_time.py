@@ -74,13 +74,15 @@ def measure(command: list[str], runs: int, *, cold: bool, scratch: Path,
     warm_caches = [scratch / f"warm-cache-{index}" for index in range(len(trees))]
     if not cold:
         for tree, cache in zip(trees, warm_caches):
-            timed(command, _environment(cache, tree), REPO)
+            timed(command, _environment(cache, tree), scratch)
     for index in range(runs):
         for which, tree in enumerate(trees):
             cache = scratch / f"cold-{index}-{which}" if cold else warm_caches[which]
             if cold:
                 shutil.rmtree(cache, ignore_errors=True)
-            results[which].append(timed(command, _environment(cache, tree), REPO))
+            # run from the scratch directory: `python -m` puts the working directory ahead of
+            # PYTHONPATH, and from the repository every tree would import the repository's trainctl
+            results[which].append(timed(command, _environment(cache, tree), scratch))
             if cold:
                 shutil.rmtree(cache, ignore_errors=True)
     return results
@@ -222,9 +224,9 @@ def main() -> None:
             return
         runs_root = scratch / "runs"
         trainings = {
-            "train linear_regression.yaml": [*TRAINCTL, "train", "configs/linear_regression.yaml",
+            "train linear_regression.yaml": [*TRAINCTL, "train", str(REPO / "configs/linear_regression.yaml"),
                                              "--runs-root", str(runs_root)],
-            "train quickstart.yaml (README)": [*TRAINCTL, "train", "configs/quickstart.yaml",
+            "train quickstart.yaml (README)": [*TRAINCTL, "train", str(REPO / "configs/quickstart.yaml"),
                                                "--runs-root", str(runs_root)],
         }
         imports = {"python -c pass": [PYTHON, "-c", "pass"]}

@@ -188,10 +188,11 @@ class CompiledSteps:
         if type(source) is not ArraySource and not streamed(source):
             return f"the loop does not read a {type(source).__name__}'s batches"
         trainer._ensure(batch_size)  # plans hold the allocated buffers
-        uncovered = [layer.name for layer in model.layers if not _covered(layer)]
+        plans = [layer.compiled_plan() for layer in model.layers]
+        uncovered = [layer.name for layer, plan in zip(model.layers, plans) if plan is None]
         if uncovered:
             return f"layer {uncovered[0]} has no compiled step yet"
-        unreadable = unreadable_mask(model, [layer.compiled_plan() for layer in model.layers])
+        unreadable = unreadable_mask(model, plans)
         if unreadable:
             return unreadable
         if trainer.activity_regularized and not all(activity_held(layer) for layer in model.layers):
@@ -372,10 +373,6 @@ def _loop_typed(values: np.ndarray | None, dtype) -> bool:
     """Whether the compiled loops take `values` as they are: writable, C-contiguous, `dtype`."""
     return (values is not None and values.dtype == dtype and values.flags.c_contiguous
             and values.flags.writeable)
-
-
-def _covered(layer) -> bool:
-    return layer.compiled_plan() is not None
 
 
 def _kernel_key(model, trainer, plans) -> str:

@@ -135,9 +135,7 @@ def unreadable_mask(model, plans) -> str | None:
     ([n, steps, ...], one value per index). The loop would read its first values as the steps';
     the Python path raises there (numpy cannot broadcast it into the [n, steps] mask), so such
     a fit trains, and stops, from Python."""
-    from trainctl.nn.layers.base import Layer
-
-    if all(type(layer).compute_mask is Layer.compute_mask for layer in model.layers):
+    if not model._masking:
         return None  # no layer makes or ends a mask: none to read (and no mask layer modules to import)
     from trainctl.nn.layers.embedding import EmbeddingPlan
     from trainctl.nn.layers.plans import BidirectionalPlan, MaskingPlan

@@ -14,8 +14,8 @@ first) at the same thread count, numpy matmul or trainctl's split products (kern
 whichever is faster: no trainer on this BLAS can beat it.
 
 Each row: a warm-up epoch, then the median of REPEATS timed epochs. Each (framework, threads)
-runs in a fresh process (thread counts are fixed when BLAS loads) pinned to that many cores,
-TRIALS processes each,
+runs in a fresh process (thread counts are fixed when BLAS loads) pinned to that many cores
+(`--kinds ... unpinned` adds trainctl unpinned, as a user runs it), TRIALS processes each,
 interleaved (trainctl, torch, jax, bound, trainctl, ...), and the fastest process counts per row.
 The whole table is printed for 1 and 2 threads, quiet, then again beside a busy background
 process that keeps one core spinning.
@@ -332,9 +332,10 @@ def pin_to_cores(threads: int) -> list[int]:
 
 
 def worker(kind: str, rows, repeats, threads):
-    pin_to_cores(threads)
-    timer = {"trainctl": time_trainctl, "before": time_trainctl, "torch": time_torch, "jax_step": time_jax_step,
-             "jax_scan": time_jax_scan, "bound": time_bound}[kind]
+    if kind != "unpinned":  # as a user runs `trainctl train --threads N`: the scheduler places it
+        pin_to_cores(threads)
+    timer = {"trainctl": time_trainctl, "before": time_trainctl, "unpinned": time_trainctl, "torch": time_torch,
+             "jax_step": time_jax_step, "jax_scan": time_jax_scan, "bound": time_bound}[kind]
     print(json.dumps(timer(rows, repeats, threads)))
 
 
@@ -410,6 +411,11 @@ def print_table(title: str, results: dict[int, dict[str, dict]], rows, measure: 
                      if results[2]["trainctl"].get(f"{w}/{b}", {"seconds": 0})["seconds"]
                      > results[1]["trainctl"].get(f"{w}/{b}", {"seconds": 1e9})["seconds"]]
             print(f"  trainctl 2 threads slower than 1 on: {', '.join(worse) or 'no row'}")
+            one, two = results[1].get("unpinned", {}), results[2].get("unpinned", {})
+            if one and two:  # what a user compares: `--threads 2` against `--threads 1`, neither pinned
+                ratios = [f"{key} {one[key]['seconds'] / two[key]['seconds']:.2f}"
+                          for key in (f"{w}/{b}" for w, b in rows) if key in one and key in two]
+                print(f"  trainctl unpinned, 2 threads ÷ 1 thread: {', '.join(ratios)}")
     sys.stdout.flush()
 
 
@@ -425,7 +431,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--trials", type=int, default=2, help="fresh processes per framework; the fastest counts")
-    parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=(*KINDS, "before"))
+    parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=(*KINDS, "before", "unpinned"),
+                        help="unpinned: trainctl again, not pinned to its thread count's cores (as a user runs "
+                        "it; the others are pinned so that a 1-thread row uses one core)")
     parser.add_argument("--no-busy", action="store_true", help="skip the table beside a busy process")
     parser.add_argument("--only-busy", action="store_true", help="only the table beside a busy process")
     parser.add_argument("--baseline-tree", help="also time the trainctl in this directory (a checkout of an "

@@ -265,12 +265,11 @@ def test_an_embedding_mask_over_two_axes_runs_compiled_bit_for_bit():
     assert np.array_equal(runs[1][0].layers[0]._mask[:last].reshape(-1), expected)
 
 
-@pytest.mark.parametrize("reader", [[{"type": "reshape", "target_shape": [STEPS, 6]}, {"type": "lstm", "units": 3}],
-                                    [{"type": "masking"}]], ids=["lstm", "masking"])
-def test_a_mask_over_two_axes_that_a_layer_reads_stops_from_python(reader):
-    """A recurrent layer or Masking reads a mask over its steps: the Python path cannot broadcast
+def test_a_mask_over_two_axes_that_a_layer_reads_stops_from_python():
+    """A recurrent layer reads a mask over its steps: the Python path cannot broadcast
     [n, steps, 2] into it and raises. The compiled loop would read the first values as the
     steps' mask, so the fit trains (and stops) from Python, saying why."""
+    reader = [{"type": "reshape", "target_shape": [STEPS, 6]}, {"type": "lstm", "units": 3}]
     x = _token_grid()
     for jit in (True, False):
         model = _grid_model(*reader)
@@ -280,6 +279,49 @@ def test_a_mask_over_two_axes_that_a_layer_reads_stops_from_python(reader):
             reads = model.layers[len(reader)].name
             assert model.compiled_fallback == (f"layer {reads} reads a mask over its steps, and receives "
                                                f"{model.layers[0].name}'s over [{STEPS},2]")
+
+
+def _grid_windows():
+    """[N, STEPS, 2, FEATURES] values with some (step, position) pairs all 0 (masked by a Masking
+    over the last axis) and some with only one value 0 (kept)."""
+    x = np.random.default_rng(7).standard_normal((N, STEPS, 2, FEATURES)).astype(np.float32)
+    x[::3, 1, 0] = 0.0
+    x[1::4, 3:, 1] = 0.0
+    x[2::5, 2, 1, 0] = 0.0
+    return x
+
+
+@pytest.mark.parametrize("front", ["embedding_mask_zero", "rank4"])
+def test_masking_over_two_axes_runs_compiled_bit_for_bit(front):
+    """Masking makes its mask over every axis but the last from its input alone, as TF.js and
+    Keras do: over [steps, 2] for [steps, 2, features] values (rank4), and after an Embedding
+    mask_zero over [steps, 2] it drops the Embedding's mask (its embeddings are never all 0, so
+    it keeps every index, padding too). The Dense after it passes the mask on, Flatten ends it.
+    Both paths make it as TF.js does (the last batch's, compared) and train the same bits."""
+    x = _token_grid() if front == "embedding_mask_zero" else _grid_windows()
+    runs = []
+    for jit in (True, False):
+        if front == "embedding_mask_zero":
+            model = _grid_model({"type": "masking"}, {"type": "dense", "units": 2, "activation": "relu"})
+        else:
+            model = Sequential([{"type": "masking", "input_shape": [STEPS, 2, FEATURES]},
+                                {"type": "dense", "units": 2, "activation": "relu"}, {"type": "flatten"},
+                                {"type": "dense", "units": CLASSES, "activation": "softmax"}], seed=5)
+            model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+        runs.append((model, model.fit(x, _labels(x), epochs=2, batch_size=8, verbose=0, shuffle=False,
+                                      jit_compile=jit, steps_per_execution=3)))
+    assert runs[0][0].compiled_fallback is None
+    _assert_identical(*runs)
+    masking = len(runs[0][0].layers) - 4  # the Masking layer: after the Embedding, or first
+    last = N - (N - 1) // 8 * 8  # the last batch's rows, the last step of both paths
+    if front == "embedding_mask_zero":
+        expected = np.ones((last, STEPS, 2), bool)
+        assert not (x[-last:] != 0).all()  # some padding, which the Embedding's mask dropped
+    else:
+        expected = (x[-last:] != 0).any(axis=-1)
+        assert not expected.all() and expected.any(axis=-1).all()  # a mask of one value per step would keep all
+    assert np.array_equal(runs[0][0].layers[masking]._keep[:expected.size], expected.reshape(-1).astype(np.float32))
+    assert np.array_equal(runs[1][0].layers[masking]._mask[:last], expected)
 
 
 # TimeDistributed around a recurrent layer: the inner layer over n * steps sequences (each step's

@@ -122,6 +122,29 @@ def test_time_distributed_masking_zeroes_the_masked_steps_of_each_inner_sequence
     np.testing.assert_array_equal(y, expected)
 
 
+def test_masking_masks_each_position_over_the_last_axis_and_drops_the_mask_it_receives():
+    # TF.js 4.22 / Keras Masking: mask = any(x != mask_value, axis=-1), y = x * mask[..., None];
+    # the mask of the layer before (an Embedding's mask_zero) plays no part
+    from trainctl.nn.model import Sequential
+
+    model = Sequential([{"type": "masking", "mask_value": 0.5, "input_shape": [3, 2, 2]}], seed=0)
+    x = np.random.default_rng(0).standard_normal((4, 3, 2, 2)).astype(np.float32)
+    x[0, 1, 0] = 0.5  # one position of a step
+    x[1, 2] = 0.5  # a whole step
+    x[2, 0, 1, 0] = 0.5  # one value only: kept
+    expected = np.any(x != 0.5, axis=-1)
+    np.testing.assert_array_equal(model.predict(x, batch_size=4), x * expected[..., None])
+    np.testing.assert_array_equal(model.layers[0]._mask[:4], expected)
+
+    model = Sequential([{"type": "embedding", "input_dim": 4, "output_dim": 2, "mask_zero": True, "input_length": 3},
+                        {"type": "masking"}], seed=0)
+    tokens = np.array([[1, 2, 0], [3, 0, 0]], np.float32)
+    model.predict(tokens, batch_size=2)
+    embedded = model.layers[0].embeddings.value[tokens.astype(int)]
+    assert np.all(embedded != 0)  # so the Masking keeps every step, the padding (index 0) too
+    np.testing.assert_array_equal(model.layers[1]._mask[:2], np.ones((2, 3), bool))
+
+
 # -- forward against the formulas, written out in numpy -----------------------------------------
 def _hard_sigmoid(z):
     return np.clip(0.2 * z + 0.5, 0.0, 1.0)

@@ -1,7 +1,8 @@
 """The zoo's non-convolution layers against real TensorFlow.js 4.22 in Node: the exported
 model loads in TF.js, predicts what trainctl predicts, and one SGD and one Adam training step
 from the same initial weights give the same loss and weights (batch norm's moving statistics
-included) to 1e-5. Also the automatic names and parameter counts of TF.js's summary."""
+included) to 1e-5; Masking (rank 4, after an Embedding's mask) over four Adam steps. Also the
+automatic names and parameter counts of TF.js's summary."""
 
 from __future__ import annotations
 
@@ -104,6 +105,59 @@ def test_embedding_lookup_and_training_step_equal_tfjs(tfjs):
     model = Sequential(layers, seed=0)
     np.testing.assert_allclose(tfjs.tfjs_predict(model, x), model.predict(x), atol=ATOL, rtol=0)
     train_and_compare(tfjs, layers, x, targets(), ADAM)
+
+
+def _grid_values(n=16):
+    """[n, 4, 3, 2] values: some (step, position) pairs all 0.5 (Masking's mask_value below), a
+    whole step of them, and some with one value 0.5 only (kept)."""
+    x = inputs((4, 3, 2), n=n)
+    x[::2, 1, 0] = 0.5
+    x[1::3, 2] = 0.5
+    x[::4, 3, 2, 0] = 0.5
+    return x
+
+
+def _padded_tokens(n=16):
+    x = np.random.default_rng(3).integers(1, 6, (n, 5)).astype(np.float32)
+    x[np.arange(5)[None, :] >= np.random.default_rng(4).integers(1, 6, n)[:, None]] = 0.0  # padded tails
+    return x
+
+
+# TF.js 4.22 Masking (core.js): computeMask = any(x != maskValue, axis -1), call = x * that mask
+# with keepDims; the mask it receives is ignored (Keras 3 does the same)
+MASKING = {  # id: (layers, inputs, targets)
+    # rank 4: the mask is over [steps, 3] (each position's 2 values), not one value per step
+    "rank4": ([{"type": "masking", "mask_value": 0.5, "input_shape": [4, 3, 2]},
+               {"type": "dense", "units": 3, "activation": "tanh"}, {"type": "dense", "units": 2}],
+              _grid_values, lambda x: np.tanh(x[..., :2] * 2 - 0.5)),
+    # after Embedding mask_zero: the LSTM reads the Masking's mask, which keeps the padding's steps
+    # (their embeddings are not all 0), not the Embedding's. The Embedding is frozen: TF.js 4.22
+    # cannot train through a Masking ("gradient function not found for Any")
+    "after_embedding_mask_zero": ([{"type": "embedding", "input_dim": 6, "output_dim": 3, "input_length": 5,
+                                    "mask_zero": True, "trainable": False}, {"type": "masking"},
+                                   {"type": "lstm", "units": 4},
+                                   {"type": "dense", "units": 2}],
+                                  _padded_tokens, lambda x: np.stack([np.sin(x.sum(axis=1)), x[:, 0] / 5], axis=1)),
+}
+
+
+@pytest.mark.parametrize("case", list(MASKING))
+def test_masking_predicts_and_trains_as_tfjs(tfjs, case):
+    layers, make_inputs, make_targets = MASKING[case]
+    x = make_inputs()
+    y = make_targets(x).astype(np.float32)
+    model = Sequential(layers, seed=0)
+    np.testing.assert_allclose(tfjs.tfjs_predict(model, x), model.predict(x), atol=ATOL, rtol=0)
+    batches = [(x[i * 4:(i + 1) * 4], y[i * 4:(i + 1) * 4]) for i in range(4)]
+    optimizer = {"type": "adam", "learning_rate": 0.02}
+    peer = tfjs.tfjs_train_steps(model, optimizer, "mean_squared_error", batches, predict_after=[x])
+    model.compile(optimizer=optimizer, loss="mean_squared_error")
+    trainer = Trainer(model)
+    ours = [trainer.train_batch(xb, yb, None) for xb, yb in batches]
+    np.testing.assert_allclose(np.array(peer.losses).reshape(-1), np.array(ours).reshape(-1), atol=ATOL, rtol=0)
+    for name, value in model.get_weights().items():
+        np.testing.assert_allclose(peer.weights[name], value, atol=ATOL, rtol=0, err_msg=name)
+    np.testing.assert_allclose(peer.predictions_after[0], model.predict(x), atol=ATOL, rtol=0)
 
 
 def test_noise_layers_are_identity_at_inference_and_thresholded_relu_forward_in_both(tfjs):

@@ -12,7 +12,7 @@ Geometry rows (geo[layer, G_A:]) as compiled_plans.py lays them out:
   convolution it transposes (kh, kw, sh, sw, dh, dw, pad_top, pad_left), out_h, out_w;
 - KIND_INDEX_COPY: out dims d0..d3 (per sample, row-major, padded with 1 in front) and the
   input offset stride of each (0 along a repeated axis: RepeatVector);
-- KIND_MASKING: steps, values per step, the bufs index of the mask it receives (2: none);
+- KIND_MASKING: positions per sample (every axis but the last), values per position;
   fparams[0] the mask value rounded to the model's dtype (numpy compares in it).
 """
 
@@ -71,28 +71,24 @@ def index_copy_backward(dy, count, in_size, dims, strides, dx):
 
 
 @njit
-def masking_forward(x, count, steps, width, mask_value, upstream, keep, y):
-    """Masking.compute_mask then forward: keep[i, t] = 1.0 where some value of step t differs
-    from mask_value (and the received mask keeps it), else 0.0; y = x * keep per step."""
-    for i in range(count):
-        for t in range(steps):
-            at = i * steps + t
-            kept = upstream.shape[0] == 0 or upstream[at] != 0
-            if kept:
-                kept = False
-                for j in range(width):
-                    if x[at * width + j] != mask_value:
-                        kept = True
-                        break
-            keep[at] = 1.0 if kept else 0.0
-            for j in range(width):
-                y[at * width + j] = x[at * width + j] * keep[at]
+def masking_forward(x, count, positions, width, mask_value, keep, y):
+    """Masking.compute_mask then forward: keep[p] = 1.0 where some of position p's width values
+    (its last axis) differs from mask_value, else 0.0; y = x * keep per position."""
+    for at in range(count * positions):
+        kept = False
+        for j in range(width):
+            if x[at * width + j] != mask_value:
+                kept = True
+                break
+        keep[at] = 1.0 if kept else 0.0
+        for j in range(width):
+            y[at * width + j] = x[at * width + j] * keep[at]
 
 
 @njit
-def masking_backward(dy, count, steps, width, keep, dx):
-    """Masking.backward: dx = dy * keep per step."""
-    for at in range(count * steps):
+def masking_backward(dy, count, positions, width, keep, dx):
+    """Masking.backward: dx = dy * keep per position."""
+    for at in range(count * positions):
         for j in range(width):
             dx[at * width + j] = dy[at * width + j] * keep[at]
 
@@ -132,7 +128,7 @@ def zoo_forward(kind, count, g, fp, code, x, bufs, sl):
     elif kind == KIND_INDEX_COPY:  # Permute / RepeatVector forward, a channels_first layer's transposes
         index_copy_forward(x, count, x.shape[0] // count, g[:INDEX_AXES], g[INDEX_AXES:2 * INDEX_AXES], y)
     elif kind == KIND_MASKING:
-        masking_forward(x, count, g[0], g[1], fp[0], bufs[g[2]], bufs[sl[S_AUX]], y)
+        masking_forward(x, count, g[0], g[1], fp[0], bufs[sl[S_AUX]], y)
 
 
 @njit

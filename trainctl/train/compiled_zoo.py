@@ -1,5 +1,5 @@
 """The general plan's rows for kernels/plan_zoo.py's kinds (DepthwiseConv2D, SeparableConv2D,
-Conv2DTranspose, the index copies), laid out for train/compiled_plans.spatial_plan, the rows
+Conv2DTranspose, the index copies, Masking), laid out for train/compiled_plans.spatial_plan, the rows
 of a model (a channels_first layer's transposes are rows of their own), and the masks those
 rows pass on and read."""
 
@@ -21,8 +21,8 @@ def zoo_layer(plan, row: np.ndarray, sl: np.ndarray, fparams: np.ndarray, slot) 
     from trainctl.nn.layers.plans import ConvTransposePlan, DepthwisePlan, IndexCopyPlan, MaskingPlan
 
     g = row[ps.G_A:]
-    if isinstance(plan, MaskingPlan):  # g[2], the mask it receives: link_masks
-        g[:2] = (plan.steps, plan.width)
+    if isinstance(plan, MaskingPlan):
+        g[:2] = (plan.positions, plan.width)
         fparams[0] = plan.mask_value
         sl[ps.S_AUX] = slot(plan.keep)
         return ps.KIND_MASKING
@@ -114,8 +114,8 @@ def received_masks(rows: list[LayerRow]) -> dict[int, int]:
 
 
 def link_masks(rows: list[LayerRow], kinds: np.ndarray, geo: np.ndarray, slots: np.ndarray) -> None:
-    """Point each Masking, recurrent and Bidirectional row at the keep buffer of the mask it
-    receives (received_masks), or at none."""
+    """Point each recurrent and Bidirectional row at the keep buffer of the mask it receives
+    (received_masks), or at none (a Masking layer reads none: it makes its own from its input)."""
     from trainctl.kernels import plan_layers as ps
     from trainctl.kernels.recurrent_steps import N_R, R_MASK
 
@@ -125,27 +125,27 @@ def link_masks(rows: list[LayerRow], kinds: np.ndarray, geo: np.ndarray, slots: 
             geo[index, ps.G_A + R_MASK] = live
         elif kinds[index] == ps.KIND_BIDIRECTIONAL:
             geo[index, ps.G_A + R_MASK] = geo[index, ps.G_A + N_R + R_MASK] = live
-        elif kinds[index] == ps.KIND_MASKING:
-            geo[index, ps.G_A + 2] = live if live >= 0 else 2  # bufs[2]: the empty buffer, no mask
 
 
 def unreadable_mask(model, plans) -> str | None:
-    """Why a layer that reads the mask it receives (a recurrent layer, Bidirectional, Masking:
-    one value per step) cannot read it: an Embedding's mask_zero mask over more than one axis
-    ([n, steps, ...], one value per index). The loop would read its first values as the steps';
+    """Why a layer that reads the mask it receives (a recurrent layer, Bidirectional: one value
+    per step) cannot read it: a mask over more than one axis, an Embedding's mask_zero mask over
+    [n, steps, ...] (one value per index) or a Masking layer's over [n, steps, a] (one value per
+    position of every axis but the last). The loop would read its first values as the steps';
     the Python path raises there (numpy cannot broadcast it into the [n, steps] mask), so such
     a fit trains, and stops, from Python."""
     if not model._masking:
         return None  # no layer makes or ends a mask: none to read (and no mask layer modules to import)
-    from trainctl.nn.layers.embedding import EmbeddingPlan
     from trainctl.nn.layers.plans import BidirectionalPlan, MaskingPlan
     from trainctl.nn.layers.recurrent import RecurrentPlan
 
     rows = layer_rows(model, plans)
     for index, source in received_masks(rows).items():
         reader, maker = rows[index], rows[source]
-        if (source >= 0 and isinstance(reader.plan, (RecurrentPlan, BidirectionalPlan, MaskingPlan))
-                and isinstance(maker.plan, EmbeddingPlan) and len(maker.layer.input_shape) > 1):
+        if source < 0 or not isinstance(reader.plan, (RecurrentPlan, BidirectionalPlan)):
+            continue
+        shape = maker.layer.input_shape[:-1] if isinstance(maker.plan, MaskingPlan) else maker.layer.input_shape
+        if len(shape) > 1:
             return (f"layer {reader.layer.name} reads a mask over its steps, and receives {maker.layer.name}'s "
-                    f"over [{','.join(map(str, maker.layer.input_shape))}]")
+                    f"over [{','.join(map(str, shape))}]")
     return None

@@ -196,15 +196,16 @@ class NoisePlan:
 
 @dataclass(frozen=True)
 class MaskingPlan:
-    """Masking (kernels/plan_zoo.py KIND_MASKING): keep [capacity * steps] the mask as 1.0 / 0.0
-    in the model's dtype (the recurrent layers after it read it); mask_value rounded to the
-    dtype, as numpy compares a Python float with the layer's input; y, dx flat."""
+    """Masking (kernels/plan_zoo.py KIND_MASKING) over `positions` per sample (every axis but
+    the last) of `width` values each: keep [capacity * positions] the mask as 1.0 / 0.0 in the
+    model's dtype (the recurrent layers after it read it); mask_value rounded to the dtype, as
+    numpy compares a Python float with the layer's input; y, dx flat."""
 
     y: np.ndarray
     dx: np.ndarray
     keep: np.ndarray
     mask_value: float
-    steps: int
+    positions: int
     width: int
 
 

@@ -425,6 +425,21 @@ def test_train_reports_the_same_problems_before_any_work(workdir):
     assert not out.exists()
 
 
+def test_a_mask_a_recurrent_layer_cannot_read_is_one_located_line_before_any_work(workdir):
+    # a Masking over [2, 2, 2] makes a mask over [2, 2]; the Reshape keeps the steps axis and
+    # passes it to the LSTM, which reads one value per step (its fit died in numpy's broadcast)
+    layers = ("{type: reshape, target_shape: [2, 2, 2]}", "{type: masking}", "{type: reshape, target_shape: [2, 4]}",
+              "{type: lstm, units: 3}")
+    path = write(workdir / "mask-bad.yaml", teacher_config(name="mask-bad", layers=layers))
+    expected = [f"error: {path}:9:7: model.layers.4: lstm_LSTM1 reads a mask of one value per step, [2], but the "
+                "mask masking_Masking1 makes reaches it over [2,2]"]
+    assert path.read_text().splitlines()[8] == "    - {type: lstm, units: 3}"
+    assert error_lines(fails(["summary", path])) == expected
+    out = workdir / "never-mask-bad"
+    assert error_lines(fails(["train", path, "--out", out])) == expected
+    assert not out.exists()
+
+
 def test_validate_ok(config_path):
     assert ok(["validate", config_path]).stdout == "ok\n"
     for shipped in sorted((ROOT / "configs").glob("*.yaml")):

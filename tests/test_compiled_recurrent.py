@@ -265,20 +265,25 @@ def test_an_embedding_mask_over_two_axes_runs_compiled_bit_for_bit():
     assert np.array_equal(runs[1][0].layers[0]._mask[:last].reshape(-1), expected)
 
 
-def test_a_mask_over_two_axes_that_a_layer_reads_stops_from_python():
-    """A recurrent layer reads a mask over its steps: the Python path cannot broadcast
-    [n, steps, 2] into it and raises. The compiled loop would read the first values as the
-    steps' mask, so the fit trains (and stops) from Python, saying why."""
-    reader = [{"type": "reshape", "target_shape": [STEPS, 6]}, {"type": "lstm", "units": 3}]
-    x = _token_grid()
-    for jit in (True, False):
-        model = _grid_model(*reader)
-        with pytest.raises(ValueError, match="broadcast"):
-            model.fit(x, _labels(x), epochs=1, batch_size=8, verbose=0, jit_compile=jit, steps_per_execution=3)
-        if jit:
-            reads = model.layers[len(reader)].name
-            assert model.compiled_fallback == (f"layer {reads} reads a mask over its steps, and receives "
-                                               f"{model.layers[0].name}'s over [{STEPS},2]")
+def test_a_mask_over_two_axes_reaching_a_recurrent_layer_is_refused_at_build():
+    """A recurrent layer or Bidirectional reads one mask value per step. A mask over [steps, 2]
+    passed on to it by layers that keep the steps axis (Embedding mask_zero over [steps, 2], a
+    Masking layer over [steps, 2, features]) cannot be read: step by step, fit died in numpy's
+    broadcast; TF.js's Reshape refuses masks at build. The model refuses it at build, at the
+    reader's place in the config, naming the reader, the maker and both shapes."""
+    from trainctl.errors import ConfigValueError
+
+    with pytest.raises(ConfigValueError) as refused:
+        _grid_model({"type": "reshape", "target_shape": [STEPS, 6]}, {"type": "lstm", "units": 3})
+    assert refused.value.problems == [("model.layers.2", f"lstm_LSTM1 reads a mask of one value per step, [{STEPS}], "
+                                                         f"but the mask embedding_Embedding1 makes reaches it over [{STEPS},2]")]
+    with pytest.raises(ConfigValueError) as refused:
+        Sequential([{"type": "masking", "input_shape": [STEPS, 2, FEATURES]}, {"type": "dense", "units": 2},
+                    {"type": "reshape", "target_shape": [STEPS, 4]},
+                    {"type": "bidirectional", "layer": {"type": "gru", "units": 2}}], shapes_only=True)
+    assert refused.value.problems == [("model.layers.3", f"bidirectional_Bidirectional1 reads a mask of one value per "
+                                                         f"step, [{STEPS}], but the mask masking_Masking1 makes "
+                                                         f"reaches it over [{STEPS},2]")]
 
 
 def _grid_windows():

@@ -72,6 +72,23 @@ def test_declared_defaults():
         layer.backward_from_preactivation(np.zeros((1, 3), np.float32))
 
 
+def test_a_layer_that_makes_or_ends_masks_tells_its_rule_from_shapes_too():
+    # compute_mask (the arrays, in forward) and output_mask_spec (the shapes, at build: the
+    # model's check of what reaches a mask reader, the compiled loop's mask links) state one
+    # rule; a layer overriding one and not the other would make them disagree
+    import importlib
+
+    from trainctl.nn.layers import LAYERS, TYPES_BY_MODULE
+
+    for module in TYPES_BY_MODULE:
+        importlib.import_module(f"trainctl.nn.layers.{module}")
+    classes = {LAYERS.get(name) for names in TYPES_BY_MODULE.values() for name in names}
+    overrides = {cls.__name__: (cls.compute_mask is not Layer.compute_mask,
+                                cls.output_mask_spec is not Layer.output_mask_spec) for cls in classes}
+    assert {name for name, (arrays, shapes) in overrides.items() if arrays != shapes} == set()
+    assert {name for name, (arrays, _) in overrides.items() if arrays} == {"Bidirectional", "Embedding", "Masking"}
+
+
 def test_the_layer_modules_register_what_the_on_demand_table_says():
     # LAYERS imports a layer module when one of its ids is first looked up (TYPES_BY_MODULE):
     # an id missing from the table, or listed under a module that does not register it, would

@@ -95,6 +95,7 @@ class Sequential:
         self.input_shape: tuple[int, ...] = shape
         context = BuildContext(seed=self.seed, dtype=self.dtype, shapes_only=self.shapes_only)
         seen: set[str] = set()
+        mask = None  # the mask the next layer receives, as the shapes tell it (Layer.output_mask_spec)
         for index, layer in enumerate(self.layers):
             if index > 0 and layer.params.input_shape is not None and tuple(layer.params.input_shape) != shape:
                 raise ConfigValueError([(f"model.layers.{index}.input_shape",
@@ -110,6 +111,11 @@ class Sequential:
                 raise
             except TrainctlError as error:  # a layer's own message ("dense_Dense1: ..."), placed
                 raise ConfigValueError([(f"model.layers.{index}", str(error))]) from None
+            if mask is not None and layer.reads_step_mask and mask.shape != layer.input_shape[:1]:
+                # forward could not read it: numpy cannot broadcast it into the [n, steps] mask
+                # the layer keeps its state by (fit died there, with a traceback)
+                raise ConfigValueError([(f"model.layers.{index}", _unreadable_mask(layer, mask))])
+            mask = layer.output_mask_spec(mask)
         self.output_shape: tuple[int, ...] = shape
         self._allocated = 0
         if self.shapes_only:
@@ -327,6 +333,11 @@ class Sequential:
 
     def count_params(self) -> int:
         return self.param_totals().total
+
+
+def _unreadable_mask(reader: Layer, mask) -> str:
+    return (f"{reader.name} reads a mask of one value per step, [{reader.input_shape[0]}], but the mask "
+            f"{mask.maker} makes reaches it over [{','.join(map(str, mask.shape))}]")
 
 
 def weights_nbytes(model: Sequential) -> int:

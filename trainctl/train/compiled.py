@@ -31,7 +31,6 @@ import time
 import numpy as np
 
 from trainctl.nn.layers.plans import NoisePlan
-from trainctl.train.compiled_zoo import unreadable_mask
 from trainctl.train.stream_chunks import loop_batch_size, stream_chunks, streamed
 from trainctl.train.compiled_plans import (
     activity_held,
@@ -192,9 +191,6 @@ class CompiledSteps:
         uncovered = [layer.name for layer, plan in zip(model.layers, plans) if plan is None]
         if uncovered:
             return f"layer {uncovered[0]} has no compiled step yet"
-        unreadable = unreadable_mask(model, plans)
-        if unreadable:
-            return unreadable
         if trainer.activity_regularized and not all(activity_held(layer) for layer in model.layers):
             return "activity regularizers run in Python"
         if trainer.regularized and regularized_weights_held(model) is False:

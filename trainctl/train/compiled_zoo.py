@@ -1,7 +1,7 @@
 """The general plan's rows for kernels/plan_zoo.py's kinds (DepthwiseConv2D, SeparableConv2D,
-Conv2DTranspose, the index copies, Masking), laid out for train/compiled_plans.spatial_plan, the rows
-of a model (a channels_first layer's transposes are rows of their own), and the masks those
-rows pass on and read."""
+Conv2DTranspose, the index copies, Masking), laid out for train/compiled_plans.spatial_plan,
+the rows of a model (a channels_first layer's transposes are rows of their own), and the masks
+those rows pass on and read."""
 
 from __future__ import annotations
 
@@ -84,38 +84,28 @@ def layer_rows(model, plans) -> list[LayerRow]:
 
 
 def received_masks(rows: list[LayerRow]) -> dict[int, int]:
-    """Per computing row, the row whose mask it receives (-1: none), as Sequential.forward passes
-    masks (Keras semantics): a Masking layer and an Embedding with mask_zero make one (their keep
-    buffers), a Bidirectional passes it on with its sequences, a layer with the default
-    compute_mask while it keeps the time axis, any other ends it (Embedding without mask_zero:
-    the loop runs no other mask-making layer). A TimeDistributed's inner layer (the row's plan)
-    receives none (TimeDistributed.forward), and the TimeDistributed passes it on by the default
-    rule."""
-    from trainctl.nn.layers.base import Layer
-    from trainctl.nn.layers.embedding import EmbeddingPlan
-    from trainctl.nn.layers.plans import MaskingPlan
-    from trainctl.nn.layers.wrappers import Bidirectional, TimeDistributed
-
-    received, live = {}, -1  # live: the row whose mask the next layer receives
+    """Per computing row, the row whose mask it reads (-1: none): for a layer that reads one
+    (Layer.reads_step_mask: a recurrent layer, Bidirectional), the mask that reaches it as
+    Sequential.forward passes masks (Keras semantics; Layer.output_mask_spec tells it from the
+    shapes), made by a Masking layer or an Embedding with mask_zero (their keep buffers; the
+    model's build refused a mask over more than the steps reaching a reader). A TimeDistributed
+    reads none and gives its inner layer none (TimeDistributed.forward): its inner Masking's or
+    Embedding's mask goes nowhere, and the mask it received passes on by the default rule."""
+    received, mask, made_by = {}, None, {}
     for index, row in enumerate(rows):
         if not row.main:
             continue
-        layer, plan = row.layer, row.plan
-        received[index] = -1 if isinstance(layer, TimeDistributed) else live
-        if isinstance(layer, Bidirectional):  # both copies read it
-            live = live if layer.sequences else -1
-        elif isinstance(plan, MaskingPlan) or (isinstance(plan, EmbeddingPlan) and plan.keep is not None):
-            live = index
-        elif type(layer).compute_mask is not Layer.compute_mask:
-            live = -1
-        elif len(layer.output_shape) < 2 or layer.output_shape[0] != layer.input_shape[0]:
-            live = -1
+        layer = row.layer
+        received[index] = made_by[mask.maker] if mask is not None and layer.reads_step_mask else -1
+        mask = layer.output_mask_spec(mask)
+        if mask is not None and mask.maker == layer.name:
+            made_by[layer.name] = index
     return received
 
 
 def link_masks(rows: list[LayerRow], kinds: np.ndarray, geo: np.ndarray, slots: np.ndarray) -> None:
-    """Point each recurrent and Bidirectional row at the keep buffer of the mask it receives
-    (received_masks), or at none (a Masking layer reads none: it makes its own from its input)."""
+    """Point each recurrent and Bidirectional row at the keep buffer of the mask it reads
+    (received_masks), or at none."""
     from trainctl.kernels import plan_layers as ps
     from trainctl.kernels.recurrent_steps import N_R, R_MASK
 
@@ -125,27 +115,3 @@ def link_masks(rows: list[LayerRow], kinds: np.ndarray, geo: np.ndarray, slots: 
             geo[index, ps.G_A + R_MASK] = live
         elif kinds[index] == ps.KIND_BIDIRECTIONAL:
             geo[index, ps.G_A + R_MASK] = geo[index, ps.G_A + N_R + R_MASK] = live
-
-
-def unreadable_mask(model, plans) -> str | None:
-    """Why a layer that reads the mask it receives (a recurrent layer, Bidirectional: one value
-    per step) cannot read it: a mask over more than one axis, an Embedding's mask_zero mask over
-    [n, steps, ...] (one value per index) or a Masking layer's over [n, steps, a] (one value per
-    position of every axis but the last). The loop would read its first values as the steps';
-    the Python path raises there (numpy cannot broadcast it into the [n, steps] mask), so such
-    a fit trains, and stops, from Python."""
-    if not model._masking:
-        return None  # no layer makes or ends a mask: none to read (and no mask layer modules to import)
-    from trainctl.nn.layers.plans import BidirectionalPlan, MaskingPlan
-    from trainctl.nn.layers.recurrent import RecurrentPlan
-
-    rows = layer_rows(model, plans)
-    for index, source in received_masks(rows).items():
-        reader, maker = rows[index], rows[source]
-        if source < 0 or not isinstance(reader.plan, (RecurrentPlan, BidirectionalPlan)):
-            continue
-        shape = maker.layer.input_shape[:-1] if isinstance(maker.plan, MaskingPlan) else maker.layer.input_shape
-        if len(shape) > 1:
-            return (f"layer {reader.layer.name} reads a mask over its steps, and receives {maker.layer.name}'s "
-                    f"over [{','.join(map(str, shape))}]")
-    return None

@@ -116,6 +116,15 @@ class ShapeOnly:
         return len(self.shape)
 
 
+@dataclass(frozen=True)
+class MaskSpec:
+    """A mask as the layers' shapes tell it (Layer.output_mask_spec): its shape per sample and
+    the layer that made it."""
+
+    shape: Shape
+    maker: str
+
+
 @dataclass
 class BuildContext:
     """What build() may use: the model's seed and dtype, and a counter for automatic names.
@@ -232,16 +241,28 @@ class Layer:
         """Forget carried state (stateful recurrent layers); nothing for the others."""
 
     # -- masks (Keras semantics: embedding(mask_zero) and masking make one, RNNs consume it) --
-    # `input_mask` is set by the model before each forward: a bool array [n, steps] marking the
-    # time steps that hold data, or None. A layer that keeps the time axis passes it on
-    # unchanged (the default); one that makes or ends a mask overrides `compute_mask`.
+    # `input_mask` is set by the model before each forward: a bool array [n, *mask shape]
+    # marking the positions that hold data, or None. A layer that keeps the time axis passes
+    # it on unchanged (the default); one that makes or ends a mask overrides `compute_mask`,
+    # and `output_mask_spec` with it (the same rule told from shapes, before any data).
     input_mask: np.ndarray | None = None
+    # forward reads input_mask as one value per step, [n, steps] (the recurrent layers,
+    # Bidirectional): the model refuses at build a mask over more axes reaching it
+    reads_step_mask: ClassVar[bool] = False
 
     def compute_mask(self, x: np.ndarray, mask: np.ndarray | None) -> np.ndarray | None:
         """The mask of this layer's output, from its input `x` and the input's mask."""
-        if mask is None or len(self.output_shape) < 2 or self.output_shape[0] != self.input_shape[0]:
-            return None  # no time axis left (flatten, pooling over time, an RNN's last step)
-        return mask
+        return mask if self._keeps_steps() else None
+
+    def output_mask_spec(self, mask: "MaskSpec | None") -> "MaskSpec | None":
+        """What `compute_mask` returns, from shapes alone: the mask's per-sample shape and the
+        layer that made it, given the input's (None: no mask)."""
+        return mask if self._keeps_steps() else None
+
+    def _keeps_steps(self) -> bool:
+        # the default passing rule: no time axis left ends the mask (flatten, pooling over
+        # time, an RNN's last step)
+        return len(self.output_shape) >= 2 and self.output_shape[0] == self.input_shape[0]
 
     def get_config(self) -> dict[str, Any]:
         config = self.params.to_dict()

@@ -12,7 +12,7 @@ import numpy as np
 from trainctl.config.base import PositiveInt, typed_spec
 from trainctl.errors import DataError, TrainctlError
 from trainctl.nn.initializers import INITIALIZERS
-from trainctl.nn.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape
+from trainctl.nn.layers.base import LAYERS, BuildContext, Layer, LayerParams, MaskSpec, Shape
 from trainctl.nn.regularizers import REGULARIZERS
 
 
@@ -21,8 +21,8 @@ class EmbeddingPlan:
     """Embedding as the compiled loop runs it (kernels/recurrent_steps.py): the table and its
     gradient, y [positions, output_dim], dx the zeros the indices get; with mask_zero `keep`
     [positions] (one per index, over every axis of the input, as compute_mask), the mask as
-    1.0 / 0.0 (the recurrent layers after it read it; over more than one axis none can:
-    train/compiled_zoo.unreadable_mask)."""
+    1.0 / 0.0 (the recurrent layers after it read it; over more than one axis none can: the
+    model's build refuses one reaching them)."""
 
     embeddings: np.ndarray
     embeddings_grad: np.ndarray
@@ -125,3 +125,6 @@ class Embedding(Layer):
         mask = self._mask[: x.shape[0]]
         np.not_equal(x, 0, out=mask)
         return mask
+
+    def output_mask_spec(self, mask: MaskSpec | None) -> MaskSpec | None:
+        return MaskSpec(self.input_shape, self.name) if self.mask_zero else None

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from trainctl.errors import TrainctlError
-from trainctl.nn.layers.base import LAYERS, BuildContext, Layer, LayerParams, Shape
+from trainctl.nn.layers.base import LAYERS, BuildContext, Layer, LayerParams, MaskSpec, Shape
 from trainctl.nn.layers.plans import MaskingPlan
 
 
@@ -47,6 +47,9 @@ class Masking(Layer):
         out = self._mask[:x.shape[0]]
         np.any(x != self.params.mask_value, axis=-1, out=out)
         return out
+
+    def output_mask_spec(self, mask: MaskSpec | None) -> MaskSpec:
+        return MaskSpec(self.input_shape[:-1], self.name)
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         n = x.shape[0]

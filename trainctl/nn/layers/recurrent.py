@@ -125,6 +125,7 @@ class Recurrent(Layer):
 
     n_gates: ClassVar[int]
     Params: ClassVar[type[RecurrentParams]] = RecurrentParams
+    reads_step_mask = True  # forward keeps the state over masked steps
 
     # -- building ---------------------------------------------------------------------------
     def build(self, input_shape: Shape, context: BuildContext) -> Shape:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 import numpy as np
 
 from trainctl.errors import TrainctlError
-from trainctl.nn.layers.base import LAYERS, BuildContext, DensePlan, Layer, LayerParams, Shape, auto_name
+from trainctl.nn.layers.base import LAYERS, BuildContext, DensePlan, Layer, LayerParams, MaskSpec, Shape, auto_name
 from trainctl.nn.layers.embedding import EmbeddingPlan
 from trainctl.nn.layers.plans import BidirectionalPlan, MaskingPlan, RepeatedPlan, main_plan
 from trainctl.nn.layers.recurrent import Recurrent
@@ -44,6 +44,8 @@ class _Wrapper(Layer):
 class Bidirectional(_Wrapper):
     """Runs a recurrent layer forwards and a copy backwards and merges their outputs (TF.js
     Bidirectional: the copy's go_backwards flipped, its sequence output reversed back)."""
+
+    reads_step_mask = True  # both copies read it
 
     class Params(_Wrapper.Params):
         layer: dict[str, Any]  # the recurrent layer, as in model.layers: {type: lstm, units: 16}
@@ -146,6 +148,9 @@ class Bidirectional(_Wrapper):
         return dx
 
     def compute_mask(self, x: np.ndarray, mask: np.ndarray | None) -> np.ndarray | None:
+        return mask if self.sequences else None
+
+    def output_mask_spec(self, mask: MaskSpec | None) -> MaskSpec | None:
         return mask if self.sequences else None
 
     def compiled_plan(self) -> BidirectionalPlan | None:

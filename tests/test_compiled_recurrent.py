@@ -351,19 +351,108 @@ TIME_DISTRIBUTED = {  # id: (layers, data)
 }
 
 
-@pytest.mark.parametrize("case", list(TIME_DISTRIBUTED))
-def test_time_distributed_recurrent_layers_run_compiled_bit_for_bit(case):
-    layers, data = TIME_DISTRIBUTED[case]
-    x = data()
+def _both_ways(layers, x, **fit_options):
+    """The fits of layers + a softmax Dense on x, jit_compile true and false."""
     runs = []
     for jit in (True, False):
         model = Sequential([*layers, {"type": "dense", "units": CLASSES, "activation": "softmax"}], seed=5)
         model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
         runs.append((model, model.fit(x, _labels(x), epochs=2, batch_size=8, verbose=0, jit_compile=jit,
-                                      steps_per_execution=3, validation_split=0.2)))
+                                      steps_per_execution=3, **fit_options)))
+    return runs
+
+
+@pytest.mark.parametrize("case", list(TIME_DISTRIBUTED))
+def test_time_distributed_recurrent_layers_run_compiled_bit_for_bit(case):
+    layers, data = TIME_DISTRIBUTED[case]
+    runs = _both_ways(layers, data(), validation_split=0.2)
     assert runs[0][0].compiled_fallback is None
     _assert_identical(*runs)
     assert [layer.get_state() for layer in runs[0][0].layers] == [layer.get_state() for layer in runs[1][0].layers]
+
+
+def _half_windows():
+    """[N, STEPS, 2 * FEATURES] values: some whole steps 0 (the outer Masking's mask value), in
+    others one half all 0.5 (the inner Masking's mask value) or only one value 0.5 (kept)."""
+    x = np.random.default_rng(8).standard_normal((N, STEPS, 2 * FEATURES)).astype(np.float32)
+    x[::3, 4] = 0.0
+    x[1::4, 1, :FEATURES] = 0.5
+    x[2::5, 2:, FEATURES:] = 0.5
+    x[3::7, 3, 0] = 0.5
+    return x
+
+
+# TimeDistributed around an Embedding or a Masking layer: the inner layer over the n * steps inner
+# samples; its mask goes nowhere (TF.js, Keras: the TimeDistributed passes on the mask it received)
+TIME_DISTRIBUTED_MASKERS = {  # id: (layers, data)
+    "embedding_mask_zero-regularized-then_lstm": ([
+        {"type": "time_distributed", "input_shape": [STEPS, 2],
+         "layer": {"type": "embedding", "input_dim": VOCAB, "output_dim": 3, "mask_zero": True,
+                   "embeddings_regularizer": {"type": "l2", "l2": 0.01}}},
+        {"type": "reshape", "target_shape": [STEPS, 6]}, {"type": "lstm", "units": 4}], _token_grid),
+    "embedding-after_reshape": ([  # the indices still the model's input, checked before the fit
+        {"type": "reshape", "target_shape": [STEPS, 2], "input_shape": [2 * STEPS]},
+        {"type": "time_distributed", "layer": {"type": "embedding", "input_dim": VOCAB, "output_dim": 2}},
+        {"type": "flatten"}], lambda: _token_grid().reshape(N, -1)),
+    "masking-inside_a_mask_read_by_lstm": ([  # the outer Masking's mask passes the TimeDistributed
+        {"type": "masking", "input_shape": [STEPS, 2 * FEATURES]},
+        {"type": "reshape", "target_shape": [STEPS, 2, FEATURES]},
+        {"type": "time_distributed", "layer": {"type": "masking", "mask_value": 0.5}},
+        {"type": "reshape", "target_shape": [STEPS, 2 * FEATURES]}, {"type": "lstm", "units": 3}], _half_windows),
+}
+
+
+@pytest.mark.parametrize("case", list(TIME_DISTRIBUTED_MASKERS))
+def test_time_distributed_embedding_and_masking_run_compiled_bit_for_bit(case):
+    layers, data = TIME_DISTRIBUTED_MASKERS[case]
+    x = data()
+    runs = _both_ways(layers, x, shuffle=False)
+    assert runs[0][0].compiled_fallback is None
+    _assert_identical(*runs)
+    if case.startswith("masking"):  # the last step's inner mask, over each step's two halves
+        inner = [layer.inner for layer in (runs[0][0].layers[2], runs[1][0].layers[2])]
+        rows = (N - (N - 1) // 8 * 8) * STEPS  # the last batch's inner samples
+        mask = inner[1]._mask[:rows]  # [rows, 2]
+        assert not mask.all() and mask.any(axis=-1).all()  # a mask of one value per inner sample would keep all
+        assert np.array_equal(inner[0]._keep[:mask.size], mask.reshape(-1).astype(np.float32))
+
+
+@pytest.mark.parametrize("jit", [True, False], ids=["compiled", "python"])
+@pytest.mark.parametrize("front", ["time_distributed", "reshape-time_distributed", "reshape-embedding"])
+def test_an_embeddings_bad_index_is_located_in_the_data_wherever_the_embedding_reads_the_input(front, jit):
+    """An Embedding reading the model's input (inside a TimeDistributed, after a Reshape) gets
+    its indices checked before the first step, the message naming the data row and the position
+    in it: the loop's lookup trusts them (it read outside the table), and step by step the
+    TimeDistributed's inner rows were named (row k of the batch's n * steps)."""
+    from trainctl.errors import DataError
+
+    embedding = {"type": "embedding", "input_dim": VOCAB, "output_dim": 2}
+    reshape = {"type": "reshape", "target_shape": [STEPS, 2], "input_shape": [2 * STEPS]}
+    layers = {"time_distributed": [{"type": "time_distributed", "layer": embedding, "input_shape": [STEPS, 2]}],
+              "reshape-time_distributed": [reshape, {"type": "time_distributed", "layer": embedding}],
+              "reshape-embedding": [reshape, embedding]}[front]
+    x = _token_grid()
+    x[13, 3, 1] = VOCAB
+    x = x if front == "time_distributed" else x.reshape(N, -1)
+    model = Sequential([*layers, {"type": "flatten"}, {"type": "dense", "units": CLASSES, "activation": "softmax"}])
+    model.compile(optimizer="adam", loss="categorical_crossentropy")
+    with pytest.raises(DataError) as bad:
+        model.fit(x, _labels(x), epochs=1, batch_size=8, verbose=0, jit_compile=jit, steps_per_execution=3)
+    assert str(bad.value) == (f"training data: row 14: embedding_Embedding1 index {VOCAB} (position 7) is not an "
+                              f"integer in [0, {VOCAB})")
+
+
+def test_an_embedding_after_a_computing_layer_trains_from_python_saying_why():
+    """An Embedding's indices computed in the step (here a Dense's constant 1.0, which its zero
+    gradient keeps) cannot be checked before the fit, and the loop's lookup trusts its indices:
+    the fit trains from Python, whose lookup checks every index."""
+    layers = [{"type": "dense", "units": 1, "kernel_initializer": "zeros", "bias_initializer": "ones",
+               "input_shape": [STEPS, 1]}, {"type": "reshape", "target_shape": [STEPS]},
+              {"type": "embedding", "input_dim": VOCAB, "output_dim": 2}, {"type": "flatten"}]
+    runs = _both_ways(layers, _windows()[..., :1])
+    assert runs[0][0].compiled_fallback == ("layer embedding_Embedding1 reads values the step computes, which fit "
+                                            "cannot check beforehand")
+    _assert_identical(*runs)
 
 
 # -- the CLI, checkpoints and exact resume of a sequence config -------------------------------

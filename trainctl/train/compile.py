@@ -63,8 +63,20 @@ def check_targets(model, y: np.ndarray, where: str) -> None:
     model.loss.check_targets(y, tuple(model.output_shape), where)
 
 
+def input_readers(model) -> list:
+    """The layers that read the model's input values: the first, and each after it while the
+    layers before pass the values on unchanged (Layer.passes_values: Flatten, Reshape)."""
+    readers = []
+    for layer in model.layers:
+        readers.append(layer)
+        if not layer.passes_values:
+            break
+    return readers
+
+
 def check_inputs(model, x: np.ndarray, where: str) -> None:
     if tuple(x.shape[1:]) != tuple(model.input_shape):
         raise DataError(f"{where}: inputs have shape [n,{','.join(map(str, x.shape[1:]))}] but the model "
                         f"expects [n,{','.join(map(str, model.input_shape))}]")
-    model.layers[0].check_input(x, where)  # values the first layer accepts (embedding indices)
+    for layer in input_readers(model):
+        layer.check_input(x, where)  # values the layer accepts (embedding indices, in a TimeDistributed too)

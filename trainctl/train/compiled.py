@@ -31,6 +31,7 @@ import time
 import numpy as np
 
 from trainctl.nn.layers.plans import NoisePlan
+from trainctl.train.compiled_zoo import unchecked_values
 from trainctl.train.stream_chunks import loop_batch_size, stream_chunks, streamed
 from trainctl.train.compiled_plans import (
     activity_held,
@@ -191,6 +192,9 @@ class CompiledSteps:
         uncovered = [layer.name for layer, plan in zip(model.layers, plans) if plan is None]
         if uncovered:
             return f"layer {uncovered[0]} has no compiled step yet"
+        unchecked = unchecked_values(model)
+        if unchecked:
+            return unchecked
         if trainer.activity_regularized and not all(activity_held(layer) for layer in model.layers):
             return "activity regularizers run in Python"
         if trainer.regularized and regularized_weights_held(model) is False:

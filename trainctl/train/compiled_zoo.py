@@ -1,7 +1,7 @@
 """The general plan's rows for kernels/plan_zoo.py's kinds (DepthwiseConv2D, SeparableConv2D,
 Conv2DTranspose, the index copies, Masking), laid out for train/compiled_plans.spatial_plan,
-the rows of a model (a channels_first layer's transposes are rows of their own), and the masks
-those rows pass on and read."""
+the rows of a model (a channels_first layer's transposes are rows of their own), the masks
+those rows pass on and read, and the input values the loop must be able to trust."""
 
 from __future__ import annotations
 
@@ -115,3 +115,17 @@ def link_masks(rows: list[LayerRow], kinds: np.ndarray, geo: np.ndarray, slots: 
             geo[index, ps.G_A + R_MASK] = live
         elif kinds[index] == ps.KIND_BIDIRECTIONAL:
             geo[index, ps.G_A + R_MASK] = geo[index, ps.G_A + N_R + R_MASK] = live
+
+
+def unchecked_values(model) -> str | None:
+    """Why the loop cannot trust a layer's input values (an Embedding's indices, inside a
+    TimeDistributed too): fit checks them before the first step only where they are the
+    model's input (train/compile.input_readers), and the loop's lookup reads them unchecked.
+    The Python path raises at the bad index instead."""
+    from trainctl.train.compile import input_readers
+
+    readers = input_readers(model)
+    for layer in model.layers:
+        if layer.checks_input and layer not in readers:
+            return f"layer {layer.name} reads values the step computes, which fit cannot check beforehand"
+    return None

@@ -225,8 +225,9 @@ class Layer:
         return weight
 
     def check_input(self, x: np.ndarray, where: str) -> None:
-        """Check the model's input values before any work, when this is the first layer
-        (`where` names the data, e.g. "training data"); any float is fine by default."""
+        """Check the model's input values x [n, *model input shape] before any work, when this
+        layer reads them (the first layer, or one after layers that pass values on; `where`
+        names the data, e.g. "training data"); any float is fine by default."""
 
     # -- non-weight state ---------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
@@ -263,6 +264,17 @@ class Layer:
         # the default passing rule: no time axis left ends the mask (flatten, pooling over
         # time, an RNN's last step)
         return len(self.output_shape) >= 2 and self.output_shape[0] == self.input_shape[0]
+
+    # -- input values -------------------------------------------------------------------
+    # The output holds the input's values in their order, only reshaped (Flatten, Reshape):
+    # the model's input checks (check_input) reach the layer after it.
+    passes_values: ClassVar[bool] = False
+
+    @property
+    def checks_input(self) -> bool:
+        """Whether `check_input` checks anything (an Embedding's indices): the compiled loop
+        trusts such values, so it runs the layer only where they are the checked input's."""
+        return False
 
     def get_config(self) -> dict[str, Any]:
         config = self.params.to_dict()

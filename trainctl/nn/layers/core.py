@@ -253,6 +253,8 @@ class Dropout(RandomLayer):
 
 @LAYERS.register_type("flatten")
 class Flatten(Layer):
+    passes_values = True
+
     class Params(LayerParams):
         data_format: str | None = None  # accepted for TF.js compatibility; channels_last only
 
@@ -274,6 +276,8 @@ class Flatten(Layer):
 
 @LAYERS.register_type("reshape")
 class Reshape(Layer):
+    passes_values = True
+
     class Params(LayerParams):
         target_shape: list[bounded_int(ge=-1)]  # one -1 may stand for the rest
 

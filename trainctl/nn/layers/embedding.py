@@ -86,28 +86,34 @@ class Embedding(Layer):
         self._keep = np.empty(positions if self.mask_zero else 0, self.dtype)  # the mask as the compiled loop holds it
         self._kernel = _kernels()
 
-    def _bad_index(self, indices: np.ndarray, position: int, where: str) -> TrainctlError:
-        per_sample = math.prod(self.input_shape)
+    def _bad_index(self, indices: np.ndarray, position: int, per_sample: int, where: str) -> TrainctlError:
         row, within = divmod(position, per_sample)
         value = indices.reshape(-1)[position]
         return DataError(f"{where}: row {row + 1}: {self.name} index {float(value):g} (position {within}) "
                          f"is not an integer in [0, {self.params.input_dim})")
 
+    @property
+    def checks_input(self) -> bool:
+        return True
+
     def check_input(self, x: np.ndarray, where: str) -> None:
-        """Every value a whole number in [0, input_dim); the message names the data row (1-based)."""
-        flat = np.asarray(x).reshape(-1)
+        """Every value a whole number in [0, input_dim); the message names the data row of x
+        (1-based; x's rows are the data's, whatever this layer's own input shape: inside a
+        TimeDistributed, or after a Reshape)."""
+        x = np.asarray(x)
+        flat = x.reshape(-1)
         for start in range(0, flat.size, 1 << 20):
             block = flat[start:start + (1 << 20)]
             bad = np.flatnonzero(~((block == np.floor(block)) & (block >= 0) & (block < self.params.input_dim)))
             if bad.size:
-                raise self._bad_index(flat, start + int(bad[0]), where)
+                raise self._bad_index(flat, start + int(bad[0]), math.prod(x.shape[1:]), where)
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         self._indices = x.reshape(-1)
         y = self._y[: self._indices.size]
         bad = self._kernel.embedding_forward(self._indices, self.embeddings.value, y)
         if bad >= 0:
-            raise self._bad_index(self._indices, bad, "batch")
+            raise self._bad_index(self._indices, bad, math.prod(self.input_shape), "batch")
         return y.reshape(*x.shape, self.params.output_dim)
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:

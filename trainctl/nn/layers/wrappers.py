@@ -10,8 +10,7 @@ import numpy as np
 
 from trainctl.errors import TrainctlError
 from trainctl.nn.layers.base import LAYERS, BuildContext, DensePlan, Layer, LayerParams, MaskSpec, Shape, auto_name
-from trainctl.nn.layers.embedding import EmbeddingPlan
-from trainctl.nn.layers.plans import BidirectionalPlan, MaskingPlan, RepeatedPlan, main_plan
+from trainctl.nn.layers.plans import BidirectionalPlan, RepeatedPlan
 from trainctl.nn.layers.recurrent import Recurrent
 
 _MERGE_MODES = Literal["concat", "sum", "mul", "ave"]
@@ -237,6 +236,13 @@ class TimeDistributed(_Wrapper):
         return None if dx is None else dx.reshape(n, steps, *self.input_shape[1:])
 
     @property
+    def checks_input(self) -> bool:
+        return self.inner.checks_input
+
+    def check_input(self, x: np.ndarray, where: str) -> None:
+        self.inner.check_input(x, where)  # the same values, x's rows still the data's
+
+    @property
     def has_activity_regularizer(self) -> bool:
         return self.inner.has_activity_regularizer
 
@@ -255,18 +261,18 @@ class TimeDistributed(_Wrapper):
     def compiled_plan(self) -> DensePlan | RepeatedPlan | None:
         """A Dense inner layer's plan as it is: Dense already runs over every row of the last
         axis, so [n * steps, features] is its [n, steps, features]. Any other inner layer's plan
-        runs over n * steps inner samples (RepeatedPlan); one that draws random numbers gets the
-        chunk's draws for those n * steps rows per step, as forward draws them here (train/
-        compiled.py); a recurrent layer or Bidirectional gets no mask, as forward gives it none.
-        Trained from Python: an Embedding (fit checks the first layer's indices only, and the
-        loop's lookup trusts them), Masking (the loop has no row for a mask over the inner
-        steps), and an activity regularizer (its penalty divides by n * steps, the loop's by n)."""
+        runs over n * steps inner samples (RepeatedPlan, the loop's rows of steps samples per
+        sample). An inner layer that draws random numbers gets the chunk's draws for those
+        n * steps rows per step, as forward draws them here (train/compiled.py); a recurrent
+        layer or Bidirectional gets no mask, as forward gives it none. An Embedding looks up the
+        indices of all n * steps inner samples (fit checked them with the model's input:
+        check_input); a Masking makes its mask over each inner sample's positions and multiplies
+        by it, and the TimeDistributed passes on the mask it received, not that one (forward;
+        TF.js and Keras do the same). Trained from Python: an activity regularizer (its penalty
+        divides by n * steps, the loop's by n)."""
         plan = self.inner.compiled_plan()
         if plan is None or self.inner.has_activity_regularizer:
             return None
         if isinstance(plan, DensePlan):
             return plan
-        if isinstance(main_plan(plan), (EmbeddingPlan, MaskingPlan)):
-            return None
         return RepeatedPlan(plan, self.input_shape[0])
-

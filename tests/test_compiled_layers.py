@@ -83,27 +83,43 @@ def test_clipnorm_on_the_general_plan():
     _assert_compiled_matches(CONV, {"type": "momentum", "momentum": 0.9, "clipnorm": 0.2}, shape=IMAGE)
 
 
-ACTIVITY_STACKS = {
-    "dense_l1l2_hidden_l2_fused_last": [
+ACTIVITY_STACKS = {  # name: (layers, input shape)
+    "dense_l1l2_hidden_l2_fused_last": ([
         {"type": "dense", "units": 7, "activation": "relu", "input_shape": [FEATURES],
          "activity_regularizer": {"type": "l1l2", "l1": 0.01, "l2": 0.02}},
         {"type": "dropout", "rate": 0.3},
         {"type": "dense", "units": CLASSES, "activation": "softmax", "activity_regularizer": "l2",
-         "kernel_regularizer": "l1"}],
-    "conv_l1_and_dense": [
+         "kernel_regularizer": "l1"}], (FEATURES,)),
+    "conv_l1_and_dense": ([
         {"type": "conv2d", "filters": 3, "kernel_size": 2, "activation": "relu", "input_shape": IMAGE,
          "activity_regularizer": {"type": "l1", "l1": 0.05}},
         {"type": "flatten"},
-        {"type": "dense", "units": CLASSES, "activation": "softmax", "activity_regularizer": "l1"}],
+        {"type": "dense", "units": CLASSES, "activation": "softmax", "activity_regularizer": "l1"}], IMAGE),
+    # inside a TimeDistributed the penalty and its gradient divide by the n * steps samples the
+    # inner layer saw (TimeDistributed.activity_loss), a plain layer's by the batch's n
+    "time_distributed_dense_and_conv1d": ([
+        {"type": "time_distributed", "input_shape": [SIDE, SIDE, CHANNELS],
+         "layer": {"type": "dense", "units": 3, "activation": "tanh",
+                   "activity_regularizer": {"type": "l1l2", "l1": 0.02, "l2": 0.05}}},
+        {"type": "time_distributed",
+         "layer": {"type": "conv1d", "filters": 2, "kernel_size": 2, "activity_regularizer": "l2"}},
+        {"type": "flatten"},
+        {"type": "dense", "units": CLASSES, "activation": "softmax", "activity_regularizer": "l1"}], IMAGE),
 }
+
+
+def _without_activity(spec: dict) -> dict:
+    """The layer spec without activity regularizers (a wrapped layer's too)."""
+    return {key: _without_activity(value) if key == "layer" else value for key, value in spec.items()
+            if key != "activity_regularizer"}
 
 
 @pytest.mark.parametrize("stack", list(ACTIVITY_STACKS))
 def test_activity_regularizers_run_compiled_bit_for_bit(stack):
-    shape = IMAGE if stack.startswith("conv") else (FEATURES,)
-    compiled = _assert_compiled_matches(ACTIVITY_STACKS[stack], shape=shape, validation_split=0.2,
+    layers, shape = ACTIVITY_STACKS[stack]
+    compiled = _assert_compiled_matches(layers, shape=shape, validation_split=0.2,
                                         sample_weight=np.random.default_rng(3).random(N) * 2)
-    plain = [{k: v for k, v in layer.items() if k != "activity_regularizer"} for layer in ACTIVITY_STACKS[stack]]
+    plain = [_without_activity(layer) for layer in layers]
     assert compiled[1].history["loss"] != _fit(plain, "adam", True, shape=shape, validation_split=0.2,
                                                sample_weight=np.random.default_rng(3).random(N) * 2)[1].history["loss"]
 

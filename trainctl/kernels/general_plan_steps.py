@@ -85,7 +85,7 @@ def _general_plan_steps(sequences: bool):
                     x = bufs[x_slots[layer]][:samples * geo[layer, G_IN]]
                     dy = bufs[dy_slots[layer]][:samples * geo[layer, G_OUT]]
                     if act_slots[layer] >= 0:  # dLoss/dy + the activity penalty's grad (Dense/_ConvBase backward)
-                        act_grad_rates[layer, 2] = 1.0 / count
+                        act_grad_rates[layer, 2] = 1.0 / samples  # per sample of the row, as its penalty
                         dy = add_activity_grad(dy, bufs[slots[layer, S_Y]][:dy.shape[0]], bufs[act_slots[layer]],
                                                act_grad_rates[layer, 0], act_grad_rates[layer, 1], act_grad_rates[layer, 2])
                     if sequences:

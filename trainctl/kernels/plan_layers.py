@@ -352,13 +352,15 @@ def _penalties(bufs, reg_slots, reg_rates):
 
 @njit
 def _activity_penalties(bufs, slots, act_slots, act_rates, geo, count):
-    """Model.activity_loss(count): per layer with an activity regularizer penalty(y) / count,
-    summed over layers (float64)."""
+    """Model.activity_loss(count): per layer with an activity regularizer penalty(y) / its
+    samples, summed over layers (float64). A row's samples are count * G_TIMES: a layer inside
+    a TimeDistributed divides by the n * steps samples it saw (TimeDistributed.activity_loss)."""
     total = 0.0
     for layer in range(act_slots.shape[0]):
         if act_slots[layer] >= 0:
-            y = bufs[slots[layer, S_Y]][:count * geo[layer, G_OUT]]
-            total += l1l2_penalty(y, act_rates[layer, 0], act_rates[layer, 1]) / count
+            samples = count * geo[layer, G_TIMES]
+            y = bufs[slots[layer, S_Y]][:samples * geo[layer, G_OUT]]
+            total += l1l2_penalty(y, act_rates[layer, 0], act_rates[layer, 1]) / samples
     return total
 
 

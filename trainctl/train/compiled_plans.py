@@ -58,7 +58,7 @@ class SpatialLoopPlan:
     activity: bool  # some layer has an activity regularizer
     act_slots: np.ndarray  # per layer the bufs index of its activity-grad buffer, or -1
     act_rates: np.ndarray  # [layer, (l1, l2)] float64: the penalty's
-    act_grad_rates: np.ndarray  # [layer, (l1, 2 * l2, 1 / batch)] in the model's dtype: the gradient's
+    act_grad_rates: np.ndarray  # [layer, (l1, 2 * l2, 1 / the row's samples)] in the model's dtype: the gradient's
     sequences: bool = False  # a recurrent or Embedding layer: train_sequence_plan_steps runs it
 
 
@@ -308,7 +308,7 @@ def spatial_plan(steps, plans) -> SpatialLoopPlan:
             reg_slots[index, r], reg_grad_slots[index, r] = slot(value), slot(grad)
             reg_rates[index, r] = (regularizer.l1, regularizer.l2)
             reg_grad_rates[index, r] = (dtype.type(regularizer.l1), dtype.type(2.0 * regularizer.l2))
-    # activity regularizers (Dense, conv): penalty(y) / batch joins the loss, its grad dLoss/dy
+    # activity regularizers (Dense, conv): penalty(y) / the row's samples joins the loss, its grad dLoss/dy
     act_slots = np.full(n, -1, np.int64)
     act_rates = np.zeros((n, 2), np.float64)
     act_grad_rates = np.zeros((n, 3), dtype)

@@ -262,17 +262,18 @@ class TimeDistributed(_Wrapper):
         """A Dense inner layer's plan as it is: Dense already runs over every row of the last
         axis, so [n * steps, features] is its [n, steps, features]. Any other inner layer's plan
         runs over n * steps inner samples (RepeatedPlan, the loop's rows of steps samples per
-        sample). An inner layer that draws random numbers gets the chunk's draws for those
-        n * steps rows per step, as forward draws them here (train/compiled.py); a recurrent
-        layer or Bidirectional gets no mask, as forward gives it none. An Embedding looks up the
-        indices of all n * steps inner samples (fit checked them with the model's input:
-        check_input); a Masking makes its mask over each inner sample's positions and multiplies
-        by it, and the TimeDistributed passes on the mask it received, not that one (forward;
-        TF.js and Keras do the same). Trained from Python: an activity regularizer (its penalty
-        divides by n * steps, the loop's by n)."""
+        sample), as does a Dense with an activity regularizer: its penalty and gradient divide
+        by the n * steps samples the inner layer saw, which is what the loop divides a row's by.
+        An inner layer that draws random numbers gets the chunk's draws for those n * steps rows
+        per step, as forward draws them here (train/compiled.py); a recurrent layer or
+        Bidirectional gets no mask, as forward gives it none. An Embedding looks up the indices
+        of all n * steps inner samples (fit checked them with the model's input: check_input);
+        a Masking makes its mask over each inner sample's positions and multiplies by it, and
+        the TimeDistributed passes on the mask it received, not that one (forward; TF.js and
+        Keras do the same)."""
         plan = self.inner.compiled_plan()
-        if plan is None or self.inner.has_activity_regularizer:
+        if plan is None:
             return None
-        if isinstance(plan, DensePlan):
+        if isinstance(plan, DensePlan) and not self.inner.has_activity_regularizer:
             return plan
         return RepeatedPlan(plan, self.input_shape[0])

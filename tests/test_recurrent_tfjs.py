@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from trainctl.nn.model import Sequential
-from trainctl.train.loop import Trainer
 
 pytestmark = pytest.mark.tfjs
 
@@ -61,15 +60,7 @@ def test_forward_and_ten_adam_steps_equal_tfjs(tfjs, case):
     # one node process each: the step-0 loss checks the forward pass from the exported
     # weights, the predictions after ten steps check it on every sample
     batches = [(x[i * 4:(i + 1) * 4], y[i * 4:(i + 1) * 4]) for i in range(10)]
-    optimizer = {"type": "adam", "learning_rate": 0.01}
-    peer = tfjs.tfjs_train_steps(model, optimizer, "mean_squared_error", batches, predict_after=[x])
-    model.compile(optimizer=optimizer, loss="mean_squared_error")
-    trainer = Trainer(model)
-    ours = [trainer.train_batch(xb, yb, None) for xb, yb in batches]
-    np.testing.assert_allclose(np.array(peer.losses).reshape(-1), np.array(ours).reshape(-1), atol=ATOL, rtol=0)
-    for name, value in model.get_weights().items():
-        np.testing.assert_allclose(peer.weights[name], value, atol=ATOL, rtol=0, err_msg=name)
-    np.testing.assert_allclose(peer.predictions_after[0], model.predict(x), atol=ATOL, rtol=0)
+    tfjs.assert_trains_as_tfjs(model, {"type": "adam", "learning_rate": 0.01}, "mean_squared_error", batches, x, ATOL)
 
 
 def test_summary_rows_equal_tfjs(tfjs):

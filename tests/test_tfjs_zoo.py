@@ -149,15 +149,7 @@ def test_masking_predicts_and_trains_as_tfjs(tfjs, case):
     model = Sequential(layers, seed=0)
     np.testing.assert_allclose(tfjs.tfjs_predict(model, x), model.predict(x), atol=ATOL, rtol=0)
     batches = [(x[i * 4:(i + 1) * 4], y[i * 4:(i + 1) * 4]) for i in range(4)]
-    optimizer = {"type": "adam", "learning_rate": 0.02}
-    peer = tfjs.tfjs_train_steps(model, optimizer, "mean_squared_error", batches, predict_after=[x])
-    model.compile(optimizer=optimizer, loss="mean_squared_error")
-    trainer = Trainer(model)
-    ours = [trainer.train_batch(xb, yb, None) for xb, yb in batches]
-    np.testing.assert_allclose(np.array(peer.losses).reshape(-1), np.array(ours).reshape(-1), atol=ATOL, rtol=0)
-    for name, value in model.get_weights().items():
-        np.testing.assert_allclose(peer.weights[name], value, atol=ATOL, rtol=0, err_msg=name)
-    np.testing.assert_allclose(peer.predictions_after[0], model.predict(x), atol=ATOL, rtol=0)
+    tfjs.assert_trains_as_tfjs(model, {"type": "adam", "learning_rate": 0.02}, "mean_squared_error", batches, x, ATOL)
 
 
 def test_noise_layers_are_identity_at_inference_and_thresholded_relu_forward_in_both(tfjs):

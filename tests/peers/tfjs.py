@@ -249,3 +249,20 @@ def tfjs_build_and_train(js_layers: list[dict[str, Any]], save_dir: str | Path, 
     return _result(run(build_request(js_layers, save_dir, compile=compile, batches=batches, predict=predict,
                                      set_weights=set_weights, include_optimizer=include_optimizer,
                                      train_more=train_more)))
+
+
+def assert_trains_as_tfjs(model, optimizer_spec: Any, loss: str, batches: Sequence[tuple[np.ndarray, np.ndarray]],
+                          x: np.ndarray, atol: float) -> None:
+    """TF.js's trainOnBatch over `batches` from the model's current weights against trainctl's
+    Trainer.train_batch over the same batches: each step's loss, every weight after, and the
+    predictions for x after (model is compiled here with the same optimizer and loss)."""
+    from trainctl.train.loop import Trainer
+
+    peer = tfjs_train_steps(model, optimizer_spec, loss, batches, predict_after=[x])
+    model.compile(optimizer=optimizer_spec, loss=loss)
+    trainer = Trainer(model)
+    ours = [trainer.train_batch(xb, yb, None) for xb, yb in batches]
+    np.testing.assert_allclose(np.array(peer.losses).reshape(-1), np.array(ours).reshape(-1), atol=atol, rtol=0)
+    for name, value in model.get_weights().items():
+        np.testing.assert_allclose(peer.weights[name], value, atol=atol, rtol=0, err_msg=name)
+    np.testing.assert_allclose(peer.predictions_after[0], model.predict(x), atol=atol, rtol=0)
